@@ -1,0 +1,260 @@
+"""Domain types: instruments, setups, quality scores, rejections.
+
+Prices and sizes are `Decimal` quantised to the instrument's tick at this boundary; floats live only
+inside the numpy kernels that produce candidates. Every type is immutable and checks its invariants at
+construction with a message that names the rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Final
+
+
+class Side(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.LONG else -1
+
+
+class AssetClass(StrEnum):
+    EQUITY = "equity"
+    ETF = "etf"
+    INDEX = "index"
+    FX = "fx"
+    METAL = "metal"
+    CRYPTO = "crypto"
+
+
+class Interval(StrEnum):
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    M30 = "30m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+    @property
+    def delta(self) -> timedelta:
+        return _INTERVAL_DELTAS[self]
+
+    @property
+    def nanos(self) -> int:
+        return int(self.delta.total_seconds()) * 1_000_000_000
+
+    @property
+    def is_intraday(self) -> bool:
+        return self.delta < timedelta(days=1)
+
+
+_INTERVAL_DELTAS: Final = {
+    Interval.M1: timedelta(minutes=1),
+    Interval.M5: timedelta(minutes=5),
+    Interval.M15: timedelta(minutes=15),
+    Interval.M30: timedelta(minutes=30),
+    Interval.H1: timedelta(hours=1),
+    Interval.H4: timedelta(hours=4),
+    Interval.D1: timedelta(days=1),
+}
+
+
+class SignalStatus(StrEnum):
+    """Lifecycle of a signal; later issues move signals past NEW."""
+
+    NEW = "new"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    EXECUTED = "executed"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class RejectionKind(StrEnum):
+    SETUP = "setup"
+    SYMBOL = "symbol"
+
+
+def ensure_utc(ts: datetime, name: str) -> datetime:
+    """Return `ts` if it is timezone-aware UTC, else raise naming the field."""
+    if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime, was {ts!r}")
+    return ts
+
+
+def to_decimal(value: float | int | str | Decimal, name: str) -> Decimal:
+    """Convert a number to a finite Decimal via its shortest repr (no binary float artefacts)."""
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, was {value!r}")
+        result = Decimal(repr(value))
+    else:
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ValueError(f"{name} must be a decimal number, was {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"{name} must be a finite number, was {value!r}")
+    return result
+
+
+def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """Round `value` to a whole multiple of `step` with the given rounding mode."""
+    units = (value / step).to_integral_value(rounding=rounding)
+    return (units * step).quantize(step)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable instrument as configured in the watchlist."""
+
+    symbol: str
+    ticker: str
+    asset_class: AssetClass
+    interval: Interval
+    tick_size: Decimal
+    pip_size: Decimal
+    lot_size: Decimal
+    contract_size: Decimal
+    calendar: str
+    timezone: str
+    spread: Decimal = Decimal(0)
+    has_volume: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.symbol or not self.symbol.strip():
+            raise ValueError("symbol must not be empty")
+        for name in ("tick_size", "pip_size", "lot_size", "contract_size"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+                raise ValueError(f"{name} must be a positive decimal for {self.symbol}, was {value!r}")
+        if not isinstance(self.spread, Decimal) or not self.spread.is_finite() or self.spread < 0:
+            raise ValueError(f"spread must be a non-negative decimal for {self.symbol}, was {self.spread!r}")
+
+    def price(self, value: float | Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        """Quantise a price to this instrument's tick."""
+        return quantize_to_step(to_decimal(value, f"{self.symbol} price"), self.tick_size, rounding)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreComponent:
+    """One named, weighted part of the quality score with its human-readable reason."""
+
+    name: str
+    value: float
+    weight: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.value <= 1.0) or math.isnan(self.value):
+            raise ValueError(f"score component {self.name} value must be within 0..1, was {self.value}")
+        if not (0.0 <= self.weight <= 1.0) or math.isnan(self.weight):
+            raise ValueError(f"score component {self.name} weight must be within 0..1, was {self.weight}")
+
+    @property
+    def points(self) -> float:
+        """Contribution before normalisation (value x weight)."""
+        return self.value * self.weight
+
+
+@dataclass(frozen=True, slots=True)
+class QualityScore:
+    """Total 0-100 score and the components it is the weighted mean of."""
+
+    total: float
+    components: tuple[ScoreComponent, ...]
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.total <= 100.0) or math.isnan(self.total):
+            raise ValueError(f"quality score must be within 0..100, was {self.total}")
+
+    def top(self, n: int = 3) -> tuple[ScoreComponent, ...]:
+        """Return the `n` components contributing most, largest first (ties by name)."""
+        ranked = sorted(self.components, key=lambda c: (-c.points, c.name))
+        return tuple(ranked[:n])
+
+    def as_dict(self) -> dict[str, float]:
+        return {c.name: c.value for c in self.components}
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """A validated trade setup: the strategy's proposal, quantised and checked."""
+
+    strategy: str
+    symbol: str
+    side: Side
+    entry: Decimal
+    stop: Decimal
+    targets: tuple[Decimal, ...]
+    bar_time: datetime
+    timeframe: Interval
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.bar_time, "bar_time")
+        if not self.targets:
+            raise ValueError(f"{self.symbol} {self.strategy}: a setup needs at least one target")
+        for name, value in (("entry", self.entry), ("stop", self.stop), *(("target", t) for t in self.targets)):
+            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+                raise ValueError(f"{name} must be a positive finite decimal, was {value!r}")
+        if self.side is Side.LONG:
+            if self.stop >= self.entry:
+                raise ValueError(f"stop must be below entry for a long, was {self.stop} vs entry {self.entry}")
+            if any(t <= self.entry for t in self.targets):
+                raise ValueError(f"targets must be above entry for a long, were {list(map(str, self.targets))}")
+        else:
+            if self.stop <= self.entry:
+                raise ValueError(f"stop must be above entry for a short, was {self.stop} vs entry {self.entry}")
+            if any(t >= self.entry for t in self.targets):
+                raise ValueError(f"targets must be below entry for a short, were {list(map(str, self.targets))}")
+
+    @property
+    def target(self) -> Decimal:
+        return self.targets[0]
+
+    @property
+    def risk(self) -> Decimal:
+        """Distance from entry to stop in price units (always positive)."""
+        return abs(self.entry - self.stop)
+
+    @property
+    def reward_risk(self) -> Decimal:
+        """Reward:risk of the first target, to two decimals."""
+        return (abs(self.target - self.entry) / self.risk).quantize(Decimal("0.01"))
+
+    @property
+    def signal_id(self) -> str:
+        """Short deterministic id: the same setup seen by two scans gets the same id."""
+        key = f"{self.strategy}|{self.symbol}|{self.timeframe}|{self.bar_time.isoformat()}|{self.side}"
+        return hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredSetup:
+    setup: Setup
+    score: QualityScore
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a setup or a whole symbol was not used in this run."""
+
+    kind: RejectionKind
+    symbol: str
+    reason: str
+    strategy: str | None = None
+    bar_time: datetime | None = None
+    detail: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Built-in strategies; importing this package registers them."""
