@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -110,8 +111,7 @@ class SessionCalendar:
 
     def local_nanos(self, times: IntArray) -> IntArray:
         """Local wall-clock time of UTC instants, as nanoseconds of a naive clock."""
-        index = pd.DatetimeIndex(pd.to_datetime(times, unit="ns", utc=True)).tz_convert(self.timezone)
-        return index.tz_localize(None).as_unit("ns").asi8.astype(np.int64)
+        return local_nanos(times, self.timezone)
 
     def session_day(self, times: IntArray) -> IntArray:
         """Trading-date id (days since the epoch) for each UTC instant."""
@@ -127,6 +127,43 @@ class SessionCalendar:
 
     def with_holidays(self, holidays: frozenset[date]) -> SessionCalendar:
         return SessionCalendar(self.name, self.timezone, self.open_offset, self.close_offset, self.weekdays, holidays)
+
+
+_TABLE_START_NS = 631_152_000 * 1_000_000_000  # 1990-01-01T00:00Z
+_TABLE_END_NS = 2_871_763_200 * 1_000_000_000  # 2061-01-01T00:00Z
+_QUARTER_HOUR_NS = 15 * _MINUTE_NS
+
+
+def _utc_offsets_slow(times: IntArray, timezone: str) -> IntArray:
+    index = pd.DatetimeIndex(np.asarray(times, dtype=np.int64).view("M8[ns]")).tz_localize("UTC").tz_convert(timezone)
+    return index.tz_localize(None).as_unit("ns").asi8.astype(np.int64) - times
+
+
+@lru_cache(maxsize=64)
+def _offset_table(timezone: str) -> tuple[IntArray, IntArray]:
+    """UTC instants at which `timezone`'s offset changes (1990-2060) and the offset from each on."""
+    days = np.arange(_TABLE_START_NS, _TABLE_END_NS, _DAY_NS, dtype=np.int64)
+    daily = _utc_offsets_slow(days, timezone)
+    starts, offsets = [_TABLE_START_NS], [int(daily[0])]
+    for k in np.flatnonzero(daily[1:] != daily[:-1]).tolist():
+        # The change happened during day k; find its quarter hour (all real transitions fall on one).
+        steps = days[k] + np.arange(0, _DAY_NS + 1, _QUARTER_HOUR_NS, dtype=np.int64)
+        within = _utc_offsets_slow(steps, timezone)
+        first = int(np.flatnonzero(within != within[0])[0])
+        starts.append(int(steps[first]))
+        offsets.append(int(within[first]))
+    return np.array(starts, dtype=np.int64), np.array(offsets, dtype=np.int64)
+
+
+def local_nanos(times: IntArray, timezone: str) -> IntArray:
+    """Local wall-clock time of UTC instants (ns), via a cached table of the zone's offset changes."""
+    times = np.asarray(times, dtype=np.int64)
+    if len(times) == 0:
+        return times.copy()
+    if times.min() < _TABLE_START_NS or times.max() >= _TABLE_END_NS:
+        return times + _utc_offsets_slow(times, timezone)
+    starts, offsets = _offset_table(timezone)
+    return times + offsets[np.searchsorted(starts, times, side="right") - 1]
 
 
 def _to_ns(delta: timedelta) -> int:

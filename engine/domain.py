@@ -11,9 +11,9 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 
 class Side(StrEnum):
@@ -80,6 +80,14 @@ class SignalStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class RunStatus(StrEnum):
+    """Lifecycle of one analysis run."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
 class RejectionKind(StrEnum):
     SETUP = "setup"
     SYMBOL = "symbol"
@@ -111,9 +119,17 @@ def to_decimal(value: float | int | str | Decimal, name: str) -> Decimal:
 
 
 def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """Round `value` to a whole multiple of `step` with the given rounding mode."""
-    units = (value / step).to_integral_value(rounding=rounding)
-    return (units * step).quantize(step)
+    """Round `value` to a whole multiple of `step` with the given rounding mode.
+
+    Exact for every finite input: the working precision grows with the digits involved, so a huge price
+    neither raises `InvalidOperation` nor lands on the wrong side of a rounding boundary.
+    """
+    exponent = min(cast(int, value.as_tuple().exponent), cast(int, step.as_tuple().exponent))  # finite only
+    digits = max(value.adjusted(), step.adjusted()) - exponent + len(step.as_tuple().digits) + 10
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, digits)
+        units = (value / step).to_integral_value(rounding=rounding)
+        return (units * step).quantize(step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +249,10 @@ class Setup:
     @property
     def reward_risk(self) -> Decimal:
         """Reward:risk of the first target, to two decimals."""
-        return (abs(self.target - self.entry) / self.risk).quantize(Decimal("0.01"))
+        ratio = abs(self.target - self.entry) / self.risk
+        with localcontext() as ctx:  # a far-away target must not overflow the 28-digit default precision
+            ctx.prec = max(ctx.prec, ratio.adjusted() + 4)
+            return ratio.quantize(Decimal("0.01"))
 
     @property
     def signal_id(self) -> str:

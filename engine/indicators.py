@@ -19,6 +19,8 @@ from engine.bars import Bars, BoolArray, FloatArray, IntArray, align, resample, 
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument, Interval
 
+_DAY_NS = 86_400 * 1_000_000_000
+_MINUTE_NS = 60 * 1_000_000_000
 BULLISH = 1
 _SMA_MATYPE: Any = 0  # talib.MA_Type.SMA
 BEARISH = -1
@@ -132,6 +134,11 @@ class MarketContext:
     _session: dict[str, IntArray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.bars.interval != self.instrument.interval:
+            raise ValueError(
+                f"{self.instrument.symbol}: bars are {self.bars.interval} but the instrument is configured "
+                f"for {self.instrument.interval}"
+            )
         self.ind = Indicators(self.bars)
 
     def __len__(self) -> int:
@@ -154,25 +161,34 @@ class MarketContext:
         return htf
 
     @property
+    def local_time(self) -> IntArray:
+        """Exchange-local wall-clock time of each bar's open, as naive nanoseconds (computed once)."""
+        return self._session_array("local", lambda: self.calendar.local_nanos(self.bars.time))
+
+    @property
     def session_day(self) -> IntArray:
         """Trading-date id of each bar."""
-        return self._session_array("day", self.calendar.session_day)
+        return self._session_array("day", lambda: (self.local_time - self._open_ns) // _DAY_NS)
 
     @property
     def minutes_from_open(self) -> IntArray:
         """Minutes from the session open to each bar's open time."""
-        return self._session_array("from_open", self.calendar.minutes_from_open)
+        return self._session_array("from_open", lambda: ((self.local_time - self._open_ns) % _DAY_NS) // _MINUTE_NS)
 
     @property
     def local_minute(self) -> IntArray:
         """Exchange-local minute of day of each bar's open time."""
-        return self._session_array("local_minute", self.calendar.local_minute_of_day)
+        return self._session_array("local_minute", lambda: (self.local_time % _DAY_NS) // _MINUTE_NS)
 
-    def _session_array(self, key: str, compute: Callable[[IntArray], IntArray]) -> IntArray:
+    @property
+    def _open_ns(self) -> int:
+        return int(self.calendar.open_offset.total_seconds()) * 1_000_000_000
+
+    def _session_array(self, key: str, compute: Callable[[], IntArray]) -> IntArray:
         try:
             return self._session[key]
         except KeyError:
-            value = self._session[key] = compute(self.bars.time)
+            value = self._session[key] = compute()
             return value
 
 

@@ -4,8 +4,9 @@ Setup validation rules, each rejection carrying its reason:
 
 1. entry, stop and target are finite positive numbers;
 2. the stop is on the losing side of entry and the target on the winning side;
-3. prices are quantised to the tick: entry to the nearest tick, the stop away from entry and the target
-   towards entry, so the quantised reward:risk is never better than the strategy's;
+3. prices are quantised to the tick against the trader: the entry away from the target (up for a long,
+   down for a short), the stop away from entry and the target towards entry, so the quantised
+   reward:risk is never better than the strategy's (a nearest-tick entry could move towards the stop);
 4. the stop distance is at least `min_stop_ticks` ticks and more than `min_stop_spreads` x the instrument's
    typical spread (a stop inside the spread is noise, not risk control);
 5. the signal bar has closed by the clock's now, and it closed at most `max_age_bars` bars of *market* time
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from engine.domain import (
     Setup,
     Side,
     ensure_utc,
+    to_decimal,
 )
 from engine.indicators import MarketContext
 from engine.quality import QualityScorer
@@ -101,7 +103,7 @@ def validate(
         )
 
     long = c.side is Side.LONG
-    entry = instrument.price(c.entry, ROUND_HALF_EVEN)
+    entry = instrument.price(c.entry, ROUND_CEILING if long else ROUND_FLOOR)
     stop = instrument.price(c.stop, ROUND_FLOOR if long else ROUND_CEILING)
     target = instrument.price(c.target, ROUND_FLOOR if long else ROUND_CEILING)
     if sign * (entry - stop) <= 0 or sign * (target - entry) <= 0:
@@ -111,8 +113,8 @@ def validate(
     min_ticks = instrument.tick_size * rules.min_stop_ticks
     if distance < min_ticks:
         return reject(f"stop distance {distance} is under {rules.min_stop_ticks} ticks ({min_ticks})")
-    min_spread = float(instrument.spread) * rules.min_stop_spreads
-    if instrument.spread > 0 and float(distance) <= min_spread:
+    min_spread = instrument.spread * to_decimal(rules.min_stop_spreads, "min_stop_spreads")
+    if instrument.spread > 0 and distance <= min_spread:
         return reject(
             f"stop distance {distance} is within {rules.min_stop_spreads:g}x the typical spread {instrument.spread}"
         )

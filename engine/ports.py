@@ -12,7 +12,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from engine.domain import Instrument, Rejection, ScoredSetup, SignalStatus
+from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
 
 
 class Clock(Protocol):
@@ -63,6 +63,7 @@ class RunSummary:
     rejected_setups: int
     rejected_symbols: int
     errors: tuple[str, ...] = field(default_factory=tuple)
+    status: RunStatus | None = None  # None only from stores that do not track it; SqliteStore always sets it
 
 
 class SignalStore(Protocol):
@@ -81,6 +82,10 @@ class SignalStore(Protocol):
         errors: Sequence[str],
     ) -> None:
         """Store the run's setups (status NEW, idempotent by signal id) and rejections, and close the run."""
+        ...
+
+    async def mark_run_failed(self, run_id: int, finished_at: datetime, error: str) -> None:
+        """Close a run that crashed, keeping the error."""
         ...
 
     async def run(self, run_id: int) -> RunSummary | None: ...

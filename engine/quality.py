@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -91,7 +91,7 @@ ComponentFn = Callable[[MarketContext, int, Setup], Evaluation]
 class QualityWeights:
     """Weight (0..1) of each component; a weight of 0 leaves the component out."""
 
-    weights: Mapping[Component, float] = DEFAULT_WEIGHTS
+    weights: Mapping[Component, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
 
     def __post_init__(self) -> None:
         for name, weight in self.weights.items():
@@ -117,7 +117,7 @@ def _trend_alignment(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     base_ok = not math.isnan(ema50) and sign * (close - ema50) > 0
     higher_ok = not (math.isnan(fast) or math.isnan(slow)) and sign * (fast - slow) > 0
     word = "up" if setup.side is Side.LONG else "down"
-    value = (base_ok + higher_ok) / 2
+    value = (int(base_ok) + int(higher_ok)) / 2  # numpy bools would add as logical or
     parts = [
         f"{ctx.bars.interval} {'with' if base_ok else 'against'} EMA50",
         f"{higher.bars.interval} EMA50/200 {'with' if higher_ok else 'not'} {word}",

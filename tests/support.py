@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def shared_bars(symbol: str, interval: str) -> Bars:
 def shared_context(symbol: str, interval: str | None = None, n: int | None = None) -> MarketContext:
     """A MarketContext over the shared bars of a built-in instrument (the first `n` bars if given)."""
     instrument: Instrument = default_instrument(symbol)
-    bars = shared_bars(symbol, interval or instrument.interval.value)
+    if interval is not None:
+        instrument = replace(instrument, interval=Interval(interval))
+    bars = shared_bars(symbol, instrument.interval.value)
     if n is not None:
         bars = bars.head(n)
     return MarketContext(instrument, bars, get_calendar(instrument.calendar))

@@ -1,0 +1,53 @@
+"""The one composition root: settings in, wired services out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bot.clock import WallClock
+from bot.config import Settings
+from bot.scan import BarRules, ScanService, WatchItem
+from data.providers import provider_from_source
+from data.store import SqliteStore
+from engine.calendars import get_calendar
+from engine.ports import Clock
+
+
+def watchlist(settings: Settings) -> list[WatchItem]:
+    """Each configured instrument with the enabled strategies that apply to it."""
+    strategies = settings.build_strategies()
+    items = []
+    for instrument in settings.instruments:
+        runs = tuple(
+            strategy
+            for strategy, allowed in strategies
+            if strategy.applies_to(instrument) and (allowed is None or instrument.symbol in allowed)
+        )
+        items.append(WatchItem(instrument, get_calendar(instrument.calendar), runs))
+    return items
+
+
+def bar_rules(settings: Settings) -> BarRules:
+    v = settings.validation
+    return BarRules(settings.scan.history_bars, v.min_bars, v.stale_bars, v.max_bad_fraction)
+
+
+def cache_dir(settings: Settings) -> Path:
+    return settings.cache_dir or settings.db_path.parent / "cache"
+
+
+@asynccontextmanager
+async def scan_service(
+    settings: Settings, data_source: str | None = None, clock: Clock | None = None
+) -> AsyncIterator[ScanService]:
+    """A ScanService over the configured provider and the SQLite store, closed on exit."""
+    provider = provider_from_source(data_source or settings.data_source, cache_dir(settings))
+    store = await SqliteStore.open(settings.db_path)
+    try:
+        yield ScanService(
+            provider, store, watchlist(settings), settings.engine_config(), bar_rules(settings), clock or WallClock()
+        )
+    finally:
+        await store.close()

@@ -1,0 +1,318 @@
+"""Typed, frozen settings loaded once: environment, then `.env`, then the TOML config file, then defaults.
+
+The config file is `TRADEBOT_CONFIG` (default `tradebot.toml` in the working directory; when that default
+file is absent the built-in defaults apply). Any unknown key, wrong type or impossible value raises
+`ConfigError` whose message names the key and the rule; the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.calendars import BUILTIN_CALENDARS, get_calendar
+from engine.catalog import DEFAULT_WATCHLIST
+from engine.domain import AssetClass, Instrument, Interval
+from engine.pipeline import EngineConfig, ValidationRules
+from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
+from engine.strategy import REGISTRY, Strategy, StrategyParams, strategy_names
+
+CONFIG_ENV = "TRADEBOT_CONFIG"
+DEFAULT_CONFIG_FILE = "tradebot.toml"
+ENV_PREFIX = "TRADEBOT_"
+DB_FILE_NAME = "tradebot.db"
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and the rule."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InstrumentConfig(_Frozen):
+    """One watchlist entry."""
+
+    symbol: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._\-^=]+$")]
+    ticker: str | None = None
+    asset_class: AssetClass
+    interval: Interval
+    tick_size: PositiveDecimal
+    pip_size: PositiveDecimal
+    lot_size: PositiveDecimal
+    contract_size: PositiveDecimal
+    calendar: str
+    timezone: str | None = None
+    spread: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
+    has_volume: bool = True
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        get_calendar(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Asia/Kolkata')") from None
+        return value
+
+    def to_instrument(self) -> Instrument:
+        return Instrument(
+            symbol=self.symbol,
+            ticker=self.ticker or self.symbol,
+            asset_class=self.asset_class,
+            interval=self.interval,
+            tick_size=self.tick_size,
+            pip_size=self.pip_size,
+            lot_size=self.lot_size,
+            contract_size=self.contract_size,
+            calendar=self.calendar,
+            timezone=self.timezone or BUILTIN_CALENDARS[self.calendar].timezone,
+            spread=self.spread,
+            has_volume=self.has_volume,
+        )
+
+    @classmethod
+    def from_instrument(cls, instrument: Instrument) -> InstrumentConfig:
+        return cls(
+            symbol=instrument.symbol,
+            ticker=instrument.ticker,
+            asset_class=instrument.asset_class,
+            interval=instrument.interval,
+            tick_size=instrument.tick_size,
+            pip_size=instrument.pip_size,
+            lot_size=instrument.lot_size,
+            contract_size=instrument.contract_size,
+            calendar=instrument.calendar,
+            timezone=instrument.timezone,
+            spread=instrument.spread,
+            has_volume=instrument.has_volume,
+        )
+
+
+class StrategyConfig(_Frozen):
+    """Whether a strategy runs, on which symbols (default: every one it applies to) and its parameters."""
+
+    enabled: bool = True
+    symbols: tuple[str, ...] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class QualityConfig(_Frozen):
+    weights: dict[Component, Weight] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    min_score: Annotated[float, Field(ge=0.0, le=100.0)] = 40.0
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """Weights given in config override the defaults one by one; the others keep their default."""
+        return {**{k.value: w for k, w in DEFAULT_WEIGHTS.items()}, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> QualityConfig:
+        if not any(w > 0 for w in self.weights.values()):
+            raise ValueError("at least one quality weight must be above 0")
+        return self
+
+
+class ValidationConfig(_Frozen):
+    min_stop_ticks: Annotated[int, Field(ge=1)] = 3
+    min_stop_spreads: Annotated[float, Field(ge=0.0)] = 2.0
+    max_setup_age_bars: Annotated[int, Field(ge=1)] = 2
+    stale_bars: Annotated[int, Field(ge=1)] = 3
+    max_bad_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.01
+    min_bars: Annotated[int, Field(ge=20)] = 100
+
+
+class ScanConfig(_Frozen):
+    history_bars: Annotated[int, Field(ge=300, le=50_000)] = 2000
+
+
+def _default_db_path() -> Path:
+    """Under systemd's StateDirectory when set, else `var/` in the working directory."""
+    state = os.environ.get("STATE_DIRECTORY")
+    base = Path(state.split(":")[0]) if state else Path("var")
+    return base / DB_FILE_NAME
+
+
+class _OwnDotEnv(DotEnvSettingsSource):
+    """`.env` reader that leaves other programs' keys alone but still rejects unknown TRADEBOT_ keys."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        fields = set(self.settings_cls.model_fields)
+        prefix = ENV_PREFIX.lower()
+        return {k: v for k, v in data.items() if k in fields or k.lower().startswith(prefix)}
+
+
+def _default_strategies() -> dict[str, StrategyConfig]:
+    return {name: StrategyConfig() for name in strategy_names()}
+
+
+class Settings(BaseSettings):
+    """Everything tradebot is configured with; built once at startup and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    data_source: str = "yfinance"
+    db_path: Path = Field(default_factory=_default_db_path)
+    cache_dir: Path | None = None
+    watchlist: tuple[InstrumentConfig, ...] = Field(
+        default_factory=lambda: tuple(InstrumentConfig.from_instrument(i) for i in DEFAULT_WATCHLIST)
+    )
+    strategies: dict[str, StrategyConfig] = Field(default_factory=_default_strategies)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    scan: ScanConfig = Field(default_factory=ScanConfig)
+
+    @field_validator("data_source")
+    @classmethod
+    def _data_source(cls, value: str) -> str:
+        if value == "yfinance" or (value.startswith("csv:") and len(value) > len("csv:")):
+            return value
+        raise ValueError(f"must be 'yfinance' or 'csv:DIR', was {value!r}")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        symbols = [i.symbol for i in self.watchlist]
+        duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"watchlist: symbol(s) listed twice: {', '.join(duplicates)}")
+        known = set(strategy_names())
+        for name, config in self.strategies.items():
+            if name not in known:
+                raise ValueError(f"strategies.{name}: unknown strategy; known: {', '.join(sorted(known))}")
+            missing = sorted(set(config.symbols or ()) - set(symbols))
+            if missing:
+                raise ValueError(f"strategies.{name}.symbols: not in the watchlist: {', '.join(missing)}")
+            strategy_params(name, config.params)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del file_secret_settings, dotenv_settings
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _OwnDotEnv(settings_cls)]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    @property
+    def instruments(self) -> tuple[Instrument, ...]:
+        return tuple(i.to_instrument() for i in self.watchlist)
+
+    def engine_config(self) -> EngineConfig:
+        v = self.validation
+        rules = ValidationRules(v.min_stop_ticks, v.min_stop_spreads, v.max_setup_age_bars)
+        weights = QualityWeights({Component(k): w for k, w in self.quality.weights.items()})
+        return EngineConfig(rules, QualityScorer(weights), self.quality.min_score)
+
+    def build_strategies(self) -> list[tuple[Strategy[Any], frozenset[str] | None]]:
+        """Enabled strategies with the symbols each is restricted to (None: all it applies to)."""
+        built: list[tuple[Strategy[Any], frozenset[str] | None]] = []
+        for name, config in sorted(self.strategies.items()):
+            if config.enabled:
+                allowed = frozenset(config.symbols) if config.symbols is not None else None
+                built.append((REGISTRY[name](strategy_params(name, config.params)), allowed))
+        return built
+
+
+def strategy_params(name: str, raw: Mapping[str, Any]) -> StrategyParams:
+    """Type-check a strategy's parameters from config into its frozen params dataclass."""
+    cls = REGISTRY[name].params_type
+    unknown = sorted(set(raw) - cls.names())
+    if unknown:
+        allowed = ", ".join(sorted(cls.names()))
+        raise ValueError(f"strategies.{name}.params: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+    try:
+        return TypeAdapter(cls).validate_python(dict(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"strategies.{name}.params.{where}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+_SECRET_WORDS = ("token", "secret", "password", "key", "credential")
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    parts = [str(p) for p in error["loc"]]
+    where = ".".join(parts)
+    if error["type"] == "extra_forbidden":
+        msg, given = "unknown key (check the spelling against README's configuration table)", None
+    else:
+        msg, given = str(error["msg"]).removeprefix("Value error, "), error.get("input")
+    shown = ""
+    if any(word in where.lower() for word in _SECRET_WORDS):
+        shown = " (value hidden)" if given is not None else ""
+    elif not isinstance(given, dict | list | tuple) and given is not None and repr(given) not in msg:
+        shown = f" (got {given!r})"
+    if not parts:
+        return f"{msg}{shown}"
+    if parts[0].upper().startswith(ENV_PREFIX):  # an unknown key from `.env` arrives under its raw name
+        return f"{parts[0].upper()}: {msg}{shown}"
+    hint = f" [env {ENV_PREFIX}{parts[0].upper()}]" if len(parts) == 1 else ""
+    return f"{where}{hint}: {msg}{shown}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from the environment, `.env` and the config file; raise ConfigError on any problem."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(CONFIG_ENV)
+    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    if explicit and not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV}: config file not found: {path}")
+    toml_path = path if path.is_file() else None
+    if toml_path is not None:
+        try:
+            with toml_path.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path}: not valid TOML: {exc}") from None
+    bound = type("Settings", (Settings,), {"toml_path": toml_path})
+    try:
+        return bound(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        source = f" (config file {toml_path})" if toml_path else ""
+        raise ConfigError(f"invalid configuration{source}:\n  " + "\n  ".join(lines)) from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

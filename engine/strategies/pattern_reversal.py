@@ -1,0 +1,222 @@
+"""Candlestick reversal at support or resistance: a TA-Lib pattern printed where price has turned before.
+
+Rules at bar i (defaults in brackets; every input uses bars <= i only):
+
+1. Pattern. A long needs any of `bullish_patterns` to be +1 at bar i, a short any of `bearish_patterns` to
+   be -1 at bar i [bullish: CDLENGULFING, CDLHAMMER, CDLMORNINGSTAR, CDLPIERCING; bearish: CDLENGULFING,
+   CDLSHOOTINGSTAR, CDLEVENINGSTAR, CDLDARKCLOUDCOVER]. TA-Lib marks the last candle of a pattern, so a
+   two- or three-candle pattern fires on its last candle. If a bullish and a bearish pattern of the lists
+   both print on bar i (e.g. a small black hammer that also engulfs a tiny white candle), nothing fires.
+   TA-Lib's candle functions compare the candle with trailing averages of the body / shadow / range sizes
+   of the 5-10 candles *before* it (running sums over the past only): causal. They do not check the prior
+   trend (CDLHAMMER is any small body with a long lower shadow near the previous low), which is what the
+   level filter below is for.
+2. Level. Pattern low = lowest low of the last `pattern_span` [3] bars (i-2..i); support = lowest low of
+   the `level_lookback` [50] bars before those (i-52..i-3), so the pattern never defines its own level.
+   A long needs the pattern low within `level_tolerance_atr` [0.5] x ATR(`atr_period` [14]) above the
+   support, or below it (pattern low - support <= 0.5 ATR), OR the pattern low at/below the lower
+   Bollinger band(`bb_period` [20], `bb_width` [2.0], SMA) of bar i. Shorts mirror this: pattern high =
+   highest high of i-2..i, resistance = highest high of i-52..i-3, resistance - pattern high <= 0.5 ATR, or
+   pattern high at/above the upper band.
+3. Stop and target. Entry = close of bar i (the backtester fills at the next open). Long stop = pattern low -
+   `stop_buffer_atr` [0.1] x ATR; short stop = pattern high + 0.1 x ATR. Target = entry +/- `reward_risk`
+   [2.0] x (entry - stop). A bar whose risk is not positive (flat data with no buffer) does not fire.
+
+No signal before ATR, the Bollinger bands and the full support/resistance window exist (`warmup` bars).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import talib
+from talib import abstract
+
+from engine.bars import BoolArray, FloatArray
+from engine.domain import Instrument, Side
+from engine.indicators import BEARISH, BULLISH, MarketContext, shift
+from engine.strategy import LONG, SHORT, SignalArrays, Strategy, StrategyParams, param, register
+
+BULLISH_PATTERNS = ("CDLENGULFING", "CDLHAMMER", "CDLMORNINGSTAR", "CDLPIERCING")
+BEARISH_PATTERNS = ("CDLENGULFING", "CDLSHOOTINGSTAR", "CDLEVENINGSTAR", "CDLDARKCLOUDCOVER")
+PATTERN_GROUP = "Pattern Recognition"
+
+
+@dataclass(frozen=True)
+class PatternReversalParams(StrategyParams):
+    bullish_patterns: tuple[str, ...] = BULLISH_PATTERNS
+    bearish_patterns: tuple[str, ...] = BEARISH_PATTERNS
+    level_lookback: int = param(50, low=20, high=100, step=10)
+    pattern_span: int = param(3, low=2, high=5, step=1)
+    level_tolerance_atr: float = param(0.5, low=0.1, high=1.0, step=0.1)
+    bb_period: int = param(20, low=10, high=40, step=5)
+    bb_width: float = param(2.0, low=1.5, high=3.0, step=0.25)
+    atr_period: int = param(14)
+    stop_buffer_atr: float = param(0.1, low=0.0, high=0.5, step=0.05)
+    reward_risk: float = param(2.0, low=1.0, high=4.0, step=0.5)
+
+    def __post_init__(self) -> None:
+        known = set(talib.get_function_groups()[PATTERN_GROUP])  # type: ignore[no-untyped-call]
+        for field_name in ("bullish_patterns", "bearish_patterns"):
+            names = getattr(self, field_name)
+            if not isinstance(names, tuple) or not names:
+                raise ValueError(f"{field_name} must be a non-empty tuple of TA-Lib pattern names, was {names!r}")
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"{field_name}: {', '.join(map(repr, unknown))} not TA-Lib candlestick function(s); "
+                    f"use names like CDLENGULFING from talib's {PATTERN_GROUP!r} group"
+                )
+        for name, minimum in (("level_lookback", 2), ("pattern_span", 2), ("bb_period", 2), ("atr_period", 1)):
+            value = getattr(self, name)
+            if value != int(value) or value < minimum:
+                raise ValueError(f"{name} must be a whole number of bars >= {minimum}, was {value!r}")
+        for name in ("level_tolerance_atr", "stop_buffer_atr"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must not be negative, was {getattr(self, name)!r}")
+        for name in ("bb_width", "reward_risk"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, was {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class _Levels:
+    """Per-bar inputs of the level filter and the stops (memoised arrays, nothing computed here)."""
+
+    atr: FloatArray
+    pattern_low: FloatArray
+    pattern_high: FloatArray
+    window_low: FloatArray  # lowest low of the `level_lookback` bars ending at each bar; support is `span` bars back
+    window_high: FloatArray
+    lower_band: FloatArray
+    upper_band: FloatArray
+
+
+@cache
+def _pattern_label(name: str) -> str:
+    """Lower-case display name of a TA-Lib candlestick function ("CDLENGULFING" -> "engulfing")."""
+    info = abstract.Function(name).info  # type: ignore[attr-defined]
+    return str(info["display_name"]).removesuffix(" Pattern").lower()
+
+
+@cache
+def _pattern_lookback(name: str) -> int:
+    return int(abstract.Function(name).lookback)  # type: ignore[attr-defined]
+
+
+def _decimals(instrument: Instrument) -> int:
+    exponent = instrument.tick_size.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 2
+
+
+@register
+class PatternReversal(Strategy[PatternReversalParams]):
+    """Bullish/bearish TA-Lib candlestick patterns printed at support/resistance or outside the Bollinger bands."""
+
+    name = "pattern_reversal"
+    params_type = PatternReversalParams
+
+    def applies_to(self, instrument: Instrument) -> bool:
+        del instrument
+        return True
+
+    @property
+    def warmup(self) -> int:
+        p = self.params
+        patterns = (*p.bullish_patterns, *p.bearish_patterns)
+        return max(
+            int(p.level_lookback) + int(p.pattern_span),
+            int(p.bb_period),
+            int(p.atr_period) + 1,
+            max(_pattern_lookback(n) for n in patterns) + 1,
+        )
+
+    def _levels(self, ctx: MarketContext) -> _Levels:
+        p = self.params
+        span, lookback = int(p.pattern_span), int(p.level_lookback)
+        upper, _, lower = ctx.ind.bbands(int(p.bb_period), float(p.bb_width))
+        return _Levels(
+            atr=ctx.ind.atr(int(p.atr_period)),
+            pattern_low=ctx.ind.lowest(span),
+            pattern_high=ctx.ind.highest(span),
+            window_low=ctx.ind.lowest(lookback),
+            window_high=ctx.ind.highest(lookback),
+            lower_band=lower,
+            upper_band=upper,
+        )
+
+    @staticmethod
+    def _any_pattern(ctx: MarketContext, names: tuple[str, ...], sign: int) -> BoolArray:
+        hit = np.zeros(len(ctx), dtype=np.bool_)
+        for name in names:
+            hit |= ctx.ind.pattern(name) == sign
+        return hit
+
+    def signals(self, ctx: MarketContext) -> SignalArrays:
+        n = len(ctx)
+        if n < int(self.params.pattern_span) + 1:
+            return SignalArrays.none(n)
+        p = self.params
+        lv = self._levels(ctx)
+        close = ctx.bars.close
+        bullish = self._any_pattern(ctx, p.bullish_patterns, BULLISH)
+        bearish = self._any_pattern(ctx, p.bearish_patterns, BEARISH)
+        tolerance = p.level_tolerance_atr * lv.atr
+        buffer = p.stop_buffer_atr * lv.atr
+        support = shift(lv.window_low, int(p.pattern_span))
+        resistance = shift(lv.window_high, int(p.pattern_span))
+        with np.errstate(invalid="ignore"):
+            ready = ~(np.isnan(lv.atr) | np.isnan(support) | np.isnan(lv.lower_band))
+            at_support = (lv.pattern_low - support <= tolerance) | (lv.pattern_low <= lv.lower_band)
+            at_resistance = (resistance - lv.pattern_high <= tolerance) | (lv.pattern_high >= lv.upper_band)
+            long_stop = lv.pattern_low - buffer
+            short_stop = lv.pattern_high + buffer
+            is_long = ready & bullish & ~bearish & at_support & (close - long_stop > 0)
+            is_short = ready & bearish & ~bullish & at_resistance & (short_stop - close > 0)
+        direction: npt.NDArray[np.int8] = np.zeros(n, dtype=np.int8)
+        direction[is_long] = LONG
+        direction[is_short] = SHORT
+        fired = is_long | is_short
+        stop = np.where(is_long, long_stop, np.where(is_short, short_stop, np.nan))
+        entry = np.where(fired, close, np.nan)
+        target = entry + p.reward_risk * (entry - stop)
+        return SignalArrays(direction, entry, stop, target)
+
+    def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:
+        p = self.params
+        lv = self._levels(ctx)
+        d = _decimals(ctx.instrument)
+        atr = float(lv.atr[i])
+        long = side is Side.LONG
+        names = p.bullish_patterns if long else p.bearish_patterns
+        sign = BULLISH if long else BEARISH
+        hits = [_pattern_label(n) for n in names if ctx.ind.pattern(n)[i] == sign]
+        reasons = [f"{'bullish' if long else 'bearish'} {' + '.join(hits)}"]
+
+        extreme_word = "low" if long else "high"
+        extreme = float((lv.pattern_low if long else lv.pattern_high)[i])
+        level = float((lv.window_low if long else lv.window_high)[i - int(p.pattern_span)])
+        band = float((lv.lower_band if long else lv.upper_band)[i])
+        # Distance from the level towards the market (above support / below resistance) in price units.
+        inside = (extreme - level) if long else (level - extreme)
+        if inside <= p.level_tolerance_atr * atr:
+            toward, beyond = ("above", "below") if long else ("below", "above")
+            reasons.append(
+                f"{extreme_word} {extreme:.{d}f} at {int(p.level_lookback)}-bar "
+                f"{'support' if long else 'resistance'} {level:.{d}f} "
+                f"({abs(inside) / atr:.1f} ATR {toward if inside >= 0 else beyond})"
+            )
+        if (extreme <= band) if long else (extreme >= band):
+            reasons.append(
+                f"{extreme_word} {extreme:.{d}f} {'at/below lower' if long else 'at/above upper'} "
+                f"Bollinger band({int(p.bb_period)}, {p.bb_width:g}) {band:.{d}f}"
+            )
+        stop = extreme - p.stop_buffer_atr * atr if long else extreme + p.stop_buffer_atr * atr
+        reasons.append(
+            f"stop {stop:.{d}f}: {p.stop_buffer_atr:g} ATR {'below' if long else 'above'} "
+            f"{int(p.pattern_span)}-bar {extreme_word}, target {p.reward_risk:g}R"
+        )
+        return tuple(reasons)

@@ -1,0 +1,237 @@
+"""CsvProvider on the real shared files and on deliberately broken temp files; the provider factory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.csv_provider import CSV_HEADER, CsvProvider, read_bar_csv, write_bar_csv
+from data.providers import YFinanceProvider, provider_from_source
+from engine.catalog import default_instrument
+from engine.domain import Interval
+from engine.ports import ProviderError
+
+FAR_FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
+HEADER = ",".join(CSV_HEADER)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("symbol", "interval", "rows", "first", "last"),
+    [
+        ("EURUSD", "1h", 9_998, "2024-11-27T03:00Z", "2026-07-09T17:00Z"),
+        ("BTCUSDT", "1h", 19_704, "2024-01-01T00:00Z", "2026-03-31T23:00Z"),
+        ("SPY", "5m", 16_198, "2025-05-12T13:30Z", "2026-03-11T19:55Z"),
+        ("NIFTY50", "5m", 18_012, "2025-01-01T03:45Z", "2025-12-31T09:55Z"),
+        ("XAUUSD", "1d", 3_452, "2013-01-02T00:00Z", "2026-05-15T00:00Z"),
+    ],
+)
+def test_shared_files_load_whole(
+    market_dir: Path, symbol: str, interval: str, rows: int, first: str, last: str
+) -> None:
+    instrument = replace(default_instrument(symbol), interval=Interval(interval))
+    frame = CsvProvider(market_dir).fetch(instrument, FAR_FUTURE, 100_000)
+    assert len(frame) == rows
+    assert frame.index[0] == pd.Timestamp(first)
+    assert frame.index[-1] == pd.Timestamp(last)
+    assert str(frame.index.tz) == "UTC"
+    assert frame.index.name == "timestamp"
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(dtype == np.float64 for dtype in frame.dtypes)
+    assert frame.index.is_monotonic_increasing and frame.index.is_unique
+
+
+@pytest.mark.shared_data
+def test_known_values_survive_parsing(market_dir: Path) -> None:
+    spy = CsvProvider(market_dir).fetch(
+        replace(default_instrument("SPY"), interval=Interval.D1), datetime(2025, 1, 1, tzinfo=UTC), 5
+    )
+    assert spy.loc[pd.Timestamp("2024-12-31T00:00Z"), "close"] == 586.08
+    nifty = CsvProvider(market_dir).fetch(default_instrument("NIFTY50"), FAR_FUTURE, 500)
+    assert (nifty["volume"] == 0).all()
+
+
+@pytest.mark.shared_data
+def test_end_cutoff_includes_bar_closing_at_end_and_excludes_forming_bar(market_dir: Path) -> None:
+    provider = CsvProvider(market_dir)
+    eurusd = default_instrument("EURUSD")
+    end = datetime(2025, 3, 12, 15, 0, tzinfo=UTC)
+    frame = provider.fetch(eurusd, end, 10)
+    assert frame.index[-1] == pd.Timestamp("2025-03-12T14:00Z")  # closes exactly at `end`
+    one_second_before = provider.fetch(eurusd, end - timedelta(seconds=1), 10)
+    assert one_second_before.index[-1] == pd.Timestamp("2025-03-12T13:00Z")  # 14:00 bar still forming
+    assert len(frame) == 10
+    assert (np.diff(frame.index.asi8) > 0).all()
+
+
+@pytest.mark.shared_data
+def test_bars_limit_takes_the_latest(market_dir: Path) -> None:
+    provider = CsvProvider(market_dir)
+    reliance = default_instrument("RELIANCE")
+    end = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)
+    frame = provider.fetch(reliance, end, 75)
+    assert len(frame) == 75
+    assert frame.index[-1] == pd.Timestamp("2025-06-12T09:35Z")
+    full = read_bar_csv(market_dir / "RELIANCE_5m.csv")
+    expected = full.loc[: pd.Timestamp("2025-06-12T09:35Z")].tail(75)
+    pd.testing.assert_frame_equal(frame, expected)
+    assert len(provider.fetch(reliance, datetime(2025, 1, 1, 3, 55, tzinfo=UTC), 500)) == 2
+
+
+@pytest.mark.shared_data
+def test_end_before_history_gives_empty_frame(market_dir: Path) -> None:
+    frame = CsvProvider(market_dir).fetch(default_instrument("SPY"), datetime(2020, 1, 1, tzinfo=UTC), 10)
+    assert frame.empty
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match=r"no data file for EURUSD 1h: .*EURUSD_1h\.csv does not exist"):
+        CsvProvider(tmp_path).fetch(default_instrument("EURUSD"), FAR_FUTURE, 10)
+
+
+def _write(directory: Path, body: str, name: str = "EURUSD_1h.csv") -> Path:
+    path = directory / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+GOOD_ROWS = "2025-01-06T00:00:00Z,1.1,1.2,1.0,1.15,10\n2025-01-06T01:00:00Z,1.15,1.3,1.1,1.2,12\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("time,open,high,low,close,volume\n" + GOOD_ROWS, r"bad header 'time,open,high,low,close,volume'"),
+        ("timestamp,open,high,low,close\n2025-01-06T00:00:00Z,1,1,1,1\n", r"bad header"),
+        ("", r"file is empty"),
+        (
+            HEADER + "\n" + GOOD_ROWS + "2025-01-06T02:00:00Z,1.2,abc,1.1,1.2,3\n",
+            r"unparseable high value 'abc' in data row 3",
+        ),
+        (
+            HEADER + "\n2025-13-06T00:00:00Z,1.1,1.2,1.0,1.15,10\n" + GOOD_ROWS,
+            r"unparseable timestamp '2025-13-06T00:00:00Z' in data row 1",
+        ),
+        (HEADER + "\n" + GOOD_ROWS + ",1.1,1.2,1.0,1.15,10\n", r"unparseable timestamp \(empty\) in data row 3"),
+        (HEADER + "\n2025-01-06 00:00:00,1.1,1.2,1.0,1.15,10\n", r"is not marked UTC"),
+        (HEADER + "\n" + GOOD_ROWS + "2025-01-06T02:00:00Z,1,2,3,4,5,6,7\n", r"malformed CSV"),
+    ],
+    ids=["renamed-column", "missing-column", "empty", "garbage-number", "bad-date", "no-date", "naive", "extra-fields"],
+)
+def test_corrupt_csv_raises_provider_error_naming_file(tmp_path: Path, body: str, message: str) -> None:
+    path = _write(tmp_path, body)
+    with pytest.raises(ProviderError, match=message) as info:
+        CsvProvider(tmp_path).fetch(default_instrument("EURUSD"), FAR_FUTURE, 10)
+    assert str(path) in str(info.value)
+
+
+def test_not_utf8_is_a_provider_error(tmp_path: Path) -> None:
+    (tmp_path / "EURUSD_1h.csv").write_bytes(HEADER.encode() + b"\n\xff\xfe,1,1,1,1,1\n")
+    with pytest.raises(ProviderError, match=r"EURUSD_1h\.csv: not UTF-8 text"):
+        CsvProvider(tmp_path).fetch(default_instrument("EURUSD"), FAR_FUTURE, 10)
+
+
+def test_empty_cells_pass_through_as_nan_for_validation(tmp_path: Path) -> None:
+    _write(tmp_path, HEADER + "\n" + GOOD_ROWS + "2025-01-06T02:00:00Z,1.2,,1.1,1.2,\n")
+    frame = CsvProvider(tmp_path).fetch(default_instrument("EURUSD"), FAR_FUTURE, 10)
+    assert len(frame) == 3
+    assert np.isnan(frame["high"].to_numpy()[-1]) and np.isnan(frame["volume"].to_numpy()[-1])
+
+
+def test_unsorted_rows_keep_raw_order_but_limit_takes_latest(tmp_path: Path) -> None:
+    rows = [
+        "2025-01-06T03:00:00Z,1,1,1,1,1",
+        "2025-01-06T01:00:00Z,2,2,2,2,2",
+        "2025-01-06T02:00:00Z,3,3,3,3,3",
+        "2025-01-06T00:00:00Z,4,4,4,4,4",
+    ]
+    _write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    frame = CsvProvider(tmp_path).fetch(default_instrument("EURUSD"), datetime(2025, 1, 6, 3, 0, tzinfo=UTC), 2)
+    assert list(frame.index) == [pd.Timestamp("2025-01-06T01:00Z"), pd.Timestamp("2025-01-06T02:00Z")]
+
+
+def test_parsed_file_is_cached_until_it_changes(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
+    provider = CsvProvider(tmp_path)
+    eurusd = default_instrument("EURUSD")
+    assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
+    assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
+    assert provider.reader.files_parsed == 1
+
+    stat = path.stat()
+    path.write_text(HEADER + "\n" + GOOD_ROWS.replace("1.15,10", "1.16,10"), encoding="utf-8")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    frame = provider.fetch(eurusd, FAR_FUTURE, 10)
+    assert provider.reader.files_parsed == 2
+    assert frame["close"].to_numpy()[0] == 1.16
+
+    path.write_text(HEADER + "\n" + GOOD_ROWS + "2025-01-06T02:00:00Z,1.2,1.3,1.1,1.25,7\n", encoding="utf-8")
+    assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 3
+    assert provider.reader.files_parsed == 3
+
+
+@pytest.mark.shared_data
+def test_cached_fetch_of_a_shared_file_does_not_reparse(market_dir: Path) -> None:
+    provider = CsvProvider(market_dir)
+    btc = default_instrument("BTCUSDT")
+    for hour in range(12):
+        provider.fetch(btc, datetime(2025, 6, 1, hour, tzinfo=UTC), 300)
+    assert provider.reader.files_parsed == 1
+
+
+def test_write_then_read_round_trips_exactly(tmp_path: Path) -> None:
+    index = pd.DatetimeIndex(["2025-01-06T00:00Z", "2025-01-06T01:00Z"], name="timestamp").as_unit("ns")
+    frame = pd.DataFrame(
+        {
+            "open": [1.1, 0.1 + 0.2],
+            "high": [1.2, 0.5],
+            "low": [1.0, 0.2],
+            "close": [1.15, 0.3],
+            "volume": [10.0, np.nan],
+        },
+        index=index,
+    )
+    path = tmp_path / "out" / "X_1h.csv"
+    write_bar_csv(frame, path)
+    assert path.read_text(encoding="utf-8").splitlines()[0] == HEADER
+    assert path.read_text(encoding="utf-8").splitlines()[1].startswith("2025-01-06T00:00:00Z,")
+    pd.testing.assert_frame_equal(read_bar_csv(path), frame)
+    assert [p.name for p in path.parent.iterdir()] == ["X_1h.csv"]
+
+
+def test_factory_builds_csv_provider(tmp_path: Path) -> None:
+    provider = provider_from_source(f"csv:{tmp_path}", tmp_path / "cache")
+    assert isinstance(provider, CsvProvider)
+    assert provider.name == f"csv:{tmp_path}"
+
+
+def test_factory_builds_yfinance_provider(tmp_path: Path) -> None:
+    provider = provider_from_source("yfinance", tmp_path / "cache")
+    assert isinstance(provider, YFinanceProvider)
+    assert provider.name == "yfinance"
+    assert provider.cache is not None and provider.cache.directory == tmp_path / "cache"
+
+
+@pytest.mark.parametrize("source", ["", "yahoo", "csv:", "csv", "CSV:/tmp", "postgres://x"])
+def test_factory_rejects_unknown_sources(tmp_path: Path, source: str) -> None:
+    with pytest.raises(ValueError, match=r"TRADEBOT_DATA_SOURCE must be 'yfinance' or 'csv:DIR', was '"):
+        provider_from_source(source, tmp_path)
+
+
+def test_factory_rejects_missing_csv_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match=r"nope'?, which does not exist"):
+        provider_from_source(f"csv:{missing}", tmp_path)
+
+
+@pytest.mark.shared_data
+def test_factory_csv_provider_serves_shared_data(market_dir: Path, tmp_path: Path) -> None:
+    provider = provider_from_source(f"csv:{market_dir}", tmp_path / "cache")
+    assert len(provider.fetch(default_instrument("EURUSD"), FAR_FUTURE, 250)) == 250
