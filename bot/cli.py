@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.composition import scan_service
+from bot.composition import scan_service, watchlist
 from bot.config import ConfigError, Settings, load_settings
 from bot.render import scan_json, scan_text
+from bot.scan import select
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        select(watchlist(settings), args.symbols, args.strategies)
+    except ValueError as exc:
+        print(f"tradebot scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     async with scan_service(settings, args.data_source) as service:
-        try:
-            service.select(args.symbols, args.strategies)
-        except ValueError as exc:
-            print(f"tradebot scan: {exc}", file=sys.stderr)
-            return EXIT_USAGE
         report = await service.scan(args.as_of, args.symbols, args.strategies)
     print(scan_json(report) if args.json else scan_text(report, args.verbose))
     if report.symbols and report.evaluated == 0:

@@ -118,23 +118,7 @@ class ScanService:
         self, symbols: Collection[str] | None = None, strategies: Collection[str] | None = None
     ) -> list[WatchItem]:
         """Watchlist items restricted to `symbols` and `strategies`; unknown names raise ValueError."""
-        known_symbols = {w.instrument.symbol for w in self.watchlist}
-        known_strategies = {s.name for w in self.watchlist for s in w.strategies}
-        if symbols is not None and (unknown := sorted(set(symbols) - known_symbols)):
-            raise ValueError(f"unknown symbol(s) {', '.join(unknown)}; watchlist: {', '.join(sorted(known_symbols))}")
-        if strategies is not None and (unknown := sorted(set(strategies) - known_strategies)):
-            raise ValueError(
-                f"unknown or disabled strategy(ies) {', '.join(unknown)}; "
-                f"enabled: {', '.join(sorted(known_strategies))}"
-            )
-        chosen = []
-        for item in self.watchlist:
-            if symbols is not None and item.instrument.symbol not in symbols:
-                continue
-            runs = tuple(s for s in item.strategies if strategies is None or s.name in strategies)
-            if runs:
-                chosen.append(WatchItem(item.instrument, item.calendar, runs))
-        return chosen
+        return select(self.watchlist, symbols, strategies)
 
     async def scan(
         self,
@@ -197,6 +181,28 @@ class ScanService:
             log.exception("evaluating %s failed", symbol)
             return SymbolOutcome(symbol, error=f"evaluation failed: {type(exc).__name__}: {exc}")
         return SymbolOutcome(symbol, result.setups, result.rejections, check.notes)
+
+
+def select(
+    watchlist: Sequence[WatchItem], symbols: Collection[str] | None, strategies: Collection[str] | None
+) -> list[WatchItem]:
+    """Watchlist items restricted to `symbols` and `strategies`; unknown names raise ValueError."""
+    known_symbols = {w.instrument.symbol for w in watchlist}
+    known_strategies = {s.name for w in watchlist for s in w.strategies}
+    if symbols is not None and (unknown := sorted(set(symbols) - known_symbols)):
+        raise ValueError(f"unknown symbol(s) {', '.join(unknown)}; watchlist: {', '.join(sorted(known_symbols))}")
+    if strategies is not None and (unknown := sorted(set(strategies) - known_strategies)):
+        raise ValueError(
+            f"unknown or disabled strategy(ies) {', '.join(unknown)}; enabled: {', '.join(sorted(known_strategies))}"
+        )
+    chosen = []
+    for item in watchlist:
+        if symbols is not None and item.instrument.symbol not in symbols:
+            continue
+        runs = tuple(s for s in item.strategies if strategies is None or s.name in strategies)
+        if runs:
+            chosen.append(WatchItem(item.instrument, item.calendar, runs))
+    return chosen
 
 
 def _symbol_rejection(symbol: str, reason: str) -> Rejection:

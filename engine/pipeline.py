@@ -190,10 +190,14 @@ def scan_instrument(
     ctx: MarketContext,
     strategies: list[Strategy[Any]],
     config: EngineConfig,
-    now: datetime,
+    now: datetime | None,
     indices: IntArray | None = None,
 ) -> InstrumentScan:
-    """Run every applicable strategy on `ctx`, validate and score what fired at `indices` (default: last bar)."""
+    """Run every applicable strategy on `ctx`, validate and score what fired at `indices` (default: last bar).
+
+    `now` is the clock of a live scan; None validates each candidate as of its own bar's close, which is
+    how a backtest or replay sees every bar of history.
+    """
     symbol = ctx.instrument.symbol
     setups: list[ScoredSetup] = []
     rejections: list[Rejection] = []
@@ -214,7 +218,8 @@ def scan_instrument(
             continue
         signals = strategy.signals(ctx)
         for candidate in candidates(strategy, ctx, signals, at):
-            result = validate(ctx.instrument, ctx.calendar, candidate, now, config.rules)
+            as_of = now if now is not None else candidate.bar_time + ctx.bars.interval.delta
+            result = validate(ctx.instrument, ctx.calendar, candidate, as_of, config.rules)
             if isinstance(result, Rejection):
                 rejections.append(result)
                 continue

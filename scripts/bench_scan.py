@@ -83,15 +83,11 @@ def full_scan(
         now = from_nanos(int(bars.close_time[-1]))
         if every_bar:
             fired = np.unique(np.concatenate([s.signals(ctx).fired() for s in runs] or [np.empty(0, np.int64)]))
-            # Validation uses each bar's own close as "now", as a backtest would.
-            for i in fired.tolist():
-                result = scan_instrument(ctx, runs, config, from_nanos(int(bars.close_time[i])), np.array([i]))
-                setups += len(result.setups)
-                rejections += len(result.rejections)
+            result = scan_instrument(ctx, runs, config, None, fired)
         else:
             result = scan_instrument(ctx, runs, config, now)
-            setups += len(result.setups)
-            rejections += len(result.rejections)
+        setups += len(result.setups)
+        rejections += len(result.rejections)
     return setups, rejections
 
 

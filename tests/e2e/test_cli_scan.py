@@ -1,0 +1,118 @@
+"""`tradebot scan` as a trader runs it: a real process, the shared CSV files and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import require_market_dir
+
+AS_OF = "2025-06-12T09:40:00Z"
+
+
+def tradebot(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def csv_source() -> str:
+    return f"csv:{require_market_dir()}"
+
+
+def test_scan_json_on_real_data_persists_the_run(tmp_path: Path, csv_source: str) -> None:
+    db = tmp_path / "state" / "bot.db"
+    done = tradebot(
+        tmp_path, "scan", "--data-source", csv_source, "--as-of", AS_OF, "--json", env={"TRADEBOT_DB_PATH": str(db)}
+    )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["as_of"] == AS_OF and run["evaluated"] == 16 and run["errors"] == []
+    setups = {(s["symbol"], s["strategy"], s["side"]) for s in run["setups"]}
+    assert ("GBPUSD", "trend_pullback", "long") in setups
+    first = run["setups"][0]
+    assert set(first) >= {"signal_id", "entry", "stop", "targets", "reward_risk", "quality", "components", "reasons"}
+    assert isinstance(first["entry"], str) and "." in first["entry"]  # exact decimal text, not a float
+    assert all(run["setups"][i]["quality"] >= run["setups"][i + 1]["quality"] for i in range(len(setups) - 1))
+
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("SELECT setups_count FROM analysis_runs WHERE id = ?", (run["run_id"],)).fetchone()
+        stored = {row[0] for row in conn.execute("SELECT signal_id FROM signals")}
+    assert count == len(run["setups"])
+    assert stored == {s["signal_id"] for s in run["setups"]}
+
+
+def test_scan_table_and_verbose_reasons(tmp_path: Path, csv_source: str) -> None:
+    done = tradebot(
+        tmp_path, "scan", "--data-source", csv_source, "--as-of", AS_OF, "--symbols", "GBPUSD,SBIN", "--verbose"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "symbol" in out and "R:R" in out and "quality" in out
+    assert "GBPUSD" in out and "trend_pullback" in out
+    assert "rejected symbols (0):" in out and "rejected setups" in out
+    assert (tmp_path / "var" / "tradebot.db").is_file()  # the default database location
+
+
+def test_no_setups_is_a_normal_outcome(tmp_path: Path, csv_source: str) -> None:
+    done = tradebot(tmp_path, "scan", "--data-source", csv_source, "--as-of", AS_OF, "--symbols", "SBIN")
+    assert done.returncode == 0, done.stderr
+    assert "no setups" in done.stdout
+
+
+def test_no_usable_data_at_all_exits_1_with_reasons(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = tradebot(tmp_path, "scan", "--data-source", f"csv:{empty}", "--as-of", AS_OF, "--verbose")
+    assert done.returncode == 1
+    assert "no data file for EURUSD 1h" in done.stdout
+    assert "no symbol had usable data" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["scan", "--as-of", "2025-06-12T09:40:00"], {}, "has no timezone"),
+        (["scan", "--as-of", "yesterday"], {}, "not an ISO-8601 instant"),
+        (["scan", "--symbols", "NOPE"], {}, "unknown symbol(s) NOPE"),
+        (["scan", "--strategies", "martingale"], {}, "unknown or disabled strategy(ies) martingale"),
+        (["scan", "--data-source", "ftp://x"], {}, "must be 'yfinance' or 'csv:DIR'"),
+        (["scan"], {"TRADEBOT_CONFIG": "missing.toml"}, "TRADEBOT_CONFIG: config file not found"),
+        (["scan"], {"TRADEBOT_SCAN__HISTORY_BARS": "ten"}, "scan.history_bars: Input should be a valid integer"),
+        (["frobnicate"], {}, "invalid choice"),
+    ],
+)
+def test_bad_usage_and_config_exit_2_without_traceback(
+    tmp_path: Path, csv_source: str, args: list[str], env: dict[str, str], message: str
+) -> None:
+    if "--data-source" not in args and args[0] == "scan":
+        args = [*args, "--data-source", csv_source]
+    done = tradebot(tmp_path, *args, env=env)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "var").exists()  # bad input touches nothing
+
+
+def test_bad_config_file_key_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "tradebot.toml").write_text('[[watchlist]]\nsymbol = "EURUSD"\ntick_size = "-1"\n')
+    done = tradebot(tmp_path, "scan")
+    assert done.returncode == 2
+    assert "watchlist.0.tick_size: Input should be greater than 0" in done.stderr
+    assert "Traceback" not in done.stderr
