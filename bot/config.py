@@ -124,7 +124,7 @@ class StrategyConfig(_Frozen):
 
 class QualityConfig(_Frozen):
     weights: dict[Component, Weight] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    min_score: Annotated[float, Field(ge=0.0, le=100.0)] = 40.0
+    min_score: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0
 
     @field_validator("weights", mode="before")
     @classmethod

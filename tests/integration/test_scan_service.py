@@ -85,7 +85,7 @@ async def test_bad_symbols_are_recorded_and_the_run_goes_on(market_copy: Path, s
     assert symbol_reasons["INFY"].startswith("no data: no data file for INFY 5m")
     found = {(s.setup.symbol, s.setup.strategy, s.setup.side) for s in report.setups}
     assert ("GBPUSD", "trend_pullback", Side.LONG) in found
-    assert ("HDFCBANK", "pattern_reversal", Side.SHORT) in found
+    assert ("XAUUSD", "trend_pullback", Side.LONG) in found
 
     summary = await store.run(report.run_id or 0)
     assert summary is not None and summary.finished_at is not None

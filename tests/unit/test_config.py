@@ -34,7 +34,7 @@ def test_defaults_without_any_config() -> None:
     assert s.db_path == Path("var/tradebot.db")
     assert [i.symbol for i in s.instruments] == [i.symbol for i in DEFAULT_WATCHLIST]
     assert set(s.strategies) == set(strategy_names())
-    assert s.quality.min_score == 40.0
+    assert s.quality.min_score == 50.0
 
 
 def test_state_directory_from_systemd_sets_default_db_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,9 +202,10 @@ def test_explain_gives_the_pattern_level_and_stop_with_numbers() -> None:
     ctx, strategy = run(AT_SUPPORT)
     extreme, support, stop, _ = expected_levels(ctx, K, Side.LONG)
     distance = (extreme - support) / ctx.ind.atr(14)[K]
+    lowest_rsi = min(ctx.ind.rsi(14)[K - 2 : K + 1])
 
     assert strategy.explain(ctx, K, Side.LONG) == (
-        "bullish engulfing",
+        f"bullish engulfing after RSI {lowest_rsi:.0f} oversold",
         f"low {extreme:.2f} at 50-bar support {support:.2f} ({distance:.1f} ATR above)",
         f"stop {stop:.2f}: 0.1 ATR below 3-bar low, target 2R",
     )
@@ -215,10 +216,11 @@ def test_explain_names_the_band_and_the_resistance_for_shorts() -> None:
     upper = ctx.ind.bbands(20, 2.0)[0][K]
     extreme, _, stop, _ = expected_levels(ctx, K, Side.SHORT)
     reasons = strategy.explain(ctx, K, Side.SHORT)
+    highest_rsi = max(ctx.ind.rsi(14)[K - 2 : K + 1])
 
     assert strategy.signals(ctx).direction[K] == -1
     assert reasons == (
-        "bearish engulfing",
+        f"bearish engulfing after RSI {highest_rsi:.0f} overbought",
         f"high {extreme:.2f} at/above upper Bollinger band(20, 2) {upper:.2f}",
         f"stop {stop:.2f}: 0.1 ATR above 3-bar high, target 2R",
     )
@@ -237,6 +239,7 @@ def test_explain_names_the_band_and_the_resistance_for_shorts() -> None:
         ({"stop_buffer_atr": math.nan}, "stop_buffer_atr"),
         ({"reward_risk": 0.0}, "reward_risk"),
         ({"bb_width": 0.0}, "bb_width"),
+        ({"exhaustion_rsi": 120.0}, "exhaustion_rsi must be within 0..100"),
     ],
 )
 def test_invalid_params_are_rejected_by_name(params: dict[str, object], message: str) -> None:
@@ -259,6 +262,7 @@ def test_registered_with_a_searchable_space_for_every_instrument() -> None:
         "bb_width",
         "stop_buffer_atr",
         "reward_risk",
+        "exhaustion_rsi",
     }
     assert all(strategy.applies_to(instrument) for instrument in DEFAULT_WATCHLIST)
 
@@ -267,3 +271,18 @@ def test_too_few_bars_give_no_signal() -> None:
     ctx = context(AT_SUPPORT[:3])
 
     assert PatternReversal().signals(ctx).fired().size == 0
+
+
+@pytest.mark.parametrize("setup", ["long", "short"])
+def test_a_pattern_without_an_exhausted_move_does_not_fire(setup: str) -> None:
+    bars = AT_SUPPORT if setup == "long" else mirrored(AT_SUPPORT)
+    ctx, strategy = run(bars)
+    side = 1 if setup == "long" else -1
+    rsi = ctx.ind.rsi(14)[K - 2 : K + 1]
+    extreme = min(rsi) if side == 1 else 100 - max(rsi)  # how far into oversold/overbought the move went
+
+    assert strategy.signals(ctx).direction[K] == side
+    just_short = PatternReversal(PatternReversalParams(exhaustion_rsi=math.floor(extreme) - 1.0))
+    assert just_short.signals(ctx).direction[K] == 0
+    just_enough = PatternReversal(PatternReversalParams(exhaustion_rsi=math.ceil(extreme) + 0.0))
+    assert just_enough.signals(ctx).direction[K] == side
