@@ -66,7 +66,9 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
         report = await service.scan(args.as_of, args.symbols, args.strategies)
     print(scan_json(report) if args.json else scan_text(report, args.verbose))
     if report.symbols and report.evaluated == 0:
-        print("tradebot scan: no symbol had usable data (see the rejections above)", file=sys.stderr)
+        first = next((f"{r.symbol}: {r.reason}" for r in report.rejections), report.errors[0] if report.errors else "")
+        more = "" if args.verbose else "; --verbose lists every symbol's reason"
+        print(f"tradebot scan: no symbol had usable data (first: {first}){more}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,7 +113,11 @@ def yahoo_download(**kwargs: Any) -> pd.DataFrame | None:
     logger = logging.getLogger(_YAHOO_LOGGER)
     logger.addHandler(capture)
     try:
-        frame = yfinance.download(threads=False, **kwargs)
+        with warnings.catch_warnings():
+            # yfinance's own use of soon-deprecated pandas arguments is not the trader's concern.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            frame = yfinance.download(threads=False, **kwargs)
     finally:
         logger.removeHandler(capture)
     has_rows = frame is not None and not frame.dropna(how="all").empty
