@@ -22,7 +22,7 @@ every cleaning action (with counts), or the reason the symbol is rejected for th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import numpy as np
@@ -30,7 +30,7 @@ import pandas as pd
 
 from engine.bars import OHLCV_COLUMNS, Bars, BoolArray, FloatArray, from_nanos, to_nanos
 from engine.calendars import SessionCalendar
-from engine.domain import Instrument, ensure_utc
+from engine.domain import Instrument, ensure_utc, human_duration
 
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 
@@ -142,7 +142,7 @@ def validate_bars(
     age = calendar.open_duration(last_close, now)
     if age > limit:
         return reject(
-            f"stale feed: last bar closed {_ts(last_close)}, {_human(age)} of market time before now "
+            f"stale feed: last bar closed {_ts(last_close)}, {human_duration(age)} of market time before now "
             f"(limit {stale_bars} bars)"
         )
 
@@ -221,12 +221,3 @@ def _first_problem(times: np.ndarray, corrupt: BoolArray, problems: list[tuple[s
 
 def _ts(ts: datetime) -> str:
     return f"{ts:%Y-%m-%dT%H:%MZ}"
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes / 60:.1f} h"
-    return f"{minutes / 1440:.1f} days"

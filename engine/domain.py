@@ -100,6 +100,16 @@ def ensure_utc(ts: datetime, name: str) -> datetime:
     return ts
 
 
+def human_duration(delta: timedelta) -> str:
+    """A short human reading of a duration: "45 min", "3.5 h", "2.0 days"."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} days"
+
+
 def to_decimal(value: float | int | str | Decimal, name: str) -> Decimal:
     """Convert a number to a finite Decimal via its shortest repr (no binary float artefacts)."""
     if isinstance(value, Decimal):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
@@ -33,6 +33,7 @@ from engine.domain import (
     Setup,
     Side,
     ensure_utc,
+    human_duration,
     to_decimal,
 )
 from engine.indicators import MarketContext
@@ -125,7 +126,10 @@ def validate(
     age = calendar.open_duration(closed_at, now)
     max_age = instrument.interval.delta * rules.max_age_bars
     if age > max_age:
-        return reject(f"stale: bar closed {_human(age)} of market time ago (limit {rules.max_age_bars} bars)")
+        return reject(
+            f"stale: bar closed {human_duration(age)} of market time ago "
+            f"(limit {rules.max_age_bars} bars = {human_duration(max_age)})"
+        )
 
     try:
         return Setup(
@@ -133,15 +137,6 @@ def validate(
         )
     except ValueError as exc:  # the checks above should make this unreachable; keep the reason if not
         return reject(str(exc))
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes / 60:.1f} h"
-    return f"{minutes / 1440:.1f} days"
 
 
 @dataclass(frozen=True)
