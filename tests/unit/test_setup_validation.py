@@ -280,7 +280,7 @@ def test_a_bar_closing_exactly_now_is_accepted() -> None:
 def test_a_bar_from_three_hours_ago_on_an_open_market_is_stale() -> None:
     now = NSE_BAR + timedelta(hours=3)
     reason = rejected(check(RELIANCE, Side.LONG, 1250.0, 1240.0, 1275.0, now=now))
-    assert reason == "stale: bar closed 2.9 h of market time ago (limit 2 bars = 120 min)"
+    assert reason == "stale: bar closed 2.9 h of market time ago (limit 2 bars = 2.0 h)"
 
 
 def test_a_bar_just_inside_the_age_limit_is_fresh_and_one_minute_later_stale() -> None:
@@ -303,7 +303,7 @@ def test_friday_close_fx_setup_goes_stale_once_the_new_week_has_traded_two_hours
     args = (EURUSD, Side.LONG, 1.17000, 1.16800, 1.17400)
     accepted(check(*args, bar_time=friday_bar, now=sunday_open + timedelta(hours=2)))
     reason = rejected(check(*args, bar_time=friday_bar, now=sunday_open + timedelta(hours=2, minutes=1)))
-    assert reason == "stale: bar closed 2.0 h of market time ago (limit 2 bars = 120 min)"
+    assert reason == "stale: bar closed 2.0 h of market time ago (limit 2 bars = 2.0 h)"
 
 
 def test_nse_last_bar_of_friday_is_fresh_before_monday_open() -> None:
