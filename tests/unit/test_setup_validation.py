@@ -280,7 +280,7 @@ def test_a_bar_closing_exactly_now_is_accepted() -> None:
 def test_a_bar_from_three_hours_ago_on_an_open_market_is_stale() -> None:
     now = NSE_BAR + timedelta(hours=3)
     reason = rejected(check(RELIANCE, Side.LONG, 1250.0, 1240.0, 1275.0, now=now))
-    assert reason == "stale: bar closed 2.9 h of market time ago (limit 2 bars = 2.0 h)"
+    assert reason == "stale: bar closed 2.9 h of market time ago (limit 2 bars = 10 min)"
 
 
 def test_a_bar_just_inside_the_age_limit_is_fresh_and_one_minute_later_stale() -> None:
