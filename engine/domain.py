@@ -68,16 +68,34 @@ _INTERVAL_DELTAS: Final = {
 
 
 class SignalStatus(StrEnum):
-    """Lifecycle of a signal; later issues move signals past NEW."""
+    """Lifecycle of a signal; `SIGNAL_TRANSITIONS` says which moves are legal."""
 
-    NEW = "new"
-    PENDING_APPROVAL = "pending_approval"
+    NEW = "new"  # found by a run, not offered yet
+    PENDING = "pending"  # offered to the trader, waiting for Approve / Reject
     APPROVED = "approved"
+    ORDER_SUBMITTED = "order_submitted"
+    FILLED = "filled"
+    FAILED = "failed"  # approved, but the order could not be placed or was refused at click time
     REJECTED = "rejected"
     EXPIRED = "expired"
-    EXECUTED = "executed"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
+    DROPPED = "dropped"  # never offered: duplicate, cooldown, below the ask threshold, bot paused
+
+    @property
+    def is_final(self) -> bool:
+        return not SIGNAL_TRANSITIONS[self]
+
+
+SIGNAL_TRANSITIONS: Final[dict[SignalStatus, frozenset[SignalStatus]]] = {
+    SignalStatus.NEW: frozenset({SignalStatus.PENDING, SignalStatus.APPROVED, SignalStatus.DROPPED}),
+    SignalStatus.PENDING: frozenset({SignalStatus.APPROVED, SignalStatus.REJECTED, SignalStatus.EXPIRED}),
+    SignalStatus.APPROVED: frozenset({SignalStatus.ORDER_SUBMITTED, SignalStatus.FAILED}),
+    SignalStatus.ORDER_SUBMITTED: frozenset({SignalStatus.FILLED, SignalStatus.FAILED}),
+    SignalStatus.FILLED: frozenset(),
+    SignalStatus.FAILED: frozenset(),
+    SignalStatus.REJECTED: frozenset(),
+    SignalStatus.EXPIRED: frozenset(),
+    SignalStatus.DROPPED: frozenset(),
+}
 
 
 class RunStatus(StrEnum):

@@ -5,14 +5,17 @@ Adapters live in `data/` (market data, SQLite) and `bot/` (clocks, brokers); tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
 
 import pandas as pd
 
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
+from engine.trading import ExitReason, Fill, OrderRequest, Quote, Trade, TradeKind
 
 
 class Clock(Protocol):
@@ -95,3 +98,149 @@ class SignalStore(Protocol):
     async def setups_for_run(self, run_id: int) -> list[tuple[ScoredSetup, SignalStatus]]: ...
 
     async def rejections_for_run(self, run_id: int) -> list[Rejection]: ...
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    """A stored signal with its lifecycle fields."""
+
+    scored: ScoredSetup
+    status: SignalStatus
+    run_id: int
+    created_at: datetime
+    quantity: Decimal | None = None
+    offered_at: datetime | None = None
+    expires_at: datetime | None = None
+    decided_by: int | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+
+    @property
+    def signal_id(self) -> str:
+        return self.scored.setup.signal_id
+
+
+class OutboxKind(StrEnum):
+    SIGNAL = "signal"  # a signal message with Approve / Reject buttons
+    TEXT = "text"  # a plain HTML message (fills, exits, alerts, digests)
+    EDIT = "edit"  # edit an existing message's text and drop its buttons
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A message waiting to be sent (persisted, so a Telegram outage or a restart loses nothing)."""
+
+    item_id: int
+    kind: OutboxKind
+    chat_id: int
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    signal_id: str | None = None
+    last_error: str | None = None
+
+
+class BotStore(SignalStore, Protocol):
+    """What the running bot persists besides analysis runs: signal lifecycle, outbox, orders, trades, state."""
+
+    async def signal(self, signal_id: str) -> SignalRecord | None: ...
+
+    async def signals_with_status(
+        self, status: SignalStatus, expiring_by: datetime | None = None
+    ) -> list[SignalRecord]:
+        """Signals in `status` (with `expiring_by`: only those whose expires_at <= it), oldest first."""
+        ...
+
+    async def transition(
+        self,
+        signal_id: str,
+        expected: SignalStatus,
+        to: SignalStatus,
+        at: datetime,
+        *,
+        by: int | None = None,
+        reason: str | None = None,
+        quantity: Decimal | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-set the status: True iff it was `expected` and is now `to` (exactly one winner).
+
+        Illegal moves (see `SIGNAL_TRANSITIONS`) raise ValueError. `by`/`reason` record who decided and why;
+        `quantity`/`expires_at` are set when a signal is offered (NEW -> PENDING or NEW -> APPROVED).
+        """
+        ...
+
+    async def last_offered_at(self, symbol: str) -> datetime | None:
+        """When a signal of `symbol` was last offered or auto-executed (for the per-symbol cooldown)."""
+        ...
+
+    async def add_signal_message(self, signal_id: str, chat_id: int, message_id: int) -> None: ...
+
+    async def signal_messages(self, signal_id: str) -> list[tuple[int, int]]:
+        """(chat_id, message_id) of every message that shows this signal."""
+        ...
+
+    async def enqueue(
+        self, kind: OutboxKind, chat_id: int, payload: dict[str, Any], at: datetime, signal_id: str | None = None
+    ) -> int: ...
+
+    async def due_messages(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Unsent items whose next attempt is due, oldest first."""
+        ...
+
+    async def mark_sent(self, item_id: int, at: datetime) -> None: ...
+
+    async def mark_failed_attempt(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...
+
+    async def outbox_size(self) -> int: ...
+
+    async def submit_order(self, signal_id: str, request: OrderRequest, at: datetime) -> bool:
+        """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False if another caller won."""
+        ...
+
+    async def record_fill(self, fill: Fill, trade: Trade) -> bool:
+        """Atomically ORDER_SUBMITTED -> FILLED, store the fill and open the trade; False if already done."""
+        ...
+
+    async def order_fill(self, client_order_id: str) -> Fill | None: ...
+
+    async def open_shadow_trade(self, trade: Trade) -> bool:
+        """Track the hypothetical outcome of a rejected/expired signal; False if already tracked."""
+        ...
+
+    async def record_external_trade(self, trade: Trade) -> None:
+        """Store a closed trade executed outside the bot (reported with /report)."""
+        ...
+
+    async def close_trade(self, trade_id: str, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal) -> bool:
+        """Close an open trade; False if it was already closed."""
+        ...
+
+    async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]: ...
+
+    async def trades(
+        self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
+    ) -> list[Trade]:
+        """Closed trades, oldest exit first."""
+        ...
+
+    async def get_state(self, key: str) -> str | None: ...
+
+    async def set_state(self, key: str, value: str) -> None: ...
+
+
+class Broker(Protocol):
+    """An execution venue. Every call may raise BrokerError; place_order is idempotent by client_order_id."""
+
+    name: str
+
+    async def quote(self, instrument: Instrument) -> Quote: ...
+
+    async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill: ...
+
+    async def positions(self) -> list[Trade]: ...
+
+
+class BrokerError(Exception):
+    """The broker could not do what was asked; the message is shown to the trader."""

@@ -1,0 +1,168 @@
+"""Trading domain: execution modes, orders, fills, quotes, trades and their P&L.
+
+Money and prices are `Decimal`. A trade's P&L is in the instrument's quote currency:
+`(exit - entry) x side x quantity x contract_size - fees`; its R multiple divides that by the money
+risked at entry, `|entry - stop| x quantity x contract_size`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from engine.domain import Side, ensure_utc
+
+
+class ExecutionMode(StrEnum):
+    MANUAL = "manual"  # always ask
+    QUALITY = "quality"  # execute at/above auto_threshold, ask at/above ask_threshold, drop below
+    AUTO = "auto"  # execute every signal, notify
+
+
+class ExitReason(StrEnum):
+    STOP = "stop"
+    TARGET = "target"
+    TIME = "time"
+    SESSION_END = "session_end"
+    MANUAL = "manual"  # closed by the trader (/stop with close-all, or reported)
+    EXTERNAL = "external"  # outcome of a trade executed outside the bot, reported with /report
+
+
+class TradeKind(StrEnum):
+    PAPER = "paper"  # a position of the paper broker
+    LIVE = "live"  # a position of a real broker (later issue)
+    SHADOW = "shadow"  # the hypothetical outcome of a rejected or expired signal, for learning
+    EXTERNAL = "external"  # reported by the trader, executed outside the bot
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A fresh price: bid/ask around the last traded (or last bar close) price."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    at: datetime
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.at, "quote time")
+        if not (0 < self.bid <= self.ask):
+            raise ValueError(f"quote for {self.symbol} must have 0 < bid <= ask, was bid {self.bid} ask {self.ask}")
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+    def entry_price(self, side: Side) -> Decimal:
+        """The price a market order pays: ask to buy, bid to sell."""
+        return self.ask if side is Side.LONG else self.bid
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market order; `client_order_id` is the signal id, so placing it twice places it once."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+
+    def __post_init__(self) -> None:
+        if not self.client_order_id:
+            raise ValueError("client_order_id must not be empty")
+        if not self.quantity.is_finite() or self.quantity <= 0:
+            raise ValueError(f"order quantity must be positive, was {self.quantity}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """How an order was filled: one average price, the fees, the time."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fees: Decimal
+    filled_at: datetime
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.filled_at, "filled_at")
+        if self.price <= 0 or self.quantity <= 0 or self.fees < 0:
+            raise ValueError(f"fill {self.client_order_id} needs positive price and quantity and fees >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A position from entry to exit (open while `exit_time` is None)."""
+
+    trade_id: str
+    signal_id: str
+    kind: TradeKind
+    strategy: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    contract_size: Decimal
+    entry_time: datetime
+    entry_price: Decimal
+    stop: Decimal
+    target: Decimal
+    entry_fees: Decimal = Decimal(0)
+    exit_time: datetime | None = None
+    exit_price: Decimal | None = None
+    exit_reason: ExitReason | None = None
+    exit_fees: Decimal = Decimal(0)
+    approver_id: int | None = None
+    approval_latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.entry_time, "entry_time")
+        if self.quantity <= 0:
+            raise ValueError(f"trade {self.trade_id}: quantity must be positive, was {self.quantity}")
+        if self.side is Side.LONG and self.stop >= self.entry_price:
+            raise ValueError(f"stop must be below entry for a long, was {self.stop} vs entry {self.entry_price}")
+        if self.side is Side.SHORT and self.stop <= self.entry_price:
+            raise ValueError(f"stop must be above entry for a short, was {self.stop} vs entry {self.entry_price}")
+        closed = (self.exit_time, self.exit_price, self.exit_reason)
+        if any(v is not None for v in closed) and any(v is None for v in closed):
+            raise ValueError(f"trade {self.trade_id}: exit time, price and reason are set together")
+        if self.exit_time is not None:
+            ensure_utc(self.exit_time, "exit_time")
+            if self.exit_time < self.entry_time:
+                raise ValueError(f"trade {self.trade_id}: exit {self.exit_time} is before entry {self.entry_time}")
+
+    @property
+    def is_open(self) -> bool:
+        return self.exit_time is None
+
+    @property
+    def fees(self) -> Decimal:
+        return self.entry_fees + self.exit_fees
+
+    @property
+    def risk_money(self) -> Decimal:
+        """Money lost if the stop is hit at its price, before fees."""
+        return abs(self.entry_price - self.stop) * self.quantity * self.contract_size
+
+    @property
+    def pnl(self) -> Decimal | None:
+        """Net P&L in the quote currency after all fees; None while open."""
+        if self.exit_price is None:
+            return None
+        gross = (self.exit_price - self.entry_price) * self.side.sign * self.quantity * self.contract_size
+        return gross - self.fees
+
+    @property
+    def pnl_r(self) -> Decimal | None:
+        """Net P&L in multiples of the money risked at entry, to 0.01R."""
+        pnl = self.pnl
+        if pnl is None or self.risk_money == 0:
+            return None
+        return (pnl / self.risk_money).quantize(Decimal("0.01"))
+
+    def closed(self, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal = Decimal(0)) -> Trade:
+        """This trade exited at `price` for `reason`."""
+        return replace(self, exit_time=at, exit_price=price, exit_reason=reason, exit_fees=fees)
