@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--as-of", type=_instant, help="evaluate as if the clock were at this instant (UTC)")
     scan.add_argument("--json", action="store_true", help="print the run as JSON")
     scan.add_argument("--verbose", action="store_true", help="also list rejected setups and symbols with reasons")
+    commands.add_parser("run", help="run the Telegram bot until SIGTERM/SIGINT")
     return parser
 
 
@@ -73,6 +74,29 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+TOKEN_HELP = (
+    "TELEGRAM_BOT_TOKEN is not set. Create a bot by talking to @BotFather in Telegram (/newbot), then "
+    "export TELEGRAM_BOT_TOKEN=<the token it gives you> (or put it in .env)."
+)
+USERS_HELP = (
+    "TELEGRAM_ALLOWED_USERS is empty: nobody could use the bot. Set it to the comma-separated numeric "
+    "Telegram user ids allowed to approve trades (ask @userinfobot for yours)."
+)
+
+
+def _run(settings: Settings) -> int:
+    """Start the bot, refusing to start without a token or without allowed users."""
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+        print(f"tradebot run: {TOKEN_HELP}", file=sys.stderr)
+        return EXIT_USAGE
+    if not settings.telegram_allowed_users:
+        print(f"tradebot run: {USERS_HELP}", file=sys.stderr)
+        return EXIT_USAGE
+    from bot.telegram_app import serve  # noqa: PLC0415 - the scan command does not need the Telegram stack
+
+    return asyncio.run(serve(settings))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tradebot` console script."""
     args = build_parser().parse_args(argv)
@@ -90,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.command == "run":
+            return _run(settings)
         return asyncio.run(_scan(settings, args))
     except KeyboardInterrupt:
         return 130

@@ -10,15 +10,26 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -30,6 +41,7 @@ from engine.domain import AssetClass, Instrument, Interval
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
 from engine.strategy import REGISTRY, Strategy, StrategyParams, strategy_names
+from engine.trading import ExecutionMode
 
 CONFIG_ENV = "TRADEBOT_CONFIG"
 DEFAULT_CONFIG_FILE = "tradebot.toml"
@@ -152,6 +164,80 @@ class ScanConfig(_Frozen):
     history_bars: Annotated[int, Field(ge=300, le=50_000)] = 2000
 
 
+class CostsConfig(_Frozen):
+    """Paper fills: slippage and commission on top of the instrument's typical spread."""
+
+    slippage_bps: Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)] = Decimal("1")
+    commission_bps: Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)] = Decimal("1")
+    commission_per_order: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("0")
+
+
+class ScheduleConfig(_Frozen):
+    """A cron-style analysis schedule for part of the watchlist, in the market's timezone."""
+
+    name: Annotated[str, Field(min_length=1)]
+    cron: str
+    calendar: str | None = None
+    symbols: tuple[str, ...] | None = None
+    delay_seconds: Annotated[int, Field(ge=0, le=3600)] = 20
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - only needed to validate
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a 5-field cron expression ({exc})") from None
+        return value
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_calendar(value)
+        return value
+
+
+class BotConfig(_Frozen):
+    """How the running bot offers, executes and tracks signals."""
+
+    mode: ExecutionMode = ExecutionMode.MANUAL
+    auto_threshold: Annotated[float, Field(ge=0, le=100)] = 80.0
+    ask_threshold: Annotated[float, Field(ge=0, le=100)] = 60.0
+    signal_ttl_bars: Annotated[int, Field(ge=1, le=100)] = 2
+    max_price_drift_r: Annotated[float, Field(gt=0, le=5)] = 0.25
+    symbol_cooldown_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 60
+    digest_threshold: Annotated[int, Field(ge=1, le=50)] = 4
+    max_signals_per_run: Annotated[int, Field(ge=1, le=50)] = 12
+    account_equity: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] = Decimal("10000")
+    risk_per_trade: Annotated[Decimal, Field(gt=0, le=Decimal("0.1"), allow_inf_nan=False)] = Decimal("0.01")
+    max_hold_bars: Annotated[int, Field(ge=1, le=10_000)] = 48
+    send_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    costs: CostsConfig = Field(default_factory=CostsConfig)
+    schedules: tuple[ScheduleConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> BotConfig:
+        if self.ask_threshold > self.auto_threshold:
+            raise ValueError(
+                f"ask_threshold ({self.ask_threshold:g}) must not be above auto_threshold ({self.auto_threshold:g})"
+            )
+        return self
+
+
+def _user_ids(value: Any) -> Any:
+    """Parse TELEGRAM_ALLOWED_USERS: comma-separated numeric ids."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in parts if not p.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(f"must be comma-separated numeric Telegram user ids, got {', '.join(bad)}")
+        return tuple(int(p) for p in parts)
+    return value
+
+
 def _default_db_path() -> Path:
     """Under systemd's StateDirectory when set, else `var/` in the working directory."""
     state = os.environ.get("STATE_DIRECTORY")
@@ -164,9 +250,14 @@ class _OwnDotEnv(DotEnvSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
-        fields = set(self.settings_cls.model_fields)
+        names = {n.lower() for n in self.settings_cls.model_fields}
+        names |= {
+            f.validation_alias.lower()
+            for f in self.settings_cls.model_fields.values()
+            if isinstance(f.validation_alias, str)
+        }
         prefix = ENV_PREFIX.lower()
-        return {k: v for k, v in data.items() if k in fields or k.lower().startswith(prefix)}
+        return {k: v for k, v in data.items() if k.lower() in names or k.lower().startswith(prefix)}
 
 
 def _default_strategies() -> dict[str, StrategyConfig]:
@@ -196,6 +287,28 @@ class Settings(BaseSettings):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
+    bot: BotConfig = Field(default_factory=BotConfig)
+    clock_start: datetime | None = None
+    clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0
+
+    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_allowed_users: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(), validation_alias="TELEGRAM_ALLOWED_USERS"
+    )
+    telegram_chat_id: int | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
+    telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
+
+    @field_validator("telegram_allowed_users", mode="before")
+    @classmethod
+    def _allowed_users(cls, value: Any) -> Any:
+        return _user_ids(value)
+
+    @field_validator("clock_start")
+    @classmethod
+    def _utc_start(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must name its timezone, e.g. 2025-06-09T03:45:00Z")
+        return None if value is None else value.astimezone(UTC)
 
     @field_validator("data_source")
     @classmethod
@@ -218,6 +331,10 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"strategies.{name}.symbols: not in the watchlist: {', '.join(missing)}")
             strategy_params(name, config.params)
+        for schedule in self.bot.schedules:
+            missing = sorted(set(schedule.symbols or ()) - set(symbols))
+            if missing:
+                raise ValueError(f"bot.schedules.{schedule.name}.symbols: not in the watchlist: {', '.join(missing)}")
         return self
 
     @classmethod
@@ -289,7 +406,7 @@ def _describe(error: Mapping[str, Any]) -> str:
         return f"{msg}{shown}"
     if parts[0].upper().startswith(ENV_PREFIX):  # an unknown key from `.env` arrives under its raw name
         return f"{parts[0].upper()}: {msg}{shown}"
-    hint = f" [env {ENV_PREFIX}{parts[0].upper()}]" if len(parts) == 1 else ""
+    hint = f" [env {ENV_PREFIX}{parts[0].upper()}]" if len(parts) == 1 and not parts[0].isupper() else ""
     return f"{where}{hint}: {msg}{shown}"
 
 

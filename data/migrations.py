@@ -103,7 +103,116 @@ _V1_RUNS_SIGNALS_REJECTIONS: Final = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1_RUNS_SIGNALS_REJECTIONS,)
+_V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES: Final = Migration(
+    version=2,
+    name="signal lifecycle, signal messages, outbox, orders, trades and bot state",
+    statements=(
+        # Lifecycle fields live on the signal row itself, so reading a signal is one primary-key lookup.
+        "ALTER TABLE signals ADD COLUMN quantity TEXT",
+        "ALTER TABLE signals ADD COLUMN offered_at TEXT",
+        "ALTER TABLE signals ADD COLUMN expires_at TEXT",
+        "ALTER TABLE signals ADD COLUMN decided_by INTEGER",
+        "ALTER TABLE signals ADD COLUMN decided_at TEXT",
+        "ALTER TABLE signals ADD COLUMN reason TEXT",
+        "ALTER TABLE signals ADD COLUMN updated_at TEXT",
+        # Release 1 only ever wrote 'new'; map the statuses it declared onto the new state machine in case
+        # a hand-edited database used them.
+        """
+        UPDATE signals SET status = CASE status
+            WHEN 'pending_approval' THEN 'pending'
+            WHEN 'executed' THEN 'filled'
+            WHEN 'closed' THEN 'filled'
+            WHEN 'cancelled' THEN 'dropped'
+            ELSE status END
+        WHERE status IN ('pending_approval', 'executed', 'closed', 'cancelled')
+        """,
+        "CREATE INDEX signals_symbol_offered_at ON signals (symbol, offered_at) WHERE offered_at IS NOT NULL",
+        # Which Telegram messages show which signals (a digest shows several), so all of them can be edited
+        # when a signal is decided. id keeps the order they were added in.
+        """
+        CREATE TABLE signal_messages (
+            id INTEGER PRIMARY KEY,
+            signal_id TEXT NOT NULL REFERENCES signals (signal_id),
+            chat_id INTEGER NOT NULL,
+            message_id INTEGER NOT NULL,
+            UNIQUE (chat_id, message_id, signal_id)
+        )
+        """,
+        "CREATE INDEX signal_messages_signal_id ON signal_messages (signal_id)",
+        # Messages to send. signal_id is informational (no foreign key): a message is never refused.
+        # No CHECK on kind, for the same reason as signals.status.
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            chat_id INTEGER NOT NULL,
+            payload TEXT NOT NULL CHECK (json_valid(payload) AND json_type(payload) = 'object'),
+            signal_id TEXT,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            next_attempt_at TEXT,
+            sent_at TEXT,
+            last_error TEXT
+        )
+        """,
+        "CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL",
+        # One order per signal: the client order id is the signal id, so a second order cannot exist.
+        """
+        CREATE TABLE orders (
+            client_order_id TEXT PRIMARY KEY REFERENCES signals (signal_id),
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('long', 'short')),
+            quantity TEXT NOT NULL,
+            submitted_at TEXT NOT NULL,
+            fill_price TEXT,
+            fill_quantity TEXT,
+            fees TEXT,
+            filled_at TEXT,
+            CHECK ((filled_at IS NULL) = (fill_price IS NULL)),
+            CHECK ((filled_at IS NULL) = (fill_quantity IS NULL)),
+            CHECK ((filled_at IS NULL) = (fees IS NULL))
+        ) WITHOUT ROWID
+        """,
+        # signal_id has no foreign key: an external trade may be reported for a signal this database never saw.
+        """
+        CREATE TABLE trades (
+            trade_id TEXT PRIMARY KEY CHECK (trade_id <> ''),
+            signal_id TEXT NOT NULL CHECK (signal_id <> ''),
+            kind TEXT NOT NULL,
+            strategy TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('long', 'short')),
+            quantity TEXT NOT NULL,
+            contract_size TEXT NOT NULL,
+            entry_time TEXT NOT NULL,
+            entry_price TEXT NOT NULL,
+            stop TEXT NOT NULL,
+            target TEXT NOT NULL,
+            entry_fees TEXT NOT NULL,
+            exit_time TEXT,
+            exit_price TEXT,
+            exit_reason TEXT,
+            exit_fees TEXT NOT NULL,
+            approver_id INTEGER,
+            approval_latency_s REAL,
+            UNIQUE (signal_id, kind),
+            CHECK ((exit_time IS NULL) = (exit_price IS NULL)),
+            CHECK ((exit_time IS NULL) = (exit_reason IS NULL))
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX trades_open ON trades (kind) WHERE exit_time IS NULL",
+        "CREATE INDEX trades_closed ON trades (exit_time) WHERE exit_time IS NOT NULL",
+        """
+        CREATE TABLE bot_state (
+            key TEXT PRIMARY KEY CHECK (key <> ''),
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1_RUNS_SIGNALS_REJECTIONS, _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES)
 
 
 def check_sequence(migrations: tuple[Migration, ...]) -> int:

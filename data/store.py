@@ -1,4 +1,4 @@
-"""SQLite store of analysis runs, signals and rejections: the `SignalStore` port over one aiosqlite connection.
+"""SQLite store of the bot's state: the `SignalStore` and `BotStore` ports over one aiosqlite connection.
 
 One `SqliteStore` owns one connection in autocommit mode. Every write runs in an explicit
 `BEGIN IMMEDIATE ... COMMIT` (rolled back on any error), and every statement, read or write, is issued under
@@ -7,7 +7,12 @@ read could see another task's uncommitted rows or a write could land inside some
 Other processes (a plain `sqlite3` reader, a backup) read alongside through WAL.
 
 Money and prices are stored as TEXT `str(Decimal)` and read back exactly; instants as ISO-8601 UTC TEXT
-(`2025-06-12T09:40:00Z`, with `.ffffff` only when there are microseconds) read back as tz-aware UTC.
+(`2025-06-12T09:40:00Z`, with `.ffffff` only when there are microseconds) read back as tz-aware UTC. Because
+'.' sorts before 'Z', SQL compares and orders instants through `_ts_key`, which pads the missing fraction.
+
+Signal lifecycle moves are compare-and-set updates (`... WHERE signal_id = ? AND status = ?`) inside
+`BEGIN IMMEDIATE`: between tasks, between connections and between processes exactly one caller wins a move,
+and a losing connection waits up to the busy timeout for the winner's transaction instead of failing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +34,7 @@ import aiosqlite
 
 from data.migrations import MIGRATIONS, Migration, check_sequence
 from engine.domain import (
+    SIGNAL_TRANSITIONS,
     Interval,
     QualityScore,
     Rejection,
@@ -41,17 +47,20 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import RunSummary
+from engine.ports import OutboxItem, OutboxKind, RunSummary, SignalRecord
+from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "ConnectionPragmas",
     "CorruptRecordError",
+    "DuplicateTradeError",
     "RunStateError",
     "SchemaVersionError",
     "SqliteStore",
     "StoreClosedError",
     "StoreError",
+    "UnknownRecordError",
     "UnknownRunError",
 ]
 
@@ -59,7 +68,21 @@ BUSY_TIMEOUT_MS: Final = 5_000
 JOURNAL_MODE_WAL: Final = "wal"
 SYNCHRONOUS_NORMAL: Final = 1
 
-_E = TypeVar("_E", Side, Interval, SignalStatus, RunStatus, RejectionKind)
+_E = TypeVar("_E", Side, Interval, SignalStatus, RunStatus, RejectionKind, TradeKind, ExitReason, OutboxKind)
+
+# Moves that carry data of their own: only the method that records that data may make them.
+_MOVES_BY_METHOD: Final = {SignalStatus.ORDER_SUBMITTED: "submit_order", SignalStatus.FILLED: "record_fill"}
+_OFFERED: Final = frozenset({SignalStatus.PENDING, SignalStatus.APPROVED})
+_ORDER_TRADE_KINDS: Final = frozenset({TradeKind.PAPER, TradeKind.LIVE})
+_TRADE_COLUMNS: Final = (
+    "trade_id, signal_id, kind, strategy, symbol, side, quantity, contract_size, entry_time, entry_price, stop,"
+    " target, entry_fees, exit_time, exit_price, exit_reason, exit_fees, approver_id, approval_latency_s"
+)
+_TRANSITION_SQL: Final = (
+    "UPDATE signals SET status = ?, updated_at = ?, offered_at = COALESCE(?, offered_at),"
+    " decided_at = COALESCE(decided_at, ?), decided_by = COALESCE(?, decided_by), reason = COALESCE(?, reason),"
+    " quantity = COALESCE(?, quantity), expires_at = COALESCE(?, expires_at) WHERE signal_id = ? AND status = ?"
+)
 
 _TIMESTAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
@@ -86,6 +109,14 @@ class RunStateError(StoreError):
 
 class CorruptRecordError(StoreError):
     """A stored row cannot be turned back into domain objects."""
+
+
+class UnknownRecordError(StoreError, LookupError):
+    """No trade or outbox item has the given id."""
+
+
+class DuplicateTradeError(StoreError):
+    """The trade (or another trade of its kind for its signal) is already stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +315,310 @@ class SqliteStore:
             rows = await _fetchall(db, "SELECT * FROM rejections WHERE run_id = ? ORDER BY id", (run_id,))
         return [_decode_rejection(row) for row in rows]
 
+    # --- signal lifecycle (BotStore) -------------------------------------------------------------------------
+
+    async def signal(self, signal_id: str) -> SignalRecord | None:
+        """Return the signal with its lifecycle fields, or None if there is none."""
+        _check_text(signal_id, "signal_id")
+        async with self._read(f"read signal {signal_id}") as db:
+            rows = await _fetchall(db, "SELECT * FROM signals WHERE signal_id = ?", (signal_id,))
+        return _decode_signal_record(rows[0]) if rows else None
+
+    async def signals_with_status(
+        self, status: SignalStatus, expiring_by: datetime | None = None
+    ) -> list[SignalRecord]:
+        """Signals in `status` (with `expiring_by`: only those whose expires_at <= it), oldest first."""
+        sql = "SELECT * FROM signals WHERE status = ?"
+        params: list[Any] = [_enum_arg(SignalStatus, status, "status").value]
+        if expiring_by is not None:
+            sql += f" AND expires_at IS NOT NULL AND {_ts_key('expires_at')} <= ?"
+            params.append(_encode_ts_key(expiring_by, "expiring_by"))
+        async with self._read(f"read the {status} signals") as db:
+            rows = await _fetchall(db, f"{sql} ORDER BY {_ts_key('created_at')}, rowid", params)
+        return [_decode_signal_record(row) for row in rows]
+
+    async def transition(
+        self,
+        signal_id: str,
+        expected: SignalStatus,
+        to: SignalStatus,
+        at: datetime,
+        *,
+        by: int | None = None,
+        reason: str | None = None,
+        quantity: Decimal | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-set the status: True iff it was `expected` and is now `to` (False for an unknown id).
+
+        Illegal moves raise ValueError, and so do moves to ORDER_SUBMITTED or FILLED: `submit_order` and
+        `record_fill` make those with their order and fill. Leaving NEW for PENDING or APPROVED sets offered_at;
+        the first move to anything but PENDING sets decided_at. `by`, `reason`, `quantity` and `expires_at`
+        overwrite the stored values when given and keep them when None.
+        """
+        expected, to = _check_transition(expected, to)
+        _check_text(signal_id, "signal_id")
+        at_text = _encode_ts(at, "at")
+        params = (
+            to.value,
+            at_text,
+            at_text if expected is SignalStatus.NEW and to in _OFFERED else None,
+            None if to is SignalStatus.PENDING else at_text,
+            _optional_int(by, "by"),
+            _optional_text(reason, "reason"),
+            None if quantity is None else _encode_amount(quantity, "quantity", positive=True),
+            None if expires_at is None else _encode_ts(expires_at, "expires_at"),
+            signal_id,
+            expected.value,
+        )
+        async with self._write(f"move signal {signal_id} from {expected} to {to}") as db:
+            return await _rowcount(db, _TRANSITION_SQL, params) == 1
+
+    async def last_offered_at(self, symbol: str) -> datetime | None:
+        """When a signal of `symbol` was last offered or auto-executed (signals never offered are ignored)."""
+        _check_text(symbol, "symbol")
+        async with self._read(f"read when {symbol} was last offered") as db:
+            rows = await _fetchall(
+                db,
+                "SELECT offered_at FROM signals WHERE symbol = ? AND offered_at IS NOT NULL"
+                f" ORDER BY {_ts_key('offered_at')} DESC LIMIT 1",
+                (symbol,),
+            )
+        return _decode_ts(rows[0][0], f"last offered_at of {symbol}") if rows else None
+
+    async def add_signal_message(self, signal_id: str, chat_id: int, message_id: int) -> None:
+        """Remember that a message shows the signal (idempotent; the signal must be stored)."""
+        _check_text(signal_id, "signal_id")
+        params = (signal_id, _check_int(chat_id, "chat_id"), _check_int(message_id, "message_id"))
+        async with self._write(f"record a message of signal {signal_id}") as db:
+            await _execute(
+                db,
+                "INSERT INTO signal_messages (signal_id, chat_id, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                params,
+            )
+
+    async def signal_messages(self, signal_id: str) -> list[tuple[int, int]]:
+        """(chat_id, message_id) of every message that shows this signal, in the order they were added."""
+        _check_text(signal_id, "signal_id")
+        async with self._read(f"read the messages of signal {signal_id}") as db:
+            rows = await _fetchall(
+                db, "SELECT chat_id, message_id FROM signal_messages WHERE signal_id = ? ORDER BY id", (signal_id,)
+            )
+        return [(int(row[0]), int(row[1])) for row in rows]
+
+    async def message_signals(self, chat_id: int, message_id: int) -> list[str]:
+        """Signal ids shown by one message (several for a digest), in the order they were added."""
+        params = (_check_int(chat_id, "chat_id"), _check_int(message_id, "message_id"))
+        async with self._read(f"read the signals of message {message_id} in chat {chat_id}") as db:
+            rows = await _fetchall(
+                db, "SELECT signal_id FROM signal_messages WHERE chat_id = ? AND message_id = ? ORDER BY id", params
+            )
+        return [str(row[0]) for row in rows]
+
+    # --- outbox (BotStore) -----------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, kind: OutboxKind, chat_id: int, payload: dict[str, Any], at: datetime, signal_id: str | None = None
+    ) -> int:
+        """Persist a message to send and return its id; `payload` must round-trip through JSON unchanged."""
+        params = (
+            _enum_arg(OutboxKind, kind, "kind").value,
+            _check_int(chat_id, "chat_id"),
+            _encode_payload(payload),
+            None if signal_id is None else _check_text(signal_id, "signal_id"),
+            _encode_ts(at, "at"),
+        )
+        async with (
+            self._write("enqueue a message") as db,
+            db.execute(
+                "INSERT INTO outbox (kind, chat_id, payload, signal_id, created_at) VALUES (?, ?, ?, ?, ?)", params
+            ) as cursor,
+        ):
+            item_id = cursor.lastrowid
+        if item_id is None:
+            raise StoreError("SQLite did not report the id of the new outbox item")
+        return item_id
+
+    async def due_messages(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Unsent items whose next attempt is due (never tried, or scheduled at or before `now`), oldest first."""
+        due = _encode_ts_key(now, "now")
+        _check_positive_int(limit, "limit")
+        async with self._read("read the due messages") as db:
+            rows = await _fetchall(
+                db,
+                "SELECT * FROM outbox WHERE sent_at IS NULL"
+                f" AND (next_attempt_at IS NULL OR {_ts_key('next_attempt_at')} <= ?) ORDER BY id LIMIT ?",
+                (due, limit),
+            )
+        return [_decode_outbox_item(row) for row in rows]
+
+    async def mark_sent(self, item_id: int, at: datetime) -> None:
+        """Mark the item sent; marking it again is a no-op (the first time is kept)."""
+        params = (_encode_ts(at, "at"), _check_positive_int(item_id, "item_id"))
+        async with self._write(f"mark outbox item {item_id} sent") as db:
+            if not await _rowcount(db, "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL", params):
+                await _require_outbox_item(db, item_id)
+
+    async def mark_failed_attempt(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Count a failed send and schedule the next one (a no-op once the item was sent)."""
+        if not isinstance(error, str):
+            raise TypeError(f"error must be a string, was {type(error).__name__}")
+        params = (_encode_ts(next_attempt_at, "next_attempt_at"), error, _check_positive_int(item_id, "item_id"))
+        async with self._write(f"record a failed attempt of outbox item {item_id}") as db:
+            if not await _rowcount(
+                db,
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE id = ? AND sent_at IS NULL",
+                params,
+            ):
+                await _require_outbox_item(db, item_id)
+
+    async def outbox_size(self) -> int:
+        """How many items are not sent yet."""
+        async with self._read("count the unsent messages") as db:
+            return int(await _scalar(db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
+
+    # --- orders and trades (BotStore) ------------------------------------------------------------------------
+
+    async def submit_order(self, signal_id: str, request: OrderRequest, at: datetime) -> bool:
+        """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False (nothing written) if that fails.
+
+        The order's client_order_id must be the signal id and its symbol and side the signal's (ValueError).
+        """
+        params = _encode_order(signal_id, request, at)
+        async with self._write(f"submit the order of signal {signal_id}") as db:
+            if not await _order_may_be_placed(db, request):
+                return False
+            if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, params[4]):
+                return False
+            await _execute(
+                db,
+                "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)",
+                params,
+            )
+        return True
+
+    async def record_fill(self, fill: Fill, trade: Trade) -> bool:
+        """Atomically ORDER_SUBMITTED -> FILLED, store the fill and open the trade; False if already done.
+
+        `trade` must be the open PAPER or LIVE trade of that fill (same signal, symbol, side and quantity).
+        """
+        fill_params = _encode_fill(fill)
+        trade_params = _encode_trade(trade)
+        _check_fill_opens(fill, trade)
+        signal_id = fill.client_order_id
+        async with self._write(f"record the fill of order {signal_id}") as db:
+            filled_at = fill_params[3]
+            if not await _cas_status(db, signal_id, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED, filled_at):
+                return False
+            await _store_fill(db, signal_id, fill_params)
+            if not await _insert_trade(db, trade_params):
+                raise DuplicateTradeError(f"signal {signal_id} already has a {trade.kind} trade")
+        return True
+
+    async def order_fill(self, client_order_id: str) -> Fill | None:
+        """The fill of the order, or None if there is no such order or it is not filled yet."""
+        _check_text(client_order_id, "client_order_id")
+        async with self._read(f"read the fill of order {client_order_id}") as db:
+            rows = await _fetchall(
+                db, "SELECT * FROM orders WHERE client_order_id = ? AND filled_at IS NOT NULL", (client_order_id,)
+            )
+        return _decode_fill(rows[0]) if rows else None
+
+    async def open_shadow_trade(self, trade: Trade) -> bool:
+        """Track the hypothetical outcome of a rejected/expired signal; False if that signal already has one."""
+        params = _encode_trade(trade)
+        if trade.kind is not TradeKind.SHADOW or not trade.is_open:
+            raise ValueError(f"trade {trade.trade_id} must be an open {TradeKind.SHADOW} trade, was {trade.kind}")
+        async with self._write(f"open the shadow trade of signal {trade.signal_id}") as db:
+            return await _insert_trade(db, params)
+
+    async def record_external_trade(self, trade: Trade) -> None:
+        """Store a closed EXTERNAL trade; its signal_id need not be a stored signal (the caller checks if it must).
+
+        A signal has at most one external trade: reporting it again raises DuplicateTradeError.
+        """
+        params = _encode_trade(trade)
+        if trade.kind is not TradeKind.EXTERNAL or trade.is_open:
+            raise ValueError(f"trade {trade.trade_id} must be a closed {TradeKind.EXTERNAL} trade, was {trade.kind}")
+        async with self._write(f"record the external trade of signal {trade.signal_id}") as db:
+            if not await _insert_trade(db, params):
+                raise DuplicateTradeError(f"signal {trade.signal_id} already has a reported {trade.kind} trade")
+
+    async def close_trade(self, trade_id: str, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal) -> bool:
+        """Close an open trade; False if it was already closed, UnknownRecordError if there is no such trade."""
+        _check_text(trade_id, "trade_id")
+        params = (
+            _encode_ts(at, "at"),
+            _encode_amount(price, "exit price", positive=True),
+            _enum_arg(ExitReason, reason, "reason").value,
+            _encode_amount(fees, "exit fees", positive=False),
+            trade_id,
+        )
+        async with self._write(f"close trade {trade_id}") as db:
+            entry_time = await _open_trade_entry_time(db, trade_id)
+            if entry_time is None:
+                return False
+            if at < entry_time:
+                raise ValueError(f"trade {trade_id} cannot exit at {params[0]}, before its entry at {entry_time}")
+            return bool(
+                await _rowcount(
+                    db,
+                    "UPDATE trades SET exit_time = ?, exit_price = ?, exit_reason = ?, exit_fees = ?"
+                    " WHERE trade_id = ? AND exit_time IS NULL",
+                    params,
+                )
+            )
+
+    async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]:
+        """Open trades of the given kinds (all when None), oldest entry first."""
+        where, params = _kinds_filter(kinds)
+        async with self._read("read the open trades") as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT * FROM trades WHERE exit_time IS NULL{where} ORDER BY {_ts_key('entry_time')}, trade_id",
+                params,
+            )
+        return [_decode_trade(row) for row in rows]
+
+    async def trades(
+        self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
+    ) -> list[Trade]:
+        """Closed trades of `kinds` (all when None) exited at or after `closed_since`, oldest exit first."""
+        where, params = _kinds_filter(kinds)
+        if closed_since is not None:
+            where += f" AND {_ts_key('exit_time')} >= ?"
+            params.append(_encode_ts_key(closed_since, "closed_since"))
+        async with self._read("read the closed trades") as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT * FROM trades WHERE exit_time IS NOT NULL{where} ORDER BY {_ts_key('exit_time')}, trade_id",
+                params,
+            )
+        return [_decode_trade(row) for row in rows]
+
+    # --- bot state (BotStore) --------------------------------------------------------------------------------
+
+    async def get_state(self, key: str) -> str | None:
+        _check_text(key, "key")
+        async with self._read(f"read state {key}") as db:
+            rows = await _fetchall(db, "SELECT value FROM bot_state WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Insert or replace the value (updated_at is the wall-clock time, for people reading the file)."""
+        _check_text(key, "key")
+        if not isinstance(value, str):
+            raise TypeError(f"state {key} value must be a string, was {type(value).__name__}")
+        params = (key, value, _encode_ts(datetime.now(UTC), "updated_at"))
+        async with self._write(f"set state {key}") as db:
+            await _execute(
+                db,
+                "INSERT INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params,
+            )
+
     def _require_open(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StoreClosedError(f"the store for {self._path} is closed")
@@ -479,6 +814,232 @@ async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
 
 async def _user_version(db: aiosqlite.Connection) -> int:
     return int(await _scalar(db, "PRAGMA user_version"))
+
+
+def _ts_key(column: str) -> str:
+    """SQL for a stored instant in fixed width (missing `.ffffff` padded), so text order is time order."""
+    return f"(CASE WHEN length({column}) = 20 THEN substr({column}, 1, 19) || '.000000Z' ELSE {column} END)"
+
+
+def _encode_ts_key(ts: datetime, name: str) -> str:
+    """An instant in the fixed-width form `_ts_key` compares against."""
+    text = _encode_ts(ts, name)
+    return f"{text[:19]}.000000Z" if len(text) == 20 else text
+
+
+def _check_text(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, was {value!r}")
+    return value
+
+
+def _optional_text(value: str | None, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, was {type(value).__name__}")
+    return value
+
+
+def _check_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, was {value!r}")
+    return value
+
+
+def _optional_int(value: int | None, name: str) -> int | None:
+    return None if value is None else _check_int(value, name)
+
+
+def _check_positive_int(value: int, name: str) -> int:
+    if _check_int(value, name) < 1:
+        raise ValueError(f"{name} must be a positive integer, was {value!r}")
+    return value
+
+
+def _enum_arg(enum: type[_E], value: object, name: str) -> _E:
+    if not isinstance(value, str):  # every enum here is a StrEnum: members are strings too
+        raise TypeError(f"{name} must be a {enum.__name__}, was {value!r}")
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(member.value for member in enum)
+        raise ValueError(f"{name} must be one of {known}, was {value!r}") from None
+
+
+def _encode_amount(value: Decimal, name: str, *, positive: bool) -> str:
+    """A finite Decimal that is > 0 (`positive`) or >= 0, as text."""
+    text = _encode_decimal(value, name)
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, was {value}")
+    return text
+
+
+def _check_transition(expected: SignalStatus, to: SignalStatus) -> tuple[SignalStatus, SignalStatus]:
+    expected, to = _enum_arg(SignalStatus, expected, "expected"), _enum_arg(SignalStatus, to, "to")
+    allowed = SIGNAL_TRANSITIONS[expected]
+    if to not in allowed:
+        options = ", ".join(sorted(allowed)) or "nothing (it is final)"
+        raise ValueError(f"illegal signal transition {expected} -> {to}: from {expected} a signal may go to {options}")
+    if to in _MOVES_BY_METHOD:
+        raise ValueError(f"signal transition {expected} -> {to} is made by {_MOVES_BY_METHOD[to]}(), not transition()")
+    return expected, to
+
+
+def _encode_payload(payload: dict[str, Any]) -> str:
+    """JSON text of a payload that reads back equal (str keys; str, int, float, bool, None, lists, dicts)."""
+    if not isinstance(payload, dict):
+        raise TypeError(f"payload must be a dict, was {type(payload).__name__}")
+    try:
+        text = _json(payload)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"payload cannot be stored as JSON: {exc}") from exc
+    if json.loads(text) != payload:  # tuples, non-str keys...
+        raise ValueError(f"payload does not read back unchanged from JSON (use lists and str keys): {payload!r}")
+    return text
+
+
+def _encode_order(signal_id: str, request: OrderRequest, at: datetime) -> tuple[str, str, str, str, str]:
+    _check_text(signal_id, "signal_id")
+    if not isinstance(request, OrderRequest):
+        raise TypeError(f"request must be an OrderRequest, was {type(request).__name__}")
+    if request.client_order_id != signal_id:
+        raise ValueError(f"order client_order_id {request.client_order_id!r} must be the signal id {signal_id!r}")
+    quantity = _encode_amount(request.quantity, f"order {signal_id} quantity", positive=True)
+    return (signal_id, request.symbol, Side(request.side).value, quantity, _encode_ts(at, "at"))
+
+
+def _encode_fill(fill: Fill) -> tuple[str, str, str, str]:
+    """(price, quantity, fees, filled_at) of a fill, validated."""
+    if not isinstance(fill, Fill):
+        raise TypeError(f"fill must be a Fill, was {type(fill).__name__}")
+    where = f"fill {fill.client_order_id}"
+    return (
+        _encode_amount(fill.price, f"{where} price", positive=True),
+        _encode_amount(fill.quantity, f"{where} quantity", positive=True),
+        _encode_amount(fill.fees, f"{where} fees", positive=False),
+        _encode_ts(fill.filled_at, f"{where} filled_at"),
+    )
+
+
+def _check_fill_opens(fill: Fill, trade: Trade) -> None:
+    """The trade must be the open PAPER/LIVE position the fill created."""
+    if trade.kind not in _ORDER_TRADE_KINDS or not trade.is_open:
+        raise ValueError(f"a fill opens an open paper or live trade, not a {trade.kind} trade (open: {trade.is_open})")
+    mine = (fill.client_order_id, fill.symbol, Side(fill.side), fill.quantity)
+    theirs = (trade.signal_id, trade.symbol, Side(trade.side), trade.quantity)
+    if mine != theirs:
+        raise ValueError(f"trade {trade.trade_id} {theirs} does not match fill {mine} (signal, symbol, side, quantity)")
+
+
+def _encode_trade(trade: Trade) -> tuple[Any, ...]:
+    """Column values of a trade in `_TRADE_COLUMNS` order, validated."""
+    if not isinstance(trade, Trade):
+        raise TypeError(f"trade must be a Trade, was {type(trade).__name__}")
+    where = f"trade {trade.trade_id!r}"
+    latency = trade.approval_latency_s
+    if latency is not None and (
+        isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency < float("inf")
+    ):
+        raise ValueError(f"{where} approval_latency_s must be a finite non-negative number, was {latency!r}")
+    exit_time, exit_price, exit_reason = trade.exit_time, trade.exit_price, trade.exit_reason
+    return (
+        _check_text(trade.trade_id, "trade_id"),
+        _check_text(trade.signal_id, f"{where} signal_id"),
+        _enum_arg(TradeKind, trade.kind, f"{where} kind").value,
+        _check_text(trade.strategy, f"{where} strategy"),
+        _check_text(trade.symbol, f"{where} symbol"),
+        _enum_arg(Side, trade.side, f"{where} side").value,
+        _encode_amount(trade.quantity, f"{where} quantity", positive=True),
+        _encode_amount(trade.contract_size, f"{where} contract_size", positive=True),
+        _encode_ts(trade.entry_time, f"{where} entry_time"),
+        _encode_amount(trade.entry_price, f"{where} entry_price", positive=True),
+        _encode_amount(trade.stop, f"{where} stop", positive=True),
+        _encode_amount(trade.target, f"{where} target", positive=True),
+        _encode_amount(trade.entry_fees, f"{where} entry_fees", positive=False),
+        None if exit_time is None else _encode_ts(exit_time, f"{where} exit_time"),
+        None if exit_price is None else _encode_amount(exit_price, f"{where} exit_price", positive=True),
+        None if exit_reason is None else _enum_arg(ExitReason, exit_reason, f"{where} exit_reason").value,
+        _encode_amount(trade.exit_fees, f"{where} exit_fees", positive=False),
+        _optional_int(trade.approver_id, f"{where} approver_id"),
+        None if latency is None else float(latency),
+    )
+
+
+def _kinds_filter(kinds: Collection[TradeKind] | None) -> tuple[str, list[Any]]:
+    """SQL (` AND kind IN (...)`, or nothing for None) and its parameters."""
+    if kinds is None:
+        return "", []
+    if isinstance(kinds, str) or not isinstance(kinds, Collection):
+        raise TypeError(f"kinds must be a collection of TradeKind or None, was {kinds!r}")
+    values = sorted({_enum_arg(TradeKind, kind, "kinds item").value for kind in kinds})
+    return f" AND kind IN ({', '.join('?' * len(values))})", list(values)
+
+
+async def _rowcount(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    async with db.execute(sql, params) as cursor:
+        return cursor.rowcount
+
+
+async def _cas_status(
+    db: aiosqlite.Connection, signal_id: str, expected: SignalStatus, to: SignalStatus, at: str
+) -> bool:
+    """Move the signal from `expected` to `to` iff it is in `expected` now."""
+    sql = "UPDATE signals SET status = ?, updated_at = ? WHERE signal_id = ? AND status = ?"
+    return await _rowcount(db, sql, (to.value, at, signal_id, expected.value)) == 1
+
+
+async def _order_may_be_placed(db: aiosqlite.Connection, request: OrderRequest) -> bool:
+    """False if the signal is unknown or already has an order; ValueError if the order is not for it."""
+    signal_id = request.client_order_id
+    rows = await _fetchall(
+        db,
+        "SELECT symbol, side, EXISTS (SELECT 1 FROM orders WHERE client_order_id = ?) FROM signals WHERE signal_id = ?",
+        (signal_id, signal_id),
+    )
+    if not rows or rows[0][2]:
+        return False
+    if (rows[0]["symbol"], rows[0]["side"]) != (request.symbol, Side(request.side).value):
+        raise ValueError(
+            f"order {request.symbol} {request.side} does not match signal {signal_id} ({rows[0]['symbol']} "
+            f"{rows[0]['side']})"
+        )
+    return True
+
+
+async def _store_fill(db: aiosqlite.Connection, signal_id: str, fill_params: tuple[str, str, str, str]) -> None:
+    updated = await _rowcount(
+        db,
+        "UPDATE orders SET fill_price = ?, fill_quantity = ?, fees = ?, filled_at = ?"
+        " WHERE client_order_id = ? AND filled_at IS NULL",
+        (*fill_params, signal_id),
+    )
+    if updated != 1:
+        raise StoreError(f"signal {signal_id} was {SignalStatus.ORDER_SUBMITTED} but has no unfilled order")
+
+
+async def _insert_trade(db: aiosqlite.Connection, params: tuple[Any, ...]) -> bool:
+    """Insert the trade; False if its signal already has a trade of its kind, DuplicateTradeError if its id is used."""
+    sql = f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES ({', '.join('?' * len(params))}) ON CONFLICT DO NOTHING"
+    if await _rowcount(db, sql, params):
+        return True
+    trade_id, signal_id, kind = params[:3]
+    if await _fetchall(db, "SELECT 1 FROM trades WHERE signal_id = ? AND kind = ?", (signal_id, kind)):
+        return False
+    raise DuplicateTradeError(f"trade id {trade_id} is already used by another trade")
+
+
+async def _open_trade_entry_time(db: aiosqlite.Connection, trade_id: str) -> datetime | None:
+    """Entry time of the trade if it is open, None if it is closed; UnknownRecordError if there is none."""
+    rows = await _fetchall(db, "SELECT entry_time, exit_time FROM trades WHERE trade_id = ?", (trade_id,))
+    if not rows:
+        raise UnknownRecordError(f"there is no trade {trade_id}")
+    if rows[0]["exit_time"] is not None:
+        return None
+    return _decode_ts(rows[0]["entry_time"], f"trade {trade_id} entry_time")
+
+
+async def _require_outbox_item(db: aiosqlite.Connection, item_id: int) -> None:
+    if not await _fetchall(db, "SELECT 1 FROM outbox WHERE id = ?", (item_id,)):
+        raise UnknownRecordError(f"there is no outbox item {item_id}")
 
 
 def _check_run_id(run_id: int) -> None:
@@ -711,3 +1272,106 @@ def _decode_rejection(row: sqlite3.Row) -> Rejection:
         bar_time=None if bar_time is None else _decode_ts(bar_time, f"{where} bar_time"),
         detail=detail,
     )
+
+
+def _decode_optional_ts(value: object, where: str) -> datetime | None:
+    return None if value is None else _decode_ts(value, where)
+
+
+def _decode_optional_decimal(value: object, where: str) -> Decimal | None:
+    return None if value is None else _decode_decimal(value, where)
+
+
+def _decode_optional_int(value: object, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise CorruptRecordError(f"{where} must be stored as an integer, was {value!r}")
+    return value
+
+
+def _decode_optional_text(value: object, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise CorruptRecordError(f"{where} must be stored as text, was {value!r}")
+    return value
+
+
+def _decode_signal_record(row: sqlite3.Row) -> SignalRecord:
+    scored, status = _decode_signal(row)
+    where = f"signal {row['signal_id']}"
+    return SignalRecord(
+        scored=scored,
+        status=status,
+        run_id=int(row["run_id"]),
+        created_at=_decode_ts(row["created_at"], f"{where} created_at"),
+        quantity=_decode_optional_decimal(row["quantity"], f"{where} quantity"),
+        offered_at=_decode_optional_ts(row["offered_at"], f"{where} offered_at"),
+        expires_at=_decode_optional_ts(row["expires_at"], f"{where} expires_at"),
+        decided_by=_decode_optional_int(row["decided_by"], f"{where} decided_by"),
+        decided_at=_decode_optional_ts(row["decided_at"], f"{where} decided_at"),
+        reason=_decode_optional_text(row["reason"], f"{where} reason"),
+    )
+
+
+def _decode_outbox_item(row: sqlite3.Row) -> OutboxItem:
+    where = f"outbox item {row['id']}"
+    payload = _load_json(row["payload"], f"{where} payload")
+    if not isinstance(payload, dict):
+        raise CorruptRecordError(f"{where} payload must be a JSON object, was {row['payload']!r}")
+    return OutboxItem(
+        item_id=int(row["id"]),
+        kind=_decode_enum(OutboxKind, row["kind"], f"{where} kind"),
+        chat_id=int(row["chat_id"]),
+        payload=payload,
+        created_at=_decode_ts(row["created_at"], f"{where} created_at"),
+        attempts=int(row["attempts"]),
+        next_attempt_at=_decode_optional_ts(row["next_attempt_at"], f"{where} next_attempt_at"),
+        signal_id=_decode_optional_text(row["signal_id"], f"{where} signal_id"),
+        last_error=_decode_optional_text(row["last_error"], f"{where} last_error"),
+    )
+
+
+def _decode_fill(row: sqlite3.Row) -> Fill:
+    where = f"order {row['client_order_id']}"
+    try:
+        return Fill(
+            client_order_id=row["client_order_id"],
+            symbol=row["symbol"],
+            side=_decode_enum(Side, row["side"], f"{where} side"),
+            quantity=_decode_decimal(row["fill_quantity"], f"{where} fill_quantity"),
+            price=_decode_decimal(row["fill_price"], f"{where} fill_price"),
+            fees=_decode_decimal(row["fees"], f"{where} fees"),
+            filled_at=_decode_ts(row["filled_at"], f"{where} filled_at"),
+        )
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where} does not form a valid fill: {exc}") from exc
+
+
+def _decode_trade(row: sqlite3.Row) -> Trade:
+    where = f"trade {row['trade_id']}"
+    exit_reason = row["exit_reason"]
+    latency = row["approval_latency_s"]
+    if latency is not None and not isinstance(latency, int | float):
+        raise CorruptRecordError(f"{where} approval_latency_s must be a number, was {latency!r}")
+    try:
+        return Trade(
+            trade_id=row["trade_id"],
+            signal_id=row["signal_id"],
+            kind=_decode_enum(TradeKind, row["kind"], f"{where} kind"),
+            strategy=row["strategy"],
+            symbol=row["symbol"],
+            side=_decode_enum(Side, row["side"], f"{where} side"),
+            quantity=_decode_decimal(row["quantity"], f"{where} quantity"),
+            contract_size=_decode_decimal(row["contract_size"], f"{where} contract_size"),
+            entry_time=_decode_ts(row["entry_time"], f"{where} entry_time"),
+            entry_price=_decode_decimal(row["entry_price"], f"{where} entry_price"),
+            stop=_decode_decimal(row["stop"], f"{where} stop"),
+            target=_decode_decimal(row["target"], f"{where} target"),
+            entry_fees=_decode_decimal(row["entry_fees"], f"{where} entry_fees"),
+            exit_time=_decode_optional_ts(row["exit_time"], f"{where} exit_time"),
+            exit_price=_decode_optional_decimal(row["exit_price"], f"{where} exit_price"),
+            exit_reason=None if exit_reason is None else _decode_enum(ExitReason, exit_reason, f"{where} exit_reason"),
+            exit_fees=_decode_decimal(row["exit_fees"], f"{where} exit_fees"),
+            approver_id=_decode_optional_int(row["approver_id"], f"{where} approver_id"),
+            approval_latency_s=None if latency is None else float(latency),
+        )
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where} does not form a valid trade: {exc}") from exc

@@ -181,6 +181,10 @@ class BotStore(SignalStore, Protocol):
         """(chat_id, message_id) of every message that shows this signal."""
         ...
 
+    async def message_signals(self, chat_id: int, message_id: int) -> list[str]:
+        """Signal ids shown by one message (several for a digest), in the order they were added."""
+        ...
+
     async def enqueue(
         self, kind: OutboxKind, chat_id: int, payload: dict[str, Any], at: datetime, signal_id: str | None = None
     ) -> int: ...

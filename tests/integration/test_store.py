@@ -179,21 +179,22 @@ async def test_failing_migration_rolls_back_its_statements_and_version_bump(
 ) -> None:
     async with await SqliteStore.open(db_path):
         pass
+    next_version = LATEST_VERSION + 1
     broken = Migration(
-        2, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)", "INSERT INTO nowhere VALUES (1)")
+        next_version, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)", "INSERT INTO nowhere VALUES (1)")
     )
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
 
-    with pytest.raises(StoreError, match=r"migration 2 \(approvals\) failed.*no such table: nowhere"):
+    with pytest.raises(StoreError, match=rf"migration {next_version} \(approvals\) failed.*no such table: nowhere"):
         await SqliteStore.open(db_path)
 
-    assert scalar(db_path, "PRAGMA user_version") == 1
+    assert scalar(db_path, "PRAGMA user_version") == LATEST_VERSION
     assert "approvals" not in {name for _, name, _ in schema(db_path)}
 
-    fixed = Migration(2, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)",))
+    fixed = Migration(next_version, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)",))
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, fixed))
     async with await SqliteStore.open(db_path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == next_version
     assert "approvals" in {name for _, name, _ in schema(db_path)}
 
 

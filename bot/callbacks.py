@@ -1,0 +1,45 @@
+"""Inline-button callback data: short, versioned, validated (Telegram allows 64 bytes)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_CALLBACK_BYTES = 64
+
+
+class Action(StrEnum):
+    APPROVE = "ap"
+    REJECT = "rj"
+    CLOSE_ALL = "ca"  # /stop's confirm button: also close every open paper position
+    KEEP_OPEN = "ko"  # /stop's other button: leave positions open
+
+
+_SIGNAL_ACTIONS = frozenset({Action.APPROVE, Action.REJECT})
+_PATTERN = re.compile(r"^(ap|rj|ca|ko):([0-9a-f]{10}|-)$")
+
+
+@dataclass(frozen=True)
+class Callback:
+    action: Action
+    signal_id: str | None = None
+
+    def encode(self) -> str:
+        data = f"{self.action.value}:{self.signal_id or '-'}"
+        if len(data.encode()) > MAX_CALLBACK_BYTES:
+            raise ValueError(f"callback data must fit {MAX_CALLBACK_BYTES} bytes, was {data!r}")
+        return data
+
+
+def parse(data: str | None) -> Callback | None:
+    """Decode callback data; None for anything malformed or forged."""
+    if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
+        return None
+    match = _PATTERN.match(data)
+    if match is None:
+        return None
+    action, signal_id = Action(match.group(1)), match.group(2)
+    if (action in _SIGNAL_ACTIONS) != (signal_id != "-"):
+        return None
+    return Callback(action, signal_id if signal_id != "-" else None)

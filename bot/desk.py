@@ -1,0 +1,316 @@
+"""The signal desk: offer new signals, take decisions on them, execute approved ones exactly once.
+
+Every decision goes through one compare-and-set on the signal's stored status, so a double click, two
+approvers at once or a replayed Telegram update yield exactly one order. Before anything is approved the
+desk re-checks at click time: not expired, bot not paused, and a fresh price still near the signal's entry
+(within `max_price_drift_r` of the risk, and not already past the stop or the target).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from bot.messages import exit_text, fill_text
+from bot.notifier import Notifier
+from bot.state import BotState
+from engine.costs import CostModel, commission
+from engine.domain import Instrument, ScoredSetup, Side, SignalStatus, human_duration
+from engine.ports import BotStore, Broker, BrokerError, Clock, SignalRecord
+from engine.risk import position_size
+from engine.trading import ExecutionMode, ExitReason, OrderRequest, Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+
+class OutcomeKind(StrEnum):
+    DONE = "done"  # the decision was taken
+    REFUSED = "refused"  # not now (paused, price drifted, no price); the signal stays pending
+    INVALID = "invalid"  # the button no longer applies (unknown, decided, expired)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    message: str
+
+
+@dataclass(frozen=True)
+class DeskPolicy:
+    """How signals are offered and executed (from the `[bot]` settings)."""
+
+    default_mode: ExecutionMode = ExecutionMode.MANUAL
+    auto_threshold: float = 80.0
+    ask_threshold: float = 60.0
+    ttl_bars: int = 2
+    max_price_drift_r: float = 0.25
+    cooldown: timedelta = timedelta(minutes=60)
+    digest_threshold: int = 4
+    max_signals_per_run: int = 12
+    equity: Decimal = Decimal("10000")
+    risk_fraction: Decimal = Decimal("0.01")
+    costs: CostModel = field(default_factory=CostModel)
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    signal_id: str
+    symbol: str
+    status: SignalStatus
+    reason: str
+
+
+class SignalDesk:
+    """Offers, approves, rejects, expires and executes signals."""
+
+    def __init__(
+        self,
+        store: BotStore,
+        broker: Broker,
+        notifier: Notifier,
+        state: BotState,
+        clock: Clock,
+        instruments: Mapping[str, Instrument],
+        policy: DeskPolicy,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.notifier = notifier
+        self.state = state
+        self.clock = clock
+        self.instruments = dict(instruments)
+        self.policy = policy
+
+    async def offer(self, setups: Sequence[ScoredSetup]) -> list[OfferDecision]:
+        """Decide for each setup new to the store: ask the trader, execute (by mode), or drop with a reason."""
+        now = self.clock.now()
+        mode, paused = await self.state.mode(), await self.state.paused()
+        ranked = sorted(setups, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy))
+        decisions: list[OfferDecision] = []
+        to_ask: list[SignalRecord] = []
+        to_execute: list[SignalRecord] = []
+        for scored in ranked:
+            record = await self.store.signal(scored.setup.signal_id)
+            if record is None or record.status is not SignalStatus.NEW:
+                continue  # seen by an earlier run: the same setup is never signalled twice
+            status, reason, quantity = await self._decide(record, mode, paused, now, len(to_ask) + len(to_execute))
+            setup = scored.setup
+            expires_at = setup.bar_time + setup.timeframe.delta * (1 + self.policy.ttl_bars)
+            moved = await self.store.transition(
+                record.signal_id, SignalStatus.NEW, status, now, reason=reason, quantity=quantity, expires_at=expires_at
+            )
+            if not moved:
+                continue
+            log.info("signal %s %s %s: %s (%s)", record.signal_id, setup.symbol, setup.strategy, status.value, reason)
+            decisions.append(OfferDecision(record.signal_id, setup.symbol, status, reason))
+            fresh = await self.store.signal(record.signal_id)
+            if fresh is None:
+                continue
+            if status is SignalStatus.PENDING:
+                to_ask.append(fresh)
+            elif status is SignalStatus.APPROVED:
+                to_execute.append(fresh)
+        await self._send_offers(to_ask)
+        for record in to_execute:
+            await self._execute(record, approver=None, latency=None)
+        return decisions
+
+    async def _decide(
+        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int
+    ) -> tuple[SignalStatus, str, Decimal | None]:
+        setup, score = record.scored.setup, record.scored.score.total
+        p = self.policy
+        if paused:
+            return SignalStatus.DROPPED, "bot paused (/resume)", None
+        last = await self.store.last_offered_at(setup.symbol)
+        if last is not None and now - last < p.cooldown:
+            return (
+                SignalStatus.DROPPED,
+                f"cooldown: {setup.symbol} was signalled {human_duration(now - last)} ago",
+                None,
+            )
+        instrument = self.instruments[setup.symbol]
+        quantity = position_size(instrument, setup.entry, setup.stop, p.equity, p.risk_fraction)
+        if quantity <= 0:
+            return SignalStatus.DROPPED, "position too small for the risk budget", None
+        if offered >= p.max_signals_per_run:
+            return SignalStatus.DROPPED, f"more than {p.max_signals_per_run} signals in one run", None
+        if mode is ExecutionMode.AUTO:
+            return SignalStatus.APPROVED, "auto mode", quantity
+        if mode is ExecutionMode.QUALITY:
+            if score >= p.auto_threshold:
+                return SignalStatus.APPROVED, f"quality {score:.0f} >= auto threshold {p.auto_threshold:g}", quantity
+            if score < p.ask_threshold:
+                return SignalStatus.DROPPED, f"quality {score:.0f} below ask threshold {p.ask_threshold:g}", None
+            return SignalStatus.PENDING, f"quality {score:.0f}: asking", quantity
+        return SignalStatus.PENDING, "manual mode: asking", quantity
+
+    async def _send_offers(self, records: Sequence[SignalRecord]) -> None:
+        if len(records) <= self.policy.digest_threshold:
+            for record in records:
+                await self.notifier.signals([record])
+        else:
+            await self.notifier.signals(records)
+
+    async def approve(self, signal_id: str, user_id: int) -> Outcome:
+        """Approve a pending signal after re-checking it at click time, then execute it once."""
+        record = await self.store.signal(signal_id)
+        if record is None or record.status is not SignalStatus.PENDING:
+            return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
+        now = self.clock.now()
+        if record.expires_at is not None and now >= record.expires_at:
+            await self._expire(record, "expired before approval")
+            return Outcome(OutcomeKind.INVALID, "This signal has expired.")
+        if await self.state.paused():
+            return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
+        try:
+            quote = await self.broker.quote(instrument)
+        except BrokerError as exc:
+            return Outcome(OutcomeKind.REFUSED, f"No fresh price for {setup.symbol}: {exc}")
+        price = quote.entry_price(setup.side)
+        sign = setup.side.sign
+        if sign * (price - setup.stop) <= 0 or sign * (price - setup.target) >= 0:
+            level = "stop" if sign * (price - setup.stop) <= 0 else "target"
+            reason = f"price {price} already crossed the {level} {getattr(setup, level)}"
+            await self._expire(record, reason)
+            return Outcome(OutcomeKind.INVALID, f"Refused: {reason}.")
+        drift = abs(price - setup.entry) / setup.risk
+        if drift > Decimal(str(self.policy.max_price_drift_r)):
+            limit = self.policy.max_price_drift_r
+            moved = f"price moved from {setup.entry} to {price} ({drift:.2f}R > {limit:g}R)"
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {moved}.")
+        if not await self.store.transition(signal_id, SignalStatus.PENDING, SignalStatus.APPROVED, now, by=user_id):
+            return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
+        latency = (now - record.offered_at).total_seconds() if record.offered_at else None
+        fresh = await self.store.signal(signal_id)
+        return await self._execute(fresh or record, approver=user_id, latency=latency)
+
+    async def reject(self, signal_id: str, user_id: int) -> Outcome:
+        """Reject a pending signal and start tracking what it would have made."""
+        now = self.clock.now()
+        if not await self.store.transition(signal_id, SignalStatus.PENDING, SignalStatus.REJECTED, now, by=user_id):
+            return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
+        record = await self.store.signal(signal_id)
+        if record is not None:
+            await self._shadow(record)
+        await self.notifier.refresh(signal_id)
+        return Outcome(OutcomeKind.DONE, "Rejected.")
+
+    async def expire_due(self) -> int:
+        """Expire every pending signal whose time is up; return how many."""
+        due = await self.store.signals_with_status(SignalStatus.PENDING, expiring_by=self.clock.now())
+        count = 0
+        for record in due:
+            count += await self._expire(record, "no decision before expiry")
+        return count
+
+    async def _expire(self, record: SignalRecord, reason: str) -> bool:
+        moved = await self.store.transition(
+            record.signal_id, SignalStatus.PENDING, SignalStatus.EXPIRED, self.clock.now(), reason=reason
+        )
+        if moved:
+            fresh = await self.store.signal(record.signal_id)
+            await self._shadow(fresh or record)
+            await self.notifier.refresh(record.signal_id)
+        return moved
+
+    async def _execute(self, record: SignalRecord, approver: int | None, latency: float | None) -> Outcome:
+        """Submit and fill the order of an APPROVED signal; exactly once per signal id."""
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
+        now = self.clock.now()
+        if await self.state.paused():
+            await self._fail(record.signal_id, SignalStatus.APPROVED, "bot paused before the order was sent")
+            return Outcome(OutcomeKind.REFUSED, "The bot is paused; nothing was sent.")
+        if record.quantity is None or record.quantity <= 0:
+            await self._fail(record.signal_id, SignalStatus.APPROVED, "no position size")
+            return Outcome(OutcomeKind.REFUSED, "No position size for this signal.")
+        request = OrderRequest(record.signal_id, setup.symbol, setup.side, record.quantity)
+        if not await self.store.submit_order(record.signal_id, request, now):
+            return Outcome(OutcomeKind.INVALID, "This signal is already being executed.")
+        try:
+            fill = await self.broker.place_order(instrument, request)
+        except BrokerError as exc:
+            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
+            await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
+            return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+        trade = Trade(
+            trade_id=record.signal_id,
+            signal_id=record.signal_id,
+            kind=TradeKind.PAPER,
+            strategy=setup.strategy,
+            symbol=setup.symbol,
+            side=setup.side,
+            quantity=fill.quantity,
+            contract_size=instrument.contract_size,
+            entry_time=fill.filled_at,
+            entry_price=fill.price,
+            stop=setup.stop,
+            target=setup.target,
+            entry_fees=fill.fees,
+            approver_id=approver,
+            approval_latency_s=latency,
+        )
+        await self.store.record_fill(fill, trade)
+        await self.notifier.refresh(record.signal_id)
+        await self.notifier.text(fill_text(trade))
+        return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity} @ {fill.price}.")
+
+    async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
+        await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason)
+        await self.notifier.refresh(signal_id)
+
+    async def _shadow(self, record: SignalRecord) -> None:
+        """Track the hypothetical trade of a signal nobody took, entered at its price when it was signalled."""
+        setup = record.scored.setup
+        instrument = self.instruments.get(setup.symbol)
+        if instrument is None:
+            return
+        quantity = record.quantity or position_size(
+            instrument, setup.entry, setup.stop, self.policy.equity, self.policy.risk_fraction
+        )
+        if quantity <= 0:
+            return
+        entered = setup.bar_time + setup.timeframe.delta
+        fees = commission(setup.entry, quantity, instrument, self.policy.costs)
+        await self.store.open_shadow_trade(
+            Trade(
+                trade_id=f"{record.signal_id}-shadow",
+                signal_id=record.signal_id,
+                kind=TradeKind.SHADOW,
+                strategy=setup.strategy,
+                symbol=setup.symbol,
+                side=setup.side,
+                quantity=quantity,
+                contract_size=instrument.contract_size,
+                entry_time=entered,
+                entry_price=setup.entry,
+                stop=setup.stop,
+                target=setup.target,
+                entry_fees=fees,
+            )
+        )
+
+    async def close_all(self, user_id: int) -> int:
+        """Close every open paper position at a fresh price (the /stop confirm button); return how many."""
+        closed = 0
+        for trade in await self.store.open_trades([TradeKind.PAPER]):
+            instrument = self.instruments[trade.symbol]
+            try:
+                quote = await self.broker.quote(instrument)
+            except BrokerError as exc:
+                await self.notifier.text(f"⚠️ could not close {trade.symbol}: {exc}")
+                continue
+            price = quote.bid if trade.side is Side.LONG else quote.ask
+            fees = commission(price, trade.quantity, instrument, self.policy.costs)
+            if await self.store.close_trade(trade.trade_id, self.clock.now(), price, ExitReason.MANUAL, fees):
+                closed += 1
+                done = trade.closed(self.clock.now(), price, ExitReason.MANUAL, fees)
+                await self.notifier.text(exit_text(done) + f" · closed by <code>{user_id}</code>")
+        return closed

@@ -1,0 +1,242 @@
+"""What the bot says: HTML texts and button layouts, independent of the Telegram library.
+
+Times are UTC inside; here they are shown in the instrument's exchange time with the UTC time beside it.
+Every value that comes from data or users is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from html import escape
+from zoneinfo import ZoneInfo
+
+from bot.callbacks import Action, Callback
+from engine.domain import Instrument, Side, SignalStatus
+from engine.performance import PerformanceSummary
+from engine.ports import SignalRecord
+from engine.trading import ExecutionMode, Trade, TradeKind
+
+Buttons = list[list[tuple[str, str]]]
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "welcome, mode and command list"),
+    ("help", "what each command does"),
+    ("signal", "run an analysis now: /signal [SYMBOL]"),
+    ("status", "mode, pause, runs, positions, today's P&L"),
+    ("positions", "open paper positions"),
+    ("report", "performance; /report ID win|loss|breakeven PNL records an outside trade"),
+    ("stop", "emergency stop: pause signals and approvals"),
+    ("resume", "resume after /stop"),
+    ("mode", "show or set the execution mode: /mode manual|quality|auto"),
+)
+
+REPORT_USAGE = (
+    "usage: /report  or  /report <signal_id> <win|loss|breakeven> <pnl>  (e.g. /report 3f2a9c1b7d win 125.50)"
+)
+MODE_USAGE = "usage: /mode  or  /mode manual|quality|auto"
+BUTTON_INVALID = "This button is no longer valid."
+NOT_AUTHORISED = "You are not authorised to use this bot."
+
+_SIDE_ICON = {Side.LONG: "🟢 LONG", Side.SHORT: "🔴 SHORT"}
+_STATUS_LINE = {
+    SignalStatus.APPROVED: "✅ approved",
+    SignalStatus.ORDER_SUBMITTED: "⏳ order submitted",
+    SignalStatus.FILLED: "✅ filled",
+    SignalStatus.FAILED: "⚠️ failed",
+    SignalStatus.REJECTED: "❌ rejected",
+    SignalStatus.EXPIRED: "⌛ expired",
+    SignalStatus.DROPPED: "➖ dropped",
+}
+
+
+def _local(at: datetime, instrument: Instrument) -> str:
+    local = at.astimezone(ZoneInfo(instrument.timezone))
+    return f"{local:%a %d %b %H:%M} {local.tzname()} ({at:%H:%MZ})"
+
+
+def _money(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    text: str
+    buttons: Buttons
+
+
+def signal_buttons(signal_ids: Sequence[str], labelled: bool = False) -> Buttons:
+    """One Approve / Reject row per pending signal (labelled by symbol in digests)."""
+    rows: Buttons = []
+    for n, signal_id in enumerate(signal_ids, start=1):
+        prefix = f"{n}. " if labelled else ""
+        rows.append(
+            [
+                (f"{prefix}✅ Approve", Callback(Action.APPROVE, signal_id).encode()),
+                (f"{prefix}❌ Reject", Callback(Action.REJECT, signal_id).encode()),
+            ]
+        )
+    return rows
+
+
+def _decision(record: SignalRecord) -> str:
+    line = _STATUS_LINE.get(record.status)
+    if line is None:
+        return ""
+    who = f" by <code>{record.decided_by}</code>" if record.decided_by is not None else ""
+    when = f" at {record.decided_at:%Y-%m-%d %H:%MZ}" if record.decided_at is not None else ""
+    why = f": {escape(record.reason)}" if record.reason else ""
+    return f"{line}{who}{when}{why}"
+
+
+def signal_detail(record: SignalRecord, instrument: Instrument, estimate: str | None = None) -> str:
+    """The full signal message for one setup."""
+    s, q = record.scored.setup, record.scored.score
+    size = f"{record.quantity} lots" if record.quantity is not None else "n/a"
+    parts = [
+        f"<b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} · <i>{escape(s.strategy)}</i> · {s.timeframe}",
+        f"entry <code>{s.entry}</code> · stop <code>{s.stop}</code> · target <code>{s.target}</code>",
+        f"R:R {s.reward_risk} · size {size} (risk {_money(risk_money(record, instrument))})",
+        f"quality <b>{q.total:.0f}</b>/100" + (f" · {escape(estimate)}" if estimate else ""),
+    ]
+    parts += [f"  • {escape(c.name.replace('_', ' '))} {c.value:.2f}: {escape(c.reason)}" for c in q.top(3)]
+    parts += [f"  – {escape(r)}" for r in s.reasons[:3]]
+    parts.append(f"bar {_local(s.bar_time, instrument)}")
+    if record.expires_at is not None:
+        parts.append(f"expires {_local(record.expires_at, instrument)}")
+    parts.append(f"id <code>{s.signal_id}</code>")
+    decision = _decision(record)
+    if decision:
+        parts.append(decision)
+    return "\n".join(parts)
+
+
+def signal_line(n: int, record: SignalRecord) -> str:
+    """One compact digest line."""
+    s, q = record.scored.setup, record.scored.score
+    decision = _decision(record)
+    tail = f" — {decision}" if decision else ""
+    return (
+        f"{n}. <b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} {escape(s.strategy)} {s.timeframe} · "
+        f"Q{q.total:.0f} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> target <code>{s.target}</code> "
+        f"(R:R {s.reward_risk}, {record.quantity or 'n/a'} lots) · <code>{s.signal_id}</code>{tail}"
+    )
+
+
+def signal_message(records: Sequence[SignalRecord], instruments: dict[str, Instrument]) -> RenderedMessage:
+    """A message showing one signal in full, or several as a digest with the best first."""
+    pending = [r.signal_id for r in records if r.status is SignalStatus.PENDING]
+    if len(records) == 1:
+        record = records[0]
+        text = signal_detail(record, instruments[record.scored.setup.symbol])
+        return RenderedMessage(text, signal_buttons(pending))
+    lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
+    lines += [signal_line(n, r) for n, r in enumerate(records, start=1)]
+    buttons: Buttons = []
+    for n, record in enumerate(records, start=1):
+        if record.status is SignalStatus.PENDING:
+            buttons += [[(f"{n}. {label}", data) for label, data in row] for row in signal_buttons([record.signal_id])]
+    return RenderedMessage("\n".join(lines), buttons)
+
+
+def risk_money(record: SignalRecord, instrument: Instrument) -> Decimal | None:
+    if record.quantity is None:
+        return None
+    s = record.scored.setup
+    return abs(s.entry - s.stop) * record.quantity * instrument.contract_size
+
+
+def fill_text(trade: Trade) -> str:
+    return (
+        f"📥 <b>{escape(trade.symbol)}</b> {_SIDE_ICON[trade.side]} filled {trade.quantity} @ "
+        f"<code>{trade.entry_price}</code> (fees {_money(trade.entry_fees)}) · stop <code>{trade.stop}</code> · "
+        f"target <code>{trade.target}</code> · <code>{trade.signal_id}</code>"
+    )
+
+
+def exit_text(trade: Trade) -> str:
+    reason = trade.exit_reason.value if trade.exit_reason else "?"
+    pnl, r = trade.pnl, trade.pnl_r
+    icon = "🏁" if pnl is None else ("💰" if pnl > 0 else "🩸" if pnl < 0 else "➖")
+    return (
+        f"{icon} <b>{escape(trade.symbol)}</b> {_SIDE_ICON[trade.side]} closed ({reason}) @ "
+        f"<code>{trade.exit_price}</code>: P&amp;L <b>{_money(pnl)}</b> ({r}R, fees {_money(trade.fees)}) · "
+        f"<code>{trade.signal_id}</code>"
+    )
+
+
+def positions_text(trades: Sequence[Trade], marks: dict[str, Decimal]) -> str:
+    if not trades:
+        return "No open positions."
+    lines = [f"<b>{len(trades)} open position(s)</b>"]
+    for t in trades:
+        mark = marks.get(t.symbol)
+        upnl = None
+        if mark is not None:
+            upnl = (mark - t.entry_price) * t.side.sign * t.quantity * t.contract_size - t.entry_fees
+        lines.append(
+            f"{escape(t.symbol)} {_SIDE_ICON[t.side]} {t.quantity} @ <code>{t.entry_price}</code> · stop "
+            f"<code>{t.stop}</code> · target <code>{t.target}</code> · last <code>{mark or 'n/a'}</code>"
+            f" · open P&amp;L {_money(upnl)} · since {t.entry_time:%Y-%m-%d %H:%MZ}"
+        )
+    return "\n".join(lines)
+
+
+def report_text(
+    summary: PerformanceSummary, by_strategy: dict[str, PerformanceSummary], shadow: PerformanceSummary
+) -> str:
+    """Performance of closed paper and reported trades, by strategy, with shadow outcomes apart."""
+    if summary.trades == 0:
+        head = ["<b>Performance</b>: no closed trades yet."]
+    else:
+        head = ["<b>Performance</b> (closed paper and reported trades)", _summary_line(summary)]
+        head += [f"  <i>{escape(name)}</i>: {_summary_line(s)}" for name, s in sorted(by_strategy.items())]
+    if shadow.trades:
+        head.append(f"Rejected/expired signals, had they been taken: {_summary_line(shadow)}")
+    return "\n".join(head)
+
+
+def _summary_line(s: PerformanceSummary) -> str:
+    pf = "n/a" if s.profit_factor is None else f"{s.profit_factor:.2f}"
+    win = "n/a" if s.win_rate is None else f"{s.win_rate:.0%}"
+    exp = "n/a" if s.expectancy_r is None else f"{s.expectancy_r:+.2f}R"
+    return f"{s.trades} trades · win {win} · PF {pf} · expectancy {exp} · net {_money(s.net_pnl)}"
+
+
+def status_text(
+    *,
+    mode: ExecutionMode,
+    paused: bool,
+    now: datetime,
+    last_run: str,
+    next_run: datetime | None,
+    open_trades: Sequence[Trade],
+    today_pnl: Decimal,
+    equity: Decimal,
+    risk_per_trade: Decimal,
+    outbox: int,
+) -> str:
+    paper = [t for t in open_trades if t.kind is TradeKind.PAPER]
+    return "\n".join(
+        [
+            f"<b>Status</b> at {now:%Y-%m-%d %H:%MZ}",
+            f"mode <b>{mode.value}</b> · {'⏸ <b>PAUSED</b> (/resume)' if paused else '▶️ running'}",
+            f"last run: {escape(last_run)}",
+            f"next run: {next_run:%Y-%m-%d %H:%MZ}" if next_run else "next run: none scheduled",
+            f"open positions: {len(paper)} · today's P&amp;L {_money(today_pnl)}",
+            f"risk per trade {risk_per_trade:%} of equity {_money(equity)} (max {_money(equity * risk_per_trade)})",
+            f"messages waiting to be sent: {outbox}",
+        ]
+    )
+
+
+def welcome_text(mode: ExecutionMode, paused: bool) -> str:
+    lines = [
+        "<b>tradebot</b>: trading signals with your approval.",
+        f"mode <b>{mode.value}</b> · {'⏸ paused' if paused else '▶️ running'}",
+        "",
+    ]
+    lines += [f"/{name} — {escape(text)}" for name, text in COMMANDS]
+    return "\n".join(lines)

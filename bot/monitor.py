@@ -1,0 +1,130 @@
+"""Watch open positions (paper and shadow) on every new bar and close them at stop, target or time.
+
+The exit rules are the engine's (`engine.exits.find_exit`), the same the backtester uses: bars that opened
+at or after the entry are checked; when one bar touches both the stop and the target, the stop is taken;
+a bar that opens beyond a level fills at its open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from decimal import ROUND_HALF_EVEN
+
+import numpy as np
+
+from bot.messages import exit_text
+from bot.notifier import Notifier
+from data.validation import validate_bars
+from engine.bars import to_nanos
+from engine.calendars import SessionCalendar
+from engine.costs import CostModel, commission, exit_fill_price
+from engine.domain import Instrument
+from engine.exits import find_exit
+from engine.indicators import MarketContext
+from engine.ports import BarProvider, BotStore, Clock, ProviderError
+from engine.trading import Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+_NEVER_STALE = 10**9
+_SESSION_CALENDARS = frozenset({"XNSE", "XNYS"})
+
+
+class PositionMonitor:
+    """Checks open trades against the bars that closed since their entry."""
+
+    def __init__(
+        self,
+        store: BotStore,
+        provider: BarProvider,
+        notifier: Notifier,
+        clock: Clock,
+        instruments: Mapping[str, Instrument],
+        calendars: Mapping[str, SessionCalendar],
+        *,
+        history_bars: int,
+        max_hold_bars: int,
+        costs: CostModel,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.notifier = notifier
+        self.clock = clock
+        self.instruments = dict(instruments)
+        self.calendars = dict(calendars)
+        self.history_bars = history_bars
+        self.max_hold_bars = max_hold_bars
+        self.costs = costs
+
+    async def check(self, symbols: Collection[str] | None = None) -> list[Trade]:
+        """Close every open paper or shadow trade whose exit has happened; return the closed trades."""
+        open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW])
+        by_symbol: dict[str, list[Trade]] = defaultdict(list)
+        for trade in open_trades:
+            if (symbols is None or trade.symbol in symbols) and trade.symbol in self.instruments:
+                by_symbol[trade.symbol].append(trade)
+        closed: list[Trade] = []
+        for symbol, trades in by_symbol.items():
+            closed += await self._check_symbol(symbol, trades)
+        return closed
+
+    async def _check_symbol(self, symbol: str, trades: list[Trade]) -> list[Trade]:
+        instrument, calendar = self.instruments[symbol], self.calendars[symbol]
+        now = self.clock.now()
+        try:
+            frame = await asyncio.to_thread(self.provider.fetch, instrument, now, self.history_bars)
+        except ProviderError as exc:
+            log.warning("cannot monitor %s positions now: %s", symbol, exc)
+            return []
+        check = validate_bars(frame, instrument, calendar, now, min_bars=1, stale_bars=_NEVER_STALE)
+        if check.bars is None:
+            log.warning("cannot monitor %s positions now: %s", symbol, check.rejection)
+            return []
+        bars = check.bars
+        session_day = None
+        if instrument.calendar in _SESSION_CALENDARS and instrument.interval.is_intraday:
+            session_day = MarketContext(instrument, bars, calendar).session_day
+        closed = []
+        for trade in trades:
+            entered = to_nanos(trade.entry_time)
+            if len(bars) and entered < int(bars.time[0]):
+                log.warning(
+                    "%s trade %s is older than the loaded history; checking from %s",
+                    symbol,
+                    trade.trade_id,
+                    bars.bar_time(0),
+                )
+            start = int(np.searchsorted(bars.time, entered, side="left"))
+            if start >= len(bars):
+                continue
+            event = find_exit(
+                bars,
+                start,
+                trade.side,
+                float(trade.stop),
+                float(trade.target),
+                max_bars=self.max_hold_bars,
+                session_day=session_day,
+            )
+            if event is None:
+                continue
+            level = instrument.price(event.price, ROUND_HALF_EVEN)
+            price = exit_fill_price(level, trade.side, self.costs, instrument)
+            fees = commission(price, trade.quantity, instrument, self.costs)
+            if await self.store.close_trade(trade.trade_id, event.at, price, event.reason, fees):
+                done = trade.closed(event.at, price, event.reason, fees)
+                closed.append(done)
+                log.info(
+                    "%s %s trade %s closed: %s @ %s",
+                    symbol,
+                    trade.kind.value,
+                    trade.trade_id,
+                    event.reason.value,
+                    price,
+                )
+                if trade.kind is TradeKind.PAPER:
+                    await self.notifier.text(exit_text(done))
+        return closed

@@ -1,0 +1,66 @@
+"""Queue what the bot wants to tell the trader in the persisted outbox; a sender delivers it later.
+
+Services call the notifier and never the Telegram library, so a Telegram outage or a restart delays a
+message but never loses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from bot.messages import signal_message
+from engine.domain import Instrument
+from engine.ports import BotStore, Clock, OutboxKind, SignalRecord
+
+
+class Notifier:
+    """Renders messages and puts them in the outbox for every target chat."""
+
+    def __init__(
+        self,
+        store: BotStore,
+        chats: Sequence[int],
+        instruments: Mapping[str, Instrument],
+        clock: Clock,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        if not chats:
+            raise ValueError("the notifier needs at least one chat to talk to")
+        self.store = store
+        self.chats = tuple(chats)
+        self.instruments = dict(instruments)
+        self.clock = clock
+        self.wake = wake
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    async def signals(self, records: Sequence[SignalRecord]) -> None:
+        """Send one message with these signals (a digest when there are several) to every chat."""
+        if not records:
+            return
+        rendered = signal_message(records, self.instruments)
+        ids = [r.signal_id for r in records]
+        payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
+        for chat in self.chats:
+            await self.store.enqueue(OutboxKind.SIGNAL, chat, payload, self._now(), ids[0])
+        self.wake()
+
+    async def text(self, html: str) -> None:
+        """Tell every chat something (fills, exits, alerts)."""
+        for chat in self.chats:
+            await self.store.enqueue(OutboxKind.TEXT, chat, {"text": html}, self._now())
+        self.wake()
+
+    async def refresh(self, signal_id: str) -> None:
+        """Re-render every message that shows this signal, so it shows the decision and loses stale buttons."""
+        for chat, message_id in await self.store.signal_messages(signal_id):
+            ids = await self.store.message_signals(chat, message_id)
+            records = [r for r in [await self.store.signal(i) for i in ids] if r is not None]
+            if not records:
+                continue
+            rendered = signal_message(records, self.instruments)
+            payload = {"text": rendered.text, "buttons": rendered.buttons, "message_id": message_id}
+            await self.store.enqueue(OutboxKind.EDIT, chat, payload, self._now(), signal_id)
+        self.wake()

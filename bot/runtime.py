@@ -1,0 +1,173 @@
+"""The running bot's services, wired once from settings (the composition root of `tradebot run`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.clock import BotClock
+from bot.composition import bar_rules, cache_dir, watchlist
+from bot.config import Settings
+from bot.desk import DeskPolicy, OfferDecision, SignalDesk
+from bot.monitor import PositionMonitor
+from bot.notifier import Notifier
+from bot.paper_broker import PaperBroker
+from bot.scan import ScanReport, ScanService
+from bot.scheduler import ScheduleGroup, Scheduler, build_groups
+from bot.state import BotState
+from data.providers import provider_from_source
+from data.store import SqliteStore
+from engine.calendars import SessionCalendar
+from engine.costs import CostModel
+from engine.domain import Instrument, RejectionKind, SignalStatus
+from engine.ports import BarProvider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BotRuntime:
+    """Everything the Telegram layer calls: one object per process."""
+
+    settings: Settings
+    store: SqliteStore
+    clock: BotClock
+    provider: BarProvider
+    scan: ScanService
+    state: BotState
+    notifier: Notifier
+    desk: SignalDesk
+    monitor: PositionMonitor
+    instruments: dict[str, Instrument]
+    calendars: dict[str, SessionCalendar]
+    chats: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        self._run_lock = asyncio.Lock()
+        groups = build_groups(self.settings.bot.schedules, list(self.instruments.values()), self.calendars)
+        self.scheduler = Scheduler(groups, self.calendars, self.clock, self.scheduled_run)
+
+    async def analyse(self, symbols: Collection[str] | None = None) -> tuple[ScanReport, list[OfferDecision]]:
+        """Run one analysis now, offer what it found and check open positions (one run at a time)."""
+        async with self._run_lock:
+            report = await self.scan.scan(symbols=symbols)
+            decisions = await self.desk.offer(report.setups)
+            await self.monitor.check(symbols)
+        if report.errors:
+            await self.notifier.text(
+                f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
+            )
+        return report, decisions
+
+    async def scheduled_run(self, group: ScheduleGroup, symbols: list[str]) -> None:
+        """A scheduled run: failures are reported, and the scheduler arms the next run anyway."""
+        try:
+            report, decisions = await self.analyse(symbols)
+            log.info(
+                "run %s (%s): %d symbols, %d setups, %d offered",
+                report.run_id,
+                group.name,
+                len(report.symbols),
+                len(report.setups),
+                sum(d.status is not SignalStatus.DROPPED for d in decisions),
+            )
+        except Exception as exc:
+            log.exception("scheduled run %s failed", group.name)
+            await self.notifier.text(f"⚠️ scheduled run {group.name} failed: {type(exc).__name__}: {exc}")
+
+    async def tick(self, context: object = None) -> None:
+        """Housekeeping on the bot clock: expire pending signals whose time is up."""
+        del context
+        try:
+            expired = await self.desk.expire_due()
+            if expired:
+                log.info("expired %d signal(s)", expired)
+        except Exception:
+            log.exception("expiry check failed")
+
+
+def top_rejection_reasons(report: ScanReport, n: int = 3) -> list[tuple[str, int]]:
+    """The most common rejection reasons of a run (reason text up to its first colon or number)."""
+    counts: Counter[str] = Counter()
+    for r in report.rejections:
+        head = r.reason.split(":")[0] if r.kind is RejectionKind.SETUP else f"{r.reason.split(':')[0]} (symbol)"
+        counts[head.strip()] += 1
+    return counts.most_common(n)
+
+
+def target_chats(settings: Settings) -> tuple[int, ...]:
+    """TELEGRAM_CHAT_ID, or each allowed user's private chat (a private chat's id is the user's id)."""
+    if settings.telegram_chat_id is not None:
+        return (settings.telegram_chat_id,)
+    return tuple(settings.telegram_allowed_users)
+
+
+def desk_policy(settings: Settings) -> DeskPolicy:
+    b = settings.bot
+    return DeskPolicy(
+        default_mode=b.mode,
+        auto_threshold=b.auto_threshold,
+        ask_threshold=b.ask_threshold,
+        ttl_bars=b.signal_ttl_bars,
+        max_price_drift_r=b.max_price_drift_r,
+        cooldown=timedelta(minutes=b.symbol_cooldown_minutes),
+        digest_threshold=b.digest_threshold,
+        max_signals_per_run=b.max_signals_per_run,
+        equity=b.account_equity,
+        risk_fraction=b.risk_per_trade,
+        costs=cost_model(settings),
+    )
+
+
+def cost_model(settings: Settings) -> CostModel:
+    c = settings.bot.costs
+    return CostModel(c.slippage_bps, c.commission_bps, c.commission_per_order)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, clock: BotClock | None = None) -> AsyncIterator[BotRuntime]:
+    """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
+    clock = clock or BotClock(settings.clock_start, settings.clock_speed)
+    provider = provider_from_source(settings.data_source, cache_dir(settings))
+    items = watchlist(settings)
+    instruments = {w.instrument.symbol: w.instrument for w in items}
+    calendars = {w.instrument.symbol: w.calendar for w in items}
+    chats = target_chats(settings)
+    costs = cost_model(settings)
+    store = await SqliteStore.open(settings.db_path)
+    try:
+        state = BotState(store, settings.bot.mode)
+        notifier = Notifier(store, chats, instruments, clock)
+        broker = PaperBroker(provider, instruments, clock, costs)
+        monitor = PositionMonitor(
+            store,
+            provider,
+            notifier,
+            clock,
+            instruments,
+            calendars,
+            history_bars=settings.scan.history_bars,
+            max_hold_bars=settings.bot.max_hold_bars,
+            costs=costs,
+        )
+        yield BotRuntime(
+            settings=settings,
+            store=store,
+            clock=clock,
+            provider=provider,
+            scan=ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock),
+            state=state,
+            notifier=notifier,
+            desk=SignalDesk(store, broker, notifier, state, clock, instruments, desk_policy(settings)),
+            monitor=monitor,
+            instruments=instruments,
+            calendars=calendars,
+            chats=chats,
+        )
+    finally:
+        await store.close()

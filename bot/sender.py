@@ -1,0 +1,143 @@
+"""Deliver the persisted outbox to Telegram: paced per chat, retried with backoff, never silently dropped.
+
+- At most one message per `min_interval` seconds per chat (Telegram allows about one per second).
+- 429 `retry_after`: the whole sender pauses that long (the limit is the bot's) and the item is retried.
+- Network errors, timeouts and 5xx: the item is retried with exponential backoff and jitter (1 s .. 5 min).
+- A 400 that can never succeed (bad markup, chat not found) or a 403 (the user blocked the bot) is logged as
+  an error and the item is closed; an edit that changes nothing ("message is not modified") counts as sent.
+Delivery is at-least-once: a crash between Telegram's answer and the store's update resends that item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from engine.ports import BotStore, OutboxItem, OutboxKind
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+NOT_MODIFIED = "message is not modified"
+
+
+def markup(buttons: list[list[list[str]]] | list[list[tuple[str, str]]] | None) -> InlineKeyboardMarkup | None:
+    """Inline keyboard from rows of (label, callback data); None for no buttons."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text=label, callback_data=data) for label, data in row] for row in buttons]
+    )
+
+
+def _seconds(value: Any) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class OutboxSender:
+    """Background task draining the outbox through the Telegram Bot API."""
+
+    def __init__(self, bot: Bot, store: BotStore, *, min_interval: float = 1.0, poll_seconds: float = 0.5) -> None:
+        self.bot = bot
+        self.store = store
+        self.min_interval = min_interval
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_sent: dict[int, float] = {}
+        self._paused_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look at the outbox now (something was just queued)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        """Finish the message being sent, then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                items = await self.store.due_messages(datetime.now(UTC), limit=20)
+            except Exception:
+                log.exception("reading the outbox failed")
+                items = []
+            for item in items:
+                if self._stopping:
+                    return
+                await self._deliver(item)
+            if not items:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+
+    async def _pace(self, chat_id: int) -> None:
+        wait = max(self._paused_until - time.monotonic(), 0.0)
+        wait = max(wait, self._last_sent.get(chat_id, -1e9) + self.min_interval - time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        await self._pace(item.chat_id)
+        try:
+            await self._send(item)
+        except RetryAfter as exc:
+            delay = _seconds(exc.retry_after)
+            self._paused_until = time.monotonic() + delay
+            log.warning("Telegram asked to slow down for %.0f s (item %s)", delay, item.item_id)
+            await self._retry_later(item, delay, f"429 retry after {delay:.0f} s")
+        except BadRequest as exc:
+            if NOT_MODIFIED in str(exc).lower():
+                await self.store.mark_sent(item.item_id, datetime.now(UTC))
+            else:
+                log.error("Telegram refused outbox item %s for chat %s for good: %s", item.item_id, item.chat_id, exc)
+                await self.store.mark_sent(item.item_id, datetime.now(UTC))
+        except Forbidden as exc:
+            log.error(
+                "chat %s does not accept messages from the bot: %s (item %s closed)", item.chat_id, exc, item.item_id
+            )
+            await self.store.mark_sent(item.item_id, datetime.now(UTC))
+        except (NetworkError, TelegramError, OSError) as exc:
+            delay = min(2.0**item.attempts, MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)
+            log.warning("sending outbox item %s failed (%s); retry in %.1f s", item.item_id, exc, delay)
+            await self._retry_later(item, delay, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._last_sent[item.chat_id] = time.monotonic()
+
+    async def _retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
+        await self.store.mark_failed_attempt(item.item_id, datetime.now(UTC) + timedelta(seconds=delay), error[:500])
+
+    async def _send(self, item: OutboxItem) -> None:
+        payload = item.payload
+        keyboard = markup(payload.get("buttons"))
+        if item.kind is OutboxKind.EDIT:
+            await self.bot.edit_message_text(
+                chat_id=item.chat_id,
+                message_id=int(payload["message_id"]),
+                text=payload["text"],
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+            )
+        else:
+            message = await self.bot.send_message(
+                chat_id=item.chat_id, text=payload["text"], parse_mode=ParseMode.HTML, reply_markup=keyboard
+            )
+            for signal_id in payload.get("signal_ids", []):
+                await self.store.add_signal_message(signal_id, item.chat_id, message.message_id)
+        await self.store.mark_sent(item.item_id, datetime.now(UTC))

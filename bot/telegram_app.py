@@ -1,0 +1,350 @@
+"""The Telegram front end: thin handlers (authorise, answer, call one service, render) and the bot's lifecycle.
+
+Every command and button checks the *sender's* user id against TELEGRAM_ALLOWED_USERS; anyone else gets a
+one-line refusal, is logged, and changes nothing. One event loop holds the PTB Application (long polling),
+its JobQueue, the outbox sender and the SQLite connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import wraps
+from html import escape
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.callbacks import Action, parse
+from bot.config import Settings
+from bot.desk import OutcomeKind
+from bot.messages import (
+    BUTTON_INVALID,
+    COMMANDS,
+    MODE_USAGE,
+    NOT_AUTHORISED,
+    REPORT_USAGE,
+    positions_text,
+    report_text,
+    status_text,
+    welcome_text,
+)
+from bot.runtime import BotRuntime, open_runtime, top_rejection_reasons
+from bot.sender import OutboxSender, markup
+from engine.domain import SignalStatus
+from engine.performance import summarize
+from engine.ports import BrokerError
+from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+SHUTDOWN_GRACE_SECONDS = 8.0
+TICK_BOT_SECONDS = 60.0
+
+
+class TelegramFrontEnd:
+    """Command and button handlers over one BotRuntime."""
+
+    def __init__(self, runtime: BotRuntime, allowed_users: frozenset[int]) -> None:
+        self.rt = runtime
+        self.allowed = allowed_users
+
+    def authorised(self, handler: Handler) -> Handler:
+        """Run `handler` only for allowed senders; refuse everyone else in one line."""
+
+        @wraps(handler)
+        async def guarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            user = update.effective_user
+            if user is None or user.id not in self.allowed:
+                log.warning("refused %s from user %s", handler.__name__, user.id if user else "unknown")
+                if update.callback_query is not None:
+                    await update.callback_query.answer(NOT_AUTHORISED, show_alert=True)
+                elif update.effective_message is not None:
+                    await update.effective_message.reply_text(NOT_AUTHORISED)
+                return
+            await handler(update, context)
+
+        return guarded
+
+    def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        commands: dict[str, Handler] = {
+            "start": self.start,
+            "help": self.start,
+            "signal": self.signal,
+            "status": self.status,
+            "positions": self.positions,
+            "report": self.report,
+            "stop": self.stop,
+            "resume": self.resume,
+            "mode": self.mode,
+        }
+        for name, handler in commands.items():
+            app.add_handler(CommandHandler(name, self.authorised(handler)))
+        app.add_handler(CallbackQueryHandler(self.authorised(self.button)))
+        app.add_handler(MessageHandler(filters.COMMAND, self.authorised(self.unknown)))
+        app.add_error_handler(self.error)
+
+    async def _reply(self, update: Update, html: str, buttons: Any = None) -> None:
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(html, parse_mode=ParseMode.HTML, reply_markup=markup(buttons))
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._reply(update, welcome_text(await self.rt.state.mode(), await self.rt.state.paused()))
+
+    async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._reply(update, "Unknown command. /help lists what I understand.")
+
+    async def signal(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = [a.upper() for a in (context.args or [])]
+        if len(args) > 1 or (args and args[0] not in self.rt.instruments):
+            known = ", ".join(sorted(self.rt.instruments))
+            await self._reply(update, f"usage: /signal [SYMBOL] — symbols: {escape(known)}")
+            return
+        await self._reply(update, "Running an analysis…")
+        report, decisions = await self.rt.analyse(args or None)
+        offered = [d for d in decisions if d.status is not SignalStatus.DROPPED]
+        dropped = [d for d in decisions if d.status is SignalStatus.DROPPED]
+        lines = [f"Run {report.run_id}: {len(report.symbols)} symbol(s), {report.evaluated} evaluated."]
+        if not report.setups:
+            lines.append("No setups.")
+        else:
+            lines.append(f"{len(report.setups)} setup(s): {len(offered)} new signal(s) sent, {len(dropped)} dropped.")
+            lines += [f"  dropped {escape(d.symbol)}: {escape(d.reason)}" for d in dropped[:5]]
+            already = len(report.setups) - len(decisions)
+            if already:
+                lines.append(f"{already} already signalled earlier.")
+        reasons = top_rejection_reasons(report)
+        if reasons:
+            total = len(report.rejections)
+            lines.append(f"{total} rejected; top reasons: " + "; ".join(f"{escape(r)} ×{n}" for r, n in reasons))
+        await self._reply(update, "\n".join(lines))
+
+    async def status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        now = self.rt.clock.now()
+        runs = await self.rt.store.recent_runs(1)
+        last = "none yet"
+        if runs:
+            r = runs[0]
+            last = f"#{r.run_id} at {r.started_at:%Y-%m-%d %H:%MZ}: {r.setups} setups, {len(r.errors)} errors"
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = await self.rt.store.trades([TradeKind.PAPER, TradeKind.EXTERNAL], closed_since=day_start)
+        text = status_text(
+            mode=await self.rt.state.mode(),
+            paused=await self.rt.state.paused(),
+            now=now,
+            last_run=last,
+            next_run=self.rt.scheduler.next_run(),
+            open_trades=await self.rt.store.open_trades([TradeKind.PAPER]),
+            today_pnl=sum((t.pnl or Decimal(0) for t in today), Decimal(0)),
+            equity=self.rt.settings.bot.account_equity,
+            risk_per_trade=self.rt.settings.bot.risk_per_trade,
+            outbox=await self.rt.store.outbox_size(),
+        )
+        await self._reply(update, text)
+
+    async def positions(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        trades = await self.rt.store.open_trades([TradeKind.PAPER])
+        marks: dict[str, Decimal] = {}
+        for symbol in {t.symbol for t in trades}:
+            try:
+                marks[symbol] = (await self.rt.desk.broker.quote(self.rt.instruments[symbol])).mid
+            except BrokerError as exc:
+                log.warning("no mark for %s: %s", symbol, exc)
+        await self._reply(update, positions_text(trades, marks))
+
+    async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if not args:
+            closed = await self.rt.store.trades([TradeKind.PAPER, TradeKind.EXTERNAL])
+            shadow = await self.rt.store.trades([TradeKind.SHADOW])
+            by_strategy = {
+                name: summarize([t for t in closed if t.strategy == name]) for name in {t.strategy for t in closed}
+            }
+            await self._reply(update, report_text(summarize(closed), by_strategy, summarize(shadow)))
+            return
+        trade = await self._external_trade(args, update)
+        if trade is None:
+            await self._reply(update, escape(REPORT_USAGE))
+            return
+        await self.rt.store.record_external_trade(trade)
+        await self._reply(update, f"Recorded {escape(args[1])} of {trade.pnl} for <code>{trade.signal_id}</code>.")
+
+    async def _external_trade(self, args: list[str], update: Update) -> Trade | None:
+        """A closed EXTERNAL trade from `/report <signal_id> <win|loss|breakeven> <pnl>`, or None if malformed."""
+        if len(args) != 3 or args[1].lower() not in {"win", "loss", "breakeven"}:
+            return None
+        try:
+            pnl = Decimal(args[2])
+        except InvalidOperation:
+            return None
+        outcome = args[1].lower()
+        if not pnl.is_finite() or (outcome == "win" and pnl <= 0) or (outcome == "loss" and pnl >= 0):
+            return None
+        record = await self.rt.store.signal(args[0].lower())
+        if record is None:
+            return None
+        setup = record.scored.setup
+        quantity = record.quantity or Decimal(1)
+        contract = self.rt.instruments[setup.symbol].contract_size
+        exit_price = setup.entry + pnl * setup.side.sign / (quantity * contract)
+        if exit_price <= 0:
+            return None
+        now = self.rt.clock.now()
+        user = update.effective_user.id if update.effective_user else None
+        return Trade(
+            trade_id=f"{record.signal_id}-external",
+            signal_id=record.signal_id,
+            kind=TradeKind.EXTERNAL,
+            strategy=setup.strategy,
+            symbol=setup.symbol,
+            side=setup.side,
+            quantity=quantity,
+            contract_size=contract,
+            entry_time=setup.bar_time + setup.timeframe.delta,
+            entry_price=setup.entry,
+            stop=setup.stop,
+            target=setup.target,
+            exit_time=max(now, setup.bar_time + setup.timeframe.delta),
+            exit_price=exit_price,
+            exit_reason=ExitReason.EXTERNAL,
+            approver_id=user,
+        )
+
+    async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.rt.state.set_paused(True)
+        log.warning("emergency stop by user %s", update.effective_user.id if update.effective_user else "?")
+        open_count = len(await self.rt.store.open_trades([TradeKind.PAPER]))
+        text = "⏸ <b>Stopped</b>: no new signals, approvals refused. /resume to continue."
+        buttons = None
+        if open_count:
+            text += f"\n{open_count} paper position(s) are still open."
+            buttons = [
+                [
+                    (f"Close all {open_count}", f"{Action.CLOSE_ALL.value}:-"),
+                    ("Keep them open", f"{Action.KEEP_OPEN.value}:-"),
+                ]
+            ]
+        await self._reply(update, text, buttons)
+
+    async def resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.rt.state.set_paused(False)
+        await self._reply(update, "▶️ Resumed.")
+
+    async def mode(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = [a.lower() for a in (context.args or [])]
+        if not args:
+            await self._reply(update, f"mode <b>{(await self.rt.state.mode()).value}</b>. {escape(MODE_USAGE)}")
+            return
+        if len(args) != 1 or args[0] not in set(ExecutionMode):
+            await self._reply(update, escape(MODE_USAGE))
+            return
+        await self.rt.state.set_mode(ExecutionMode(args[0]))
+        await self._reply(update, f"mode set to <b>{args[0]}</b>.")
+
+    async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        user = query.from_user.id
+        callback = parse(query.data)
+        if callback is None:
+            await query.answer(BUTTON_INVALID)
+            return
+        if callback.action in (Action.CLOSE_ALL, Action.KEEP_OPEN):
+            await query.answer()
+            await self._stop_choice(update, callback.action, user)
+            return
+        assert callback.signal_id is not None  # parse guarantees it for signal actions
+        record = await self.rt.store.signal(callback.signal_id)
+        if record is None or record.status is not SignalStatus.PENDING:
+            await query.answer(BUTTON_INVALID)
+            return
+        if record.expires_at is not None and self.rt.clock.now() >= record.expires_at:
+            await query.answer("This signal has expired.")
+            await self.rt.desk.expire_due()
+            return
+        approving = callback.action is Action.APPROVE
+        await query.answer("Approving…" if approving else "Rejecting…")
+        desk = self.rt.desk
+        outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
+        if outcome.kind is not OutcomeKind.DONE and query.message is not None:
+            await context.bot.send_message(query.message.chat.id, escape(outcome.message), parse_mode=ParseMode.HTML)
+
+    async def _stop_choice(self, update: Update, action: Action, user: int) -> None:
+        message = update.effective_message
+        if action is Action.KEEP_OPEN:
+            if message is not None:
+                await message.edit_text("⏸ Stopped. Open positions kept.")
+            return
+        closed = await self.rt.desk.close_all(user)
+        if message is not None:
+            await message.edit_text(f"⏸ Stopped. Closed {closed} position(s).")
+
+    async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log any handler failure and tell the operator in one line (no traceback, no secrets)."""
+        exc = context.error
+        log.error("handler failed for update %s", getattr(update, "update_id", "?"), exc_info=exc)
+        await self.rt.notifier.text(f"⚠️ internal error: {escape(type(exc).__name__)}: {escape(str(exc))[:300]}")
+
+
+def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=0)).concurrent_updates(True)
+    if settings.telegram_api_base_url:
+        builder = builder.base_url(settings.telegram_api_base_url)
+    return builder.build()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run the bot until SIGTERM/SIGINT (or `stop` is set); shut down gracefully; return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings) as runtime:
+        app = build_application(settings)
+        front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
+        front.install(app)
+        sender = OutboxSender(app.bot, runtime.store, min_interval=settings.bot.send_interval_seconds)
+        runtime.notifier.wake = sender.wake
+        async with app:
+            try:
+                await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+            except Exception as exc:
+                log.warning("could not set the command menu: %s", exc)
+            await app.start()
+            assert app.updater is not None and app.job_queue is not None
+            await app.updater.start_polling(poll_interval=0.0, timeout=10, allowed_updates=Update.ALL_TYPES)
+            sender.start()
+            runtime.scheduler.start(app.job_queue)
+            tick = max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5)
+            app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
+            log.info(
+                "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
+            )
+            await stop.wait()
+            log.info("stopping: no new updates; finishing in-flight work")
+            started = datetime.now(UTC)
+            await app.updater.stop()
+            await asyncio.wait_for(app.stop(), timeout=SHUTDOWN_GRACE_SECONDS)
+            await sender.stop()
+            log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,154 @@
+"""The paper broker over the real shared bar files: quotes, fills, fees, idempotency and provider failures."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bot.paper_broker import PaperBroker
+from data.csv_provider import CsvProvider
+from engine.catalog import default_instrument
+from engine.costs import CostModel
+from engine.domain import Instrument, Side
+from engine.ports import BrokerError, FixedClock, ProviderError
+from engine.trading import Fill, OrderRequest, Quote
+
+pytestmark = pytest.mark.shared_data
+
+D = Decimal
+SPY = default_instrument("SPY")  # 5m, tick 0.01, spread 0.01
+EURUSD = default_instrument("EURUSD")  # 1h, tick 0.00001, spread 0.00008, contract 100000
+INSTRUMENTS = {i.symbol: i for i in (SPY, EURUSD)}
+# At 13:40 the SPY bar that opened 13:35 (close 579.21 in SPY_5m.csv) has just closed; the 13:40 bar has not.
+SPY_AT = datetime(2025, 5, 12, 13, 40, tzinfo=UTC)
+COSTS = CostModel(slippage_bps=D(10), commission_bps=D(5), commission_per_order=D(1))
+
+
+def broker(market_dir: Path, at: datetime, costs: CostModel = COSTS) -> PaperBroker:
+    return PaperBroker(CsvProvider(market_dir), INSTRUMENTS, FixedClock(at), costs)
+
+
+async def test_quote_is_the_last_closed_bars_close_with_half_the_spread_each_side(market_dir: Path) -> None:
+    quote = await broker(market_dir, SPY_AT).quote(SPY)
+    # 579.21 -/+ 0.005, rounded outward to the cent; the time is that bar's close.
+    assert quote == Quote("SPY", D("579.20"), D("579.22"), SPY_AT)
+    a_second_before = await broker(market_dir, datetime(2025, 5, 12, 13, 39, 59, tzinfo=UTC)).quote(SPY)
+    # Only the 13:30 bar (close 579.23) had closed.
+    assert a_second_before == Quote("SPY", D("579.22"), D("579.24"), datetime(2025, 5, 12, 13, 35, tzinfo=UTC))
+
+
+async def test_fx_quote(market_dir: Path) -> None:
+    quote = await broker(market_dir, datetime(2024, 11, 27, 5, 0, tzinfo=UTC)).quote(EURUSD)
+    # The 04:00 bar closed at 05:00 at 1.04788 (EURUSD_1h.csv): +-0.00004.
+    assert quote == Quote("EURUSD", D("1.04784"), D("1.04792"), datetime(2024, 11, 27, 5, 0, tzinfo=UTC))
+
+
+async def test_a_stale_quote_keeps_its_bar_time(market_dir: Path) -> None:
+    # Saturday: the last SPY bar closed Friday 20:00Z; the quote says so instead of pretending to be fresh.
+    saturday = datetime(2025, 5, 17, 12, 0, tzinfo=UTC)
+    quote = await broker(market_dir, saturday).quote(SPY)
+    assert quote.at == datetime(2025, 5, 16, 20, 0, tzinfo=UTC)
+    last = CsvProvider(market_dir).fetch(SPY, saturday, 1)
+    assert last.index[-1] == pd.Timestamp("2025-05-16T19:55Z")
+
+
+async def test_buy_and_sell_fills_with_fees(market_dir: Path) -> None:
+    paper = broker(market_dir, SPY_AT)
+    buy = await paper.place_order(SPY, OrderRequest("sig-buy", "SPY", Side.LONG, D(10)))
+    # Ask 579.22 x 1.001 = 579.79922 -> 579.80; fees 5798.00 x 0.0005 + 1 = 3.899 -> 3.90.
+    assert buy == Fill("sig-buy", "SPY", Side.LONG, D(10), D("579.80"), D("3.90"), SPY_AT)
+    sell = await paper.place_order(SPY, OrderRequest("sig-sell", "SPY", Side.SHORT, D(10)))
+    # Bid 579.20 x 0.999 = 578.6208 -> 578.62; fees 5786.20 x 0.0005 + 1 = 3.8931 -> 3.89.
+    assert sell == Fill("sig-sell", "SPY", Side.SHORT, D(10), D("578.62"), D("3.89"), SPY_AT)
+
+
+async def test_fx_fill_in_lots(market_dir: Path) -> None:
+    at = datetime(2024, 11, 27, 5, 0, tzinfo=UTC)
+    paper = broker(market_dir, at, CostModel(slippage_bps=D(2), commission_bps=D("0.5")))
+    fill = await paper.place_order(EURUSD, OrderRequest("fx-1", "EURUSD", Side.LONG, D("0.20")))
+    # Ask 1.04792 x 1.0002 = 1.048129584 -> 1.04813; fees 1.04813 x 0.20 x 100000 x 0.00005 = 1.04813 -> 1.05.
+    assert (fill.price, fill.fees, fill.filled_at) == (D("1.04813"), D("1.05"), at)
+
+
+class _MovingClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+async def test_placing_the_same_order_twice_fills_it_once(market_dir: Path) -> None:
+    clock = _MovingClock(SPY_AT)
+    paper = PaperBroker(CsvProvider(market_dir), INSTRUMENTS, clock, COSTS)
+    request = OrderRequest("sig-1", "SPY", Side.LONG, D(10))
+    first = await paper.place_order(SPY, request)
+    # Even after the market moved, a retry returns the original fill, not a second one at a new price.
+    clock.at = datetime(2025, 5, 12, 15, 0, tzinfo=UTC)
+    again = await paper.place_order(SPY, request)
+    assert again == first and again.price == D("579.80")
+    concurrent = await asyncio.gather(*(paper.place_order(SPY, request) for _ in range(5)))
+    assert all(f == first for f in concurrent)
+    with pytest.raises(BrokerError, match="sig-1 was already placed with different details"):
+        await paper.place_order(SPY, OrderRequest("sig-1", "SPY", Side.LONG, D(11)))
+    assert await paper.positions() == []
+
+
+async def test_concurrent_first_placements_fill_once(market_dir: Path) -> None:
+    paper = broker(market_dir, SPY_AT)
+    request = OrderRequest("sig-race", "SPY", Side.SHORT, D(3))
+    fills = await asyncio.gather(*(paper.place_order(SPY, request) for _ in range(4)))
+    assert len({id(f) for f in fills}) == 1
+
+
+async def test_missing_data_file_is_a_broker_error(market_dir: Path) -> None:
+    unknown: Instrument = replace(SPY, symbol="NOPE")
+    paper = PaperBroker(CsvProvider(market_dir), {**INSTRUMENTS, "NOPE": unknown}, FixedClock(SPY_AT), COSTS)
+    with pytest.raises(BrokerError, match="no price for NOPE: no data file for NOPE 5m"):
+        await paper.quote(unknown)
+    with pytest.raises(BrokerError, match="no price for NOPE"):
+        await paper.place_order(unknown, OrderRequest("x", "NOPE", Side.LONG, D(1)))
+
+
+async def test_no_bar_closed_yet_is_a_broker_error(market_dir: Path) -> None:
+    before_data = datetime(2020, 1, 1, tzinfo=UTC)
+    with pytest.raises(BrokerError, match="no price for SPY: no bar has closed by 2020-01-01 00:00Z"):
+        await broker(market_dir, before_data).quote(SPY)
+
+
+class _FailingProvider:
+    name = "failing"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def fetch(self, instrument: Instrument, end: datetime, bars: int) -> pd.DataFrame:
+        raise self.error
+
+
+async def test_provider_errors_become_plain_broker_errors() -> None:
+    paper = PaperBroker(
+        _FailingProvider(ProviderError("rate limited by Yahoo")), INSTRUMENTS, FixedClock(SPY_AT), COSTS
+    )
+    with pytest.raises(BrokerError, match=r"^no price for SPY: rate limited by Yahoo$"):
+        await paper.quote(SPY)
+    crashing = PaperBroker(_FailingProvider(ConnectionResetError("boom")), INSTRUMENTS, FixedClock(SPY_AT), COSTS)
+    with pytest.raises(BrokerError, match=r"^no price for SPY: the price source failed \(ConnectionResetError\)$"):
+        await crashing.quote(SPY)
+
+
+async def test_orders_the_venue_cannot_take_are_refused(market_dir: Path) -> None:
+    paper = broker(market_dir, SPY_AT)
+    with pytest.raises(BrokerError, match="is for EURUSD but was sent as SPY"):
+        await paper.place_order(SPY, OrderRequest("a", "EURUSD", Side.LONG, D(1)))
+    with pytest.raises(BrokerError, match=r"0\.005 EURUSD is not a whole number of lots of 0\.01"):
+        await paper.place_order(EURUSD, OrderRequest("b", "EURUSD", Side.LONG, D("0.005")))
+    aapl = default_instrument("AAPL")
+    with pytest.raises(BrokerError, match="AAPL is not an instrument the paper broker trades"):
+        await paper.place_order(aapl, OrderRequest("c", "AAPL", Side.LONG, D(1)))
