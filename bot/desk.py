@@ -223,7 +223,6 @@ class SignalDesk:
     async def _execute(self, record: SignalRecord, approver: int | None, latency: float | None) -> Outcome:
         """Submit and fill the order of an APPROVED signal; exactly once per signal id."""
         setup = record.scored.setup
-        instrument = self.instruments[setup.symbol]
         now = self.clock.now()
         if await self.state.paused():
             await self._fail(record.signal_id, SignalStatus.APPROVED, "bot paused before the order was sent")
@@ -234,6 +233,14 @@ class SignalDesk:
         request = OrderRequest(record.signal_id, setup.symbol, setup.side, record.quantity)
         if not await self.store.submit_order(record.signal_id, request, now):
             return Outcome(OutcomeKind.INVALID, "This signal is already being executed.")
+        return await self._place(record, request, approver, latency)
+
+    async def _place(
+        self, record: SignalRecord, request: OrderRequest, approver: int | None, latency: float | None
+    ) -> Outcome:
+        """Send a submitted order to the broker and record its fill (the broker is idempotent by signal id)."""
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
         try:
             fill = await self.broker.place_order(instrument, request)
         except BrokerError as exc:
@@ -257,10 +264,38 @@ class SignalDesk:
             approver_id=approver,
             approval_latency_s=latency,
         )
-        await self.store.record_fill(fill, trade)
+        if not await self.store.record_fill(fill, trade):
+            return Outcome(OutcomeKind.INVALID, "This signal was already filled.")
         await self.notifier.refresh(record.signal_id)
         await self.notifier.text(fill_text(trade))
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity} @ {fill.price}.")
+
+    async def reconcile(self) -> int:
+        """After a restart, settle signals a crash left half-way; return how many were touched.
+
+        NEW (found, never offered) are dropped; APPROVED without an order fail (the trader approved a price
+        that is gone); ORDER_SUBMITTED are placed again, which the broker treats idempotently by signal id,
+        and their fill is recorded.
+        """
+        now = self.clock.now()
+        touched = 0
+        for record in await self.store.signals_with_status(SignalStatus.NEW):
+            reason = "not offered before the bot restarted"
+            touched += await self.store.transition(
+                record.signal_id, SignalStatus.NEW, SignalStatus.DROPPED, now, reason=reason
+            )
+        for record in await self.store.signals_with_status(SignalStatus.APPROVED):
+            await self._fail(record.signal_id, SignalStatus.APPROVED, "the bot restarted before the order was sent")
+            touched += 1
+        for record in await self.store.signals_with_status(SignalStatus.ORDER_SUBMITTED):
+            setup = record.scored.setup
+            if record.quantity is None:
+                await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, "no position size")
+            else:
+                request = OrderRequest(record.signal_id, setup.symbol, setup.side, record.quantity)
+                await self._place(record, request, record.decided_by, None)
+            touched += 1
+        return touched
 
     async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
         await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason)

@@ -19,7 +19,7 @@ from engine.performance import PerformanceSummary
 from engine.ports import SignalRecord
 from engine.trading import ExecutionMode, Trade, TradeKind
 
-Buttons = list[list[tuple[str, str]]]
+Buttons = list[list[list[str]]]  # rows of [label, callback data]; lists so they survive JSON
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "welcome, mode and command list"),
@@ -74,8 +74,8 @@ def signal_buttons(signal_ids: Sequence[str], labelled: bool = False) -> Buttons
         prefix = f"{n}. " if labelled else ""
         rows.append(
             [
-                (f"{prefix}✅ Approve", Callback(Action.APPROVE, signal_id).encode()),
-                (f"{prefix}❌ Reject", Callback(Action.REJECT, signal_id).encode()),
+                [f"{prefix}✅ Approve", Callback(Action.APPROVE, signal_id).encode()],
+                [f"{prefix}❌ Reject", Callback(Action.REJECT, signal_id).encode()],
             ]
         )
     return rows
@@ -137,7 +137,7 @@ def signal_message(records: Sequence[SignalRecord], instruments: dict[str, Instr
     buttons: Buttons = []
     for n, record in enumerate(records, start=1):
         if record.status is SignalStatus.PENDING:
-            buttons += [[(f"{n}. {label}", data) for label, data in row] for row in signal_buttons([record.signal_id])]
+            buttons += [[[f"{n}. {label}", data] for label, data in row] for row in signal_buttons([record.signal_id])]
     return RenderedMessage("\n".join(lines), buttons)
 
 

@@ -30,7 +30,7 @@ MAX_BACKOFF_SECONDS = 300.0
 NOT_MODIFIED = "message is not modified"
 
 
-def markup(buttons: list[list[list[str]]] | list[list[tuple[str, str]]] | None) -> InlineKeyboardMarkup | None:
+def markup(buttons: list[list[list[str]]] | None) -> InlineKeyboardMarkup | None:
     """Inline keyboard from rows of (label, callback data); None for no buttons."""
     if not buttons:
         return None
@@ -52,7 +52,7 @@ class OutboxSender:
         self.min_interval = min_interval
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stop = asyncio.Event()
         self._last_sent: dict[int, float] = {}
         self._paused_until = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -66,22 +66,22 @@ class OutboxSender:
 
     async def stop(self) -> None:
         """Finish the message being sent, then stop."""
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
         if self._task is not None:
             await self._task
 
     async def run(self) -> None:
-        while not self._stopping:
+        while not self._stop.is_set():
             try:
                 items = await self.store.due_messages(datetime.now(UTC), limit=20)
             except Exception:
                 log.exception("reading the outbox failed")
                 items = []
             for item in items:
-                if self._stopping:
-                    return
                 await self._deliver(item)
+                if self._stop.is_set():
+                    break
             if not items:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from html import escape
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, CallbackQuery, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -31,6 +33,7 @@ from telegram.ext import (
 )
 
 from bot.callbacks import Action, parse
+from bot.clock import BotClock
 from bot.config import Settings
 from bot.desk import OutcomeKind
 from bot.messages import (
@@ -46,16 +49,18 @@ from bot.messages import (
 )
 from bot.runtime import BotRuntime, open_runtime, top_rejection_reasons
 from bot.sender import OutboxSender, markup
+from data.store import DuplicateTradeError
 from engine.domain import SignalStatus
 from engine.performance import summarize
-from engine.ports import BrokerError
+from engine.ports import BrokerError, OutboxKind
 from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 SHUTDOWN_GRACE_SECONDS = 8.0
 TICK_BOT_SECONDS = 60.0
+MAX_TICK_SECONDS = 2.0  # expiry is checked at least this often in real time
 
 
 class TelegramFrontEnd:
@@ -74,9 +79,9 @@ class TelegramFrontEnd:
             if user is None or user.id not in self.allowed:
                 log.warning("refused %s from user %s", handler.__name__, user.id if user else "unknown")
                 if update.callback_query is not None:
-                    await update.callback_query.answer(NOT_AUTHORISED, show_alert=True)
-                elif update.effective_message is not None:
-                    await update.effective_message.reply_text(NOT_AUTHORISED)
+                    await self._answer(update.callback_query, NOT_AUTHORISED, alert=True)
+                else:
+                    await self._reply(update, NOT_AUTHORISED)
                 return
             await handler(update, context)
 
@@ -101,8 +106,28 @@ class TelegramFrontEnd:
         app.add_error_handler(self.error)
 
     async def _reply(self, update: Update, html: str, buttons: Any = None) -> None:
-        if update.effective_message is not None:
-            await update.effective_message.reply_text(html, parse_mode=ParseMode.HTML, reply_markup=markup(buttons))
+        """Reply at once; if Telegram is unavailable, queue the reply in the outbox rather than lose it."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        try:
+            await update.get_bot().send_message(chat.id, html, parse_mode=ParseMode.HTML, reply_markup=markup(buttons))
+        except (NetworkError, RetryAfter) as exc:
+            if isinstance(exc, BadRequest):
+                raise
+            log.warning("reply to chat %s failed (%s); queued for retry", chat.id, exc)
+            await self.rt.store.enqueue(
+                OutboxKind.TEXT, chat.id, {"text": html, "buttons": buttons or []}, self.rt.clock.now()
+            )
+            self.rt.notifier.wake()
+
+    @staticmethod
+    async def _answer(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
+        """Answer a button press; a failure to answer never stops the work the press asked for."""
+        try:
+            await query.answer(text, show_alert=alert)
+        except TelegramError as exc:
+            log.warning("answering callback %s failed: %s", query.id, exc)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, welcome_text(await self.rt.state.mode(), await self.rt.state.paused()))
@@ -182,8 +207,13 @@ class TelegramFrontEnd:
         if trade is None:
             await self._reply(update, escape(REPORT_USAGE))
             return
-        await self.rt.store.record_external_trade(trade)
-        await self._reply(update, f"Recorded {escape(args[1])} of {trade.pnl} for <code>{trade.signal_id}</code>.")
+        try:
+            await self.rt.store.record_external_trade(trade)
+        except DuplicateTradeError:
+            await self._reply(update, f"The outcome of <code>{trade.signal_id}</code> was already reported.")
+            return
+        pnl = (trade.pnl or Decimal(0)).quantize(Decimal("0.01"))
+        await self._reply(update, f"Recorded {escape(args[1].lower())} of {pnl} for <code>{trade.signal_id}</code>.")
 
     async def _external_trade(self, args: list[str], update: Update) -> Trade | None:
         """A closed EXTERNAL trade from `/report <signal_id> <win|loss|breakeven> <pnl>`, or None if malformed."""
@@ -264,27 +294,27 @@ class TelegramFrontEnd:
         user = query.from_user.id
         callback = parse(query.data)
         if callback is None:
-            await query.answer(BUTTON_INVALID)
+            await self._answer(query, BUTTON_INVALID)
             return
         if callback.action in (Action.CLOSE_ALL, Action.KEEP_OPEN):
-            await query.answer()
+            await self._answer(query)
             await self._stop_choice(update, callback.action, user)
             return
         assert callback.signal_id is not None  # parse guarantees it for signal actions
         record = await self.rt.store.signal(callback.signal_id)
         if record is None or record.status is not SignalStatus.PENDING:
-            await query.answer(BUTTON_INVALID)
+            await self._answer(query, BUTTON_INVALID)
             return
         if record.expires_at is not None and self.rt.clock.now() >= record.expires_at:
-            await query.answer("This signal has expired.")
+            await self._answer(query, "This signal has expired.")
             await self.rt.desk.expire_due()
             return
         approving = callback.action is Action.APPROVE
-        await query.answer("Approving…" if approving else "Rejecting…")
+        await self._answer(query, "Approving…" if approving else "Rejecting…")
         desk = self.rt.desk
         outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
-        if outcome.kind is not OutcomeKind.DONE and query.message is not None:
-            await context.bot.send_message(query.message.chat.id, escape(outcome.message), parse_mode=ParseMode.HTML)
+        if outcome.kind is not OutcomeKind.DONE:
+            await self._reply(update, escape(outcome.message))
 
     async def _stop_choice(self, update: Update, action: Action, user: int) -> None:
         message = update.effective_message
@@ -299,6 +329,9 @@ class TelegramFrontEnd:
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log any handler failure and tell the operator in one line (no traceback, no secrets)."""
         exc = context.error
+        if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
+            log.warning("Telegram unreachable while handling update %s: %s", getattr(update, "update_id", "?"), exc)
+            return
         log.error("handler failed for update %s", getattr(update, "update_id", "?"), exc_info=exc)
         await self.rt.notifier.text(f"⚠️ internal error: {escape(type(exc).__name__)}: {escape(str(exc))[:300]}")
 
@@ -311,13 +344,14 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return builder.build()
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: BotClock | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT (or `stop` is set); shut down gracefully; return the exit code."""
+    os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without warnings
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, clock) as runtime:
         app = build_application(settings)
         front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
         front.install(app)
@@ -332,8 +366,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             assert app.updater is not None and app.job_queue is not None
             await app.updater.start_polling(poll_interval=0.0, timeout=10, allowed_updates=Update.ALL_TYPES)
             sender.start()
+            settled = await runtime.desk.reconcile()
+            if settled:
+                log.warning("settled %d signal(s) left half-way by the last run", settled)
             runtime.scheduler.start(app.job_queue)
-            tick = max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5)
+            tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
             app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
             log.info(
                 "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats

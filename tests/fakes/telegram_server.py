@@ -13,7 +13,16 @@ Behaviour copied from the real server because bots trip over it:
 - A request that fails (injected fault) has no side effect, unless the fault says the response was lost.
 
 The server runs on the caller's event loop (`async with FakeTelegram(...)`) or on its own thread (`with ...`);
-all state is guarded by one lock, so the test side may drive it from either.
+all state is guarded by one lock, so the test side may drive it from either, and the bot may be in-process or a
+subprocess (`env={**os.environ, **tg.env()}`). Typical use:
+
+    async with FakeTelegram() as tg:
+        app = ApplicationBuilder().token(tg.token).base_url(tg.base_url).build()
+        ...start polling...
+        tg.user_message(42, "/start")
+        signal = await tg.wait_for_message(lambda m: "BUY" in m.text, chat_id=42)
+        query_id = tg.click(42, signal, button="Approve")
+        assert (await tg.wait_for_answer(query_id)).text == "Approved"
 """
 
 from __future__ import annotations
@@ -74,45 +83,21 @@ _OPT_IN_UPDATES: Final = frozenset({"chat_member", "message_reaction", "message_
 _DROPPED: Final = web.RequestKey("fake_telegram_dropped", bool)
 _SEND_METHODS: Final = ("sendmessage", "sendphoto", "editmessagetext", "editmessagereplymarkup", "editmessagecaption")
 
-_JSON_PARAMS: Final = frozenset(
-    {
-        "reply_markup",
-        "allowed_updates",
-        "commands",
-        "scope",
-        "entities",
-        "caption_entities",
-        "link_preview_options",
-        "reply_parameters",
-        "media",
-    }
-)
-_INT_PARAMS: Final = frozenset(
-    {
-        "chat_id",
-        "message_id",
-        "offset",
-        "limit",
-        "timeout",
-        "cache_time",
-        "user_id",
-        "message_thread_id",
-        "reply_to_message_id",
-    }
-)
-_BOOL_PARAMS: Final = frozenset(
-    {
-        "show_alert",
-        "disable_notification",
-        "protect_content",
-        "drop_pending_updates",
-        "disable_web_page_preview",
-        "allow_sending_without_reply",
-        "show_caption_above_media",
-        "has_spoiler",
-        "allow_paid_broadcast",
-    }
-)
+# Form fields arrive as strings; these are decoded the way the Bot API reads them.
+# fmt: off
+_JSON_PARAMS: Final = frozenset({
+    "reply_markup", "allowed_updates", "commands", "scope", "entities", "caption_entities", "link_preview_options",
+    "reply_parameters", "media",
+})
+_INT_PARAMS: Final = frozenset({
+    "chat_id", "message_id", "offset", "limit", "timeout", "cache_time", "user_id", "message_thread_id",
+    "reply_to_message_id",
+})
+_BOOL_PARAMS: Final = frozenset({
+    "show_alert", "disable_notification", "protect_content", "drop_pending_updates", "disable_web_page_preview",
+    "allow_sending_without_reply", "show_caption_above_media", "has_spoiler", "allow_paid_broadcast",
+})
+# fmt: on
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -243,26 +228,12 @@ class EntityParseError(ValueError):
     """Raised for HTML Telegram would reject; the message is the text after "can't parse entities: "."""
 
 
-_HTML_TAGS: Final = frozenset(
-    {
-        "a",
-        "b",
-        "strong",
-        "i",
-        "em",
-        "s",
-        "strike",
-        "del",
-        "u",
-        "ins",
-        "tg-spoiler",
-        "tg-emoji",
-        "span",
-        "pre",
-        "code",
-        "blockquote",
-    }
-)
+# fmt: off
+_HTML_TAGS: Final = frozenset({
+    "a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins", "tg-spoiler", "tg-emoji", "span", "pre", "code",
+    "blockquote",
+})
+# fmt: on
 _SIMPLE_ENTITY: Final = {
     "b": "bold",
     "strong": "bold",
@@ -986,14 +957,16 @@ class FakeTelegram:
 
     # ----------------------------------------------------------------------------------------- waiting
 
-    async def wait_until(self, predicate: Callable[[], T], timeout: float = 5.0, *, what: str = "condition") -> T:
+    async def wait_until(
+        self, predicate: Callable[[], T | None], timeout: float = 5.0, *, what: str = "condition"
+    ) -> T:
         """Wait until `predicate()` is truthy (re-checked on every server state change) and return its value."""
         value = await self._wait(predicate, timeout)
         if not value:
             raise TimeoutError(self._timeout_report(what, timeout))
         return value
 
-    async def _wait(self, predicate: Callable[[], T], timeout: float) -> T | None:
+    async def _wait(self, predicate: Callable[[], T | None], timeout: float) -> T | None:
         """Return the first truthy `predicate()` (evaluated under the lock), or None after `timeout`."""
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
@@ -1017,7 +990,7 @@ class FakeTelegram:
             with self._lock:
                 self._async_waiters.discard(entry)
 
-    def wait_until_sync(self, predicate: Callable[[], T], timeout: float = 5.0, *, what: str = "condition") -> T:
+    def wait_until_sync(self, predicate: Callable[[], T | None], timeout: float = 5.0, *, what: str = "condition") -> T:
         """Block until `predicate()` is truthy; only for a server running in its own thread."""
         if self._thread is None or threading.current_thread() is self._thread:
             raise RuntimeError("wait_until_sync needs the server running in its own thread (start_in_thread)")
@@ -1173,7 +1146,7 @@ class FakeTelegram:
             return self._error_response(parse_error.status, parse_error.description)
         try:
             if name == "getupdates":
-                result = await self._get_updates(params)
+                result = await self._get_updates(params, files)
             else:
                 with self._lock:
                     result = handler(params, files)
@@ -1263,6 +1236,7 @@ class FakeTelegram:
             if username:
                 user["username"] = username
             self._users[user_id] = user
+            self._chats.pop(user_id, None)  # a chat auto-created by an earlier send gets the real name
             self._ensure_chat(user_id)
         return user
 
@@ -1417,7 +1391,7 @@ class FakeTelegram:
             self._updates.clear()
         return True
 
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _get_updates(self, params: dict[str, Any], files: dict[str, bytes]) -> list[dict[str, Any]]:
         offset, limit, timeout = params.get("offset"), params.get("limit"), params.get("timeout")
         limit = min(100, max(1, limit)) if isinstance(limit, int) and limit > 0 else 100
         timeout = max(0, timeout) if isinstance(timeout, int) else 0

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter, ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes
 
@@ -120,6 +120,7 @@ async def test_edit_message_text_updates_state_and_mirrors_telegram_errors(tg: F
 
     edited = await bot.edit_message_text("Signal: <b>approved</b>", USER, sent.message_id, parse_mode="HTML")
 
+    assert isinstance(edited, Message)
     assert edited.text == "Signal: approved" and edited.edit_date is not None
     assert edited.reply_markup is None  # no reply_markup on the edit removes the keyboard, as on Telegram
     current = tg.message(USER, sent.message_id)
@@ -373,7 +374,7 @@ async def test_application_polls_handles_command_and_callback(tg: FakeTelegram) 
 def test_thread_mode_serves_synchronous_tests() -> None:
     with FakeTelegram(token=TOKEN) as tg:
 
-        async def converse() -> tuple[Any, ...]:
+        async def converse() -> tuple[Update, ...]:
             async with make_bot(tg) as bot:
                 asyncio.get_running_loop().call_later(0.1, tg.user_message, USER, "hi")  # from a foreign thread
                 updates = await bot.get_updates(timeout=5)
@@ -382,9 +383,9 @@ def test_thread_mode_serves_synchronous_tests() -> None:
                 return updates
 
         updates = asyncio.run(converse())
-        message = tg.wait_until_sync(lambda: tg.sent and tg.sent[0])
+        message = tg.wait_until_sync(lambda: tg.sent[0] if tg.sent else None)
 
-    assert updates[0].message.text == "hi"
+    assert updates[0].message is not None and updates[0].message.text == "hi"
     assert message.text == "hello back"
 
 

@@ -1,0 +1,38 @@
+"""A broker fake at the port: the real paper broker, but with the quote pinned by the test."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.paper_broker import PaperBroker
+from engine.domain import Instrument
+from engine.ports import BrokerError
+from engine.trading import Fill, OrderRequest, Quote, Trade
+
+
+class PinnedQuoteBroker:
+    """Delegates to a PaperBroker, except that quotes (and so fills) use prices the test sets."""
+
+    name = "pinned"
+
+    def __init__(self, paper: PaperBroker) -> None:
+        self.paper = paper
+        self.prices: dict[str, Decimal] = {}
+        self.fail_with: str | None = None
+        self.orders: list[OrderRequest] = []
+
+    async def quote(self, instrument: Instrument) -> Quote:
+        real = await self.paper.quote(instrument)
+        price = self.prices.get(instrument.symbol)
+        if price is None:
+            return real
+        return Quote(instrument.symbol, price, price, real.at)
+
+    async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
+        self.orders.append(request)
+        if self.fail_with is not None:
+            raise BrokerError(self.fail_with)
+        return await self.paper.place_order(instrument, request)
+
+    async def positions(self) -> list[Trade]:
+        return await self.paper.positions()

@@ -1,0 +1,307 @@
+"""The signal desk on real data: offering by mode, exactly-once approval, click-time checks, expiry,
+shadow outcomes and position exits, with a real SQLite file and the real paper broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.callbacks import Action, parse
+from bot.desk import DeskPolicy, OutcomeKind, SignalDesk
+from bot.monitor import PositionMonitor
+from bot.notifier import Notifier
+from bot.paper_broker import PaperBroker
+from bot.scan import BarRules, ScanService, WatchItem
+from bot.state import BotState
+from data.csv_provider import CsvProvider
+from data.store import SqliteStore
+from engine.calendars import get_calendar
+from engine.catalog import default_instrument
+from engine.costs import CostModel
+from engine.domain import SignalStatus
+from engine.pipeline import EngineConfig
+from engine.ports import OutboxKind
+from engine.strategy import REGISTRY, strategy_names
+from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
+from tests.fakes.broker import PinnedQuoteBroker
+from tests.fakes.clock import SteppingClock
+from tests.support import require_market_dir
+
+AS_OF = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)  # GBPUSD (Q74) and XAUUSD (Q66) trend_pullback longs
+SYMBOLS = ("GBPUSD", "XAUUSD")
+CHAT = 1001
+TRADER = 42
+
+
+@dataclass
+class Desk:
+    store: SqliteStore
+    clock: SteppingClock
+    scan: ScanService
+    desk: SignalDesk
+    broker: PinnedQuoteBroker
+    state: BotState
+    monitor: PositionMonitor
+
+    async def offer(self) -> list[str]:
+        report = await self.scan.scan()
+        decisions = await self.desk.offer(report.setups)
+        return [d.signal_id for d in decisions]
+
+    async def outbox(self, kind: OutboxKind | None = None) -> list[dict[str, object]]:
+        items = await self.store.due_messages(self.clock.now() + timedelta(days=3650), limit=1000)
+        return [i.payload for i in items if kind is None or i.kind is kind]
+
+    async def status(self, signal_id: str) -> SignalStatus:
+        record = await self.store.signal(signal_id)
+        assert record is not None
+        return record.status
+
+
+async def build(tmp_path: Path, **policy: object) -> AsyncIterator[Desk]:
+    market = require_market_dir()
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    clock = SteppingClock(AS_OF)
+    provider = CsvProvider(market)
+    instruments = {s: default_instrument(s) for s in SYMBOLS}
+    calendars = {s: get_calendar(i.calendar) for s, i in instruments.items()}
+    strategies = tuple(REGISTRY[n]() for n in strategy_names())
+    watch = [
+        WatchItem(i, calendars[s], tuple(x for x in strategies if x.applies_to(i))) for s, i in instruments.items()
+    ]
+    costs = CostModel(Decimal("1"), Decimal("1"), Decimal("0"))
+    broker = PinnedQuoteBroker(PaperBroker(provider, instruments, clock, costs))
+    state = BotState(store, ExecutionMode.MANUAL)
+    notifier = Notifier(store, [CHAT], instruments, clock)
+    desk = SignalDesk(store, broker, notifier, state, clock, instruments, DeskPolicy(costs=costs, **policy))  # type: ignore[arg-type]
+    monitor = PositionMonitor(
+        store, provider, notifier, clock, instruments, calendars, history_bars=2000, max_hold_bars=48, costs=costs
+    )
+    scan = ScanService(provider, store, watch, EngineConfig(min_score=50), BarRules(), clock)
+    try:
+        yield Desk(store, clock, scan, desk, broker, state, monitor)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def d(tmp_path: Path) -> AsyncIterator[Desk]:
+    async for built in build(tmp_path):
+        yield built
+
+
+async def test_manual_mode_asks_with_buttons_and_never_signals_the_same_setup_twice(d: Desk) -> None:
+    offered = await d.offer()
+    assert len(offered) == 2
+    for signal_id in offered:
+        record = await d.store.signal(signal_id)
+        assert record is not None and record.status is SignalStatus.PENDING
+        assert record.quantity is not None and record.quantity > 0
+        bar_close = record.scored.setup.bar_time + timedelta(hours=1)
+        assert record.expires_at == bar_close + timedelta(hours=2)  # TTL: 2 bars of the timeframe
+    messages = await d.outbox(OutboxKind.SIGNAL)
+    assert [m["signal_ids"] for m in messages] == [[offered[0]], [offered[1]]]  # best first, one message each
+    first = messages[0]
+    ((approve, reject),) = first["buttons"]  # type: ignore[misc]
+    assert parse(approve[1]) is not None and parse(approve[1]).action is Action.APPROVE  # type: ignore[union-attr]
+    assert parse(reject[1]).signal_id == offered[0]  # type: ignore[union-attr]
+    assert "GBPUSD" in str(first["text"]) and "quality <b>74</b>" in str(first["text"])
+
+    d.clock.advance(timedelta(minutes=5))
+    assert await d.offer() == []  # the next run sees the same setups: nothing new
+    assert len(await d.outbox(OutboxKind.SIGNAL)) == 2
+
+
+async def test_approve_places_exactly_one_order_even_when_clicked_twenty_times(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    outcomes = await asyncio.gather(*(d.desk.approve(signal_id, TRADER) for _ in range(20)))
+    assert [o.kind for o in outcomes].count(OutcomeKind.DONE) == 1
+    assert len(d.broker.orders) == 1
+    assert await d.status(signal_id) is SignalStatus.FILLED
+    (trade,) = await d.store.open_trades([TradeKind.PAPER])
+    record = await d.store.signal(signal_id)
+    assert record is not None and trade.quantity == record.quantity and trade.approver_id == TRADER
+    assert trade.entry_time == AS_OF and trade.approval_latency_s == 0.0
+    texts = [str(m["text"]) for m in await d.outbox(OutboxKind.TEXT)]
+    assert any("filled" in t and signal_id in t for t in texts)
+
+
+async def test_approval_is_refused_after_expiry_and_the_signal_is_tracked_as_a_shadow(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    d.clock.advance(timedelta(hours=2))  # the GBPUSD bar closed 09:00; the signal expires at 11:00
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.INVALID and "expired" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.EXPIRED
+    assert d.broker.orders == []
+    (shadow,) = await d.store.open_trades([TradeKind.SHADOW])
+    assert shadow.signal_id == signal_id
+
+
+async def test_expiry_job_expires_due_signals_only(d: Desk) -> None:
+    first, second = await d.offer()
+    assert await d.desk.expire_due() == 0
+    d.clock.advance(timedelta(hours=1, minutes=20))
+    assert await d.desk.expire_due() == 2  # both bars closed at 09:00: both expire at 11:00
+    assert {await d.status(first), await d.status(second)} == {SignalStatus.EXPIRED}
+
+
+async def test_a_price_that_drifted_is_refused_with_both_prices_and_the_signal_stays_pending(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    record = await d.store.signal(signal_id)
+    assert record is not None
+    setup = record.scored.setup
+    d.broker.prices[setup.symbol] = setup.entry + setup.risk * Decimal("0.3")
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert f"price moved from {setup.entry} to {setup.entry + setup.risk * Decimal('0.3')}" in outcome.message
+    assert "(0.30R > 0.25R)" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.PENDING
+    d.broker.prices[setup.symbol] = setup.entry + setup.risk * Decimal("0.2")
+    assert (await d.desk.approve(signal_id, TRADER)).kind is OutcomeKind.DONE
+
+
+async def test_a_price_past_the_stop_expires_the_signal(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    record = await d.store.signal(signal_id)
+    assert record is not None
+    d.broker.prices[record.scored.setup.symbol] = record.scored.setup.stop
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.INVALID and "already crossed the stop" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.EXPIRED
+
+
+async def test_paused_bot_refuses_approvals_and_keeps_the_signal(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    await d.state.set_paused(True)
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED and "paused" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.PENDING and d.broker.orders == []
+    await d.state.set_paused(False)
+    assert (await d.desk.approve(signal_id, TRADER)).kind is OutcomeKind.DONE
+
+
+async def test_a_paused_bot_drops_new_signals_with_the_reason(d: Desk) -> None:
+    await d.state.set_paused(True)
+    report = await d.scan.scan()
+    decisions = await d.desk.offer(report.setups)
+    assert {(x.status, x.reason) for x in decisions} == {(SignalStatus.DROPPED, "bot paused (/resume)")}
+    assert await d.outbox(OutboxKind.SIGNAL) == []
+
+
+async def test_reject_records_who_and_tracks_the_shadow_outcome_to_its_exit(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    assert (await d.desk.reject(signal_id, TRADER)).kind is OutcomeKind.DONE
+    record = await d.store.signal(signal_id)
+    assert record is not None and record.status is SignalStatus.REJECTED and record.decided_by == TRADER
+    assert (await d.desk.approve(signal_id, TRADER)).kind is OutcomeKind.INVALID
+    d.clock.advance(timedelta(days=5))
+    closed = await d.monitor.check()
+    shadow = next(t for t in closed if t.signal_id == signal_id)
+    assert shadow.kind is TradeKind.SHADOW and shadow.exit_reason in set(ExitReason)
+    assert shadow.pnl_r is not None
+    assert not any(signal_id in str(m["text"]) and "closed" in str(m["text"]) for m in await d.outbox(OutboxKind.TEXT))
+
+
+async def test_paper_position_exits_and_the_chat_is_told_the_pnl(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    await d.desk.approve(signal_id, TRADER)
+    assert await d.monitor.check() == []  # nothing has happened yet
+    d.clock.advance(timedelta(days=5))
+    (closed,) = [t for t in await d.monitor.check() if t.kind is TradeKind.PAPER]
+    assert closed.exit_reason in {ExitReason.STOP, ExitReason.TARGET, ExitReason.TIME}
+    assert closed.exit_time is not None and closed.exit_time > closed.entry_time
+    assert (
+        closed.pnl
+        == (closed.exit_price - closed.entry_price) * closed.side.sign * closed.quantity * closed.contract_size
+        - closed.fees
+    )  # type: ignore[operator]
+    assert await d.store.open_trades([TradeKind.PAPER]) == []
+    assert any("closed" in str(m["text"]) and "P&amp;L" in str(m["text"]) for m in await d.outbox(OutboxKind.TEXT))
+
+
+async def test_broker_refusal_fails_the_signal_and_says_why(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    d.broker.fail_with = "market closed"
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED and "market closed" in outcome.message
+    record = await d.store.signal(signal_id)
+    assert record is not None and record.status is SignalStatus.FAILED and "market closed" in (record.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("mode", "auto", "ask", "expected"),
+    [
+        (ExecutionMode.QUALITY, 70.0, 60.0, {"GBPUSD": SignalStatus.FILLED, "XAUUSD": SignalStatus.PENDING}),
+        (ExecutionMode.QUALITY, 80.0, 70.0, {"GBPUSD": SignalStatus.PENDING, "XAUUSD": SignalStatus.DROPPED}),
+        (ExecutionMode.AUTO, 80.0, 60.0, {"GBPUSD": SignalStatus.FILLED, "XAUUSD": SignalStatus.FILLED}),
+    ],
+)
+async def test_execution_modes(
+    tmp_path: Path, mode: ExecutionMode, auto: float, ask: float, expected: dict[str, SignalStatus]
+) -> None:
+    async for d in build(tmp_path, auto_threshold=auto, ask_threshold=ask):
+        await d.state.set_mode(mode)
+        report = await d.scan.scan()
+        decisions = await d.desk.offer(report.setups)
+        got = {x.symbol: await d.status(x.signal_id) for x in decisions}
+        assert got == expected
+        dropped = [x for x in decisions if x.status is SignalStatus.DROPPED]
+        assert all("below ask threshold 70" in x.reason for x in dropped)
+
+
+async def test_many_signals_go_out_as_one_digest_best_first(tmp_path: Path) -> None:
+    async for d in build(tmp_path, digest_threshold=1):
+        offered = await d.offer()
+        (digest,) = await d.outbox(OutboxKind.SIGNAL)
+        assert digest["signal_ids"] == offered
+        assert len(digest["buttons"]) == 2  # type: ignore[arg-type]
+        assert "2 signals" in str(digest["text"])
+
+
+async def test_per_run_cap_and_cooldown_drop_with_reasons(tmp_path: Path) -> None:
+    async for d in build(tmp_path, max_signals_per_run=1):
+        report = await d.scan.scan()
+        decisions = await d.desk.offer(report.setups)
+        assert [x.status for x in decisions] == [SignalStatus.PENDING, SignalStatus.DROPPED]
+        assert decisions[1].reason == "more than 1 signals in one run"
+
+        scored = report.setups[0]
+        later = replace(scored, setup=replace(scored.setup, bar_time=scored.setup.bar_time + timedelta(hours=1)))
+        run = await d.store.start_run(d.clock.now(), d.clock.now(), "test", [later.setup.symbol])
+        await d.store.finish_run(run, d.clock.now(), [later], [], [])
+        d.clock.advance(timedelta(minutes=30))
+        (cooled,) = await d.desk.offer([later])
+        assert cooled.status is SignalStatus.DROPPED and cooled.reason == "cooldown: GBPUSD was signalled 30 min ago"
+
+
+async def test_restart_settles_half_done_signals(d: Desk) -> None:
+    first, second = await d.offer()
+    assert await d.store.transition(first, SignalStatus.PENDING, SignalStatus.APPROVED, d.clock.now(), by=TRADER)
+    record = await d.store.signal(first)
+    assert record is not None and record.quantity is not None
+    setup = record.scored.setup
+    await d.store.submit_order(first, OrderRequest(first, setup.symbol, setup.side, record.quantity), d.clock.now())
+    assert await d.store.transition(second, SignalStatus.PENDING, SignalStatus.APPROVED, d.clock.now(), by=TRADER)
+
+    assert await d.desk.reconcile() == 2
+    assert await d.status(first) is SignalStatus.FILLED  # the submitted order was placed (once) and recorded
+    assert await d.status(second) is SignalStatus.FAILED  # approved at a price that is gone: not sent
+    assert len(await d.store.open_trades([TradeKind.PAPER])) == 1
+    assert await d.desk.reconcile() == 0
+
+
+async def test_close_all_closes_every_paper_position(d: Desk) -> None:
+    first, second = await d.offer()
+    await d.desk.approve(first, TRADER)
+    await d.desk.approve(second, TRADER)
+    assert len(await d.store.open_trades([TradeKind.PAPER])) == 2
+    assert await d.desk.close_all(TRADER) == 2
+    assert await d.store.open_trades([TradeKind.PAPER]) == []
+    closed = await d.store.trades([TradeKind.PAPER])
+    assert {t.exit_reason for t in closed} == {ExitReason.MANUAL}
