@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from bot.composition import scan_service, watchlist
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure
 from bot.render import scan_json, scan_text
 from bot.scan import select
 
@@ -100,11 +101,8 @@ def _run(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tradebot` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.INFO if args.command == "run" or getattr(args, "verbose", False) else logging.WARNING
+    configure(level)
     overrides = {}
     if getattr(args, "data_source", None):
         overrides["data_source"] = args.data_source
@@ -113,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tradebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.telegram_bot_token is not None:
+        configure(level, [settings.telegram_bot_token.get_secret_value()])
     try:
         if args.command == "run":
             return _run(settings)

@@ -322,6 +322,8 @@ def test_sigterm_stops_the_bot_promptly_with_exit_0(env: Path) -> None:
         assert code == 0, stderr
         assert elapsed < 10
         assert "Traceback" not in stderr
+        assert "tradebot running" in stderr and "stopped in" in stderr  # the service logs at INFO...
+        assert TOKEN not in stderr  # ...and never the token
 
 
 @pytest.mark.parametrize(

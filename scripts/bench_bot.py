@@ -1,0 +1,547 @@
+"""Benchmark the running bot end to end against the fake Telegram Bot API server, with in-run references.
+
+The real bot (`bot.telegram_app.serve`: python-telegram-bot long polling over HTTP, handlers, signal desk,
+paper broker, outbox sender, SQLite) runs in this process against `tests.fakes.telegram_server.FakeTelegram`
+on the same event loop, with the CSV data source on a temporary folder of `--symbols` renamed links to the
+shared 1h/5m files and a bot clock whose monotonic source this script moves. Three figures:
+
+1. Latency from the fake user's `/signal` to the first signal message (with Approve buttons) arriving at the
+   fake server: once cold (the CSV files are parsed on that run) and once warm. Reference: the scan of that
+   same run alone (`ScanService.scan`, timed inside the bot).
+2. Approve click to order recorded (the `orders` row with its fill, seen by a separate sqlite3 reader) over
+   `--approvals` pending signals, each click going through the fake server, PTB, the handler, the desk's
+   checks and compare-and-set, the paper broker and the store. The real run finds only a handful of setups,
+   so the pending signals are derived from them: the same setup with its bar_time moved back k seconds (so
+   the signal ids differ while price, stop, target and expiry stay those of the real signal), stored with
+   start_run/finish_run and offered through the desk. References, on a second runtime without Telegram:
+   `SignalDesk.approve` called directly, and the bare `SqliteStore` transition + submit_order + record_fill.
+3. RSS over `--runs` analysis runs of all symbols (`BotRuntime.analyse`, the bot clock 5 minutes later each
+   time, weekdays only), sampled every tenth of the runs from /proc/self/status. The fake server and this
+   script live in the same process; their share is small and reported.
+
+Usage: python scripts/bench_bot.py [--symbols 50] [--approvals 200] [--runs 1000] [--market-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot import telegram_app  # noqa: E402
+from bot.callbacks import Action, Callback  # noqa: E402
+from bot.clock import BotClock  # noqa: E402
+from bot.config import Settings, load_settings  # noqa: E402
+from bot.desk import OutcomeKind  # noqa: E402
+from bot.runtime import BotRuntime, open_runtime  # noqa: E402
+from bot.scan import ScanReport  # noqa: E402
+from engine.catalog import DEFAULT_WATCHLIST  # noqa: E402
+from engine.domain import Instrument, ScoredSetup, SignalStatus  # noqa: E402
+from engine.trading import Fill, OrderRequest, Trade, TradeKind  # noqa: E402
+from tests.fakes.telegram_server import FakeTelegram, SentMessage  # noqa: E402
+
+TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
+TRADER = 42
+COLD_AT = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)  # GBPUSD and XAUUSD trend_pullback longs
+WARM_AT = datetime(2025, 6, 12, 18, 0, tzinfo=UTC)  # BTCUSDT and ETHUSDT trend_pullback
+RSS_FROM = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # a Monday: 1,000 runs 5 minutes apart stay on weekdays
+RUN_STEP = timedelta(minutes=5)
+OFFER_BATCH = 50  # the most signals one offer may ask about (max_signals_per_run, digest_threshold)
+POLL_SECONDS = 0.0002  # how often the order watcher looks at the orders table
+P99_TARGET_MS = 50.0
+RSS_TARGET_MB = 300.0
+FLAT_TOLERANCE_MB = 5.0  # growth from the first sample after warm-up to the last that still counts as flat
+
+
+class ManualMonotonic:
+    """The monotonic source of the bot clock, moved by the benchmark."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def move_to(self, clock: BotClock, when: datetime) -> None:
+        """Move the bot clock forward to `when`."""
+        self.t += (when - clock.now()).total_seconds() / clock.speed
+
+
+@dataclass
+class Probe:
+    """What the instrumented bot exposes: its runtime, and each scan's real start, end and report."""
+
+    runtime: BotRuntime | None = None
+    scans: list[tuple[float, float, ScanReport]] = field(default_factory=list)
+
+
+class Tally(logging.Handler):
+    """Count warnings and errors by logger and message template instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[f"{record.levelname} {record.name}: {str(record.msg)[:90]}"] += 1
+
+
+def instrument_bot(probe: Probe) -> None:
+    """Make `serve` hand its runtime to `probe` and time each scan (no code path is skipped)."""
+    original = telegram_app.open_runtime
+
+    @asynccontextmanager
+    async def capturing(settings: Settings, clock: BotClock | None = None) -> AsyncIterator[BotRuntime]:
+        async with original(settings, clock) as runtime:
+            scan = runtime.scan.scan
+
+            async def timed_scan(*args: Any, **kwargs: Any) -> ScanReport:
+                started = time.monotonic()
+                report = await scan(*args, **kwargs)
+                probe.scans.append((started, time.monotonic(), report))
+                return report
+
+            runtime.scan.scan = timed_scan  # type: ignore[method-assign]
+            probe.runtime = runtime
+            yield runtime
+
+    telegram_app.open_runtime = capturing  # type: ignore[assignment]
+
+
+def build_market(source: Path, target: Path, count: int) -> list[Instrument]:
+    """Link `count` renamed copies of the shared 1h/5m files into `target`; return their instruments."""
+    target.mkdir(parents=True)
+    instruments = []
+    for k in range(count):
+        base = DEFAULT_WATCHLIST[k % len(DEFAULT_WATCHLIST)]
+        copy = k // len(DEFAULT_WATCHLIST) + 1
+        symbol = base.symbol if copy == 1 else f"{base.symbol}-{copy}"
+        interval = base.interval.value
+        (target / f"{symbol}_{interval}.csv").symlink_to(source / f"{base.symbol}_{interval}.csv")
+        instruments.append(replace(base, symbol=symbol, ticker=symbol))
+    return instruments
+
+
+def config_text(instruments: Sequence[Instrument]) -> str:
+    """Render the TOML config: no pacing, no cooldown, every signal in its own message."""
+    lines = [
+        "[bot]",
+        "send_interval_seconds = 0",
+        "symbol_cooldown_minutes = 0",
+        f"digest_threshold = {OFFER_BATCH}",
+        f"max_signals_per_run = {OFFER_BATCH}",
+    ]
+    for i in instruments:
+        lines += [
+            "",
+            "[[watchlist]]",
+            f'symbol = "{i.symbol}"',
+            f'ticker = "{i.ticker}"',
+            f'asset_class = "{i.asset_class.value}"',
+            f'interval = "{i.interval.value}"',
+            f'tick_size = "{i.tick_size}"',
+            f'pip_size = "{i.pip_size}"',
+            f'lot_size = "{i.lot_size}"',
+            f'contract_size = "{i.contract_size}"',
+            f'calendar = "{i.calendar}"',
+            f'timezone = "{i.timezone}"',
+            f'spread = "{i.spread}"',
+            f"has_volume = {'true' if i.has_volume else 'false'}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_environment(work: Path, market: Path, instruments: Sequence[Instrument], tg: FakeTelegram) -> None:
+    """Point the bot's settings at the temp folder, the linked market data and the fake server."""
+    for name in list(os.environ):
+        if name.startswith(("TRADEBOT_", "TELEGRAM_")):
+            del os.environ[name]
+    config = work / "tradebot.toml"
+    config.write_text(config_text(instruments))
+    os.environ.update(
+        {
+            "TRADEBOT_CONFIG": str(config),
+            "TRADEBOT_DATA_SOURCE": f"csv:{market}",
+            "TRADEBOT_DB_PATH": str(work / "bot.db"),
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_ALLOWED_USERS": str(TRADER),
+            "TELEGRAM_API_BASE_URL": tg.base_url,
+        }
+    )
+    os.chdir(work)  # no stray .env or tradebot.toml from the caller's folder
+
+
+def rss_mb() -> tuple[float, float]:
+    """Return this process's resident set size and its peak, in MB."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Return the nearest-rank percentile `p` (0..100) of `values`."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)]
+
+
+def has_approve(message: SentMessage) -> bool:
+    return any("Approve" in label for label, _ in message.buttons)
+
+
+def derive(scored: ScoredSetup, k: int) -> ScoredSetup:
+    """Return the setup with its bar_time moved back `k` seconds: a new signal id, same prices and expiry."""
+    return ScoredSetup(replace(scored.setup, bar_time=scored.setup.bar_time - timedelta(seconds=k)), scored.score)
+
+
+async def seed_pending(runtime: BotRuntime, base: Sequence[ScoredSetup], count: int, first_k: int) -> list[str]:
+    """Store `count` signals derived from real setups as runs do, offer them through the desk; return the ids."""
+    derived = [derive(base[i % len(base)], first_k + i) for i in range(count)]
+    now = runtime.clock.now()
+    pending: list[str] = []
+    for start in range(0, count, OFFER_BATCH):
+        chunk = derived[start : start + OFFER_BATCH]
+        symbols = sorted({s.setup.symbol for s in chunk})
+        run_id = await runtime.store.start_run(now, now, runtime.provider.name, symbols)
+        await runtime.store.finish_run(run_id, now, chunk, [], [])
+        decisions = await runtime.desk.offer(chunk)
+        pending += [d.signal_id for d in decisions if d.status is SignalStatus.PENDING]
+    return pending
+
+
+@dataclass
+class SignalLatency:
+    first_signal_s: float
+    last_signal_s: float
+    summary_s: float
+    scan_s: float
+    scan_started_s: float
+    signals: int
+    setups: int
+    evaluated: int
+
+
+async def signal_latency(tg: FakeTelegram, probe: Probe) -> SignalLatency:
+    """Send /signal as the trader; time the first and last signal message and the run summary."""
+    since, scans = len(tg.sent), len(probe.scans)
+    started = time.monotonic()
+    tg.user_message(TRADER, "/signal")
+    first = await tg.wait_for_message(lambda m: m.chat_id == TRADER and has_approve(m), since=since, timeout=120)
+    summary = await tg.wait_for_message(
+        lambda m: m.chat_id == TRADER and m.body.startswith("Run "), since=since, timeout=120
+    )
+    scan_start, scan_end, report = probe.scans[scans]
+    offered = await probe.runtime.store.setups_for_run(report.run_id) if probe.runtime and report.run_id else []
+    expected = sum(status is SignalStatus.PENDING for _, status in offered)
+    signals = await tg.wait_until(
+        lambda: [m for m in tg.sent[since:] if m.chat_id == TRADER and has_approve(m)][expected - 1 :] or None,
+        timeout=120,
+        what=f"{expected} signal messages",
+    )
+    return SignalLatency(
+        first_signal_s=first.at - started,
+        last_signal_s=signals[0].at - started,
+        summary_s=summary.at - started,
+        scan_s=scan_end - scan_start,
+        scan_started_s=scan_start - started,
+        signals=expected,
+        setups=len(report.setups),
+        evaluated=report.evaluated,
+    )
+
+
+def watch_order(conn: sqlite3.Connection, signal_id: str, timeout: float) -> tuple[float | None, float | None]:
+    """Poll the orders table from another thread; return when the order was first seen and when filled."""
+    seen = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT filled_at FROM orders WHERE client_order_id = ?", (signal_id,)).fetchone()
+        now = time.monotonic()
+        if row is not None:
+            seen = seen or now
+            if row[0] is not None:
+                return seen, now
+        time.sleep(POLL_SECONDS)
+    return seen, None
+
+
+@dataclass
+class ClickTimes:
+    filled_ms: list[float] = field(default_factory=list)
+    answered_ms: list[float] = field(default_factory=list)
+    fill_message_ms: list[float] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+async def approve_by_click(tg: FakeTelegram, db: Path, messages: dict[str, SentMessage]) -> ClickTimes:
+    """Click Approve on each signal message in turn; time the order, the answer and the fill message."""
+    times = ClickTimes()
+    conn = sqlite3.connect(db, check_same_thread=False)
+    try:
+        for signal_id, message in messages.items():
+            since = len(tg.sent)
+            watcher = asyncio.ensure_future(asyncio.to_thread(watch_order, conn, signal_id, 15.0))
+            started = time.monotonic()
+            query = tg.click(TRADER, message, button="✅ Approve")
+            _, filled = await watcher
+            answer = await tg.wait_for_answer(query, timeout=15)
+            times.answered_ms.append((answer.at - started) * 1000)
+            if filled is None:
+                times.missing.append(signal_id)
+                continue
+            times.filled_ms.append((filled - started) * 1000)
+            fill = await tg.wait_for_message(
+                lambda m, s=signal_id: s in m.body and "filled" in m.body, since=since, timeout=15
+            )
+            times.fill_message_ms.append((fill.at - started) * 1000)
+            await tg.wait_for_edit(message.chat_id, message.message_id, lambda m: not m.buttons, timeout=15)
+    finally:
+        conn.close()
+    return times
+
+
+@dataclass
+class Reference:
+    desk_ms: list[float]
+    store_ms: list[float]
+    refused: int
+
+
+async def reference_without_telegram(settings: Settings, count: int) -> Reference:
+    """Time `SignalDesk.approve` and the bare store sequence on a second runtime with no Telegram at all."""
+    mono = ManualMonotonic()
+    async with open_runtime(settings, BotClock(WARM_AT, 1.0, monotonic=mono)) as ref:
+        report = await ref.scan.scan()  # parses the CSV files, as the bot had by click time
+        ids = await seed_pending(ref, report.setups, 2 * count, first_k=1)
+        desk_ms, store_ms, refused = [], [], 0
+        for signal_id in ids[:count]:
+            started = time.perf_counter()
+            outcome = await ref.desk.approve(signal_id, TRADER)
+            desk_ms.append((time.perf_counter() - started) * 1000)
+            refused += outcome.kind is not OutcomeKind.DONE
+        now = ref.clock.now()
+        for signal_id in ids[count:]:
+            record = await ref.store.signal(signal_id)
+            assert record is not None and record.quantity is not None
+            setup = record.scored.setup
+            request = OrderRequest(signal_id, setup.symbol, setup.side, record.quantity)
+            fill = Fill(signal_id, setup.symbol, setup.side, record.quantity, setup.entry, Decimal("1"), now)
+            trade = Trade(
+                trade_id=signal_id,
+                signal_id=signal_id,
+                kind=TradeKind.PAPER,
+                strategy=setup.strategy,
+                symbol=setup.symbol,
+                side=setup.side,
+                quantity=record.quantity,
+                contract_size=ref.instruments[setup.symbol].contract_size,
+                entry_time=now,
+                entry_price=setup.entry,
+                stop=setup.stop,
+                target=setup.target,
+                entry_fees=Decimal("1"),
+                approver_id=TRADER,
+            )
+            started = time.perf_counter()
+            await ref.store.transition(signal_id, SignalStatus.PENDING, SignalStatus.APPROVED, now, by=TRADER)
+            await ref.store.submit_order(signal_id, request, now)
+            await ref.store.record_fill(fill, trade)
+            store_ms.append((time.perf_counter() - started) * 1000)
+    return Reference(desk_ms, store_ms, refused)
+
+
+@dataclass
+class MemoryRun:
+    samples: list[tuple[int, float]]
+    peak_mb: float
+    run_s: list[float]
+    signals: int
+
+
+async def memory_over_runs(runtime: BotRuntime, mono: ManualMonotonic, runs: int) -> MemoryRun:
+    """Run `runs` analyses of the whole watchlist, 5 bot minutes apart; sample RSS every tenth of them."""
+    mono.move_to(runtime.clock, RSS_FROM)
+    every = max(runs // 10, 1)
+    samples = [(0, rss_mb()[0])]
+    run_s: list[float] = []
+    signals = 0
+    for run in range(1, runs + 1):
+        started = time.perf_counter()
+        _, decisions = await runtime.analyse()
+        run_s.append(time.perf_counter() - started)
+        signals += sum(d.status is SignalStatus.PENDING for d in decisions)
+        if run % every == 0 or run == runs:
+            samples.append((run, rss_mb()[0]))
+            print(f"  run {run:5d}: RSS {samples[-1][1]:7.1f} MB  ({runtime.clock.now():%a %Y-%m-%d %H:%MZ})", flush=True)
+        mono.t += RUN_STEP.total_seconds()
+    return MemoryRun(samples, rss_mb()[1], run_s, signals)
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def bench(args: argparse.Namespace) -> int:
+    """Run the three measurements and print the figures and the summary."""
+    tally = Tally()
+    logging.basicConfig(level=logging.WARNING, handlers=[tally], force=True)
+    probe = Probe()
+    instrument_bot(probe)
+    with tempfile.TemporaryDirectory(prefix="bench_bot_") as tmp:
+        work = Path(tmp)
+        market = work / "market"
+        instruments = build_market(args.market_dir.resolve(), market, args.symbols)
+        async with FakeTelegram(token=TOKEN) as tg:
+            prepare_environment(work, market, instruments, tg)
+            settings = load_settings()
+            kinds = Counter(f"{i.asset_class.value} {i.interval.value}" for i in instruments)
+            print(f"watchlist: {len(instruments)} symbols ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+            print(f"RSS before the bot starts: {rss_mb()[0]:.1f} MB")
+            mono = ManualMonotonic()
+            clock = BotClock(COLD_AT, 1.0, monotonic=mono)
+            stop = asyncio.Event()
+            task = asyncio.create_task(telegram_app.serve(settings, stop, clock))
+            await tg.wait_for_polling(timeout=30)
+            runtime = probe.runtime
+            assert runtime is not None
+
+            print(f"\n[1] /signal -> first signal message ({len(instruments)} symbols)")
+            cold = await signal_latency(tg, probe)
+            mono.move_to(clock, WARM_AT)
+            await asyncio.sleep(2.5)  # let the tick expire the first run's signals and the edits go out
+            warm = await signal_latency(tg, probe)
+            for name, at, lat in (("cold", COLD_AT, cold), ("warm", WARM_AT, warm)):
+                print(
+                    f"  {name} {at:%Y-%m-%d %H:%MZ}: first signal {lat.first_signal_s * 1000:.0f} ms, "
+                    f"last of {lat.signals} {lat.last_signal_s * 1000:.0f} ms, summary {lat.summary_s * 1000:.0f} ms; "
+                    f"scan {lat.scan_s * 1000:.0f} ms (began {lat.scan_started_s * 1000:.1f} ms after /signal; "
+                    f"{lat.evaluated} evaluated, {lat.setups} setups)"
+                )
+
+            print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
+            reference = await reference_without_telegram(load_settings(db_path=work / "reference.db"), args.approvals)
+            warm_report = probe.scans[-1][2]
+            ids = await seed_pending(runtime, warm_report.setups, args.approvals, first_k=10_000)
+            wanted = {Callback(Action.APPROVE, i).encode(): i for i in ids}
+
+            def all_offered() -> dict[str, SentMessage] | None:
+                found = {wanted[d]: m for m in tg.sent for _, d in m.buttons if d in wanted}
+                return {i: found[i] for i in ids} if len(found) == len(ids) else None
+
+            messages = await tg.wait_until(all_offered, timeout=120, what=f"{len(ids)} signal messages")
+            clicks = await approve_by_click(tg, work / "bot.db", messages)
+            orders = query(work / "bot.db", "SELECT COUNT(*), COUNT(filled_at) FROM orders")[0]
+            refusals = [m.body for m in tg.sent if m.body.startswith(("Refused", "This signal", "No fresh"))]
+            f, r = clicks.filled_ms, reference
+            print(f"  {len(ids)} pending signals derived from {len(warm_report.setups)} real setups at {WARM_AT:%H:%MZ}")
+            print(
+                f"  click -> order filled: p50 {percentile(f, 50):.1f}  p95 {percentile(f, 95):.1f}  "
+                f"p99 {percentile(f, 99):.1f}  max {max(f):.1f} ms  (n={len(f)}, missing {len(clicks.missing)})"
+            )
+            print(
+                f"  click -> 'Approving…' answered: p50 {percentile(clicks.answered_ms, 50):.1f}  "
+                f"p99 {percentile(clicks.answered_ms, 99):.1f} ms; click -> fill message at Telegram: "
+                f"p50 {percentile(clicks.fill_message_ms, 50):.1f}  p99 {percentile(clicks.fill_message_ms, 99):.1f} ms"
+            )
+            print(
+                f"  reference desk.approve (no Telegram): p50 {percentile(r.desk_ms, 50):.2f}  "
+                f"p99 {percentile(r.desk_ms, 99):.2f} ms (refused {r.refused}); "
+                f"store transition+submit_order+record_fill: p50 {percentile(r.store_ms, 50):.2f}  "
+                f"p99 {percentile(r.store_ms, 99):.2f} ms"
+            )
+            print(f"  orders in SQLite: {orders[0]} ({orders[1]} filled); refusals sent: {len(refusals)}")
+
+            print(f"\n[3] RSS over {args.runs} analysis runs of {len(instruments)} symbols, 5 bot minutes apart")
+            memory = await memory_over_runs(runtime, mono, args.runs)
+            run_s = memory.run_s
+            print(
+                f"  one run: mean {sum(run_s) / len(run_s) * 1000:.0f} ms, p50 {percentile(run_s, 50) * 1000:.0f} ms, "
+                f"max {max(run_s) * 1000:.0f} ms; total {sum(run_s):.0f} s; {memory.signals} new signals offered"
+            )
+            stop.set()
+            code = await asyncio.wait_for(task, timeout=30)
+            print(f"  fake server holds {len(tg.sent)} messages and {len(tg.calls)} recorded calls; bot exit {code}")
+            counts = query(work / "bot.db", "SELECT status, COUNT(*) FROM signals GROUP BY status ORDER BY status")
+            print("  signals by status: " + ", ".join(f"{s} {n}" for s, n in counts))
+
+    summary(cold, warm, clicks, reference, memory)
+    if tally.counts:
+        print("\nwarnings/errors logged by the bot (count, first 90 chars of the template):")
+        for text, n in tally.counts.most_common(8):
+            print(f"  {n:5d}  {text}")
+    return 0
+
+
+def summary(cold: SignalLatency, warm: SignalLatency, clicks: ClickTimes, ref: Reference, memory: MemoryRun) -> None:
+    """Print the figures against their in-run references and the targets."""
+    f = clicks.filled_ms
+    p99 = percentile(f, 99)
+    samples = memory.samples
+    warmed = samples[1] if len(samples) > 2 else samples[0]
+    last = samples[-1]
+    growth = last[1] - warmed[1]
+    rss_peak = max(v for _, v in samples)
+    flat = growth <= FLAT_TOLERANCE_MB
+    rows = [
+        ("first signal, cold /signal", f"{cold.first_signal_s * 1000:.0f} ms", f"scan {cold.scan_s * 1000:.0f} ms",
+         f"{cold.first_signal_s / cold.scan_s:.2f}x", "-", "-"),
+        ("first signal, warm /signal", f"{warm.first_signal_s * 1000:.0f} ms", f"scan {warm.scan_s * 1000:.0f} ms",
+         f"{warm.first_signal_s / warm.scan_s:.2f}x", "-", "-"),
+        ("click -> order p50", f"{percentile(f, 50):.1f} ms", f"store {percentile(ref.store_ms, 50):.2f} ms",
+         f"{percentile(f, 50) / percentile(ref.store_ms, 50):.1f}x", "-", "-"),
+        ("click -> order p99", f"{p99:.1f} ms", f"store {percentile(ref.store_ms, 99):.2f} ms",
+         f"{p99 / percentile(ref.store_ms, 99):.1f}x", f"<= {P99_TARGET_MS:g} ms",
+         "yes" if p99 <= P99_TARGET_MS and not clicks.missing else "NO"),
+        ("click -> order p99 vs desk", f"{p99:.1f} ms", f"desk {percentile(ref.desk_ms, 99):.2f} ms",
+         f"{p99 / percentile(ref.desk_ms, 99):.1f}x", "-", "-"),
+        (f"RSS after {last[0]} runs", f"{last[1]:.1f} MB", f"peak {rss_peak:.1f} MB", "-",
+         f"<= {RSS_TARGET_MB:g} MB", "yes" if rss_peak <= RSS_TARGET_MB else "NO"),
+        (f"RSS growth run {warmed[0]} -> {last[0]}", f"{growth:+.1f} MB", f"run 0: {samples[0][1]:.1f} MB", "-",
+         f"flat (<= {FLAT_TOLERANCE_MB:g} MB)", "yes" if flat else "NO"),
+    ]  # fmt: skip
+    print("\nRSS samples (run: MB): " + ", ".join(f"{n}: {v:.1f}" for n, v in samples))
+    print(f"peak RSS of the process (VmHWM): {memory.peak_mb:.1f} MB\n")
+    header = ("figure", "value", "reference (same run)", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--approvals", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
+    args = parser.parse_args()
+    if not args.market_dir.is_dir():
+        print(f"market data not found at {args.market_dir}", file=sys.stderr)
+        return 2
+    if args.symbols < 1 or args.approvals < 1 or args.runs < 1:
+        print("--symbols, --approvals and --runs must be at least 1", file=sys.stderr)
+        return 2
+    return asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
