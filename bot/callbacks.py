@@ -17,7 +17,7 @@ class Action(StrEnum):
 
 
 _SIGNAL_ACTIONS = frozenset({Action.APPROVE, Action.REJECT})
-_PATTERN = re.compile(r"^(ap|rj|ca|ko):([0-9a-f]{10}|-)$")
+_PATTERN = re.compile(r"(ap|rj|ca|ko):([0-9a-f]{10}|-)")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def parse(data: str | None) -> Callback | None:
     """Decode callback data; None for anything malformed or forged."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
         return None
-    match = _PATTERN.match(data)
+    match = _PATTERN.fullmatch(data)
     if match is None:
         return None
     action, signal_id = Action(match.group(1)), match.group(2)

@@ -11,7 +11,6 @@ from bot.config import Settings
 from bot.scan import BarRules, ScanService, WatchItem
 from data.providers import provider_from_source
 from data.store import SqliteStore
-from engine.calendars import get_calendar
 from engine.ports import Clock
 
 
@@ -25,7 +24,7 @@ def watchlist(settings: Settings) -> list[WatchItem]:
             for strategy, allowed in strategies
             if strategy.applies_to(instrument) and (allowed is None or instrument.symbol in allowed)
         )
-        items.append(WatchItem(instrument, get_calendar(instrument.calendar), runs))
+        items.append(WatchItem(instrument, settings.calendar(instrument.calendar), runs))
     return items
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -35,7 +35,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from engine.calendars import BUILTIN_CALENDARS, get_calendar
+from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
 from engine.pipeline import EngineConfig, ValidationRules
@@ -158,6 +158,12 @@ class ValidationConfig(_Frozen):
     stale_bars: Annotated[int, Field(ge=1)] = 3
     max_bad_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.01
     min_bars: Annotated[int, Field(ge=20)] = 100
+
+
+class CalendarConfig(_Frozen):
+    """Extra knowledge about a built-in market calendar: its holidays (no session, no scheduled runs)."""
+
+    holidays: tuple[date, ...] = ()
 
 
 class ScanConfig(_Frozen):
@@ -288,6 +294,7 @@ class Settings(BaseSettings):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     clock_start: datetime | None = None
     clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0
 
@@ -331,6 +338,11 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"strategies.{name}.symbols: not in the watchlist: {', '.join(missing)}")
             strategy_params(name, config.params)
+        for name in self.calendars:
+            if name not in BUILTIN_CALENDARS:
+                raise ValueError(
+                    f"calendars.{name}: unknown market calendar; known: {', '.join(sorted(BUILTIN_CALENDARS))}"
+                )
         for schedule in self.bot.schedules:
             missing = sorted(set(schedule.symbols or ()) - set(symbols))
             if missing:
@@ -351,6 +363,12 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+    def calendar(self, name: str) -> SessionCalendar:
+        """A built-in calendar with the holidays configured for it."""
+        extra = self.calendars.get(name)
+        base = get_calendar(name)
+        return base.with_holidays(frozenset(extra.holidays)) if extra and extra.holidays else base
 
     @property
     def instruments(self) -> tuple[Instrument, ...]:

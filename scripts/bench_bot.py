@@ -8,9 +8,10 @@ shared 1h/5m files and a bot clock whose monotonic source this script moves. Thr
 1. Latency from the fake user's `/signal` to the first signal message (with Approve buttons) arriving at the
    fake server: once cold (the CSV files are parsed on that run) and once warm. Reference: the scan of that
    same run alone (`ScanService.scan`, timed inside the bot).
-2. Approve click to order recorded (the `orders` row with its fill, seen by a separate sqlite3 reader) over
-   `--approvals` pending signals, each click going through the fake server, PTB, the handler, the desk's
-   checks and compare-and-set, the paper broker and the store. The real run finds only a handful of setups,
+2. Approve click to order recorded (the bot's `record_fill` transaction committed and returned; a separate
+   sqlite3 reader then checks the filled `orders` row) over `--approvals` pending signals, one click at a
+   time, each going through the fake server, PTB, the handler, the desk's checks and compare-and-set, the
+   paper broker and the store. The real run finds only a handful of setups,
    so the pending signals are derived from them: the same setup with its bar_time moved back k seconds (so
    the signal ids differ while price, stop, target and expiry stay those of the real signal), stored with
    start_run/finish_run and offered through the desk. References, on a second runtime without Telegram:
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -64,7 +66,6 @@ WARM_AT = datetime(2025, 6, 12, 18, 0, tzinfo=UTC)  # BTCUSDT and ETHUSDT trend_
 RSS_FROM = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # a Monday: 1,000 runs 5 minutes apart stay on weekdays
 RUN_STEP = timedelta(minutes=5)
 OFFER_BATCH = 50  # the most signals one offer may ask about (max_signals_per_run, digest_threshold)
-POLL_SECONDS = 0.0002  # how often the order watcher looks at the orders table
 P99_TARGET_MS = 50.0
 RSS_TARGET_MB = 300.0
 FLAT_TOLERANCE_MB = 5.0  # growth from the first sample after warm-up to the last that still counts as flat
@@ -90,6 +91,9 @@ class Probe:
 
     runtime: BotRuntime | None = None
     scans: list[tuple[float, float, ScanReport]] = field(default_factory=list)
+    submitted: dict[str, float] = field(default_factory=dict)  # signal id -> when submit_order committed
+    filled: dict[str, float] = field(default_factory=dict)  # signal id -> when record_fill committed
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Tally(logging.Handler):
@@ -119,6 +123,22 @@ def instrument_bot(probe: Probe) -> None:
                 return report
 
             runtime.scan.scan = timed_scan  # type: ignore[method-assign]
+            store = runtime.store
+            submit_order, record_fill = store.submit_order, store.record_fill
+
+            async def timed_submit(signal_id: str, request: OrderRequest, at: datetime) -> bool:
+                done = await submit_order(signal_id, request, at)
+                probe.submitted[signal_id] = time.monotonic()
+                return done
+
+            async def timed_fill(fill: Fill, trade: Trade) -> bool:
+                done = await record_fill(fill, trade)
+                probe.filled[fill.client_order_id] = time.monotonic()
+                probe.recorded.set()
+                return done
+
+            store.submit_order = timed_submit  # type: ignore[method-assign]
+            store.record_fill = timed_fill  # type: ignore[method-assign]
             probe.runtime = runtime
             yield runtime
 
@@ -269,46 +289,44 @@ async def signal_latency(tg: FakeTelegram, probe: Probe) -> SignalLatency:
     )
 
 
-def watch_order(conn: sqlite3.Connection, signal_id: str, timeout: float) -> tuple[float | None, float | None]:
-    """Poll the orders table from another thread; return when the order was first seen and when filled."""
-    seen = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute("SELECT filled_at FROM orders WHERE client_order_id = ?", (signal_id,)).fetchone()
-        now = time.monotonic()
-        if row is not None:
-            seen = seen or now
-            if row[0] is not None:
-                return seen, now
-        time.sleep(POLL_SECONDS)
-    return seen, None
-
-
 @dataclass
 class ClickTimes:
     filled_ms: list[float] = field(default_factory=list)
+    submitted_ms: list[float] = field(default_factory=list)
     answered_ms: list[float] = field(default_factory=list)
     fill_message_ms: list[float] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unseen: int = 0  # orders whose fill a separate sqlite3 reader did not see once the bot had recorded it
 
 
-async def approve_by_click(tg: FakeTelegram, db: Path, messages: dict[str, SentMessage]) -> ClickTimes:
-    """Click Approve on each signal message in turn; time the order, the answer and the fill message."""
+async def approve_by_click(tg: FakeTelegram, probe: Probe, db: Path, messages: dict[str, SentMessage]) -> ClickTimes:
+    """Click Approve on each signal message in turn; time the order, the answer and the fill message.
+
+    The order is timed when the bot's `record_fill` (and `submit_order`) transaction has committed and
+    returned; a separate sqlite3 connection then checks that the filled order is really in the file.
+    """
     times = ClickTimes()
-    conn = sqlite3.connect(db, check_same_thread=False)
+    conn = sqlite3.connect(db)
     try:
         for signal_id, message in messages.items():
             since = len(tg.sent)
-            watcher = asyncio.ensure_future(asyncio.to_thread(watch_order, conn, signal_id, 15.0))
+            probe.recorded.clear()
             started = time.monotonic()
             query = tg.click(TRADER, message, button="✅ Approve")
-            _, filled = await watcher
+            deadline = started + 15
+            while signal_id not in probe.filled and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(probe.recorded.wait(), timeout=max(deadline - time.monotonic(), 0))
+                probe.recorded.clear()
             answer = await tg.wait_for_answer(query, timeout=15)
             times.answered_ms.append((answer.at - started) * 1000)
-            if filled is None:
+            if signal_id not in probe.filled:
                 times.missing.append(signal_id)
                 continue
-            times.filled_ms.append((filled - started) * 1000)
+            times.filled_ms.append((probe.filled[signal_id] - started) * 1000)
+            times.submitted_ms.append((probe.submitted[signal_id] - started) * 1000)
+            row = conn.execute("SELECT filled_at FROM orders WHERE client_order_id = ?", (signal_id,)).fetchone()
+            times.unseen += row is None or row[0] is None
             fill = await tg.wait_for_message(
                 lambda m, s=signal_id: s in m.body and "filled" in m.body, since=since, timeout=15
             )
@@ -391,7 +409,9 @@ async def memory_over_runs(runtime: BotRuntime, mono: ManualMonotonic, runs: int
         signals += sum(d.status is SignalStatus.PENDING for d in decisions)
         if run % every == 0 or run == runs:
             samples.append((run, rss_mb()[0]))
-            print(f"  run {run:5d}: RSS {samples[-1][1]:7.1f} MB  ({runtime.clock.now():%a %Y-%m-%d %H:%MZ})", flush=True)
+            print(
+                f"  run {run:5d}: RSS {samples[-1][1]:7.1f} MB  ({runtime.clock.now():%a %Y-%m-%d %H:%MZ})", flush=True
+            )
         mono.t += RUN_STEP.total_seconds()
     return MemoryRun(samples, rss_mb()[1], run_s, signals)
 
@@ -441,7 +461,7 @@ async def bench(args: argparse.Namespace) -> int:
             print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
             reference = await reference_without_telegram(load_settings(db_path=work / "reference.db"), args.approvals)
             warm_report = probe.scans[-1][2]
-            ids = await seed_pending(runtime, warm_report.setups, args.approvals, first_k=10_000)
+            ids = await seed_pending(runtime, warm_report.setups, args.approvals, first_k=1)
             wanted = {Callback(Action.APPROVE, i).encode(): i for i in ids}
 
             def all_offered() -> dict[str, SentMessage] | None:
@@ -449,14 +469,21 @@ async def bench(args: argparse.Namespace) -> int:
                 return {i: found[i] for i in ids} if len(found) == len(ids) else None
 
             messages = await tg.wait_until(all_offered, timeout=120, what=f"{len(ids)} signal messages")
-            clicks = await approve_by_click(tg, work / "bot.db", messages)
+            clicks = await approve_by_click(tg, probe, work / "bot.db", messages)
             orders = query(work / "bot.db", "SELECT COUNT(*), COUNT(filled_at) FROM orders")[0]
             refusals = [m.body for m in tg.sent if m.body.startswith(("Refused", "This signal", "No fresh"))]
             f, r = clicks.filled_ms, reference
-            print(f"  {len(ids)} pending signals derived from {len(warm_report.setups)} real setups at {WARM_AT:%H:%MZ}")
+            print(
+                f"  {len(ids)} pending signals derived from {len(warm_report.setups)} real setups at {WARM_AT:%H:%MZ}"
+            )
             print(
                 f"  click -> order filled: p50 {percentile(f, 50):.1f}  p95 {percentile(f, 95):.1f}  "
-                f"p99 {percentile(f, 99):.1f}  max {max(f):.1f} ms  (n={len(f)}, missing {len(clicks.missing)})"
+                f"p99 {percentile(f, 99):.1f}  max {max(f):.1f} ms  (n={len(f)}, missing {len(clicks.missing)}, "
+                f"not visible to a second reader {clicks.unseen})"
+            )
+            print(
+                f"  click -> order submitted: p50 {percentile(clicks.submitted_ms, 50):.1f}  "
+                f"p99 {percentile(clicks.submitted_ms, 99):.1f} ms"
             )
             print(
                 f"  click -> 'Approving…' answered: p50 {percentile(clicks.answered_ms, 50):.1f}  "

@@ -1,0 +1,142 @@
+"""Bot time, cron schedules in market time, and button data."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.callbacks import MAX_CALLBACK_BYTES, Action, Callback, parse
+from bot.clock import BotClock
+from bot.config import ScheduleConfig, load_settings
+from bot.scheduler import ScheduleGroup, Scheduler, build_groups
+from engine.calendars import get_calendar
+from engine.catalog import DEFAULT_WATCHLIST, default_instrument
+
+START = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_simulated_clock_starts_where_told_and_runs_at_its_speed() -> None:
+    mono = Mono()
+    clock = BotClock(START, 60.0, monotonic=mono)
+    assert clock.now() == START
+    mono.t += 2.5
+    assert clock.now() == START + timedelta(minutes=2, seconds=30)
+    assert clock.real_seconds(timedelta(minutes=5)) == 5.0
+    assert clock.real_seconds_until(START) == 0.0  # already past
+
+
+def test_unset_clock_is_the_wall_clock() -> None:
+    clock = BotClock()
+    assert not clock.simulated
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 1
+
+
+@pytest.mark.parametrize("speed", [0.0, -1.0])
+def test_clock_speed_must_be_positive(speed: float) -> None:
+    with pytest.raises(ValueError, match="clock speed must be positive"):
+        BotClock(START, speed)
+
+
+def default_groups() -> dict[str, ScheduleGroup]:
+    calendars = {i.symbol: get_calendar(i.calendar) for i in DEFAULT_WATCHLIST}
+    return {g.name: g for g in build_groups((), DEFAULT_WATCHLIST, calendars)}
+
+
+def test_default_groups_follow_calendar_and_bar_interval() -> None:
+    groups = default_groups()
+    assert set(groups) == {"fx-1h", "crypto-1h", "xnys-5m", "xnse-5m"}
+    assert groups["xnse-5m"].symbols == ("NIFTY50", "RELIANCE", "HDFCBANK", "INFY", "TCS", "SBIN", "ICICIBANK")
+    assert groups["fx-1h"].cron == "0 * * * *" and groups["xnse-5m"].cron == "*/5 * * * *"
+
+
+def test_next_fire_is_in_market_time_after_the_bar_closes() -> None:
+    nse = default_groups()["xnse-5m"]
+    at = datetime(2025, 6, 12, 3, 47, tzinfo=UTC)  # 09:17 IST
+    assert nse.next_fire(at) == datetime(2025, 6, 12, 3, 50, 20, tzinfo=UTC)
+    assert nse.next_fire(datetime(2025, 6, 12, 3, 50, 20, tzinfo=UTC)) == datetime(2025, 6, 12, 3, 55, 20, tzinfo=UTC)
+    daily = ScheduleGroup("d", "0 16 * * 1-5", "Asia/Kolkata", ("TCS",), timedelta(days=1), timedelta(0))
+    assert daily.next_fire(at) == datetime(2025, 6, 12, 10, 30, tzinfo=UTC)  # 16:00 IST
+
+
+def test_only_markets_open_during_the_last_bar_are_run() -> None:
+    calendars = {i.symbol: get_calendar(i.calendar) for i in DEFAULT_WATCHLIST}
+    groups = default_groups()
+    scheduler = Scheduler(list(groups.values()), calendars, BotClock(START), lambda g, s: None)  # type: ignore[arg-type,return-value]
+    saturday = datetime(2025, 6, 14, 12, 0, 20, tzinfo=UTC)
+    assert scheduler.open_symbols(groups["fx-1h"], saturday) == []
+    assert scheduler.open_symbols(groups["crypto-1h"], saturday) == ["BTCUSDT", "ETHUSDT"]
+    last_bar = datetime(2025, 6, 12, 10, 0, 20, tzinfo=UTC)  # NSE closed at 10:00Z; its last bar just closed
+    assert scheduler.open_symbols(groups["xnse-5m"], last_bar)[:2] == ["NIFTY50", "RELIANCE"]
+    assert scheduler.open_symbols(groups["xnse-5m"], last_bar + timedelta(minutes=10)) == []
+
+
+def test_configured_schedule_groups(tmp_path: Path) -> None:
+    schedules = (
+        ScheduleConfig(name="nse", cron="*/15 * * * *", calendar="XNSE"),
+        ScheduleConfig(name="gold", cron="1 * * * *", symbols=("XAUUSD",), delay_seconds=0),
+    )
+    calendars = {i.symbol: get_calendar(i.calendar) for i in DEFAULT_WATCHLIST}
+    groups = {g.name: g for g in build_groups(schedules, DEFAULT_WATCHLIST, calendars)}
+    assert len(groups["nse"].symbols) == 7 and groups["nse"].timezone == "Asia/Kolkata"
+    assert groups["gold"].symbols == ("XAUUSD",) and groups["gold"].timezone == "America/New_York"
+
+
+def test_bad_cron_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tradebot.toml").write_text('[[bot.schedules]]\nname = "x"\ncron = "every minute"\n')
+    with pytest.raises(Exception, match=r"bot\.schedules\.0\.cron: not a 5-field cron expression"):
+        load_settings({})
+
+
+def test_holidays_from_config_close_the_market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tradebot.toml").write_text("[calendars.XNSE]\nholidays = [2025-08-15]\n")
+    calendar = load_settings({}).calendar("XNSE")
+    assert calendar.holidays == frozenset({date(2025, 8, 15)})
+    assert not calendar.is_open(datetime(2025, 8, 15, 5, tzinfo=UTC))
+    assert calendar.is_open(datetime(2025, 8, 14, 5, tzinfo=UTC))
+    (tmp_path / "tradebot.toml").write_text("[calendars.LSE]\nholidays = [2025-08-15]\n")
+    with pytest.raises(Exception, match=r"calendars\.LSE: unknown market calendar"):
+        load_settings({})
+
+
+def test_callback_data_round_trips_and_fits_telegram() -> None:
+    signal_id = default_instrument("EURUSD").symbol and "0d6d5c562b"
+    for action in (Action.APPROVE, Action.REJECT):
+        data = Callback(action, signal_id).encode()
+        assert len(data.encode()) <= MAX_CALLBACK_BYTES
+        assert parse(data) == Callback(action, signal_id)
+    assert parse(Callback(Action.CLOSE_ALL).encode()) == Callback(Action.CLOSE_ALL)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "",
+        "ap",
+        "ap:",
+        "ap:-",
+        "ap:0D6D5C562B",
+        "ap:0d6d5c562",
+        "ap:0d6d5c562b0",
+        "xx:0d6d5c562b",
+        "ca:0d6d5c562b",
+        "ap:0d6d5c562b;rj:0d6d5c562b",
+        "a" * 65,
+        "ap:../../etc",
+        "ap:0d6d5c562b\n",
+    ],
+)
+def test_malformed_or_forged_callback_data_is_rejected(data: str | None) -> None:
+    assert parse(data) is None
