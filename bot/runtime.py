@@ -24,7 +24,7 @@ from data.providers import provider_from_source
 from data.store import SqliteStore
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel
-from engine.domain import Instrument, RejectionKind, SignalStatus
+from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
 from engine.ports import BarProvider
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,20 @@ class BotRuntime:
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
             )
         return report, decisions
+
+    async def wait_idle(self) -> None:
+        """Wait for the analysis in progress, if any, to finish."""
+        async with self._run_lock:
+            return
+
+    async def settle_interrupted_runs(self) -> int:
+        """Mark runs a crash left 'running' as failed, so run history never claims a run is still going."""
+        interrupted = [r for r in await self.store.recent_runs(100) if r.status is RunStatus.RUNNING]
+        for run in interrupted:
+            # A replay restarted at the same bot time may be "before" the run it settles.
+            at = max(self.clock.now(), run.started_at)
+            await self.store.mark_run_failed(run.run_id, at, "interrupted: the bot stopped during the run")
+        return len(interrupted)
 
     async def scheduled_run(self, group: ScheduleGroup, symbols: list[str]) -> None:
         """A scheduled run: failures are reported, and the scheduler arms the next run anyway."""

@@ -366,6 +366,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
             assert app.updater is not None and app.job_queue is not None
             await app.updater.start_polling(poll_interval=0.0, timeout=10, allowed_updates=Update.ALL_TYPES)
             sender.start()
+            if interrupted := await runtime.settle_interrupted_runs():
+                log.warning("marked %d run(s) interrupted by the last stop as failed", interrupted)
             settled = await runtime.desk.reconcile()
             if settled:
                 log.warning("settled %d signal(s) left half-way by the last run", settled)
@@ -380,6 +382,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
             started = datetime.now(UTC)
             await app.updater.stop()
             await asyncio.wait_for(app.stop(), timeout=SHUTDOWN_GRACE_SECONDS)
+            try:
+                await asyncio.wait_for(runtime.wait_idle(), timeout=SHUTDOWN_GRACE_SECONDS / 2)
+            except TimeoutError:
+                log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
             await sender.stop()
             log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
     for sig in (signal.SIGTERM, signal.SIGINT):

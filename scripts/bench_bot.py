@@ -90,7 +90,8 @@ class Probe:
     """What the instrumented bot exposes: its runtime, and each scan's real start, end and report."""
 
     runtime: BotRuntime | None = None
-    scans: list[tuple[float, float, ScanReport]] = field(default_factory=list)
+    scans: int = 0  # how many scans the bot has run
+    last_scan: tuple[float, float, ScanReport] | None = None  # real start, end and report of the latest
     submitted: dict[str, float] = field(default_factory=dict)  # signal id -> when submit_order committed
     filled: dict[str, float] = field(default_factory=dict)  # signal id -> when record_fill committed
     recorded: asyncio.Event = field(default_factory=asyncio.Event)
@@ -119,7 +120,8 @@ def instrument_bot(probe: Probe) -> None:
             async def timed_scan(*args: Any, **kwargs: Any) -> ScanReport:
                 started = time.monotonic()
                 report = await scan(*args, **kwargs)
-                probe.scans.append((started, time.monotonic(), report))
+                probe.scans += 1
+                probe.last_scan = (started, time.monotonic(), report)  # only the latest: no growth from here
                 return report
 
             runtime.scan.scan = timed_scan  # type: ignore[method-assign]
@@ -262,14 +264,16 @@ class SignalLatency:
 
 async def signal_latency(tg: FakeTelegram, probe: Probe) -> SignalLatency:
     """Send /signal as the trader; time the first and last signal message and the run summary."""
-    since, scans = len(tg.sent), len(probe.scans)
+    since, scans = len(tg.sent), probe.scans
     started = time.monotonic()
     tg.user_message(TRADER, "/signal")
     first = await tg.wait_for_message(lambda m: m.chat_id == TRADER and has_approve(m), since=since, timeout=120)
     summary = await tg.wait_for_message(
         lambda m: m.chat_id == TRADER and m.body.startswith("Run "), since=since, timeout=120
     )
-    scan_start, scan_end, report = probe.scans[scans]
+    if probe.scans != scans + 1 or probe.last_scan is None:
+        raise RuntimeError(f"expected one scan for /signal, saw {probe.scans - scans}")
+    scan_start, scan_end, report = probe.last_scan
     offered = await probe.runtime.store.setups_for_run(report.run_id) if probe.runtime and report.run_id else []
     expected = sum(status is SignalStatus.PENDING for _, status in offered)
     signals = await tg.wait_until(
@@ -296,6 +300,7 @@ class ClickTimes:
     answered_ms: list[float] = field(default_factory=list)
     fill_message_ms: list[float] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    overlapped: int = 0  # orders recorded before the concurrent scan had finished
     unseen: int = 0  # orders whose fill a separate sqlite3 reader did not see once the bot had recorded it
 
 
@@ -334,6 +339,23 @@ async def approve_by_click(tg: FakeTelegram, probe: Probe, db: Path, messages: d
             await tg.wait_for_edit(message.chat_id, message.message_id, lambda m: not m.buttons, timeout=15)
     finally:
         conn.close()
+    return times
+
+
+async def approve_during_scans(
+    tg: FakeTelegram, probe: Probe, runtime: BotRuntime, db: Path, messages: dict[str, SentMessage]
+) -> ClickTimes:
+    """Click Approve on each message 50 ms into an analysis of the whole watchlist (a scheduled run's work)."""
+    times = ClickTimes()
+    for signal_id, message in messages.items():
+        run = asyncio.create_task(runtime.analyse())
+        await asyncio.sleep(0.05)
+        one = await approve_by_click(tg, probe, db, {signal_id: message})
+        await run
+        assert probe.last_scan is not None
+        times.filled_ms += one.filled_ms
+        times.missing += one.missing
+        times.overlapped += probe.filled.get(signal_id, math.inf) < probe.last_scan[1]
     return times
 
 
@@ -395,14 +417,20 @@ class MemoryRun:
     signals: int
 
 
-async def memory_over_runs(runtime: BotRuntime, mono: ManualMonotonic, runs: int) -> MemoryRun:
-    """Run `runs` analyses of the whole watchlist, 5 bot minutes apart; sample RSS every tenth of them."""
+async def memory_over_runs(runtime: BotRuntime, mono: ManualMonotonic, runs: int, stop: asyncio.Event) -> MemoryRun:
+    """Run `runs` analyses of the whole watchlist, 5 bot minutes apart; sample RSS every tenth of them.
+
+    Stops early if the bot is stopping (SIGINT/SIGTERM set `stop`).
+    """
     mono.move_to(runtime.clock, RSS_FROM)
     every = max(runs // 10, 1)
     samples = [(0, rss_mb()[0])]
     run_s: list[float] = []
     signals = 0
     for run in range(1, runs + 1):
+        if stop.is_set():
+            print(f"  stopped by a signal after {run - 1} runs", flush=True)
+            break
         started = time.perf_counter()
         _, decisions = await runtime.analyse()
         run_s.append(time.perf_counter() - started)
@@ -460,8 +488,10 @@ async def bench(args: argparse.Namespace) -> int:
 
             print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
             reference = await reference_without_telegram(load_settings(db_path=work / "reference.db"), args.approvals)
-            warm_report = probe.scans[-1][2]
-            ids = await seed_pending(runtime, warm_report.setups, args.approvals, first_k=1)
+            assert probe.last_scan is not None
+            warm_report = probe.last_scan[2]
+            total = args.approvals + args.during_scan
+            ids = await seed_pending(runtime, warm_report.setups, total, first_k=1)
             wanted = {Callback(Action.APPROVE, i).encode(): i for i in ids}
 
             def all_offered() -> dict[str, SentMessage] | None:
@@ -469,7 +499,10 @@ async def bench(args: argparse.Namespace) -> int:
                 return {i: found[i] for i in ids} if len(found) == len(ids) else None
 
             messages = await tg.wait_until(all_offered, timeout=120, what=f"{len(ids)} signal messages")
-            clicks = await approve_by_click(tg, probe, work / "bot.db", messages)
+            quiet = dict(list(messages.items())[: args.approvals])
+            busy = dict(list(messages.items())[args.approvals :])
+            clicks = await approve_by_click(tg, probe, work / "bot.db", quiet)
+            during = await approve_during_scans(tg, probe, runtime, work / "bot.db", busy)
             orders = query(work / "bot.db", "SELECT COUNT(*), COUNT(filled_at) FROM orders")[0]
             refusals = [m.body for m in tg.sent if m.body.startswith(("Refused", "This signal", "No fresh"))]
             f, r = clicks.filled_ms, reference
@@ -490,6 +523,13 @@ async def bench(args: argparse.Namespace) -> int:
                 f"p99 {percentile(clicks.answered_ms, 99):.1f} ms; click -> fill message at Telegram: "
                 f"p50 {percentile(clicks.fill_message_ms, 50):.1f}  p99 {percentile(clicks.fill_message_ms, 99):.1f} ms"
             )
+            if during.filled_ms:
+                d = during.filled_ms
+                print(
+                    f"  click -> order filled during an analysis run: p50 {percentile(d, 50):.1f}  "
+                    f"p99 {percentile(d, 99):.1f}  max {max(d):.1f} ms (n={len(d)}, {during.overlapped} recorded "
+                    f"before that scan ended)"
+                )
             print(
                 f"  reference desk.approve (no Telegram): p50 {percentile(r.desk_ms, 50):.2f}  "
                 f"p99 {percentile(r.desk_ms, 99):.2f} ms (refused {r.refused}); "
@@ -499,7 +539,7 @@ async def bench(args: argparse.Namespace) -> int:
             print(f"  orders in SQLite: {orders[0]} ({orders[1]} filled); refusals sent: {len(refusals)}")
 
             print(f"\n[3] RSS over {args.runs} analysis runs of {len(instruments)} symbols, 5 bot minutes apart")
-            memory = await memory_over_runs(runtime, mono, args.runs)
+            memory = await memory_over_runs(runtime, mono, args.runs, stop)
             run_s = memory.run_s
             print(
                 f"  one run: mean {sum(run_s) / len(run_s) * 1000:.0f} ms, p50 {percentile(run_s, 50) * 1000:.0f} ms, "
@@ -559,6 +599,7 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--approvals", type=int, default=200)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
     parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
     args = parser.parse_args()
     if not args.market_dir.is_dir():

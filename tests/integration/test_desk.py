@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from bot.callbacks import Action, parse
+from bot.clock import BotClock
+from bot.config import load_settings
 from bot.desk import DeskPolicy, OutcomeKind, SignalDesk
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
 from bot.paper_broker import PaperBroker
+from bot.runtime import open_runtime
 from bot.scan import BarRules, ScanService, WatchItem
 from bot.state import BotState
 from data.csv_provider import CsvProvider
@@ -305,3 +308,15 @@ async def test_close_all_closes_every_paper_position(d: Desk) -> None:
     assert await d.store.open_trades([TradeKind.PAPER]) == []
     closed = await d.store.trades([TradeKind.PAPER])
     assert {t.exit_reason for t in closed} == {ExitReason.MANUAL}
+
+
+async def test_a_run_interrupted_by_a_crash_is_marked_failed_on_start(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    async with await SqliteStore.open(db) as store:
+        crashed = await store.start_run(AS_OF, AS_OF, "csv:x", ["GBPUSD"])
+    settings = load_settings({}, db_path=db, data_source=f"csv:{require_market_dir()}", TELEGRAM_ALLOWED_USERS="42")
+    async with open_runtime(settings, BotClock(AS_OF - timedelta(hours=1))) as runtime:
+        assert await runtime.settle_interrupted_runs() == 1
+        summary = await runtime.store.run(crashed)
+        assert summary is not None and summary.errors == ("interrupted: the bot stopped during the run",)
+        assert await runtime.settle_interrupted_runs() == 0
