@@ -35,6 +35,7 @@ class TradeKind(StrEnum):
     LIVE = "live"  # a position of a real broker (later issue)
     SHADOW = "shadow"  # the hypothetical outcome of a rejected or expired signal, for learning
     EXTERNAL = "external"  # reported by the trader, executed outside the bot
+    BACKTEST = "backtest"  # simulated on history by the backtester
 
 
 @dataclass(frozen=True, slots=True)
