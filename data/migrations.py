@@ -212,7 +212,39 @@ _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES: Final = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1_RUNS_SIGNALS_REJECTIONS, _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES)
+_V3_BASELINES: Final = Migration(
+    version=3,
+    name="pre-deploy validation results and baselines",
+    statements=(
+        # One row per validation of a strategy x instrument; the newest version is its current status.
+        # r_multiples is the out-of-sample R sample drift detection compares live trades with.
+        """
+        CREATE TABLE baselines (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            strategy TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            interval TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            created_at TEXT NOT NULL,
+            data_source TEXT NOT NULL,
+            data_from TEXT NOT NULL,
+            data_to TEXT NOT NULL,
+            params TEXT NOT NULL CHECK (json_valid(params)),
+            passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+            reasons TEXT NOT NULL CHECK (json_valid(reasons)),
+            metrics TEXT NOT NULL CHECK (json_valid(metrics)),
+            r_multiples TEXT NOT NULL CHECK (json_valid(r_multiples)),
+            UNIQUE (strategy, symbol, interval, version)
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _V1_RUNS_SIGNALS_REJECTIONS,
+    _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
+    _V3_BASELINES,
+)
 
 
 def check_sequence(migrations: tuple[Migration, ...]) -> int:

@@ -47,7 +47,7 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import OutboxItem, OutboxKind, RunSummary, SignalRecord
+from engine.ports import Baseline, OutboxItem, OutboxKind, RunSummary, SignalRecord
 from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 __all__ = [
@@ -597,6 +597,52 @@ class SqliteStore:
             )
         return [_decode_trade(row) for row in rows]
 
+    # --- baselines (BotStore) ---------------------------------------------------------------------------------
+
+    async def save_baseline(self, baseline: Baseline) -> int:
+        """Store a validation result as the next version for its strategy x instrument; return the version."""
+        for name in ("strategy", "symbol", "interval", "data_source"):
+            _check_text(getattr(baseline, name), name)
+        if baseline.data_to < baseline.data_from:
+            raise ValueError(f"baseline data range ends {baseline.data_to} before it starts {baseline.data_from}")
+        key = (baseline.strategy, baseline.symbol, baseline.interval)
+        row = (
+            _encode_ts(baseline.created_at, "created_at"),
+            baseline.data_source,
+            _encode_ts(baseline.data_from, "data_from"),
+            _encode_ts(baseline.data_to, "data_to"),
+            _json(baseline.params),
+            int(baseline.passed),
+            _json(list(baseline.reasons)),
+            _json(baseline.metrics),
+            _json([float(r) for r in baseline.r_multiples]),
+        )
+        async with self._write(f"save the baseline of {baseline.strategy} on {baseline.symbol}") as db:
+            rows = await _fetchall(
+                db,
+                "SELECT COALESCE(MAX(version), 0) FROM baselines WHERE strategy = ? AND symbol = ? AND interval = ?",
+                key,
+            )
+            version = int(rows[0][0]) + 1
+            await db.execute(
+                "INSERT INTO baselines (strategy, symbol, interval, version, created_at, data_source, data_from,"
+                " data_to, params, passed, reasons, metrics, r_multiples)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, version, *row),
+            )
+        return version
+
+    async def latest_baselines(self) -> list[Baseline]:
+        """The newest validation result of every strategy x instrument."""
+        sql = (
+            "SELECT * FROM baselines b WHERE version = (SELECT MAX(version) FROM baselines c WHERE"
+            " c.strategy = b.strategy AND c.symbol = b.symbol AND c.interval = b.interval)"
+            " ORDER BY strategy, symbol, interval"
+        )
+        async with self._read("read the latest baselines") as db:
+            rows = await _fetchall(db, sql)
+        return [_decode_baseline(row) for row in rows]
+
     # --- bot state (BotStore) --------------------------------------------------------------------------------
 
     async def get_state(self, key: str) -> str | None:
@@ -1061,6 +1107,25 @@ def _string_list(items: Sequence[str], name: str, *, allow_empty_items: bool = F
         if not allow_empty_items and not value.strip():
             raise ValueError(f"{name}[{i}] must not be empty")
     return values
+
+
+def _decode_baseline(row: sqlite3.Row) -> Baseline:
+    where = f"baseline {row['strategy']}/{row['symbol']} v{row['version']}"
+    return Baseline(
+        strategy=str(row["strategy"]),
+        symbol=str(row["symbol"]),
+        interval=str(row["interval"]),
+        params=dict(_load_json(row["params"], f"{where} params")),
+        data_source=str(row["data_source"]),
+        data_from=_decode_ts(row["data_from"], f"{where} data_from"),
+        data_to=_decode_ts(row["data_to"], f"{where} data_to"),
+        passed=bool(row["passed"]),
+        reasons=tuple(str(r) for r in _load_json(row["reasons"], f"{where} reasons")),
+        metrics=dict(_load_json(row["metrics"], f"{where} metrics")),
+        r_multiples=tuple(float(r) for r in _load_json(row["r_multiples"], f"{where} r_multiples")),
+        created_at=_decode_ts(row["created_at"], f"{where} created_at"),
+        version=int(row["version"]),
+    )
 
 
 def _json(value: object) -> str:

@@ -141,6 +141,25 @@ class OutboxItem:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The outcome of a pre-deploy validation of one strategy on one instrument (versioned)."""
+
+    strategy: str
+    symbol: str
+    interval: str
+    params: dict[str, Any]
+    data_source: str
+    data_from: datetime
+    data_to: datetime
+    passed: bool
+    reasons: tuple[str, ...]
+    metrics: dict[str, float | int | None]
+    r_multiples: tuple[float, ...]
+    created_at: datetime
+    version: int = 0
+
+
 class BotStore(SignalStore, Protocol):
     """What the running bot persists besides analysis runs: signal lifecycle, outbox, orders, trades, state."""
 
@@ -227,6 +246,14 @@ class BotStore(SignalStore, Protocol):
         self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
     ) -> list[Trade]:
         """Closed trades, oldest exit first."""
+        ...
+
+    async def save_baseline(self, baseline: Baseline) -> int:
+        """Store a validation result as the next version for its strategy x instrument; return the version."""
+        ...
+
+    async def latest_baselines(self) -> list[Baseline]:
+        """The newest validation result of every strategy x instrument."""
         ...
 
     async def get_state(self, key: str) -> str | None: ...
