@@ -20,7 +20,7 @@ from bot.notifier import Notifier
 from bot.state import BotState
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Side, SignalStatus, human_duration
-from engine.ports import BotStore, Broker, BrokerError, Clock, SignalRecord
+from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.risk import position_size
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, Trade, TradeKind
 
@@ -54,6 +54,7 @@ class DeskPolicy:
     equity: Decimal = Decimal("10000")
     risk_fraction: Decimal = Decimal("0.01")
     costs: CostModel = field(default_factory=CostModel)
+    trade_failed_strategies: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,13 @@ class SignalDesk:
         self.clock = clock
         self.instruments = dict(instruments)
         self.policy = policy
+        self._failed: dict[tuple[str, str], Baseline] = {}
 
     async def offer(self, setups: Sequence[ScoredSetup]) -> list[OfferDecision]:
         """Decide for each setup new to the store: ask the trader, execute (by mode), or drop with a reason."""
         now = self.clock.now()
         mode, paused = await self.state.mode(), await self.state.paused()
+        self._failed = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines() if not b.passed}
         ranked = sorted(setups, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy))
         decisions: list[OfferDecision] = []
         to_ask: list[SignalRecord] = []
@@ -126,6 +129,12 @@ class SignalDesk:
         p = self.policy
         if paused:
             return SignalStatus.DROPPED, "bot paused (/resume)", None
+        failed = self._failed.get((setup.strategy, setup.symbol))
+        if failed is not None:
+            why = f"failed pre-deploy validation v{failed.version} ({failed.created_at:%Y-%m-%d})"
+            if not p.trade_failed_strategies:
+                return SignalStatus.DROPPED, f"{why}: {'; '.join(failed.reasons[:2])}", None
+            log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
         last = await self.store.last_offered_at(setup.symbol)
         if last is not None and now - last < p.cooldown:
             return (

@@ -135,6 +135,7 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         equity=b.account_equity,
         risk_fraction=b.risk_per_trade,
         costs=cost_model(settings),
+        trade_failed_strategies=b.trade_failed_strategies,
     )
 
 

@@ -374,6 +374,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
             runtime.scheduler.start(app.job_queue)
             tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
             app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
+            if settings.bot.trade_failed_strategies:
+                log.warning("OVERRIDE ACTIVE: strategies that failed pre-deploy validation will be traded")
             log.info(
                 "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
             )

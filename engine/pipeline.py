@@ -213,22 +213,32 @@ def scan_instrument(
             continue
         signals = strategy.signals(ctx)
         for candidate in candidates(strategy, ctx, signals, at):
-            as_of = now if now is not None else candidate.bar_time + ctx.bars.interval.delta
-            result = validate(ctx.instrument, ctx.calendar, candidate, as_of, config.rules)
+            result = assess(ctx, candidate, config, now)
             if isinstance(result, Rejection):
                 rejections.append(result)
-                continue
-            score = config.scorer.score(ctx, candidate.bar_index, result)
-            if score.total < config.min_score:
-                rejections.append(
-                    Rejection(
-                        RejectionKind.SETUP,
-                        symbol,
-                        f"quality {score.total:.1f} is below the minimum {config.min_score:g}",
-                        strategy.name,
-                        result.bar_time,
-                    )
-                )
-                continue
-            setups.append(ScoredSetup(result, score))
+            else:
+                setups.append(result)
     return InstrumentScan(symbol, tuple(setups), tuple(rejections))
+
+
+def assess(
+    ctx: MarketContext, candidate: Candidate, config: EngineConfig, now: datetime | None
+) -> ScoredSetup | Rejection:
+    """Validate one candidate as of `now` (None: its own bar's close), score it and apply the minimum score.
+
+    The per-candidate step of every scan: the live scan, the replay and the backtester all call this.
+    """
+    as_of = now if now is not None else candidate.bar_time + ctx.bars.interval.delta
+    result = validate(ctx.instrument, ctx.calendar, candidate, as_of, config.rules)
+    if isinstance(result, Rejection):
+        return result
+    score = config.scorer.score(ctx, candidate.bar_index, result)
+    if score.total < config.min_score:
+        return Rejection(
+            RejectionKind.SETUP,
+            ctx.instrument.symbol,
+            f"quality {score.total:.1f} is below the minimum {config.min_score:g}",
+            candidate.strategy,
+            result.bar_time,
+        )
+    return ScoredSetup(result, score)

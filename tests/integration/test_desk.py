@@ -29,7 +29,7 @@ from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import SignalStatus
 from engine.pipeline import EngineConfig
-from engine.ports import OutboxKind
+from engine.ports import Baseline, OutboxKind
 from engine.strategy import REGISTRY, strategy_names
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
 from tests.fakes.broker import PinnedQuoteBroker
@@ -320,3 +320,33 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed_on_start(tmp_path: 
         summary = await runtime.store.run(crashed)
         assert summary is not None and summary.errors == ("interrupted: the bot stopped during the run",)
         assert await runtime.settle_interrupted_runs() == 0
+
+
+async def test_a_strategy_that_failed_validation_is_not_offered_unless_overridden(tmp_path: Path) -> None:
+    failed = Baseline(
+        strategy="trend_pullback",
+        symbol="GBPUSD",
+        interval="1h",
+        params={},
+        data_source="csv:x",
+        data_from=AS_OF - timedelta(days=300),
+        data_to=AS_OF - timedelta(days=1),
+        passed=False,
+        reasons=("out-of-sample profit factor 0.92 < 1.2",),
+        metrics={},
+        r_multiples=(),
+        created_at=AS_OF - timedelta(days=1),
+    )
+    async for d in build(tmp_path / "gated"):
+        await d.store.save_baseline(failed)
+        report = await d.scan.scan()
+        decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}
+        assert decisions["GBPUSD"].status is SignalStatus.DROPPED
+        assert decisions["GBPUSD"].reason == (
+            "failed pre-deploy validation v1 (2025-06-11): out-of-sample profit factor 0.92 < 1.2"
+        )
+        assert decisions["XAUUSD"].status is SignalStatus.PENDING
+    async for d in build(tmp_path / "override", trade_failed_strategies=True):
+        await d.store.save_baseline(failed)
+        report = await d.scan.scan()
+        assert {x.status for x in await d.desk.offer(report.setups)} == {SignalStatus.PENDING}
