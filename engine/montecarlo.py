@@ -21,6 +21,7 @@ Decisions, so every number means one thing:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -58,7 +59,7 @@ class Percentiles:
         values = (self.p5, self.p25, self.p50, self.p75, self.p95)
         if not all(np.isfinite(values)):
             raise ValueError(f"percentiles must be finite, were {values}")
-        if any(a > b for a, b in zip(values, values[1:], strict=False)):
+        if any(a > b for a, b in itertools.pairwise(values)):
             raise ValueError(f"percentiles must not decrease from p5 to p95, were {values}")
 
     @classmethod

@@ -477,9 +477,10 @@ def _score(result: EvalResult, config: WalkForwardConfig) -> float | None:
 def _choose(scores: Sequence[float | None]) -> int | None:
     """Index of the highest score, the earliest among equals; None when no set is eligible."""
     best: int | None = None
+    best_score = -math.inf
     for i, score in enumerate(scores):
-        if score is not None and (best is None or score > scores[best]):  # type: ignore[operator]
-            best = i
+        if score is not None and (best is None or score > best_score):
+            best, best_score = i, score
     return best
 
 

@@ -83,10 +83,14 @@ class Running:
             return conn.execute(sql).fetchall()
 
     async def command(self, text: str, user: int = TRADER) -> SentMessage:
-        """Send a command and return the bot's first reply to it."""
+        """Send a command and return the bot's first reply to it (signals still being delivered don't count)."""
         since = len(self.tg.sent)
         self.tg.user_message(user, text)
-        return await self.tg.wait_for_message(lambda m: m.chat_id == user, since=since, timeout=20)
+
+        def is_reply(m: SentMessage) -> bool:
+            return m.chat_id == user and "Approve" not in str(m.buttons) and not m.body.startswith("📥")
+
+        return await self.tg.wait_for_message(is_reply, since=since, timeout=20)
 
     async def eventually(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
         """Wait until `condition` holds (checked every 50 ms)."""

@@ -1,0 +1,574 @@
+"""The backtester: a strategy over history, through the live validation and scoring, into costed trades.
+
+Pure (no I/O). `backtest` generates the strategy's signals over the whole history once, validates and scores
+the bars that fired with `engine.pipeline.assess` (the per-candidate step of the live scan), and turns the
+setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`) shares. Rules:
+
+* Candidates come from bars in [start, end) only; earlier bars are warm-up history. A bar whose index is
+  below `strategy.warmup - 1` is skipped (counted): a live scan at that bar would see fewer than `warmup`
+  bars and refuse ("insufficient history").
+* Validation is lazy: with `one_position_per_symbol` a candidate is validated and scored only when no
+  position is open at its bar, so `setups` / `rejections` count the candidates that could have been taken;
+  the ones that fired while in a position are counted as skipped without being validated.
+* Entry: at the OPEN of the bar after the signal bar (never the signal bar), as a market order through the
+  cost model: half the spread, `slippage_bps`, plus `slippage_atr` x ATR(14) of the signal bar (rounded up to
+  the tick, against the trader), then commission. Stop and target are the setup's levels.
+  Not entered (each counted with its reason): no next bar (end of data); the next bar opens more than
+  `max_age_bars` bars of market time after the signal (a data gap: the setup would be stale); the entry bar
+  opens at or beyond the stop or the target (a mechanical trader does not buy below his own stop: the move
+  the setup was about already happened); the entry fill lands at or beyond the stop; no equity left; and a
+  position size of 0 lots.
+* Sizing: fixed-fractional with compounding. `position_size(entry fill, stop, equity, risk_fraction)` with
+  equity = initial equity + net P&L of every trade that closed before the entry bar (realised, not marked to
+  market), floored to the instrument's lot step. Sizing on the actual fill keeps the money lost at the stop
+  within the budget; fees and exit slippage come on top, so a full stop-out is a little worse than -1R.
+* Exit: `engine.exits.find_exit` from the entry bar itself (the entry is at its open, so its high and low
+  happen after the entry): stop first when a bar touches both, gaps fill at the open, `max_hold_bars`, and
+  with `session_end_exit` intraday positions on exchange calendars (XNSE, XNYS) close at the close of the
+  session's last bar. The exit level is quantised to the tick and filled through the cost model (half
+  spread, slippage bps, ATR(14) of the bar before the exit bar x `slippage_atr`, commission), exactly as the
+  live position monitor does.
+* Trades still open at the end of the data are reported as `open_trades` and left out of the trade metrics
+  (win rate, expectancy...). They are never closed at a made-up price; the equity curve marks them to market
+  at every close, so their open loss does show in the drawdown and the final equity.
+* The equity curve covers bars [start, stop) where stop = max(end, the last exit bar + 1), or the end of the
+  data while a trade is open: the window plus what its trades needed to finish. Per bar it holds the
+  mark-to-market equity at the bar's close (realised equity + open positions valued at the close mid, entry
+  fees paid), the realised (closed-trade) equity and whether a position was open during the bar. Floats:
+  it is a numpy series for metrics; money per trade stays Decimal in the `Trade`.
+* `one_position_per_symbol`: a signal is taken only when flat at its bar's close (the previous position
+  exited at or before that bar). Off: positions may overlap, each sized on realised equity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+
+from engine.bars import Bars, BoolArray, FloatArray, IntArray, to_nanos
+from engine.costs import CostModel, commission, exit_fill_price, fill_price, quote_from_price
+from engine.domain import (
+    Interval,
+    QualityScore,
+    Rejection,
+    ScoredSetup,
+    Setup,
+    Side,
+    quantize_to_step,
+    to_decimal,
+)
+from engine.exits import ExitEvent, find_exit
+from engine.indicators import MarketContext
+from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
+from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
+from engine.risk import MAX_RISK_FRACTION, position_size
+from engine.strategy import Strategy
+from engine.trading import ExitReason, Trade, TradeKind
+
+SESSION_CALENDARS: Final = frozenset({"XNSE", "XNYS"})
+ATR_PERIOD: Final = 14
+FIRST_EXIT_CHUNK: Final = 64  # bars searched for an exit before doubling the window
+
+SKIP_WARMUP: Final = "signal inside the strategy's warm-up (a live scan would refuse: insufficient history)"
+SKIP_IN_POSITION: Final = "already in a position on this symbol"
+SKIP_NO_NEXT_BAR: Final = "no bar after the signal bar to enter on (end of data)"
+SKIP_STALE: Final = "the next bar opens more than max_age_bars of market time after the signal (data gap)"
+SKIP_GAP_STOP: Final = "the entry bar opened at or beyond the stop"
+SKIP_GAP_TARGET: Final = "the entry bar opened at or beyond the target"
+SKIP_FILL_STOP: Final = "the entry fill (with spread and slippage) is at or beyond the stop"
+SKIP_NO_ATR: Final = f"ATR({ATR_PERIOD}) not available at the signal bar for ATR slippage"
+SKIP_NO_EQUITY: Final = "no equity left to risk"
+SKIP_ZERO_SIZE: Final = "position too small for the risk budget (0 lots)"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR_NS: Final = 3_600 * 1_000_000_000
+_DAY_NS: Final = 24 * _HOUR_NS
+_EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday
+_NUMBER: Final = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Money, costs and position rules of a backtest (money in the instrument's quote currency)."""
+
+    equity: Decimal = Decimal(10000)
+    risk_fraction: Decimal = Decimal("0.01")
+    costs: CostModel = field(default_factory=CostModel)
+    slippage_atr: float = 0.0
+    max_hold_bars: int | None = None
+    session_end_exit: bool = True
+    one_position_per_symbol: bool = True
+    score_setups: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.equity, Decimal) or not self.equity.is_finite() or self.equity <= 0:
+            raise ValueError(f"equity must be a positive finite Decimal, was {self.equity!r}")
+        rf = self.risk_fraction
+        if not isinstance(rf, Decimal) or not rf.is_finite() or not 0 < rf <= MAX_RISK_FRACTION:
+            raise ValueError(f"risk_fraction must be a Decimal within (0, {MAX_RISK_FRACTION}], was {rf!r}")
+        if not isinstance(self.costs, CostModel):
+            raise ValueError(f"costs must be a CostModel, was {self.costs!r}")
+        if not math.isfinite(self.slippage_atr) or self.slippage_atr < 0:
+            raise ValueError(f"slippage_atr must be a finite fraction of ATR >= 0, was {self.slippage_atr}")
+        if self.max_hold_bars is not None and (isinstance(self.max_hold_bars, bool) or self.max_hold_bars < 1):
+            raise ValueError(f"max_hold_bars must be at least 1 bar or None, was {self.max_hold_bars!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestTrade:
+    """One simulated trade with the setup and quality score it came from and where it sits in the bars."""
+
+    trade: Trade
+    setup: Setup
+    score: QualityScore | None
+    signal_index: int
+    entry_index: int
+    exit_index: int | None
+    entry_hour: int  # exchange-local hour of day of the entry
+    entry_weekday: int  # exchange-local weekday of the entry, 0 = Monday
+
+    def __post_init__(self) -> None:
+        t = self.trade
+        if t.kind is not TradeKind.BACKTEST:
+            raise ValueError(f"trade {t.trade_id}: a backtest trade must be of kind backtest, was {t.kind}")
+        if t.signal_id != self.setup.signal_id:
+            raise ValueError(f"trade {t.trade_id}: signal id {t.signal_id} is not its setup's {self.setup.signal_id}")
+        if not 0 <= self.signal_index < self.entry_index:
+            raise ValueError(
+                f"trade {t.trade_id}: entry bar {self.entry_index} must come after signal bar {self.signal_index}"
+            )
+        if (self.exit_index is None) != t.is_open:
+            raise ValueError(f"trade {t.trade_id}: an exit bar is set exactly when the trade is closed")
+        if self.exit_index is not None and self.exit_index < self.entry_index:
+            raise ValueError(f"trade {t.trade_id}: exit bar {self.exit_index} is before entry bar {self.entry_index}")
+        if not (0 <= self.entry_hour < 24 and 0 <= self.entry_weekday < 7):
+            raise ValueError(f"trade {t.trade_id}: entry hour 0..23 and weekday 0..6, were {self.entry_hour}")
+
+    @property
+    def quality(self) -> float | None:
+        """Total quality score at entry, None when the backtest did not score setups."""
+        return None if self.score is None else self.score.total
+
+    @property
+    def components(self) -> Mapping[str, float]:
+        """Quality component values at entry (empty when not scored)."""
+        return {} if self.score is None else self.score.as_dict()
+
+
+@dataclass(frozen=True, eq=False)
+class EquityCurve:
+    """Per-bar equity of a backtest: mark-to-market at each bar's close, realised, and time in the market."""
+
+    initial: float
+    interval: Interval
+    time: IntArray  # bar open times, ns UTC
+    day: IntArray  # trading-date id of each bar (daily returns group by it)
+    equity: FloatArray  # mark-to-market at the bar's close
+    realized: FloatArray  # initial equity + net P&L of the trades closed by the bar's close
+    in_position: BoolArray  # a position was open during the bar
+    trading_days_per_year: int
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.initial) or self.initial <= 0:
+            raise ValueError(f"initial equity must be positive, was {self.initial}")
+        n = len(self.time)
+        for name in ("day", "equity", "realized", "in_position"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"equity curve {name} has {len(getattr(self, name))} values, expected {n}")
+        if n > 1 and bool(np.any(np.diff(self.day) < 0)):
+            raise ValueError("equity curve trading days must not go back in time")
+        if self.trading_days_per_year < 1:
+            raise ValueError(f"trading_days_per_year must be positive, was {self.trading_days_per_year}")
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def close_time(self) -> IntArray:
+        return self.time + self.interval.nanos
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Trades made from a list of setups: closed ones, ones still open at the end of data, and skips."""
+
+    trades: tuple[BacktestTrade, ...]
+    open_trades: tuple[BacktestTrade, ...]
+    skips: tuple[tuple[str, int], ...]
+
+    @property
+    def all_trades(self) -> tuple[BacktestTrade, ...]:
+        return tuple(sorted((*self.trades, *self.open_trades), key=lambda t: (t.entry_index, t.trade.trade_id)))
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Everything one backtest produced: trades, counts with reasons, the equity curve and the metrics."""
+
+    strategy: str
+    params: Mapping[str, Any]
+    symbol: str
+    interval: Interval
+    first_bar: datetime | None  # open time of the equity curve's first bar
+    last_bar: datetime | None  # open time of its last bar
+    config: BacktestConfig
+    trades: tuple[BacktestTrade, ...]  # closed, in entry order
+    open_trades: tuple[BacktestTrade, ...]  # still open at the end of data: not in the trade metrics
+    signals: int  # bars in [start, end) where the strategy fired
+    setups: tuple[Setup, ...]  # candidates that passed validation (and the minimum score), in bar order
+    scores: Mapping[str, QualityScore]  # quality score by signal id (empty when not scoring)
+    rejections: int
+    rejection_reasons: tuple[tuple[str, int], ...]  # numbers masked as '#', most frequent first
+    skips: tuple[tuple[str, int], ...]  # fired or valid but not traded, by reason
+    equity: EquityCurve
+    metrics: BacktestMetrics
+
+    def top_rejections(self, n: int = 5) -> tuple[tuple[str, int], ...]:
+        """The `n` most frequent rejection reasons with their counts."""
+        return self.rejection_reasons[:n]
+
+
+def backtest(
+    ctx: MarketContext,
+    strategy: Strategy[Any],
+    engine: EngineConfig,
+    config: BacktestConfig,
+    *,
+    start: int = 0,
+    end: int | None = None,
+) -> BacktestResult:
+    """Backtest `strategy` on the bars of `ctx`, taking signals from bars in [start, end)."""
+    n = len(ctx)
+    stop_at = n if end is None else end
+    if not 0 <= start <= stop_at <= n:
+        raise ValueError(f"backtest window must satisfy 0 <= start <= end <= {n} (bars), was {start}..{stop_at}")
+    instrument = ctx.instrument
+    if not strategy.applies_to(instrument):
+        raise ValueError(f"{strategy.name} does not apply to {instrument.symbol} {instrument.interval}")
+    if not config.score_setups and engine.min_score > 0:
+        raise ValueError(f"score_setups=False cannot apply the engine's minimum quality score {engine.min_score:g}")
+
+    signals = strategy.signals(ctx)
+    fired = signals.fired()
+    fired = fired[(fired >= start) & (fired < stop_at)]
+    book = _Book(ctx, config, engine.rules)
+    warm = fired < strategy.warmup - 1
+    if bool(warm.any()):
+        book.skips[SKIP_WARMUP] += int(warm.sum())
+    fired = fired[~warm]
+
+    setups: list[Setup] = []
+    scores: dict[str, QualityScore] = {}
+    rejected: Counter[str] = Counter()
+    k = 0
+    while k < len(fired):
+        i = int(fired[k])
+        if book.busy(i):  # jump to the first signal at or after the position's exit bar
+            resume = int(np.searchsorted(fired, book.busy_until, side="left"))
+            book.skips[SKIP_IN_POSITION] += resume - k
+            k = resume
+            continue
+        k += 1
+        (candidate,) = candidates(strategy, ctx, signals, np.array([i], dtype=np.int64))
+        score: QualityScore | None = None
+        if config.score_setups:
+            assessed = assess(ctx, candidate, engine, None)
+            if isinstance(assessed, Rejection):
+                rejected[_reason_key(assessed.reason)] += 1
+                continue
+            setup, score = assessed.setup, assessed.score
+            scores[setup.signal_id] = score
+        else:
+            closed_at = candidate.bar_time + instrument.interval.delta
+            valid = validate(instrument, ctx.calendar, candidate, closed_at, engine.rules)
+            if isinstance(valid, Rejection):
+                rejected[_reason_key(valid.reason)] += 1
+                continue
+            setup = valid
+        setups.append(setup)
+        book.offer(setup, score, i)
+
+    simulation = book.result()
+    all_trades = simulation.all_trades
+    last_needed = max(
+        (n if t.exit_index is None else t.exit_index + 1 for t in all_trades),
+        default=stop_at,
+    )
+    curve_stop = max(stop_at, last_needed)
+    curve = equity_curve(ctx, all_trades, config.equity, start=start, stop=curve_stop)
+    metrics = compute_metrics(simulation.trades, curve)
+    return BacktestResult(
+        strategy=strategy.name,
+        params=MappingProxyType(dataclasses.asdict(strategy.params)),
+        symbol=instrument.symbol,
+        interval=instrument.interval,
+        first_bar=ctx.bars.bar_time(start) if curve_stop > start else None,
+        last_bar=ctx.bars.bar_time(curve_stop - 1) if curve_stop > start else None,
+        config=config,
+        trades=simulation.trades,
+        open_trades=simulation.open_trades,
+        signals=len(fired) + int(warm.sum()),
+        setups=tuple(setups),
+        scores=MappingProxyType(scores),
+        rejections=sum(rejected.values()),
+        rejection_reasons=tuple(rejected.most_common()),
+        skips=simulation.skips,
+        equity=curve,
+        metrics=metrics,
+    )
+
+
+def simulate(
+    ctx: MarketContext,
+    setups: Sequence[ScoredSetup],
+    config: BacktestConfig,
+    *,
+    rules: ValidationRules | None = None,
+) -> Simulation:
+    """Turn validated setups of `ctx`'s instrument into trades with the backtester's entry, sizing and exit rules.
+
+    Setups are taken in bar order (ties by strategy, then side); each must sit on a bar of `ctx`. `rules`
+    gives `max_age_bars` for the entry's staleness check (default: `ValidationRules()`).
+    """
+    instrument = ctx.instrument
+    times = ctx.bars.time
+    indexed: list[tuple[int, str, str, ScoredSetup]] = []
+    for scored in setups:
+        setup = scored.setup
+        if setup.symbol != instrument.symbol or setup.timeframe != instrument.interval:
+            raise ValueError(
+                f"setup {setup.signal_id} is for {setup.symbol} {setup.timeframe}, not "
+                f"{instrument.symbol} {instrument.interval}"
+            )
+        ns = to_nanos(setup.bar_time)
+        i = int(np.searchsorted(times, ns))
+        if i >= len(times) or int(times[i]) != ns:
+            raise ValueError(f"setup {setup.signal_id}: bar {setup.bar_time:%Y-%m-%dT%H:%MZ} is not in the bars")
+        indexed.append((i, setup.strategy, setup.side.value, scored))
+    indexed.sort(key=lambda row: row[:3])
+    book = _Book(ctx, config, rules if rules is not None else ValidationRules())
+    for i, _, _, scored in indexed:
+        if book.busy(i):
+            book.skips[SKIP_IN_POSITION] += 1
+            continue
+        book.offer(scored.setup, scored.score if config.score_setups else None, i)
+    return book.result()
+
+
+def equity_curve(
+    ctx: MarketContext, trades: Iterable[BacktestTrade], equity: Decimal, *, start: int, stop: int
+) -> EquityCurve:
+    """Mark-to-market and realised equity over bars [start, stop) of `ctx` for `trades` (open ones included)."""
+    bars = ctx.bars
+    if not 0 <= start <= stop <= len(bars):
+        raise ValueError(f"equity curve window must satisfy 0 <= start <= stop <= {len(bars)}, was {start}..{stop}")
+    m = stop - start
+    close = bars.close[start:stop]
+    initial = float(equity)
+    realized_steps = np.zeros(m)
+    unrealized = np.zeros(m)
+    in_position = np.zeros(m, dtype=np.bool_)
+    for bt in trades:
+        trade = bt.trade
+        last = (stop - 1 if bt.exit_index is None else bt.exit_index) - start
+        first = bt.entry_index - start
+        if first < 0 or last >= m:
+            raise ValueError(f"trade {trade.trade_id} lies outside the equity curve window {start}..{stop}")
+        units = float(trade.quantity * trade.contract_size) * trade.side.sign
+        entry, fees = float(trade.entry_price), float(trade.entry_fees)
+        held_to = last + 1 if bt.exit_index is None else last  # the exit bar holds the realised P&L instead
+        unrealized[first:held_to] += (close[first:held_to] - entry) * units - fees
+        if bt.exit_index is not None:
+            realized_steps[last] += float(trade.pnl or 0)
+        in_position[first : last + 1] = True
+    realized = initial + np.cumsum(realized_steps)
+    return EquityCurve(
+        initial=initial,
+        interval=bars.interval,
+        time=bars.time[start:stop],
+        day=ctx.session_day[start:stop],
+        equity=realized + unrealized,
+        realized=realized,
+        in_position=in_position,
+        trading_days_per_year=trading_days_per_year(ctx.instrument.calendar),
+    )
+
+
+class _Book:
+    """The trade logic shared by `backtest` and `simulate`: entries, sizing, exits and costs, one setup at a time."""
+
+    def __init__(self, ctx: MarketContext, config: BacktestConfig, rules: ValidationRules) -> None:
+        instrument = ctx.instrument
+        self.ctx = ctx
+        self.config = config
+        self.instrument = instrument
+        self.bars = ctx.bars
+        self.n = len(ctx.bars)
+        intraday_exchange = instrument.calendar in SESSION_CALENDARS and instrument.interval.is_intraday
+        self.session_day = ctx.session_day if config.session_end_exit and intraday_exchange else None
+        self.atr = ctx.ind.atr(ATR_PERIOD) if config.slippage_atr > 0 else None
+        self.max_age = instrument.interval.delta * rules.max_age_bars
+        self.local_time = ctx.local_time
+        self.equity = config.equity
+        self.pending: list[tuple[int, int, Decimal]] = []  # (exit bar, sequence, net P&L) not yet realised
+        self.busy_until = -1  # exit bar of the latest position; n while it is still open at the end
+        self.closed: list[BacktestTrade] = []
+        self.still_open: list[BacktestTrade] = []
+        self.skips: Counter[str] = Counter()
+
+    def busy(self, i: int) -> bool:
+        """Whether a signal at bar `i` must be skipped because the symbol still holds a position at its close."""
+        return self.config.one_position_per_symbol and self.busy_until > i
+
+    def offer(self, setup: Setup, score: QualityScore | None, i: int) -> None:
+        """Enter `setup` (signalled at bar `i`) at the next bar's open and find its exit, or count why not."""
+        j = i + 1
+        if j >= self.n:
+            self.skips[SKIP_NO_NEXT_BAR] += 1
+            return
+        bars, instrument, costs = self.bars, self.instrument, self.config.costs
+        signal_close = int(bars.time[i]) + instrument.interval.nanos
+        entry_ns = int(bars.time[j])
+        if entry_ns != signal_close:
+            late = self.ctx.calendar.open_duration(_utc(signal_close), _utc(entry_ns))
+            if late > self.max_age:
+                self.skips[SKIP_STALE] += 1
+                return
+        side, sign = setup.side, setup.side.sign
+        stop, target = float(setup.stop), float(setup.target)
+        opened = float(bars.open[j])
+        if sign * (opened - stop) <= 0:
+            self.skips[SKIP_GAP_STOP] += 1
+            return
+        if sign * (target - opened) <= 0:
+            self.skips[SKIP_GAP_TARGET] += 1
+            return
+        entry_atr = 0.0
+        if self.atr is not None:
+            entry_atr = float(self.atr[i])
+            if not math.isfinite(entry_atr):
+                self.skips[SKIP_NO_ATR] += 1
+                return
+        entered_at = _utc(entry_ns)
+        quote = quote_from_price(instrument, to_decimal(opened, f"{instrument.symbol} open"), entered_at)
+        price = self._atr_slipped(fill_price(quote, side, costs, instrument), side, entry_atr)
+        if sign * (price - setup.stop) <= 0:
+            self.skips[SKIP_FILL_STOP] += 1
+            return
+        self._realise(j)
+        if self.equity <= 0:
+            self.skips[SKIP_NO_EQUITY] += 1
+            return
+        quantity = position_size(instrument, price, setup.stop, self.equity, self.config.risk_fraction)
+        if quantity <= 0:
+            self.skips[SKIP_ZERO_SIZE] += 1
+            return
+        entry_fees = commission(price, quantity, instrument, costs)
+        local = int(self.local_time[j])
+        hour, weekday = (local // _HOUR_NS) % 24, (local // _DAY_NS + _EPOCH_WEEKDAY) % 7
+        found = self._exit(j, side, stop, target)
+        exit_index: int | None = None
+        exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None
+        if found is not None:
+            event, exit_index = found
+            level = instrument.price(event.price, ROUND_HALF_EVEN)
+            exit_atr = 0.0 if self.atr is None else float(self.atr[exit_index - 1])
+            closing = Side.SHORT if side is Side.LONG else Side.LONG
+            exit_price = self._atr_slipped(exit_fill_price(level, side, costs, instrument), closing, exit_atr)
+            exited = (event.at, exit_price, event.reason, commission(exit_price, quantity, instrument, costs))
+        signal_id = setup.signal_id
+        trade = Trade(
+            trade_id=signal_id,
+            signal_id=signal_id,
+            kind=TradeKind.BACKTEST,
+            strategy=setup.strategy,
+            symbol=setup.symbol,
+            side=side,
+            quantity=quantity,
+            contract_size=instrument.contract_size,
+            entry_time=entered_at,
+            entry_price=price,
+            stop=setup.stop,
+            target=setup.target,
+            entry_fees=entry_fees,
+            exit_time=None if exited is None else exited[0],
+            exit_price=None if exited is None else exited[1],
+            exit_reason=None if exited is None else exited[2],
+            exit_fees=Decimal(0) if exited is None else exited[3],
+        )
+        record = BacktestTrade(trade, setup, score, i, j, exit_index, hour, weekday)
+        if exit_index is None:
+            self.still_open.append(record)
+            self.busy_until = self.n
+            return
+        self.closed.append(record)
+        heapq.heappush(self.pending, (exit_index, len(self.closed), trade.pnl or Decimal(0)))
+        self.busy_until = max(self.busy_until, exit_index)
+
+    def result(self) -> Simulation:
+        order = sorted(self.skips.items(), key=lambda kv: (-kv[1], kv[0]))
+        return Simulation(tuple(self.closed), tuple(self.still_open), tuple(order))
+
+    def _realise(self, j: int) -> None:
+        """Add to equity the net P&L of every trade that exited before bar `j` opened."""
+        while self.pending and self.pending[0][0] < j:
+            self.equity += heapq.heappop(self.pending)[2]
+
+    def _exit(self, j: int, side: Side, stop: float, target: float) -> tuple[ExitEvent, int] | None:
+        """`find_exit` from bar `j` over a doubling window of bars: the event (window-relative) and its bar index.
+
+        Same answer as one search over all bars: a window answers only when the exit lies inside it (a session
+        end counts only once a bar of the next session is in the window), otherwise it doubles.
+        """
+        bars, session_day, max_bars = self.bars, self.session_day, self.config.max_hold_bars
+        size = FIRST_EXIT_CHUNK
+        while True:
+            stop_at = min(j + size, self.n)
+            window = Bars(
+                bars.interval,
+                bars.time[j:stop_at],
+                bars.open[j:stop_at],
+                bars.high[j:stop_at],
+                bars.low[j:stop_at],
+                bars.close[j:stop_at],
+                bars.volume[j:stop_at],
+            )
+            days = None if session_day is None else session_day[j:stop_at]
+            event = find_exit(window, 0, side, stop, target, max_bars=max_bars, session_day=days)
+            if event is not None:
+                return event, event.bar_index + j
+            if stop_at == self.n:
+                return None
+            size *= 2
+
+    def _atr_slipped(self, price: Decimal, side: Side, atr: float) -> Decimal:
+        """Move a fill by `slippage_atr` x `atr` against the trader (buys up, sells down), rounded to the tick."""
+        if self.atr is None or atr <= 0:
+            return price
+        step = self.instrument.tick_size
+        amount = quantize_to_step(to_decimal(self.config.slippage_atr * atr, "ATR slippage"), step, ROUND_CEILING)
+        moved = price + amount if side is Side.LONG else price - amount
+        if moved <= 0:
+            raise ValueError(f"{self.instrument.symbol}: a sell at {price} less ATR slippage {amount} is not above 0")
+        return moved
+
+
+def _utc(ns: int) -> datetime:
+    """UTC datetime of whole-microsecond nanoseconds (bar times), without pandas."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _reason_key(reason: str) -> str:
+    """A rejection reason with its numbers masked, so the same rule groups together."""
+    return _NUMBER.sub("#", reason)
