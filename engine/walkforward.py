@@ -439,7 +439,7 @@ def walk_forward(
 
 def train_tasks(fold: int, train: BarRange, sets: Sequence[Mapping[str, Any]]) -> list[EvalTask]:
     """One TRAIN task per parameter set, built from the training window alone."""
-    return [EvalTask(params, train.start, train.end, fold, Phase.TRAIN) for params in sets]
+    return [EvalTask(dict(params), train.start, train.end, fold, Phase.TRAIN) for params in sets]
 
 
 def _report(config: WalkForwardConfig, n_bars: int, n_sets: int, folds: tuple[FoldReport, ...]) -> WalkForwardReport:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -18,6 +20,7 @@ from engine.walkforward import (
     Objective,
     Phase,
     Search,
+    Space,
     TradeStats,
     WalkForwardConfig,
     WindowScheme,
@@ -61,7 +64,9 @@ def test_rolling_windows_keep_the_first_training_length() -> None:
 
 
 @pytest.mark.parametrize("scheme", list(WindowScheme))
-@pytest.mark.parametrize(("n_bars", "folds", "warmup", "fraction"), [(1003, 3, 100, 0.5), (97, 6, 0, 0.3), (50, 1, 7, 0.9)])
+@pytest.mark.parametrize(
+    ("n_bars", "folds", "warmup", "fraction"), [(1003, 3, 100, 0.5), (97, 6, 0, 0.3), (50, 1, 7, 0.9)]
+)
 def test_test_windows_tile_everything_after_the_first_training_window(
     scheme: WindowScheme, n_bars: int, folds: int, warmup: int, fraction: float
 ) -> None:
@@ -70,7 +75,7 @@ def test_test_windows_tile_everything_after_the_first_training_window(
     assert len(windows) == folds
     assert windows[0].train == BarRange(warmup, warmup + first_train)
     assert windows[-1].test.end == n_bars  # the last test window takes the remainder
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert before.test.end == after.test.start
         assert len(before.test) == len(windows[0].test)
     for w in windows:
@@ -170,7 +175,7 @@ def test_random_search_stays_on_steps_inside_ranges_and_keeps_ints() -> None:
 
 def test_random_search_stops_when_a_small_space_is_exhausted() -> None:
     sets = parameter_sets({"a": (1, 3, 1)}, {"a": 2}, Search.RANDOM, 20, 0)
-    assert [s["a"] for s in sets][0] == 2 and sorted(s["a"] for s in sets) == [1, 2, 3]
+    assert sets[0] == {"a": 2} and sorted(s["a"] for s in sets) == [1, 2, 3]
 
 
 def test_off_grid_defaults_come_first_and_count_as_a_candidate() -> None:
@@ -193,7 +198,7 @@ def test_one_candidate_or_nothing_to_search_gives_the_defaults_only() -> None:
         ({"x": (1.0, 2.0, None), "y": (1, 2, 1)}, {"x": 1.5}, "missing: y"),
     ],
 )
-def test_bad_spaces_are_rejected_by_name(space: dict, base: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_bad_spaces_are_rejected_by_name(space: Space, base: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parameter_sets(space, base, Search.GRID, 5, 0)
 
@@ -256,9 +261,9 @@ B = (4.0, -0.1, -0.1, -0.1, -0.1, -0.1)  # expectancy 0.583, PF 4 / 0.5 = 8 (bes
 C = (0.4, 0.4, 0.4, -0.3)  # expectancy 0.225, PF 4, Sharpe 0.225 / 0.35 = 0.643 (best)
 
 
-def table(train: dict[int, tuple[float, ...]], test: dict[int, tuple[float, ...]] | None = None) -> Table:
+def table(train: Mapping[int, Sequence[float]], test: Mapping[int, Sequence[float]] | None = None) -> Table:
     """The same training results in both folds; test results default to one +1R trade."""
-    entries: dict[tuple[int, Phase, int], tuple[float, ...]] = {}
+    entries: dict[tuple[int, Phase, int], Sequence[float]] = {}
     for fold in (0, 1):
         for i, rs in train.items():
             entries[fold, Phase.TRAIN, i] = rs
@@ -267,7 +272,7 @@ def table(train: dict[int, tuple[float, ...]], test: dict[int, tuple[float, ...]
 
 
 def run_table(
-    train: dict[int, tuple[float, ...]], test: dict[int, tuple[float, ...]] | None = None, **config: object
+    train: Mapping[int, Sequence[float]], test: Mapping[int, Sequence[float]] | None = None, **config: object
 ) -> tuple[list[int | None], list[tuple[float | None, ...]]]:
     cfg = WalkForwardConfig(folds=2, train_fraction=0.5, **{"min_train_trades": 1, **config})  # type: ignore[arg-type]
     sets = [{"id": i} for i in sorted(train)]
@@ -303,7 +308,8 @@ def test_ties_go_to_the_earlier_parameter_set() -> None:
 def test_sets_with_too_few_training_trades_are_ineligible() -> None:
     choices, scores = run_table({0: A, 1: B, 2: C}, min_train_trades=5)
     assert choices == [1, 1]  # A has the best expectancy but only 4 trades
-    assert scores[0] == (None, pytest.approx(3.5 / 6), None)
+    assert scores[0][0] is None and scores[0][2] is None
+    assert scores[0][1] == pytest.approx(3.5 / 6)
 
 
 def test_a_fold_without_an_eligible_set_is_skipped_and_trades_nothing() -> None:
