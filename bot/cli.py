@@ -12,12 +12,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.composition import scan_service, watchlist
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure
 from bot.render import scan_json, scan_text
 from bot.scan import select
+from bot.validation_cli import parse_params, run_backtest, run_validate
+from engine.domain import Interval
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -55,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the run as JSON")
     scan.add_argument("--verbose", action="store_true", help="also list rejected setups and symbols with reasons")
     commands.add_parser("run", help="run the Telegram bot until SIGTERM/SIGINT")
+    validate = commands.add_parser("validate", help="walk-forward + Monte Carlo gate; stores baselines")
+    validate.add_argument("--strategies", type=_names, help="comma-separated strategy names (default: all enabled)")
+    validate.add_argument("--symbols", type=_names, help="comma-separated symbols (default: the whole watchlist)")
+    validate.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
+    validate.add_argument("--json", action="store_true", help="print the results as JSON")
+    validate.add_argument("--no-save", action="store_true", help="do not store the results as baselines")
+    test = commands.add_parser("backtest", help="backtest one strategy on one instrument's history")
+    test.add_argument("--strategy", required=True)
+    test.add_argument("--symbol", required=True)
+    test.add_argument("--interval", choices=[i.value for i in Interval], help="default: the watchlist's")
+    test.add_argument("--from", dest="start", type=_instant, help="first signal bar (history before warms up)")
+    test.add_argument("--to", dest="end", type=_instant, help="last bar")
+    test.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
+    test.add_argument("--params", help="strategy parameters, k=v,k2=v2")
+    test.add_argument("--json", action="store_true", help="print trades and metrics as JSON")
+    test.add_argument("--plot", type=Path, help="write the equity curve and drawdown to this PNG")
     return parser
 
 
@@ -116,6 +135,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(settings)
+        if args.command == "validate":
+            return run_validate(
+                settings,
+                strategies=args.strategies,
+                symbols=args.symbols,
+                data_source=args.data_source,
+                as_json=args.json,
+                save=not args.no_save,
+            )
+        if args.command == "backtest":
+            try:
+                params = parse_params(args.params)
+            except ValueError as exc:
+                print(f"tradebot backtest: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            return run_backtest(
+                settings,
+                strategy=args.strategy,
+                symbol=args.symbol,
+                interval=args.interval,
+                start=args.start,
+                end=args.end,
+                data_source=args.data_source,
+                params=params,
+                as_json=args.json,
+                plot=args.plot,
+            )
         return asyncio.run(_scan(settings, args))
     except KeyboardInterrupt:
         return 130

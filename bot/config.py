@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -160,6 +160,45 @@ class ValidationConfig(_Frozen):
     min_bars: Annotated[int, Field(ge=20)] = 100
 
 
+class GateConfig(_Frozen):
+    """Acceptance criteria of the pre-deploy gate, on out-of-sample results."""
+
+    min_oos_trades: Annotated[int, Field(ge=1)] = 30
+    min_profit_factor: Annotated[float, Field(ge=0)] = 1.2
+    min_expectancy_r: float = 0.0
+    min_sharpe: float = 0.5
+    max_drawdown: Annotated[float, Field(gt=0, le=1)] = 0.25
+    min_win_rate_ratio: Annotated[float, Field(ge=0, le=2)] = 0.85
+
+
+class BacktestSettings(_Frozen):
+    """Backtests, walk-forward validation and the executor they run on."""
+
+    executor: str = "process"  # process, thread, serial, dask:local or dask://host:port
+    workers: Annotated[int, Field(ge=1, le=512)] | None = None
+    folds: Annotated[int, Field(ge=1, le=50)] = 6
+    scheme: Literal["anchored", "rolling"] = "anchored"
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    search: Literal["grid", "random"] = "grid"
+    candidates: Annotated[int, Field(ge=1, le=10_000)] = 20
+    objective: Literal["expectancy_r", "profit_factor", "sharpe"] = "expectancy_r"
+    min_train_trades: Annotated[int, Field(ge=0)] = 30
+    seed: int = 0
+    history_bars: Annotated[int, Field(ge=500, le=5_000_000)] = 20_000
+    slippage_atr: Annotated[float, Field(ge=0, le=5)] = 0.0
+    monte_carlo_runs: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    ruin_drawdown: Annotated[float, Field(gt=0, le=1)] = 0.3
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        from bot.executors import parse_executor_spec  # noqa: PLC0415 - avoids importing dask at startup
+
+        parse_executor_spec(value)
+        return value
+
+
 class CalendarConfig(_Frozen):
     """Extra knowledge about a built-in market calendar: its holidays (no session, no scheduled runs)."""
 
@@ -295,6 +334,7 @@ class Settings(BaseSettings):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     clock_start: datetime | None = None
     clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0
