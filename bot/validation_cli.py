@@ -35,12 +35,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def progress_bar(label: str, stream: Any = sys.stderr) -> Callable[[int, int], None]:
     """A one-line text progress bar for long walk-forwards (stderr, so --json output stays clean)."""
 
+    interactive = bool(getattr(stream, "isatty", lambda: False)())
+    shown: set[int] = set()
+
     def show(done: int, total: int) -> None:
         width = 30
         filled = int(width * done / max(total, 1))
-        stream.write(f"\r{label:<32} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done >= total:
-            stream.write("\n")
+        if interactive:
+            stream.write(f"\r{label:<32} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done >= total:
+                stream.write("\n")
+        else:  # a log file gets a line at each quarter, not a carriage-return storm
+            quarter = 4 * done // max(total, 1)
+            if quarter in shown:
+                return
+            shown.add(quarter)
+            stream.write(f"{label}: {done}/{total} tasks\n")
         stream.flush()
 
     return show

@@ -33,6 +33,10 @@ class Indicators:
     bars: Bars
     _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
+    def memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """Compute a derived array once per bars (strategies use it for their own combinations)."""
+        return self._memo(("derived", *key), compute)
+
     def _memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         try:
             return self._cache[key]

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-import numpy as np
-
 from engine.domain import AssetClass, Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.indicators import MarketContext
 
@@ -110,8 +108,9 @@ def _trend_alignment(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     ema50 = ctx.ind.ema(50)[i]
     close = ctx.bars.close[i]
     higher = ctx.higher(HIGHER_TIMEFRAME[ctx.bars.interval])
-    fast = higher.on_base(higher.ind.ema(50))[i]
-    slow = higher.on_base(higher.ind.ema(200))[i]
+    k = int(higher.index[i])  # the last higher bin closed by bar i, -1 if none yet
+    fast = float(higher.ind.ema(50)[k]) if k >= 0 else math.nan
+    slow = float(higher.ind.ema(200)[k]) if k >= 0 else math.nan
     if math.isnan(ema50) and (math.isnan(fast) or math.isnan(slow)):
         return None
     base_ok = not math.isnan(ema50) and sign * (close - ema50) > 0
@@ -177,10 +176,10 @@ def _pattern_confluence(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     sign = setup.side.sign
     agreeing, opposing = [], []
     for name in CONFLUENCE_PATTERNS:
-        window = ctx.ind.pattern(name)[lo : i + 1]
-        if np.any(window == sign):
+        window = ctx.ind.pattern(name)[lo : i + 1].tolist()  # three values: plain Python beats numpy here
+        if sign in window:
             agreeing.append(name.removeprefix("CDL").lower())
-        elif np.any(window == -sign):
+        elif -sign in window:
             opposing.append(name.removeprefix("CDL").lower())
     if agreeing:
         return 1.0, f"{', '.join(agreeing)} confirms"

@@ -197,12 +197,18 @@ class PatternReversal(Strategy[PatternReversalParams]):
 
     def _rsi_extremes(self, ctx: MarketContext) -> tuple[FloatArray, FloatArray]:
         """Lowest and highest RSI(14) over the pattern's bars (NaN until RSI exists for all of them)."""
-        rsi = ctx.ind.rsi(14)
-        low, high = rsi.copy(), rsi.copy()
-        for back in range(1, int(self.params.pattern_span)):
-            earlier = shift(rsi, back)
-            low, high = np.minimum(low, earlier), np.maximum(high, earlier)
-        return low, high
+        span = int(self.params.pattern_span)
+
+        def compute() -> tuple[FloatArray, FloatArray]:
+            rsi = ctx.ind.rsi(14)
+            low, high = rsi.copy(), rsi.copy()
+            for back in range(1, span):
+                earlier = shift(rsi, back)
+                low, high = np.minimum(low, earlier), np.maximum(high, earlier)
+            return low, high
+
+        result: tuple[FloatArray, FloatArray] = ctx.ind.memo(("rsi_extremes", 14, span), compute)
+        return result
 
     def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:
         p = self.params
