@@ -23,7 +23,7 @@ import pandas as pd
 
 from bot.scan import BarRules, ScanService, WatchItem
 from data.validation import validate_bars
-from engine.backtest import BacktestConfig, BacktestTrade, Simulation, simulate
+from engine.backtest import BacktestConfig, BacktestTrade, Simulation, rejection_key, simulate
 from engine.bars import from_nanos, to_nanos
 from engine.domain import ScoredSetup, ensure_utc
 from engine.indicators import MarketContext
@@ -53,7 +53,7 @@ class ReplayResult:
     strategies: tuple[str, ...]
     scans: int
     setups: tuple[ScoredSetup, ...]  # each signal once, in bar order
-    rejections: tuple[tuple[str, int], ...]  # reason -> count over all scans, most frequent first
+    rejections: tuple[tuple[str, int], ...]  # reason (numbers masked) -> count over all scans, most frequent first
     errors: tuple[str, ...]
     context: MarketContext  # the bars the trades were settled on
     simulation: Simulation
@@ -100,7 +100,7 @@ async def replay(
         report = await service.scan(as_of=as_of)
         for scored in report.setups:
             found.setdefault(scored.setup.signal_id, scored)
-        rejections.update(r.reason for r in report.rejections)
+        rejections.update(rejection_key(r.reason) for r in report.rejections)
         errors.extend(report.errors)
 
     settle = settle_until if settle_until is not None else (closes[-1] if closes else end)
@@ -120,7 +120,7 @@ async def replay(
 
 
 def _settlement_context(provider: BarProvider, item: WatchItem, settle: datetime, history: int) -> MarketContext:
-    """The bars closed by `settle`, checked like the position monitor checks them, as a context."""
+    """Load the bars closed by `settle`, checked as the position monitor checks them, as a context."""
     instrument = item.instrument
     try:
         frame = provider.fetch(instrument, settle, history)

@@ -153,7 +153,10 @@ class BacktestTrade:
         if self.exit_index is not None and self.exit_index < self.entry_index:
             raise ValueError(f"trade {t.trade_id}: exit bar {self.exit_index} is before entry bar {self.entry_index}")
         if not (0 <= self.entry_hour < 24 and 0 <= self.entry_weekday < 7):
-            raise ValueError(f"trade {t.trade_id}: entry hour 0..23 and weekday 0..6, were {self.entry_hour}")
+            raise ValueError(
+                f"trade {t.trade_id}: entry hour must be 0..23 and weekday 0..6, were {self.entry_hour} and "
+                f"{self.entry_weekday}"
+            )
 
     @property
     def quality(self) -> float | None:
@@ -235,7 +238,7 @@ class BacktestResult:
     metrics: BacktestMetrics
 
     def top_rejections(self, n: int = 5) -> tuple[tuple[str, int], ...]:
-        """The `n` most frequent rejection reasons with their counts."""
+        """Return the `n` most frequent rejection reasons with their counts."""
         return self.rejection_reasons[:n]
 
 
@@ -285,7 +288,7 @@ def backtest(
         if config.score_setups:
             assessed = assess(ctx, candidate, engine, None)
             if isinstance(assessed, Rejection):
-                rejected[_reason_key(assessed.reason)] += 1
+                rejected[rejection_key(assessed.reason)] += 1
                 continue
             setup, score = assessed.setup, assessed.score
             scores[setup.signal_id] = score
@@ -293,7 +296,7 @@ def backtest(
             closed_at = candidate.bar_time + instrument.interval.delta
             valid = validate(instrument, ctx.calendar, candidate, closed_at, engine.rules)
             if isinstance(valid, Rejection):
-                rejected[_reason_key(valid.reason)] += 1
+                rejected[rejection_key(valid.reason)] += 1
                 continue
             setup = valid
         setups.append(setup)
@@ -369,7 +372,7 @@ def simulate(
 def equity_curve(
     ctx: MarketContext, trades: Iterable[BacktestTrade], equity: Decimal, *, start: int, stop: int
 ) -> EquityCurve:
-    """Mark-to-market and realised equity over bars [start, stop) of `ctx` for `trades` (open ones included)."""
+    """Build the mark-to-market and realised equity over bars [start, stop) of `ctx` for `trades` (open ones too)."""
     bars = ctx.bars
     if not 0 <= start <= stop <= len(bars):
         raise ValueError(f"equity curve window must satisfy 0 <= start <= stop <= {len(bars)}, was {start}..{stop}")
@@ -526,12 +529,14 @@ class _Book:
             self.equity += heapq.heappop(self.pending)[2]
 
     def _exit(self, j: int, side: Side, stop: float, target: float) -> tuple[ExitEvent, int] | None:
-        """`find_exit` from bar `j` over a doubling window of bars: the event (window-relative) and its bar index.
+        """`find_exit` from bar `j` over a doubling slice of the bars, so a short trade does not touch all history.
 
-        Same answer as one search over all bars: a window answers only when the exit lies inside it (a session
-        end counts only once a bar of the next session is in the window), otherwise it doubles.
+        Returns the event and its bar index in `self.bars`. Same answer as one search over all bars: a slice
+        answers only when the exit lies inside it (a session end counts once a bar of the next session is in
+        the slice), otherwise it doubles. (A slice, not `max_bars` on all bars: `find_exit` computes close
+        times and session changes over every bar it is given.)
         """
-        bars, session_day, max_bars = self.bars, self.session_day, self.config.max_hold_bars
+        bars, session_day, max_hold = self.bars, self.session_day, self.config.max_hold_bars
         size = FIRST_EXIT_CHUNK
         while True:
             stop_at = min(j + size, self.n)
@@ -545,7 +550,7 @@ class _Book:
                 bars.volume[j:stop_at],
             )
             days = None if session_day is None else session_day[j:stop_at]
-            event = find_exit(window, 0, side, stop, target, max_bars=max_bars, session_day=days)
+            event = find_exit(window, 0, side, stop, target, max_bars=max_hold, session_day=days)
             if event is not None:
                 return event, event.bar_index + j
             if stop_at == self.n:
@@ -565,10 +570,10 @@ class _Book:
 
 
 def _utc(ns: int) -> datetime:
-    """UTC datetime of whole-microsecond nanoseconds (bar times), without pandas."""
+    """Return the UTC datetime of whole-microsecond nanoseconds (bar times), without pandas."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def _reason_key(reason: str) -> str:
-    """A rejection reason with its numbers masked, so the same rule groups together."""
+def rejection_key(reason: str) -> str:
+    """Mask the numbers of a rejection reason with '#', so rejections by the same rule group together."""
     return _NUMBER.sub("#", reason)

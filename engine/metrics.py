@@ -65,7 +65,7 @@ K = TypeVar("K", int, str)
 
 
 def trading_days_per_year(calendar: str) -> int:
-    """Trading days per year used to annualise daily returns on `calendar` (see the module docstring)."""
+    """Return the trading days per year that annualise daily returns on `calendar` (see the module docstring)."""
     try:
         return TRADING_DAYS_PER_YEAR[calendar]
     except KeyError:
@@ -74,7 +74,7 @@ def trading_days_per_year(calendar: str) -> int:
 
 
 def quality_decile(score: float) -> int:
-    """Fixed score band of a 0-100 quality score: 0 for [0, 10) ... 9 for [90, 100]."""
+    """Return the fixed score band of a 0-100 quality score: 0 for [0, 10) ... 9 for [90, 100]."""
     if not 0.0 <= score <= 100.0:
         raise ValueError(f"quality score must be within 0..100, was {score}")
     return min(int(score // 10), DECILES - 1)
@@ -166,7 +166,7 @@ def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> Back
         max_drawdown=max_drawdown(curve.equity, curve.initial),
         cagr=cagr(curve),
         exposure=float(np.mean(curve.in_position)) if len(curve) else None,
-        trading_days=0 if returns is None else len(returns),
+        trading_days=int(np.count_nonzero(np.diff(curve.day))) + 1 if len(curve) else 0,
         trading_days_per_year=curve.trading_days_per_year,
         by_hour=_breakdown(rows, lambda t: t.entry_hour),
         by_weekday=_breakdown(rows, lambda t: t.entry_weekday),
@@ -192,7 +192,7 @@ def daily_returns(curve: EquityCurve) -> FloatArray | None:
 
 
 def sharpe_ratio(returns: FloatArray | None, periods_per_year: int) -> float | None:
-    """Annualised mean / sample standard deviation of daily returns; None when too few or constant."""
+    """Return the annualised mean / sample standard deviation of daily returns; None when too few or constant."""
     if returns is None or len(returns) < MIN_RETURN_DAYS:
         return None
     std = float(np.std(returns, ddof=1))
@@ -202,7 +202,7 @@ def sharpe_ratio(returns: FloatArray | None, periods_per_year: int) -> float | N
 
 
 def sortino_ratio(returns: FloatArray | None, periods_per_year: int) -> float | None:
-    """Annualised mean / downside deviation (target 0) of daily returns; None when too few or no downside."""
+    """Return the annualised mean / downside deviation (target 0) of daily returns; None if too few or no downside."""
     if returns is None or len(returns) < MIN_RETURN_DAYS:
         return None
     downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
@@ -212,7 +212,7 @@ def sortino_ratio(returns: FloatArray | None, periods_per_year: int) -> float | 
 
 
 def max_drawdown(equity: FloatArray, initial: float) -> float | None:
-    """Largest fall from a running peak (the initial equity is the first), as a fraction of the peak."""
+    """Return the largest fall from a running peak (the initial equity is the first), as a fraction of the peak."""
     if len(equity) == 0:
         return None
     path = np.r_[initial, equity]
@@ -221,7 +221,7 @@ def max_drawdown(equity: FloatArray, initial: float) -> float | None:
 
 
 def cagr(curve: EquityCurve) -> float | None:
-    """Compound annual growth over the curve's calendar span; None under `MIN_CAGR_DAYS` days."""
+    """Return the compound annual growth over the curve's calendar span; None under `MIN_CAGR_DAYS` days."""
     if len(curve) == 0:
         return None
     days = (int(curve.close_time[-1]) - int(curve.time[0])) / _DAY_NS
@@ -264,7 +264,7 @@ class CalibrationReport:
 
 
 def calibration(trades: Sequence[BacktestTrade]) -> CalibrationReport:
-    """Decile win rates of the scored closed trades and an out-of-sample Brier test of the decile mapping."""
+    """Report decile win rates of the scored closed trades and test the decile mapping out of sample (Brier)."""
     scored = sorted(
         (t for t in trades if t.score is not None and not t.trade.is_open),
         key=lambda t: (t.trade.entry_time, t.trade.trade_id),
