@@ -256,6 +256,11 @@ class SignalDesk:
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
             await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
             return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+        if setup.side.sign * (fill.price - setup.stop) <= 0:
+            reason = f"filled at {fill.price}, already through the stop {setup.stop}"
+            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
+            await self.notifier.text(f"⚠️ {setup.symbol} {record.signal_id}: {reason}; no position was opened")
+            return Outcome(OutcomeKind.REFUSED, f"Order not opened: {reason}.")
         trade = Trade(
             trade_id=record.signal_id,
             signal_id=record.signal_id,

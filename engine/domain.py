@@ -11,8 +11,9 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext, localcontext
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final, cast
 
 
@@ -152,12 +153,23 @@ def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_E
     Exact for every finite input: the working precision grows with the digits involved, so a huge price
     neither raises `InvalidOperation` nor lands on the wrong side of a rounding boundary.
     """
-    exponent = min(cast(int, value.as_tuple().exponent), cast(int, step.as_tuple().exponent))  # finite only
-    digits = max(value.adjusted(), step.adjusted()) - exponent + len(step.as_tuple().digits) + 10
-    with localcontext() as ctx:
-        ctx.prec = max(ctx.prec, digits)
+    value_exp = cast(int, value.as_tuple().exponent)  # finite only
+    step_exp, step_digits = _step_shape(step)
+    digits = max(value.adjusted(), step.adjusted()) - min(value_exp, step_exp) + step_digits + 10
+    if digits <= getcontext().prec:  # ordinary prices: the default precision is already exact
         units = (value / step).to_integral_value(rounding=rounding)
         return (units * step).quantize(step)
+    with localcontext() as ctx:
+        ctx.prec = digits
+        units = (value / step).to_integral_value(rounding=rounding)
+        return (units * step).quantize(step)
+
+
+@lru_cache(maxsize=256)
+def _step_shape(step: Decimal) -> tuple[int, int]:
+    """Exponent and digit count of a step (ticks and lot steps repeat, so this is cached)."""
+    shape = step.as_tuple()
+    return cast(int, shape.exponent), len(shape.digits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from bot.paper_broker import PaperBroker
@@ -19,6 +20,7 @@ class PinnedQuoteBroker:
         self.paper = paper
         self.prices: dict[str, Decimal] = {}
         self.fail_with: str | None = None
+        self.fill_at: Decimal | None = None  # the market moved between the quote and the fill
         self.orders: list[OrderRequest] = []
 
     async def quote(self, instrument: Instrument) -> Quote:
@@ -32,7 +34,8 @@ class PinnedQuoteBroker:
         self.orders.append(request)
         if self.fail_with is not None:
             raise BrokerError(self.fail_with)
-        return await self.paper.place_order(instrument, request)
+        fill = await self.paper.place_order(instrument, request)
+        return fill if self.fill_at is None else replace(fill, price=self.fill_at)
 
     async def positions(self) -> list[Trade]:
         return await self.paper.positions()

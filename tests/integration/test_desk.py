@@ -350,3 +350,15 @@ async def test_a_strategy_that_failed_validation_is_not_offered_unless_overridde
         await d.store.save_baseline(failed)
         report = await d.scan.scan()
         assert {x.status for x in await d.desk.offer(report.setups)} == {SignalStatus.PENDING}
+
+
+async def test_a_fill_through_the_stop_opens_no_position(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    record = await d.store.signal(signal_id)
+    assert record is not None
+    setup = record.scored.setup
+    d.broker.fill_at = setup.stop - setup.risk  # the quote was fine; the market gapped before the fill
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED and "through the stop" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.FAILED
+    assert await d.store.open_trades([TradeKind.PAPER]) == []
