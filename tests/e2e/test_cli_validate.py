@@ -1,0 +1,124 @@
+"""`tradebot validate` and `tradebot backtest` as a trader runs them, on the shared data, small and fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import require_market_dir
+
+SMALL = """
+[backtest]
+executor = "{executor}"
+workers = 2
+folds = 2
+candidates = 2
+min_train_trades = 5
+
+[backtest.gate]
+min_oos_trades = 5
+"""
+
+
+def tradebot(cwd: Path, *args: str, executor: str = "serial") -> subprocess.CompletedProcess[str]:
+    (cwd / "tradebot.toml").write_text(SMALL.format(executor=executor))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    env["TRADEBOT_DATA_SOURCE"] = f"csv:{require_market_dir()}"
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_validate_prints_the_gate_table_and_stores_versioned_baselines(tmp_path: Path) -> None:
+    done = tradebot(tmp_path, "validate", "--symbols", "XAUUSD", "--strategies", "trend_pullback")
+    assert done.returncode in (0, 1), done.stderr
+    out = done.stdout
+    assert "strategy" in out and "oos trades" in out and "trend_pullback" in out and "XAUUSD" in out
+    assert ("PASS" in out) == (done.returncode == 0)
+    assert f"{1 if done.returncode == 0 else 0} of 1 strategy x instrument pairs passed (baselines saved)" in out
+    tradebot(tmp_path, "validate", "--symbols", "XAUUSD", "--strategies", "trend_pullback")
+    with sqlite3.connect(tmp_path / "var" / "tradebot.db") as conn:
+        rows = conn.execute("SELECT strategy, symbol, version, passed, r_multiples FROM baselines").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("trend_pullback", "XAUUSD", 1), ("trend_pullback", "XAUUSD", 2)]
+    assert len(json.loads(rows[0][4])) >= 1  # the out-of-sample R sample drift detection will compare with
+
+
+def test_validate_json_is_the_same_over_a_local_dask_cluster(tmp_path: Path) -> None:
+    args = ("validate", "--symbols", "GBPUSD", "--strategies", "trend_pullback", "--json", "--no-save")
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "dask").mkdir()
+    serial = tradebot(tmp_path / "serial", *args)
+    dask = tradebot(tmp_path / "dask", *args, executor="dask:local")
+    assert serial.returncode in (0, 1) and dask.returncode == serial.returncode, dask.stderr[-2000:]
+    first, second = json.loads(serial.stdout), json.loads(dask.stdout)
+    assert first == second
+    (result,) = first
+    assert result["strategy"] == "trend_pullback" and len(result["folds"]) == 2
+    for fold in result["folds"]:
+        assert fold["train"][1] <= fold["test"][0]  # parameters chosen before the test window begins
+    assert not (tmp_path / "serial" / "var").exists()  # --no-save stores nothing
+
+
+def test_nothing_passing_exits_non_zero_with_reasons(tmp_path: Path) -> None:
+    done = tradebot(tmp_path, "validate", "--symbols", "EURUSD", "--strategies", "pattern_reversal")
+    assert done.returncode == 1
+    assert "FAIL:" in done.stdout and "0 of 1" in done.stdout
+
+
+def test_backtest_prints_metrics_and_draws_the_equity_curve(tmp_path: Path) -> None:
+    png = tmp_path / "out" / "equity.png"
+    done = tradebot(tmp_path, "backtest", "--strategy", "trend_pullback", "--symbol", "EURUSD", "--plot", str(png))
+    assert done.returncode == 0, done.stderr
+    for part in ("trend_pullback on EURUSD 1h", "win rate", "profit factor", "max drawdown", "calibration:"):
+        assert part in done.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_backtest_json_window_and_params(tmp_path: Path) -> None:
+    done = tradebot(
+        tmp_path,
+        "backtest",
+        "--strategy",
+        "trend_pullback",
+        "--symbol",
+        "EURUSD",
+        "--from",
+        "2025-09-01T00:00:00Z",
+        "--to",
+        "2026-03-01T00:00:00Z",
+        "--params",
+        "atr_stop_mult=2.0,reward_risk=1.5",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["params"]["atr_stop_mult"] == 2.0 and result["params"]["reward_risk"] == 1.5
+    assert result["trades"], "six months of EURUSD give trend_pullback trades"
+    for trade in result["trades"]:
+        assert "2025-09-01" <= trade["entry_time"] < "2026-03-02"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--params", "atr_stop_mult"], "--params expects k=v pairs"),
+        (["--params", "bogus=1"], "unknown parameter(s) bogus"),
+        (["--params", "atr_stop_mult=wide"], "atr_stop_mult: Input should be a valid number"),
+    ],
+)
+def test_backtest_bad_parameters_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    done = tradebot(tmp_path, "backtest", "--strategy", "trend_pullback", "--symbol", "EURUSD", *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
