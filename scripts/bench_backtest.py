@@ -36,16 +36,18 @@ import argparse
 import cProfile
 import gc
 import io
+import math
 import pstats
 import sys
 import time
 import warnings
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import talib
 
@@ -65,6 +67,7 @@ from engine.pipeline import EngineConfig, ValidationRules  # noqa: E402
 from engine.strategy import SignalArrays, Strategy, StrategyParams, param  # noqa: E402
 
 TICK = 0.01
+TICKS_PER_UNIT = 100.0
 START_LEVEL = 1000.0
 MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(pd.Timestamp("2020-01-01T00:00Z").value)
@@ -117,7 +120,7 @@ def minute_bars(market_dir: Path, count: int) -> Bars:
         pieces.append(run)
         have += len(run)
     data = np.concatenate(pieces)[:count]
-    prices = np.round(data[:, :4] / TICK) * TICK
+    prices = np.round(data[:, :4] * TICKS_PER_UNIT) / TICKS_PER_UNIT  # k / 100: the double nearest each tick
     o, h, low, c = (np.ascontiguousarray(prices[:, k]) for k in range(4))
     t = START_NS + np.arange(count, dtype=np.int64) * MINUTE_NS
     return Bars(Interval.M1, t, o, h, low, c, np.ascontiguousarray(data[:, 4]))
@@ -134,11 +137,19 @@ class BenchSmaCrossParams(StrategyParams):
     target_pct: float = param(0.02)
 
 
-def tick_levels(close: FloatArray, sign: FloatArray, pct: float, *, stop: bool) -> FloatArray:
-    """Stop (stop=True) or target levels at `pct` from `close`, quantised like tradebot's validation."""
-    raw = close * (1.0 - sign * pct) if stop else close * (1.0 + sign * pct)
-    units = np.round(raw / TICK, 6)  # kill float noise such as 12344.999999999998 before floor/ceil
-    return np.where(sign > 0, np.floor(units), np.ceil(units)) * TICK
+def tick_levels(close: FloatArray, direction: npt.NDArray[np.int8], pct: float, *, stop: bool) -> list[float]:
+    """Stop (stop=True) or target at `pct` from `close` where `direction` fired (NaN elsewhere), on the tick.
+
+    The same rule and code as tradebot's validation: the float level's shortest decimal form is floored
+    (long) or ceiled (short) to the tick with `Instrument.price`, then read back as the nearest double, so
+    both engines compare bars against bit-identical levels.
+    """
+    out = [math.nan] * len(close)
+    for i in np.flatnonzero(direction).tolist():
+        sign = float(direction[i])
+        raw = float(close[i]) * (1.0 - sign * pct if stop else 1.0 + sign * pct)
+        out[i] = float(INSTRUMENT.price(raw, ROUND_FLOOR if sign > 0 else ROUND_CEILING))
+    return out
 
 
 class BenchSmaCross(Strategy[BenchSmaCrossParams]):
@@ -186,11 +197,8 @@ class BtSmaCross(BtStrategy):
         close = np.asarray(self.data.Close, dtype=np.float64)
         fast, slow = talib.SMA(close, self.fast), talib.SMA(close, self.slow)
         self.direction = crossed_above(fast, slow).astype(np.int8) - crossed_below(fast, slow).astype(np.int8)
-        up, down = np.ones(len(close)), -np.ones(len(close))
-        self.long_sl = tick_levels(close, up, self.stop_pct, stop=True).tolist()
-        self.long_tp = tick_levels(close, up, self.target_pct, stop=False).tolist()
-        self.short_sl = tick_levels(close, down, self.stop_pct, stop=True).tolist()
-        self.short_tp = tick_levels(close, down, self.target_pct, stop=False).tolist()
+        self.sl = tick_levels(close, self.direction, self.stop_pct, stop=True)
+        self.tp = tick_levels(close, self.direction, self.target_pct, stop=False)
         self.side = self.direction.tolist()
 
     def next(self) -> None:
@@ -199,9 +207,9 @@ class BtSmaCross(BtStrategy):
         if d == 0 or self.position:
             return
         if d > 0:
-            self.buy(size=1, sl=self.long_sl[i], tp=self.long_tp[i])
+            self.buy(size=1, sl=self.sl[i], tp=self.tp[i])
         else:
-            self.sell(size=1, sl=self.short_sl[i], tp=self.short_tp[i])
+            self.sell(size=1, sl=self.sl[i], tp=self.tp[i])
 
 
 # --- running and measuring -----------------------------------------------------------------------------------
@@ -288,7 +296,9 @@ def main() -> int:
     print(f"tradebot backtest     : {tb_s:8.3f} s  {tb_rate / 1e6:7.3f} M bars/s  (best of {args.repeat})")
     print(f"backtesting.py 0.6    : {bp_s:8.3f} s  {bp_rate / 1e6:7.3f} M bars/s  (1 run)")
     print(f"ratio                 : {ratio:8.1f}x faster than backtesting.py")
-    print(f"tradebot with costs   : {costed_s:8.3f} s  {n / costed_s / 1e6:7.3f} M bars/s  ({len(costed.trades)} closed)")
+    print(
+        f"tradebot with costs   : {costed_s:8.3f} s  {n / costed_s / 1e6:7.3f} M bars/s  ({len(costed.trades)} closed)"
+    )
     print()
     print(
         f"trades  tradebot {tb_count} ({len(result.trades)} closed + {len(result.open_trades)} open), "
