@@ -25,7 +25,9 @@ exclusive_orders=False, finalize_trades=True, spread=0, commission=0)`, `buy/sel
 the same precomputed, quantised levels (its sl/tp are absolute prices, so both use the signal close, not
 the fill). Trades still open at the end count as trades in both (tradebot: `open_trades`; backtesting.py
 closes them at the last close with `finalize_trades`). Timed: building the engine's inputs from the bars
-(tradebot: `MarketContext`; backtesting.py: `Backtest(...)`) plus the run with its statistics.
+(tradebot: `MarketContext`; backtesting.py: `Backtest(...)`) plus the run with its statistics. One more
+tradebot run, with costs (1 bp slippage, 2.5 bps commission, 0.05 x ATR(14) slippage), shows what the cost
+model adds; it is not compared with backtesting.py.
 
 Usage: python scripts/bench_backtest.py [--bars 1000000] [--repeat 3] [--market-dir DIR] [--no-profile]
 """
@@ -254,13 +256,17 @@ def profile_summary(bars: Bars, top: int) -> str:
     profiler.enable()
     run_tradebot(bars, CONFIG)
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative")
-    stats.print_stats(top)
-    lines = out.getvalue().splitlines()
-    start = next(k for k, line in enumerate(lines) if "ncalls" in line)
-    head = [line.strip() for line in lines[:start] if "function calls" in line]
-    return "\n".join([*head, *lines[start : start + top + 1]])
+    parts: list[str] = []
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+        lines = out.getvalue().splitlines()
+        start = next(k for k, line in enumerate(lines) if "ncalls" in line)
+        if not parts:
+            parts.extend(line.strip() for line in lines[:start] if "function calls" in line)
+        parts.append(f"-- top {top} by {'cumulative' if order == 'cumulative' else 'own (tottime)'} time:")
+        parts.extend(lines[start : start + top + 1])
+    return "\n".join(parts)
 
 
 def main() -> int:
@@ -312,16 +318,17 @@ def main() -> int:
     tb_by_entry = {t.entry_index: t for t in tb_trades}
     bp_by_entry = {int(row.EntryBar): row for row in bp_trades.itertuples()}
     common = sorted(set(tb_by_entry) & set(bp_by_entry))
+    closed = [e for e in common if tb_by_entry[e].exit_index is not None]  # backtesting.py closes at the end
     same_exit = sum(
         1
-        for e in common
-        if tb_by_entry[e].exit_index is not None
-        and tb_by_entry[e].exit_index == int(bp_by_entry[e].ExitBar)
+        for e in closed
+        if tb_by_entry[e].exit_index == int(bp_by_entry[e].ExitBar)
         and abs(float(tb_by_entry[e].trade.exit_price or 0) - float(bp_by_entry[e].ExitPrice)) < TICK / 2
     )
     only_tb, only_bp = sorted(set(tb_by_entry) - set(bp_by_entry)), sorted(set(bp_by_entry) - set(tb_by_entry))
     print(
-        f"same entry bar: {len(common)}; of these same exit bar and price: {same_exit}; "
+        f"same entry bar: {len(common)}; closed in tradebot with the same exit bar and price: {same_exit} of "
+        f"{len(closed)}; "
         f"only tradebot: {len(only_tb)}; only backtesting.py: {len(only_bp)}"
     )
     gapped = 0
@@ -352,7 +359,7 @@ def main() -> int:
 
     if not args.no_profile:
         print()
-        print("tradebot backtest profile (cProfile, top 8 by cumulative time; profiling slows it down):")
+        print("tradebot backtest profile (cProfile, no costs; profiling slows it down):")
         print(profile_summary(bars, 8))
     return 0 if ok_ratio and ok_rate and ok_count else 1
 
