@@ -56,7 +56,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from engine.bars import Bars, BoolArray, FloatArray, IntArray, to_nanos
+from engine.bars import BoolArray, FloatArray, IntArray, to_nanos
 from engine.costs import CostModel, commission, exit_fill_price, fill_price, quote_from_price
 from engine.domain import (
     Interval,
@@ -540,15 +540,7 @@ class _Book:
         size = FIRST_EXIT_CHUNK
         while True:
             stop_at = min(j + size, self.n)
-            window = Bars(
-                bars.interval,
-                bars.time[j:stop_at],
-                bars.open[j:stop_at],
-                bars.high[j:stop_at],
-                bars.low[j:stop_at],
-                bars.close[j:stop_at],
-                bars.volume[j:stop_at],
-            )
+            window = bars.window(j, stop_at)
             days = None if session_day is None else session_day[j:stop_at]
             event = find_exit(window, 0, side, stop, target, max_bars=max_hold, session_day=days)
             if event is not None:

@@ -7,7 +7,7 @@ a strategy, once `open time + interval <= now`. Everything here is vectorised: n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +28,12 @@ def to_nanos(ts: datetime) -> int:
     return int(pd.Timestamp(ts).value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_nanos(ns: int) -> datetime:
-    """Convert integer nanoseconds since the epoch to a UTC datetime."""
-    return pd.Timestamp(int(ns), tz=UTC).to_pydatetime()
+    """Convert integer nanoseconds since the epoch to a UTC datetime (microsecond resolution, like datetime)."""
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -67,28 +70,23 @@ class Bars:
 
     def head(self, n: int) -> Bars:
         """Return the first `n` bars (views, no copy)."""
-        return Bars(
-            self.interval,
-            self.time[:n],
-            self.open[:n],
-            self.high[:n],
-            self.low[:n],
-            self.close[:n],
-            self.volume[:n],
-        )
+        return self._slice(slice(None, n))
+
+    def window(self, start: int, stop: int) -> Bars:
+        """Return bars `start..stop-1` (views, no copy)."""
+        return self._slice(slice(start, stop))
+
+    def _slice(self, part: slice) -> Bars:
+        """A view of already-validated bars: the invariants hold for any slice, so they are not re-checked."""
+        view = object.__new__(Bars)
+        object.__setattr__(view, "interval", self.interval)
+        for name in ("time", *OHLCV_COLUMNS):
+            object.__setattr__(view, name, getattr(self, name)[part])
+        return view
 
     def tail(self, n: int) -> Bars:
         """Return the last `n` bars (views, no copy)."""
-        start = max(len(self) - n, 0)
-        return Bars(
-            self.interval,
-            self.time[start:],
-            self.open[start:],
-            self.high[start:],
-            self.low[start:],
-            self.close[start:],
-            self.volume[start:],
-        )
+        return self._slice(slice(max(len(self) - n, 0), None))
 
     def visible_at(self, as_of: datetime) -> Bars:
         """Return the bars already closed at `as_of` (a bar closing exactly at `as_of` is visible)."""
