@@ -100,9 +100,13 @@ class SignalDesk:
             record = await self.store.signal(scored.setup.signal_id)
             if record is None or record.status is not SignalStatus.NEW:
                 continue  # seen by an earlier run: the same setup is never signalled twice
-            status, reason, quantity = await self._decide(record, mode, paused, now, len(to_ask) + len(to_execute))
             setup = scored.setup
             expires_at = setup.bar_time + setup.timeframe.delta * (1 + self.policy.ttl_bars)
+            if expires_at <= now:  # e.g. a session's last bar seen after the close: too late to act on
+                status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
+            else:
+                offered = len(to_ask) + len(to_execute)
+                status, reason, quantity = await self._decide(record, mode, paused, now, offered)
             moved = await self.store.transition(
                 record.signal_id, SignalStatus.NEW, status, now, reason=reason, quantity=quantity, expires_at=expires_at
             )

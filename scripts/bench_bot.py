@@ -94,7 +94,7 @@ class ManualMonotonic:
 
 @dataclass
 class Probe:
-    """What the instrumented bot exposes: its runtime, and each scan's real start, end and report."""
+    """What the instrumented bot exposes: its runtime, its latest scan, and when each order was recorded."""
 
     runtime: BotRuntime | None = None
     scans: int = 0  # how many scans the bot has run
@@ -116,7 +116,7 @@ class Tally(logging.Handler):
 
 
 def instrument_bot(probe: Probe) -> None:
-    """Make `serve` hand its runtime to `probe` and time each scan (no code path is skipped)."""
+    """Make `serve` hand its runtime to `probe` and time its scans and orders (no code path is skipped)."""
     original = telegram_app.open_runtime
 
     @asynccontextmanager

@@ -362,3 +362,11 @@ async def test_a_fill_through_the_stop_opens_no_position(d: Desk) -> None:
     assert outcome.kind is OutcomeKind.REFUSED and "through the stop" in outcome.message
     assert await d.status(signal_id) is SignalStatus.FAILED
     assert await d.store.open_trades([TradeKind.PAPER]) == []
+
+
+async def test_a_setup_whose_expiry_passed_while_the_market_was_closed_is_not_offered(d: Desk) -> None:
+    report = await d.scan.scan()
+    d.clock.advance(timedelta(hours=2))  # the bars closed at 09:00 and expire at 11:00; now it is 11:40
+    decisions = await d.desk.offer(report.setups)
+    assert {(x.status, x.reason) for x in decisions} == {(SignalStatus.DROPPED, "expired before it could be offered")}
+    assert await d.outbox(OutboxKind.SIGNAL) == []
