@@ -7,7 +7,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,7 @@ from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
 from engine.metrics import calibration
 from engine.ports import ProviderError
-from engine.strategy import REGISTRY, build_strategy
+from engine.strategy import REGISTRY
 from engine.walkforward import Objective, Search, WalkForwardConfig, WindowScheme
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -283,8 +283,9 @@ def run_backtest(
     if interval is not None:
         instrument = replace(instrument, interval=Interval(interval))
     try:
-        typed = strategy_params(strategy, params) if strategy in REGISTRY else None
-        built = build_strategy(strategy, None if typed is None else _as_dict(typed))
+        if strategy not in REGISTRY:
+            raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(REGISTRY))}")
+        built = REGISTRY[strategy](strategy_params(strategy, params))
     except ValueError as exc:
         print(f"tradebot backtest: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -315,10 +316,6 @@ def run_backtest(
         equity_png(result, plot)
     print(json.dumps(_backtest_json(result), indent=2) if as_json else backtest_text(result))
     return EXIT_OK
-
-
-def _as_dict(params: Any) -> dict[str, Any]:
-    return asdict(params)
 
 
 def backtest_text(result: BacktestResult) -> str:
