@@ -18,7 +18,7 @@ import numpy as np
 from bot.messages import exit_text
 from bot.notifier import Notifier
 from data.validation import validate_bars
-from engine.bars import to_nanos
+from engine.bars import Bars, to_nanos
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
@@ -59,8 +59,13 @@ class PositionMonitor:
         self.max_hold_bars = max_hold_bars
         self.costs = costs
 
-    async def check(self, symbols: Collection[str] | None = None) -> list[Trade]:
-        """Close every open paper or shadow trade whose exit has happened; return the closed trades."""
+    async def check(
+        self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
+    ) -> list[Trade]:
+        """Close every open paper or shadow trade whose exit has happened; return the closed trades.
+
+        `bars` are clean bars a scan just loaded at the same instant; symbols without them are fetched.
+        """
         open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW])
         by_symbol: dict[str, list[Trade]] = defaultdict(list)
         for trade in open_trades:
@@ -68,22 +73,26 @@ class PositionMonitor:
                 by_symbol[trade.symbol].append(trade)
         closed: list[Trade] = []
         for symbol, trades in by_symbol.items():
-            closed += await self._check_symbol(symbol, trades)
+            loaded = (bars or {}).get(symbol) or await self._load(symbol)
+            if loaded is not None:
+                closed += await self._check_symbol(symbol, trades, loaded)
         return closed
 
-    async def _check_symbol(self, symbol: str, trades: list[Trade]) -> list[Trade]:
+    async def _load(self, symbol: str) -> Bars | None:
         instrument, calendar = self.instruments[symbol], self.calendars[symbol]
         now = self.clock.now()
         try:
             frame = await asyncio.to_thread(self.provider.fetch, instrument, now, self.history_bars)
         except ProviderError as exc:
             log.warning("cannot monitor %s positions now: %s", symbol, exc)
-            return []
+            return None
         check = validate_bars(frame, instrument, calendar, now, min_bars=1, stale_bars=_NEVER_STALE)
         if check.bars is None:
             log.warning("cannot monitor %s positions now: %s", symbol, check.rejection)
-            return []
-        bars = check.bars
+        return check.bars
+
+    async def _check_symbol(self, symbol: str, trades: list[Trade], bars: Bars) -> list[Trade]:
+        instrument, calendar = self.instruments[symbol], self.calendars[symbol]
         session_day = None
         if instrument.calendar in _SESSION_CALENDARS and instrument.interval.is_intraday:
             session_day = MarketContext(instrument, bars, calendar).session_day

@@ -57,7 +57,7 @@ class BotRuntime:
         async with self._run_lock:
             report = await self.scan.scan(symbols=symbols)
             decisions = await self.desk.offer(report.setups)
-            await self.monitor.check(symbols)
+            await self.monitor.check(symbols, report.bars)
         if report.errors:
             await self.notifier.text(
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])

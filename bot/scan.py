@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from data.validation import validate_bars
+from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument, Rejection, RejectionKind, ScoredSetup, ensure_utc
 from engine.indicators import MarketContext
@@ -53,6 +54,7 @@ class SymbolOutcome:
     rejections: tuple[Rejection, ...] = ()
     notes: tuple[str, ...] = ()
     error: str | None = None
+    bars: Bars | None = field(default=None, compare=False, repr=False)  # the clean bars the engine saw
 
     @property
     def evaluated(self) -> bool:
@@ -85,6 +87,11 @@ class ScanReport:
     @property
     def rejections(self) -> tuple[Rejection, ...]:
         return tuple(r for o in self.outcomes for r in o.rejections)
+
+    @property
+    def bars(self) -> dict[str, Bars]:
+        """The clean bars each evaluated symbol was scanned on (so others need not fetch them again)."""
+        return {o.symbol: o.bars for o in self.outcomes if o.bars is not None}
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -180,7 +187,7 @@ class ScanService:
         except Exception as exc:
             log.exception("evaluating %s failed", symbol)
             return SymbolOutcome(symbol, error=f"evaluation failed: {type(exc).__name__}: {exc}")
-        return SymbolOutcome(symbol, result.setups, result.rejections, check.notes)
+        return SymbolOutcome(symbol, result.setups, result.rejections, check.notes, bars=check.bars)
 
 
 def select(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bot.callbacks import Action, parse
@@ -27,7 +28,7 @@ from data.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel
-from engine.domain import SignalStatus
+from engine.domain import Instrument, SignalStatus
 from engine.pipeline import EngineConfig
 from engine.ports import Baseline, OutboxKind
 from engine.strategy import REGISTRY, strategy_names
@@ -42,8 +43,19 @@ CHAT = 1001
 TRADER = 42
 
 
+class CountingCsvProvider(CsvProvider):
+    """The real CSV provider, counting fetches."""
+
+    fetches = 0
+
+    def fetch(self, instrument: Instrument, end: datetime, bars: int) -> pd.DataFrame:
+        self.fetches += 1
+        return super().fetch(instrument, end, bars)
+
+
 @dataclass
 class Desk:
+    provider: CountingCsvProvider
     store: SqliteStore
     clock: SteppingClock
     scan: ScanService
@@ -71,7 +83,7 @@ async def build(tmp_path: Path, **policy: object) -> AsyncIterator[Desk]:
     market = require_market_dir()
     store = await SqliteStore.open(tmp_path / "bot.db")
     clock = SteppingClock(AS_OF)
-    provider = CsvProvider(market)
+    provider = CountingCsvProvider(market)
     instruments = {s: default_instrument(s) for s in SYMBOLS}
     calendars = {s: get_calendar(i.calendar) for s, i in instruments.items()}
     strategies = tuple(REGISTRY[n]() for n in strategy_names())
@@ -88,7 +100,7 @@ async def build(tmp_path: Path, **policy: object) -> AsyncIterator[Desk]:
     )
     scan = ScanService(provider, store, watch, EngineConfig(min_score=50), BarRules(), clock)
     try:
-        yield Desk(store, clock, scan, desk, broker, state, monitor)
+        yield Desk(provider, store, clock, scan, desk, broker, state, monitor)
     finally:
         await store.close()
 
@@ -370,3 +382,14 @@ async def test_a_setup_whose_expiry_passed_while_the_market_was_closed_is_not_of
     decisions = await d.desk.offer(report.setups)
     assert {(x.status, x.reason) for x in decisions} == {(SignalStatus.DROPPED, "expired before it could be offered")}
     assert await d.outbox(OutboxKind.SIGNAL) == []
+
+
+async def test_positions_are_checked_on_the_bars_the_scan_just_loaded(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    await d.desk.approve(signal_id, TRADER)
+    d.clock.advance(timedelta(days=5))
+    report = await d.scan.scan()
+    fetched = d.provider.fetches
+    closed = await d.monitor.check(None, report.bars)
+    assert [t.signal_id for t in closed if t.kind is TradeKind.PAPER] == [signal_id]
+    assert d.provider.fetches == fetched  # no second load of what the scan had
