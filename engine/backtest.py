@@ -22,12 +22,12 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`
   equity = initial equity + net P&L of every trade that closed before the entry bar (realised, not marked to
   market), floored to the instrument's lot step. Sizing on the actual fill keeps the money lost at the stop
   within the budget; fees and exit slippage come on top, so a full stop-out is a little worse than -1R.
-* Exit: `engine.exits.find_exit` from the entry bar itself (the entry is at its open, so its high and low
-  happen after the entry): stop first when a bar touches both, gaps fill at the open, `max_hold_bars`, and
-  with `session_end_exit` intraday positions on exchange calendars (XNSE, XNYS) close at the close of the
-  session's last bar. The exit level is quantised to the tick and filled through the cost model (half
-  spread, slippage bps, ATR(14) of the bar before the exit bar x `slippage_atr`, commission), exactly as the
-  live position monitor does.
+* Exit: `engine.exits.scan_exit` (the kernel of `find_exit`) from the entry bar itself (the entry is at
+  its open, so its high and low happen after the entry): stop first when a bar touches both, gaps fill at
+  the open, `max_hold_bars`, and with `session_end_exit` intraday positions on exchange calendars (XNSE,
+  XNYS) close at the close of the session's last bar. The exit level is quantised to the tick and filled
+  through the cost model (half spread, slippage bps, ATR(14) of the bar before the exit bar x
+  `slippage_atr`, commission), exactly as the live position monitor does.
 * Trades still open at the end of the data are reported as `open_trades` and left out of the trade metrics
   (win rate, expectancy...). They are never closed at a made-up price; the equity curve marks them to market
   at every close, so their open loss does show in the drawdown and the final equity.
@@ -68,7 +68,7 @@ from engine.domain import (
     quantize_to_step,
     to_decimal,
 )
-from engine.exits import ExitEvent, find_exit
+from engine.exits import scan_exit
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
@@ -78,7 +78,6 @@ from engine.trading import ExitReason, Trade, TradeKind
 
 SESSION_CALENDARS: Final = frozenset({"XNSE", "XNYS"})
 ATR_PERIOD: Final = 14
-FIRST_EXIT_CHUNK: Final = 64  # bars searched for an exit before doubling the window
 
 SKIP_WARMUP: Final = "signal inside the strategy's warm-up (a live scan would refuse: insufficient history)"
 SKIP_IN_POSITION: Final = "already in a position on this symbol"
@@ -380,8 +379,10 @@ def equity_curve(
     close = bars.close[start:stop]
     initial = float(equity)
     realized_steps = np.zeros(m)
-    unrealized = np.zeros(m)
-    in_position = np.zeros(m, dtype=np.bool_)
+    # Open positions add close x units - (entry x units + fees) on their held bars: both terms are step
+    # functions of the bar, built from +/- at the ends of each holding range and one cumulative sum.
+    units_steps, cost_steps = np.zeros(m + 1), np.zeros(m + 1)
+    open_steps, held_steps = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
     for bt in trades:
         trade = bt.trade
         last = (stop - 1 if bt.exit_index is None else bt.exit_index) - start
@@ -389,12 +390,21 @@ def equity_curve(
         if first < 0 or last >= m:
             raise ValueError(f"trade {trade.trade_id} lies outside the equity curve window {start}..{stop}")
         units = float(trade.quantity * trade.contract_size) * trade.side.sign
-        entry, fees = float(trade.entry_price), float(trade.entry_fees)
+        cost = float(trade.entry_price) * units + float(trade.entry_fees)
         held_to = last + 1 if bt.exit_index is None else last  # the exit bar holds the realised P&L instead
-        unrealized[first:held_to] += (close[first:held_to] - entry) * units - fees
+        units_steps[first] += units
+        units_steps[held_to] -= units
+        cost_steps[first] += cost
+        cost_steps[held_to] -= cost
+        open_steps[first] += 1
+        open_steps[held_to] -= 1
+        held_steps[first] += 1
+        held_steps[last + 1] -= 1
         if bt.exit_index is not None:
             realized_steps[last] += float(trade.pnl or 0)
-        in_position[first : last + 1] = True
+    unrealized = close * np.cumsum(units_steps[:m]) - np.cumsum(cost_steps[:m])
+    unrealized[np.cumsum(open_steps[:m]) == 0] = 0.0  # flat: exactly zero, not the residue of + and - sums
+    in_position = np.cumsum(held_steps[:m]) > 0
     realized = initial + np.cumsum(realized_steps)
     return EquityCurve(
         initial=initial,
@@ -423,6 +433,7 @@ class _Book:
         self.atr = ctx.ind.atr(ATR_PERIOD) if config.slippage_atr > 0 else None
         self.max_age = instrument.interval.delta * rules.max_age_bars
         self.local_time = ctx.local_time
+        self.interval_ns = instrument.interval.nanos
         self.equity = config.equity
         self.pending: list[tuple[int, int, Decimal]] = []  # (exit bar, sequence, net P&L) not yet realised
         self.busy_until = -1  # exit bar of the latest position; n while it is still open at the end
@@ -484,12 +495,12 @@ class _Book:
         exit_index: int | None = None
         exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None
         if found is not None:
-            event, exit_index = found
-            level = instrument.price(event.price, ROUND_HALF_EVEN)
+            exit_at, exit_index, exit_level, exit_reason = found
+            level = instrument.price(exit_level, ROUND_HALF_EVEN)
             exit_atr = 0.0 if self.atr is None else float(self.atr[exit_index - 1])
             closing = Side.SHORT if side is Side.LONG else Side.LONG
             exit_price = self._atr_slipped(exit_fill_price(level, side, costs, instrument), closing, exit_atr)
-            exited = (event.at, exit_price, event.reason, commission(exit_price, quantity, instrument, costs))
+            exited = (exit_at, exit_price, exit_reason, commission(exit_price, quantity, instrument, costs))
         signal_id = setup.signal_id
         trade = Trade(
             trade_id=signal_id,
@@ -528,26 +539,25 @@ class _Book:
         while self.pending and self.pending[0][0] < j:
             self.equity += heapq.heappop(self.pending)[2]
 
-    def _exit(self, j: int, side: Side, stop: float, target: float) -> tuple[ExitEvent, int] | None:
-        """`find_exit` from bar `j` over a doubling slice of the bars, so a short trade does not touch all history.
-
-        Returns the event and its bar index in `self.bars`. Same answer as one search over all bars: a slice
-        answers only when the exit lies inside it (a session end counts once a bar of the next session is in
-        the slice), otherwise it doubles. (A slice, not `max_bars` on all bars: `find_exit` computes close
-        times and session changes over every bar it is given.)
-        """
-        bars, session_day, max_hold = self.bars, self.session_day, self.config.max_hold_bars
-        size = FIRST_EXIT_CHUNK
-        while True:
-            stop_at = min(j + size, self.n)
-            window = bars.window(j, stop_at)
-            days = None if session_day is None else session_day[j:stop_at]
-            event = find_exit(window, 0, side, stop, target, max_bars=max_hold, session_day=days)
-            if event is not None:
-                return event, event.bar_index + j
-            if stop_at == self.n:
-                return None
-            size *= 2
+    def _exit(self, j: int, side: Side, stop: float, target: float) -> tuple[datetime, int, float, ExitReason] | None:
+        """The exit of a position entered at bar `j`'s open: (close time, bar index, fill level, reason) or None."""
+        bars = self.bars
+        found = scan_exit(
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            j,
+            side,
+            stop,
+            target,
+            max_bars=self.config.max_hold_bars,
+            session_day=self.session_day,
+        )
+        if found is None:
+            return None
+        index, level, reason = found
+        return _utc(int(bars.time[index]) + self.interval_ns), index, level, reason
 
     def _atr_slipped(self, price: Decimal, side: Side, atr: float) -> Decimal:
         """Move a fill by `slippage_atr` x `atr` against the trader (buys up, sells down), rounded to the tick."""

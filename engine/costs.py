@@ -13,10 +13,9 @@ Commission is `commission_bps` of the notional (price x quantity x contract_size
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 from typing import Final
 
 from engine.domain import Instrument, Side, quantize_to_step, to_decimal
@@ -25,6 +24,10 @@ from engine.trading import Quote
 BPS: Final = Decimal(10_000)
 CENT: Final = Decimal("0.01")
 WIDE_PRECISION: Final = 100
+ZERO_FEE: Final = Decimal("0.00")
+# Precise enough that the sums and products of prices here are exact before rounding (a context object,
+# not a context manager: its methods are as exact and cost no thread-local switch per call).
+_WIDE: Final = Context(prec=WIDE_PRECISION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +67,13 @@ def commission(price: Decimal, quantity: Decimal, instrument: Instrument, cost_m
     """Return the commission of one order: bps of notional plus the per-order fee, half-up to 0.01."""
     if not price.is_finite() or price <= 0 or not quantity.is_finite() or quantity <= 0:
         raise ValueError(f"commission needs a positive price and quantity, were {price} and {quantity}")
-    with _wide():
-        fee = price * quantity * instrument.contract_size * cost_model.commission_bps / BPS
-        fee += cost_model.commission_per_order
-    return quantize_to_step(fee, CENT, ROUND_HALF_UP)
+    if not cost_model.commission_bps and not cost_model.commission_per_order:
+        return ZERO_FEE
+    w = _WIDE
+    fee = w.divide(
+        w.multiply(w.multiply(w.multiply(price, quantity), instrument.contract_size), cost_model.commission_bps), BPS
+    )
+    return quantize_to_step(w.add(fee, cost_model.commission_per_order), CENT, ROUND_HALF_UP)
 
 
 def exit_fill_price(
@@ -82,27 +88,22 @@ def exit_fill_price(
 
 def _bid(instrument: Instrument, price: Decimal) -> Decimal:
     _check_price(instrument, price)
-    with _wide():
-        raw = price - instrument.spread / 2
+    raw = _WIDE.subtract(price, _WIDE.divide(instrument.spread, 2)) if instrument.spread else price
     return max(quantize_to_step(raw, instrument.tick_size, ROUND_FLOOR), instrument.tick_size)
 
 
 def _ask(instrument: Instrument, price: Decimal) -> Decimal:
     _check_price(instrument, price)
-    with _wide():
-        raw = price + instrument.spread / 2
+    raw = _WIDE.add(price, _WIDE.divide(instrument.spread, 2)) if instrument.spread else price
     return quantize_to_step(raw, instrument.tick_size, ROUND_CEILING)
-
-
-def _wide() -> AbstractContextManager[Context]:
-    """A context precise enough that the sums and products of prices here are exact before rounding."""
-    return localcontext(prec=WIDE_PRECISION)
 
 
 def _slipped(instrument: Instrument, price: Decimal, side: Side, cost_model: CostModel) -> Decimal:
     """Move `price` by the slippage against the trader and round it to the tick against the trader."""
-    with _wide():
-        moved = price * (1 + side.sign * cost_model.slippage_bps / BPS)
+    moved = price
+    if cost_model.slippage_bps:
+        factor = _WIDE.add(1, _WIDE.divide(side.sign * cost_model.slippage_bps, BPS))
+        moved = _WIDE.multiply(price, factor)
     if side is Side.LONG:
         return quantize_to_step(moved, instrument.tick_size, ROUND_CEILING)
     sold = quantize_to_step(moved, instrument.tick_size, ROUND_FLOOR)

@@ -10,8 +10,18 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext, localcontext
+from datetime import UTC, datetime, timedelta
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Decimal,
+    InvalidOperation,
+    getcontext,
+    localcontext,
+)
 from enum import StrEnum
 from functools import lru_cache
 from typing import Final, cast
@@ -112,9 +122,12 @@ class RejectionKind(StrEnum):
     SYMBOL = "symbol"
 
 
+_ZERO: Final = timedelta(0)
+
+
 def ensure_utc(ts: datetime, name: str) -> datetime:
     """Return `ts` if it is timezone-aware UTC, else raise naming the field."""
-    if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+    if ts.tzinfo is not UTC and (ts.tzinfo is None or ts.utcoffset() != _ZERO):
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, was {ts!r}")
     return ts
 
@@ -153,9 +166,11 @@ def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_E
     Exact for every finite input: the working precision grows with the digits involved, so a huge price
     neither raises `InvalidOperation` nor lands on the wrong side of a rounding boundary.
     """
-    value_exp = cast(int, value.as_tuple().exponent)  # finite only
     step_exp, step_digits = _step_shape(step)
-    digits = max(value.adjusted(), step.adjusted()) - min(value_exp, step_exp) + step_digits + 10
+    if step_digits == 0 and value.is_finite() and value.adjusted() - step_exp < getcontext().prec - 2:
+        return value.quantize(step, rounding=rounding)  # a power-of-ten step: one exact quantize
+    value_exp = cast(int, value.as_tuple().exponent)  # finite only
+    digits = max(value.adjusted(), step.adjusted()) - min(value_exp, step_exp) + max(step_digits, 1) + 10
     if digits <= getcontext().prec:  # ordinary prices: the default precision is already exact
         units = (value / step).to_integral_value(rounding=rounding)
         return (units * step).quantize(step)
@@ -165,10 +180,60 @@ def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_E
         return (units * step).quantize(step)
 
 
+_FAST_MAX_STEPS: Final = float(2**36)  # beyond this many steps a double's error nears 1e-5 step: use Decimal
+_HALF_MARGIN: Final = 1e-3  # a float within this of a half step is decided by Decimal
+_HALF_MODES: Final = frozenset({ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN})
+
+
+def quantize_float(value: float, step: Decimal, rounding: str = ROUND_HALF_EVEN, name: str = "value") -> Decimal:
+    """Round a float to a whole multiple of `step`: exactly `quantize_to_step(to_decimal(value), step, rounding)`.
+
+    The float's shortest repr is the number meant (as in `to_decimal`). Fast path without building that
+    Decimal: with r the nearest whole number of steps and b the double nearest r x step, the repr lies above
+    r x step exactly when value > b (rounding to the nearest double is monotone and the repr rounds back to
+    value), which decides floor and ceiling; nearest-modes take r unless the float sits within a hair of a
+    half step. Anything the fast path cannot decide goes through Decimal.
+    """
+    shape = _float_step(step)
+    if shape is not None and math.isfinite(value):
+        scale, divide = shape
+        n = value * scale if divide else value / scale
+        if abs(n) < _FAST_MAX_STEPS:
+            r = round(n)
+            base = r / scale if divide else r * scale
+            units: int | None = None
+            if value == base:
+                units = r
+            elif rounding == ROUND_FLOOR:
+                units = r if value > base else r - 1
+            elif rounding == ROUND_CEILING:
+                units = r + 1 if value > base else r
+            elif rounding in _HALF_MODES and abs(abs(n - r) - 0.5) > _HALF_MARGIN:
+                units = r
+            if units is not None:
+                return Decimal(units) * step
+    return quantize_to_step(to_decimal(value, name), step, rounding)
+
+
+@lru_cache(maxsize=256)
+def _float_step(step: Decimal) -> tuple[float, bool] | None:
+    """(k, True) when step = 1/k, (k, False) when step = k, k a whole number a double holds exactly; else None."""
+    if not step.is_finite() or step <= 0 or cast(int, step.as_tuple().exponent) > 0:
+        return None
+    if step >= 1 and step == step.to_integral_value():
+        return (float(step), False) if step < 2**53 else None
+    inverse = Decimal(1) / step
+    if inverse == inverse.to_integral_value() and inverse < 2**53:
+        return float(inverse), True
+    return None
+
+
 @lru_cache(maxsize=256)
 def _step_shape(step: Decimal) -> tuple[int, int]:
-    """Exponent and digit count of a step (ticks and lot steps repeat, so this is cached)."""
+    """Exponent and digit count of a step, digit count 0 for a power of ten (ticks repeat, so this is cached)."""
     shape = step.as_tuple()
+    if shape.digits == (1,) and not shape.sign:
+        return cast(int, shape.exponent), 0
     return cast(int, shape.exponent), len(shape.digits)
 
 
@@ -201,6 +266,8 @@ class Instrument:
 
     def price(self, value: float | Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
         """Quantise a price to this instrument's tick."""
+        if isinstance(value, float):
+            return quantize_float(value, self.tick_size, rounding, f"{self.symbol} price")
         return quantize_to_step(to_decimal(value, f"{self.symbol} price"), self.tick_size, rounding)
 
 
@@ -258,6 +325,7 @@ class Setup:
     bar_time: datetime
     timeframe: Interval
     reasons: tuple[str, ...] = ()
+    _signal_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ensure_utc(self.bar_time, "bar_time")
@@ -276,6 +344,8 @@ class Setup:
                 raise ValueError(f"stop must be above entry for a short, was {self.stop} vs entry {self.entry}")
             if any(t >= self.entry for t in self.targets):
                 raise ValueError(f"targets must be below entry for a short, were {list(map(str, self.targets))}")
+        key = f"{self.strategy}|{self.symbol}|{self.timeframe}|{self.bar_time.isoformat()}|{self.side}"
+        object.__setattr__(self, "_signal_id", hashlib.blake2b(key.encode(), digest_size=5).hexdigest())
 
     @property
     def target(self) -> Decimal:
@@ -297,8 +367,7 @@ class Setup:
     @property
     def signal_id(self) -> str:
         """Short deterministic id: the same setup seen by two scans gets the same id."""
-        key = f"{self.strategy}|{self.symbol}|{self.timeframe}|{self.bar_time.isoformat()}|{self.side}"
-        return hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+        return self._signal_id
 
 
 @dataclass(frozen=True, slots=True)

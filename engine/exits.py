@@ -26,10 +26,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 
-from engine.bars import Bars, IntArray, from_nanos
+from engine.bars import Bars, FloatArray, IntArray, from_nanos
 from engine.domain import Side, ensure_utc
 from engine.trading import ExitReason
 
@@ -51,6 +52,9 @@ class ExitEvent:
             raise ValueError(f"exit price must be a positive finite number, was {self.price}")
 
 
+FIRST_CHUNK: Final = 64  # bars compared at once before the window doubles: short trades touch few bars
+
+
 def find_exit(
     bars: Bars,
     start: int,
@@ -62,46 +66,66 @@ def find_exit(
     session_day: IntArray | None = None,
 ) -> ExitEvent | None:
     """Return the first exit from bar `start` on, or None while the position is still open."""
-    n = len(bars)
-    _check_arguments(n, start, side, stop, target, max_bars, session_day)
-    end = n - 1  # last bar searched, inclusive
-    timed: tuple[int, ExitReason] | None = None
-    if max_bars is not None and start + max_bars - 1 <= end:
-        end = start + max_bars - 1
-        timed = (end, ExitReason.TIME)
-    if session_day is not None and start < n:
-        later = np.flatnonzero(session_day[start:] != session_day[start])
-        if len(later):
-            last_of_session = start + int(later[0]) - 1
-            if last_of_session <= end:
-                end = last_of_session
-                timed = (end, ExitReason.SESSION_END)
-    if start > end:
+    _check_arguments(len(bars), start, side, stop, target, max_bars, session_day)
+    arrays = (bars.open, bars.high, bars.low, bars.close)
+    found = scan_exit(*arrays, start, side, stop, target, max_bars=max_bars, session_day=session_day)
+    if found is None:
         return None
+    index, price, reason = found
+    return ExitEvent(index, from_nanos(int(bars.time[index]) + bars.interval.nanos), price, reason)
 
-    window = slice(start, end + 1)
-    opens, highs, lows = bars.open[window], bars.high[window], bars.low[window]
-    if side is Side.LONG:
-        gap_stop, gap_target = opens <= stop, opens >= target
-        stop_hit, target_hit = lows <= stop, highs >= target
-    else:
-        gap_stop, gap_target = opens >= stop, opens <= target
-        stop_hit, target_hit = highs >= stop, lows <= target
-    hit = stop_hit | target_hit
-    if bool(hit.any()):
-        k = int(np.argmax(hit))
-        index = start + k
-        at = from_nanos(int(bars.close_time[index]))
-        if gap_stop[k] or gap_target[k]:  # the open came first: the level it gapped through filled there
-            reason = ExitReason.STOP if gap_stop[k] else ExitReason.TARGET
-            return ExitEvent(index, at, float(opens[k]), reason)
-        if stop_hit[k]:  # also when the target was touched in the same bar: assume the worse
-            return ExitEvent(index, at, float(stop), ExitReason.STOP)
-        return ExitEvent(index, at, float(target), ExitReason.TARGET)
+
+def scan_exit(
+    opens: FloatArray,
+    highs: FloatArray,
+    lows: FloatArray,
+    closes: FloatArray,
+    start: int,
+    side: Side,
+    stop: float,
+    target: float,
+    *,
+    max_bars: int | None = None,
+    session_day: IntArray | None = None,
+) -> tuple[int, float, ExitReason] | None:
+    """The kernel of `find_exit` on raw arrays (arguments unchecked): (bar index, fill level, reason) or None.
+
+    Compares bars in windows that double from `FIRST_CHUNK`, so a trade that exits after k bars costs
+    O(k) work, not O(bars left in the history).
+    """
+    n = len(opens)
+    end = n - 1  # last bar that may still be searched, inclusive
+    timed: ExitReason | None = None
+    if max_bars is not None and start + max_bars - 1 <= end:
+        end, timed = start + max_bars - 1, ExitReason.TIME
+    day = None if session_day is None or start >= n else session_day[start]
+    long = side is Side.LONG
+    lo, size = start, FIRST_CHUNK
+    while lo <= end:
+        hi = min(lo + size, end + 1)
+        if session_day is not None:
+            changed = np.flatnonzero(session_day[lo : hi + 1] != day)  # one bar more: the next session's first
+            if len(changed) and lo + int(changed[0]) - 1 <= end:  # the session's last bar is known now
+                end, timed = lo + int(changed[0]) - 1, ExitReason.SESSION_END
+                hi = end + 1
+        lows_, highs_ = lows[lo:hi], highs[lo:hi]
+        stop_hit = lows_ <= stop if long else highs_ >= stop
+        hit = stop_hit | (highs_ >= target if long else lows_ <= target)
+        k = int(np.argmax(hit)) if len(hit) else 0
+        if len(hit) and hit[k]:
+            index = lo + k
+            opened = float(opens[index])
+            if (opened <= stop) if long else (opened >= stop):  # the open came first: gapped through the stop
+                return index, opened, ExitReason.STOP
+            if (opened >= target) if long else (opened <= target):
+                return index, opened, ExitReason.TARGET
+            if stop_hit[k]:  # also when the target was touched in the same bar: assume the worse
+                return index, float(stop), ExitReason.STOP
+            return index, float(target), ExitReason.TARGET
+        lo, size = hi, size * 2
     if timed is None:
         return None
-    index, reason = timed
-    return ExitEvent(index, from_nanos(int(bars.close_time[index])), float(bars.close[index]), reason)
+    return end, float(closes[end]), timed
 
 
 def _check_arguments(

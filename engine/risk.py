@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal, Inexact, localcontext
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Final
 
 from engine.domain import Instrument
 
 MAX_RISK_FRACTION: Final = Decimal("0.1")
+_FIXED: Final = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 
 def position_size(
@@ -35,6 +36,15 @@ def position_size(
     """
     _check(instrument, entry, stop, equity, risk_fraction, max_notional)
     lot, contract = instrument.lot_size, instrument.contract_size
+    if max_notional is None:
+        try:  # ordinary magnitudes: exact in a fixed wide context (checked: anything inexact raises)
+            c = _FIXED
+            steps = c.divide_int(
+                c.multiply(equity, risk_fraction), c.multiply(c.multiply(c.abs(c.subtract(entry, stop)), contract), lot)
+            )
+            return c.quantize(c.multiply(max(steps, Decimal(0)), lot), lot)
+        except (Inexact, InvalidOperation):
+            pass
     with _exact(entry, stop, equity, risk_fraction, lot, contract, max_notional):
         steps = (equity * risk_fraction) // (abs(entry - stop) * contract * lot)
         if max_notional is not None:

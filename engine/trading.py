@@ -7,12 +7,15 @@ risked at entry, `|entry - stop| x quantity x contract_size`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Final
 
 from engine.domain import Side, ensure_utc
+
+R_STEP: Final = Decimal("0.01")  # R multiples are reported to 0.01R
 
 
 class ExecutionMode(StrEnum):
@@ -118,6 +121,8 @@ class Trade:
     exit_fees: Decimal = Decimal(0)
     approver_id: int | None = None
     approval_latency_s: float | None = None
+    _pnl: Decimal | None = field(init=False, repr=False, compare=False)
+    _pnl_r: Decimal | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ensure_utc(self.entry_time, "entry_time")
@@ -134,6 +139,14 @@ class Trade:
             ensure_utc(self.exit_time, "exit_time")
             if self.exit_time < self.entry_time:
                 raise ValueError(f"trade {self.trade_id}: exit {self.exit_time} is before entry {self.entry_time}")
+        pnl = pnl_r = None
+        if self.exit_price is not None:
+            gross = (self.exit_price - self.entry_price) * self.side.sign * self.quantity * self.contract_size
+            pnl = gross - self.entry_fees - self.exit_fees
+            risk = self.risk_money
+            pnl_r = (pnl / risk).quantize(R_STEP) if risk else None
+        object.__setattr__(self, "_pnl", pnl)
+        object.__setattr__(self, "_pnl_r", pnl_r)
 
     @property
     def is_open(self) -> bool:
@@ -151,18 +164,12 @@ class Trade:
     @property
     def pnl(self) -> Decimal | None:
         """Net P&L in the quote currency after all fees; None while open."""
-        if self.exit_price is None:
-            return None
-        gross = (self.exit_price - self.entry_price) * self.side.sign * self.quantity * self.contract_size
-        return gross - self.fees
+        return self._pnl
 
     @property
     def pnl_r(self) -> Decimal | None:
         """Net P&L in multiples of the money risked at entry, to 0.01R."""
-        pnl = self.pnl
-        if pnl is None or self.risk_money == 0:
-            return None
-        return (pnl / self.risk_money).quantize(Decimal("0.01"))
+        return self._pnl_r
 
     def closed(self, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal = Decimal(0)) -> Trade:
         """This trade exited at `price` for `reason`."""

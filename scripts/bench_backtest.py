@@ -29,7 +29,13 @@ closes them at the last close with `finalize_trades`). Timed: building the engin
 tradebot run, with costs (1 bp slippage, 2.5 bps commission, 0.05 x ATR(14) slippage), shows what the cost
 model adds; it is not compared with backtesting.py.
 
+Then, unless `--no-validate`: a full `tradebot validate` over the shared FX and gold 1h files (EURUSD,
+GBPUSD, XAUUSD; every enabled strategy that applies; the default 6 folds and 20 parameter sets; the default
+process pool), run as a trader runs it (a subprocess in an empty directory, `--no-save`), wall time
+against the 60 s target.
+
 Usage: python scripts/bench_backtest.py [--bars 1000000] [--repeat 3] [--market-dir DIR] [--no-profile]
+       [--no-validate]
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ import cProfile
 import gc
 import io
 import math
+import os
 import pstats
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -75,6 +84,8 @@ MINUTE_NS = 60 * 1_000_000_000
 START_NS = int(pd.Timestamp("2020-01-01T00:00Z").value)
 TARGET_RATIO = 10.0
 TARGET_BARS_PER_S = 2_000_000.0
+TARGET_VALIDATE_S = 60.0
+VALIDATE_SYMBOLS = "EURUSD,GBPUSD,XAUUSD"
 MAX_COUNT_DIFF = 0.02
 
 INSTRUMENT = Instrument(
@@ -251,6 +262,20 @@ def timed(repeat: int, fn: Any, *args: Any) -> tuple[float, Any]:
     return best, value
 
 
+def time_validate(market_dir: Path) -> tuple[float, int, str]:
+    """Run `tradebot validate` over the FX and gold 1h files in a fresh directory: seconds, exit code, summary."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+    args = ["validate", "--symbols", VALIDATE_SYMBOLS, "--data-source", f"csv:{market_dir}", "--no-save"]
+    with tempfile.TemporaryDirectory() as cwd:
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+        elapsed = time.perf_counter() - t0
+    summary = next((line for line in done.stdout.splitlines() if "pairs passed" in line), done.stderr.strip()[-300:])
+    return elapsed, done.returncode, summary
+
+
 def profile_summary(bars: Bars, top: int) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -275,6 +300,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="tradebot runs (best taken); backtesting.py runs once")
     parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-validate", action="store_true", help="skip timing `tradebot validate`")
     args = parser.parse_args()
     if not args.market_dir.is_dir():
         print(f"market data not found at {args.market_dir}", file=sys.stderr)
@@ -356,12 +382,19 @@ def main() -> int:
     print(f"target >= {TARGET_RATIO:.0f}x backtesting.py      : {'PASS' if ok_ratio else 'FAIL'} ({ratio:.1f}x)")
     print(f"target >= 2 M bars/s               : {'PASS' if ok_rate else 'FAIL'} ({tb_rate / 1e6:.2f} M)")
     print(f"trade counts within {MAX_COUNT_DIFF * 100:.0f} %          : {'PASS' if ok_count else 'FAIL'}")
+    ok_validate = True
+    if not args.no_validate:
+        seconds, code, summary = time_validate(args.market_dir)
+        ok_validate = seconds <= TARGET_VALIDATE_S and code in (0, 1)
+        verdict = "PASS" if ok_validate else "FAIL"
+        print(f"target validate FX+gold 1h <= 60 s : {verdict} ({seconds:.1f} s, exit {code})")
+        print(f"  {summary}")
 
     if not args.no_profile:
         print()
         print("tradebot backtest profile (cProfile, no costs; profiling slows it down):")
         print(profile_summary(bars, 8))
-    return 0 if ok_ratio and ok_rate and ok_count else 1
+    return 0 if ok_ratio and ok_rate and ok_count and ok_validate else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.bars import Bars, IntArray
 from engine.domain import Side
-from engine.exits import ExitEvent, find_exit
+from engine.exits import FIRST_CHUNK, ExitEvent, find_exit
 from engine.trading import ExitReason
 from tests.builders import make_bars
 
@@ -196,7 +196,7 @@ def reference_exit(
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[Bars, int, Side, float, float, int | None, IntArray | None]:
-    n = draw(st.integers(1, 25))
+    n = draw(st.integers(1, 25) | st.integers(60, 300))  # long runs cross the kernel's doubling windows
     grid = st.integers(2, 30)  # integer prices: exact touches and ties are common
     opens = draw(st.lists(grid, min_size=n, max_size=n))
     closes = draw(st.lists(grid, min_size=n, max_size=n))
@@ -212,8 +212,9 @@ def scenarios(draw: st.DrawFn) -> tuple[Bars, int, Side, float, float, int | Non
     lo_level, hi_level = float(min(a, b)), float(max(a, b))
     stop, target = (lo_level, hi_level) if side is Side.LONG else (hi_level, lo_level)
     start = draw(st.integers(0, n))
-    max_bars = draw(st.none() | st.integers(1, 8))
-    steps = draw(st.none() | st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    max_bars = draw(st.none() | st.integers(1, 8) | st.integers(60, 250))
+    session_steps = st.integers(0, 1) | st.sampled_from([0] * 60 + [1])  # short or long sessions
+    steps = draw(st.none() | st.lists(session_steps, min_size=n, max_size=n))
     session_day = None if steps is None else np.cumsum(np.asarray(steps, dtype=np.int64)) + 100
     return bars, start, side, stop, target, max_bars, session_day
 
@@ -231,3 +232,69 @@ def test_matches_a_per_bar_loop(case: tuple[Bars, int, Side, float, float, int |
     index, price, reason = expected
     assert (event.bar_index, event.price, event.reason) == (index, float(price), reason)
     assert event.at == bars.bar_time(index) + bars.interval.delta
+
+
+@st.composite
+def long_walks(draw: st.DrawFn) -> tuple[Bars, int, Side, float, float, int | None, IntArray | None]:
+    """Random walks of 60-400 bars with levels at the extremes of a drawn span: first touches land late."""
+    n = draw(st.integers(60, 400))
+    moves = draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n))
+    closes = (np.cumsum(moves) + 500).tolist()
+    opens = [closes[0], *closes[:-1]]
+    highs = [max(o, c) + 1 for o, c in zip(opens, closes, strict=True)]
+    lows = [min(o, c) - 1 for o, c in zip(opens, closes, strict=True)]
+    bars = make_bars(closes, open=opens, high=highs, low=lows)
+    start = draw(st.integers(0, n - 1))
+    span_low, span_high = draw(st.integers(1, n - start)), draw(st.integers(1, n - start))
+    low_level = float(min(lows[start : start + span_low]))
+    high_level = float(max(highs[start : start + span_high]))
+    if low_level >= high_level:
+        high_level = low_level + 1
+    side = draw(st.sampled_from(Side))
+    stop, target = (low_level, high_level) if side is Side.LONG else (high_level, low_level)
+    max_bars = draw(st.none() | st.integers(1, n))
+    cuts = draw(st.none() | st.lists(st.integers(1, n - 1), max_size=3))
+    session_day = None
+    if cuts is not None:
+        steps = np.zeros(n, dtype=np.int64)
+        steps[cuts] = 1
+        session_day = np.cumsum(steps) + 100
+    return bars, start, side, stop, target, max_bars, session_day
+
+
+@settings(max_examples=300, deadline=None)
+@given(long_walks())
+def test_long_trades_match_a_per_bar_loop_across_the_search_windows(
+    case: tuple[Bars, int, Side, float, float, int | None, IntArray | None],
+) -> None:
+    test_matches_a_per_bar_loop.hypothesis.inner_test(case)  # type: ignore[attr-defined]
+
+
+BOUNDARIES = sorted({k + d for k in (FIRST_CHUNK, 3 * FIRST_CHUNK, 7 * FIRST_CHUNK) for d in (-1, 0, 1)})
+
+
+@pytest.mark.parametrize("at", BOUNDARIES)
+@pytest.mark.parametrize("side", list(Side))
+def test_a_touch_on_a_search_window_edge_is_found(at: int, side: Side) -> None:
+    n = 8 * FIRST_CHUNK
+    highs, lows = [101.0] * n, [99.0] * n
+    if side is Side.LONG:
+        highs[at] = 110.0
+    else:
+        lows[at] = 90.0
+    bars = make_bars([100.0] * n, open=[100.0] * n, high=highs, low=lows)
+    target = 110.0 if side is Side.LONG else 90.0
+    stop = 80.0 if side is Side.LONG else 120.0
+    event = find_exit(bars, 0, side, stop, target)
+    assert event is not None
+    assert (event.bar_index, event.reason) == (at, ExitReason.TARGET)
+
+
+@pytest.mark.parametrize("at", BOUNDARIES)
+def test_a_session_change_on_a_search_window_edge_ends_the_position_before_it(at: int) -> None:
+    n = 8 * FIRST_CHUNK
+    bars = make_bars([100.0] * n, open=[100.0] * n, high=[101.0] * n, low=[99.0] * n)
+    days: IntArray = np.where(np.arange(n) < at, 5, 6).astype(np.int64)
+    event = find_exit(bars, 0, Side.LONG, 90.0, 110.0, session_day=days)
+    assert event is not None
+    assert (event.bar_index, event.reason) == (at - 1, ExitReason.SESSION_END)

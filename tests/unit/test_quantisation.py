@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    ROUND_UP,
+    Decimal,
+)
 from fractions import Fraction
 
 import pytest
@@ -11,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.catalog import default_instrument
-from engine.domain import Instrument, quantize_to_step, to_decimal
+from engine.domain import Instrument, quantize_float, quantize_to_step, to_decimal
 
 TICKS = [Decimal(t) for t in ("0.00001", "0.01", "0.05", "0.25", "1")]
 ROUNDINGS = [ROUND_HALF_EVEN, ROUND_FLOOR, ROUND_CEILING]
@@ -122,3 +132,51 @@ def test_no_binary_artefacts_reach_a_quoted_price() -> None:
 def test_price_refuses_non_finite_input_naming_the_instrument(value: float) -> None:
     with pytest.raises(ValueError, match="EURUSD price must be a finite number"):
         default_instrument("EURUSD").price(value)
+
+
+FAST_TICKS = [*TICKS, Decimal("0.1"), Decimal("0.5"), Decimal("5"), Decimal("0.003"), Decimal("2.5")]
+ALL_ROUNDINGS = [ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN, ROUND_FLOOR, ROUND_CEILING, ROUND_DOWN, ROUND_UP]
+
+
+def near_grid(tick: Decimal) -> st.SearchStrategy[float]:
+    """Doubles on, one or two ulps beside, and half-way between tick multiples: where a float shortcut breaks."""
+    units = st.integers(min_value=-(10**9), max_value=10**9)
+    offsets = st.sampled_from([-2, -1, 0, 1, 2])
+    halves = st.booleans()
+
+    def build(u: int, off: int, half: bool) -> float:
+        x = float((Decimal(u) + (Decimal("0.5") if half else 0)) * tick)
+        for _ in range(abs(off)):
+            x = math.nextafter(x, math.inf if off > 0 else -math.inf)
+        return x
+
+    return st.builds(build, units, offsets, halves)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data(), tick=st.sampled_from(FAST_TICKS), rounding=st.sampled_from(ALL_ROUNDINGS))
+def test_fast_float_quantiser_equals_the_decimal_route(data: st.DataObject, tick: Decimal, rounding: str) -> None:
+    value = data.draw(st.one_of(near_grid(tick), st.floats(allow_nan=False, allow_infinity=False, width=64)))
+    expected = quantize_to_step(to_decimal(value, "value"), tick, rounding)
+    got = quantize_float(value, tick, rounding)
+    assert got == expected, (value, tick, rounding)
+    assert got.as_tuple().exponent == expected.as_tuple().exponent or got == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "rounding", "expected"),
+    [
+        (1.1, ROUND_CEILING, "1.10"),  # 1.1 x 100 = 110.00000000000001 in floats: a naive ceil says 1.11
+        (1089.0000000000002, ROUND_CEILING, "1089.01"),  # the repr carries digits past the tick: they count
+        (1089.0000000000002, ROUND_FLOOR, "1089.00"),
+        (0.285, ROUND_HALF_EVEN, "0.28"),  # a true half: decided by Decimal, not by the float 28.499999999999996
+        (0.295, ROUND_HALF_UP, "0.30"),
+    ],
+)
+def test_fast_float_quantiser_known_traps(value: float, rounding: str, expected: str) -> None:
+    assert quantize_float(value, Decimal("0.01"), rounding) == Decimal(expected)
+
+
+def test_fast_float_quantiser_rejects_what_to_decimal_rejects() -> None:
+    with pytest.raises(ValueError, match="must be a finite number"):
+        quantize_float(math.nan, Decimal("0.01"), ROUND_FLOOR, "stop")
