@@ -331,9 +331,10 @@ class Setup:
         ensure_utc(self.bar_time, "bar_time")
         if not self.targets:
             raise ValueError(f"{self.symbol} {self.strategy}: a setup needs at least one target")
-        for name, value in (("entry", self.entry), ("stop", self.stop), *(("target", t) for t in self.targets)):
-            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
-                raise ValueError(f"{name} must be a positive finite decimal, was {value!r}")
+        for name, value in (("entry", self.entry), ("stop", self.stop), ("target", self.targets)):
+            for v in value if isinstance(value, tuple) else (value,):
+                if not isinstance(v, Decimal) or not v.is_finite() or v <= 0:
+                    raise ValueError(f"{name} must be a positive finite decimal, was {v!r}")
         if self.side is Side.LONG:
             if self.stop >= self.entry:
                 raise ValueError(f"stop must be below entry for a long, was {self.stop} vs entry {self.entry}")

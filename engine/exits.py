@@ -111,7 +111,7 @@ def scan_exit(
         lows_, highs_ = lows[lo:hi], highs[lo:hi]
         stop_hit = lows_ <= stop if long else highs_ >= stop
         hit = stop_hit | (highs_ >= target if long else lows_ <= target)
-        k = int(np.argmax(hit)) if len(hit) else 0
+        k = int(hit.argmax()) if len(hit) else 0
         if len(hit) and hit[k]:
             index = lo + k
             opened = float(opens[index])
