@@ -24,7 +24,7 @@ from engine.bars import from_nanos
 from engine.costs import CostModel, commission, fill_price, quote_from_price
 from engine.domain import Instrument, to_decimal
 from engine.ports import BarProvider, BrokerError, Clock, ProviderError
-from engine.trading import Fill, OrderRequest, Quote, Trade
+from engine.trading import Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ class PaperBroker:
         instruments: Mapping[str, Instrument],
         clock: Clock,
         costs: CostModel,
+        equity: Decimal = Decimal(10000),
     ) -> None:
         self.provider = provider
+        self.starting_equity = equity
         self.instruments = dict(instruments)
         self.clock = clock
         self.costs = costs
@@ -104,9 +106,35 @@ class PaperBroker:
             )
             return fill
 
+    async def order_status(self, client_order_id: str) -> OrderStatus | None:
+        """The fill of an order placed in this process, None when this process never placed it."""
+        known = self._fills.get(client_order_id)
+        if known is None:
+            return None
+        fill = known[1]
+        return OrderStatus(
+            client_order_id,
+            OrderState.FILLED,
+            filled_quantity=fill.quantity,
+            average_price=fill.price,
+            fees=fill.fees,
+            filled_at=fill.filled_at,
+            broker_order_id=f"paper-{client_order_id}",
+        )
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Refuse: paper market orders fill at once, so there is never anything left to cancel."""
+        if client_order_id in self._fills:
+            raise BrokerError(f"order {client_order_id} is already filled; close the position instead")
+        raise BrokerError(f"no paper order {client_order_id} to cancel")
+
     async def positions(self) -> list[Trade]:
         """Return no positions: paper positions are the store's open PAPER trades (the source of truth)."""
         return []
+
+    async def equity(self) -> Decimal:
+        """The configured paper account equity (realised P&L is the store's to add)."""
+        return self.starting_equity
 
     def _check(self, instrument: Instrument, request: OrderRequest) -> None:
         symbol = request.symbol

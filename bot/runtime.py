@@ -158,7 +158,7 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
     try:
         state = BotState(store, settings.bot.mode)
         notifier = Notifier(store, chats, instruments, clock)
-        broker = PaperBroker(provider, instruments, clock, costs)
+        broker = PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity)
         monitor = PositionMonitor(
             store,
             provider,

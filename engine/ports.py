@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
-from engine.trading import ExitReason, Fill, OrderRequest, Quote, Trade, TradeKind
+from engine.trading import ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
 
 
 class Clock(Protocol):
@@ -262,7 +262,11 @@ class BotStore(SignalStore, Protocol):
 
 
 class Broker(Protocol):
-    """An execution venue. Every call may raise BrokerError; place_order is idempotent by client_order_id."""
+    """An execution venue. Every call has a timeout and may raise BrokerError.
+
+    `place_order` is idempotent by `client_order_id` (the signal id): placing it again returns the first
+    order's fill. Its Fill may carry less than the requested quantity (a partial fill).
+    """
 
     name: str
 
@@ -270,8 +274,37 @@ class Broker(Protocol):
 
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill: ...
 
+    async def order_status(self, client_order_id: str) -> OrderStatus | None:
+        """The order placed with this client order id, or None when the broker never received it."""
+        ...
+
+    async def cancel(self, client_order_id: str) -> None: ...
+
     async def positions(self) -> list[Trade]: ...
+
+    async def equity(self) -> Decimal:
+        """Account equity (net asset value) in the account currency."""
+        ...
+
+
+class BrokerErrorKind(StrEnum):
+    """Whether a failed broker call may be tried again."""
+
+    TRANSIENT = "transient"  # timeout, connection error, 5xx, 429: retry with backoff
+    REJECTED = "rejected"  # the broker said no (margin, market closed, size): never retried
+    UNAVAILABLE = "unavailable"  # the circuit breaker is open: refused without calling the broker
 
 
 class BrokerError(Exception):
     """The broker could not do what was asked; the message is shown to the trader."""
+
+    def __init__(
+        self, message: str, kind: BrokerErrorKind = BrokerErrorKind.REJECTED, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after  # seconds the broker asked us to wait (429 Retry-After)
+
+    @property
+    def transient(self) -> bool:
+        return self.kind is BrokerErrorKind.TRANSIENT

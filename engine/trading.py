@@ -66,18 +66,65 @@ class Quote:
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A market order; `client_order_id` is the signal id, so placing it twice places it once."""
+    """A market order; `client_order_id` is the signal id, so placing it twice places it once.
+
+    `stop` and `target`, when given, are attached to the fill at the broker (stop-loss and take-profit
+    on fill), so the position is protected even while the bot is down.
+    """
 
     client_order_id: str
     symbol: str
     side: Side
     quantity: Decimal
+    stop: Decimal | None = None
+    target: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.client_order_id:
             raise ValueError("client_order_id must not be empty")
         if not self.quantity.is_finite() or self.quantity <= 0:
             raise ValueError(f"order quantity must be positive, was {self.quantity}")
+        sign = self.side.sign
+        for name, level in (("stop", self.stop), ("target", self.target)):
+            if level is not None and (not level.is_finite() or level <= 0):
+                raise ValueError(f"order {self.client_order_id}: {name} must be a positive price, was {level}")
+        if self.stop is not None and self.target is not None and sign * (self.target - self.stop) <= 0:
+            raise ValueError(
+                f"order {self.client_order_id}: target must be {'above' if sign > 0 else 'below'} the stop for a "
+                f"{self.side.value}, was target {self.target} stop {self.stop}"
+            )
+
+
+class OrderState(StrEnum):
+    """Where an order stands at the broker."""
+
+    PENDING = "pending"  # accepted, not (fully) filled yet
+    FILLED = "filled"
+    PARTIALLY_FILLED = "partially_filled"  # done, with less than asked (the rest cancelled)
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderStatus:
+    """What the broker knows of an order found by its client order id."""
+
+    client_order_id: str
+    state: OrderState
+    filled_quantity: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    fees: Decimal = Decimal(0)
+    filled_at: datetime | None = None
+    broker_order_id: str | None = None
+    reason: str | None = None  # the broker's words for a rejection or cancellation
+
+    def __post_init__(self) -> None:
+        if self.filled_quantity < 0 or self.fees < 0:
+            raise ValueError(f"order {self.client_order_id}: filled quantity and fees must be >= 0")
+        if (self.filled_quantity > 0) != (self.average_price is not None):
+            raise ValueError(f"order {self.client_order_id}: an average price is set exactly when something filled")
+        if self.filled_at is not None:
+            ensure_utc(self.filled_at, "filled_at")
 
 
 @dataclass(frozen=True, slots=True)

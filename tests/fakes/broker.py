@@ -8,7 +8,7 @@ from decimal import Decimal
 from bot.paper_broker import PaperBroker
 from engine.domain import Instrument
 from engine.ports import BrokerError
-from engine.trading import Fill, OrderRequest, Quote, Trade
+from engine.trading import Fill, OrderRequest, OrderStatus, Quote, Trade
 
 
 class PinnedQuoteBroker:
@@ -37,5 +37,14 @@ class PinnedQuoteBroker:
         fill = await self.paper.place_order(instrument, request)
         return fill if self.fill_at is None else replace(fill, price=self.fill_at)
 
+    async def order_status(self, client_order_id: str) -> OrderStatus | None:
+        return await self.paper.order_status(client_order_id)
+
+    async def cancel(self, client_order_id: str) -> None:
+        await self.paper.cancel(client_order_id)
+
     async def positions(self) -> list[Trade]:
         return await self.paper.positions()
+
+    async def equity(self) -> Decimal:
+        return await self.paper.equity()
