@@ -22,9 +22,18 @@ from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Side, SignalStatus, human_duration
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.risk import position_size
-from engine.trading import ExecutionMode, ExitReason, OrderRequest, Trade, TradeKind
+from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, OrderState, Trade, TradeKind
 
 log = logging.getLogger(__name__)
+
+
+def order_request(record: SignalRecord, quantity: Decimal | None = None) -> OrderRequest:
+    """The market order of a signal: its side and size, with its stop and target attached at the broker."""
+    setup = record.scored.setup
+    size = quantity if quantity is not None else record.quantity
+    if size is None:
+        raise ValueError(f"signal {record.signal_id} has no position size")
+    return OrderRequest(record.signal_id, setup.symbol, setup.side, size, stop=setup.stop, target=setup.target)
 
 
 class OutcomeKind(StrEnum):
@@ -77,6 +86,7 @@ class SignalDesk:
         clock: Clock,
         instruments: Mapping[str, Instrument],
         policy: DeskPolicy,
+        trade_kind: TradeKind = TradeKind.PAPER,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -85,6 +95,7 @@ class SignalDesk:
         self.clock = clock
         self.instruments = dict(instruments)
         self.policy = policy
+        self.trade_kind = trade_kind
         self._failed: dict[tuple[str, str], Baseline] = {}
 
     async def offer(self, setups: Sequence[ScoredSetup]) -> list[OfferDecision]:
@@ -107,9 +118,25 @@ class SignalDesk:
             else:
                 offered = len(to_ask) + len(to_execute)
                 status, reason, quantity = await self._decide(record, mode, paused, now, offered)
-            moved = await self.store.transition(
-                record.signal_id, SignalStatus.NEW, status, now, reason=reason, quantity=quantity, expires_at=expires_at
-            )
+            if status is SignalStatus.APPROVED and quantity is not None:
+                moved = await self.store.approve_order(
+                    record.signal_id,
+                    SignalStatus.NEW,
+                    order_request(record, quantity),
+                    now,
+                    reason=reason,
+                    expires_at=expires_at,
+                )
+            else:
+                moved = await self.store.transition(
+                    record.signal_id,
+                    SignalStatus.NEW,
+                    status,
+                    now,
+                    reason=reason,
+                    quantity=quantity,
+                    expires_at=expires_at,
+                )
             if not moved:
                 continue
             log.info("signal %s %s %s: %s (%s)", record.signal_id, setup.symbol, setup.strategy, status.value, reason)
@@ -123,7 +150,7 @@ class SignalDesk:
                 to_execute.append(fresh)
         await self._send_offers(to_ask)
         for record in to_execute:
-            await self._execute(record, approver=None, latency=None)
+            await self._place(record, order_request(record), None, None)
         return decisions
 
     async def _decide(
@@ -198,11 +225,13 @@ class SignalDesk:
             limit = self.policy.max_price_drift_r
             moved = f"price moved from {setup.entry} to {price} ({drift:.2f}R > {limit:g}R)"
             return Outcome(OutcomeKind.REFUSED, f"Refused: {moved}.")
-        if not await self.store.transition(signal_id, SignalStatus.PENDING, SignalStatus.APPROVED, now, by=user_id):
+        if record.quantity is None or record.quantity <= 0:
+            return Outcome(OutcomeKind.REFUSED, "No position size for this signal.")
+        request = order_request(record)
+        if not await self.store.approve_order(signal_id, SignalStatus.PENDING, request, now, by=user_id):
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
         latency = (now - record.offered_at).total_seconds() if record.offered_at else None
-        fresh = await self.store.signal(signal_id)
-        return await self._execute(fresh or record, approver=user_id, latency=latency)
+        return await self._place(record, request, user_id, latency)
 
     async def reject(self, signal_id: str, user_id: int) -> Outcome:
         """Reject a pending signal and start tracking what it would have made."""
@@ -233,21 +262,6 @@ class SignalDesk:
             await self.notifier.refresh(record.signal_id)
         return moved
 
-    async def _execute(self, record: SignalRecord, approver: int | None, latency: float | None) -> Outcome:
-        """Submit and fill the order of an APPROVED signal; exactly once per signal id."""
-        setup = record.scored.setup
-        now = self.clock.now()
-        if await self.state.paused():
-            await self._fail(record.signal_id, SignalStatus.APPROVED, "bot paused before the order was sent")
-            return Outcome(OutcomeKind.REFUSED, "The bot is paused; nothing was sent.")
-        if record.quantity is None or record.quantity <= 0:
-            await self._fail(record.signal_id, SignalStatus.APPROVED, "no position size")
-            return Outcome(OutcomeKind.REFUSED, "No position size for this signal.")
-        request = OrderRequest(record.signal_id, setup.symbol, setup.side, record.quantity)
-        if not await self.store.submit_order(record.signal_id, request, now):
-            return Outcome(OutcomeKind.INVALID, "This signal is already being executed.")
-        return await self._place(record, request, approver, latency)
-
     async def _place(
         self, record: SignalRecord, request: OrderRequest, approver: int | None, latency: float | None
     ) -> Outcome:
@@ -260,6 +274,14 @@ class SignalDesk:
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
             await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
             return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+        return await self._open_trade(record, fill, approver, latency)
+
+    async def _open_trade(
+        self, record: SignalRecord, fill: Fill, approver: int | None, latency: float | None
+    ) -> Outcome:
+        """Record the fill of a submitted order as an open trade (or fail it when it filled through the stop)."""
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
         if setup.side.sign * (fill.price - setup.stop) <= 0:
             reason = f"filled at {fill.price}, already through the stop {setup.stop}"
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
@@ -268,7 +290,7 @@ class SignalDesk:
         trade = Trade(
             trade_id=record.signal_id,
             signal_id=record.signal_id,
-            kind=TradeKind.PAPER,
+            kind=self.trade_kind,
             strategy=setup.strategy,
             symbol=setup.symbol,
             side=setup.side,
@@ -286,7 +308,10 @@ class SignalDesk:
             return Outcome(OutcomeKind.INVALID, "This signal was already filled.")
         await self.notifier.refresh(record.signal_id)
         await self.notifier.text(fill_text(trade))
-        return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity} @ {fill.price}.")
+        partial = (
+            f" of {record.quantity} asked" if record.quantity is not None and fill.quantity < record.quantity else ""
+        )
+        return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def reconcile(self) -> int:
         """After a restart, settle signals a crash left half-way; return how many were touched.
@@ -306,14 +331,49 @@ class SignalDesk:
             await self._fail(record.signal_id, SignalStatus.APPROVED, "the bot restarted before the order was sent")
             touched += 1
         for record in await self.store.signals_with_status(SignalStatus.ORDER_SUBMITTED):
-            setup = record.scored.setup
+            touched += 1
             if record.quantity is None:
                 await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, "no position size")
-            else:
-                request = OrderRequest(record.signal_id, setup.symbol, setup.side, record.quantity)
-                await self._place(record, request, record.decided_by, None)
-            touched += 1
+                continue
+            await self._settle_submitted(record)
         return touched
+
+    async def _settle_submitted(self, record: SignalRecord) -> None:
+        """Settle an order intent a restart found unacknowledged: ask the broker by client order id first.
+
+        Found filled: record that fill. Found rejected or cancelled: fail the signal with the broker's words.
+        Found still pending: leave it for the next reconciliation. Not found: the order never reached the
+        broker, so it is sent now, once. A broker that cannot answer leaves the intent for the next start.
+        """
+        signal_id = record.signal_id
+        try:
+            status = await self.broker.order_status(signal_id)
+        except BrokerError as exc:
+            log.warning("reconcile %s: broker did not answer (%s); will retry on the next start", signal_id, exc)
+            await self.notifier.text(f"⚠️ order {signal_id} is unconfirmed: the broker did not answer ({exc})")
+            return
+        if status is None:
+            await self._place(record, order_request(record), record.decided_by, None)
+            return
+        if status.state in (OrderState.FILLED, OrderState.PARTIALLY_FILLED) and status.average_price is not None:
+            fill = Fill(
+                signal_id,
+                record.scored.setup.symbol,
+                record.scored.setup.side,
+                status.filled_quantity,
+                status.average_price,
+                status.fees,
+                status.filled_at or self.clock.now(),
+            )
+            await self._open_trade(record, fill, record.decided_by, None)
+            return
+        if status.state in (OrderState.REJECTED, OrderState.CANCELLED):
+            why = status.reason or status.state.value
+            await self._fail(
+                signal_id, SignalStatus.ORDER_SUBMITTED, f"order {status.state.value} by the broker: {why}"
+            )
+            return
+        log.info("reconcile %s: the broker still has the order pending", signal_id)
 
     async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
         await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason)

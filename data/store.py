@@ -357,22 +357,47 @@ class SqliteStore:
         overwrite the stored values when given and keep them when None.
         """
         expected, to = _check_transition(expected, to)
-        _check_text(signal_id, "signal_id")
-        at_text = _encode_ts(at, "at")
-        params = (
-            to.value,
-            at_text,
-            at_text if expected is SignalStatus.NEW and to in _OFFERED else None,
-            None if to is SignalStatus.PENDING else at_text,
-            _optional_int(by, "by"),
-            _optional_text(reason, "reason"),
-            None if quantity is None else _encode_amount(quantity, "quantity", positive=True),
-            None if expires_at is None else _encode_ts(expires_at, "expires_at"),
-            signal_id,
-            expected.value,
-        )
+        params = _transition_params(signal_id, expected, to, at, by, reason, quantity, expires_at)
         async with self._write(f"move signal {signal_id} from {expected} to {to}") as db:
             return await _rowcount(db, _TRANSITION_SQL, params) == 1
+
+    async def approve_order(
+        self,
+        signal_id: str,
+        expected: SignalStatus,
+        request: OrderRequest,
+        at: datetime,
+        *,
+        by: int | None = None,
+        reason: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """In ONE transaction: `expected` (NEW or PENDING) -> APPROVED -> ORDER_SUBMITTED with the order intent.
+
+        The approval and the order to send commit together or not at all, so a crash right after the commit
+        leaves an ORDER_SUBMITTED signal with its order row: the restart reconciles it with the broker by its
+        client order id instead of losing or repeating it. False (nothing written) when the signal was not in
+        `expected` or already has an order.
+        """
+        if expected not in (SignalStatus.NEW, SignalStatus.PENDING):
+            raise ValueError(f"an order is approved from new or pending, not from {expected}")
+        approve = _transition_params(
+            signal_id, expected, SignalStatus.APPROVED, at, by, reason, request.quantity, expires_at
+        )
+        order = _encode_order(signal_id, request, at)
+        async with self._write(f"approve signal {signal_id} and record its order") as db:
+            if not await _order_may_be_placed(db, request):
+                return False
+            if await _rowcount(db, _TRANSITION_SQL, approve) != 1:
+                return False
+            if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, order[4]):
+                raise StoreError(f"signal {signal_id} left approved inside its own transaction")
+            await _execute(
+                db,
+                "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)",
+                order,
+            )
+        return True
 
     async def last_offered_at(self, symbol: str) -> datetime | None:
         """When a signal of `symbol` was last offered or auto-executed (signals never offered are ignored)."""
@@ -1023,6 +1048,33 @@ def _kinds_filter(kinds: Collection[TradeKind] | None) -> tuple[str, list[Any]]:
 async def _rowcount(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
     async with db.execute(sql, params) as cursor:
         return cursor.rowcount
+
+
+def _transition_params(
+    signal_id: str,
+    expected: SignalStatus,
+    to: SignalStatus,
+    at: datetime,
+    by: int | None,
+    reason: str | None,
+    quantity: Decimal | None,
+    expires_at: datetime | None,
+) -> tuple[Any, ...]:
+    """Parameters of `_TRANSITION_SQL` for one checked move."""
+    _check_text(signal_id, "signal_id")
+    at_text = _encode_ts(at, "at")
+    return (
+        to.value,
+        at_text,
+        at_text if expected is SignalStatus.NEW and to in _OFFERED else None,
+        None if to is SignalStatus.PENDING else at_text,
+        _optional_int(by, "by"),
+        _optional_text(reason, "reason"),
+        None if quantity is None else _encode_amount(quantity, "quantity", positive=True),
+        None if expires_at is None else _encode_ts(expires_at, "expires_at"),
+        signal_id,
+        expected.value,
+    )
 
 
 async def _cas_status(

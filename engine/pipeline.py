@@ -114,9 +114,7 @@ def validate(
     min_ticks = instrument.tick_size * rules.min_stop_ticks
     if distance < min_ticks:
         return reject(f"stop distance {distance} is under {rules.min_stop_ticks} ticks ({min_ticks})")
-    if instrument.spread > 0 and distance <= (
-        min_spread := instrument.spread * to_decimal(rules.min_stop_spreads, "min_stop_spreads")
-    ):
+    if instrument.spread > 0 and distance <= instrument.spread * to_decimal(rules.min_stop_spreads, "min_stop_spreads"):
         return reject(
             f"stop distance {distance} is within {rules.min_stop_spreads:g}x the typical spread {instrument.spread}"
         )

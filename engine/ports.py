@@ -222,6 +222,20 @@ class BotStore(SignalStore, Protocol):
         """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False if another caller won."""
         ...
 
+    async def approve_order(
+        self,
+        signal_id: str,
+        expected: SignalStatus,
+        request: OrderRequest,
+        at: datetime,
+        *,
+        by: int | None = None,
+        reason: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """In one transaction approve the signal (from NEW or PENDING) and record its order intent."""
+        ...
+
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
         """Atomically ORDER_SUBMITTED -> FILLED, store the fill and open the trade; False if already done."""
         ...

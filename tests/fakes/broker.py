@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from bot.paper_broker import PaperBroker
 from engine.domain import Instrument
-from engine.ports import BrokerError
+from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import Fill, OrderRequest, OrderStatus, Quote, Trade
 
 
@@ -22,6 +22,7 @@ class PinnedQuoteBroker:
         self.fail_with: str | None = None
         self.fill_at: Decimal | None = None  # the market moved between the quote and the fill
         self.orders: list[OrderRequest] = []
+        self.status_error: str | None = None  # order lookups fail with this (a broker that cannot answer)
 
     async def quote(self, instrument: Instrument) -> Quote:
         real = await self.paper.quote(instrument)
@@ -38,6 +39,8 @@ class PinnedQuoteBroker:
         return fill if self.fill_at is None else replace(fill, price=self.fill_at)
 
     async def order_status(self, client_order_id: str) -> OrderStatus | None:
+        if self.status_error is not None:
+            raise BrokerError(self.status_error, BrokerErrorKind.TRANSIENT)
         return await self.paper.order_status(client_order_id)
 
     async def cancel(self, client_order_id: str) -> None:

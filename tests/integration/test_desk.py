@@ -393,3 +393,65 @@ async def test_positions_are_checked_on_the_bars_the_scan_just_loaded(d: Desk) -
     closed = await d.monitor.check(None, report.bars)
     assert [t.signal_id for t in closed if t.kind is TradeKind.PAPER] == [signal_id]
     assert d.provider.fetches == fetched  # no second load of what the scan had
+
+
+async def test_the_approval_and_its_order_intent_commit_together(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    d.broker.fail_with = "connection reset"  # the send fails after the commit: the intent must already be there
+    await d.desk.approve(signal_id, TRADER)
+    async with d.store._read("orders") as db:  # the row the restart reconciles by client order id
+        rows = await (await db.execute("SELECT client_order_id, quantity FROM orders")).fetchall()
+    record = await d.store.signal(signal_id)
+    assert record is not None and record.decided_by == TRADER
+    assert [(r[0], r[1]) for r in rows] == [(signal_id, str(record.quantity))]
+    assert len(d.broker.orders) == 1 and d.broker.orders[0].stop == record.scored.setup.stop
+
+
+async def submitted_after_a_crash(d: Desk) -> str:
+    """A signal approved with its order intent committed, as a kill -9 right after the commit leaves it."""
+    signal_id, _ = await d.offer()
+    record = await d.store.signal(signal_id)
+    assert record is not None and record.quantity is not None
+    setup = record.scored.setup
+    request = OrderRequest(signal_id, setup.symbol, setup.side, record.quantity, stop=setup.stop, target=setup.target)
+    assert await d.store.approve_order(signal_id, SignalStatus.PENDING, request, d.clock.now(), by=TRADER)
+    assert not await d.store.approve_order(signal_id, SignalStatus.PENDING, request, d.clock.now(), by=TRADER)
+    return signal_id
+
+
+async def test_restart_records_the_fill_the_broker_already_made_without_sending_again(d: Desk) -> None:
+    signal_id = await submitted_after_a_crash(d)
+    record = await d.store.signal(signal_id)
+    assert record is not None and record.quantity is not None
+    setup = record.scored.setup
+    instrument = default_instrument(setup.symbol)
+    # The order reached the broker before the crash: the broker knows it by its client order id.
+    made = await d.broker.paper.place_order(
+        instrument, OrderRequest(signal_id, setup.symbol, setup.side, record.quantity)
+    )
+    assert await d.desk.reconcile() == 1
+    assert d.broker.orders == []  # nothing sent again
+    (trade,) = await d.store.open_trades([TradeKind.PAPER])
+    assert trade.signal_id == signal_id and trade.entry_price == made.price and trade.approver_id == TRADER
+    assert trade.entry_fees == made.fees and trade.entry_time == made.filled_at
+    assert await d.status(signal_id) is SignalStatus.FILLED
+
+
+async def test_restart_sends_once_an_order_the_broker_never_received(d: Desk) -> None:
+    signal_id = await submitted_after_a_crash(d)
+    assert await d.desk.reconcile() == 1
+    assert [o.client_order_id for o in d.broker.orders] == [signal_id]
+    assert await d.status(signal_id) is SignalStatus.FILLED
+    assert await d.desk.reconcile() == 0
+
+
+async def test_restart_leaves_the_intent_when_the_broker_cannot_answer(d: Desk) -> None:
+    signal_id = await submitted_after_a_crash(d)
+    d.broker.status_error = "503 from the broker"
+    assert await d.desk.reconcile() == 1
+    assert d.broker.orders == [] and await d.status(signal_id) is SignalStatus.ORDER_SUBMITTED
+    texts = [str(m["text"]) for m in await d.outbox(OutboxKind.TEXT)]
+    assert any("unconfirmed" in t and signal_id in t for t in texts)
+    d.broker.status_error = None
+    assert await d.desk.reconcile() == 1
+    assert await d.status(signal_id) is SignalStatus.FILLED and len(d.broker.orders) == 1
