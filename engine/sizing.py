@@ -1,0 +1,188 @@
+"""Order sizing in the account's currency: risk per trade converted to the instrument's money, with limits.
+
+`engine.risk.position_size` sizes in the instrument's QUOTE currency (the backtester's money). A live
+account holds another currency, so the money risked per lot is converted first:
+
+    loss per lot (account) = |entry - stop| x contract_size x lot_size x rate(quote -> account)
+    lots = floor(equity x risk_fraction / loss per lot)     (whole lot steps, never rounded up)
+
+The rate is exact (`Fraction`): 1 when the quote currency is the account's (EURUSD, XAUUSD for a USD
+account), 1/entry when the instrument is quoted in the account currency's units the other way round
+(USDJPY: a yen is 1/150 of a dollar at 150.000), and otherwise the price of the pair that links them, given
+by the caller (EURGBP for a USD account needs GBPUSD). Gold's pip is 0.1 and its contract 100 oz: a $10 stop
+on one lot risks $1,000, not $100,000 (the system we replace was 10,000x wrong there).
+
+Limits after the risk budget, each counted with its reason: `max_quantity` caps, a `max_notional` (account
+money) caps, a result under `min_quantity` is not traded. Orders larger than the instrument's
+`freeze_quantity` (NSE F&O style) go out as child orders of at most that size, whole lots each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Final
+
+from engine.domain import AssetClass, Instrument
+from engine.risk import MAX_RISK_FRACTION
+
+CALENDAR_CURRENCY: Final = {"XNSE": "INR", "XNYS": "USD"}
+STABLECOINS: Final = {"USDT": "USD", "USDC": "USD"}
+
+
+def quote_currency(instrument: Instrument) -> str:
+    """The currency the instrument's prices are in (EURUSD: USD, USDJPY: JPY, RELIANCE: INR, BTCUSDT: USD)."""
+    if instrument.calendar in CALENDAR_CURRENCY:
+        return CALENDAR_CURRENCY[instrument.calendar]
+    symbol = instrument.symbol.upper()
+    for coin, currency in STABLECOINS.items():
+        if symbol.endswith(coin):
+            return currency
+    if instrument.asset_class in (AssetClass.FX, AssetClass.METAL, AssetClass.CRYPTO) and len(symbol) == 6:
+        return symbol[3:]
+    raise ValueError(f"{instrument.symbol}: cannot tell its quote currency; configure it explicitly")
+
+
+def base_currency(instrument: Instrument) -> str | None:
+    """The first currency of a 6-letter FX or metal pair (EURUSD: EUR, XAUUSD: XAU), else None."""
+    symbol = instrument.symbol.upper()
+    if instrument.asset_class in (AssetClass.FX, AssetClass.METAL) and len(symbol) == 6:
+        return symbol[:3]
+    return None
+
+
+def quote_to_account(
+    instrument: Instrument, account_currency: str, entry: Decimal, rates: Mapping[str, Decimal] | None = None
+) -> Fraction:
+    """Account money per one unit of the instrument's quote currency, exactly.
+
+    `rates` holds prices of other pairs by symbol ("GBPUSD": 1.27) for crosses; a missing one raises
+    ValueError naming the pair needed.
+    """
+    quote = quote_currency(instrument)
+    if quote == account_currency:
+        return Fraction(1)
+    if base_currency(instrument) == account_currency:
+        return 1 / Fraction(entry)  # USDJPY for a USD account: one yen is 1/entry dollars
+    known = rates or {}
+    direct, inverse = f"{quote}{account_currency}", f"{account_currency}{quote}"
+    if direct in known:
+        return Fraction(known[direct])
+    if inverse in known:
+        return 1 / Fraction(known[inverse])
+    raise ValueError(
+        f"{instrument.symbol}: no {direct} or {inverse} price to convert {quote} into the {account_currency} account"
+    )
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """Per-instrument order limits (quantities in lots of the instrument, notional in account money)."""
+
+    min_quantity: Decimal | None = None
+    max_quantity: Decimal | None = None
+    max_notional: Decimal | None = None
+    freeze_quantity: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_quantity", "max_quantity", "max_notional", "freeze_quantity"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value <= 0):
+                raise ValueError(f"{name} must be a positive Decimal or None, was {value!r}")
+        if self.min_quantity is not None and self.max_quantity is not None and self.min_quantity > self.max_quantity:
+            raise ValueError(
+                f"min_quantity must not exceed max_quantity, was {self.min_quantity} > {self.max_quantity}"
+            )
+
+
+@dataclass(frozen=True)
+class SizedOrder:
+    """The size that gets sent: total quantity, its child orders, and what it risks, with why it is capped."""
+
+    quantity: Decimal
+    children: tuple[Decimal, ...]
+    risk_money: Decimal  # account money lost at the stop, before costs, rounded to 0.01
+    notional: Decimal  # account money, rounded to 0.01
+    notes: tuple[str, ...]  # caps applied, or why the quantity is 0
+
+    def __post_init__(self) -> None:
+        if self.quantity < 0:
+            raise ValueError(f"quantity must not be negative, was {self.quantity}")
+        if sum(self.children, Decimal(0)) != self.quantity:
+            raise ValueError(f"child orders {self.children} must add up to the quantity {self.quantity}")
+
+
+CENT: Final = Decimal("0.01")
+
+
+def size_order(
+    instrument: Instrument,
+    entry: Decimal,
+    stop: Decimal,
+    equity: Decimal,
+    risk_fraction: Decimal,
+    rate: Fraction,
+    limits: SizeLimits | None = None,
+) -> SizedOrder:
+    """Size an order risking at most `equity x risk_fraction` (account money) to the stop, within `limits`."""
+    if not isinstance(equity, Decimal) or not equity.is_finite() or equity <= 0:
+        raise ValueError(f"equity must be a positive Decimal, was {equity!r}")
+    if not isinstance(risk_fraction, Decimal) or not 0 < risk_fraction <= MAX_RISK_FRACTION:
+        raise ValueError(f"risk_fraction must be within (0, {MAX_RISK_FRACTION}], was {risk_fraction!r}")
+    if entry <= 0 or stop <= 0 or entry == stop:
+        raise ValueError(f"{instrument.symbol}: entry and stop must be distinct positive prices, were {entry}, {stop}")
+    if rate <= 0:
+        raise ValueError(f"the quote-to-account rate must be positive, was {rate}")
+    limits = limits or SizeLimits()
+    lot, contract = Fraction(instrument.lot_size), Fraction(instrument.contract_size)
+    loss_per_step = abs(Fraction(entry) - Fraction(stop)) * contract * lot * rate
+    steps = math.floor(Fraction(equity) * Fraction(risk_fraction) / loss_per_step)
+    notes: list[str] = []
+    if limits.max_quantity is not None:
+        cap = math.floor(Fraction(limits.max_quantity) / lot)
+        if steps > cap:
+            steps = cap
+            notes.append(f"capped at the maximum size {limits.max_quantity}")
+    if limits.max_notional is not None:
+        cap = math.floor(Fraction(limits.max_notional) / (Fraction(entry) * contract * lot * rate))
+        if steps > cap:
+            steps = cap
+            notes.append(f"capped at the maximum notional {limits.max_notional}")
+    quantity = _lots(steps, instrument.lot_size)
+    if steps <= 0:
+        notes.append("position too small for the risk budget (0 lots)")
+    elif limits.min_quantity is not None and quantity < limits.min_quantity:
+        notes.append(f"{quantity} is under the minimum size {limits.min_quantity}")
+        steps, quantity = 0, _lots(0, instrument.lot_size)
+    children = split_children(quantity, limits.freeze_quantity, instrument.lot_size)
+    if len(children) > 1:
+        notes.append(f"sent as {len(children)} child orders of at most {limits.freeze_quantity}")
+    risk = Fraction(steps) * loss_per_step
+    notional = Fraction(steps) * Fraction(entry) * contract * lot * rate
+    return SizedOrder(quantity, children, _money(risk), _money(notional), tuple(notes))
+
+
+def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> tuple[Decimal, ...]:
+    """Split `quantity` into orders of at most `freeze` (floored to whole lots), the remainder last."""
+    if quantity <= 0:
+        return ()
+    if freeze is None or quantity <= freeze:
+        return (quantity,)
+    chunk = (freeze // lot) * lot
+    if chunk <= 0:
+        raise ValueError(f"freeze quantity {freeze} is below one lot step {lot}")
+    full, rest = divmod(quantity, chunk)
+    return (*([chunk.quantize(lot)] * int(full)), *((rest.quantize(lot),) if rest else ()))
+
+
+def _lots(steps: int, lot: Decimal) -> Decimal:
+    return (Decimal(max(steps, 0)) * lot).quantize(lot)
+
+
+def _money(value: Fraction) -> Decimal:
+    """Round a Fraction of money half-even to 0.01."""
+    cents = round(value * 100)
+    return (Decimal(cents) / 100).quantize(CENT)
