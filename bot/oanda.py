@@ -1,0 +1,459 @@
+"""OANDA v20 REST adapter: the Broker port over `httpx.AsyncClient`.
+
+Quantities are lots: OANDA units = lots x contract_size (0.10 lot EURUSD = 10,000 units; 0.05 lot XAUUSD = 5 oz).
+Market orders are FOK with stop-loss and take-profit attached on fill, tagged with the signal id as the client
+order id, which OANDA refuses to reuse: placing an order whose id already exists returns that order's fill.
+
+Every JSON number is read as a Decimal; times are RFC3339 with nanoseconds, kept to the microsecond.
+Errors become `BrokerError`: 5xx, 429, timeouts and connection errors are TRANSIENT; the broker's refusals
+(4xx, an order cancelled at once such as INSUFFICIENT_MARGIN) are REJECTED, in plain words.
+The API token is only ever placed in the Authorization header: never in logs, messages or reprs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Final
+from urllib.parse import quote as url_quote
+
+import httpx
+from pydantic import SecretStr
+
+from engine.domain import Instrument, Side
+from engine.ports import BrokerError, BrokerErrorKind
+from engine.trading import Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+ORDER_TAG: Final = "tradebot"
+UNKNOWN_STRATEGY: Final = "unknown"  # OANDA does not know which strategy opened a trade
+CLIENT_ID_EXISTS: Final = "CLIENT_ORDER_ID_ALREADY_EXISTS"
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+class OandaEnvironment(StrEnum):
+    PRACTICE = "practice"
+    LIVE = "live"
+
+    @property
+    def url(self) -> str:
+        return (
+            "https://api-fxpractice.oanda.com" if self is OandaEnvironment.PRACTICE else "https://api-fxtrade.oanda.com"
+        )
+
+
+@dataclass(frozen=True)
+class OandaSettings:
+    """Where and as whom to trade; `token` is a SecretStr, so no repr, log line or message shows it."""
+
+    account_id: str
+    token: SecretStr
+    environment: OandaEnvironment = OandaEnvironment.PRACTICE
+    base_url: str | None = None  # overrides the environment's URL (tests)
+    timeout_s: float = 10.0
+    symbols: Mapping[str, str] = field(default_factory=dict)  # our symbol -> OANDA instrument, beyond 3_3
+
+    def __post_init__(self) -> None:
+        if not self.account_id:
+            raise ValueError("OANDA account_id must not be empty")
+        if not self.token.get_secret_value():
+            raise ValueError("OANDA token must not be empty")
+        if self.timeout_s <= 0:
+            raise ValueError(f"OANDA timeout_s must be positive, was {self.timeout_s}")
+
+    @property
+    def url(self) -> str:
+        return (self.base_url or self.environment.url).rstrip("/")
+
+    def instrument_name(self, symbol: str) -> str:
+        """OANDA's name of `symbol`: the override if any, else EURUSD -> EUR_USD."""
+        override = self.symbols.get(symbol)
+        if override is not None:
+            return override
+        if len(symbol) == 6 and symbol.isalpha():
+            return f"{symbol[:3]}_{symbol[3:]}".upper()
+        raise BrokerError(f"{symbol} has no OANDA instrument name; add it to the OANDA symbol map")
+
+
+_CANCEL_WORDS: Final = {
+    "INSUFFICIENT_MARGIN": "insufficient margin",
+    "INSUFFICIENT_LIQUIDITY": "not enough liquidity",
+    "MARKET_HALTED": "the market is halted (closed)",
+    "ACCOUNT_LOCKED": "the account is locked",
+    "ACCOUNT_NEW_POSITIONS_LOCKED": "the account may not open new positions",
+    "ACCOUNT_ORDER_CREATION_LOCKED": "the account may not create orders",
+    "ACCOUNT_ORDER_FILL_LOCKED": "the account may not fill orders",
+    "POSITION_SIZE_EXCEEDED": "the position would be larger than allowed",
+    "STOP_LOSS_ON_FILL_LOSS": "the stop-loss is on the wrong side of the price",
+    "TAKE_PROFIT_ON_FILL_LOSS": "the take-profit is on the wrong side of the price",
+    "FIFO_VIOLATION": "it would break the FIFO rule",
+    "CLIENT_REQUEST": "it was cancelled on request",
+}
+
+
+def plain_reason(reason: str) -> str:
+    """OANDA's reason code in plain words (INSUFFICIENT_MARGIN -> "insufficient margin")."""
+    return _CANCEL_WORDS.get(reason, reason.replace("_", " ").lower())
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC3339 time with up to nanoseconds to a UTC datetime, truncated to the microsecond."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise BrokerError(f"OANDA sent an unreadable time {text!r}", BrokerErrorKind.TRANSIENT)
+    whole, fraction, zone = match.groups()
+    micros = (fraction or "").ljust(6, "0")[:6]
+    parsed = datetime.fromisoformat(f"{whole}.{micros}{'+00:00' if zone == 'Z' else zone}")
+    return parsed.astimezone(UTC)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    try:
+        result = value if isinstance(value, Decimal) else Decimal(str(value))
+    except ArithmeticError as exc:
+        raise BrokerError(f"OANDA sent an unreadable {what} {value!r}", BrokerErrorKind.TRANSIENT) from exc
+    if not result.is_finite():
+        raise BrokerError(f"OANDA sent an unreadable {what} {value!r}", BrokerErrorKind.TRANSIENT)
+    return result
+
+
+def _price_text(instrument: Instrument, price: Decimal) -> str:
+    return format(instrument.price(price), "f")
+
+
+class OandaBroker:
+    """A Broker over OANDA's v20 REST API for the configured instruments."""
+
+    name = "oanda"
+
+    def __init__(
+        self,
+        settings: OandaSettings,
+        instruments: Mapping[str, Instrument],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instruments = dict(instruments)
+        self._by_name: dict[str, Instrument] = {}
+        for symbol, instrument in self.instruments.items():
+            try:
+                self._by_name[settings.instrument_name(symbol)] = instrument
+            except BrokerError:
+                log.info("%s has no OANDA instrument name: OANDA will not trade it", symbol)
+        self._account = f"/v3/accounts/{url_quote(settings.account_id, safe='')}"
+        self._client = httpx.AsyncClient(
+            base_url=settings.url,
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept-Datetime-Format": "RFC3339",
+                "Content-Type": "application/json",
+            },
+            timeout=settings.timeout_s,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"OandaBroker({self.settings.environment.value}, account {self.settings.account_id})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> OandaBroker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------------------------------ the port
+
+    async def quote(self, instrument: Instrument) -> Quote:
+        """Return the current bid/ask of `instrument` with OANDA's price time."""
+        name = self.settings.instrument_name(instrument.symbol)
+        status, body = await self._request("GET", f"{self._account}/pricing", params={"instruments": name})
+        self._raise_for(status, body, f"no OANDA price for {instrument.symbol}")
+        for price in body.get("prices", []):
+            if price.get("instrument") == name and price.get("bids") and price.get("asks"):
+                return Quote(
+                    instrument.symbol,
+                    _decimal(price["bids"][0]["price"], "bid"),
+                    _decimal(price["asks"][0]["price"], "ask"),
+                    parse_time(price["time"]),
+                )
+        raise BrokerError(f"no OANDA price for {instrument.symbol}: the answer had no bid and ask for {name}")
+
+    async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
+        """Place a FOK market order; if its client order id already exists, return that order's fill."""
+        if request.symbol != instrument.symbol:
+            raise BrokerError(f"order {request.client_order_id} is for {request.symbol}, sent as {instrument.symbol}")
+        cid = request.client_order_id
+        name = self.settings.instrument_name(instrument.symbol)
+        units = self._units(instrument, request)
+        order: dict[str, Any] = {
+            "type": "MARKET",
+            "instrument": name,
+            "units": f"{'+' if request.side is Side.LONG else '-'}{units}",
+            "timeInForce": "FOK",
+            "positionFill": "DEFAULT",
+            "clientExtensions": {"id": cid, "tag": ORDER_TAG},
+            "tradeClientExtensions": {"id": cid, "tag": ORDER_TAG},
+        }
+        if request.stop is not None:
+            order["stopLossOnFill"] = {"price": _price_text(instrument, request.stop), "timeInForce": "GTC"}
+        if request.target is not None:
+            order["takeProfitOnFill"] = {"price": _price_text(instrument, request.target), "timeInForce": "GTC"}
+        status, body = await self._request("POST", f"{self._account}/orders", json_body={"order": order})
+        if status == 400 and _reject_code(body) == CLIENT_ID_EXISTS:
+            log.info("OANDA already has order %s: returning its fill", cid)
+            return await self._existing_fill(instrument, request, name, units)
+        self._raise_for(status, body, f"OANDA rejected order {cid}")
+        fill_tx = body.get("orderFillTransaction")
+        if fill_tx is not None:
+            fill = self._fill(instrument, request, fill_tx)
+            log.info(
+                "OANDA fill %s: %s %s %s @ %s fees %s",
+                cid,
+                fill.side.value,
+                fill.quantity,
+                fill.symbol,
+                fill.price,
+                fill.fees,
+            )
+            return fill
+        cancel_tx = body.get("orderCancelTransaction")
+        if cancel_tx is not None:
+            raise BrokerError(f"OANDA rejected the order: {plain_reason(str(cancel_tx.get('reason', 'unknown')))}")
+        raise BrokerError(
+            f"OANDA accepted order {cid} but did not say whether it filled; check /status", BrokerErrorKind.TRANSIENT
+        )
+
+    async def order_status(self, client_order_id: str) -> OrderStatus | None:
+        """Look the order up by client id (`@id`); None when OANDA never received it."""
+        found = await self._order(client_order_id)
+        if found is None:
+            return None
+        order, instrument = found
+        requested = abs(_decimal(order.get("units", "0"), "units"))
+        order_id = str(order.get("id")) if order.get("id") is not None else None
+        filling = order.get("fillingTransactionID")
+        if filling:
+            tx = await self._transaction(str(filling))
+            filled = abs(_decimal(tx.get("units", "0"), "units"))
+            if filled > 0:
+                return OrderStatus(
+                    client_order_id,
+                    OrderState.FILLED if filled >= requested else OrderState.PARTIALLY_FILLED,
+                    filled_quantity=filled / instrument.contract_size,
+                    average_price=_fill_price(tx),
+                    fees=abs(_decimal(tx.get("commission", "0"), "commission")),
+                    filled_at=parse_time(tx["time"]),
+                    broker_order_id=order_id,
+                )
+        state = str(order.get("state", ""))
+        if state == "CANCELLED":
+            reason = None
+            cancelling = order.get("cancellingTransactionID")
+            if cancelling:
+                tx = await self._transaction(str(cancelling))
+                reason = plain_reason(str(tx.get("reason", "unknown")))
+            return OrderStatus(client_order_id, OrderState.CANCELLED, broker_order_id=order_id, reason=reason)
+        if state in ("PENDING", "TRIGGERED"):
+            return OrderStatus(client_order_id, OrderState.PENDING, broker_order_id=order_id)
+        raise BrokerError(f"OANDA order {client_order_id} is in an unknown state {state!r}", BrokerErrorKind.TRANSIENT)
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Cancel a pending order by client id; REJECTED when there is nothing to cancel."""
+        path = f"{self._account}/orders/@{url_quote(client_order_id, safe='')}/cancel"
+        status, body = await self._request("PUT", path)
+        self._raise_for(status, body, f"OANDA could not cancel order {client_order_id}")
+        log.info("OANDA cancelled order %s", client_order_id)
+
+    async def positions(self) -> list[Trade]:
+        """Open trades of the configured instruments as LIVE trades, id'd by their client id when they have one."""
+        status, body = await self._request("GET", f"{self._account}/openTrades")
+        self._raise_for(status, body, "OANDA could not list open trades")
+        trades = []
+        for raw in body.get("trades", []):
+            trade = self._trade(raw)
+            if trade is not None:
+                trades.append(trade)
+        return trades
+
+    async def equity(self) -> Decimal:
+        """The account's net asset value (NAV) in its home currency."""
+        status, body = await self._request("GET", f"{self._account}/summary")
+        self._raise_for(status, body, "OANDA could not read the account")
+        return _decimal(body.get("account", {}).get("NAV"), "NAV")
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _units(self, instrument: Instrument, request: OrderRequest) -> int:
+        units = request.quantity * instrument.contract_size
+        if units != units.to_integral_value():
+            raise BrokerError(
+                f"{request.quantity} lots of {instrument.symbol} is {units.normalize()} units; OANDA needs whole units"
+            )
+        return int(units)
+
+    def _fill(self, instrument: Instrument, request: OrderRequest, tx: dict[str, Any]) -> Fill:
+        units = abs(_decimal(tx.get("units", "0"), "units"))
+        if units == 0:
+            raise BrokerError(f"OANDA filled nothing of order {request.client_order_id}")
+        return Fill(
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=units / instrument.contract_size,
+            price=_fill_price(tx),
+            fees=abs(_decimal(tx.get("commission", "0"), "commission")),
+            filled_at=parse_time(tx["time"]),
+        )
+
+    async def _existing_fill(self, instrument: Instrument, request: OrderRequest, name: str, units: int) -> Fill:
+        cid = request.client_order_id
+        found = await self._order(cid)
+        if found is None:  # OANDA said it exists; it must be visible soon
+            raise BrokerError(f"OANDA has order {cid} but could not show it yet", BrokerErrorKind.TRANSIENT)
+        order, _ = found
+        signed = units if request.side is Side.LONG else -units
+        if order.get("instrument") != name or _decimal(order.get("units", "0"), "units") != signed:
+            raise BrokerError(
+                f"order {cid} was already placed with different details "
+                f"({order.get('units')} units of {order.get('instrument')})"
+            )
+        filling = order.get("fillingTransactionID")
+        if filling:
+            return self._fill(instrument, request, await self._transaction(str(filling)))
+        if order.get("state") == "CANCELLED":
+            reason = "unknown"
+            cancelling = order.get("cancellingTransactionID")
+            if cancelling:
+                reason = str((await self._transaction(str(cancelling))).get("reason", reason))
+            raise BrokerError(f"OANDA rejected the order: {plain_reason(reason)}")
+        raise BrokerError(f"OANDA order {cid} is still pending", BrokerErrorKind.TRANSIENT)
+
+    async def _order(self, client_order_id: str) -> tuple[dict[str, Any], Instrument] | None:
+        path = f"{self._account}/orders/@{url_quote(client_order_id, safe='')}"
+        status, body = await self._request("GET", path)
+        if status == 404:
+            return None
+        self._raise_for(status, body, f"OANDA could not show order {client_order_id}")
+        order = body.get("order") or {}
+        name = str(order.get("instrument", ""))
+        instrument = self._by_name.get(name)
+        if instrument is None:
+            raise BrokerError(f"OANDA order {client_order_id} is for {name}, which is not a configured instrument")
+        return order, instrument
+
+    async def _transaction(self, transaction_id: str) -> dict[str, Any]:
+        path = f"{self._account}/transactions/{url_quote(transaction_id, safe='')}"
+        status, body = await self._request("GET", path)
+        self._raise_for(status, body, f"OANDA could not show transaction {transaction_id}")
+        tx = body.get("transaction")
+        if not isinstance(tx, dict):
+            raise BrokerError(f"OANDA sent no transaction {transaction_id}", BrokerErrorKind.TRANSIENT)
+        return tx
+
+    def _trade(self, raw: dict[str, Any]) -> Trade | None:
+        name = str(raw.get("instrument", ""))
+        instrument = self._by_name.get(name)
+        oanda_id = str(raw.get("id"))
+        if instrument is None:
+            log.warning("OANDA trade %s is in %s, which is not a configured instrument: skipped", oanda_id, name)
+            return None
+        units = _decimal(raw.get("currentUnits", "0"), "units")
+        stop = (raw.get("stopLossOrder") or {}).get("price")
+        target = (raw.get("takeProfitOrder") or {}).get("price")
+        if units == 0 or stop is None or target is None:
+            log.warning("OANDA trade %s (%s) has no stop-loss or take-profit order: skipped", oanda_id, name)
+            return None
+        client_id = (raw.get("clientExtensions") or {}).get("id")
+        return Trade(
+            trade_id=str(client_id or oanda_id),
+            signal_id=str(client_id or f"oanda-{oanda_id}"),
+            kind=TradeKind.LIVE,
+            strategy=UNKNOWN_STRATEGY,
+            symbol=instrument.symbol,
+            side=Side.LONG if units > 0 else Side.SHORT,
+            quantity=abs(units) / instrument.contract_size,
+            contract_size=instrument.contract_size,
+            entry_time=parse_time(raw["openTime"]),
+            entry_price=_decimal(raw["price"], "price"),
+            stop=_decimal(stop, "stop"),
+            target=_decimal(target, "target"),
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one request; network failures become TRANSIENT, 429 and 5xx too; other statuses are returned."""
+        content = None if json_body is None else json.dumps(json_body)
+        try:
+            response = await self._client.request(method, path, params=params, content=content)
+        except httpx.TimeoutException as exc:
+            raise BrokerError(
+                f"OANDA did not answer within {self.settings.timeout_s:g} s", BrokerErrorKind.TRANSIENT
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BrokerError(f"cannot reach OANDA ({type(exc).__name__})", BrokerErrorKind.TRANSIENT) from exc
+        status = response.status_code
+        try:
+            body = json.loads(response.text, parse_float=Decimal) if response.content else {}
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        if status == 429:
+            raise BrokerError(
+                "OANDA is rate limiting requests (429)",
+                BrokerErrorKind.TRANSIENT,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise BrokerError(f"OANDA is unavailable (HTTP {status})", BrokerErrorKind.TRANSIENT)
+        return status, body
+
+    @staticmethod
+    def _raise_for(status: int, body: dict[str, Any], what: str) -> None:
+        if status < 400:
+            return
+        if status == 401:
+            raise BrokerError(f"{what}: OANDA refused the API token (HTTP 401)")
+        message = body.get("errorMessage") or _reject_code(body) or f"HTTP {status}"
+        raise BrokerError(f"{what}: {message}")
+
+
+def _reject_code(body: dict[str, Any]) -> str | None:
+    for key in ("orderRejectTransaction", "orderCancelRejectTransaction"):
+        tx = body.get(key)
+        if isinstance(tx, dict) and tx.get("rejectReason"):
+            return str(tx["rejectReason"])
+    code = body.get("errorCode")
+    return str(code) if code else None
+
+
+def _fill_price(tx: dict[str, Any]) -> Decimal:
+    return _decimal(tx.get("fullVWAP") or tx.get("price"), "fill price")
+
+
+def _retry_after(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
