@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -39,6 +40,7 @@ from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
 from engine.pipeline import EngineConfig, ValidationRules
+from engine.protections import ProtectionConfig
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
 from engine.strategy import REGISTRY, Strategy, StrategyParams, strategy_names
 from engine.trading import ExecutionMode
@@ -245,6 +247,51 @@ class ScheduleConfig(_Frozen):
         return value
 
 
+class ProtectionsConfig(_Frozen):
+    """Account protections: they block new entries (never exits); see `engine.protections`."""
+
+    max_open_positions: Annotated[int, Field(ge=1, le=100)] = 5
+    one_position_per_symbol: bool = True
+    max_trades_per_day: Annotated[int, Field(ge=1, le=1000)] | None = 10
+    daily_loss_money: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+    daily_loss_fraction: Annotated[Decimal, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Decimal("0.03")
+    max_consecutive_losses: Annotated[int, Field(ge=1, le=100)] | None = 3
+    max_drawdown_fraction: Annotated[Decimal, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Decimal("0.15")
+    pause_on_drawdown: bool = False
+    symbol_cooldown_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 120
+    correlation_threshold: Annotated[float, Field(gt=0, le=1)] | None = 0.8
+    correlation_lookback: Annotated[int, Field(ge=20, le=5000)] = 100
+    blocked_hours: dict[str, tuple[Annotated[int, Field(ge=0, le=23)], ...]] = Field(default_factory=dict)
+    day_timezone: str = "America/New_York"  # the trading day rolls over here (FX convention: 17:00 New York)
+    day_rollover_hour: Annotated[int, Field(ge=0, le=23)] = 17
+
+    @field_validator("day_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def engine_config(self) -> ProtectionConfig:
+        """The engine's frozen protections config."""
+        return ProtectionConfig(
+            max_open_positions=self.max_open_positions,
+            one_position_per_symbol=self.one_position_per_symbol,
+            max_trades_per_day=self.max_trades_per_day,
+            daily_loss_money=self.daily_loss_money,
+            daily_loss_fraction=self.daily_loss_fraction,
+            max_consecutive_losses=self.max_consecutive_losses,
+            max_drawdown_fraction=self.max_drawdown_fraction,
+            pause_on_drawdown=self.pause_on_drawdown,
+            symbol_cooldown=timedelta(minutes=self.symbol_cooldown_minutes),
+            correlation_threshold=self.correlation_threshold,
+            correlation_lookback=self.correlation_lookback,
+            blocked_hours=dict(self.blocked_hours),
+        )
+
+
 class BotConfig(_Frozen):
     """How the running bot offers, executes and tracks signals."""
 
@@ -262,6 +309,7 @@ class BotConfig(_Frozen):
     send_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
     trade_failed_strategies: bool = False  # override the pre-deploy gate (logged loudly on every signal)
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    protections: ProtectionsConfig = Field(default_factory=ProtectionsConfig)
     schedules: tuple[ScheduleConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -306,6 +354,40 @@ class _OwnDotEnv(DotEnvSettingsSource):
         return {k: v for k, v in data.items() if k.lower() in names or k.lower().startswith(prefix)}
 
 
+class BrokerKind(StrEnum):
+    PAPER = "paper"  # simulated fills against the bar provider (the default)
+    OANDA = "oanda"  # OANDA v20 REST (practice by default)
+
+
+LIVE_CONFIRMATION: Final = "I understand this trades real money"
+
+
+class BrokerConfig(_Frozen):
+    """Where approved orders go. Paper by default; real money needs two explicit settings."""
+
+    kind: BrokerKind = BrokerKind.PAPER
+    oanda_account_id: str = ""
+    oanda_environment: Literal["practice", "live"] = "practice"
+    oanda_base_url: str | None = None  # overrides the environment's URL (a local test server)
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    live_trading: bool = False  # 1 of 2: allow the live environment at all
+    live_confirmation: str = ""  # 2 of 2: must be exactly LIVE_CONFIRMATION
+    retry_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    breaker_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    breaker_cool_down_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @model_validator(mode="after")
+    def _live_needs_both_switches(self) -> BrokerConfig:
+        if self.kind is BrokerKind.OANDA and not self.oanda_account_id:
+            raise ValueError("broker kind 'oanda' needs oanda_account_id")
+        if self.kind is BrokerKind.OANDA and self.oanda_environment == "live":
+            if not self.live_trading:
+                raise ValueError("the OANDA live environment needs live_trading = true")
+            if self.live_confirmation != LIVE_CONFIRMATION:
+                raise ValueError(f"the OANDA live environment needs live_confirmation = {LIVE_CONFIRMATION!r}")
+        return self
+
+
 def _default_strategies() -> dict[str, StrategyConfig]:
     return {name: StrategyConfig() for name in strategy_names()}
 
@@ -335,6 +417,7 @@ class Settings(BaseSettings):
     scan: ScanConfig = Field(default_factory=ScanConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     clock_start: datetime | None = None
     clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0
@@ -345,6 +428,7 @@ class Settings(BaseSettings):
     )
     telegram_chat_id: int | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
     telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
+    oanda_token: SecretStr | None = Field(default=None, validation_alias="OANDA_TOKEN")
 
     @field_validator("telegram_allowed_users", mode="before")
     @classmethod
@@ -364,6 +448,14 @@ class Settings(BaseSettings):
         if value == "yfinance" or (value.startswith("csv:") and len(value) > len("csv:")):
             return value
         raise ValueError(f"must be 'yfinance' or 'csv:DIR', was {value!r}")
+
+    @model_validator(mode="after")
+    def _broker_secret(self) -> Settings:
+        if self.broker.kind is BrokerKind.OANDA and (
+            self.oanda_token is None or not self.oanda_token.get_secret_value()
+        ):
+            raise ValueError("broker kind 'oanda' needs the OANDA_TOKEN environment variable")
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
+import numpy as np
+
+from bot.book import book_view, close_returns
 from bot.messages import exit_text, fill_text
 from bot.notifier import Notifier
 from bot.state import BotState
+from engine.bars import Bars
 from engine.costs import CostModel, commission
-from engine.domain import Instrument, ScoredSetup, Side, SignalStatus, human_duration
+from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
+from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.risk import position_size
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, OrderState, Trade, TradeKind
 
@@ -64,6 +70,9 @@ class DeskPolicy:
     risk_fraction: Decimal = Decimal("0.01")
     costs: CostModel = field(default_factory=CostModel)
     trade_failed_strategies: bool = False
+    protections: ProtectionConfig = field(default_factory=ProtectionConfig)
+    day_timezone: str = "America/New_York"
+    day_rollover_hour: int = 17
 
 
 @dataclass(frozen=True)
@@ -97,16 +106,40 @@ class SignalDesk:
         self.policy = policy
         self.trade_kind = trade_kind
         self._failed: dict[tuple[str, str], Baseline] = {}
+        self._returns: dict[str, np.ndarray] = {}
 
-    async def offer(self, setups: Sequence[ScoredSetup]) -> list[OfferDecision]:
-        """Decide for each setup new to the store: ask the trader, execute (by mode), or drop with a reason."""
+    async def book(self, now: datetime) -> BookView:
+        """The account as the protections see it now (equity is the starting equity plus closed P&L)."""
+        p = self.policy
+        return await book_view(
+            self.store,
+            p.equity,
+            now,
+            timezone=p.day_timezone,
+            rollover_hour=p.day_rollover_hour,
+            returns=self._returns,
+        )
+
+    def blocks(self, view: BookView, setup: Setup, now: datetime) -> list[Block]:
+        """Every protection that stops a new entry on `setup` now."""
+        local_hour = now.astimezone(ZoneInfo(self.instruments[setup.symbol].timezone)).hour
+        candidate = Candidate(setup.symbol, setup.side, setup.strategy, now, local_hour)
+        return check_entry(self.policy.protections, view, candidate)
+
+    async def offer(self, setups: Sequence[ScoredSetup], bars: Mapping[str, Bars] | None = None) -> list[OfferDecision]:
+        """Decide for each setup new to the store: ask the trader, execute (by mode), or drop with a reason.
+
+        `bars` (the run's bars by symbol) feed the correlation guard; without them it is skipped.
+        """
         now = self.clock.now()
         mode, paused = await self.state.mode(), await self.state.paused()
+        if bars is not None:
+            self._returns = close_returns(bars, self.policy.protections.correlation_lookback)
         self._failed = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines() if not b.passed}
         ranked = sorted(setups, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy))
         decisions: list[OfferDecision] = []
         to_ask: list[SignalRecord] = []
-        to_execute: list[SignalRecord] = []
+        executed = 0
         for scored in ranked:
             record = await self.store.signal(scored.setup.signal_id)
             if record is None or record.status is not SignalStatus.NEW:
@@ -116,7 +149,7 @@ class SignalDesk:
             if expires_at <= now:  # e.g. a session's last bar seen after the close: too late to act on
                 status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
             else:
-                offered = len(to_ask) + len(to_execute)
+                offered = len(to_ask) + executed
                 status, reason, quantity = await self._decide(record, mode, paused, now, offered)
             if status is SignalStatus.APPROVED and quantity is not None:
                 moved = await self.store.approve_order(
@@ -146,11 +179,10 @@ class SignalDesk:
                 continue
             if status is SignalStatus.PENDING:
                 to_ask.append(fresh)
-            elif status is SignalStatus.APPROVED:
-                to_execute.append(fresh)
+            elif status is SignalStatus.APPROVED:  # placed now, so the next setup's protections see the position
+                executed += 1
+                await self._place(fresh, order_request(fresh), None, None)
         await self._send_offers(to_ask)
-        for record in to_execute:
-            await self._place(record, order_request(record), None, None)
         return decisions
 
     async def _decide(
@@ -166,6 +198,10 @@ class SignalDesk:
             if not p.trade_failed_strategies:
                 return SignalStatus.DROPPED, f"{why}: {'; '.join(failed.reasons[:2])}", None
             log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
+        view = await self.book(now)
+        blocked = self.blocks(view, setup, now)
+        if blocked:
+            return SignalStatus.DROPPED, "protection: " + "; ".join(b.reason for b in blocked), None
         last = await self.store.last_offered_at(setup.symbol)
         if last is not None and now - last < p.cooldown:
             return (
@@ -174,7 +210,7 @@ class SignalDesk:
                 None,
             )
         instrument = self.instruments[setup.symbol]
-        quantity = position_size(instrument, setup.entry, setup.stop, p.equity, p.risk_fraction)
+        quantity = position_size(instrument, setup.entry, setup.stop, view.equity, p.risk_fraction)
         if quantity <= 0:
             return SignalStatus.DROPPED, "position too small for the risk budget", None
         if offered >= p.max_signals_per_run:
@@ -208,6 +244,9 @@ class SignalDesk:
         if await self.state.paused():
             return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
         setup = record.scored.setup
+        blocked = self.blocks(await self.book(now), setup, now)
+        if blocked:  # the book changed since the offer (a loss, another position): the entry is not taken now
+            return Outcome(OutcomeKind.REFUSED, "Refused by protection: " + "; ".join(b.reason for b in blocked))
         instrument = self.instruments[setup.symbol]
         try:
             quote = await self.broker.quote(instrument)

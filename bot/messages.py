@@ -217,19 +217,27 @@ def status_text(
     equity: Decimal,
     risk_per_trade: Decimal,
     outbox: int,
+    protections: Sequence[str] = (),
+    broker: str = "",
 ) -> str:
-    paper = [t for t in open_trades if t.kind is TradeKind.PAPER]
-    return "\n".join(
-        [
-            f"<b>Status</b> at {now:%Y-%m-%d %H:%MZ}",
-            f"mode <b>{mode.value}</b> · {'⏸ <b>PAUSED</b> (/resume)' if paused else '▶️ running'}",
-            f"last run: {escape(last_run)}",
-            f"next run: {next_run:%Y-%m-%d %H:%MZ}" if next_run else "next run: none scheduled",
-            f"open positions: {len(paper)} · today's P&amp;L {_money(today_pnl)}",
-            f"risk per trade {risk_per_trade:%} of equity {_money(equity)} (max {_money(equity * risk_per_trade)})",
-            f"messages waiting to be sent: {outbox}",
-        ]
-    )
+    held = [t for t in open_trades if t.kind in (TradeKind.PAPER, TradeKind.LIVE)]
+    lines = [
+        f"<b>Status</b> at {now:%Y-%m-%d %H:%MZ}",
+        f"mode <b>{mode.value}</b> · {'⏸ <b>PAUSED</b> (/resume)' if paused else '▶️ running'}",
+        f"last run: {escape(last_run)}",
+        f"next run: {next_run:%Y-%m-%d %H:%MZ}" if next_run else "next run: none scheduled",
+        f"open positions: {len(held)} · today's P&amp;L {_money(today_pnl)}",
+        f"risk per trade {risk_per_trade:%} of equity {_money(equity)} (max {_money(equity * risk_per_trade)})",
+        f"messages waiting to be sent: {outbox}",
+    ]
+    if broker:
+        lines.append(f"broker: {escape(broker)}")
+    if protections:
+        lines.append("<b>protections active</b>:")
+        lines += [f"• {escape(p)}" for p in protections]
+    else:
+        lines.append("protections: none active")
+    return "\n".join(lines)
 
 
 def welcome_text(mode: ExecutionMode, paused: bool) -> str:

@@ -6,17 +6,19 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.clock import BotClock
 from bot.composition import bar_rules, cache_dir, watchlist
-from bot.config import Settings
+from bot.config import BrokerKind, Settings
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
+from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings
 from bot.paper_broker import PaperBroker
+from bot.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from bot.scan import ScanReport, ScanService
 from bot.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.state import BotState
@@ -25,7 +27,8 @@ from data.store import SqliteStore
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
-from engine.ports import BarProvider
+from engine.ports import BarProvider, Broker
+from engine.trading import TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class BotRuntime:
     instruments: dict[str, Instrument]
     calendars: dict[str, SessionCalendar]
     chats: tuple[int, ...]
+    breaker: CircuitBreaker | None = None
 
     def __post_init__(self) -> None:
         self._run_lock = asyncio.Lock()
@@ -56,13 +60,26 @@ class BotRuntime:
         """Run one analysis now, offer what it found and check open positions (one run at a time)."""
         async with self._run_lock:
             report = await self.scan.scan(symbols=symbols)
-            decisions = await self.desk.offer(report.setups)
+            decisions = await self.desk.offer(report.setups, report.bars)
             await self.monitor.check(symbols, report.bars)
         if report.errors:
             await self.notifier.text(
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
             )
         return report, decisions
+
+    def broker_status(self) -> str:
+        """One line for /status: the broker and, behind a circuit breaker, its state."""
+        name = self.desk.broker.name
+        if self.breaker is None:
+            return name
+        snap = self.breaker.snapshot()
+        line = f"{name} · circuit {snap.state.value}"
+        if snap.failures:
+            line += f" · {snap.failures} failure(s) in a row"
+        if snap.retry_at is not None:
+            line += f" · retry at {snap.retry_at:%H:%M} UTC"
+        return line
 
     async def wait_idle(self) -> None:
         """Wait for the analysis in progress, if any, to finish."""
@@ -136,6 +153,9 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         risk_fraction=b.risk_per_trade,
         costs=cost_model(settings),
         trade_failed_strategies=b.trade_failed_strategies,
+        protections=b.protections.engine_config(),
+        day_timezone=b.protections.day_timezone,
+        day_rollover_hour=b.protections.day_rollover_hour,
     )
 
 
@@ -155,10 +175,11 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
     chats = target_chats(settings)
     costs = cost_model(settings)
     store = await SqliteStore.open(settings.db_path)
+    exits = AsyncExitStack()
     try:
         state = BotState(store, settings.bot.mode)
         notifier = Notifier(store, chats, instruments, clock)
-        broker = PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity)
+        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits)
         monitor = PositionMonitor(
             store,
             provider,
@@ -178,11 +199,58 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
             scan=ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock),
             state=state,
             notifier=notifier,
-            desk=SignalDesk(store, broker, notifier, state, clock, instruments, desk_policy(settings)),
+            desk=SignalDesk(
+                store,
+                broker,
+                notifier,
+                state,
+                clock,
+                instruments,
+                desk_policy(settings),
+                TradeKind.PAPER if settings.broker.kind is BrokerKind.PAPER else TradeKind.LIVE,
+            ),
             monitor=monitor,
             instruments=instruments,
             calendars=calendars,
             chats=chats,
+            breaker=breaker,
         )
     finally:
+        await exits.aclose()
         await store.close()
+
+
+async def _broker(
+    settings: Settings,
+    provider: BarProvider,
+    instruments: dict[str, Instrument],
+    clock: BotClock,
+    costs: CostModel,
+    notifier: Notifier,
+    exits: AsyncExitStack,
+) -> tuple[Broker, CircuitBreaker | None]:
+    """The configured broker: paper, or OANDA behind retries and a circuit breaker that alerts the chat."""
+    b = settings.broker
+    if b.kind is BrokerKind.PAPER:
+        return PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity), None
+    assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it
+    oanda = OandaBroker(
+        OandaSettings(
+            account_id=b.oanda_account_id,
+            token=settings.oanda_token,
+            environment=OandaEnvironment(b.oanda_environment),
+            base_url=b.oanda_base_url,
+            timeout_s=b.timeout_seconds,
+        ),
+        instruments,
+    )
+    exits.push_async_callback(oanda.aclose)
+
+    async def alert(state: BreakerState, reason: str) -> None:
+        await notifier.text(f"⚠️ broker {oanda.name}: circuit {state.value}: {reason}")
+
+    breaker = CircuitBreaker(
+        oanda.name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
+    )
+    log.warning("orders go to OANDA %s (account %s)", b.oanda_environment, b.oanda_account_id)
+    return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker

@@ -53,6 +53,8 @@ from data.store import DuplicateTradeError
 from engine.domain import SignalStatus
 from engine.performance import summarize
 from engine.ports import BrokerError, OutboxKind
+from engine.protections import alerts as protection_alerts
+from engine.protections import status as protection_status
 from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -167,19 +169,24 @@ class TelegramFrontEnd:
         if runs:
             r = runs[0]
             last = f"#{r.run_id} at {r.started_at:%Y-%m-%d %H:%MZ}: {r.setups} setups, {len(r.errors)} errors"
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = await self.rt.store.trades([TradeKind.PAPER, TradeKind.EXTERNAL], closed_since=day_start)
+        view = await self.rt.desk.book(now)
+        config = self.rt.desk.policy.protections
+        active = [b.reason for b in (*protection_status(config, view, now), *protection_alerts(config, view))]
+        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
+        today = await self.rt.store.trades(kinds, closed_since=view.day_start)
         text = status_text(
             mode=await self.rt.state.mode(),
             paused=await self.rt.state.paused(),
             now=now,
             last_run=last,
             next_run=self.rt.scheduler.next_run(),
-            open_trades=await self.rt.store.open_trades([TradeKind.PAPER]),
+            open_trades=view.open_trades,
             today_pnl=sum((t.pnl or Decimal(0) for t in today), Decimal(0)),
-            equity=self.rt.settings.bot.account_equity,
+            equity=view.equity,
             risk_per_trade=self.rt.settings.bot.risk_per_trade,
             outbox=await self.rt.store.outbox_size(),
+            protections=active,
+            broker=self.rt.broker_status(),
         )
         await self._reply(update, text)
 

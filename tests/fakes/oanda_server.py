@@ -51,6 +51,7 @@ class FaultKind(StrEnum):
     REJECT = "reject"  # orders: the order is created and cancelled at once with `reason`
     PARTIAL = "partial"  # orders: only `units` fill, the rest is cancelled
     ACCEPT_THEN_FAIL = "accept_then_fail"  # the request takes effect but the answer is a 503
+    ACCEPT_THEN_HANG = "accept_then_hang"  # the request takes effect; the answer comes after `seconds`
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class Fault:
     @classmethod
     def accept_then_fail(cls) -> Fault:
         return cls(FaultKind.ACCEPT_THEN_FAIL)
+
+    @classmethod
+    def accept_then_hang(cls, seconds: float = 60.0) -> Fault:
+        return cls(FaultKind.ACCEPT_THEN_HANG, seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,8 @@ class FakeOanda:
         status, payload = handler(request, body or {}, fault)
         if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_FAIL:
             return 503, {"errorMessage": "Service unavailable"}, {}
+        if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_HANG:
+            await asyncio.sleep(fault.seconds)
         return status, payload, {}
 
     def _transaction(self, fields: dict[str, Any]) -> dict[str, Any]:

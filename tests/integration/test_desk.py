@@ -31,6 +31,7 @@ from engine.costs import CostModel
 from engine.domain import Instrument, SignalStatus
 from engine.pipeline import EngineConfig
 from engine.ports import Baseline, OutboxKind
+from engine.protections import ProtectionConfig
 from engine.strategy import REGISTRY, strategy_names
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
 from tests.fakes.broker import PinnedQuoteBroker
@@ -455,3 +456,33 @@ async def test_restart_leaves_the_intent_when_the_broker_cannot_answer(d: Desk) 
     d.broker.status_error = None
     assert await d.desk.reconcile() == 1
     assert await d.status(signal_id) is SignalStatus.FILLED and len(d.broker.orders) == 1
+
+
+async def test_a_loss_streak_pauses_entries_at_click_time_and_the_pause_survives_a_restart(tmp_path: Path) -> None:
+    streak = ProtectionConfig(max_consecutive_losses=1, correlation_threshold=None)
+    async for d in build(tmp_path, protections=streak):
+        first, second = await d.offer()
+        assert (await d.desk.approve(first, TRADER)).kind is OutcomeKind.DONE
+        (trade,) = await d.store.open_trades([TradeKind.PAPER])
+        d.clock.advance(timedelta(minutes=30))
+        assert await d.store.close_trade(trade.trade_id, d.clock.now(), trade.stop, ExitReason.STOP, Decimal(0))
+        refused = await d.desk.approve(second, TRADER)
+        assert refused.kind is OutcomeKind.REFUSED and "1 losing trades in a row (limit 1" in refused.message
+        assert "paused until the next session at 2025-06-12 21:00 UTC" in refused.message
+        assert await d.status(second) is SignalStatus.PENDING  # refused, not lost: it may still be taken later
+        view = await d.desk.book(d.clock.now())
+        assert view.equity == Decimal(10000) + (trade.closed(d.clock.now(), trade.stop, ExitReason.STOP).pnl or 0)
+    async for again in build(tmp_path, protections=streak):  # a restart reads the same book from the database
+        again.clock.advance(timedelta(minutes=31))
+        still = await again.desk.approve(second, TRADER)
+        assert still.kind is OutcomeKind.REFUSED and "losing trades in a row" in still.message
+
+
+async def test_protections_drop_new_signals_with_their_reason(tmp_path: Path) -> None:
+    one_position = ProtectionConfig(max_open_positions=1, correlation_threshold=None)
+    async for d in build(tmp_path, protections=one_position, default_mode=ExecutionMode.AUTO):
+        await d.state.set_mode(ExecutionMode.AUTO)
+        await d.offer()
+        (dropped,) = await d.store.signals_with_status(SignalStatus.DROPPED)
+        assert dropped.reason == "protection: max open positions: 1 open >= limit 1"
+        assert len(await d.store.open_trades([TradeKind.PAPER])) == 1

@@ -1,0 +1,65 @@
+"""The account book the protections look at, read from the store: positions, closed trades, equity, the day."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from engine.bars import Bars
+from engine.ports import BotStore
+from engine.protections import BookView
+from engine.trading import TradeKind
+
+REAL_KINDS = (TradeKind.PAPER, TradeKind.LIVE)  # trades that moved the account's money
+
+
+def trading_day(now: datetime, timezone: str, rollover_hour: int) -> tuple[datetime, datetime]:
+    """Start and end (UTC) of the trading day holding `now`: it rolls over at `rollover_hour` local time."""
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    start = local.replace(hour=rollover_hour, minute=0, second=0, microsecond=0)
+    if start > local:
+        start = (start - timedelta(days=1)).replace(hour=rollover_hour)
+    end = (start + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=zone)  # wall clock: DST-safe
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def close_returns(bars: Mapping[str, Bars], lookback: int) -> dict[str, np.ndarray]:
+    """The last `lookback` close-to-close returns of each symbol (aligned at the end)."""
+    out: dict[str, np.ndarray] = {}
+    for symbol, b in bars.items():
+        close = b.close[-(lookback + 1) :]
+        if len(close) >= 2:
+            out[symbol] = np.diff(close) / close[:-1]
+    return out
+
+
+async def book_view(
+    store: BotStore,
+    starting_equity: Decimal,
+    now: datetime,
+    *,
+    timezone: str,
+    rollover_hour: int,
+    returns: Mapping[str, np.ndarray] | None = None,
+) -> BookView:
+    """Build the protections' view of the account: equity is the starting equity plus every closed P&L."""
+    closed = await store.trades(list(REAL_KINDS))
+    equity = peak = starting_equity
+    for trade in closed:  # oldest exit first: the realised equity curve and its peak
+        equity += trade.pnl or Decimal(0)
+        peak = max(peak, equity)
+    day_start, next_day = trading_day(now, timezone, rollover_hour)
+    return BookView(
+        open_trades=await store.open_trades(list(REAL_KINDS)),
+        closed_trades=closed,
+        equity=equity,
+        equity_peak=peak,
+        day_start=day_start,
+        next_session=next_day,
+        returns=dict(returns or {}),
+    )
