@@ -36,9 +36,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from data.news_feed import NewsSource
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
+from engine.news import EmbargoConfig, FeedFallback, Impact
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.protections import ProtectionConfig
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
@@ -292,6 +294,31 @@ class ProtectionsConfig(_Frozen):
         )
 
 
+class NewsConfig(_Frozen):
+    """The news embargo: no entries around high-impact events in the instrument's currencies."""
+
+    source: str = "none"  # "forexfactory", "forexfactory:URL", "file:PATH.csv|json" or "none"
+    before_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 30
+    after_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 30
+    impacts: tuple[Impact, ...] = (Impact.HIGH,)
+    fallback: FeedFallback = FeedFallback.ALLOW  # when the calendar is unavailable: allow (and say so) or block
+
+    @field_validator("source")
+    @classmethod
+    def _valid_source(cls, value: str) -> str:
+        NewsSource(value)  # raises ValueError naming the accepted forms
+        return value
+
+    def embargo(self) -> EmbargoConfig:
+        """The engine's embargo config."""
+        return EmbargoConfig(
+            before=timedelta(minutes=self.before_minutes),
+            after=timedelta(minutes=self.after_minutes),
+            impacts=frozenset(self.impacts),
+            fallback=self.fallback,
+        )
+
+
 class BotConfig(_Frozen):
     """How the running bot offers, executes and tracks signals."""
 
@@ -310,6 +337,7 @@ class BotConfig(_Frozen):
     trade_failed_strategies: bool = False  # override the pre-deploy gate (logged loudly on every signal)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     protections: ProtectionsConfig = Field(default_factory=ProtectionsConfig)
+    news: NewsConfig = Field(default_factory=NewsConfig)
     schedules: tuple[ScheduleConfig, ...] = ()
 
     @model_validator(mode="after")

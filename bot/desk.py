@@ -22,9 +22,11 @@ from bot.book import book_view, close_returns
 from bot.messages import exit_text, fill_text
 from bot.notifier import Notifier
 from bot.state import BotState
+from data.news_feed import NewsSource
 from engine.bars import Bars
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
+from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.risk import position_size
@@ -71,6 +73,7 @@ class DeskPolicy:
     costs: CostModel = field(default_factory=CostModel)
     trade_failed_strategies: bool = False
     protections: ProtectionConfig = field(default_factory=ProtectionConfig)
+    embargo: EmbargoConfig = field(default_factory=EmbargoConfig)
     day_timezone: str = "America/New_York"
     day_rollover_hour: int = 17
 
@@ -96,6 +99,7 @@ class SignalDesk:
         instruments: Mapping[str, Instrument],
         policy: DeskPolicy,
         trade_kind: TradeKind = TradeKind.PAPER,
+        news: NewsSource | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -105,6 +109,8 @@ class SignalDesk:
         self.instruments = dict(instruments)
         self.policy = policy
         self.trade_kind = trade_kind
+        self.news = news
+        self._news_status = ""
         self._failed: dict[tuple[str, str], Baseline] = {}
         self._returns: dict[str, np.ndarray] = {}
 
@@ -125,6 +131,22 @@ class SignalDesk:
         local_hour = now.astimezone(ZoneInfo(self.instruments[setup.symbol].timezone)).hour
         candidate = Candidate(setup.symbol, setup.side, setup.strategy, now, local_hour)
         return check_entry(self.policy.protections, view, candidate)
+
+    async def news_block(self, setup: Setup, now: datetime) -> str | None:
+        """Why news blocks an entry on `setup` now, or None; an unavailable calendar is told to the chat once."""
+        if self.news is None:
+            return None
+        result = await self.news.calendar(now)
+        if result.calendar is None:
+            if result.status != self._news_status:
+                self._news_status = result.status
+                await self.notifier.text(f"⚠️ {result.status}")
+            if self.policy.embargo.fallback is FeedFallback.BLOCK:
+                return f"{result.status}; entries blocked until it is back"
+            return None
+        self._news_status = ""
+        block = result.calendar.embargo(self.instruments[setup.symbol], now, self.policy.embargo)
+        return None if block is None else block.reason
 
     async def offer(self, setups: Sequence[ScoredSetup], bars: Mapping[str, Bars] | None = None) -> list[OfferDecision]:
         """Decide for each setup new to the store: ask the trader, execute (by mode), or drop with a reason.
@@ -202,6 +224,8 @@ class SignalDesk:
         blocked = self.blocks(view, setup, now)
         if blocked:
             return SignalStatus.DROPPED, "protection: " + "; ".join(b.reason for b in blocked), None
+        if (news := await self.news_block(setup, now)) is not None:
+            return SignalStatus.DROPPED, news, None
         last = await self.store.last_offered_at(setup.symbol)
         if last is not None and now - last < p.cooldown:
             return (
@@ -247,6 +271,8 @@ class SignalDesk:
         blocked = self.blocks(await self.book(now), setup, now)
         if blocked:  # the book changed since the offer (a loss, another position): the entry is not taken now
             return Outcome(OutcomeKind.REFUSED, "Refused by protection: " + "; ".join(b.reason for b in blocked))
+        if (news := await self.news_block(setup, now)) is not None:
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {news}.")
         instrument = self.instruments[setup.symbol]
         try:
             quote = await self.broker.quote(instrument)

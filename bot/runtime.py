@@ -22,6 +22,7 @@ from bot.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryP
 from bot.scan import ScanReport, ScanService
 from bot.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.state import BotState
+from data.news_feed import NewsSource
 from data.providers import provider_from_source
 from data.store import SqliteStore
 from engine.calendars import SessionCalendar
@@ -156,6 +157,7 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         protections=b.protections.engine_config(),
         day_timezone=b.protections.day_timezone,
         day_rollover_hour=b.protections.day_rollover_hour,
+        embargo=b.news.embargo(),
     )
 
 
@@ -208,6 +210,7 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
                 instruments,
                 desk_policy(settings),
                 TradeKind.PAPER if settings.broker.kind is BrokerKind.PAPER else TradeKind.LIVE,
+                _news(settings),
             ),
             monitor=monitor,
             instruments=instruments,
@@ -218,6 +221,14 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
     finally:
         await exits.aclose()
         await store.close()
+
+
+def _news(settings: Settings) -> NewsSource | None:
+    """The news calendar source, or None when the embargo is off."""
+    news = settings.bot.news
+    if news.source == "none":
+        return None
+    return NewsSource(news.source, cache_dir(settings) / "news", news.fallback)
 
 
 async def _broker(

@@ -24,11 +24,13 @@ from bot.runtime import open_runtime
 from bot.scan import BarRules, ScanService, WatchItem
 from bot.state import BotState
 from data.csv_provider import CsvProvider
+from data.news_feed import NewsSource
 from data.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Instrument, SignalStatus
+from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
 from engine.ports import Baseline, OutboxKind
 from engine.protections import ProtectionConfig
@@ -486,3 +488,30 @@ async def test_protections_drop_new_signals_with_their_reason(tmp_path: Path) ->
         (dropped,) = await d.store.signals_with_status(SignalStatus.DROPPED)
         assert dropped.reason == "protection: max open positions: 1 open >= limit 1"
         assert len(await d.store.open_trades([TradeKind.PAPER])) == 1
+
+
+async def test_a_high_impact_usd_event_blocks_entries_around_it_with_its_reason(tmp_path: Path) -> None:
+    calendar = tmp_path / "news.csv"
+    calendar.write_text(
+        "datetime_utc,currency,impact,title\n"
+        "2025-06-12T10:00:00Z,USD,high,Core CPI m/m\n"
+        "2025-06-12T09:45:00Z,JPY,high,BoJ rate decision\n"
+    )
+    async for d in build(tmp_path):
+        d.desk.news = NewsSource(f"file:{calendar}")
+        decisions = {s: await d.status(s) for s in await d.offer()}
+        assert set(decisions.values()) == {SignalStatus.DROPPED}
+        (dropped, _) = await d.store.signals_with_status(SignalStatus.DROPPED)
+        assert dropped.reason is not None and dropped.reason.startswith("news embargo: USD Core CPI m/m at 10:00 UTC")
+        assert "entries blocked 09:30-10:30 UTC" in dropped.reason
+
+
+async def test_an_unavailable_calendar_is_told_once_and_the_fallback_applies(tmp_path: Path) -> None:
+    async for d in build(tmp_path, embargo=EmbargoConfig(fallback=FeedFallback.BLOCK)):
+        d.desk.news = NewsSource(f"file:{tmp_path / 'missing.json'}")
+        offered = await d.offer()
+        assert {await d.status(s) for s in offered} == {SignalStatus.DROPPED}
+        (record, _) = await d.store.signals_with_status(SignalStatus.DROPPED)
+        assert record.reason is not None and "news calendar unavailable" in record.reason
+        texts = [str(m["text"]) for m in await d.outbox(OutboxKind.TEXT)]
+        assert sum("news calendar unavailable" in t for t in texts) == 1  # said once, not per signal
