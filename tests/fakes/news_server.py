@@ -9,10 +9,11 @@ async with FakeNewsFeed(body=FF_WEEK) as feed:
 
 from __future__ import annotations
 
-import socket
 from typing import Final
 
 from aiohttp import web
+
+from tests.fakes.local_http import listen
 
 FEED_PATH: Final = "/ff_calendar_thisweek.json"
 
@@ -44,14 +45,7 @@ class FakeNewsFeed:
         """Start listening on an ephemeral port on the running event loop."""
         app = web.Application()
         app.router.add_get(FEED_PATH, self._handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        self._port = sock.getsockname()[1]
-        self._runner = runner
+        self._runner, self._port = await listen(app)
         return self
 
     async def stop(self) -> None:

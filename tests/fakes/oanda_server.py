@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,6 +26,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 from aiohttp import web
+
+from tests.fakes.local_http import listen
 
 DEFAULT_TOKEN: Final = "fake-oanda-token-0123456789abcdef-SECRET"
 DEFAULT_ACCOUNT: Final = "101-004-1234567-001"
@@ -158,14 +159,7 @@ class FakeOanda:
         app.router.add_get(f"{prefix}/transactions/{{tid}}", self._route(Route.TRANSACTION, self._get_transaction))
         app.router.add_get(f"{prefix}/openTrades", self._route(Route.OPEN_TRADES, self._open_trades))
         app.router.add_get(f"{prefix}/summary", self._route(Route.SUMMARY, self._summary))
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        self._port = sock.getsockname()[1]
-        self._runner = runner
+        self._runner, self._port = await listen(app, handler_cancellation=True)
         return self
 
     async def stop(self) -> None:

@@ -32,7 +32,6 @@ import contextlib
 import json
 import math
 import re
-import socket
 import ssl
 import threading
 import time
@@ -43,6 +42,8 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from telegram.request import HTTPXRequest
+
+from tests.fakes.local_http import listen
 
 __all__ = [
     "Call",
@@ -657,15 +658,7 @@ class FakeTelegram:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a poll whose client hung up (PTB stopping) must not linger or deliver.
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        site = web.SockSite(runner, sock)
-        await site.start()
-        self._port = sock.getsockname()[1]
-        self._runner = runner
+        self._runner, self._port = await listen(app, self._port, handler_cancellation=True)
         self._loop = asyncio.get_running_loop()
         with self._lock:
             self._closing = False
