@@ -24,7 +24,7 @@ def trading_day(now: datetime, timezone: str, rollover_hour: int) -> tuple[datet
     start = local.replace(hour=rollover_hour, minute=0, second=0, microsecond=0)
     if start > local:
         start = (start - timedelta(days=1)).replace(hour=rollover_hour)
-    end = (start + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=zone)  # wall clock: DST-safe
+    end = start + timedelta(days=1)  # zoneinfo arithmetic is wall-clock: 17:00 the next day across DST too
     return start.astimezone(UTC), end.astimezone(UTC)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from bot.book import book_view, close_returns
 from bot.messages import exit_text, fill_text
 from bot.notifier import Notifier
+from bot.resilience import fill_from_status
 from bot.state import BotState
 from data.news_feed import NewsSource
 from engine.bars import Bars
@@ -30,7 +31,7 @@ from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.risk import position_size
-from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, OrderState, Trade, TradeKind
+from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class SignalDesk:
         decisions: list[OfferDecision] = []
         to_ask: list[SignalRecord] = []
         executed = 0
+        view = await self.book(now)
         for scored in ranked:
             record = await self.store.signal(scored.setup.signal_id)
             if record is None or record.status is not SignalStatus.NEW:
@@ -172,7 +174,7 @@ class SignalDesk:
                 status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
             else:
                 offered = len(to_ask) + executed
-                status, reason, quantity = await self._decide(record, mode, paused, now, offered)
+                status, reason, quantity = await self._decide(record, mode, paused, now, offered, view)
             if status is SignalStatus.APPROVED and quantity is not None:
                 moved = await self.store.approve_order(
                     record.signal_id,
@@ -204,11 +206,12 @@ class SignalDesk:
             elif status is SignalStatus.APPROVED:  # placed now, so the next setup's protections see the position
                 executed += 1
                 await self._place(fresh, order_request(fresh), None, None)
+                view = await self.book(now)
         await self._send_offers(to_ask)
         return decisions
 
     async def _decide(
-        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int
+        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int, view: BookView
     ) -> tuple[SignalStatus, str, Decimal | None]:
         setup, score = record.scored.setup, record.scored.score.total
         p = self.policy
@@ -220,7 +223,6 @@ class SignalDesk:
             if not p.trade_failed_strategies:
                 return SignalStatus.DROPPED, f"{why}: {'; '.join(failed.reasons[:2])}", None
             log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
-        view = await self.book(now)
         blocked = self.blocks(view, setup, now)
         if blocked:
             return SignalStatus.DROPPED, "protection: " + "; ".join(b.reason for b in blocked), None
@@ -417,28 +419,19 @@ class SignalDesk:
             log.warning("reconcile %s: broker did not answer (%s); will retry on the next start", signal_id, exc)
             await self.notifier.text(f"⚠️ order {signal_id} is unconfirmed: the broker did not answer ({exc})")
             return
+        request = order_request(record)
         if status is None:
-            await self._place(record, order_request(record), record.decided_by, None)
+            await self._place(record, request, record.decided_by, None)
             return
-        if status.state in (OrderState.FILLED, OrderState.PARTIALLY_FILLED) and status.average_price is not None:
-            fill = Fill(
-                signal_id,
-                record.scored.setup.symbol,
-                record.scored.setup.side,
-                status.filled_quantity,
-                status.average_price,
-                status.fees,
-                status.filled_at or self.clock.now(),
-            )
-            await self._open_trade(record, fill, record.decided_by, None)
+        try:
+            fill = fill_from_status(status, request)
+        except BrokerError as exc:
+            if exc.transient:  # still pending at the broker: settled on a later start
+                log.info("reconcile %s: %s", signal_id, exc)
+                return
+            await self._fail(signal_id, SignalStatus.ORDER_SUBMITTED, str(exc))
             return
-        if status.state in (OrderState.REJECTED, OrderState.CANCELLED):
-            why = status.reason or status.state.value
-            await self._fail(
-                signal_id, SignalStatus.ORDER_SUBMITTED, f"order {status.state.value} by the broker: {why}"
-            )
-            return
-        log.info("reconcile %s: the broker still has the order pending", signal_id)
+        await self._open_trade(record, fill, record.decided_by, None)
 
     async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
         await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason)

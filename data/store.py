@@ -392,11 +392,7 @@ class SqliteStore:
                 return False
             if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, order[4]):
                 raise StoreError(f"signal {signal_id} left approved inside its own transaction")
-            await _execute(
-                db,
-                "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)",
-                order,
-            )
+            await _insert_order(db, order)
         return True
 
     async def last_offered_at(self, symbol: str) -> datetime | None:
@@ -516,11 +512,7 @@ class SqliteStore:
                 return False
             if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, params[4]):
                 return False
-            await _execute(
-                db,
-                "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
+            await _insert_order(db, params)
         return True
 
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
@@ -1101,6 +1093,13 @@ async def _order_may_be_placed(db: aiosqlite.Connection, request: OrderRequest) 
             f"{rows[0]['side']})"
         )
     return True
+
+
+async def _insert_order(db: aiosqlite.Connection, params: tuple[str, str, str, str, str]) -> None:
+    """Record the order intent of a signal (the row a restart reconciles by client order id)."""
+    await _execute(
+        db, "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)", params
+    )
 
 
 async def _store_fill(db: aiosqlite.Connection, signal_id: str, fill_params: tuple[str, str, str, str]) -> None:
