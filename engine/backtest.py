@@ -25,9 +25,10 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`
 * Exit: `engine.exits.scan_exit` (the kernel of `find_exit`) from the entry bar itself (the entry is at
   its open, so its high and low happen after the entry): stop first when a bar touches both, gaps fill at
   the open, `max_hold_bars`, and with `session_end_exit` intraday positions on exchange calendars (XNSE,
-  XNYS) close at the close of the session's last bar. The exit level is quantised to the tick and filled
-  through the cost model (half spread, slippage bps, ATR(14) of the bar before the exit bar x
-  `slippage_atr`, commission), exactly as the live position monitor does.
+  XNYS) close at the close of the last bar that starts before the calendar's flat time or (early) close
+  (`MarketContext.exit_session`; NSE 5m: the 15:10 bar, flat at 15:15). The exit level is quantised to the
+  tick and filled through the cost model (half spread, slippage bps, ATR(14) of the bar before the exit bar
+  x `slippage_atr`, commission), exactly as the live position monitor does.
 * Trades still open at the end of the data are reported as `open_trades` and left out of the trade metrics
   (win rate, expectancy...). They are never closed at a made-up price; the equity curve marks them to market
   at every close, so their open loss does show in the drawdown and the final equity.
@@ -429,7 +430,7 @@ class _Book:
         self.bars = ctx.bars
         self.n = len(ctx.bars)
         intraday_exchange = instrument.calendar in SESSION_CALENDARS and instrument.interval.is_intraday
-        self.session_day = ctx.session_day if config.session_end_exit and intraday_exchange else None
+        self.session_day = ctx.exit_session if config.session_end_exit and intraday_exchange else None
         self.atr = ctx.ind.atr(ATR_PERIOD) if config.slippage_atr > 0 else None
         self.max_age = instrument.interval.delta * rules.max_age_bars
         self.local_time = ctx.local_time

@@ -1,16 +1,36 @@
-"""Market session calendars: when an instrument trades, in its exchange's local time.
+"""Market session calendars: when an instrument trades, in its exchange's local time, and when not to enter.
 
 A session belongs to a local *trading date* D and runs from `D + open_offset` to `D + close_offset` in the
 calendar's timezone. The offsets may leave the day: FX trades from 17:00 New York on D-1 to 17:00 on D.
-Daylight saving is handled by zoneinfo. Holidays are optional dates on which no session runs; fuller
-exchange calendars (half days, special closures) plug in behind the same interface later.
+Daylight saving is handled by zoneinfo. Holidays are dates without a session; early closes are dates whose
+session ends earlier (a wall-clock offset from local midnight). `holidays_known_until` is the last date the
+holiday data covers (None: the rules are complete, as for FX and crypto); `calendar_warnings` says when it
+runs out. The built-in calendars below carry the weekly rules only; `data.market_calendars` fills XNSE and
+XNYS with holidays and early closes from the exchange_calendars library.
+
+Entry rules (`entry_block`), judged while the market is open (at the close itself or later an order waits
+for the next open, and `engine.pipeline`'s staleness rule judges the setup), with these built-in defaults:
+
+* `entry_cutoff`: no new entries in the last N minutes before a close that is followed by a closed market
+  (the next session opens later than this close). Exchanges (XNSE, XNYS: 15 min) block before every close,
+  early closes included; FX (15 min) only before its weekly close, Friday 17:00 New York, and before
+  holidays; CRYPTO (0) never, its sessions run back to back.
+* `flat_at`: the local wall-clock time (offset from local midnight of the trading date) by which intraday
+  positions are flat; on an early-close day the earlier of it and the close applies. XNSE: 15:15; the others
+  None (the session's last bar). No entries from that time to the close. `exit_session` gives the bars
+  that start at or after it session ids of their own, so the exit search closes an intraday position at
+  the close of the last bar that starts before it (NSE 5m: the 15:10 bar, flat at 15:15), and one entered
+  just before it at the close of its first bar.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,11 +42,13 @@ from engine.domain import ensure_utc
 _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
 _MAX_LOOKBACK_DAYS = 15
+HOLIDAY_WARNING_DAYS: Final = 45
+_EXIT_IDS_PER_DAY = 2048  # the trading date's id, then one per minute of the day after the flat time
 
 
 @dataclass(frozen=True, slots=True)
 class SessionCalendar:
-    """Weekly trading sessions of one market, in its local timezone."""
+    """Weekly trading sessions of one market, in its local timezone, with its holidays and entry rules."""
 
     name: str
     timezone: str
@@ -34,6 +56,11 @@ class SessionCalendar:
     close_offset: timedelta
     weekdays: frozenset[int] = frozenset(range(5))
     holidays: frozenset[date] = field(default_factory=frozenset)
+    early_closes: frozenset[tuple[date, timedelta]] = field(default_factory=frozenset)
+    holidays_known_until: date | None = None
+    entry_cutoff: timedelta = timedelta(0)
+    flat_at: timedelta | None = None
+    _early: dict[date, timedelta] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.close_offset <= self.open_offset:
@@ -43,6 +70,26 @@ class SessionCalendar:
         if not self.weekdays <= set(range(7)):
             raise ValueError(f"calendar {self.name}: weekdays must be within 0 (Mon)..6 (Sun)")
         ZoneInfo(self.timezone)
+        early = dict(self.early_closes)
+        if len(early) != len(self.early_closes):
+            raise ValueError(f"calendar {self.name}: a date may have only one early close")
+        for day, offset in sorted(early.items()):
+            if not self.open_offset < offset < self.close_offset:
+                raise ValueError(
+                    f"calendar {self.name}: the early close on {day} at {clock_text(offset)} must fall inside the "
+                    f"regular session ({clock_text(self.open_offset)}-{clock_text(self.close_offset)})"
+                )
+        if not timedelta(0) <= self.entry_cutoff < self.close_offset - self.open_offset:
+            raise ValueError(
+                f"calendar {self.name}: entry_cutoff must be at least 0 and shorter than the session "
+                f"({self.session_minutes} min), was {self.entry_cutoff.total_seconds() / 60:g} min"
+            )
+        if self.flat_at is not None and not self.open_offset < self.flat_at <= self.close_offset:
+            raise ValueError(
+                f"calendar {self.name}: flat_at {clock_text(self.flat_at)} must be within the session (after the "
+                f"{clock_text(self.open_offset)} open, at or before the {clock_text(self.close_offset)} close)"
+            )
+        object.__setattr__(self, "_early", early)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -60,15 +107,23 @@ class SessionCalendar:
     def is_trading_day(self, day: date) -> bool:
         return day.weekday() in self.weekdays and day not in self.holidays
 
+    def early_close(self, day: date) -> timedelta | None:
+        """The earlier close offset of trading date `day`, or None on a regular day."""
+        return self._early.get(day)
+
     def session(self, day: date) -> tuple[datetime, datetime] | None:
         """UTC open and close of the session of trading date `day`, or None if it does not trade."""
         if not self.is_trading_day(day):
             return None
-        midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
-        # Offsets are wall-clock: add them to the naive local midnight, then attach the zone.
-        opened = (midnight.replace(tzinfo=None) + self.open_offset).replace(tzinfo=self.zone)
-        closed = (midnight.replace(tzinfo=None) + self.close_offset).replace(tzinfo=self.zone)
-        return opened.astimezone(UTC), closed.astimezone(UTC)
+        close_offset = self._early.get(day, self.close_offset)
+        return self._instant(day, self.open_offset), self._instant(day, close_offset)
+
+    def flat_time(self, day: date) -> datetime | None:
+        """UTC instant by which intraday positions of trading date `day` are flat (None: the session's end)."""
+        bounds = self.session(day)
+        if bounds is None or self.flat_at is None:
+            return None
+        return min(self._instant(day, self.flat_at), bounds[1])
 
     def trading_date(self, ts: datetime) -> date:
         """The trading date whose session window contains or precedes `ts`."""
@@ -109,6 +164,38 @@ class SessionCalendar:
             day += timedelta(days=1)
         return total
 
+    def entry_block(self, ts: datetime) -> str | None:
+        """Say why a new entry at `ts` is refused (near a close into a closed market, past the flat time), or None."""
+        ensure_utc(ts, "ts")
+        if self.entry_cutoff <= timedelta(0) and self.flat_at is None:
+            return None
+        day = self.trading_date(ts)
+        bounds = self.session(day)
+        if bounds is None or not bounds[0] <= ts < bounds[1]:
+            return None  # closed: an order waits for the next open, and the staleness rule judges the setup
+        closed = bounds[1]
+        flat = self.flat_time(day)
+        if flat is not None and ts >= flat:
+            return (
+                f"intraday positions on {self.name} go flat at {self._local(flat)} {self.timezone}: "
+                "no new entries from then to the close"
+            )
+        if self.entry_cutoff > timedelta(0) and ts >= closed - self.entry_cutoff and self._closes_into_gap(day, closed):
+            minutes = int(self.entry_cutoff.total_seconds() // 60)
+            early = " (early close)" if day in self._early else ""
+            return (
+                f"no new entries in the last {minutes} min before the {self.name} close at "
+                f"{self._local(closed)} {self.timezone}{early}"
+            )
+        return None
+
+    def replace(self, **changes: Any) -> SessionCalendar:
+        """A copy with the given fields changed (checked like a new calendar)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_holidays(self, holidays: frozenset[date]) -> SessionCalendar:
+        return self.replace(holidays=holidays)
+
     def local_nanos(self, times: IntArray) -> IntArray:
         """Local wall-clock time of UTC instants, as nanoseconds of a naive clock."""
         return local_nanos(times, self.timezone)
@@ -116,6 +203,27 @@ class SessionCalendar:
     def session_day(self, times: IntArray) -> IntArray:
         """Trading-date id (days since the epoch) for each UTC instant."""
         return (self.local_nanos(times) - _to_ns(self.open_offset)) // _DAY_NS
+
+    def exit_session(self, times: IntArray) -> IntArray:
+        """Intraday-exit session id per instant: one per trading date, and one per minute from the flat time on.
+
+        Ids grow with time. With them the exit search closes a position entered before the flat time (or early
+        close) at the close of the last bar starting before it, and one whose first bar starts later at its close.
+        """
+        local = self.local_nanos(times)
+        from_open = local - _to_ns(self.open_offset)
+        day = from_open // _DAY_NS
+        since_midnight = local - day * _DAY_NS
+        regular = self.close_offset if self.flat_at is None else self.flat_at
+        cut = np.full(len(day), _to_ns(regular), dtype=np.int64)
+        if self._early:
+            epoch = date(1970, 1, 1)
+            early_days = np.array(sorted((d - epoch).days for d in self._early), dtype=np.int64)
+            early_cut = np.array([_to_ns(self._early[epoch + timedelta(days=int(d))]) for d in early_days])
+            at = np.minimum(np.searchsorted(early_days, day), len(early_days) - 1)
+            cut = np.where(early_days[at] == day, np.minimum(cut, early_cut[at]), cut)
+        late_minute = 1 + (from_open - day * _DAY_NS) // _MINUTE_NS  # 1..1440
+        return day * _EXIT_IDS_PER_DAY + np.where(since_midnight >= cut, late_minute, 0)
 
     def minutes_from_open(self, times: IntArray) -> IntArray:
         """Minutes since that trading date's session open, for each UTC instant."""
@@ -125,8 +233,37 @@ class SessionCalendar:
         """Local wall-clock minute of day (0..1439) for each UTC instant."""
         return (self.local_nanos(times) % _DAY_NS) // _MINUTE_NS
 
-    def with_holidays(self, holidays: frozenset[date]) -> SessionCalendar:
-        return SessionCalendar(self.name, self.timezone, self.open_offset, self.close_offset, self.weekdays, holidays)
+    def _instant(self, day: date, offset: timedelta) -> datetime:
+        # Offsets are wall-clock: add them to the naive local midnight, then attach the zone.
+        local = datetime(day.year, day.month, day.day) + offset  # noqa: DTZ001 - naive on purpose
+        return local.replace(tzinfo=self.zone).astimezone(UTC)
+
+    def _local(self, ts: datetime) -> str:
+        return f"{ts.astimezone(self.zone):%H:%M}"
+
+    def _closes_into_gap(self, day: date, closed: datetime) -> bool:
+        """Whether the market stays closed after `day`'s session closes at `closed` (the next opens later)."""
+        for ahead in range(1, _MAX_LOOKBACK_DAYS):
+            following = self.session(day + timedelta(days=ahead))
+            if following is not None:
+                return following[0] > closed
+        return True
+
+
+def calendar_warnings(
+    calendars: Iterable[SessionCalendar], now: datetime, within: timedelta = timedelta(days=HOLIDAY_WARNING_DAYS)
+) -> list[str]:
+    """One line per calendar whose holiday data ends within `within` of `now` or already has."""
+    ensure_utc(now, "now")
+    lines = {}
+    for calendar in calendars:
+        known = calendar.holidays_known_until
+        if known is not None and known - now.astimezone(calendar.zone).date() <= within:
+            lines[calendar.name] = (
+                f"{calendar.name} holidays are known only until {known:%Y-%m-%d}: "
+                f"add [calendars.{calendar.name}].holidays for later dates"
+            )
+    return [lines[name] for name in sorted(lines)]
 
 
 _TABLE_START_NS = 631_152_000 * 1_000_000_000  # 1990-01-01T00:00Z
@@ -174,11 +311,23 @@ def _hm(hours: int, minutes: int = 0) -> timedelta:
     return timedelta(hours=hours, minutes=minutes)
 
 
+def clock_text(offset: timedelta) -> str:
+    """Show a wall-clock offset from local midnight as HH:MM, saying when it falls on the day before."""
+    minutes = int(offset.total_seconds() // 60)
+    before = " (day before)" if minutes < 0 else ""
+    minutes %= 24 * 60
+    return f"{minutes // 60:02d}:{minutes % 60:02d}{before}"
+
+
+_QUARTER: Final = timedelta(minutes=15)
+
 BUILTIN_CALENDARS: dict[str, SessionCalendar] = {
-    "XNSE": SessionCalendar("XNSE", "Asia/Kolkata", _hm(9, 15), _hm(15, 30)),
-    "XNYS": SessionCalendar("XNYS", "America/New_York", _hm(9, 30), _hm(16)),
+    "XNSE": SessionCalendar(
+        "XNSE", "Asia/Kolkata", _hm(9, 15), _hm(15, 30), entry_cutoff=_QUARTER, flat_at=_hm(15, 15)
+    ),
+    "XNYS": SessionCalendar("XNYS", "America/New_York", _hm(9, 30), _hm(16), entry_cutoff=_QUARTER),
     # FX and spot metals: Sunday 17:00 New York to Friday 17:00 New York, trading date = the day it ends.
-    "FX": SessionCalendar("FX", "America/New_York", _hm(-7), _hm(17)),
+    "FX": SessionCalendar("FX", "America/New_York", _hm(-7), _hm(17), entry_cutoff=_QUARTER),
     "CRYPTO": SessionCalendar("CRYPTO", "UTC", _hm(0), _hm(24), frozenset(range(7))),
 }
 

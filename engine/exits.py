@@ -13,8 +13,11 @@ Shared by live position monitoring and the backtester, so both judge an exit the
 * Time exit: a position is held at most `max_bars` bars (`start` is the first); if nothing was hit, it
   exits at the close of bar `start + max_bars - 1`, reason TIME.
 * Session end: with `session_day` given the position is intraday and exits at the close of the last bar of
-  the session of bar `start`, reason SESSION_END. That bar is known to be the last only once a bar of a
-  later session exists; until then the position is still open (a live monitor closes at the bell itself).
+  the session of bar `start`, reason SESSION_END. Callers pass `SessionCalendar.exit_session`, which starts a
+  new session at the calendar's flat time or (early) close and at every bar after it, so that bar is the last
+  one starting before it (NSE 5m: the 15:10 bar, flat at 15:15), or bar `start` itself when it starts later.
+  That bar is known to be the last only once a bar of a later session exists; until then the position is
+  still open (a live monitor closes at the bell itself).
   When the time and the session exit fall on the same bar, SESSION_END is reported.
 
 An exit is reported at the CLOSE time of its bar: the moment a bar-based monitor learns of it. Prices are

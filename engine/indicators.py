@@ -175,6 +175,11 @@ class MarketContext:
         return self._session_array("day", lambda: (self.local_time - self._open_ns) // _DAY_NS)
 
     @property
+    def exit_session(self) -> IntArray:
+        """Session id for the intraday exit: bars from the calendar's flat time (or early close) on split off."""
+        return self._session_array("exit", lambda: self.calendar.exit_session(self.bars.time))
+
+    @property
     def minutes_from_open(self) -> IntArray:
         """Minutes from the session open to each bar's open time."""
         return self._session_array("from_open", lambda: ((self.local_time - self._open_ns) % _DAY_NS) // _MINUTE_NS)

@@ -10,7 +10,11 @@ Setup validation rules, each rejection carrying its reason:
 4. the stop distance is at least `min_stop_ticks` ticks and more than `min_stop_spreads` x the instrument's
    typical spread (a stop inside the spread is noise, not risk control);
 5. the signal bar has closed by the clock's now, and it closed at most `max_age_bars` bars of *market* time
-   ago (a Friday-close setup is still fresh on Saturday; a bar from three hours ago on an open market is not).
+   ago (a Friday-close setup is still fresh on Saturday; a bar from three hours ago on an open market is not);
+6. the entry time, the signal bar's close, is not refused by the market calendar (`SessionCalendar.entry_block`):
+   while the market is open, not in the last minutes before a close into a closed market (15 min on XNSE,
+   XNYS and FX's Friday close) nor at or after the intraday flat time (15:15 on XNSE); a bar closing at the
+   bell is judged by rule 5 alone, its order waits for the next open.
 """
 
 from __future__ import annotations
@@ -129,6 +133,9 @@ def validate(
             f"stale: bar closed {human_duration(age)} of market time ago "
             f"(limit {rules.max_age_bars} bars = {human_duration(max_age)})"
         )
+    blocked = calendar.entry_block(closed_at)
+    if blocked is not None:
+        return reject(blocked)
 
     try:
         return Setup(

@@ -239,16 +239,17 @@ def test_time_exit_closes_at_the_close_of_the_last_bar_held() -> None:
 def _two_sessions() -> tuple[list[Row], list[datetime]]:
     day1 = [T0 + FIVE * k for k in range(75)]  # 09:15 .. 15:25 IST
     day2 = [T0 + timedelta(days=1) + FIVE * k for k in range(5)]
-    rows = [QUIET] * 74 + [(100.0, 100.5, 99.5, 101.3)] + [QUIET] * 5
+    rows = [QUIET] * 71 + [(100.0, 100.5, 99.5, 101.3)] + [QUIET] * 8
     return rows, day1 + day2
 
 
 def test_session_end_exit_closes_an_intraday_position_at_the_sessions_last_bar() -> None:
     rows, times = _two_sessions()
     (bt,) = run(context(rows, times=times), long_at(70)).trades
-    assert (bt.entry_index, bt.exit_index, bt.trade.exit_reason) == (71, 74, ExitReason.SESSION_END)
+    # XNSE intraday positions are flat at 15:15 IST: the last bar held is the 15:10 bar, index 71.
+    assert (bt.entry_index, bt.exit_index, bt.trade.exit_reason) == (71, 71, ExitReason.SESSION_END)
     assert bt.trade.exit_price == D("101.30")
-    assert bt.trade.exit_time == datetime(2025, 1, 6, 10, 0, tzinfo=UTC)  # 15:30 IST, the bell
+    assert bt.trade.exit_time == datetime(2025, 1, 6, 9, 45, tzinfo=UTC)  # 15:15 IST, the flat time
 
 
 def test_without_session_end_exit_the_position_is_carried_and_reported_open_at_the_end() -> None:

@@ -1,0 +1,98 @@
+"""Exchange calendars from the exchange_calendars library: holidays and early closes for XNSE and XNYS.
+
+`market_calendar(name)` returns the `SessionCalendar` the bot trades on, built once per process:
+
+* XNSE comes from the library's XBOM (the Bombay exchange keeps the same holidays and hours as the NSE),
+  XNYS from XNYS. The weekly hours and the entry rules (`entry_cutoff`, `flat_at`) stay the built-in ones of
+  `engine.calendars`; the library must agree on the timezone and the regular open and close, or we refuse.
+* The window is the library's default: about 20 years back to one year ahead, cut at the end of a
+  hard-coded holiday list. Holidays are the weekdays in it without a session; early closes are the sessions
+  that close before the regular close. Late opens and special weekend sessions are not represented.
+* `holidays_known_until`: for a calendar built from a hard-coded list (the library's `bound_max`, XBOM's
+  list ends 2026-12-31) the end of that list; for a rule-based one (XNYS) the last session of the window,
+  because past it our holiday set is empty even though the rules would go on.
+* FX and CRYPTO are the built-in rules: they have no holidays to learn.
+
+A missing or broken library, or a calendar it cannot build, raises `MarketCalendarError` naming the cause.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date, timedelta
+from functools import cache
+from types import MappingProxyType
+from typing import Any, Final
+
+import pandas as pd
+
+from engine.calendars import SessionCalendar, get_calendar
+
+LIBRARY_CODES: Final = MappingProxyType({"XNSE": "XBOM", "XNYS": "XNYS"})
+
+
+class MarketCalendarError(RuntimeError):
+    """The exchange_calendars library is missing or cannot build a calendar we need."""
+
+
+@cache
+def market_calendar(name: str) -> SessionCalendar:
+    """The calendar `name` with the library's holidays and early closes (cached per process)."""
+    return build_market_calendar(name)
+
+
+def build_market_calendar(name: str) -> SessionCalendar:
+    """Build calendar `name`: the library's data for exchanges, the built-in rules otherwise."""
+    base = get_calendar(name)  # raises ValueError naming the known calendars
+    code = LIBRARY_CODES.get(name)
+    if code is None:
+        return base
+    try:
+        import exchange_calendars  # noqa: PLC0415 - a heavy import, needed only for exchange calendars
+    except ImportError as exc:
+        raise MarketCalendarError(
+            f"the {name} calendar needs the exchange_calendars library (pip install 'exchange_calendars>=4.5'): {exc}"
+        ) from exc
+    try:
+        with warnings.catch_warnings():  # the library's own pandas deprecations are not ours to fix
+            warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+            library = exchange_calendars.get_calendar(code)
+        return _from_library(base, code, library)
+    except MarketCalendarError:
+        raise
+    except Exception as exc:
+        raise MarketCalendarError(f"exchange_calendars cannot build {code} for the {name} calendar: {exc}") from exc
+
+
+def _from_library(base: SessionCalendar, code: str, library: Any) -> SessionCalendar:
+    """`base` with the holidays and early closes of the library calendar `library`."""
+    where = f"exchange_calendars {code} for {base.name}"
+    if str(library.tz) != base.timezone:
+        raise MarketCalendarError(f"{where} is in {library.tz}, expected {base.timezone}")
+    regular_open, regular_close = _offset(library.open_times[-1][1]), _offset(library.close_times[-1][1])
+    if (regular_open, regular_close) != (base.open_offset, base.close_offset):
+        raise MarketCalendarError(
+            f"{where} trades {regular_open}-{regular_close}, expected {base.open_offset}-{base.close_offset}"
+        )
+    sessions = pd.DatetimeIndex(library.sessions)
+    first, last = sessions[0].date(), sessions[-1].date()
+    days = pd.date_range(first, last, freq="D")
+    weekdays = days[days.day_of_week.isin(sorted(base.weekdays))]
+    holidays = frozenset(d.date() for d in weekdays.difference(sessions))
+
+    closes = pd.Series(library.closes).dt.tz_convert(base.timezone).dt.tz_localize(None)
+    offsets = closes - pd.DatetimeIndex(closes.index).normalize()
+    early = offsets[offsets < base.close_offset]
+    early_closes = frozenset((day.date(), offset.to_pytimedelta()) for day, offset in early.items())
+
+    bound = library.bound_max()
+    known_until: date = pd.Timestamp(bound).date() if bound is not None else last
+    return base.replace(
+        holidays=base.holidays | holidays,
+        early_closes=early_closes,
+        holidays_known_until=known_until,
+    )
+
+
+def _offset(clock: Any) -> timedelta:
+    return timedelta(hours=clock.hour, minutes=clock.minute)
