@@ -47,6 +47,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, was {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradebot", description="Trading signal bot with human trade approval.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the run as JSON")
     scan.add_argument("--verbose", action="store_true", help="also list rejected setups and symbols with reasons")
     commands.add_parser("run", help="run the Telegram bot until SIGTERM/SIGINT")
+    shadow = commands.add_parser("shadow", help="list the orders shadow mode recorded, beside their paper fills")
+    shadow.add_argument("--limit", type=_positive, default=20, help="how many, newest first (default 20)")
+    shadow.add_argument("--json", action="store_true", help="print them as JSON")
     validate = commands.add_parser("validate", help="walk-forward + Monte Carlo gate; stores baselines")
     validate.add_argument("--strategies", type=_names, help="comma-separated strategy names (default: all enabled)")
     validate.add_argument("--symbols", type=_names, help="comma-separated symbols (default: the whole watchlist)")
@@ -91,6 +104,20 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
         more = "" if args.verbose else "; --verbose lists every symbol's reason"
         print(f"tradebot scan: no symbol had usable data (first: {first}){more}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the newest shadow orders with their paper fills; a database not created yet has none."""
+    from bot.shadow import shadow_json, shadow_text  # noqa: PLC0415 - only this command needs them
+    from data.store import SqliteStore  # noqa: PLC0415
+
+    if not settings.db_path.exists():
+        print(shadow_json([]) if args.json else f"No database at {settings.db_path} yet: no shadow orders.")
+        return EXIT_OK
+    async with await SqliteStore.open(settings.db_path) as store:
+        rows = await store.shadow_orders(args.limit)
+    print(shadow_json(rows) if args.json else shadow_text(rows))
     return EXIT_OK
 
 
@@ -135,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(settings)
+        if args.command == "shadow":
+            return asyncio.run(_shadow(settings, args))
         if args.command == "validate":
             return run_validate(
                 settings,

@@ -3,6 +3,9 @@
 The exit rules are the engine's (`engine.exits.find_exit`), the same the backtester uses: bars that opened
 at or after the entry are checked; when one bar touches both the stop and the target, the stop is taken;
 a bar that opens beyond a level fills at its open.
+
+Live positions close at the broker (stop-loss and take-profit attached on fill): `check_live` asks the broker
+how each open LIVE trade ended and records the exit at the broker's price and time.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
 from engine.exits import find_exit
 from engine.indicators import MarketContext
-from engine.ports import BarProvider, BotStore, Clock, ProviderError
-from engine.trading import Trade, TradeKind
+from engine.ports import BarProvider, BotStore, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError
+from engine.trading import BrokerExit, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,10 @@ class PositionMonitor:
         history_bars: int,
         max_hold_bars: int,
         costs: CostModel,
+        broker: Broker | None = None,
     ) -> None:
         self.store = store
+        self.broker = broker  # asked how LIVE trades ended at the broker (`check_live`); None: not checked
         self.provider = provider
         self.notifier = notifier
         self.clock = clock
@@ -78,6 +83,65 @@ class PositionMonitor:
                 closed += await self._check_symbol(symbol, trades, loaded)
         return closed
 
+    async def check_live(self) -> list[Trade]:
+        """Record the exits the broker made of open LIVE trades (stop-loss, take-profit, closed there); return them.
+
+        Each is recorded at the broker's price and time with its fees, and the chat is told. A trade still open
+        at the broker is left alone. When the broker does not answer, the rest wait for the next check.
+        """
+        if self.broker is None:
+            return []
+        closed: list[Trade] = []
+        for trade in await self.store.open_trades([TradeKind.LIVE]):
+            try:
+                ended = await self.broker.trade_exit(trade.signal_id)
+            except BrokerError as exc:
+                if exc.kind is BrokerErrorKind.REJECTED:
+                    log.warning("cannot learn how LIVE trade %s ended: %s", trade.trade_id, exc)
+                    continue
+                log.warning(
+                    "broker did not say how LIVE trade %s ended (%s); asking again next run", trade.trade_id, exc
+                )
+                break
+            if ended is not None and (done := await self._record_live_exit(trade, ended)) is not None:
+                closed.append(done)
+        return closed
+
+    async def _record_live_exit(self, trade: Trade, ended: BrokerExit) -> Trade | None:
+        """Close `trade` as the broker closed it and tell the chat; None when it cannot be recorded as told."""
+        if ended.closed_at < trade.entry_time:
+            log.error(
+                "LIVE trade %s: the broker closed it at %s, before its entry at %s; not recorded",
+                trade.trade_id,
+                ended.closed_at,
+                trade.entry_time,
+            )
+            return None
+        if ended.quantity != trade.quantity:
+            log.warning(
+                "LIVE trade %s: the broker closed %s lots, the trade holds %s; recorded at the broker's average price",
+                trade.trade_id,
+                ended.quantity,
+                trade.quantity,
+            )
+        if ended.financing > ended.fees:
+            log.info(
+                "LIVE trade %s: financing credit %s is not in its fees", trade.trade_id, ended.financing - ended.fees
+            )
+        fees = ended.costs
+        if not await self.store.close_trade(trade.trade_id, ended.closed_at, ended.price, ended.reason, fees):
+            return None
+        done = trade.closed(ended.closed_at, ended.price, ended.reason, fees)
+        log.info(
+            "%s live trade %s closed at the broker: %s @ %s",
+            trade.symbol,
+            trade.trade_id,
+            ended.reason.value,
+            ended.price,
+        )
+        await self.notifier.text(exit_text(done))
+        return done
+
     async def _load(self, symbol: str) -> Bars | None:
         instrument, calendar = self.instruments[symbol], self.calendars[symbol]
         now = self.clock.now()
@@ -95,7 +159,7 @@ class PositionMonitor:
         instrument, calendar = self.instruments[symbol], self.calendars[symbol]
         session_day = None
         if instrument.calendar in _SESSION_CALENDARS and instrument.interval.is_intraday:
-            session_day = MarketContext(instrument, bars, calendar).session_day
+            session_day = MarketContext(instrument, bars, calendar).exit_session
         closed = []
         for trade in trades:
             entered = to_nanos(trade.entry_time)

@@ -4,6 +4,10 @@ Quantities are lots: OANDA units = lots x contract_size (0.10 lot EURUSD = 10,00
 Market orders are FOK with stop-loss and take-profit attached on fill, tagged with the signal id as the client
 order id, which OANDA refuses to reuse: placing an order whose id already exists returns that order's fill.
 
+A trade closed at OANDA (its stop-loss or take-profit filled, or closed by hand) is read back by the same
+client id (`trade_exit`), so the bot can record the exit the broker made. `market_order` builds the exact
+order request without sending it, for `place_order` and for shadow mode alike.
+
 Every JSON number is read as a Decimal; times are RFC3339 with nanoseconds, kept to the microsecond.
 Errors become `BrokerError`: 5xx, 429, timeouts and connection errors are TRANSIENT; the broker's refusals
 (4xx, an order cancelled at once such as INSUFFICIENT_MARGIN) are REJECTED, in plain words.
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from http import HTTPMethod
 from typing import Any, Final
 from urllib.parse import quote as url_quote
 
@@ -28,7 +33,7 @@ from pydantic import SecretStr
 
 from engine.domain import Instrument, Side
 from engine.ports import BrokerError, BrokerErrorKind
-from engine.trading import Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
+from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,85 @@ def _price_text(instrument: Instrument, price: Decimal) -> str:
     return format(instrument.price(price), "f")
 
 
+def _json_text(body: Mapping[str, Any]) -> str:
+    """The exact JSON text of a request body, as it goes on the wire."""
+    return json.dumps(body)
+
+
+@dataclass(frozen=True)
+class OandaRequest:
+    """One REST call to OANDA as it is sent: method, path under the base URL and JSON body (never the token)."""
+
+    method: HTTPMethod
+    path: str
+    body: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/v3/"):
+            raise ValueError(f"OANDA request path must start with /v3/, was {self.path!r}")
+
+    @property
+    def content(self) -> str | None:
+        """The body's exact JSON text, or None without a body."""
+        return None if self.body is None else _json_text(self.body)
+
+
+def account_path(settings: OandaSettings) -> str:
+    """The REST path of the configured account (`/v3/accounts/<id>`)."""
+    return f"/v3/accounts/{url_quote(settings.account_id, safe='')}"
+
+
+def order_units(instrument: Instrument, request: OrderRequest) -> int:
+    """OANDA units of `request` (lots x contract size); BrokerError when that is not a whole number."""
+    units = request.quantity * instrument.contract_size
+    if units != units.to_integral_value():
+        raise BrokerError(
+            f"{request.quantity} lots of {instrument.symbol} is {units.normalize()} units; OANDA needs whole units"
+        )
+    return int(units)
+
+
+def order_body(settings: OandaSettings, instrument: Instrument, request: OrderRequest) -> dict[str, Any]:
+    """The JSON body of `request` as a FOK market order tagged with its client id, stop and target attached."""
+    cid = request.client_order_id
+    if request.symbol != instrument.symbol:
+        raise BrokerError(f"order {cid} is for {request.symbol}, sent as {instrument.symbol}")
+    name = settings.instrument_name(instrument.symbol)
+    units = order_units(instrument, request)
+    order: dict[str, Any] = {
+        "type": "MARKET",
+        "instrument": name,
+        "units": f"{'+' if request.side is Side.LONG else '-'}{units}",
+        "timeInForce": "FOK",
+        "positionFill": "DEFAULT",
+        "clientExtensions": {"id": cid, "tag": ORDER_TAG},
+        "tradeClientExtensions": {"id": cid, "tag": ORDER_TAG},
+    }
+    if request.stop is not None:
+        order["stopLossOnFill"] = {"price": _price_text(instrument, request.stop), "timeInForce": "GTC"}
+    if request.target is not None:
+        order["takeProfitOnFill"] = {"price": _price_text(instrument, request.target), "timeInForce": "GTC"}
+    return {"order": order}
+
+
+def market_order(settings: OandaSettings, instrument: Instrument, request: OrderRequest) -> OandaRequest:
+    """The exact request `OandaBroker.place_order` sends for `request` (shadow mode records it instead)."""
+    return OandaRequest(HTTPMethod.POST, f"{account_path(settings)}/orders", order_body(settings, instrument, request))
+
+
+_EXIT_REASONS: Final = {
+    "STOP_LOSS_ORDER": ExitReason.STOP,
+    "GUARANTEED_STOP_LOSS_ORDER": ExitReason.STOP,
+    "TRAILING_STOP_LOSS_ORDER": ExitReason.STOP,
+    "TAKE_PROFIT_ORDER": ExitReason.TARGET,
+}
+
+
+def exit_reason(fill_reason: str) -> ExitReason:
+    """Our exit reason for the reason of OANDA's closing fill; a close at OANDA by anything else is MANUAL."""
+    return _EXIT_REASONS.get(fill_reason, ExitReason.MANUAL)
+
+
 class OandaBroker:
     """A Broker over OANDA's v20 REST API for the configured instruments."""
 
@@ -148,7 +232,7 @@ class OandaBroker:
                 self._by_name[settings.instrument_name(symbol)] = instrument
             except BrokerError:
                 log.info("%s has no OANDA instrument name: OANDA will not trade it", symbol)
-        self._account = f"/v3/accounts/{url_quote(settings.account_id, safe='')}"
+        self._account = account_path(settings)
         self._client = httpx.AsyncClient(
             base_url=settings.url,
             headers={
@@ -192,28 +276,12 @@ class OandaBroker:
 
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
         """Place a FOK market order; if its client order id already exists, return that order's fill."""
-        if request.symbol != instrument.symbol:
-            raise BrokerError(f"order {request.client_order_id} is for {request.symbol}, sent as {instrument.symbol}")
         cid = request.client_order_id
-        name = self.settings.instrument_name(instrument.symbol)
-        units = self._units(instrument, request)
-        order: dict[str, Any] = {
-            "type": "MARKET",
-            "instrument": name,
-            "units": f"{'+' if request.side is Side.LONG else '-'}{units}",
-            "timeInForce": "FOK",
-            "positionFill": "DEFAULT",
-            "clientExtensions": {"id": cid, "tag": ORDER_TAG},
-            "tradeClientExtensions": {"id": cid, "tag": ORDER_TAG},
-        }
-        if request.stop is not None:
-            order["stopLossOnFill"] = {"price": _price_text(instrument, request.stop), "timeInForce": "GTC"}
-        if request.target is not None:
-            order["takeProfitOnFill"] = {"price": _price_text(instrument, request.target), "timeInForce": "GTC"}
-        status, body = await self._request("POST", f"{self._account}/orders", json_body={"order": order})
+        sent = market_order(self.settings, instrument, request)
+        status, body = await self._request(sent.method, sent.path, json_body=sent.body)
         if status == 400 and _reject_code(body) == CLIENT_ID_EXISTS:
             log.info("OANDA already has order %s: returning its fill", cid)
-            return await self._existing_fill(instrument, request, name, units)
+            return await self._existing_fill(instrument, request)
         self._raise_for(status, body, f"OANDA rejected order {cid}")
         fill_tx = body.get("orderFillTransaction")
         if fill_tx is not None:
@@ -293,15 +361,54 @@ class OandaBroker:
         self._raise_for(status, body, "OANDA could not read the account")
         return _decimal(body.get("account", {}).get("NAV"), "NAV")
 
-    # ------------------------------------------------------------------------------------------ helpers
+    async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
+        """How the trade this order opened ended (`trades/@id`): None while OPEN, its close once CLOSED.
 
-    def _units(self, instrument: Instrument, request: OrderRequest) -> int:
-        units = request.quantity * instrument.contract_size
-        if units != units.to_integral_value():
+        The price is OANDA's average close price and the time its close time. The reason is the last closing
+        fill's: a stop-loss order is STOP, a take-profit order TARGET, any other close at OANDA MANUAL.
+        Fees are the closing fills' commission; financing is the trade's, as OANDA signs it.
+        """
+        path = f"{self._account}/trades/@{url_quote(client_order_id, safe='')}"
+        status, body = await self._request("GET", path)
+        if status == 404:
+            raise BrokerError(f"OANDA has no trade opened by order {client_order_id}")
+        self._raise_for(status, body, f"OANDA could not show the trade of order {client_order_id}")
+        trade = body.get("trade")
+        if not isinstance(trade, dict):
+            raise BrokerError(f"OANDA sent no trade for order {client_order_id}", BrokerErrorKind.TRANSIENT)
+        state = str(trade.get("state", ""))
+        if state == "OPEN":
+            return None
+        if state != "CLOSED":
             raise BrokerError(
-                f"{request.quantity} lots of {instrument.symbol} is {units.normalize()} units; OANDA needs whole units"
+                f"OANDA trade of order {client_order_id} is in an unknown state {state!r}", BrokerErrorKind.TRANSIENT
             )
-        return int(units)
+        name = str(trade.get("instrument", ""))
+        instrument = self._by_name.get(name)
+        if instrument is None:
+            raise BrokerError(f"OANDA trade of order {client_order_id} is in {name}, not a configured instrument")
+        closing = [await self._transaction(str(t)) for t in trade.get("closingTransactionIDs") or []]
+        reason = exit_reason(str(closing[-1].get("reason", ""))) if closing else ExitReason.MANUAL
+        fees = sum((abs(_decimal(tx.get("commission", "0"), "commission")) for tx in closing), Decimal(0))
+        ended = BrokerExit(
+            client_order_id=client_order_id,
+            price=_decimal(trade.get("averageClosePrice"), "average close price"),
+            closed_at=parse_time(str(trade.get("closeTime", ""))),
+            reason=reason,
+            quantity=abs(_decimal(trade.get("initialUnits", "0"), "units")) / instrument.contract_size,
+            fees=fees,
+            financing=_decimal(trade.get("financing", "0"), "financing"),
+        )
+        log.info(
+            "OANDA trade of order %s closed (%s) @ %s at %s",
+            client_order_id,
+            reason.value,
+            ended.price,
+            ended.closed_at,
+        )
+        return ended
+
+    # ------------------------------------------------------------------------------------------ helpers
 
     def _fill(self, instrument: Instrument, request: OrderRequest, tx: dict[str, Any]) -> Fill:
         units = abs(_decimal(tx.get("units", "0"), "units"))
@@ -317,8 +424,10 @@ class OandaBroker:
             filled_at=parse_time(tx["time"]),
         )
 
-    async def _existing_fill(self, instrument: Instrument, request: OrderRequest, name: str, units: int) -> Fill:
+    async def _existing_fill(self, instrument: Instrument, request: OrderRequest) -> Fill:
         cid = request.client_order_id
+        name = self.settings.instrument_name(instrument.symbol)
+        units = order_units(instrument, request)
         found = await self._order(cid)
         if found is None:  # OANDA said it exists; it must be visible soon
             raise BrokerError(f"OANDA has order {cid} but could not show it yet", BrokerErrorKind.TRANSIENT)
@@ -397,10 +506,10 @@ class OandaBroker:
         path: str,
         *,
         params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Send one request; network failures become TRANSIENT, 429 and 5xx too; other statuses are returned."""
-        content = None if json_body is None else json.dumps(json_body)
+        content = None if json_body is None else _json_text(json_body)
         try:
             response = await self._client.request(method, path, params=params, content=content)
         except httpx.TimeoutException as exc:

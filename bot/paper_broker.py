@@ -24,7 +24,7 @@ from engine.bars import from_nanos
 from engine.costs import CostModel, commission, fill_price, quote_from_price
 from engine.domain import Instrument, to_decimal
 from engine.ports import BarProvider, BrokerError, Clock, ProviderError
-from engine.trading import Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
+from engine.trading import BrokerExit, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ class PaperBroker:
     async def equity(self) -> Decimal:
         """The configured paper account equity (realised P&L is the store's to add)."""
         return self.starting_equity
+
+    async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
+        """Return None: nothing closes at the paper venue; the position monitor closes paper trades from bars."""
+        return None
 
     def _check(self, instrument: Instrument, request: OrderRequest) -> None:
         symbol = request.symbol

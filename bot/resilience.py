@@ -26,7 +26,7 @@ from typing import TypeVar
 from bot.clock import WallClock
 from engine.domain import Instrument
 from engine.ports import Broker, BrokerError, BrokerErrorKind, Clock
-from engine.trading import Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
+from engine.trading import BrokerExit, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,9 @@ class ResilientBroker:
 
     async def equity(self) -> Decimal:
         return await self._run("equity", self.inner.equity)
+
+    async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
+        return await self._run(f"exit of {client_order_id}", lambda: self.inner.trade_exit(client_order_id))
 
 
 def fill_from_status(status: OrderStatus, request: OrderRequest) -> Fill:

@@ -240,10 +240,38 @@ _V3_BASELINES: Final = Migration(
     ),
 )
 
+_V4_SHADOW_ORDERS: Final = Migration(
+    version=4,
+    name="shadow orders: the exact broker requests shadow mode recorded instead of sending",
+    statements=(
+        # One row per order shadow mode kept back; client_order_id is the signal id, so it joins the paper fill
+        # in `orders`. No foreign key: a record of what would have been sent is never refused. Either the request
+        # (method, path and the exact JSON body text) or the reason the adapter could not build it is stored.
+        """
+        CREATE TABLE shadow_orders (
+            client_order_id TEXT PRIMARY KEY CHECK (client_order_id <> ''),
+            broker TEXT NOT NULL CHECK (broker <> ''),
+            symbol TEXT NOT NULL CHECK (symbol <> ''),
+            side TEXT NOT NULL CHECK (side IN ('long', 'short')),
+            quantity TEXT NOT NULL,
+            method TEXT,
+            path TEXT,
+            body_json TEXT CHECK (body_json IS NULL OR (json_valid(body_json) AND json_type(body_json) = 'object')),
+            refusal TEXT,
+            created_at TEXT NOT NULL,
+            CHECK ((method IS NULL) = (path IS NULL) AND (path IS NULL) = (body_json IS NULL)),
+            CHECK ((body_json IS NULL) <> (refusal IS NULL))
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX shadow_orders_created_at ON shadow_orders (created_at)",
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
     _V3_BASELINES,
+    _V4_SHADOW_ORDERS,
 )
 
 

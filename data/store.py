@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from http import HTTPMethod
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -48,7 +49,7 @@ from engine.domain import (
     ensure_utc,
 )
 from engine.ports import Baseline, OutboxItem, OutboxKind, RunSummary, SignalRecord
-from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
+from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -659,6 +660,48 @@ class SqliteStore:
         async with self._read("read the latest baselines") as db:
             rows = await _fetchall(db, sql)
         return [_decode_baseline(row) for row in rows]
+
+    # --- shadow orders (shadow mode) ---------------------------------------------------------------------------
+
+    async def record_shadow_order(self, order: ShadowOrder) -> bool:
+        """Store the request shadow mode kept back; False (the first record stands) if this order has one already."""
+        if not isinstance(order, ShadowOrder):
+            raise TypeError(f"order must be a ShadowOrder, was {type(order).__name__}")
+        cid = order.client_order_id
+        params = (
+            _check_text(cid, "client_order_id"),
+            _check_text(order.broker, "broker"),
+            _check_text(order.symbol, "symbol"),
+            Side(order.side).value,
+            _encode_amount(order.quantity, f"shadow order {cid} quantity", positive=True),
+            None if order.method is None else HTTPMethod(order.method).value,
+            order.path,
+            order.body_json,
+            order.refusal,
+            _encode_ts(order.created_at, "created_at"),
+        )
+        async with self._write(f"record the shadow order {cid}") as db:
+            return bool(
+                await _rowcount(
+                    db,
+                    "INSERT INTO shadow_orders (client_order_id, broker, symbol, side, quantity, method, path,"
+                    " body_json, refusal, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (client_order_id) DO NOTHING",
+                    params,
+                )
+            )
+
+    async def shadow_orders(self, limit: int = 20) -> list[tuple[ShadowOrder, Fill | None]]:
+        """The newest `limit` shadow orders, newest first, each with the paper fill of the same order (or None)."""
+        _check_positive_int(limit, "limit")
+        sql = (
+            "SELECT s.*, o.fill_price, o.fill_quantity, o.fees, o.filled_at FROM shadow_orders s"
+            " LEFT JOIN orders o ON o.client_order_id = s.client_order_id AND o.filled_at IS NOT NULL"
+            f" ORDER BY {_ts_key('s.created_at')} DESC, s.client_order_id DESC LIMIT ?"
+        )
+        async with self._read("read the shadow orders") as db:
+            rows = await _fetchall(db, sql, (limit,))
+        return [_decode_shadow_order(row) for row in rows]
 
     # --- bot state (BotStore) --------------------------------------------------------------------------------
 
@@ -1491,3 +1534,38 @@ def _decode_trade(row: sqlite3.Row) -> Trade:
         )
     except ValueError as exc:
         raise CorruptRecordError(f"{where} does not form a valid trade: {exc}") from exc
+
+
+def _decode_shadow_order(row: sqlite3.Row) -> tuple[ShadowOrder, Fill | None]:
+    """A shadow_orders row joined with its order's fill columns (NULL when the paper order did not fill)."""
+    cid = row["client_order_id"]
+    where = f"shadow order {cid}"
+    method = row["method"]
+    try:
+        side = _decode_enum(Side, row["side"], f"{where} side")
+        order = ShadowOrder(
+            client_order_id=cid,
+            broker=row["broker"],
+            symbol=row["symbol"],
+            side=side,
+            quantity=_decode_decimal(row["quantity"], f"{where} quantity"),
+            created_at=_decode_ts(row["created_at"], f"{where} created_at"),
+            method=None if method is None else HTTPMethod(method),
+            path=_decode_optional_text(row["path"], f"{where} path"),
+            body_json=_decode_optional_text(row["body_json"], f"{where} body_json"),
+            refusal=_decode_optional_text(row["refusal"], f"{where} refusal"),
+        )
+        fill = None
+        if row["filled_at"] is not None:
+            fill = Fill(
+                client_order_id=cid,
+                symbol=order.symbol,
+                side=side,
+                quantity=_decode_decimal(row["fill_quantity"], f"{where} fill_quantity"),
+                price=_decode_decimal(row["fill_price"], f"{where} fill_price"),
+                fees=_decode_decimal(row["fees"], f"{where} fees"),
+                filled_at=_decode_ts(row["filled_at"], f"{where} filled_at"),
+            )
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where} does not form a valid record: {exc}") from exc
+    return order, fill

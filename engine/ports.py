@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
-from engine.trading import ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
+from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
 
 
 class Clock(Protocol):
@@ -298,6 +298,13 @@ class Broker(Protocol):
 
     async def equity(self) -> Decimal:
         """Account equity (net asset value) in the account currency."""
+        ...
+
+    async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
+        """How the trade opened by this order ended at the broker (stop-loss, take-profit, closed there).
+
+        None while it is still open, and always for a venue whose positions the bot itself closes (paper).
+        """
         ...
 
 

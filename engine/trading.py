@@ -7,10 +7,12 @@ risked at entry, `|entry - stop| x quantity x contract_size`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from http import HTTPMethod
 from typing import Final
 
 from engine.domain import Side, ensure_utc
@@ -221,3 +223,81 @@ class Trade:
     def closed(self, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal = Decimal(0)) -> Trade:
         """This trade exited at `price` for `reason`."""
         return replace(self, exit_time=at, exit_price=price, exit_reason=reason, exit_fees=fees)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerExit:
+    """How a trade ended at the broker (its stop-loss, its take-profit, or a close there), at one average price.
+
+    `fees` is the commission of the closing fill(s), >= 0. `financing` is the trade's financing over its
+    life, signed as the broker reports it (negative: the account paid). `quantity` is what closed, in lots.
+    """
+
+    client_order_id: str
+    price: Decimal
+    closed_at: datetime
+    reason: ExitReason
+    quantity: Decimal
+    fees: Decimal = Decimal(0)
+    financing: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if not self.client_order_id:
+            raise ValueError("a broker exit needs the client order id of its trade")
+        ensure_utc(self.closed_at, "closed_at")
+        if not self.price.is_finite() or self.price <= 0:
+            raise ValueError(f"exit of {self.client_order_id}: price must be positive, was {self.price}")
+        if not self.quantity.is_finite() or self.quantity <= 0:
+            raise ValueError(f"exit of {self.client_order_id}: closed quantity must be positive, was {self.quantity}")
+        if not self.fees.is_finite() or self.fees < 0:
+            raise ValueError(f"exit of {self.client_order_id}: fees must be >= 0, was {self.fees}")
+        if not self.financing.is_finite():
+            raise ValueError(f"exit of {self.client_order_id}: financing must be finite, was {self.financing}")
+
+    @property
+    def costs(self) -> Decimal:
+        """Exit costs as a trade records them: commission plus financing paid; a credit lowers them, not below 0."""
+        return max(self.fees - self.financing, Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowOrder:
+    """An order shadow mode kept back: the exact request the real broker would have received, or why none.
+
+    Either `method`, `path` and `body_json` (the exact JSON text) are set, or `refusal` says why the broker
+    adapter could not even build the request; never both.
+    """
+
+    client_order_id: str
+    broker: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    created_at: datetime
+    method: HTTPMethod | None = None
+    path: str | None = None
+    body_json: str | None = None
+    refusal: str | None = None
+
+    def __post_init__(self) -> None:
+        cid = self.client_order_id
+        if not cid or not self.broker or not self.symbol:
+            raise ValueError("a shadow order needs its client order id, broker and symbol")
+        ensure_utc(self.created_at, "created_at")
+        if not self.quantity.is_finite() or self.quantity <= 0:
+            raise ValueError(f"shadow order {cid}: quantity must be positive, was {self.quantity}")
+        request = (self.method, self.path, self.body_json)
+        built = all(v is not None for v in request)
+        if not built and any(v is not None for v in request):
+            raise ValueError(f"shadow order {cid}: method, path and body are set together")
+        if built == (self.refusal is not None):
+            raise ValueError(f"shadow order {cid}: exactly one of the request and the refusal is set")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError(f"shadow order {cid}: path must start with '/', was {self.path!r}")
+        if self.body_json is not None:
+            try:
+                body = json.loads(self.body_json)
+            except ValueError as exc:
+                raise ValueError(f"shadow order {cid}: body is not JSON: {exc}") from exc
+            if not isinstance(body, dict):
+                raise ValueError(f"shadow order {cid}: body must be a JSON object")

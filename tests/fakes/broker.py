@@ -8,7 +8,7 @@ from decimal import Decimal
 from bot.paper_broker import PaperBroker
 from engine.domain import Instrument
 from engine.ports import BrokerError, BrokerErrorKind
-from engine.trading import Fill, OrderRequest, OrderStatus, Quote, Trade
+from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade
 
 
 class PinnedQuoteBroker:
@@ -51,3 +51,6 @@ class PinnedQuoteBroker:
 
     async def equity(self) -> Decimal:
         return await self.paper.equity()
+
+    async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
+        return await self.paper.trade_exit(client_order_id)

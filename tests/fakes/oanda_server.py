@@ -13,6 +13,11 @@ Faults are queued per route and consumed by the next requests of that route, one
         assert len(oanda.orders) == 1
 
 Every request is recorded (`requests`), and every one must carry `Authorization: Bearer <token>`.
+
+A filled order opens a trade with its stop-loss and take-profit as pending dependent orders. The test closes a
+trade as OANDA would when a level is hit: `oanda.close_trade("sig-1", "1.08500", CloseReason.STOP_LOSS)` fills
+the stop-loss order at that price, cancels the take-profit, and marks the trade CLOSED with its average close
+price, close time and closing transaction, which `GET trades/@sig-1` then shows.
 """
 
 from __future__ import annotations
@@ -42,7 +47,16 @@ class Route(StrEnum):
     CANCEL = "cancel"
     TRANSACTION = "transaction"
     OPEN_TRADES = "open_trades"
+    TRADE = "trade"  # GET one trade
     SUMMARY = "summary"
+
+
+class CloseReason(StrEnum):
+    """Why a trade closed: the `reason` of OANDA's closing ORDER_FILL."""
+
+    STOP_LOSS = "STOP_LOSS_ORDER"
+    TAKE_PROFIT = "TAKE_PROFIT_ORDER"
+    CLIENT = "MARKET_ORDER_TRADE_CLOSE"  # closed by hand (the web platform, or a trade close request)
 
 
 class FaultKind(StrEnum):
@@ -158,6 +172,7 @@ class FakeOanda:
         app.router.add_put(f"{prefix}/orders/{{spec}}/cancel", self._route(Route.CANCEL, self._cancel_order))
         app.router.add_get(f"{prefix}/transactions/{{tid}}", self._route(Route.TRANSACTION, self._get_transaction))
         app.router.add_get(f"{prefix}/openTrades", self._route(Route.OPEN_TRADES, self._open_trades))
+        app.router.add_get(f"{prefix}/trades/{{spec}}", self._route(Route.TRADE, self._get_trade))
         app.router.add_get(f"{prefix}/summary", self._route(Route.SUMMARY, self._summary))
         self._runner, self._port = await listen(app, handler_cancellation=True)
         return self
@@ -197,6 +212,80 @@ class FakeOanda:
         }
         self._state.orders[client_id] = order
         return order
+
+    def close_trade(
+        self,
+        client_id: str,
+        price: str,
+        reason: CloseReason = CloseReason.STOP_LOSS,
+        *,
+        at: datetime | None = None,
+        financing: str = "0.0000",
+    ) -> dict[str, Any]:
+        """Close the open trade of order `client_id` at `price` as OANDA does when `reason` fills; return the fill."""
+        trade = self._find_trade(f"@{client_id}")
+        if trade is None or trade["state"] != "OPEN":
+            raise KeyError(f"no open trade for client id {client_id!r}")
+        units = Decimal(trade["currentUnits"])
+        realized = ((Decimal(price) - Decimal(trade["price"])) * units).quantize(Decimal("0.0001"))
+        own = {CloseReason.STOP_LOSS: "stopLossOrder", CloseReason.TAKE_PROFIT: "takeProfitOrder"}.get(reason)
+        closing_order = trade.get(own) if own else None
+        if closing_order is None:  # closed by hand: OANDA makes a market order that closes the trade
+            closing_order = self._transaction(
+                {
+                    "type": "MARKET_ORDER",
+                    "reason": "TRADE_CLOSE",
+                    "instrument": trade["instrument"],
+                    "units": str(-units),
+                    "tradeClose": {"tradeID": trade["id"], "units": "ALL"},
+                },
+                at,
+            )
+        fill = self._transaction(
+            {
+                "type": "ORDER_FILL",
+                "orderID": closing_order["id"],
+                "instrument": trade["instrument"],
+                "units": str(-units),
+                "price": price,
+                "fullVWAP": price,
+                "reason": reason.value,
+                "pl": str(realized),
+                "financing": financing,
+                "commission": str(self.commission),
+                "tradesClosed": [
+                    {"tradeID": trade["id"], "units": str(-units), "realizedPL": str(realized), "financing": financing}
+                ],
+            },
+            at,
+        )
+        for key in ("stopLossOrder", "takeProfitOrder"):
+            dependent = trade.get(key)
+            if dependent is None or dependent["state"] != "PENDING":
+                continue
+            if key == own:
+                dependent.update(state="FILLED", fillingTransactionID=fill["id"], filledTime=fill["time"])
+            else:
+                cancel = self._transaction(
+                    {"type": "ORDER_CANCEL", "orderID": dependent["id"], "reason": "LINKED_TRADE_CLOSED"}, at
+                )
+                dependent.update(state="CANCELLED", cancellingTransactionID=cancel["id"], cancelledTime=cancel["time"])
+        trade.update(
+            state="CLOSED",
+            currentUnits="0",
+            realizedPL=str(realized),
+            unrealizedPL="0.0000",
+            financing=financing,
+            averageClosePrice=price,
+            closeTime=fill["time"],
+            closingTransactionIDs=[fill["id"]],
+        )
+        return fill
+
+    @property
+    def trades(self) -> list[dict[str, Any]]:
+        """Every trade the server holds, open or closed, in opening order."""
+        return list(self._state.trades.values())
 
     @property
     def orders(self) -> list[dict[str, Any]]:
@@ -256,9 +345,9 @@ class FakeOanda:
             await asyncio.sleep(fault.seconds)
         return status, payload, {}
 
-    def _transaction(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def _transaction(self, fields: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
         self._state.last_id += 1
-        tx = {"id": str(self._state.last_id), "time": oanda_time(), "accountID": self.account_id, **fields}
+        tx = {"id": str(self._state.last_id), "time": oanda_time(at), "accountID": self.account_id, **fields}
         self._state.transactions[tx["id"]] = tx
         return tx
 
@@ -352,16 +441,30 @@ class FakeOanda:
             "financing": "0.0000",
             "clientExtensions": order.get("tradeClientExtensions") or {},
         }
-        for key, dependent in (("stopLossOnFill", "stopLossOrder"), ("takeProfitOnFill", "takeProfitOrder")):
+        for key, dependent, kind in (
+            ("stopLossOnFill", "stopLossOrder", "STOP_LOSS"),
+            ("takeProfitOnFill", "takeProfitOrder", "TAKE_PROFIT"),
+        ):
             if key in order:
-                trade[dependent] = {"type": dependent.removesuffix("Order").upper(), "price": order[key]["price"]}
+                created = self._transaction(
+                    {"type": f"{kind}_ORDER", "tradeID": trade["id"], "price": order[key]["price"], "reason": "ON_FILL"}
+                )
+                trade[dependent] = {
+                    "id": created["id"],
+                    "type": kind,
+                    "tradeID": trade["id"],
+                    "price": order[key]["price"],
+                    "timeInForce": order[key].get("timeInForce", "GTC"),
+                    "state": "PENDING",
+                    "createTime": fill["time"],
+                }
         self._state.trades[trade["id"]] = trade
         fill["tradeOpened"] = {"tradeID": trade["id"], "units": str(filled), "price": fill_price}
         stored.update(
             state="FILLED", fillingTransactionID=fill["id"], filledTime=fill["time"], tradeOpenedID=trade["id"]
         )
         answer["orderFillTransaction"] = fill
-        answer["lastTransactionID"] = fill["id"]
+        answer["lastTransactionID"] = str(self._state.last_id)
         if filled != units:
             cancel = self._transaction(
                 {"type": "ORDER_CANCEL", "orderID": create["id"], "reason": "MARKET_ORDER_PARTIALLY_FILLED"}
@@ -416,6 +519,21 @@ class FakeOanda:
         cancel = self._transaction({"type": "ORDER_CANCEL", "orderID": order["id"], "reason": "CLIENT_REQUEST"})
         order.update(state="CANCELLED", cancellingTransactionID=cancel["id"], cancelledTime=cancel["time"])
         return 200, {"orderCancelTransaction": cancel, "lastTransactionID": cancel["id"]}
+
+    def _find_trade(self, spec: str) -> dict[str, Any] | None:
+        if spec.startswith("@"):
+            client_id = spec[1:]
+            return next(
+                (t for t in self._state.trades.values() if (t.get("clientExtensions") or {}).get("id") == client_id),
+                None,
+            )
+        return self._state.trades.get(spec)
+
+    def _get_trade(self, request: web.Request, body: dict[str, Any], fault: Fault | None) -> _Answer:
+        trade = self._find_trade(request.match_info["spec"])
+        if trade is None:
+            return 404, {"errorCode": "TRADE_DOESNT_EXIST", "errorMessage": "The Trade specified does not exist"}
+        return 200, {"trade": trade, "lastTransactionID": str(self._state.last_id)}
 
     def _get_transaction(self, request: web.Request, body: dict[str, Any], fault: Fault | None) -> _Answer:
         tx = self._state.transactions.get(request.match_info["tid"])
