@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -12,7 +12,7 @@ import numpy as np
 from engine.bars import Bars
 from engine.ports import BotStore
 from engine.protections import BookView
-from engine.trading import TradeKind
+from engine.trading import Trade, TradeKind
 
 REAL_KINDS = (TradeKind.PAPER, TradeKind.LIVE)  # trades that moved the account's money
 
@@ -46,12 +46,17 @@ async def book_view(
     timezone: str,
     rollover_hour: int,
     returns: Mapping[str, np.ndarray] | None = None,
+    to_account: Callable[[Trade], Decimal] | None = None,
 ) -> BookView:
-    """Build the protections' view of the account: equity is the starting equity plus every closed P&L."""
+    """Build the protections' view of the account: equity is the starting equity plus every closed P&L.
+
+    `to_account` converts a closed trade's P&L into the account currency (default: taken as it is).
+    """
     closed = await store.trades(list(REAL_KINDS))
+    account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
     equity = peak = starting_equity
     for trade in closed:  # oldest exit first: the realised equity curve and its peak
-        equity += trade.pnl or Decimal(0)
+        equity += account_pnl[trade.trade_id]
         peak = max(peak, equity)
     day_start, next_day = trading_day(now, timezone, rollover_hour)
     return BookView(
@@ -62,4 +67,5 @@ async def book_view(
         day_start=day_start,
         next_session=next_day,
         returns=dict(returns or {}),
+        account_pnl=account_pnl,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -36,14 +36,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from data.market_calendars import market_calendar
 from data.news_feed import NewsSource
-from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, get_calendar
+from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, clock_text, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
 from engine.news import EmbargoConfig, FeedFallback, Impact
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.protections import ProtectionConfig
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
+from engine.sizing import SizeLimits
 from engine.strategy import REGISTRY, Strategy, StrategyParams, strategy_names
 from engine.trading import ExecutionMode
 
@@ -53,6 +55,8 @@ ENV_PREFIX = "TRADEBOT_"
 DB_FILE_NAME = "tradebot.db"
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"  # ISO 4217 code, e.g. USD
+PAIR_PATTERN: Final = r"^[A-Z]{6}$"  # base then quote currency, e.g. USDINR
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -79,6 +83,11 @@ class InstrumentConfig(_Frozen):
     timezone: str | None = None
     spread: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
     has_volume: bool = True
+    quote_currency: Annotated[str | None, Field(pattern=CURRENCY_PATTERN)] = None  # default: told from the symbol
+    min_quantity: PositiveDecimal | None = None  # lots; a smaller risk-based size is not traded
+    max_quantity: PositiveDecimal | None = None  # lots per signal
+    max_notional: PositiveDecimal | None = None  # account money per signal
+    freeze_quantity: PositiveDecimal | None = None  # lots per order: larger signals go out as child orders
 
     @field_validator("calendar")
     @classmethod
@@ -95,6 +104,17 @@ class InstrumentConfig(_Frozen):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Asia/Kolkata')") from None
         return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> InstrumentConfig:
+        self.size_limits()  # min above max, a freeze under one lot: said here, at load time
+        if self.freeze_quantity is not None and self.freeze_quantity < self.lot_size:
+            raise ValueError(f"freeze_quantity {self.freeze_quantity} is below one lot step {self.lot_size}")
+        return self
+
+    def size_limits(self) -> SizeLimits:
+        """The order limits of this instrument (lots, and account money for the notional)."""
+        return SizeLimits(self.min_quantity, self.max_quantity, self.max_notional, self.freeze_quantity)
 
     def to_instrument(self) -> Instrument:
         return Instrument(
@@ -204,9 +224,56 @@ class BacktestSettings(_Frozen):
 
 
 class CalendarConfig(_Frozen):
-    """Extra knowledge about a built-in market calendar: its holidays (no session, no scheduled runs)."""
+    """Extra knowledge about a market calendar: more holidays, and overrides of its entry rules."""
 
     holidays: tuple[date, ...] = ()
+    holidays_known_until: date | None = None
+    entry_cutoff_minutes: Annotated[int, Field(ge=0, le=720)] | None = None
+    flat_at: time | None = None
+
+    @field_validator("flat_at")
+    @classmethod
+    def _local_whole_minute(cls, value: time | None) -> time | None:
+        if value is not None and (value.tzinfo is not None or value.second or value.microsecond):
+            raise ValueError("must be a whole minute of the exchange's local time without a timezone, e.g. 15:15")
+        return value
+
+    def check(self, name: str) -> None:
+        """Refuse overrides the calendar `name` cannot honour, naming the key."""
+        base = get_calendar(name)
+        where = f"calendars.{name}"
+        if self.entry_cutoff_minutes is not None and self.entry_cutoff_minutes >= base.session_minutes:
+            raise ValueError(
+                f"{where}.entry_cutoff_minutes: must be shorter than the {name} session ({base.session_minutes} min), "
+                f"was {self.entry_cutoff_minutes}"
+            )
+        if self.flat_at is not None and not base.open_offset < _offset(self.flat_at) <= base.close_offset:
+            raise ValueError(
+                f"{where}.flat_at: {self.flat_at:%H:%M} is outside the {name} session: it must be after the "
+                f"{clock_text(base.open_offset)} open and at or before the {clock_text(base.close_offset)} close "
+                f"({base.timezone})"
+            )
+        try:
+            self.apply(base)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def apply(self, base: SessionCalendar) -> SessionCalendar:
+        """`base` with these holidays added to its own and the configured entry rules."""
+        changes: dict[str, Any] = {}
+        if self.holidays:
+            changes["holidays"] = base.holidays | frozenset(self.holidays)
+        if self.holidays_known_until is not None and base.holidays_known_until is not None:
+            changes["holidays_known_until"] = max(base.holidays_known_until, self.holidays_known_until)
+        if self.entry_cutoff_minutes is not None:
+            changes["entry_cutoff"] = timedelta(minutes=self.entry_cutoff_minutes)
+        if self.flat_at is not None:
+            changes["flat_at"] = _offset(self.flat_at)
+        return base.replace(**changes) if changes else base
+
+
+def _offset(clock: time) -> timedelta:
+    return timedelta(hours=clock.hour, minutes=clock.minute)
 
 
 class ScanConfig(_Frozen):
@@ -331,6 +398,10 @@ class BotConfig(_Frozen):
     digest_threshold: Annotated[int, Field(ge=1, le=50)] = 4
     max_signals_per_run: Annotated[int, Field(ge=1, le=50)] = 12
     account_equity: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] = Decimal("10000")
+    account_currency: Annotated[str, Field(pattern=CURRENCY_PATTERN)] = "USD"
+    # Prices that convert other currencies into the account's when no watchlist pair or feed gives them,
+    # e.g. USDINR = "84.10": used as configured, and said so in every signal sized with them.
+    fx_rates: dict[Annotated[str, Field(pattern=PAIR_PATTERN)], PositiveDecimal] = Field(default_factory=dict)
     risk_per_trade: Annotated[Decimal, Field(gt=0, le=Decimal("0.1"), allow_inf_nan=False)] = Decimal("0.01")
     max_hold_bars: Annotated[int, Field(ge=1, le=10_000)] = 48
     send_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
@@ -391,9 +462,14 @@ LIVE_CONFIRMATION: Final = "I understand this trades real money"
 
 
 class BrokerConfig(_Frozen):
-    """Where approved orders go. Paper by default; real money needs two explicit settings."""
+    """Where approved orders go. Paper by default; real money needs two explicit settings.
+
+    `shadow = true` (OANDA only) trades paper and records the exact OANDA order each fill would have sent,
+    sending nothing; it needs the account and token to build that order, never the live switches.
+    """
 
     kind: BrokerKind = BrokerKind.PAPER
+    shadow: bool = False  # with kind "oanda": record the OANDA orders, fill them on paper, send nothing
     oanda_account_id: str = ""
     oanda_environment: Literal["practice", "live"] = "practice"
     oanda_base_url: str | None = None  # overrides the environment's URL (a local test server)
@@ -406,14 +482,24 @@ class BrokerConfig(_Frozen):
 
     @model_validator(mode="after")
     def _live_needs_both_switches(self) -> BrokerConfig:
+        if self.shadow and self.kind is not BrokerKind.OANDA:
+            raise ValueError(
+                "shadow = true needs kind = 'oanda' (shadow mode records the OANDA order it would send), "
+                f"was {self.kind.value!r}"
+            )
         if self.kind is BrokerKind.OANDA and not self.oanda_account_id:
             raise ValueError("broker kind 'oanda' needs oanda_account_id")
-        if self.kind is BrokerKind.OANDA and self.oanda_environment == "live":
+        if self.sends_orders and self.oanda_environment == "live":
             if not self.live_trading:
                 raise ValueError("the OANDA live environment needs live_trading = true")
             if self.live_confirmation != LIVE_CONFIRMATION:
                 raise ValueError(f"the OANDA live environment needs live_confirmation = {LIVE_CONFIRMATION!r}")
         return self
+
+    @property
+    def sends_orders(self) -> bool:
+        """Whether orders really go to a broker (OANDA, not in shadow mode); otherwise they fill on paper."""
+        return self.kind is BrokerKind.OANDA and not self.shadow
 
 
 def _default_strategies() -> dict[str, StrategyConfig]:
@@ -525,11 +611,18 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _calendar_overrides(self) -> Settings:
+        for name, config in self.calendars.items():
+            if name in BUILTIN_CALENDARS:
+                config.check(name)
+        return self
+
     def calendar(self, name: str) -> SessionCalendar:
-        """A built-in calendar with the holidays configured for it."""
+        """The market calendar `name` (exchange holidays from exchange_calendars) with its configured overrides."""
+        base = market_calendar(name)
         extra = self.calendars.get(name)
-        base = get_calendar(name)
-        return base.with_holidays(frozenset(extra.holidays)) if extra and extra.holidays else base
+        return extra.apply(base) if extra is not None else base
 
     @property
     def instruments(self) -> tuple[Instrument, ...]:

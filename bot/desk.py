@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,16 +22,18 @@ import numpy as np
 from bot.book import book_view, close_returns
 from bot.messages import exit_text, fill_text
 from bot.notifier import Notifier
+from bot.rates import RateBook
 from bot.resilience import fill_from_status
 from bot.state import BotState
 from data.news_feed import NewsSource
 from engine.bars import Bars
+from engine.calendars import SessionCalendar
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
-from engine.risk import position_size
+from engine.sizing import SizedOrder, SizeLimits, quote_to_account, size_order, to_money
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,9 @@ class DeskPolicy:
     embargo: EmbargoConfig = field(default_factory=EmbargoConfig)
     day_timezone: str = "America/New_York"
     day_rollover_hour: int = 17
+    account_currency: str = "USD"
+    quote_currencies: Mapping[str, str] = field(default_factory=dict)  # configured overrides by symbol
+    limits: Mapping[str, SizeLimits] = field(default_factory=dict)  # order limits by symbol
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class SignalDesk:
         policy: DeskPolicy,
         trade_kind: TradeKind = TradeKind.PAPER,
         news: NewsSource | None = None,
+        rates: RateBook | None = None,
+        calendars: Mapping[str, SessionCalendar] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -111,6 +119,10 @@ class SignalDesk:
         self.policy = policy
         self.trade_kind = trade_kind
         self.news = news
+        self.rates = rates or RateBook({}, None)
+        self.calendars = dict(calendars or {})
+        self._unconverted: set[str] = set()
+        self._in_flight: set[str] = set()  # orders being sent now: the periodic settlement leaves them alone
         self._news_status = ""
         self._failed: dict[tuple[str, str], Baseline] = {}
         self._returns: dict[str, np.ndarray] = {}
@@ -125,7 +137,68 @@ class SignalDesk:
             timezone=p.day_timezone,
             rollover_hour=p.day_rollover_hour,
             returns=self._returns,
+            to_account=self.account_pnl,
         )
+
+    def account_pnl(self, trade: Trade) -> Decimal:
+        """A closed trade's net P&L in the account currency, converted at its own exit price or a linking rate.
+
+        USDJPY in a USD account converts exactly at the trade's exit price; other pairs at the rate book's
+        latest price (the P&L of a closed cross is valued at today's rate). A trade whose rate is unknown
+        counts unconverted, and the log says so once.
+        """
+        pnl = trade.pnl
+        if pnl is None or trade.exit_price is None:
+            raise ValueError(f"trade {trade.trade_id} is open; only closed trades have a P&L")
+        instrument = self.instruments.get(trade.symbol)
+        if instrument is None:
+            return pnl
+        try:
+            rate = self._to_account(instrument, trade.exit_price)
+        except ValueError as exc:
+            if trade.symbol not in self._unconverted:
+                self._unconverted.add(trade.symbol)
+                log.warning("P&L of %s trades counted unconverted: %s", trade.symbol, exc)
+            return pnl
+        return to_money(Fraction(pnl) * rate)
+
+    def size(self, setup: Setup, equity: Decimal) -> SizedOrder | str:
+        """The order size for `setup` in the account's money, within the symbol's limits, or why it cannot be sized."""
+        p = self.policy
+        instrument = self.instruments[setup.symbol]
+        try:
+            rate = self._to_account(instrument, setup.entry)
+        except ValueError as exc:
+            return f"cannot size in {p.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
+        limits = p.limits.get(setup.symbol)
+        return size_order(instrument, setup.entry, setup.stop, equity, p.risk_fraction, rate, limits)
+
+    def rate_notes(self) -> list[str]:
+        """What the trader should know about conversion rates: the ones missing, and which symbols they stop."""
+        book, p = self.rates, self.policy
+        missing = set(book.missing())
+        return [
+            f"no {pair} rate: {', '.join(sorted(s for s, x in book.needs.items() if x == pair))} cannot be sized "
+            f"in {p.account_currency}; set [bot.fx_rates]"
+            for pair in sorted(missing)
+        ]
+
+    def split(self, request: OrderRequest) -> bool:
+        """Whether the order goes out as several child orders (above the symbol's freeze quantity)."""
+        limits = self.policy.limits.get(request.symbol)
+        freeze = limits.freeze_quantity if limits is not None else None
+        return freeze is not None and request.quantity > freeze
+
+    def _to_account(self, instrument: Instrument, price: Decimal) -> Fraction:
+        """Account money per unit of the instrument's quote currency at `price` (ValueError: no rate)."""
+        p = self.policy
+        quote = p.quote_currencies.get(instrument.symbol)
+        return quote_to_account(instrument, p.account_currency, price, self.rates.prices(), quote)
+
+    def session_block(self, setup: Setup, now: datetime) -> str | None:
+        """Why the market's hours refuse an entry on `setup` now (close near, past the flat time), or None."""
+        calendar = self.calendars.get(setup.symbol)
+        return None if calendar is None else calendar.entry_block(now)
 
     def blocks(self, view: BookView, setup: Setup, now: datetime) -> list[Block]:
         """Every protection that stops a new entry on `setup` now."""
@@ -158,6 +231,8 @@ class SignalDesk:
         mode, paused = await self.state.mode(), await self.state.paused()
         if bars is not None:
             self._returns = close_returns(bars, self.policy.protections.correlation_lookback)
+            self.rates.update_from_bars(bars)
+        await self.rates.refresh(now)
         self._failed = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines() if not b.passed}
         ranked = sorted(setups, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy))
         decisions: list[OfferDecision] = []
@@ -223,6 +298,8 @@ class SignalDesk:
             if not p.trade_failed_strategies:
                 return SignalStatus.DROPPED, f"{why}: {'; '.join(failed.reasons[:2])}", None
             log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
+        if (session := self.session_block(setup, now)) is not None:
+            return SignalStatus.DROPPED, session, None
         blocked = self.blocks(view, setup, now)
         if blocked:
             return SignalStatus.DROPPED, "protection: " + "; ".join(b.reason for b in blocked), None
@@ -235,10 +312,12 @@ class SignalDesk:
                 f"cooldown: {setup.symbol} was signalled {human_duration(now - last)} ago",
                 None,
             )
-        instrument = self.instruments[setup.symbol]
-        quantity = position_size(instrument, setup.entry, setup.stop, view.equity, p.risk_fraction)
-        if quantity <= 0:
-            return SignalStatus.DROPPED, "position too small for the risk budget", None
+        sized = self.size(setup, view.equity)
+        if isinstance(sized, str):
+            return SignalStatus.DROPPED, sized, None
+        if sized.quantity <= 0:
+            return SignalStatus.DROPPED, "; ".join(sized.notes), None
+        quantity = sized.quantity
         if offered >= p.max_signals_per_run:
             return SignalStatus.DROPPED, f"more than {p.max_signals_per_run} signals in one run", None
         if mode is ExecutionMode.AUTO:
@@ -270,6 +349,8 @@ class SignalDesk:
         if await self.state.paused():
             return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
         setup = record.scored.setup
+        if (session := self.session_block(setup, now)) is not None:
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {session}.")
         blocked = self.blocks(await self.book(now), setup, now)
         if blocked:  # the book changed since the offer (a loss, another position): the entry is not taken now
             return Outcome(OutcomeKind.REFUSED, "Refused by protection: " + "; ".join(b.reason for b in blocked))
@@ -332,16 +413,30 @@ class SignalDesk:
     async def _place(
         self, record: SignalRecord, request: OrderRequest, approver: int | None, latency: float | None
     ) -> Outcome:
-        """Send a submitted order to the broker and record its fill (the broker is idempotent by signal id)."""
+        """Send a submitted order and record its fill; no answer leaves it unconfirmed, a refusal fails it.
+
+        The broker is idempotent by client order id, and an unconfirmed order is settled by `settle_unconfirmed`
+        (asked for by its id before anything is sent again).
+        """
         setup = record.scored.setup
         instrument = self.instruments[setup.symbol]
+        self._in_flight.add(record.signal_id)
         try:
-            fill = await self.broker.place_order(instrument, request)
-        except BrokerError as exc:
-            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
-            await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
-            return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
-        return await self._open_trade(record, fill, approver, latency)
+            try:
+                fill = await self.broker.place_order(instrument, request)
+            except BrokerError as exc:
+                if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
+                    await self.notifier.text(
+                        f"⚠️ {setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
+                        "It is checked with the broker every minute and never sent twice."
+                    )
+                    return Outcome(OutcomeKind.REFUSED, f"Order unconfirmed: {exc}")
+                await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
+                await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
+                return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+            return await self._open_trade(record, fill, approver, latency)
+        finally:
+            self._in_flight.discard(record.signal_id)
 
     async def _open_trade(
         self, record: SignalRecord, fill: Fill, approver: int | None, latency: float | None
@@ -373,19 +468,18 @@ class SignalDesk:
         )
         if not await self.store.record_fill(fill, trade):
             return Outcome(OutcomeKind.INVALID, "This signal was already filled.")
-        await self.notifier.refresh(record.signal_id)
-        await self.notifier.text(fill_text(trade))
         partial = (
             f" of {record.quantity} asked" if record.quantity is not None and fill.quantity < record.quantity else ""
         )
+        await self.notifier.refresh(record.signal_id)
+        await self.notifier.text(fill_text(trade) + (f" · partial: {fill.quantity}{partial}" if partial else ""))
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def reconcile(self) -> int:
         """After a restart, settle signals a crash left half-way; return how many were touched.
 
         NEW (found, never offered) are dropped; APPROVED without an order fail (the trader approved a price
-        that is gone); ORDER_SUBMITTED are placed again, which the broker treats idempotently by signal id,
-        and their fill is recorded.
+        that is gone); ORDER_SUBMITTED are settled with the broker by client order id (`settle_unconfirmed`).
         """
         now = self.clock.now()
         touched = 0
@@ -397,12 +491,24 @@ class SignalDesk:
         for record in await self.store.signals_with_status(SignalStatus.APPROVED):
             await self._fail(record.signal_id, SignalStatus.APPROVED, "the bot restarted before the order was sent")
             touched += 1
+        touched += await self.settle_unconfirmed()
+        return touched
+
+    async def settle_unconfirmed(self) -> int:
+        """Settle every order intent the broker has not acknowledged (none being sent right now); return how many."""
+        touched = 0
         for record in await self.store.signals_with_status(SignalStatus.ORDER_SUBMITTED):
+            if record.signal_id in self._in_flight:
+                continue
             touched += 1
             if record.quantity is None:
                 await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, "no position size")
                 continue
-            await self._settle_submitted(record)
+            self._in_flight.add(record.signal_id)
+            try:
+                await self._settle_submitted(record)
+            finally:
+                self._in_flight.discard(record.signal_id)
         return touched
 
     async def _settle_submitted(self, record: SignalRecord) -> None:
@@ -413,13 +519,16 @@ class SignalDesk:
         broker, so it is sent now, once. A broker that cannot answer leaves the intent for the next start.
         """
         signal_id = record.signal_id
+        request = order_request(record)
+        if self.split(request):  # each child already at the broker returns its fill; only missing ones are sent
+            await self._place(record, request, record.decided_by, None)
+            return
         try:
             status = await self.broker.order_status(signal_id)
         except BrokerError as exc:
             log.warning("reconcile %s: broker did not answer (%s); will retry on the next start", signal_id, exc)
             await self.notifier.text(f"⚠️ order {signal_id} is unconfirmed: the broker did not answer ({exc})")
             return
-        request = order_request(record)
         if status is None:
             await self._place(record, request, record.decided_by, None)
             return
@@ -443,11 +552,12 @@ class SignalDesk:
         instrument = self.instruments.get(setup.symbol)
         if instrument is None:
             return
-        quantity = record.quantity or position_size(
-            instrument, setup.entry, setup.stop, self.policy.equity, self.policy.risk_fraction
-        )
-        if quantity <= 0:
-            return
+        quantity = record.quantity
+        if quantity is None:
+            sized = self.size(setup, self.policy.equity)
+            if isinstance(sized, str) or sized.quantity <= 0:
+                return
+            quantity = sized.quantity
         entered = setup.bar_time + setup.timeframe.delta
         fees = commission(setup.entry, quantity, instrument, self.policy.costs)
         await self.store.open_shadow_trade(

@@ -6,7 +6,7 @@ Every value that comes from data or users is HTML-escaped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +17,7 @@ from bot.callbacks import Action, Callback
 from engine.domain import Instrument, Side, SignalStatus
 from engine.performance import PerformanceSummary
 from engine.ports import SignalRecord
+from engine.sizing import quote_currency, split_children
 from engine.trading import ExecutionMode, Trade, TradeKind
 
 Buttons = list[list[list[str]]]  # rows of [label, callback data]; lists so they survive JSON
@@ -91,14 +92,20 @@ def _decision(record: SignalRecord) -> str:
     return f"{line}{who}{when}{why}"
 
 
-def signal_detail(record: SignalRecord, instrument: Instrument, estimate: str | None = None) -> str:
+def signal_detail(
+    record: SignalRecord, instrument: Instrument, estimate: str | None = None, freeze: Decimal | None = None
+) -> str:
     """The full signal message for one setup."""
     s, q = record.scored.setup, record.scored.score
     size = f"{record.quantity} lots" if record.quantity is not None else "n/a"
+    if record.quantity is not None and freeze is not None:
+        children = split_children(record.quantity, freeze, instrument.lot_size)
+        if len(children) > 1:
+            size += f" in {len(children)} orders of at most {freeze}"
     parts = [
         f"<b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} · <i>{escape(s.strategy)}</i> · {s.timeframe}",
         f"entry <code>{s.entry}</code> · stop <code>{s.stop}</code> · target <code>{s.target}</code>",
-        f"R:R {s.reward_risk} · size {size} (risk {_money(risk_money(record, instrument))})",
+        f"R:R {s.reward_risk} · size {size} (risk {_money(risk_money(record, instrument))}{_currency(instrument)})",
         f"quality <b>{q.total:.0f}</b>/100" + (f" · {escape(estimate)}" if estimate else ""),
     ]
     parts += [f"  • {escape(c.name.replace('_', ' '))} {c.value:.2f}: {escape(c.reason)}" for c in q.top(3)]
@@ -125,12 +132,15 @@ def signal_line(n: int, record: SignalRecord) -> str:
     )
 
 
-def signal_message(records: Sequence[SignalRecord], instruments: dict[str, Instrument]) -> RenderedMessage:
+def signal_message(
+    records: Sequence[SignalRecord], instruments: dict[str, Instrument], freeze: Mapping[str, Decimal] | None = None
+) -> RenderedMessage:
     """A message showing one signal in full, or several as a digest with the best first."""
     pending = [r.signal_id for r in records if r.status is SignalStatus.PENDING]
     if len(records) == 1:
         record = records[0]
-        text = signal_detail(record, instruments[record.scored.setup.symbol])
+        symbol = record.scored.setup.symbol
+        text = signal_detail(record, instruments[symbol], freeze=(freeze or {}).get(symbol))
         return RenderedMessage(text, signal_buttons(pending))
     lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
     lines += [signal_line(n, r) for n, r in enumerate(records, start=1)]
@@ -139,6 +149,14 @@ def signal_message(records: Sequence[SignalRecord], instruments: dict[str, Instr
         if record.status is SignalStatus.PENDING:
             buttons += [[[f"{n}. {label}", data] for label, data in row] for row in signal_buttons([record.signal_id])]
     return RenderedMessage("\n".join(lines), buttons)
+
+
+def _currency(instrument: Instrument) -> str:
+    """The currency of the instrument's money after a space (" INR"), or nothing when the symbol does not tell it."""
+    try:
+        return f" {quote_currency(instrument)}"
+    except ValueError:
+        return ""
 
 
 def risk_money(record: SignalRecord, instrument: Instrument) -> Decimal | None:
@@ -219,19 +237,24 @@ def status_text(
     outbox: int,
     protections: Sequence[str] = (),
     broker: str = "",
+    currency: str = "",
+    notes: Sequence[str] = (),
 ) -> str:
+    unit = f" {currency}" if currency else ""
     held = [t for t in open_trades if t.kind in (TradeKind.PAPER, TradeKind.LIVE)]
     lines = [
         f"<b>Status</b> at {now:%Y-%m-%d %H:%MZ}",
         f"mode <b>{mode.value}</b> · {'⏸ <b>PAUSED</b> (/resume)' if paused else '▶️ running'}",
         f"last run: {escape(last_run)}",
         f"next run: {next_run:%Y-%m-%d %H:%MZ}" if next_run else "next run: none scheduled",
-        f"open positions: {len(held)} · today's P&amp;L {_money(today_pnl)}",
-        f"risk per trade {risk_per_trade:%} of equity {_money(equity)} (max {_money(equity * risk_per_trade)})",
+        f"open positions: {len(held)} · today's P&amp;L {_money(today_pnl)}{unit}",
+        f"risk per trade {risk_per_trade:%} of equity {_money(equity)}{unit} "
+        f"(max {_money(equity * risk_per_trade)}{unit})",
         f"messages waiting to be sent: {outbox}",
     ]
     if broker:
         lines.append(f"broker: {escape(broker)}")
+    lines += [f"⚠️ {escape(n)}" for n in notes]
     if protections:
         lines.append("<b>protections active</b>:")
         lines += [f"• {escape(p)}" for p in protections]

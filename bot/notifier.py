@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from bot.messages import signal_message
 from engine.domain import Instrument
@@ -24,6 +25,7 @@ class Notifier:
         instruments: Mapping[str, Instrument],
         clock: Clock,
         wake: Callable[[], None] = lambda: None,
+        freeze: Mapping[str, Decimal] | None = None,
     ) -> None:
         if not chats:
             raise ValueError("the notifier needs at least one chat to talk to")
@@ -32,6 +34,7 @@ class Notifier:
         self.instruments = dict(instruments)
         self.clock = clock
         self.wake = wake
+        self.freeze = dict(freeze or {})  # lots per order by symbol: larger signals go out as child orders
 
     def _now(self) -> datetime:
         return self.clock.now()
@@ -40,7 +43,7 @@ class Notifier:
         """Send one message with these signals (a digest when there are several) to every chat."""
         if not records:
             return
-        rendered = signal_message(records, self.instruments)
+        rendered = signal_message(records, self.instruments, self.freeze)
         ids = [r.signal_id for r in records]
         payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
         for chat in self.chats:
@@ -60,7 +63,7 @@ class Notifier:
             records = [r for r in [await self.store.signal(i) for i in ids] if r is not None]
             if not records:
                 continue
-            rendered = signal_message(records, self.instruments)
+            rendered = signal_message(records, self.instruments, self.freeze)
             payload = {"text": rendered.text, "buttons": rendered.buttons, "message_id": message_id}
             await self.store.enqueue(OutboxKind.EDIT, chat, payload, self._now(), signal_id)
         self.wake()

@@ -8,24 +8,28 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
+from bot.children import ChildOrderBroker
 from bot.clock import BotClock
 from bot.composition import bar_rules, cache_dir, watchlist
 from bot.config import BrokerKind, Settings
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
-from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings
+from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
 from bot.paper_broker import PaperBroker
+from bot.rates import RateBook, needed_pairs
 from bot.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from bot.scan import ScanReport, ScanService
 from bot.scheduler import ScheduleGroup, Scheduler, build_groups
+from bot.shadow import ShadowBroker
 from bot.state import BotState
 from data.news_feed import NewsSource
 from data.providers import provider_from_source
 from data.store import SqliteStore
-from engine.calendars import SessionCalendar
+from engine.calendars import SessionCalendar, calendar_warnings
 from engine.costs import CostModel
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
 from engine.ports import BarProvider, Broker
@@ -63,15 +67,23 @@ class BotRuntime:
             report = await self.scan.scan(symbols=symbols)
             decisions = await self.desk.offer(report.setups, report.bars)
             await self.monitor.check(symbols, report.bars)
+            await self.monitor.check_live()
         if report.errors:
             await self.notifier.text(
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
             )
         return report, decisions
 
+    def status_notes(self, now: datetime) -> list[str]:
+        """Warnings for /status: holiday data running out, conversion rates that are missing."""
+        return calendar_warnings(self.calendars.values(), now) + self.desk.rate_notes()
+
     def broker_status(self) -> str:
-        """One line for /status: the broker and, behind a circuit breaker, its state."""
+        """One line for /status: the broker and, behind a circuit breaker, its state; or that orders are shadowed."""
         name = self.desk.broker.name
+        b = self.settings.broker
+        if b.shadow:
+            return f"{name} · shadow mode: orders for OANDA {b.oanda_environment} are recorded, not sent"
         if self.breaker is None:
             return name
         snap = self.breaker.snapshot()
@@ -113,7 +125,7 @@ class BotRuntime:
             await self.notifier.text(f"⚠️ scheduled run {group.name} failed: {type(exc).__name__}: {exc}")
 
     async def tick(self, context: object = None) -> None:
-        """Housekeeping on the bot clock: expire pending signals whose time is up."""
+        """Housekeeping on the bot clock: expire pending signals whose time is up, settle unconfirmed orders."""
         del context
         try:
             expired = await self.desk.expire_due()
@@ -121,6 +133,12 @@ class BotRuntime:
                 log.info("expired %d signal(s)", expired)
         except Exception:
             log.exception("expiry check failed")
+        try:
+            settled = await self.desk.settle_unconfirmed()
+            if settled:
+                log.info("checked %d unconfirmed order(s) with the broker", settled)
+        except Exception:
+            log.exception("settling unconfirmed orders failed")
 
 
 def top_rejection_reasons(report: ScanReport, n: int = 3) -> list[tuple[str, int]]:
@@ -158,7 +176,17 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         day_timezone=b.protections.day_timezone,
         day_rollover_hour=b.protections.day_rollover_hour,
         embargo=b.news.embargo(),
+        account_currency=b.account_currency,
+        quote_currencies={w.symbol: w.quote_currency for w in settings.watchlist if w.quote_currency},
+        limits={w.symbol: w.size_limits() for w in settings.watchlist},
     )
+
+
+def rate_book(settings: Settings, provider: BarProvider | None) -> RateBook:
+    """The conversion prices the watchlist needs into the account currency (feed, then `[bot.fx_rates]`)."""
+    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
+    pairs = needed_pairs(settings.instruments, settings.bot.account_currency, quotes)
+    return RateBook(pairs, provider, settings.bot.fx_rates)
 
 
 def cost_model(settings: Settings) -> CostModel:
@@ -174,14 +202,19 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
     items = watchlist(settings)
     instruments = {w.instrument.symbol: w.instrument for w in items}
     calendars = {w.instrument.symbol: w.calendar for w in items}
+    for line in calendar_warnings(calendars.values(), clock.now()):
+        log.warning(line)
     chats = target_chats(settings)
     costs = cost_model(settings)
     store = await SqliteStore.open(settings.db_path)
     exits = AsyncExitStack()
     try:
         state = BotState(store, settings.bot.mode)
-        notifier = Notifier(store, chats, instruments, clock)
-        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits)
+        freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
+        notifier = Notifier(store, chats, instruments, clock, freeze=freeze)
+        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits, store)
+        if freeze:
+            broker = ChildOrderBroker(broker, instruments, freeze)
         monitor = PositionMonitor(
             store,
             provider,
@@ -192,6 +225,7 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
             history_bars=settings.scan.history_bars,
             max_hold_bars=settings.bot.max_hold_bars,
             costs=costs,
+            broker=broker,
         )
         yield BotRuntime(
             settings=settings,
@@ -209,8 +243,10 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
                 clock,
                 instruments,
                 desk_policy(settings),
-                TradeKind.PAPER if settings.broker.kind is BrokerKind.PAPER else TradeKind.LIVE,
+                TradeKind.LIVE if settings.broker.sends_orders else TradeKind.PAPER,
                 _news(settings),
+                rate_book(settings, provider),
+                calendars,
             ),
             monitor=monitor,
             instruments=instruments,
@@ -239,22 +275,29 @@ async def _broker(
     costs: CostModel,
     notifier: Notifier,
     exits: AsyncExitStack,
+    store: SqliteStore,
 ) -> tuple[Broker, CircuitBreaker | None]:
-    """The configured broker: paper, or OANDA behind retries and a circuit breaker that alerts the chat."""
+    """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders."""
     b = settings.broker
+    paper = PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity)
     if b.kind is BrokerKind.PAPER:
-        return PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity), None
+        return paper, None
     assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it
-    oanda = OandaBroker(
-        OandaSettings(
-            account_id=b.oanda_account_id,
-            token=settings.oanda_token,
-            environment=OandaEnvironment(b.oanda_environment),
-            base_url=b.oanda_base_url,
-            timeout_s=b.timeout_seconds,
-        ),
-        instruments,
+    oanda_settings = OandaSettings(
+        account_id=b.oanda_account_id,
+        token=settings.oanda_token,
+        environment=OandaEnvironment(b.oanda_environment),
+        base_url=b.oanda_base_url,
+        timeout_s=b.timeout_seconds,
     )
+    if b.shadow:
+        log.warning(
+            "shadow mode: orders for OANDA %s (account %s) are recorded, not sent; fills are paper",
+            b.oanda_environment,
+            b.oanda_account_id,
+        )
+        return ShadowBroker(paper, partial(market_order, oanda_settings), store, clock, target=BrokerKind.OANDA), None
+    oanda = OandaBroker(oanda_settings, instruments)
     exits.push_async_callback(oanda.aclose)
 
     async def alert(state: BreakerState, reason: str) -> None:

@@ -181,12 +181,14 @@ class TelegramFrontEnd:
             last_run=last,
             next_run=self.rt.scheduler.next_run(),
             open_trades=view.open_trades,
-            today_pnl=sum((t.pnl or Decimal(0) for t in today), Decimal(0)),
+            today_pnl=sum((self.rt.desk.account_pnl(t) for t in today), Decimal(0)),
             equity=view.equity,
             risk_per_trade=self.rt.settings.bot.risk_per_trade,
             outbox=await self.rt.store.outbox_size(),
             protections=active,
             broker=self.rt.broker_status(),
+            currency=self.rt.desk.policy.account_currency,
+            notes=self.rt.status_notes(now),
         )
         await self._reply(update, text)
 

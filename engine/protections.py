@@ -151,6 +151,12 @@ class BookView:
     day_start: datetime  # start (UTC) of the current trading day/session
     next_session: datetime  # when a daily pause lifts
     returns: Mapping[str, Sequence[float] | NDArray[np.float64]] = field(default_factory=dict)
+    account_pnl: Mapping[str, Decimal] = field(default_factory=dict)  # closed P&L in account money, by trade id
+
+    def pnl(self, trade: Trade) -> Decimal:
+        """A closed trade's net P&L in the account's money (its own P&L when no conversion was given)."""
+        converted = self.account_pnl.get(trade.trade_id)
+        return converted if converted is not None else _pnl(trade)
 
     def __post_init__(self) -> None:
         _check_decimal("equity", self.equity)
@@ -250,7 +256,7 @@ def _account_blocks(
 def _daily_loss_block(config: ProtectionConfig, view: BookView, closed: list[Trade]) -> Block | None:
     if config.daily_loss_money is None and config.daily_loss_fraction is None:
         return None
-    today = sum((_pnl(t) for t in closed if _exit(t) >= view.day_start), _ZERO)
+    today = sum((view.pnl(t) for t in closed if _exit(t) >= view.day_start), _ZERO)
     start_equity = view.equity - today  # realised equity includes today's P&L
     limits: list[tuple[Decimal, str]] = []
     if config.daily_loss_money is not None:
@@ -287,7 +293,7 @@ def _streak_block(config: ProtectionConfig, view: BookView, closed: list[Trade])
         return None
     streak: list[Trade] = []
     for trade in sorted(closed, key=lambda t: (_exit(t), t.entry_time, t.trade_id)):
-        if _pnl(trade) >= 0:
+        if view.pnl(trade) >= 0:
             streak = []
             continue
         streak.append(trade)
@@ -295,7 +301,7 @@ def _streak_block(config: ProtectionConfig, view: BookView, closed: list[Trade])
             streak = []  # this pause was served
     if len(streak) < limit:
         return None
-    total = sum((_pnl(t) for t in streak), _ZERO)
+    total = sum((view.pnl(t) for t in streak), _ZERO)
     return Block(
         ProtectionKind.CONSECUTIVE_LOSSES,
         f"consecutive losses: {len(streak)} losing trades in a row (limit {limit}, {_money(total)} in all); "

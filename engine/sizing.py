@@ -33,8 +33,10 @@ CALENDAR_CURRENCY: Final = {"XNSE": "INR", "XNYS": "USD"}
 STABLECOINS: Final = {"USDT": "USD", "USDC": "USD"}
 
 
-def quote_currency(instrument: Instrument) -> str:
+def quote_currency(instrument: Instrument, configured: str | None = None) -> str:
     """The currency the instrument's prices are in (EURUSD: USD, USDJPY: JPY, RELIANCE: INR, BTCUSDT: USD)."""
+    if configured is not None:
+        return configured
     if instrument.calendar in CALENDAR_CURRENCY:
         return CALENDAR_CURRENCY[instrument.calendar]
     symbol = instrument.symbol.upper()
@@ -46,6 +48,19 @@ def quote_currency(instrument: Instrument) -> str:
     raise ValueError(f"{instrument.symbol}: cannot tell its quote currency; configure it explicitly")
 
 
+def conversion_pair(instrument: Instrument, account_currency: str, quote: str | None = None) -> str | None:
+    """The pair whose price converts this instrument's money into the account's, or None when none is needed.
+
+    None when the quote currency is the account's or the instrument is itself quoted against it (USDJPY for
+    a USD account converts at its own price); otherwise `{quote}{account}` (INRUSD, GBPUSD), which callers
+    may also find inverted (USDINR).
+    """
+    quoted = quote_currency(instrument, quote)
+    if quoted == account_currency or base_currency(instrument) == account_currency:
+        return None
+    return f"{quoted}{account_currency}"
+
+
 def base_currency(instrument: Instrument) -> str | None:
     """The first currency of a 6-letter FX or metal pair (EURUSD: EUR, XAUUSD: XAU), else None."""
     symbol = instrument.symbol.upper()
@@ -55,14 +70,18 @@ def base_currency(instrument: Instrument) -> str | None:
 
 
 def quote_to_account(
-    instrument: Instrument, account_currency: str, entry: Decimal, rates: Mapping[str, Decimal] | None = None
+    instrument: Instrument,
+    account_currency: str,
+    entry: Decimal,
+    rates: Mapping[str, Decimal] | None = None,
+    quote: str | None = None,
 ) -> Fraction:
     """Account money per one unit of the instrument's quote currency, exactly.
 
     `rates` holds prices of other pairs by symbol ("GBPUSD": 1.27) for crosses; a missing one raises
-    ValueError naming the pair needed.
+    ValueError naming the pair needed. `quote` overrides the quote currency told from the symbol.
     """
-    quote = quote_currency(instrument)
+    quote = quote_currency(instrument, quote)
     if quote == account_currency:
         return Fraction(1)
     if base_currency(instrument) == account_currency:
@@ -162,7 +181,7 @@ def size_order(
         notes.append(f"sent as {len(children)} child orders of at most {limits.freeze_quantity}")
     risk = Fraction(steps) * loss_per_step
     notional = Fraction(steps) * Fraction(entry) * contract * lot * rate
-    return SizedOrder(quantity, children, _money(risk), _money(notional), tuple(notes))
+    return SizedOrder(quantity, children, to_money(risk), to_money(notional), tuple(notes))
 
 
 def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> tuple[Decimal, ...]:
@@ -182,7 +201,7 @@ def _lots(steps: int, lot: Decimal) -> Decimal:
     return (Decimal(max(steps, 0)) * lot).quantize(lot)
 
 
-def _money(value: Fraction) -> Decimal:
+def to_money(value: Fraction) -> Decimal:
     """Round a Fraction of money half-even to 0.01."""
     cents = round(value * 100)
     return (Decimal(cents) / 100).quantize(CENT)

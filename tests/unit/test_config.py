@@ -127,6 +127,9 @@ def test_example_config_file_loads() -> None:
             r"strategies\.defining_order\.symbols: not in the watchlist: NOPE",
         ),
         ("this is = = not toml", r"not valid TOML"),
+        ('[bot]\naccount_currency = "dollars"\n', r"bot\.account_currency: String should match pattern"),
+        ('[bot.fx_rates]\nUSDINR = "-84"\n', r"bot\.fx_rates\.USDINR: Input should be greater than 0"),
+        ('[bot.fx_rates]\nRUPEE = "84"\n', r"bot\.fx_rates\.RUPEE\.\[key\]: String should match pattern"),
     ],
 )
 def test_bad_config_names_key_and_rule(tmp_path: Path, toml: str, expected: str) -> None:
@@ -160,6 +163,14 @@ calendar = "{calendar}"
         ("0.00001", "FX", 'asset_class = "bond"', r"watchlist\.0\.asset_class"),
         ("0.00001", "FX", 'spread = "-1"', r"watchlist\.0\.spread: Input should be greater than or equal to 0"),
         ("0.00001", "FX", "lots = 3", r"watchlist\.0\.lots: unknown key"),
+        ("0.00001", "FX", 'freeze_quantity = "0.001"', r"freeze_quantity 0\.001 is below one lot step 0\.01"),
+        (
+            "0.00001",
+            "FX",
+            'min_quantity = "2"\nmax_quantity = "1"',
+            r"watchlist\.0: .*min_quantity must not exceed max_quantity, was 2 > 1",
+        ),
+        ("0.00001", "FX", 'quote_currency = "usd"', r"watchlist\.0\.quote_currency: String should match pattern"),
     ],
 )
 def test_bad_instrument_names_key_and_rule(tmp_path: Path, tick: str, calendar: str, extra: str, expected: str) -> None:

@@ -1,0 +1,249 @@
+"""Exchange calendars from exchange_calendars, wired through the settings, the scheduler, the runtime and backtests."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.clock import BotClock
+from bot.config import ConfigError, Settings, load_settings
+from bot.runtime import open_runtime
+from bot.scheduler import Scheduler, build_groups
+from data.market_calendars import MarketCalendarError, build_market_calendar, market_calendar
+from engine.backtest import BacktestConfig, backtest, rejection_key
+from engine.bars import IntArray, to_nanos
+from engine.calendars import calendar_warnings, get_calendar
+from engine.catalog import default_instrument
+from engine.indicators import MarketContext
+from engine.pipeline import EngineConfig
+from engine.strategy import build_strategy
+from engine.trading import ExitReason
+from tests.support import shared_context
+
+NSE_HOLIDAY = date(2026, 11, 24)  # Guru Nanak Jayanti
+THANKSGIVING = date(2026, 11, 26)
+HALF_DAY = date(2026, 11, 27)
+NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --- The library's calendars ---------------------------------------------------------------------
+
+
+def test_nse_holidays_come_from_the_library() -> None:
+    nse = market_calendar("XNSE")
+    assert nse.session(NSE_HOLIDAY) is None and not nse.is_trading_day(NSE_HOLIDAY)
+    assert not nse.is_open(utc(2026, 11, 24, 5, 0))
+    assert nse.session(date(2026, 11, 23)) == (utc(2026, 11, 23, 3, 45), utc(2026, 11, 23, 10, 0))
+    assert nse.last_open_at_or_before(utc(2026, 11, 24, 8, 0)) == utc(2026, 11, 23, 10, 0)
+    assert {date(2025, 8, 15), date(2026, 1, 26), date(2026, 12, 25)} <= nse.holidays
+    assert nse.holidays_known_until == date(2026, 12, 31)  # the end of the library's hard-coded XBOM list
+    built_in = get_calendar("XNSE")
+    assert (nse.open_offset, nse.close_offset, nse.weekdays) == (
+        built_in.open_offset,
+        built_in.close_offset,
+        built_in.weekdays,
+    )
+    assert (nse.entry_cutoff, nse.flat_at) == (built_in.entry_cutoff, built_in.flat_at)
+
+
+def test_nyse_holidays_and_early_closes_come_from_the_library() -> None:
+    nyse = market_calendar("XNYS")
+    assert nyse.session(THANKSGIVING) is None
+    assert nyse.early_close(HALF_DAY) == timedelta(hours=13)
+    assert nyse.session(HALF_DAY) == (utc(2026, 11, 27, 14, 30), utc(2026, 11, 27, 18, 0))  # 13:00 New York
+    assert nyse.early_close(date(2026, 12, 24)) == timedelta(hours=13)
+    assert nyse.entry_block(utc(2026, 11, 27, 17, 44)) is None
+    block = nyse.entry_block(utc(2026, 11, 27, 17, 45))
+    assert block == "no new entries in the last 15 min before the XNYS close at 13:00 America/New_York (early close)"
+    times = [utc(2026, 11, 27, 17, 50), utc(2026, 11, 27, 17, 55), utc(2026, 11, 27, 18, 0)]
+    ids = nyse.exit_session(_nanos(times)).tolist()
+    assert ids[0] == ids[1] != ids[2]  # a bar starting at the early close is past the session's end
+    assert nyse.holidays_known_until is not None and nyse.holidays_known_until > date(2027, 6, 1)
+
+
+def test_fx_and_crypto_keep_their_built_in_rules() -> None:
+    assert market_calendar("FX") == get_calendar("FX")
+    assert market_calendar("CRYPTO") == get_calendar("CRYPTO")
+
+
+def test_calendars_are_built_once_per_process() -> None:
+    assert market_calendar("XNSE") is market_calendar("XNSE")
+
+
+def test_an_unknown_calendar_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown market calendar 'XLON'; known calendars: CRYPTO, FX, XNSE, XNYS"):
+        build_market_calendar("XLON")
+
+
+def test_a_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "exchange_calendars", None)  # what Python does for an uninstalled package
+    with pytest.raises(MarketCalendarError, match="the XNSE calendar needs the exchange_calendars library"):
+        build_market_calendar("XNSE")
+    assert build_market_calendar("FX") == get_calendar("FX")  # the built-in rules need no library
+
+
+# --- The scheduler ------------------------------------------------------------------------------
+
+
+def test_the_scheduler_does_not_run_on_an_nse_holiday_nor_after_an_early_close() -> None:
+    instruments = [default_instrument("RELIANCE"), default_instrument("SPY")]
+    calendars = {i.symbol: market_calendar(i.calendar) for i in instruments}
+    groups = {g.name: g for g in build_groups((), instruments, calendars)}
+    scheduler = Scheduler(list(groups.values()), calendars, BotClock(NOW), _never)
+    nse, nyse = groups["xnse-5m"], groups["xnys-5m"]
+    assert scheduler.open_symbols(nse, utc(2026, 11, 23, 5, 0, 20)) == ["RELIANCE"]
+    assert scheduler.open_symbols(nse, utc(2026, 11, 24, 5, 0, 20)) == []  # the holiday
+    assert scheduler.open_symbols(nse, utc(2026, 11, 25, 5, 0, 20)) == ["RELIANCE"]
+    assert scheduler.open_symbols(nyse, utc(2026, 11, 27, 18, 0, 20)) == ["SPY"]  # the 12:55 bar just closed
+    assert scheduler.open_symbols(nyse, utc(2026, 11, 27, 18, 5, 20)) == []
+    assert scheduler.open_symbols(nyse, utc(2026, 11, 26, 16, 0, 20)) == []  # Thanksgiving
+
+
+async def _never(*_: object) -> None:
+    raise AssertionError("no run expected")
+
+
+# --- Settings -----------------------------------------------------------------------------------
+
+
+def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tradebot.toml").write_text(toml)
+    return load_settings({})
+
+
+def test_configured_holidays_and_rules_are_merged_with_the_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(
+        tmp_path,
+        monkeypatch,
+        "[calendars.XNSE]\n"
+        "holidays = [2027-01-26]\n"
+        "holidays_known_until = 2027-12-31\n"
+        "entry_cutoff_minutes = 30\n"
+        "flat_at = 15:00:00\n",
+    )
+    nse = settings.calendar("XNSE")
+    assert date(2027, 1, 26) in nse.holidays and NSE_HOLIDAY in nse.holidays
+    assert nse.holidays_known_until == date(2027, 12, 31)
+    assert (nse.entry_cutoff, nse.flat_at) == (timedelta(minutes=30), timedelta(hours=15))
+    assert nse.entry_block(utc(2026, 11, 20, 9, 29)) is None  # 14:59 IST
+    assert nse.entry_block(utc(2026, 11, 20, 9, 30)) is not None
+    assert calendar_warnings([nse], NOW) == []
+    assert settings.calendar("XNYS") is market_calendar("XNYS")  # nothing configured: the library's as is
+
+
+def test_the_flat_time_can_move_to_the_bell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nse = _settings(tmp_path, monkeypatch, '[calendars.XNSE]\nflat_at = "15:30"\nentry_cutoff_minutes = 0\n').calendar(
+        "XNSE"
+    )
+    assert nse.flat_at == timedelta(hours=15, minutes=30) and nse.entry_block(utc(2026, 11, 20, 9, 55)) is None
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[calendars.XNSE]\nflat_at = 16:00:00\n",
+            r"calendars\.XNSE\.flat_at: 16:00 is outside the XNSE session: it must be after the 09:15 open and at or "
+            r"before the 15:30 close \(Asia/Kolkata\)",
+        ),
+        ("[calendars.XNSE]\nflat_at = 09:00:00\n", r"calendars\.XNSE\.flat_at: 09:00 is outside the XNSE session"),
+        (
+            "[calendars.XNYS]\nentry_cutoff_minutes = 390\n",
+            r"calendars\.XNYS\.entry_cutoff_minutes: must be shorter than the XNYS session \(390 min\), was 390",
+        ),
+        (
+            "[calendars.FX]\nentry_cutoff_minutes = -5\n",
+            r"calendars\.FX\.entry_cutoff_minutes: .*greater than or equal",
+        ),
+        ("[calendars.XNSE]\nflat_at = 15:15:30\n", r"calendars\.XNSE\.flat_at: must be a whole minute"),
+        ("[calendars.XNSE]\nflat_at = 1515\n", r"calendars\.XNSE\.flat_at"),
+    ],
+)
+def test_calendar_overrides_are_validated_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _settings(tmp_path, monkeypatch, toml)
+
+
+def test_an_override_type_is_a_time_of_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(tmp_path, monkeypatch, '[calendars.XNYS]\nflat_at = "15:45"\n')
+    assert settings.calendars["XNYS"].flat_at == time(15, 45)
+
+
+# --- Runtime warning ----------------------------------------------------------------------------
+
+
+async def test_the_runtime_warns_when_holidays_run_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({}, db_path=tmp_path / "bot.db", data_source=f"csv:{tmp_path}", TELEGRAM_ALLOWED_USERS="1")
+    with caplog.at_level(logging.WARNING, logger="bot.runtime"):
+        async with open_runtime(settings, BotClock(NOW)):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "holidays are known only until" in r.getMessage()]
+    assert warned == ["XNSE holidays are known only until 2026-12-31: add [calendars.XNSE].holidays for later dates"]
+
+
+# --- Backtests on real NSE bars -----------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_real_nse_backtest_flattens_at_15_15_and_refuses_late_entries() -> None:
+    ctx = shared_context("RELIANCE")
+    result = backtest(ctx, build_strategy("pattern_reversal"), EngineConfig(), BacktestConfig())
+    minute = ctx.local_minute
+    session_ends = [bt for bt in result.trades if bt.trade.exit_reason is ExitReason.SESSION_END]
+    assert len(session_ends) >= 20
+    for bt in session_ends:
+        assert minute[bt.exit_index] == 15 * 60 + 10  # the 15:10 bar ...
+        exit_time = bt.trade.exit_time
+        assert exit_time is not None
+        local = exit_time.astimezone(ctx.calendar.zone)
+        assert (local.hour, local.minute) == (15, 15)  # ... closing at the flat time
+    for bt in (*result.trades, *result.open_trades):
+        signal_close = int(minute[bt.signal_index]) + 5
+        assert not 15 * 60 + 15 <= signal_close < 15 * 60 + 30, f"{bt.trade.trade_id} entered after the flat time"
+        held = ctx.exit_session[bt.entry_index : (bt.exit_index or bt.entry_index) + 1]
+        assert len(set(held.tolist())) == 1
+    flat_rule = rejection_key(
+        "intraday positions on XNSE go flat at 15:15 Asia/Kolkata: no new entries from then to the close"
+    )
+    assert dict(result.rejection_reasons).get(flat_rule, 0) > 0
+
+
+@pytest.mark.shared_data
+def test_real_nse_backtest_with_the_flat_time_at_the_bell_holds_to_the_last_bar() -> None:
+    ctx = shared_context("RELIANCE")
+    bell = ctx.calendar.replace(flat_at=ctx.calendar.close_offset, entry_cutoff=timedelta(0))
+    at_bell = MarketContext(ctx.instrument, ctx.bars, bell)
+    result = backtest(at_bell, build_strategy("pattern_reversal"), EngineConfig(), BacktestConfig())
+    exits = {
+        int(ctx.local_minute[bt.exit_index]) for bt in result.trades if bt.trade.exit_reason is ExitReason.SESSION_END
+    }
+    assert 15 * 60 + 25 in exits and 15 * 60 + 10 not in exits
+    assert not [r for r, _ in result.rejection_reasons if "flat" in r or "no new entries" in r]
+
+
+def _nanos(times: list[datetime]) -> IntArray:
+    return np.array([to_nanos(t) for t in times], dtype=np.int64)
+
+
+def test_library_calendars_survive_pickling_for_process_workers() -> None:
+    nyse = market_calendar("XNYS")
+    copy = pickle.loads(pickle.dumps(nyse))
+    assert copy == nyse and copy.early_close(HALF_DAY) == timedelta(hours=13)

@@ -1,0 +1,249 @@
+"""Signals sized in the account's currency, child orders above the freeze quantity, unconfirmed orders settled.
+
+Real data, a real SQLite file and the real paper broker behind a fake at the broker port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bot.children import ChildOrderBroker, child_ids
+from bot.desk import OutcomeKind
+from bot.rates import Rate, RateBook, RateSource, needed_pairs
+from data.csv_provider import CsvProvider, write_bar_csv
+from engine.bars import Bars
+from engine.calendars import SessionCalendar
+from engine.catalog import default_instrument
+from engine.domain import Instrument, QualityScore, ScoredSetup, Setup, Side, SignalStatus
+from engine.ports import BrokerError, BrokerErrorKind, OutboxKind
+from engine.sizing import SizeLimits
+from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
+from tests.fakes.broker import PinnedQuoteBroker
+from tests.integration.test_desk import TRADER, Desk, build
+
+EURUSD = default_instrument("EURUSD")
+USDJPY = replace(EURUSD, symbol="USDJPY", ticker="USDJPY=X", tick_size=D("0.001"), pip_size=D("0.01"))
+RELIANCE = default_instrument("RELIANCE")
+XAUUSD = default_instrument("XAUUSD")
+T0 = datetime(2025, 6, 12, 9, tzinfo=UTC)
+
+
+class ScriptedBroker(PinnedQuoteBroker):
+    """The pinned paper broker whose n-th new order can be refused or left unanswered, and whose fills step up."""
+
+    def __init__(self, inner: PinnedQuoteBroker) -> None:
+        super().__init__(inner.paper)
+        self.refuse: dict[int, BrokerError] = {}  # by the number of the order placed (1-based, repeats excluded)
+        self.step = D(0)  # each new order fills this much above the previous one
+        self._filled: dict[str, Fill] = {}
+
+    async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
+        self.orders.append(request)
+        if request.client_order_id in self._filled:
+            return self._filled[request.client_order_id]
+        error = self.refuse.pop(len(self._filled) + 1, None)
+        if error is not None:
+            raise error
+        fill = await self.paper.place_order(instrument, request)
+        fill = replace(fill, price=fill.price + self.step * len(self._filled))
+        self._filled[request.client_order_id] = fill
+        return fill
+
+    def sent(self) -> list[str]:
+        """Client ids that reached the broker, each once however often it was sent."""
+        return list(self._filled)
+
+
+def scored(symbol: str, side: Side, entry: str, stop: str, target: str) -> ScoredSetup:
+    instrument = USDJPY if symbol == "USDJPY" else default_instrument(symbol)
+    setup = Setup("trend_pullback", symbol, side, D(entry), D(stop), (D(target),), T0, instrument.interval, ("test",))
+    return ScoredSetup(setup, QualityScore(70.0, ()))
+
+
+async def offered(d: Desk, symbol: str) -> str:
+    """Offer the run's signals; the id of the one on `symbol`."""
+    for signal_id in await d.offer():
+        record = await d.store.signal(signal_id)
+        if record is not None and record.scored.setup.symbol == symbol:
+            return signal_id
+    raise AssertionError(f"no {symbol} signal offered")
+
+
+@pytest.fixture
+async def d(tmp_path: Path) -> AsyncIterator[Desk]:
+    async for built in build(tmp_path):
+        yield built
+
+
+def test_the_pairs_a_watchlist_needs_for_a_usd_account() -> None:
+    pairs = needed_pairs([EURUSD, USDJPY, RELIANCE, XAUUSD], "USD")
+    assert pairs == {"RELIANCE": "INRUSD"}  # USDJPY converts at its own price; EURUSD and gold are in dollars
+    assert needed_pairs([EURUSD, XAUUSD], "EUR") == {"XAUUSD": "USDEUR"}
+
+
+async def test_sizes_are_in_the_account_currency_and_say_what_is_missing(d: Desk) -> None:
+    d.desk.instruments.update({"USDJPY": USDJPY, "RELIANCE": RELIANCE})
+    # USDJPY: 0.500 JPY x 100,000 = 50,000 JPY per lot = $333.33 at 150.000; $100 at risk -> 0.30 lots.
+    jpy = d.desk.size(scored("USDJPY", Side.LONG, "150.000", "149.500", "151.000").setup, D(10000))
+    assert not isinstance(jpy, str) and jpy.quantity == D("0.30") and jpy.risk_money == D("100.00")
+    # RELIANCE in a USD account needs an INR rate: none known -> the signal cannot be sized, and says why.
+    reliance = scored("RELIANCE", Side.LONG, "2900.00", "2880.00", "2950.00").setup
+    missing = d.desk.size(reliance, D(10000))
+    assert isinstance(missing, str) and "INRUSD or USDINR" in missing and "[bot.fx_rates]" in missing
+    # With USDINR 84 configured: 20 INR a share = $0.238; $100 buys floor(420) = 420 shares, risking $100.00.
+    d.desk.rates = RateBook({"RELIANCE": "INRUSD"}, None, {"USDINR": D("84")})
+    sized = d.desk.size(reliance, D(10000))
+    assert not isinstance(sized, str) and sized.quantity == D(420) and sized.risk_money == D("100.00")
+
+
+async def test_a_eur_account_converts_gold_with_the_watchlists_eurusd(tmp_path: Path) -> None:
+    async for d in build(tmp_path, account_currency="EUR"):
+        d.desk.rates = RateBook({"XAUUSD": "USDEUR"}, None)
+        gold = scored("XAUUSD", Side.LONG, "2000.00", "1990.00", "2030.00").setup
+        assert isinstance(d.desk.size(gold, D(10000)), str)
+        n = 3
+        times = (np.arange(n, dtype=np.int64) + 1) * 3_600_000_000_000
+        closes = np.array([1.09, 1.095, 1.10])
+        bars = Bars(EURUSD.interval, times, closes, closes, closes, closes, np.zeros(n))
+        d.desk.rates.update_from_bars({"EURUSD": bars})
+        # $10 x 100 oz = $1,000 per lot = EUR 909.09 at 1.10; EUR 100 buys 0.11 lots (EUR 100.00 risked).
+        sized = d.desk.size(gold, D(10000))
+        assert not isinstance(sized, str) and sized.quantity == D("0.11") and sized.risk_money == D("100.00")
+        rate = d.desk.rates.rate("USDEUR")
+        assert rate is not None and rate.source is RateSource.WATCHLIST and rate.symbol == "EURUSD"
+
+
+async def test_rates_come_from_the_feed_then_the_configuration(tmp_path: Path) -> None:
+    folder = tmp_path / "market"
+    folder.mkdir()
+    index = pd.date_range("2025-06-12 06:00", periods=3, freq="1h", tz="UTC", name="timestamp")
+    frame = pd.DataFrame({c: [83.9, 84.0, 84.2] for c in ("open", "high", "low", "close")}, index=index)
+    frame["volume"] = 0.0
+    write_bar_csv(frame, folder / "USDINR_1h.csv")
+    book = RateBook({"RELIANCE": "INRUSD"}, CsvProvider(folder), {"USDINR": D("80")})
+    assert book.rate("INRUSD") == Rate("USDINR", D("80"), RateSource.CONFIGURED, None)
+    await book.refresh(datetime(2025, 6, 12, 9, 30, tzinfo=UTC))
+    rate = book.rate("INRUSD")
+    assert rate is not None and rate.source is RateSource.FEED and rate.price == D("84.2")
+    assert rate.describe() == "USDINR 84.2 (feed at 2025-06-12 08:00Z)"
+    empty = RateBook({"RELIANCE": "INRUSD"}, CsvProvider(tmp_path), {})
+    await empty.refresh(datetime(2025, 6, 12, 9, 30, tzinfo=UTC))
+    assert empty.missing() == ["INRUSD"]
+
+
+async def test_an_order_over_the_freeze_quantity_goes_out_as_children_and_fills_as_one_trade(tmp_path: Path) -> None:
+    limits = {"GBPUSD": SizeLimits(freeze_quantity=D("0.10")), "XAUUSD": SizeLimits(freeze_quantity=D("0.02"))}
+    async for d in build(tmp_path, limits=limits):
+        broker = ScriptedBroker(d.broker)
+        broker.step = D("0.00010")
+        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {s: x.freeze_quantity for s, x in limits.items()})
+        gbp = await offered(d, "GBPUSD")
+        record = await d.store.signal(gbp)
+        assert record is not None and record.quantity is not None and record.quantity > D("0.10")
+        outcome = await d.desk.approve(gbp, TRADER)
+        assert outcome.kind is OutcomeKind.DONE
+        sizes = [o.quantity for o in broker.orders]
+        assert sum(sizes) == record.quantity and max(sizes) <= D("0.10")
+        assert [o.client_order_id for o in broker.orders] == child_ids(gbp, len(sizes))
+        (trade,) = await d.store.open_trades([TradeKind.PAPER])
+        fills = [broker._filled[c] for c in broker.sent()]
+        vwap = sum((f.quantity * f.price for f in fills), D(0)) / record.quantity
+        assert trade.quantity == record.quantity and trade.entry_price == vwap
+        assert trade.entry_fees == sum((f.fees for f in fills), D(0))
+
+
+async def test_a_child_refused_after_others_filled_records_what_was_bought(tmp_path: Path) -> None:
+    limits = {"GBPUSD": SizeLimits(freeze_quantity=D("0.10"))}
+    async for d in build(tmp_path, limits=limits):
+        broker = ScriptedBroker(d.broker)
+        broker.refuse[2] = BrokerError("insufficient margin")
+        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {"GBPUSD": D("0.10")})
+        gbp = await offered(d, "GBPUSD")
+        outcome = await d.desk.approve(gbp, TRADER)
+        record = await d.store.signal(gbp)
+        assert record is not None and record.quantity is not None
+        assert outcome.kind is OutcomeKind.DONE and f"Filled 0.10 of {record.quantity} asked" in outcome.message
+        (trade,) = await d.store.open_trades([TradeKind.PAPER])
+        assert trade.quantity == D("0.10") and broker.sent() == [gbp]
+
+
+async def test_an_order_nobody_confirmed_stays_unconfirmed_and_is_settled_once(d: Desk) -> None:
+    broker = ScriptedBroker(d.broker)
+    broker.refuse[1] = BrokerError("timed out after 3 attempts", BrokerErrorKind.TRANSIENT)
+    d.desk.broker = broker
+    signal_id, _ = await d.offer()
+    outcome = await d.desk.approve(signal_id, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED and "unconfirmed" in outcome.message
+    assert await d.status(signal_id) is SignalStatus.ORDER_SUBMITTED  # not failed: it may be at the broker
+    texts = [str(m["text"]) for m in await d.outbox(OutboxKind.TEXT)]
+    assert any("unconfirmed" in t and "never sent twice" in t for t in texts)
+    assert await d.desk.settle_unconfirmed() == 1  # the broker never got it: sent now, once
+    assert await d.status(signal_id) is SignalStatus.FILLED and broker.sent() == [signal_id]
+    assert await d.desk.settle_unconfirmed() == 0
+
+
+async def test_a_split_order_left_half_sent_by_a_crash_sends_only_the_missing_children(tmp_path: Path) -> None:
+    limits = {"GBPUSD": SizeLimits(freeze_quantity=D("0.10"))}
+    async for d in build(tmp_path, limits=limits):
+        broker = ScriptedBroker(d.broker)
+        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {"GBPUSD": D("0.10")})
+        gbp = await offered(d, "GBPUSD")
+        record = await d.store.signal(gbp)
+        assert record is not None and record.quantity is not None
+        setup = record.scored.setup
+        request = OrderRequest(gbp, "GBPUSD", setup.side, record.quantity, stop=setup.stop, target=setup.target)
+        assert await d.store.approve_order(gbp, SignalStatus.PENDING, request, d.clock.now(), by=TRADER)
+        first = replace(request, client_order_id=gbp, quantity=D("0.10"))
+        await broker.place_order(d.desk.instruments["GBPUSD"], first)  # the crash came after the first child
+        assert await d.desk.reconcile() == 1
+        ids = child_ids(gbp, len(broker.sent()))
+        assert broker.sent() == ids and len(ids) > 1  # each child reached the broker once
+        (trade,) = await d.store.open_trades([TradeKind.PAPER])
+        assert trade.quantity == record.quantity
+
+
+async def test_protections_add_up_losses_in_the_account_currency(d: Desk) -> None:
+    d.desk.instruments["USDJPY"] = USDJPY
+    entry = datetime(2025, 6, 11, 9, tzinfo=UTC)
+    trade = Trade(
+        "t1",
+        "s1",
+        TradeKind.PAPER,
+        "trend_pullback",
+        "USDJPY",
+        Side.LONG,
+        D("1.00"),
+        USDJPY.contract_size,
+        entry,
+        D("150.000"),
+        D("149.000"),
+        D("152.000"),
+        D("0"),
+    ).closed(entry + timedelta(hours=1), D("149.000"), ExitReason.STOP, D("0"))
+    # A 1.000 JPY loss on 100,000 units is JPY 100,000 = $671.14 at the 149.000 exit, not 100,000 dollars.
+    assert trade.pnl == D("-100000.000") and d.desk.account_pnl(trade) == D("-671.14")
+
+
+async def test_no_entry_is_offered_or_approved_in_the_last_minutes_before_a_close(d: Desk) -> None:
+    # A market that closes at 09:50 UTC into a closed night, no entries in its last 15 minutes: at 09:40 the
+    # desk drops a new signal and refuses a click on a pending one, which stays pending for after the rule.
+    closing = SessionCalendar(
+        "TEST", "UTC", timedelta(0), timedelta(hours=9, minutes=50), entry_cutoff=timedelta(minutes=15)
+    )
+    d.desk.calendars = {"XAUUSD": closing}
+    decisions = {(await d.store.signal(s)).scored.setup.symbol: s for s in await d.offer()}  # type: ignore[union-attr]
+    dropped = await d.store.signal(decisions["XAUUSD"])
+    assert dropped is not None and dropped.status is SignalStatus.DROPPED
+    assert dropped.reason == "no new entries in the last 15 min before the TEST close at 09:50 UTC"
+    d.desk.calendars = {"GBPUSD": closing}
+    outcome = await d.desk.approve(decisions["GBPUSD"], TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED and "last 15 min before the TEST close" in outcome.message
+    assert await d.status(decisions["GBPUSD"]) is SignalStatus.PENDING
