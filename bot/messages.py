@@ -203,24 +203,28 @@ def positions_text(trades: Sequence[Trade], marks: dict[str, Decimal]) -> str:
 
 
 def report_text(
-    summary: PerformanceSummary, by_strategy: dict[str, PerformanceSummary], shadow: PerformanceSummary
+    summary: PerformanceSummary,
+    by_strategy: dict[str, PerformanceSummary],
+    shadow: PerformanceSummary,
+    currency: str = "",
 ) -> str:
-    """Performance of closed paper and reported trades, by strategy, with shadow outcomes apart."""
+    """Performance of closed paper, live and reported trades, by strategy, with shadow outcomes apart."""
     if summary.trades == 0:
         head = ["<b>Performance</b>: no closed trades yet."]
     else:
-        head = ["<b>Performance</b> (closed paper and reported trades)", _summary_line(summary)]
-        head += [f"  <i>{escape(name)}</i>: {_summary_line(s)}" for name, s in sorted(by_strategy.items())]
+        head = ["<b>Performance</b> (closed paper, live and reported trades)", _summary_line(summary, currency)]
+        head += [f"  <i>{escape(name)}</i>: {_summary_line(s, currency)}" for name, s in sorted(by_strategy.items())]
     if shadow.trades:
-        head.append(f"Rejected/expired signals, had they been taken: {_summary_line(shadow)}")
+        head.append(f"Rejected/expired signals, had they been taken: {_summary_line(shadow, currency)}")
     return "\n".join(head)
 
 
-def _summary_line(s: PerformanceSummary) -> str:
+def _summary_line(s: PerformanceSummary, currency: str = "") -> str:
     pf = "n/a" if s.profit_factor is None else f"{s.profit_factor:.2f}"
     win = "n/a" if s.win_rate is None else f"{s.win_rate:.0%}"
     exp = "n/a" if s.expectancy_r is None else f"{s.expectancy_r:+.2f}R"
-    return f"{s.trades} trades · win {win} · PF {pf} · expectancy {exp} · net {_money(s.net_pnl)}"
+    unit = f" {currency}" if currency else ""
+    return f"{s.trades} trades · win {win} · PF {pf} · expectancy {exp} · net {_money(s.net_pnl)}{unit}"
 
 
 def status_text(

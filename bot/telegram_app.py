@@ -205,12 +205,16 @@ class TelegramFrontEnd:
     async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
         if not args:
-            closed = await self.rt.store.trades([TradeKind.PAPER, TradeKind.EXTERNAL])
+            closed = await self.rt.store.trades([TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL])
             shadow = await self.rt.store.trades([TradeKind.SHADOW])
+            money = self.rt.desk.account_pnl
             by_strategy = {
-                name: summarize([t for t in closed if t.strategy == name]) for name in {t.strategy for t in closed}
+                name: summarize([t for t in closed if t.strategy == name], money)
+                for name in {t.strategy for t in closed}
             }
-            await self._reply(update, report_text(summarize(closed), by_strategy, summarize(shadow)))
+            currency = self.rt.desk.policy.account_currency
+            text = report_text(summarize(closed, money), by_strategy, summarize(shadow, money), currency)
+            await self._reply(update, text)
             return
         trade = await self._external_trade(args, update)
         if trade is None:

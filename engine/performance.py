@@ -8,17 +8,16 @@ Decisions, so every number means one thing:
 * Ratios are in R, which is comparable across symbols and currencies: profit factor = sum of positive net R
   / |sum of negative net R| (every trade counts, breakevens included), None when nothing was lost (never
   infinity; shown "n/a"). Expectancy is the mean net R; average win/loss are the mean R of wins/losses.
-* Money is in each instrument's quote currency, which `Trade` does not name (currency conversion comes
-  with the risk engine). `net_pnl_by_symbol` keeps every symbol's net P&L after fees apart; `net_pnl` is
-  their plain sum "in quote currency units": money only when the symbols share a quote currency (all USD),
-  the same convention as the single equity figure sizing uses until then.
+* Money: with `to_account` (the bot's converter into the account currency) every net P&L is account money
+  and `net_pnl` their sum. Without it (a backtest of one symbol) each trade's P&L stays in its instrument's
+  quote currency: `net_pnl_by_symbol` keeps symbols apart, and `net_pnl` is money only when they share one.
 * Best and worst trade are by net R; ties go to the earlier exit.
 * Zero trades give a summary with `is_empty` true, counts of 0 and None for every ratio.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -63,14 +62,15 @@ class PerformanceSummary:
         return self.trades == 0
 
 
-def summarize(trades: Iterable[Trade]) -> PerformanceSummary:
-    """Summarise closed trades overall and per strategy."""
+def summarize(trades: Iterable[Trade], to_account: Callable[[Trade], Decimal] | None = None) -> PerformanceSummary:
+    """Summarise closed trades overall and per strategy (money via `to_account` when given)."""
     ordered = _ordered(trades)
+    money = to_account or _pnl
     groups: dict[str, list[tuple[Trade, Decimal]]] = {}
     for trade, r in ordered:
         groups.setdefault(trade.strategy, []).append((trade, r))
-    by_strategy = {name: _summary(groups[name]) for name in sorted(groups)}
-    return _summary(ordered, by_strategy)
+    by_strategy = {name: _summary(groups[name], money) for name in sorted(groups)}
+    return _summary(ordered, money, by_strategy)
 
 
 def format_ratio(value: Decimal | None) -> str:
@@ -93,7 +93,9 @@ def _ordered(trades: Iterable[Trade]) -> list[tuple[Trade, Decimal]]:
 
 
 def _summary(
-    rows: list[tuple[Trade, Decimal]], by_strategy: Mapping[str, PerformanceSummary] | None = None
+    rows: list[tuple[Trade, Decimal]],
+    money: Callable[[Trade], Decimal],
+    by_strategy: Mapping[str, PerformanceSummary] | None = None,
 ) -> PerformanceSummary:
     n = len(rows)
     rs = [r for _, r in rows]
@@ -103,7 +105,7 @@ def _summary(
     lost = -sum((r for r in rs if r < 0), Decimal(0))
     net: dict[str, Decimal] = {}
     for trade, _ in rows:
-        net[trade.symbol] = net.get(trade.symbol, Decimal(0)) + _pnl(trade)
+        net[trade.symbol] = net.get(trade.symbol, Decimal(0)) + money(trade)
     best = max(rows, key=lambda row: row[1], default=None)  # max/min keep the first of equals: earlier exit
     worst = min(rows, key=lambda row: row[1], default=None)
     return PerformanceSummary(

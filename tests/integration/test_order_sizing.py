@@ -17,12 +17,14 @@ import pytest
 
 from bot.children import ChildOrderBroker, child_ids
 from bot.desk import OutcomeKind
+from bot.messages import report_text
 from bot.rates import Rate, RateBook, RateSource, needed_pairs
 from data.csv_provider import CsvProvider, write_bar_csv
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.catalog import default_instrument
 from engine.domain import Instrument, QualityScore, ScoredSetup, Setup, Side, SignalStatus
+from engine.performance import summarize
 from engine.ports import BrokerError, BrokerErrorKind, OutboxKind
 from engine.sizing import SizeLimits
 from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
@@ -247,3 +249,42 @@ async def test_no_entry_is_offered_or_approved_in_the_last_minutes_before_a_clos
     outcome = await d.desk.approve(decisions["GBPUSD"], TRADER)
     assert outcome.kind is OutcomeKind.REFUSED and "last 15 min before the TEST close" in outcome.message
     assert await d.status(decisions["GBPUSD"]) is SignalStatus.PENDING
+
+
+async def test_the_report_adds_up_money_in_the_account_currency(d: Desk) -> None:
+    d.desk.instruments["USDJPY"] = USDJPY
+    entry = datetime(2025, 6, 11, 9, tzinfo=UTC)
+    yen = Trade(
+        "t1",
+        "s1",
+        TradeKind.LIVE,
+        "trend_pullback",
+        "USDJPY",
+        Side.LONG,
+        D("1.00"),
+        USDJPY.contract_size,
+        entry,
+        D("150.000"),
+        D("149.000"),
+        D("152.000"),
+        D("0"),
+    ).closed(entry + timedelta(hours=1), D("152.000"), ExitReason.TARGET, D("0"))
+    dollars = Trade(
+        "t2",
+        "s2",
+        TradeKind.PAPER,
+        "trend_pullback",
+        "GBPUSD",
+        Side.LONG,
+        D("0.10"),
+        D("100000"),
+        entry,
+        D("1.25000"),
+        D("1.24800"),
+        D("1.25400"),
+        D("0"),
+    ).closed(entry + timedelta(hours=2), D("1.25400"), ExitReason.TARGET, D("0"))
+    # JPY 200,000 at 152.000 = $1,315.79, plus $40.00: the sum is money, not yen plus dollars.
+    summary = summarize([yen, dollars], d.desk.account_pnl)
+    assert summary.net_pnl == D("1355.79") and summary.net_pnl_by_symbol["USDJPY"] == D("1315.79")
+    assert "net 1,355.79 USD" in report_text(summary, {}, summarize([]), "USD")
