@@ -251,6 +251,7 @@ class SignalDesk:
                 offered = len(to_ask) + executed
                 status, reason, quantity = await self._decide(record, mode, paused, now, offered, view)
             if status is SignalStatus.APPROVED and quantity is not None:
+                self._in_flight.add(record.signal_id)  # from the commit on: `_place` sends it, not the settlement
                 moved = await self.store.approve_order(
                     record.signal_id,
                     SignalStatus.NEW,
@@ -270,11 +271,13 @@ class SignalDesk:
                     expires_at=expires_at,
                 )
             if not moved:
+                self._in_flight.discard(record.signal_id)
                 continue
             log.info("signal %s %s %s: %s (%s)", record.signal_id, setup.symbol, setup.strategy, status.value, reason)
             decisions.append(OfferDecision(record.signal_id, setup.symbol, status, reason))
             fresh = await self.store.signal(record.signal_id)
             if fresh is None:
+                self._in_flight.discard(record.signal_id)
                 continue
             if status is SignalStatus.PENDING:
                 to_ask.append(fresh)
@@ -376,7 +379,9 @@ class SignalDesk:
         if record.quantity is None or record.quantity <= 0:
             return Outcome(OutcomeKind.REFUSED, "No position size for this signal.")
         request = order_request(record)
+        self._in_flight.add(signal_id)  # from the commit on: `_place` sends it, not the minute's settlement
         if not await self.store.approve_order(signal_id, SignalStatus.PENDING, request, now, by=user_id):
+            self._in_flight.discard(signal_id)
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
         latency = (now - record.offered_at).total_seconds() if record.offered_at else None
         return await self._place(record, request, user_id, latency)

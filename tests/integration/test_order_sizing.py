@@ -5,6 +5,7 @@ Real data, a real SQLite file and the real paper broker behind a fake at the bro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from engine.domain import Instrument, QualityScore, ScoredSetup, Setup, Side, Si
 from engine.performance import summarize
 from engine.ports import BrokerError, BrokerErrorKind, OutboxKind
 from engine.sizing import SizeLimits
-from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
+from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 from tests.fakes.broker import PinnedQuoteBroker
 from tests.integration.test_desk import TRADER, Desk, build
 
@@ -288,3 +289,17 @@ async def test_the_report_adds_up_money_in_the_account_currency(d: Desk) -> None
     summary = summarize([yen, dollars], d.desk.account_pnl)
     assert summary.net_pnl == D("1355.79") and summary.net_pnl_by_symbol["USDJPY"] == D("1315.79")
     assert "net 1,355.79 USD" in report_text(summary, {}, summarize([]), "USD")
+
+
+async def test_the_minutes_settlement_never_sends_an_order_the_desk_is_sending(d: Desk) -> None:
+    broker = ScriptedBroker(d.broker)
+    d.desk.broker = broker
+    await d.state.set_mode(ExecutionMode.AUTO)
+    offering = asyncio.ensure_future(d.offer())
+    settled = 0
+    while not offering.done():  # a settlement at every point where the offer waits, as the minute's tick may
+        settled += await d.desk.settle_unconfirmed()
+        await asyncio.sleep(0)
+    placed = await offering
+    assert settled == 0 and len(placed) == 2
+    assert sorted(o.client_order_id for o in broker.orders) == sorted(placed)  # one send each, no second one
