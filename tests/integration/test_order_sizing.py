@@ -213,24 +213,43 @@ async def test_a_split_order_left_half_sent_by_a_crash_sends_only_the_missing_ch
         assert trade.quantity == record.quantity
 
 
+def closed_long(
+    trade_id: str,
+    kind: TradeKind,
+    symbol: str,
+    quantity: D,
+    levels: tuple[str, str, str],
+    exit_price: str,
+    reason: ExitReason,
+    hours: int,
+) -> Trade:
+    """A long entered 2025-06-11 09:00 UTC at `levels` (entry, stop, target), closed `hours` later, no fees."""
+    instrument = USDJPY if symbol == "USDJPY" else default_instrument(symbol)
+    entry = datetime(2025, 6, 11, 9, tzinfo=UTC)
+    entry_price, stop, target = (D(x) for x in levels)
+    opened = Trade(
+        trade_id,
+        f"s-{trade_id}",
+        kind,
+        "trend_pullback",
+        symbol,
+        Side.LONG,
+        quantity,
+        instrument.contract_size,
+        entry,
+        entry_price,
+        stop,
+        target,
+        D(0),
+    )
+    return opened.closed(entry + timedelta(hours=hours), D(exit_price), reason, D(0))
+
+
 async def test_protections_add_up_losses_in_the_account_currency(d: Desk) -> None:
     d.desk.instruments["USDJPY"] = USDJPY
-    entry = datetime(2025, 6, 11, 9, tzinfo=UTC)
-    trade = Trade(
-        "t1",
-        "s1",
-        TradeKind.PAPER,
-        "trend_pullback",
-        "USDJPY",
-        Side.LONG,
-        D("1.00"),
-        USDJPY.contract_size,
-        entry,
-        D("150.000"),
-        D("149.000"),
-        D("152.000"),
-        D("0"),
-    ).closed(entry + timedelta(hours=1), D("149.000"), ExitReason.STOP, D("0"))
+    trade = closed_long(
+        "t1", TradeKind.PAPER, "USDJPY", D("1.00"), ("150.000", "149.000", "152.000"), "149.000", ExitReason.STOP, 1
+    )
     # A 1.000 JPY loss on 100,000 units is JPY 100,000 = $671.14 at the 149.000 exit, not 100,000 dollars.
     assert trade.pnl == D("-100000.000") and d.desk.account_pnl(trade) == D("-671.14")
 
@@ -254,37 +273,12 @@ async def test_no_entry_is_offered_or_approved_in_the_last_minutes_before_a_clos
 
 async def test_the_report_adds_up_money_in_the_account_currency(d: Desk) -> None:
     d.desk.instruments["USDJPY"] = USDJPY
-    entry = datetime(2025, 6, 11, 9, tzinfo=UTC)
-    yen = Trade(
-        "t1",
-        "s1",
-        TradeKind.LIVE,
-        "trend_pullback",
-        "USDJPY",
-        Side.LONG,
-        D("1.00"),
-        USDJPY.contract_size,
-        entry,
-        D("150.000"),
-        D("149.000"),
-        D("152.000"),
-        D("0"),
-    ).closed(entry + timedelta(hours=1), D("152.000"), ExitReason.TARGET, D("0"))
-    dollars = Trade(
-        "t2",
-        "s2",
-        TradeKind.PAPER,
-        "trend_pullback",
-        "GBPUSD",
-        Side.LONG,
-        D("0.10"),
-        D("100000"),
-        entry,
-        D("1.25000"),
-        D("1.24800"),
-        D("1.25400"),
-        D("0"),
-    ).closed(entry + timedelta(hours=2), D("1.25400"), ExitReason.TARGET, D("0"))
+    yen = closed_long(
+        "t1", TradeKind.LIVE, "USDJPY", D("1.00"), ("150.000", "149.000", "152.000"), "152.000", ExitReason.TARGET, 1
+    )
+    dollars = closed_long(
+        "t2", TradeKind.PAPER, "GBPUSD", D("0.10"), ("1.25000", "1.24800", "1.25400"), "1.25400", ExitReason.TARGET, 2
+    )
     # JPY 200,000 at 152.000 = $1,315.79, plus $40.00: the sum is money, not yen plus dollars.
     summary = summarize([yen, dollars], d.desk.account_pnl)
     assert summary.net_pnl == D("1355.79") and summary.net_pnl_by_symbol["USDJPY"] == D("1315.79")
