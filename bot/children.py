@@ -63,10 +63,9 @@ def combine_fills(request: OrderRequest, fills: Sequence[Fill]) -> Fill:
 class ChildOrderBroker:
     """A broker that splits orders above each symbol's freeze quantity into child orders of the one underneath."""
 
-    def __init__(self, inner: Broker, instruments: Mapping[str, Instrument], freeze: Mapping[str, Decimal]) -> None:
+    def __init__(self, inner: Broker, freeze: Mapping[str, Decimal]) -> None:
         self.inner = inner
-        self.instruments = dict(instruments)
-        self.freeze = {symbol: q for symbol, q in freeze.items() if q is not None}
+        self.freeze = dict(freeze)
         self.name = inner.name
 
     async def quote(self, instrument: Instrument) -> Quote:

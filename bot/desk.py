@@ -33,7 +33,7 @@ from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, hu
 from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
-from engine.sizing import SizedOrder, SizeLimits, quote_to_account, size_order, to_money
+from engine.sizing import SizedOrder, SizeLimits, quote_to_account, size_order, split_children, to_money
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ class SignalDesk:
         """Whether the order goes out as several child orders (above the symbol's freeze quantity)."""
         limits = self.policy.limits.get(request.symbol)
         freeze = limits.freeze_quantity if limits is not None else None
-        return freeze is not None and request.quantity > freeze
+        lot = self.instruments[request.symbol].lot_size
+        return len(split_children(request.quantity, freeze, lot)) > 1
 
     def _to_account(self, instrument: Instrument, price: Decimal) -> Fraction:
         """Account money per unit of the instrument's quote currency at `price` (ValueError: no rate)."""

@@ -214,7 +214,7 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
         notifier = Notifier(store, chats, instruments, clock, freeze=freeze)
         broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits, store)
         if freeze:
-            broker = ChildOrderBroker(broker, instruments, freeze)
+            broker = ChildOrderBroker(broker, freeze)
         monitor = PositionMonitor(
             store,
             provider,

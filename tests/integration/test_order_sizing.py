@@ -147,7 +147,7 @@ async def test_an_order_over_the_freeze_quantity_goes_out_as_children_and_fills_
     async for d in build(tmp_path, limits=limits):
         broker = ScriptedBroker(d.broker)
         broker.step = D("0.00010")
-        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {s: x.freeze_quantity for s, x in limits.items()})
+        d.desk.broker = ChildOrderBroker(broker, {s: x.freeze_quantity for s, x in limits.items()})
         gbp = await offered(d, "GBPUSD")
         record = await d.store.signal(gbp)
         assert record is not None and record.quantity is not None and record.quantity > D("0.10")
@@ -168,7 +168,7 @@ async def test_a_child_refused_after_others_filled_records_what_was_bought(tmp_p
     async for d in build(tmp_path, limits=limits):
         broker = ScriptedBroker(d.broker)
         broker.refuse[2] = BrokerError("insufficient margin")
-        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {"GBPUSD": D("0.10")})
+        d.desk.broker = ChildOrderBroker(broker, {"GBPUSD": D("0.10")})
         gbp = await offered(d, "GBPUSD")
         outcome = await d.desk.approve(gbp, TRADER)
         record = await d.store.signal(gbp)
@@ -197,7 +197,7 @@ async def test_a_split_order_left_half_sent_by_a_crash_sends_only_the_missing_ch
     limits = {"GBPUSD": SizeLimits(freeze_quantity=D("0.10"))}
     async for d in build(tmp_path, limits=limits):
         broker = ScriptedBroker(d.broker)
-        d.desk.broker = ChildOrderBroker(broker, d.desk.instruments, {"GBPUSD": D("0.10")})
+        d.desk.broker = ChildOrderBroker(broker, {"GBPUSD": D("0.10")})
         gbp = await offered(d, "GBPUSD")
         record = await d.store.signal(gbp)
         assert record is not None and record.quantity is not None
