@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from engine.backtest import BacktestResult
+from engine.learning import CalibrationModel
 
 
 def equity_png(result: BacktestResult, path: Path) -> Path:
@@ -41,6 +42,58 @@ def equity_png(result: BacktestResult, path: Path) -> Path:
     bottom.grid(alpha=0.3)
     locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reliability_png(model: CalibrationModel, path: Path, title: str) -> Path:
+    """Write a PNG of predicted vs observed win rate per bin on the held-out trades, with the counts below."""
+    bins = model.bins
+    predicted = np.array([b.mean_predicted for b in bins], dtype=float)
+    observed = np.array([b.observed for b in bins], dtype=float)
+    counts = np.array([b.n for b in bins], dtype=float)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], color="#888888", linewidth=0.8, linestyle="--", label="perfect calibration")
+    top.axhline(
+        model.base_rate, color="#d1242f", linewidth=0.9, linestyle=":", label=f"base rate {model.base_rate:.1%}"
+    )
+    top.plot(predicted, observed, color="#1f6feb", linewidth=1.0, alpha=0.6)
+    top.scatter(
+        predicted,
+        observed,
+        s=20 + 180 * counts / max(counts.max(), 1.0),
+        color="#1f6feb",
+        zorder=3,
+        label="held-out bins (size = trades)",
+    )
+    for x, y, n in zip(predicted, observed, counts, strict=True):
+        top.annotate(f"{int(n)}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8, color="#444444")
+    beats = "beats" if model.beats_base_rate else "does NOT beat"
+    top.set_title(
+        f"{title}\n{model.method} · Brier {model.brier:.4f} vs base rate {model.brier_base:.4f} ({beats}) · "
+        f"{model.test_n:,} held-out trades",
+        fontsize=10,
+    )
+    top.set_ylabel("observed win rate")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.bar(
+        [b.lower for b in bins],
+        counts,
+        width=[b.upper - b.lower for b in bins],
+        align="edge",
+        color="#1f6feb",
+        alpha=0.35,
+        edgecolor="#1f6feb",
+    )
+    bottom.set_xlabel("predicted win probability")
+    bottom.set_ylabel("trades")
+    bottom.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
