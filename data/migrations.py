@@ -267,11 +267,68 @@ _V4_SHADOW_ORDERS: Final = Migration(
     ),
 )
 
+_V5_DRIFT_AND_LEARNING: Final = Migration(
+    version=5,
+    name="drift alerts, pair controls, learned model versions and the win estimate shown with each signal",
+    statements=(
+        # One row per drift verdict told to the chat; the newest per pair drives the alert cooldown across restarts.
+        # symbol '*' is the strategy overall.
+        """
+        CREATE TABLE drift_alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            strategy TEXT NOT NULL CHECK (strategy <> ''),
+            symbol TEXT NOT NULL CHECK (symbol <> ''),
+            severity TEXT NOT NULL CHECK (severity <> ''),
+            alerted_at TEXT NOT NULL,
+            summary TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX drift_alerts_pair ON drift_alerts (strategy, symbol, id)",
+        # Append-only history of each strategy x instrument's state; the newest row is the state, and its id is
+        # what the /enable button carries (so a stale or forged button changes nothing).
+        """
+        CREATE TABLE pair_controls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            strategy TEXT NOT NULL CHECK (strategy <> ''),
+            symbol TEXT NOT NULL CHECK (symbol <> ''),
+            state TEXT NOT NULL CHECK (state IN ('enabled', 'ask_only', 'disabled')),
+            source TEXT NOT NULL CHECK (source IN ('drift', 'learning', 'operator')),
+            reason TEXT NOT NULL CHECK (reason <> ''),
+            at TEXT NOT NULL,
+            by INTEGER,
+            CHECK (source <> 'operator' OR by IS NOT NULL)
+        )
+        """,
+        "CREATE INDEX pair_controls_pair ON pair_controls (strategy, symbol, id)",
+        # Every learning run's output, versioned; bot_state 'learning.active_version' says which one is used.
+        """
+        CREATE TABLE learned_models (
+            version INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            summary TEXT NOT NULL CHECK (json_valid(summary) AND json_type(summary) = 'object'),
+            model TEXT NOT NULL CHECK (json_valid(model) AND json_type(model) = 'object')
+        )
+        """,
+        # The win estimate shown with a signal when it was offered (re-rendered messages keep showing it).
+        """
+        CREATE TABLE signal_estimates (
+            signal_id TEXT PRIMARY KEY REFERENCES signals (signal_id),
+            model_version INTEGER NOT NULL,
+            p_win REAL CHECK (p_win IS NULL OR p_win BETWEEN 0 AND 1),
+            trades INTEGER NOT NULL CHECK (trades >= 0),
+            expected_r REAL,
+            note TEXT NOT NULL DEFAULT ''
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
     _V3_BASELINES,
     _V4_SHADOW_ORDERS,
+    _V5_DRIFT_AND_LEARNING,
 )
 
 

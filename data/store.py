@@ -18,6 +18,7 @@ and a losing connection waits up to the busy timeout for the winner's transactio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sqlite3
@@ -34,6 +35,7 @@ from typing import Any, Final, Self, TypeVar
 import aiosqlite
 
 from data.migrations import MIGRATIONS, Migration, check_sequence
+from engine.controls import ControlSource, DriftAlert, PairControl, PairState
 from engine.domain import (
     SIGNAL_TRANSITIONS,
     Interval,
@@ -48,7 +50,7 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import Baseline, OutboxItem, OutboxKind, RunSummary, SignalRecord
+from engine.ports import Baseline, ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
 from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
 
 __all__ = [
@@ -85,6 +87,11 @@ _TRANSITION_SQL: Final = (
     " quantity = COALESCE(?, quantity), expires_at = COALESCE(?, expires_at) WHERE signal_id = ? AND status = ?"
 )
 
+_SET_STATE_SQL: Final = (
+    "INSERT INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+)
+ACTIVE_MODEL_KEY: Final = "learning.active_version"
 _TIMESTAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
 
@@ -703,6 +710,156 @@ class SqliteStore:
             rows = await _fetchall(db, sql, (limit,))
         return [_decode_shadow_order(row) for row in rows]
 
+    # --- drift alerts, pair controls, learned models, signal estimates --------------------------------------------
+
+    async def record_drift_alert(self, alert: DriftAlert) -> None:
+        """Store an alert told to the chat (the cooldown reads the newest per pair, across restarts)."""
+        params = (
+            _check_text(alert.strategy, "strategy"),
+            _check_text(alert.symbol, "symbol"),
+            _check_text(alert.severity, "severity"),
+            _encode_ts(alert.alerted_at, "alerted_at"),
+            alert.summary,
+        )
+        async with self._write(f"record a drift alert for {alert.strategy} on {alert.symbol}") as db:
+            await _execute(
+                db,
+                "INSERT INTO drift_alerts (strategy, symbol, severity, alerted_at, summary) VALUES (?, ?, ?, ?, ?)",
+                params,
+            )
+
+    async def last_drift_alert(self, strategy: str, symbol: str) -> DriftAlert | None:
+        """The newest alert told for this pair, or None."""
+        sql = "SELECT * FROM drift_alerts WHERE strategy = ? AND symbol = ? ORDER BY id DESC LIMIT 1"
+        async with self._read(f"read the last drift alert of {strategy} on {symbol}") as db:
+            rows = await _fetchall(db, sql, (strategy, symbol))
+        if not rows:
+            return None
+        row = rows[0]
+        where = f"drift alert {row['id']}"
+        return DriftAlert(
+            row["strategy"], row["symbol"], row["severity"], _decode_ts(row["alerted_at"], where), row["summary"]
+        )
+
+    async def set_pair_control(self, control: PairControl, expected_id: int | None = None) -> PairControl | None:
+        """Append a state change; with `expected_id`, only while that record is still the pair's newest."""
+        if not isinstance(control, PairControl):
+            raise TypeError(f"control must be a PairControl, was {type(control).__name__}")
+        params = (
+            _check_text(control.strategy, "strategy"),
+            _check_text(control.symbol, "symbol"),
+            PairState(control.state).value,
+            ControlSource(control.source).value,
+            _check_text(control.reason, "reason"),
+            _encode_ts(control.at, "at"),
+            _optional_int(control.by, "by"),
+        )
+        async with self._write(f"change the state of {control.strategy} on {control.symbol}") as db:
+            if expected_id is not None:
+                rows = await _fetchall(
+                    db,
+                    "SELECT MAX(id) FROM pair_controls WHERE strategy = ? AND symbol = ?",
+                    (control.strategy, control.symbol),
+                )
+                if rows[0][0] != expected_id:
+                    return None
+            cursor = await db.execute(
+                "INSERT INTO pair_controls (strategy, symbol, state, source, reason, at, by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            control_id = cursor.lastrowid
+        assert control_id is not None
+        return dataclasses.replace(control, control_id=control_id)
+
+    async def pair_controls(self) -> dict[tuple[str, str], PairControl]:
+        """The newest control record of every pair that has one."""
+        sql = (
+            "SELECT * FROM pair_controls p WHERE id = (SELECT MAX(id) FROM pair_controls q"
+            " WHERE q.strategy = p.strategy AND q.symbol = p.symbol) ORDER BY strategy, symbol"
+        )
+        async with self._read("read the pair controls") as db:
+            rows = await _fetchall(db, sql)
+        return {(row["strategy"], row["symbol"]): _decode_control(row) for row in rows}
+
+    async def pair_control(self, control_id: int) -> PairControl | None:
+        async with self._read(f"read pair control {control_id}") as db:
+            rows = await _fetchall(db, "SELECT * FROM pair_controls WHERE id = ?", (_check_int(control_id, "id"),))
+        return _decode_control(rows[0]) if rows else None
+
+    async def save_model(self, created_at: datetime, summary: dict[str, Any], model: dict[str, Any]) -> int:
+        """Store a learning run's output as the next version and make it the active one; return the version."""
+        params = (_encode_ts(created_at, "created_at"), _encode_payload(summary), _encode_payload(model))
+        async with self._write("save a learned model") as db:
+            cursor = await db.execute(
+                "INSERT INTO learned_models (created_at, summary, model) VALUES (?, ?, ?)", params
+            )
+            version = cursor.lastrowid
+            assert version is not None
+            await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(version), _encode_ts(datetime.now(UTC), "now")))
+        return version
+
+    async def active_model(self) -> ModelVersion | None:
+        """The model learning uses now, or None before the first learning run."""
+        async with self._read("read the active learned model") as db:
+            rows = await _fetchall(
+                db,
+                "SELECT m.* FROM learned_models m"
+                " JOIN bot_state s ON s.key = ? AND CAST(s.value AS INTEGER) = m.version",
+                (ACTIVE_MODEL_KEY,),
+            )
+        return _decode_model(rows[0]) if rows else None
+
+    async def rollback_model(self) -> ModelVersion | None:
+        """Make the version before the active one active; None (nothing changed) when there is none."""
+        async with self._write("roll the learned model back") as db:
+            active = await _fetchall(db, "SELECT value FROM bot_state WHERE key = ?", (ACTIVE_MODEL_KEY,))
+            if not active:
+                return None
+            rows = await _fetchall(
+                db,
+                "SELECT * FROM learned_models WHERE version < ? ORDER BY version DESC LIMIT 1",
+                (int(active[0][0]),),
+            )
+            if not rows:
+                return None
+            previous = _decode_model(rows[0])
+            now = _encode_ts(datetime.now(UTC), "now")
+            await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(previous.version), now))
+        return previous
+
+    async def save_estimate(self, estimate: SignalEstimate) -> None:
+        """Store the win estimate shown with a signal (the first one stands)."""
+        params = (
+            _check_text(estimate.signal_id, "signal_id"),
+            _check_int(estimate.model_version, "model_version"),
+            estimate.p_win,
+            _check_int(estimate.trades, "trades"),
+            estimate.expected_r,
+            estimate.note,
+        )
+        async with self._write(f"save the estimate of {estimate.signal_id}") as db:
+            await _execute(
+                db,
+                "INSERT INTO signal_estimates (signal_id, model_version, p_win, trades, expected_r, note)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (signal_id) DO NOTHING",
+                params,
+            )
+
+    async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]:
+        ids = list(signal_ids)
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        async with self._read("read signal estimates") as db:
+            rows = await _fetchall(db, f"SELECT * FROM signal_estimates WHERE signal_id IN ({marks})", ids)
+        return {
+            row["signal_id"]: SignalEstimate(
+                row["signal_id"], row["model_version"], row["p_win"], row["trades"], row["expected_r"], row["note"]
+            )
+            for row in rows
+        }
+
     # --- bot state (BotStore) --------------------------------------------------------------------------------
 
     async def get_state(self, key: str) -> str | None:
@@ -718,12 +875,7 @@ class SqliteStore:
             raise TypeError(f"state {key} value must be a string, was {type(value).__name__}")
         params = (key, value, _encode_ts(datetime.now(UTC), "updated_at"))
         async with self._write(f"set state {key}") as db:
-            await _execute(
-                db,
-                "INSERT INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params,
-            )
+            await _execute(db, _SET_STATE_SQL, params)
 
     def _require_open(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -1534,6 +1686,28 @@ def _decode_trade(row: sqlite3.Row) -> Trade:
         )
     except ValueError as exc:
         raise CorruptRecordError(f"{where} does not form a valid trade: {exc}") from exc
+
+
+def _decode_control(row: sqlite3.Row) -> PairControl:
+    where = f"pair control {row['id']}"
+    return PairControl(
+        strategy=row["strategy"],
+        symbol=row["symbol"],
+        state=PairState(row["state"]),
+        source=ControlSource(row["source"]),
+        reason=row["reason"],
+        at=_decode_ts(row["at"], where),
+        by=_decode_optional_int(row["by"], where),
+        control_id=int(row["id"]),
+    )
+
+
+def _decode_model(row: sqlite3.Row) -> ModelVersion:
+    where = f"learned model v{row['version']}"
+    summary, model = _load_json(row["summary"], where), _load_json(row["model"], where)
+    if not isinstance(summary, dict) or not isinstance(model, dict):
+        raise CorruptRecordError(f"{where}: summary and model must be JSON objects")
+    return ModelVersion(int(row["version"]), _decode_ts(row["created_at"], where), summary, model)
 
 
 def _decode_shadow_order(row: sqlite3.Row) -> tuple[ShadowOrder, Fill | None]:

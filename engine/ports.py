@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
 
@@ -160,6 +161,34 @@ class Baseline:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class ModelVersion:
+    """One learning run's output as stored: what it was fitted from and the model itself (both JSON objects)."""
+
+    version: int
+    created_at: datetime
+    summary: dict[str, Any]
+    model: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEstimate:
+    """The win estimate shown with a signal when it was offered: a probability, or a note saying why none."""
+
+    signal_id: str
+    model_version: int
+    p_win: float | None
+    trades: int  # outcomes the estimate rests on
+    expected_r: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.p_win is not None and not 0.0 <= self.p_win <= 1.0:
+            raise ValueError(f"estimate of {self.signal_id}: p_win must be within 0..1, was {self.p_win}")
+        if self.trades < 0:
+            raise ValueError(f"estimate of {self.signal_id}: trades must be >= 0, was {self.trades}")
+
+
 class BotStore(SignalStore, Protocol):
     """What the running bot persists besides analysis runs: signal lifecycle, outbox, orders, trades, state."""
 
@@ -273,6 +302,36 @@ class BotStore(SignalStore, Protocol):
     async def get_state(self, key: str) -> str | None: ...
 
     async def set_state(self, key: str, value: str) -> None: ...
+
+    async def record_drift_alert(self, alert: DriftAlert) -> None: ...
+
+    async def last_drift_alert(self, strategy: str, symbol: str) -> DriftAlert | None:
+        """The newest alert told for this pair (its time and severity drive the cooldown)."""
+        ...
+
+    async def set_pair_control(self, control: PairControl, expected_id: int | None = None) -> PairControl | None:
+        """Append a state change; with `expected_id`, only if that record is still the pair's newest (else None)."""
+        ...
+
+    async def pair_controls(self) -> dict[tuple[str, str], PairControl]:
+        """The newest control record of every pair that has one."""
+        ...
+
+    async def pair_control(self, control_id: int) -> PairControl | None: ...
+
+    async def save_model(self, created_at: datetime, summary: dict[str, Any], model: dict[str, Any]) -> int:
+        """Store a learning run's output as the next version and make it the active one; return the version."""
+        ...
+
+    async def active_model(self) -> ModelVersion | None: ...
+
+    async def rollback_model(self) -> ModelVersion | None:
+        """Make the version before the active one active; None (nothing changed) when there is none."""
+        ...
+
+    async def save_estimate(self, estimate: SignalEstimate) -> None: ...
+
+    async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]: ...
 
 
 class Broker(Protocol):
