@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.composition import scan_service, watchlist
+from bot.composition import cache_dir, scan_service, watchlist
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure
 from bot.render import scan_json, scan_text
@@ -77,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.add_argument("--no-save", action="store_true", help="do not store the results as baselines")
+    learn = commands.add_parser("learn", help="fit the learned model (posteriors, calibration, demotions) now")
+    learn.add_argument("--rollback", action="store_true", help="return to the previous model version instead")
+    learn.add_argument("--no-backtests", action="store_true", help="fit from recorded outcomes only (faster)")
+    learn.add_argument("--data-source", help="yfinance or csv:DIR for the backtests (default: TRADEBOT_DATA_SOURCE)")
+    commands.add_parser("drift", help="print live results vs the baselines for every strategy x instrument")
     test = commands.add_parser("backtest", help="backtest one strategy on one instrument's history")
     test.add_argument("--strategy", required=True)
     test.add_argument("--symbol", required=True)
@@ -118,6 +125,54 @@ async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
     async with await SqliteStore.open(settings.db_path) as store:
         rows = await store.shadow_orders(args.limit)
     print(shadow_json(rows) if args.json else shadow_text(rows))
+    return EXIT_OK
+
+
+def _plain(html_text: str) -> str:
+    """Chat HTML as terminal text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+async def _learn(settings: Settings, args: argparse.Namespace) -> int:
+    """Fit (or roll back) the learned model in the bot's database and print what it holds."""
+    from bot.clock import BotClock  # noqa: PLC0415 - only this command needs the learning stack
+    from bot.learner import Learner, learned_text  # noqa: PLC0415
+    from data.providers import provider_from_source  # noqa: PLC0415
+    from data.store import SqliteStore  # noqa: PLC0415
+
+    provider = None if args.no_backtests else provider_from_source(settings.data_source, cache_dir(settings))
+    async with await SqliteStore.open(settings.db_path) as store:
+        learner = Learner(store, provider, BotClock(), settings, watchlist(settings))
+        if args.rollback:
+            model = await learner.rollback()
+            if model is None:
+                print("tradebot learn: no earlier model version to return to", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"rolled back to v{model.version}\n{_plain(learned_text(model))}")
+            return EXIT_OK
+        result = await learner.learn(backtests=not args.no_backtests)
+    if isinstance(result, str):
+        print(f"tradebot learn: {result}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_plain(learned_text(result)))
+    return EXIT_OK
+
+
+async def _drift(settings: Settings) -> int:
+    """Print the drift table (nothing is alerted or changed)."""
+    from bot.clock import BotClock  # noqa: PLC0415 - only this command needs these
+    from bot.drift_watch import DriftWatch, drift_text  # noqa: PLC0415
+    from bot.notifier import Notifier  # noqa: PLC0415
+    from data.store import SqliteStore  # noqa: PLC0415
+
+    if not settings.db_path.exists():
+        print(f"No database at {settings.db_path} yet: no baselines and no trades.")
+        return EXIT_OK
+    async with await SqliteStore.open(settings.db_path) as store:
+        clock = BotClock()
+        watch = DriftWatch(store, Notifier(store, (0,), {}, clock), clock, settings.drift)
+        rows = await watch.table()
+        print(_plain(drift_text(rows, await store.pair_controls())))
     return EXIT_OK
 
 
@@ -164,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings)
         if args.command == "shadow":
             return asyncio.run(_shadow(settings, args))
+        if args.command == "learn":
+            return asyncio.run(_learn(settings, args))
+        if args.command == "drift":
+            return asyncio.run(_drift(settings))
         if args.command == "validate":
             return run_validate(
                 settings,

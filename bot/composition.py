@@ -11,6 +11,8 @@ from bot.config import Settings
 from bot.scan import BarRules, ScanService, WatchItem
 from data.providers import provider_from_source
 from data.store import SqliteStore
+from engine.backtest import BacktestConfig
+from engine.costs import CostModel
 from engine.ports import Clock
 
 
@@ -26,6 +28,23 @@ def watchlist(settings: Settings) -> list[WatchItem]:
         )
         items.append(WatchItem(instrument, settings.calendar(instrument.calendar), runs))
     return items
+
+
+def cost_model(settings: Settings) -> CostModel:
+    """The fill costs of paper fills, backtests and the live monitor, from `[bot.costs]`."""
+    c = settings.bot.costs
+    return CostModel(c.slippage_bps, c.commission_bps, c.commission_per_order)
+
+
+def backtest_config(settings: Settings) -> BacktestConfig:
+    b = settings.bot
+    return BacktestConfig(
+        equity=b.account_equity,
+        risk_fraction=b.risk_per_trade,
+        costs=cost_model(settings),
+        slippage_atr=settings.backtest.slippage_atr,
+        max_hold_bars=b.max_hold_bars,
+    )
 
 
 def bar_rules(settings: Settings) -> BarRules:

@@ -453,6 +453,54 @@ class _OwnDotEnv(DotEnvSettingsSource):
         return {k: v for k, v in data.items() if k.lower() in names or k.lower().startswith(prefix)}
 
 
+class DriftSettings(_Frozen):
+    """`[drift]`: comparing live results with the pre-deploy baselines, and what a verdict does."""
+
+    enabled: bool = True
+    check_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60  # bot minutes between checks
+    degradation: Annotated[float, Field(gt=0, lt=1)] = 0.15  # relative drop of a metric that counts as degraded
+    min_trades: Annotated[int, Field(ge=2, le=1000)] = 10  # fewer live trades: no verdict
+    window: Annotated[int, Field(ge=10, le=10_000)] = 100  # the latest trades compared
+    ks_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.04  # sequential detector, over `horizon` trades
+    horizon: Annotated[int, Field(ge=10, le=10_000)] = 100
+    win_rate_drop: Annotated[float, Field(gt=0, lt=1)] = 0.15  # the drop the detector is designed to catch
+    cooldown_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 24.0
+    disable_on_critical: bool = True
+
+    @model_validator(mode="after")
+    def _window_within_horizon(self) -> DriftSettings:
+        if not self.min_trades <= self.window <= self.horizon:
+            raise ValueError(
+                f"min_trades <= window <= horizon must hold, were {self.min_trades}, {self.window}, {self.horizon}"
+            )
+        return self
+
+
+class DemoteAction(StrEnum):
+    """What learning does with a pair whose posterior expectancy is below zero with high confidence."""
+
+    ASK_ONLY = "ask_only"
+    PAUSE = "pause"
+    NONE = "none"  # report it only
+
+
+class LearningSettings(_Frozen):
+    """`[learning]`: posteriors, score calibration and strategy re-weighting from recorded outcomes."""
+
+    frozen: bool = False  # true: the scheduled run and `tradebot learn` change nothing (rollback still works)
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 22  # the daily run, on the bot clock
+    prior_trades: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    half_life_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+    demote_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.90
+    min_live_for_demotion: Annotated[int, Field(ge=1, le=10_000)] = 10
+    demote_action: DemoteAction = DemoteAction.ASK_ONLY
+    method: Literal["isotonic", "logistic"] = "isotonic"
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    min_calibration_trades: Annotated[int, Field(ge=20, le=1_000_000)] = 100
+    backtest_bars: Annotated[int, Field(ge=500, le=5_000_000)] = 20_000  # history per pair for calibration
+
+
 class BrokerKind(StrEnum):
     PAPER = "paper"  # simulated fills against the bar provider (the default)
     OANDA = "oanda"  # OANDA v20 REST (practice by default)
@@ -532,6 +580,8 @@ class Settings(BaseSettings):
     bot: BotConfig = Field(default_factory=BotConfig)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     clock_start: datetime | None = None
     clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -28,10 +29,11 @@ from bot.state import BotState
 from data.news_feed import NewsSource
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
+from engine.controls import PairControl, PairState
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
-from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalRecord
+from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalEstimate, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import SizedOrder, SizeLimits, quote_to_account, size_order, split_children, to_money
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
@@ -85,6 +87,18 @@ class DeskPolicy:
     limits: Mapping[str, SizeLimits] = field(default_factory=dict)  # order limits by symbol
 
 
+class Advisor(Protocol):
+    """What learning tells the desk: how to rank setups and the win estimate to show with a signal."""
+
+    def rank_key(self, scored: ScoredSetup) -> tuple[float, ...]:
+        """Sort key, smallest first: higher posterior expectancy, then higher quality, comes first."""
+        ...
+
+    def estimate(self, scored: ScoredSetup) -> SignalEstimate | None:
+        """The estimate to store and show with this signal; None before any learning run."""
+        ...
+
+
 @dataclass(frozen=True)
 class OfferDecision:
     signal_id: str
@@ -109,8 +123,10 @@ class SignalDesk:
         news: NewsSource | None = None,
         rates: RateBook | None = None,
         calendars: Mapping[str, SessionCalendar] | None = None,
+        advisor: Advisor | None = None,
     ) -> None:
         self.store = store
+        self.advisor = advisor
         self.broker = broker
         self.notifier = notifier
         self.state = state
@@ -125,6 +141,7 @@ class SignalDesk:
         self._in_flight: set[str] = set()  # orders being sent now: the periodic settlement leaves them alone
         self._news_status = ""
         self._failed: dict[tuple[str, str], Baseline] = {}
+        self._controls: dict[tuple[str, str], PairControl] = {}
         self._returns: dict[str, np.ndarray] = {}
 
     async def book(self, now: datetime) -> BookView:
@@ -235,7 +252,8 @@ class SignalDesk:
             self.rates.update_from_bars(bars)
         await self.rates.refresh(now)
         self._failed = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines() if not b.passed}
-        ranked = sorted(setups, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy))
+        self._controls = await self.store.pair_controls()
+        ranked = sorted(setups, key=self._rank)
         decisions: list[OfferDecision] = []
         to_ask: list[SignalRecord] = []
         executed = 0
@@ -280,6 +298,9 @@ class SignalDesk:
             if fresh is None:
                 self._in_flight.discard(record.signal_id)
                 continue
+            offered_now = status in (SignalStatus.PENDING, SignalStatus.APPROVED)
+            if offered_now and self.advisor is not None and (estimate := self.advisor.estimate(fresh.scored)):
+                await self.store.save_estimate(replace(estimate, signal_id=fresh.signal_id))
             if status is SignalStatus.PENDING:
                 to_ask.append(fresh)
             elif status is SignalStatus.APPROVED:  # placed now, so the next setup's protections see the position
@@ -289,7 +310,27 @@ class SignalDesk:
         await self._send_offers(to_ask)
         return decisions
 
+    def _rank(self, scored: ScoredSetup) -> tuple[float | str, ...]:
+        """Learning's order when it has run (posterior expectancy, then quality), else quality; ties by name."""
+        tail = (scored.setup.symbol, scored.setup.strategy)
+        if self.advisor is not None:
+            return (*self.advisor.rank_key(scored), *tail)
+        return (-scored.score.total, *tail)
+
     async def _decide(
+        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int, view: BookView
+    ) -> tuple[SignalStatus, str, Decimal | None]:
+        setup = record.scored.setup
+        control = self._controls.get((setup.strategy, setup.symbol))
+        why = "" if control is None else f"{control.source.value} {control.at:%Y-%m-%d}: {control.reason}"
+        if control is not None and control.state is PairState.DISABLED and not paused:
+            return SignalStatus.DROPPED, f"{setup.strategy} on {setup.symbol} disabled by {why} (/enable)", None
+        status, reason, quantity = await self._decide_by_mode(record, mode, paused, now, offered, view)
+        if control is not None and control.state is PairState.ASK_ONLY and status is SignalStatus.APPROVED:
+            return SignalStatus.PENDING, f"ask-only ({why}): asking", quantity  # the trader decides, not the mode
+        return status, reason, quantity
+
+    async def _decide_by_mode(
         self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int, view: BookView
     ) -> tuple[SignalStatus, str, Decimal | None]:
         setup, score = record.scored.setup, record.scored.score.total

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from bot.callbacks import Action, Callback
 from engine.domain import Instrument, Side, SignalStatus
 from engine.performance import PerformanceSummary
-from engine.ports import SignalRecord
+from engine.ports import SignalEstimate, SignalRecord
 from engine.sizing import quote_currency, split_children
 from engine.trading import ExecutionMode, Trade, TradeKind
 
@@ -32,6 +32,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("stop", "emergency stop: pause signals and approvals"),
     ("resume", "resume after /stop"),
     ("mode", "show or set the execution mode: /mode manual|quality|auto"),
+    ("drift", "live results vs the baselines, for every strategy x instrument"),
+    ("enable", "turn a disabled or demoted pair back on: /enable [STRATEGY SYMBOL]"),
+    ("learn", "refit the learned model now; /learn rollback returns to the previous one"),
 )
 
 REPORT_USAGE = (
@@ -120,30 +123,48 @@ def signal_detail(
     return "\n".join(parts)
 
 
-def signal_line(n: int, record: SignalRecord) -> str:
+def signal_line(n: int, record: SignalRecord, estimate: str | None = None) -> str:
     """One compact digest line."""
     s, q = record.scored.setup, record.scored.score
     decision = _decision(record)
     tail = f" — {decision}" if decision else ""
+    est = f" ({escape(estimate)})" if estimate else ""
     return (
         f"{n}. <b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} {escape(s.strategy)} {s.timeframe} · "
-        f"Q{q.total:.0f} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> target <code>{s.target}</code> "
+        f"Q{q.total:.0f}{est} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> target <code>{s.target}</code> "
         f"(R:R {s.reward_risk}, {record.quantity or 'n/a'} lots) · <code>{s.signal_id}</code>{tail}"
     )
 
 
+def estimate_text(estimate: SignalEstimate | None) -> str | None:
+    """The learned win estimate as shown with a signal, or why there is none; None before any learning run."""
+    if estimate is None:
+        return None
+    if estimate.p_win is None:
+        return f"est. win n/a: {estimate.note}" if estimate.note else "est. win n/a"
+    text = f"est. win {estimate.p_win:.0%} (n={estimate.trades})"
+    if estimate.expected_r is not None:
+        text += f" · exp. {estimate.expected_r:+.2f}R"
+    return text
+
+
 def signal_message(
-    records: Sequence[SignalRecord], instruments: dict[str, Instrument], freeze: Mapping[str, Decimal] | None = None
+    records: Sequence[SignalRecord],
+    instruments: dict[str, Instrument],
+    freeze: Mapping[str, Decimal] | None = None,
+    estimates: Mapping[str, SignalEstimate] | None = None,
 ) -> RenderedMessage:
     """A message showing one signal in full, or several as a digest with the best first."""
     pending = [r.signal_id for r in records if r.status is SignalStatus.PENDING]
+    shown = estimates or {}
     if len(records) == 1:
         record = records[0]
         symbol = record.scored.setup.symbol
-        text = signal_detail(record, instruments[symbol], freeze=(freeze or {}).get(symbol))
+        estimate = estimate_text(shown.get(record.signal_id))
+        text = signal_detail(record, instruments[symbol], estimate, (freeze or {}).get(symbol))
         return RenderedMessage(text, signal_buttons(pending))
     lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
-    lines += [signal_line(n, r) for n, r in enumerate(records, start=1)]
+    lines += [signal_line(n, r, estimate_text(shown.get(r.signal_id))) for n, r in enumerate(records, start=1)]
     buttons: Buttons = []
     for n, record in enumerate(records, start=1):
         if record.status is SignalStatus.PENDING:

@@ -43,17 +43,20 @@ class Notifier:
         """Send one message with these signals (a digest when there are several) to every chat."""
         if not records:
             return
-        rendered = signal_message(records, self.instruments, self.freeze)
         ids = [r.signal_id for r in records]
+        rendered = signal_message(records, self.instruments, self.freeze, await self.store.estimates(ids))
         payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
         for chat in self.chats:
             await self.store.enqueue(OutboxKind.SIGNAL, chat, payload, self._now(), ids[0])
         self.wake()
 
-    async def text(self, html: str) -> None:
-        """Tell every chat something (fills, exits, alerts)."""
+    async def text(self, html: str, buttons: list[list[list[str]]] | None = None) -> None:
+        """Tell every chat something (fills, exits, alerts), with inline buttons when given."""
+        payload: dict[str, object] = {"text": html}
+        if buttons:
+            payload["buttons"] = buttons
         for chat in self.chats:
-            await self.store.enqueue(OutboxKind.TEXT, chat, {"text": html}, self._now())
+            await self.store.enqueue(OutboxKind.TEXT, chat, dict(payload), self._now())
         self.wake()
 
     async def refresh(self, signal_id: str) -> None:
@@ -63,7 +66,8 @@ class Notifier:
             records = [r for r in [await self.store.signal(i) for i in ids] if r is not None]
             if not records:
                 continue
-            rendered = signal_message(records, self.instruments, self.freeze)
+            estimates = await self.store.estimates(ids)
+            rendered = signal_message(records, self.instruments, self.freeze, estimates)
             payload = {"text": rendered.text, "buttons": rendered.buttons, "message_id": message_id}
             await self.store.enqueue(OutboxKind.EDIT, chat, payload, self._now(), signal_id)
         self.wake()

@@ -13,9 +13,11 @@ from functools import partial
 
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
-from bot.composition import bar_rules, cache_dir, watchlist
+from bot.composition import bar_rules, cache_dir, cost_model, watchlist
 from bot.config import BrokerKind, Settings
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
+from bot.drift_watch import DriftWatch
+from bot.learner import LearnedModel, Learner, learned_text
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
 from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
@@ -54,10 +56,13 @@ class BotRuntime:
     instruments: dict[str, Instrument]
     calendars: dict[str, SessionCalendar]
     chats: tuple[int, ...]
+    learner: Learner
+    drift: DriftWatch
     breaker: CircuitBreaker | None = None
 
     def __post_init__(self) -> None:
         self._run_lock = asyncio.Lock()
+        self._learning: asyncio.Task[LearnedModel | str] | None = None
         groups = build_groups(self.settings.bot.schedules, list(self.instruments.values()), self.calendars)
         self.scheduler = Scheduler(groups, self.calendars, self.clock, self.scheduled_run)
 
@@ -65,6 +70,7 @@ class BotRuntime:
         """Run one analysis now, offer what it found and check open positions (one run at a time)."""
         async with self._run_lock:
             report = await self.scan.scan(symbols=symbols)
+            await self.learner.refresh()
             decisions = await self.desk.offer(report.setups, report.bars)
             await self.monitor.check(symbols, report.bars)
             await self.monitor.check_live()
@@ -139,6 +145,35 @@ class BotRuntime:
                 log.info("checked %d unconfirmed order(s) with the broker", settled)
         except Exception:
             log.exception("settling unconfirmed orders failed")
+        now = self.clock.now()
+        try:
+            await self.drift.check_if_due()
+        except Exception as exc:
+            log.exception("the drift check failed")
+            await self.notifier.text(f"⚠️ drift check failed: {type(exc).__name__}: {exc}")
+        try:
+            if (self._learning is None or self._learning.done()) and await self.learner.due(now):
+                self._learning = asyncio.create_task(self.learn("schedule"), name="learning")
+        except Exception:
+            log.exception("starting the daily learning run failed")
+
+    async def learn(self, trigger: str = "command") -> LearnedModel | str:
+        """Fit and apply a new learned model and tell the chat what changed; failures are told, not raised."""
+        try:
+            result = await self.learner.learn(trigger=trigger)
+        except Exception as exc:
+            log.exception("learning failed")
+            await self.notifier.text(f"⚠️ learning failed: {type(exc).__name__}: {exc}")
+            return f"learning failed: {exc}"
+        if isinstance(result, str):
+            return result
+        await self.notifier.text(learned_text(result))
+        return result
+
+    async def wait_learning(self) -> None:
+        """Wait for a learning run in progress, if any."""
+        if self._learning is not None:
+            await asyncio.gather(self._learning, return_exceptions=True)
 
 
 def top_rejection_reasons(report: ScanReport, n: int = 3) -> list[tuple[str, int]]:
@@ -189,11 +224,6 @@ def rate_book(settings: Settings, provider: BarProvider | None) -> RateBook:
     return RateBook(pairs, provider, settings.bot.fx_rates)
 
 
-def cost_model(settings: Settings) -> CostModel:
-    c = settings.bot.costs
-    return CostModel(c.slippage_bps, c.commission_bps, c.commission_per_order)
-
-
 @asynccontextmanager
 async def open_runtime(settings: Settings, clock: BotClock | None = None) -> AsyncIterator[BotRuntime]:
     """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
@@ -227,6 +257,8 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
             costs=costs,
             broker=broker,
         )
+        learner = Learner(store, provider, clock, settings, items)
+        await learner.refresh()
         yield BotRuntime(
             settings=settings,
             store=store,
@@ -247,11 +279,14 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
                 _news(settings),
                 rate_book(settings, provider),
                 calendars,
+                learner,
             ),
             monitor=monitor,
             instruments=instruments,
             calendars=calendars,
             chats=chats,
+            learner=learner,
+            drift=DriftWatch(store, notifier, clock, settings.drift),
             breaker=breaker,
         )
     finally:

@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, CallbackQuery, Update
@@ -36,6 +38,8 @@ from bot.callbacks import Action, parse
 from bot.clock import BotClock
 from bot.config import Settings
 from bot.desk import OutcomeKind
+from bot.drift_watch import drift_text, enable_buttons, enable_pair
+from bot.learner import learned_text, month_ago
 from bot.messages import (
     BUTTON_INVALID,
     COMMANDS,
@@ -47,10 +51,13 @@ from bot.messages import (
     status_text,
     welcome_text,
 )
+from bot.plots import reliability_png
 from bot.runtime import BotRuntime, open_runtime, top_rejection_reasons
 from bot.sender import OutboxSender, markup
 from data.store import DuplicateTradeError
+from engine.controls import PairState
 from engine.domain import SignalStatus
+from engine.learning import CalibrationModel
 from engine.performance import summarize
 from engine.ports import BrokerError, OutboxKind
 from engine.protections import alerts as protection_alerts
@@ -100,6 +107,9 @@ class TelegramFrontEnd:
             "stop": self.stop,
             "resume": self.resume,
             "mode": self.mode,
+            "drift": self.drift,
+            "enable": self.enable,
+            "learn": self.learn,
         }
         for name, handler in commands.items():
             app.add_handler(CommandHandler(name, self.authorised(handler)))
@@ -122,6 +132,18 @@ class TelegramFrontEnd:
                 OutboxKind.TEXT, chat.id, {"text": html, "buttons": buttons or []}, self.rt.clock.now()
             )
             self.rt.notifier.wake()
+
+    async def _reply_photo(self, update: Update, calibration: CalibrationModel, title: str) -> None:
+        """Send the reliability curve of a calibration as a photo; a failure is logged, the text already went."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = await asyncio.to_thread(reliability_png, calibration, Path(folder) / "reliability.png", title)
+            try:
+                await update.get_bot().send_photo(chat.id, path.read_bytes(), caption=title)
+            except TelegramError as exc:
+                log.warning("sending the reliability curve to chat %s failed: %s", chat.id, exc)
 
     @staticmethod
     async def _answer(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
@@ -214,7 +236,16 @@ class TelegramFrontEnd:
             }
             currency = self.rt.desk.policy.account_currency
             text = report_text(summarize(closed, money), by_strategy, summarize(shadow, money), currency)
+            edge = await self.rt.learner.trader_edge(month_ago(self.rt.clock.now()))
+            text += f"\nLast 30 days: {escape(edge.sentence())}."
+            model = await self.rt.learner.refresh()
+            if model is None:
+                text += "\nScore calibration: no learned model yet (/learn or <code>tradebot learn</code>)."
+            else:
+                text += f"\nScore calibration (model v{model.version}): {escape(model.calibration_note)}"
             await self._reply(update, text)
+            if model is not None and model.calibration is not None:
+                await self._reply_photo(update, model.calibration, f"reliability, learned model v{model.version}")
             return
         trade = await self._external_trade(args, update)
         if trade is None:
@@ -300,6 +331,59 @@ class TelegramFrontEnd:
         await self.rt.state.set_mode(ExecutionMode(args[0]))
         await self._reply(update, f"mode set to <b>{args[0]}</b>.")
 
+    async def drift(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        rows = await self.rt.drift.table()
+        controls = await self.rt.store.pair_controls()
+        await self._reply(update, drift_text(rows, controls), enable_buttons(controls) or None)
+
+    async def enable(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        controls = await self.rt.store.pair_controls()
+        off = {key: c for key, c in controls.items() if c.state is not PairState.ENABLED}
+        if not args:
+            if not off:
+                await self._reply(update, "Every strategy x instrument is enabled.")
+                return
+            await self._reply(update, "Turned off (tap to enable):", enable_buttons(off))
+            return
+        key = (args[0].lower(), args[1].upper()) if len(args) == 2 else None
+        if key is None or key not in off:
+            names = ", ".join(f"{s} {sym}" for s, sym in sorted(off)) or "none"
+            await self._reply(update, f"usage: /enable [STRATEGY SYMBOL] — turned off: {escape(names)}")
+            return
+        await self._enable(update, off[key].control_id, update.effective_user.id if update.effective_user else 0)
+
+    async def _enable(self, update: Update, control_id: int, user: int) -> None:
+        control = await self.rt.store.pair_control(control_id)
+        if control is None or control.state is PairState.ENABLED:
+            await self._reply(update, BUTTON_INVALID)
+            return
+        enabled = await enable_pair(self.rt.store, control, user, self.rt.clock.now())
+        if enabled is None:
+            await self._reply(update, "That pair changed since this button was sent; /enable shows it now.")
+            return
+        log.warning("user %s enabled %s on %s (was %s)", user, control.strategy, control.symbol, control.state.value)
+        await self._reply(
+            update,
+            f"▶️ <b>{escape(control.strategy)}</b> on <b>{escape(control.symbol)}</b> enabled again; drift compares "
+            "only trades from now on.",
+        )
+
+    async def learn(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = [a.lower() for a in (context.args or [])]
+        if args not in ([], ["rollback"]):
+            await self._reply(update, "usage: /learn  or  /learn rollback")
+            return
+        if args == ["rollback"]:
+            model = await self.rt.learner.rollback()
+            text = "No earlier learned model to return to." if model is None else learned_text(model)
+            await self._reply(update, text if model is None else f"↩️ rolled back.\n{text}")
+            return
+        await self._reply(update, "Learning from the recorded outcomes and recent backtests…")
+        result = await self.rt.learn("command")
+        if isinstance(result, str):
+            await self._reply(update, escape(result))
+
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None:
@@ -312,6 +396,11 @@ class TelegramFrontEnd:
         if callback.action in (Action.CLOSE_ALL, Action.KEEP_OPEN):
             await self._answer(query)
             await self._stop_choice(update, callback.action, user)
+            return
+        if callback.action is Action.ENABLE:
+            assert callback.control_id is not None  # parse guarantees it
+            await self._answer(query, "Enabling…")
+            await self._enable(update, callback.control_id, user)
             return
         assert callback.signal_id is not None  # parse guarantees it for signal actions
         record = await self.rt.store.signal(callback.signal_id)

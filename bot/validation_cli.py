@@ -13,15 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.composition import cache_dir
+from bot.composition import backtest_config, cache_dir
 from bot.config import Settings, strategy_params
 from bot.executors import make_executor
-from bot.runtime import cost_model
 from bot.validate import GateCriteria, GateResult, WorkerSpec, load_bars, validate_pair
 from data.csv_provider import write_bar_csv
 from data.providers import provider_from_source
 from data.store import SqliteStore
-from engine.backtest import BacktestConfig, BacktestResult, backtest
+from engine.backtest import BacktestResult, backtest
 from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
 from engine.metrics import calibration
@@ -54,17 +53,6 @@ def progress_bar(label: str, stream: Any = sys.stderr) -> Callable[[int, int], N
         stream.flush()
 
     return show
-
-
-def backtest_config(settings: Settings) -> BacktestConfig:
-    b = settings.bot
-    return BacktestConfig(
-        equity=b.account_equity,
-        risk_fraction=b.risk_per_trade,
-        costs=cost_model(settings),
-        slippage_atr=settings.backtest.slippage_atr,
-        max_hold_bars=b.max_hold_bars,
-    )
 
 
 def walk_forward_config(settings: Settings, warmup: int) -> WalkForwardConfig:

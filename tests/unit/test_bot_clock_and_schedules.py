@@ -117,6 +117,8 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
         assert len(data.encode()) <= MAX_CALLBACK_BYTES
         assert parse(data) == Callback(action, signal_id)
     assert parse(Callback(Action.CLOSE_ALL).encode()) == Callback(Action.CLOSE_ALL)
+    enable = Callback(Action.ENABLE, control_id=123_456_789_012_345_678)
+    assert parse(enable.encode()) == enable and len(enable.encode()) <= MAX_CALLBACK_BYTES
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,14 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
         "a" * 65,
         "ap:../../etc",
         "ap:0d6d5c562b\n",
+        "en:",
+        "en:-",
+        "en:0",
+        "en:012",
+        "en:-5",
+        "en:12a",
+        "en:0d6d5c562b",
+        "en:1234567890123456789",
     ],
 )
 def test_malformed_or_forged_callback_data_is_rejected(data: str | None) -> None:

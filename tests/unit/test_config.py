@@ -130,6 +130,15 @@ def test_example_config_file_loads() -> None:
         ('[bot]\naccount_currency = "dollars"\n', r"bot\.account_currency: String should match pattern"),
         ('[bot.fx_rates]\nUSDINR = "-84"\n', r"bot\.fx_rates\.USDINR: Input should be greater than 0"),
         ('[bot.fx_rates]\nRUPEE = "84"\n', r"bot\.fx_rates\.RUPEE\.\[key\]: String should match pattern"),
+        (
+            "[drift]\nwindow = 500\n",
+            r"drift \[env TRADEBOT_DRIFT\]: min_trades <= window <= horizon must hold, were 10, 500, 100",
+        ),
+        ("[drift]\nfalse_alarm = 0.7\n", r"drift\.false_alarm: Input should be less than 0\.5"),
+        ("[drift]\nsensitivity = 3\n", r"drift\.sensitivity: .*"),
+        ('[learning]\ndemote_action = "close"\n', r"learning\.demote_action: Input should be 'ask_only', 'pause'"),
+        ('[learning]\nmethod = "neural"\n', r"learning\.method: Input should be 'isotonic' or 'logistic'"),
+        ("[learning]\nhalf_life_days = 0\n", r"learning\.half_life_days: Input should be greater than 0"),
     ],
 )
 def test_bad_config_names_key_and_rule(tmp_path: Path, toml: str, expected: str) -> None:

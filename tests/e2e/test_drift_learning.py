@@ -1,0 +1,182 @@
+"""Drift detection and learning through the running bot: the real python-telegram-bot against the fake Bot API
+server, the CSV data source on the shared market data and a real SQLite file.
+
+Before the bot starts, the database holds a baseline of trend_pullback on GBPUSD (60 out-of-sample trades, half
+of them +2R wins) and 30 trades recorded since, of which only 3 won. The drift check the bot runs on its first
+tick must call that CRITICAL, tell the chat with the numbers and disable the pair; a restart must neither
+repeat the alert nor forget the disabled pair; the trader turns it back on with the alert's button.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.callbacks import Action, Callback
+from data.store import SqliteStore
+from engine.domain import Side
+from engine.ports import Baseline
+from engine.trading import ExitReason, Trade, TradeKind
+from tests.e2e.test_bot import CONFIG, PARTNER, START, TOKEN, TRADER, ManualMonotonic, bot
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.support import require_market_dir
+
+LEARNING = """
+[learning]
+backtest_bars = 3000
+min_calibration_trades = 40
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith(("TRADEBOT_", "TELEGRAM_")):
+            monkeypatch.delenv(name)
+    config = tmp_path / "tradebot.toml"
+    config.write_text(CONFIG.format(interval=0.05) + LEARNING)
+    monkeypatch.setenv("TRADEBOT_CONFIG", str(config))
+    monkeypatch.setenv("TRADEBOT_DATA_SOURCE", f"csv:{require_market_dir()}")
+    monkeypatch.setenv("TRADEBOT_DB_PATH", str(tmp_path / "bot.db"))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_ALLOWED_USERS", f"{TRADER},{PARTNER}")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN) as server:
+        yield server
+
+
+def closed_trade(n: int, won: bool) -> Trade:
+    """A trend_pullback GBPUSD trade reported closed before the bot's start: +2R or -1R (risk 100 USD)."""
+    entry_time = START - timedelta(days=50) + timedelta(days=n)
+    return Trade(
+        trade_id=f"t{n:04d}-external",
+        signal_id=f"{n:010x}",
+        kind=TradeKind.EXTERNAL,
+        strategy="trend_pullback",
+        symbol="GBPUSD",
+        side=Side.LONG,
+        quantity=Decimal(1),
+        contract_size=Decimal(100000),
+        entry_time=entry_time,
+        entry_price=Decimal("1.30000"),
+        stop=Decimal("1.29900"),
+        target=Decimal("1.30200"),
+        exit_time=entry_time + timedelta(hours=5),
+        exit_price=Decimal("1.30200") if won else Decimal("1.29900"),
+        exit_reason=ExitReason.EXTERNAL,
+    )
+
+
+async def seed(db: Path) -> None:
+    async with await SqliteStore.open(db) as store:
+        await store.save_baseline(
+            Baseline(
+                strategy="trend_pullback",
+                symbol="GBPUSD",
+                interval="1h",
+                params={},
+                data_source="csv",
+                data_from=START - timedelta(days=900),
+                data_to=START - timedelta(days=60),
+                passed=True,
+                reasons=(),
+                metrics={"oos_trades": 60},
+                r_multiples=tuple([2.0, -1.0] * 30),
+                created_at=START - timedelta(days=60),
+            )
+        )
+        for n in range(30):
+            await store.record_external_trade(closed_trade(n, won=n % 10 == 0))
+
+
+def drift_alerts(server: FakeTelegram) -> list[SentMessage]:
+    return [m for m in server.sent if m.chat_id == TRADER and m.body.startswith("🚨 Drift")]
+
+
+async def test_a_critical_drift_alerts_disables_the_pair_survives_a_restart_and_is_enabled_by_button(
+    tg: FakeTelegram,
+    env: Path,
+) -> None:
+    db = env / "bot.db"
+    await seed(db)
+    mono = ManualMonotonic()
+    async with bot(tg, env, mono) as b:
+        alert = await tg.wait_for_message(lambda m: m.body.startswith("🚨 Drift CRITICAL: trend_pullback GBPUSD"))
+        overall = await tg.wait_for_message(lambda m: m.body.startswith("🚨 Drift CRITICAL: trend_pullback (all)"))
+        assert "n=30" in alert.body and "win 10% vs 50%" in alert.body and "KS p=" in alert.body
+        assert "Disabled for new entries" in alert.body and "Disabled" not in overall.body  # pairs only
+        assert alert.buttons == [("Enable trend_pullback on GBPUSD", "en:1")] and not overall.buttons
+        [(state, source)] = b.query("SELECT state, source FROM pair_controls")
+        assert (state, source) == ("disabled", "drift")
+        assert b.query("SELECT strategy, symbol, severity FROM drift_alerts ORDER BY id") == [
+            ("trend_pullback", "GBPUSD", "critical"),
+            ("trend_pullback", "*", "critical"),
+        ]
+        run = await b.analyse()
+        assert "dropped GBPUSD: trend_pullback on GBPUSD disabled by drift" in run.body
+
+    async with bot(tg, env, mono) as b:  # restart: same bot time, then an hour later the check runs again
+        b.advance(timedelta(minutes=61))
+        before = b.query("SELECT value FROM bot_state WHERE key = 'drift.last_check'")
+        await b.eventually(lambda: b.query("SELECT value FROM bot_state WHERE key = 'drift.last_check'") != before)
+        assert len(drift_alerts(tg)) == 2  # the cooldown and the disabled state were kept: nothing told again
+        assert len(b.query("SELECT * FROM pair_controls")) == 1
+
+        table = await b.command("/drift")
+        assert "CRITICAL</b> trend_pullback GBPUSD · disabled" in (table.source or table.body)
+        assert "trend_pullback (all)" in table.body
+
+        since = len(tg.sent)
+        tg.click(TRADER, alert, Callback(Action.ENABLE, control_id=999).encode(), allow_stale=True)  # forged
+        refused = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
+        assert "no longer valid" in refused.body and b.query("SELECT COUNT(*) FROM pair_controls") == [(1,)]
+
+        since = len(tg.sent)
+        tg.click(TRADER, alert, button="Enable trend_pullback on GBPUSD")
+        done = await tg.wait_for_message(lambda m: "enabled again" in m.body, since=since, timeout=20)
+        assert "trend_pullback" in done.body
+        assert b.query("SELECT state, source, by FROM pair_controls ORDER BY id DESC LIMIT 1") == [
+            ("enabled", "operator", TRADER)
+        ]
+        since = len(tg.sent)
+        tg.click(TRADER, alert, button="Enable trend_pullback on GBPUSD")  # a second press: nothing more
+        stale = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
+        assert "changed since this button was sent" in stale.body
+        assert b.query("SELECT COUNT(*) FROM pair_controls") == [(2,)]
+
+
+async def test_learn_fits_a_version_and_signals_then_carry_the_win_estimate(
+    tg: FakeTelegram,
+    env: Path,
+) -> None:
+    await seed(env / "bot.db")
+    async with bot(tg, env) as b:
+        await tg.wait_for_message(lambda m: m.body.startswith("🚨 Drift CRITICAL"))
+        since = len(tg.sent)
+        tg.user_message(TRADER, "/learn")
+        learned = await tg.wait_for_message(lambda m: "learned model v1" in m.body, since=since, timeout=60)
+        assert "calibration:" in learned.body
+        [(version, summary)] = b.query("SELECT version, summary FROM learned_models")
+        inputs = json.loads(str(summary))
+        assert version == 1 and inputs["outcomes"]["external"] == 30 and inputs["outcomes"]["backtest"] > 0
+        await b.analyse()
+        gold = await b.signal_message("XAUUSD")
+        assert "est. win" in gold.body
+        [(p_win, note)] = b.query("SELECT p_win, note FROM signal_estimates")
+        assert (p_win is None) == bool(note)  # a number, or the reason there is none
+
+        since = len(tg.sent)
+        tg.user_message(TRADER, "/learn rollback")
+        back = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
+        assert "No earlier learned model" in back.body
