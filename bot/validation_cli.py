@@ -23,6 +23,7 @@ from data.store import SqliteStore
 from engine.backtest import BacktestResult, backtest
 from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
+from engine.learning import CalibrationModel, Outcome, fit_calibration
 from engine.metrics import calibration
 from engine.ports import ProviderError
 from engine.strategy import REGISTRY
@@ -298,11 +299,21 @@ def run_backtest(
         backtest_config(settings),
         start=first,
     )
+    learned = fit_calibration([Outcome.from_backtest(t) for t in result.trades if t.score is not None])
     if plot is not None:
-        from bot.plots import equity_png  # noqa: PLC0415 - matplotlib is slow to import
+        from bot.plots import equity_png, reliability_png  # noqa: PLC0415 - matplotlib is slow to import
 
         equity_png(result, plot)
-    print(json.dumps(_backtest_json(result), indent=2) if as_json else backtest_text(result))
+        if isinstance(learned, CalibrationModel):
+            curve = plot.with_name(f"{plot.stem}-reliability.png")
+            reliability_png(learned, curve, f"{result.strategy} on {result.symbol}: score calibration, held out")
+    if as_json:
+        out = _backtest_json(result)
+        out["learned_calibration"] = learned.to_json() if isinstance(learned, CalibrationModel) else learned
+        print(json.dumps(out, indent=2))
+    else:
+        verdict = learned.verdict() if isinstance(learned, CalibrationModel) else f"n/a: {learned}"
+        print(f"{backtest_text(result)}\nlearned calibration: {verdict}")
     return EXIT_OK
 
 

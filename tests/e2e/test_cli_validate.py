@@ -84,6 +84,10 @@ def test_backtest_prints_metrics_and_draws_the_equity_curve(tmp_path: Path) -> N
     for part in ("trend_pullback on EURUSD 1h", "win rate", "profit factor", "max drawdown", "calibration:"):
         assert part in done.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    [learned] = [line for line in done.stdout.splitlines() if line.startswith("learned calibration: ")]
+    assert "held-out trades" in learned and ("does NOT beat" in learned) != ("beats the base rate" in learned)
+    curve = png.with_name("equity-reliability.png")
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and curve.stat().st_size > 10_000
 
 
 def test_backtest_json_window_and_params(tmp_path: Path) -> None:
@@ -106,6 +110,8 @@ def test_backtest_json_window_and_params(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["params"]["atr_stop_mult"] == 2.0 and result["params"]["reward_risk"] == 1.5
     assert result["trades"], "six months of EURUSD give trend_pullback trades"
+    learned = result["learned_calibration"]
+    assert isinstance(learned, str) and "scored" in learned  # too few trades in six months: the reason, no model
     for trade in result["trades"]:
         assert "2025-09-01" <= trade["entry_time"] < "2026-03-02"
 
