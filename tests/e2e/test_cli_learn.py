@@ -1,0 +1,54 @@
+"""`tradebot drift` and `tradebot learn` as processes over a database holding a baseline and recorded trades."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.test_drift_learning import seed
+
+
+def tradebot(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env["TRADEBOT_DB_PATH"] = str(cwd / "bot.db")
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_drift_without_a_database_says_so(tmp_path: Path) -> None:
+    done = tradebot(tmp_path, "drift")
+    assert done.returncode == 0 and "No database" in done.stdout
+
+
+def test_drift_prints_the_table_and_learn_stores_versions_and_rolls_back(tmp_path: Path) -> None:
+    asyncio.run(seed(tmp_path / "bot.db"))
+    drift = tradebot(tmp_path, "drift")
+    assert drift.returncode == 0, drift.stderr
+    assert "CRITICAL trend_pullback GBPUSD: CRITICAL · n=30 win 10% vs 50%" in drift.stdout
+    assert "<b>" not in drift.stdout  # chat HTML is turned into plain text
+
+    first = tradebot(tmp_path, "learn", "--no-backtests")
+    assert first.returncode == 0, first.stderr
+    assert "learned model v1 (command): 30 external; 1 baseline(s)" in first.stdout
+    assert "calibration: n/a: 0 scored outcomes" in first.stdout  # no backtests, and reported trades carry no score
+    # The losses closed in 2025 and the CLI learns at today's date: 0.5^(age / 90 days) leaves them little weight.
+    weight = re.search(r"30 recorded outcomes \(weight (\d+\.\d)\)", first.stdout)
+    assert weight is not None and float(weight.group(1)) < 1.0 and "→ ask_only" not in first.stdout
+
+    again = tradebot(tmp_path, "learn", "--no-backtests")
+    assert again.returncode == 0 and "learned model v2" in again.stdout
+    back = tradebot(tmp_path, "learn", "--rollback")
+    assert back.returncode == 0 and back.stdout.startswith("rolled back to v1")
+    none = tradebot(tmp_path, "learn", "--rollback")
+    assert none.returncode == 1 and "no earlier model version" in none.stderr
