@@ -65,6 +65,7 @@ LAST_RUN_KEY: Final = "learning.last_run"
 RECORDED_KINDS: Final = (TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL, TradeKind.SHADOW)
 MODEL_SCHEMA: Final = 1
 _NEVER_STALE: Final = 10**9
+_REALITY: Final = {TradeKind.LIVE: 0, TradeKind.PAPER: 1, TradeKind.EXTERNAL: 2, TradeKind.SHADOW: 3}
 _STATE_OF: Final = {Verdict.ASK_ONLY: PairState.ASK_ONLY, Verdict.PAUSE: PairState.DISABLED}
 
 
@@ -276,10 +277,19 @@ class Learner:
                 )
 
     async def _recorded_outcomes(self) -> tuple[list[tuple[Outcome, str]], list[str]]:
-        """Closed recorded trades with the score of their signal, and the source name of each."""
+        """Closed recorded trades with the score of their signal and each one's source; one per signal.
+
+        A signal may have several trades (rejected, so tracked in shadow, then reported as traded outside): the
+        executed one counts, the hypothetical one does not.
+        """
         out: list[tuple[Outcome, str]] = []
         sources: list[str] = []
-        for trade in await self.store.trades(RECORDED_KINDS):
+        kept: dict[str, Trade] = {}
+        for trade in await self.store.trades(RECORDED_KINDS):  # one outcome per signal: the most real one
+            other = kept.get(trade.signal_id)
+            if other is None or _REALITY[trade.kind] < _REALITY[other.kind]:
+                kept[trade.signal_id] = trade
+        for trade in sorted(kept.values(), key=lambda t: (t.exit_time, t.trade_id)):
             record = await self.store.signal(trade.signal_id)
             quality = components = None
             if record is not None:

@@ -141,7 +141,8 @@ def estimate_text(estimate: SignalEstimate | None) -> str | None:
     if estimate is None:
         return None
     if estimate.p_win is None:
-        return f"est. win n/a: {estimate.note}" if estimate.note else "est. win n/a"
+        note = estimate.note.removeprefix("n/a: ")
+        return f"est. win n/a: {note}" if note else "est. win n/a"
     text = f"est. win {estimate.p_win:.0%} (n={estimate.trades})"
     if estimate.expected_r is not None:
         text += f" · exp. {estimate.expected_r:+.2f}R"

@@ -70,6 +70,7 @@ Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None
 SHUTDOWN_GRACE_SECONDS = 8.0
 TICK_BOT_SECONDS = 60.0
 MAX_TICK_SECONDS = 2.0  # expiry is checked at least this often in real time
+_EXECUTED = frozenset({SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED})
 
 
 class TelegramFrontEnd:
@@ -246,6 +247,12 @@ class TelegramFrontEnd:
             await self._reply(update, text)
             if model is not None and model.calibration is not None:
                 await self._reply_photo(update, model.calibration, f"reliability, learned model v{model.version}")
+            return
+        executed = await self.rt.store.signal(args[0].lower())
+        if executed is not None and executed.status in _EXECUTED:
+            await self._reply(
+                update, f"The bot executed <code>{executed.signal_id}</code>; its outcome is recorded already."
+            )
             return
         trade = await self._external_trade(args, update)
         if trade is None:

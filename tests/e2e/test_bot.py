@@ -277,6 +277,20 @@ async def test_report_records_an_outside_trade_and_summarises(tg: FakeTelegram, 
         assert "already reported" in again.body
         report = await b.command("/report")
         assert "1 trades · win 100%" in report.body and "net 120.50" in report.body
+        assert "Score calibration: no learned model yet" in report.body
+
+
+async def test_report_refuses_an_outside_outcome_for_a_signal_the_bot_executed(tg: FakeTelegram, env: Path) -> None:
+    async with bot(tg, env) as b:
+        await b.analyse()
+        message = await b.signal_message("GBPUSD")
+        signal_id = message.buttons[0][1].split(":")[1]  # type: ignore[union-attr]
+        since = len(tg.sent)
+        tg.click(TRADER, message, button="✅ Approve")
+        await tg.wait_for_message(lambda m: "filled" in m.body and "GBPUSD" in m.body, since=since, timeout=20)
+        refused = await b.command(f"/report {signal_id} win 120.50")
+        assert refused.body == f"The bot executed {signal_id}; its outcome is recorded already."
+        assert b.query("SELECT COUNT(*) FROM trades WHERE kind = 'external'") == [(0,)]
 
 
 async def test_telegram_errors_delay_signals_but_lose_none(tg: FakeTelegram, env: Path) -> None:
