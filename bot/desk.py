@@ -394,6 +394,12 @@ class SignalDesk:
         if await self.state.paused():
             return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
         setup = record.scored.setup
+        control = (await self.store.pair_controls()).get((setup.strategy, setup.symbol))
+        if control is not None and control.state is PairState.DISABLED:  # turned off since the offer
+            why = f"{control.source.value}: {control.reason}"
+            return Outcome(
+                OutcomeKind.REFUSED, f"Refused: {setup.strategy} on {setup.symbol} is disabled ({why}); /enable first."
+            )
         if (session := self.session_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {session}.")
         blocked = self.blocks(await self.book(now), setup, now)

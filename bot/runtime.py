@@ -170,9 +170,10 @@ class BotRuntime:
         await self.notifier.text(learned_text(result))
         return result
 
-    async def wait_learning(self) -> None:
-        """Wait for a learning run in progress, if any."""
-        if self._learning is not None:
+    async def stop_learning(self) -> None:
+        """Cancel a scheduled learning run in progress (no model is stored before it has finished fitting)."""
+        if self._learning is not None and not self._learning.done():
+            self._learning.cancel()
             await asyncio.gather(self._learning, return_exceptions=True)
 
 

@@ -497,6 +497,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
                 await asyncio.wait_for(runtime.wait_idle(), timeout=SHUTDOWN_GRACE_SECONDS / 2)
             except TimeoutError:
                 log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
+            await runtime.stop_learning()
             await sender.stop()
             log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
     for sig in (signal.SIGTERM, signal.SIGINT):

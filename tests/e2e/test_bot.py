@@ -113,20 +113,25 @@ class Running:
         )
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def bot_env(folder: Path, monkeypatch: pytest.MonkeyPatch, config_text: str) -> Path:
+    """A clean bot environment in `folder`: this config, the shared CSV data, a database there, the test token."""
     for name in list(os.environ):
         if name.startswith(("TRADEBOT_", "TELEGRAM_")):
             monkeypatch.delenv(name)
-    config = tmp_path / "tradebot.toml"
-    config.write_text(CONFIG.format(interval=0.05))
+    config = folder / "tradebot.toml"
+    config.write_text(config_text)
     monkeypatch.setenv("TRADEBOT_CONFIG", str(config))
     monkeypatch.setenv("TRADEBOT_DATA_SOURCE", f"csv:{require_market_dir()}")
-    monkeypatch.setenv("TRADEBOT_DB_PATH", str(tmp_path / "bot.db"))
+    monkeypatch.setenv("TRADEBOT_DB_PATH", str(folder / "bot.db"))
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("TELEGRAM_ALLOWED_USERS", f"{TRADER},{PARTNER}")
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield bot_env(tmp_path, monkeypatch, CONFIG.format(interval=0.05))
 
 
 @asynccontextmanager

@@ -10,7 +10,6 @@ repeat the alert nor forget the disabled pair; the trader turns it back on with 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -23,9 +22,8 @@ from data.store import SqliteStore
 from engine.domain import Side
 from engine.ports import Baseline
 from engine.trading import ExitReason, Trade, TradeKind
-from tests.e2e.test_bot import CONFIG, PARTNER, START, TOKEN, TRADER, ManualMonotonic, bot
+from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
-from tests.support import require_market_dir
 
 LEARNING = """
 [learning]
@@ -36,18 +34,7 @@ min_calibration_trades = 40
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in list(os.environ):
-        if name.startswith(("TRADEBOT_", "TELEGRAM_")):
-            monkeypatch.delenv(name)
-    config = tmp_path / "tradebot.toml"
-    config.write_text(CONFIG.format(interval=0.05) + LEARNING)
-    monkeypatch.setenv("TRADEBOT_CONFIG", str(config))
-    monkeypatch.setenv("TRADEBOT_DATA_SOURCE", f"csv:{require_market_dir()}")
-    monkeypatch.setenv("TRADEBOT_DB_PATH", str(tmp_path / "bot.db"))
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("TELEGRAM_ALLOWED_USERS", f"{TRADER},{PARTNER}")
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
+    yield bot_env(tmp_path, monkeypatch, CONFIG.format(interval=0.05) + LEARNING)
 
 
 @pytest.fixture

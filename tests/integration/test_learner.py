@@ -463,3 +463,17 @@ async def test_a_signal_with_a_shadow_and_a_reported_trade_counts_once_as_what_w
     model = await lab.learn()
     assert model.summary["outcomes"] == {"external": 1}
     assert model.posteriors[EURUSD].live_n == 1
+
+
+async def test_a_pending_signal_of_a_pair_disabled_since_its_offer_is_refused_at_the_click(tmp_path: Path) -> None:
+    async with desk(tmp_path) as d:
+        await desk_with_learner(d, tmp_path)
+        report = await d.scan.scan()
+        decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}  # manual mode: both asked
+        xau = decisions["XAUUSD"]
+        assert xau.status is SignalStatus.PENDING
+        why = "CRITICAL: win 10% vs 50% over 30 trades"
+        await d.store.set_pair_control(PairControl(TP, "XAUUSD", PairState.DISABLED, ControlSource.DRIFT, why, AS_OF))
+        outcome = await d.desk.approve(xau.signal_id, 42)
+        assert outcome.message == f"Refused: trend_pullback on XAUUSD is disabled (drift: {why}); /enable first."
+        assert await d.status(xau.signal_id) is SignalStatus.PENDING and d.broker.orders == []
