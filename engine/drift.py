@@ -72,12 +72,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from engine.performance import BREAKEVEN_BAND
+from engine.walkforward import WIN_R, TradeStats
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-WIN_R: Final = float(BREAKEVEN_BAND)
 P_MIN: Final = 0.02  # detector win rates are clipped into [P_MIN, P_MAX]: log-likelihoods stay finite
 P_MAX: Final = 0.98
 P_PLACES: Final = 4
@@ -85,7 +84,6 @@ DEFAULT_SEED: Final = 20_240_601
 FALSE_ALARM_SEED: Final = 1_001
 DETECTION_SEED: Final = 2_002
 CACHE_SIZE: Final = 1024
-_FLAT_SPREAD: Final = 1e-12  # a sample std at most this x max(1, |mean|) is rounding noise: no dispersion
 _THRESHOLD_MARGIN: Final = 1e-9  # lifts h just above the calibration quantile, far beyond float rounding
 
 
@@ -184,50 +182,6 @@ DEFAULT_CONFIG: Final = DriftConfig()
 
 
 @dataclass(frozen=True, slots=True)
-class RStats:
-    """Win rate, profit factor, expectancy and per-trade Sharpe of a sample of R multiples."""
-
-    n: int
-    wins: int
-    win_rate: float | None
-    profit_factor: float | None
-    expectancy_r: float | None
-    sharpe: float | None
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.wins <= self.n:
-            raise ValueError(f"wins must be within 0..n, were {self.wins} of {self.n}")
-        if (self.n == 0) != (self.win_rate is None) or (self.n == 0) != (self.expectancy_r is None):
-            raise ValueError("win rate and expectancy must be None exactly when there are no trades")
-        if self.profit_factor is not None and not self.profit_factor >= 0.0:
-            raise ValueError(f"profit_factor must be at least 0 when defined, was {self.profit_factor}")
-
-    @classmethod
-    def of(cls, r_multiples: Sequence[float] | FloatArray) -> RStats:
-        """Measure a sample of R multiples."""
-        r = _as_r(r_multiples, "r_multiples")
-        n = int(r.size)
-        if n == 0:
-            return cls(n=0, wins=0, win_rate=None, profit_factor=None, expectancy_r=None, sharpe=None)
-        wins = int(np.count_nonzero(r >= WIN_R))
-        lost = -float(r[r < 0].sum())
-        mean = float(r.mean())
-        sharpe = None
-        if n >= 2:
-            sd = float(r.std(ddof=1))
-            if sd > _FLAT_SPREAD * max(1.0, abs(mean)):
-                sharpe = mean / sd
-        return cls(
-            n=n,
-            wins=wins,
-            win_rate=wins / n,
-            profit_factor=float(r[r > 0].sum()) / lost if lost > 0 else None,
-            expectancy_r=mean,
-            sharpe=sharpe,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class DriftReport:
     """Live trades against the baseline: metrics, tests, the sequential detector and the verdict."""
 
@@ -289,17 +243,17 @@ def assess(live_r: Sequence[float], baseline_r: Sequence[float], config: DriftCo
     """Compare the latest live R multiples (oldest first) with the baseline's R sample."""
     live = _as_r(live_r, "live_r")[-config.window :]
     base = _as_r(baseline_r, "baseline_r")
-    ls, bs = RStats.of(live), RStats.of(base)
+    ls, bs = TradeStats.of(live.tolist()), TradeStats.of(base.tolist())
     p0 = None if bs.win_rate is None else detector_rates(bs.win_rate, config)[0]
 
     ks_statistic = ks_p = None
-    if ls.n >= config.ks_min_live and bs.n >= config.ks_min_baseline:
+    if ls.trades >= config.ks_min_live and bs.trades >= config.ks_min_baseline:
         ks_statistic, ks_p = ks_worse(live, base)
 
     statistic = threshold = None
     alarm = False
     detector_off = False
-    if ls.n >= 1 and bs.n >= config.min_baseline and bs.win_rate is not None:
+    if ls.trades >= 1 and bs.trades >= config.min_baseline and bs.win_rate is not None:
         h = detector_threshold(bs.win_rate, config)
         if math.isinf(h):
             detector_off = True
@@ -312,16 +266,16 @@ def assess(live_r: Sequence[float], baseline_r: Sequence[float], config: DriftCo
     degraded = tuple(d.metric for d in degradations)
     binom_p = None
     reasons: list[str] = []
-    if ls.n < config.min_trades:
+    if ls.trades < config.min_trades:
         severity = Severity.NONE
-        reasons.append(f"too few trades (n={ls.n} < min_trades {config.min_trades}): no verdict")
-    elif bs.n < config.min_baseline:
+        reasons.append(f"too few trades (n={ls.trades} < min_trades {config.min_trades}): no verdict")
+    elif bs.trades < config.min_baseline:
         severity = Severity.NONE
-        reasons.append(f"baseline too small ({bs.n} R values < min_baseline {config.min_baseline}): no verdict")
+        reasons.append(f"baseline too small ({bs.trades} R values < min_baseline {config.min_baseline}): no verdict")
     elif p0 is None or ls.win_rate is None or ls.expectancy_r is None:
         raise RuntimeError("both samples hold trades here: min_trades and min_baseline are at least 1")
     else:
-        binom_p = float(stats.binomtest(ls.wins, ls.n, p0, alternative="less").pvalue)
+        binom_p = float(stats.binomtest(ls.wins, ls.trades, p0, alternative="less").pvalue)
         ks_significant = ks_p is not None and ks_p < config.ks_alpha
         confirmed = ks_significant or binom_p < config.ks_alpha
         if alarm and ls.expectancy_r < 0 and confirmed:
@@ -361,8 +315,8 @@ def assess(live_r: Sequence[float], baseline_r: Sequence[float], config: DriftCo
     if detector_off:
         reasons.append(f"win-rate detector off: a baseline win rate of {bs.win_rate:.0%} leaves no lower rate")
     return DriftReport(
-        n=ls.n,
-        baseline_n=bs.n,
+        n=ls.trades,
+        baseline_n=bs.trades,
         live_win_rate=ls.win_rate,
         baseline_win_rate=bs.win_rate,
         live_profit_factor=ls.profit_factor,
@@ -447,8 +401,8 @@ def first_high_checks(
         raise ValueError(f"sequences must be a sequences x trades matrix, had {r.ndim} dimensions")
     count, length = r.shape
     first = np.full(count, np.inf)
-    bs = RStats.of(baseline_r)
-    if length < config.min_trades or bs.n < config.min_baseline or bs.win_rate is None:
+    bs = TradeStats.of(baseline_r)
+    if length < config.min_trades or bs.trades < config.min_baseline or bs.win_rate is None:
         return first
     rate, worse = detector_rates(bs.win_rate, config)
     h = detector_threshold(bs.win_rate, config)
@@ -623,7 +577,7 @@ class _Degradation:
         return f"{self.metric} {shown(self.live)} vs baseline {shown(self.baseline)}: {drop} (limit {degradation:.0%})"
 
 
-def _degradations(live: RStats, base: RStats, degradation: float) -> list[_Degradation]:
+def _degradations(live: TradeStats, base: TradeStats, degradation: float) -> list[_Degradation]:
     """Return the metrics whose live value is below baseline - degradation x |baseline| (undefined: not compared)."""
     found = []
     for metric in Metric:
@@ -633,7 +587,7 @@ def _degradations(live: RStats, base: RStats, degradation: float) -> list[_Degra
     return found
 
 
-def _metric(s: RStats, metric: Metric) -> float | None:
+def _metric(s: TradeStats, metric: Metric) -> float | None:
     match metric:
         case Metric.WIN_RATE:
             return s.win_rate

@@ -70,13 +70,12 @@ from sklearn.linear_model import LogisticRegression
 
 from engine.bars import FloatArray
 from engine.domain import ensure_utc
-from engine.performance import BREAKEVEN_BAND
 from engine.trading import Trade, TradeKind
+from engine.walkforward import WIN_R
 
 if TYPE_CHECKING:
     from engine.backtest import BacktestTrade
 
-WIN_R: Final = float(BREAKEVEN_BAND)
 LOSS_R: Final = -WIN_R
 SECONDS_PER_DAY: Final = 86_400.0
 WEAK_PRIOR_TRADES: Final = 2.0

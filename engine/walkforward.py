@@ -50,6 +50,7 @@ from engine.performance import BREAKEVEN_BAND
 from engine.strategy import StrategyParams
 
 WIN_R: Final = float(BREAKEVEN_BAND)
+FLAT_SPREAD: Final = 1e-12  # a sample std at most this x max(1, |mean|) is rounding noise: no dispersion
 DEFAULT_GRID_POINTS: Final = 5  # values per parameter declared without a step
 _ENUMERATE_LIMIT: Final = 10_000  # grids up to this size are walked in a shuffled order, larger ones sampled
 _ATTEMPTS_PER_CANDIDATE: Final = 100
@@ -256,7 +257,7 @@ class TradeStats:
         sharpe = None
         if n >= 2 and mean is not None:
             sd = math.sqrt(math.fsum((r - mean) ** 2 for r in rs) / (n - 1))
-            sharpe = mean / sd if sd > 0 else None
+            sharpe = mean / sd if sd > FLAT_SPREAD * max(1.0, abs(mean)) else None
         wins = sum(r >= WIN_R for r in rs)
         return cls(
             trades=n,

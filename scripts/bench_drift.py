@@ -48,7 +48,6 @@ from engine.drift import (  # noqa: E402
     WIN_R,
     DriftConfig,
     FloatArray,
-    RStats,
     Severity,
     assess,
     bootstrap_sequences,
@@ -58,6 +57,7 @@ from engine.drift import (  # noqa: E402
     first_high_checks,
     fixed_sample_power_bound,
 )
+from engine.walkforward import TradeStats  # noqa: E402
 
 FA_TARGET = 0.05
 DETECTION_TARGET = 0.90
@@ -128,7 +128,7 @@ def assess_first_high(sequence: FloatArray, baseline: tuple[float, ...], config:
 
 def measure(win_rate: float, payoff: float, config: DriftConfig, args: argparse.Namespace) -> Row:
     baseline = synthetic_baseline(win_rate, payoff, args.baseline_n, args.seed)
-    stats = RStats.of(baseline)
+    stats = TradeStats.of(baseline)
     assert stats.win_rate is not None
     null = bootstrap_sequences(baseline, args.sequences, LENGTH, seed=args.seed + 1)
     worse = degraded_sequences(baseline, DROP, args.sequences, LENGTH, seed=args.seed + 2)

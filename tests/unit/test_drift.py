@@ -16,7 +16,6 @@ from engine.drift import (
     DriftConfig,
     DriftReport,
     Metric,
-    RStats,
     Severity,
     assess,
     bootstrap_sequences,
@@ -30,6 +29,7 @@ from engine.drift import (
     simulate_detection,
     simulate_false_alarms,
 )
+from engine.walkforward import TradeStats
 
 # A 20-point drop tested against the bound at the 5 % false-alarm level, within 50 trades.
 DROP, WITHIN, ALPHA = 0.20, 50, 0.05
@@ -273,7 +273,7 @@ def test_a_baseline_that_always_wins_still_catches_losses() -> None:
 
 def test_identical_values_have_no_sharpe_and_ties_do_not_break_ks() -> None:
     flat = [0.1] * 50  # 0.1 x 3 does not sum exactly: the spread must still read as zero
-    assert RStats.of([0.1] * 3).sharpe is None and RStats.of(flat).sharpe is None
+    assert TradeStats.of([0.1] * 3).sharpe is None and TradeStats.of(flat).sharpe is None
     same = assess([0.1] * 25, flat)
     assert same.ks_statistic == 0.0 and same.ks_p_value == 1.0
     assert same.live_sharpe is None and same.baseline_sharpe is None
@@ -359,14 +359,14 @@ def test_power_bound_matches_the_binomial_by_hand() -> None:
 
 
 def test_r_stats_follow_the_performance_definitions() -> None:
-    s = RStats.of([0.05, 0.0499, -0.05, 2.0, -1.0])
+    s = TradeStats.of([0.05, 0.0499, -0.05, 2.0, -1.0])
     assert s.wins == 2 and s.win_rate == 0.4  # +0.05R is a win, +0.0499R is a breakeven
     assert s.profit_factor == pytest.approx((0.05 + 0.0499 + 2.0) / 1.05)
     assert s.expectancy_r == pytest.approx(1.0499 / 5)
     assert s.sharpe == pytest.approx(
         np.mean([0.05, 0.0499, -0.05, 2.0, -1.0]) / np.std([0.05, 0.0499, -0.05, 2.0, -1.0], ddof=1)
     )
-    assert RStats.of([1.0]).sharpe is None
+    assert TradeStats.of([1.0]).sharpe is None
 
 
 def test_summary_is_one_line_with_the_headline_numbers() -> None:
@@ -376,7 +376,7 @@ def test_summary_is_one_line_with_the_headline_numbers() -> None:
     assert re.fullmatch(
         r"CRITICAL · n=30 win 0% vs 50% · exp -1\.00R vs \+0\.\d\dR · KS p=\S+ · CUSUM \d+\.\d/\d\.\d", line
     ), line
-    expectancy = RStats.of(HALF).expectancy_r
+    expectancy = TradeStats.of(HALF).expectancy_r
     assert (
         assess([], HALF).summary() == f"NONE · n=0 win n/a vs 50% · exp n/a vs {expectancy:+.2f}R · KS n/a · CUSUM n/a"
     )
