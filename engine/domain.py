@@ -360,10 +360,12 @@ class Setup:
     @property
     def reward_risk(self) -> Decimal:
         """Reward:risk of the first target, to two decimals."""
-        ratio = abs(self.target - self.entry) / self.risk
-        with localcontext() as ctx:  # a far-away target must not overflow the 28-digit default precision
-            ctx.prec = max(ctx.prec, ratio.adjusted() + 4)
-            return ratio.quantize(Decimal("0.01"))
+        levels = (self.target, self.entry, self.risk)
+        # A far-away target must not be rounded by the 28-digit default precision: size it to the operands.
+        span = max(v.adjusted() for v in levels) - min(int(v.as_tuple().exponent) for v in levels)
+        with localcontext() as ctx:
+            ctx.prec = max(ctx.prec, span + 8)
+            return (abs(self.target - self.entry) / self.risk).quantize(Decimal("0.01"))
 
     @property
     def signal_id(self) -> str:
