@@ -36,6 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.secrets import SecretsError, secret_overrides
 from data.market_calendars import market_calendar
 from data.news_feed import NewsSource
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, clock_text, get_calendar
@@ -58,6 +59,10 @@ PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"  # ISO 4217 code, e.g. USD
 PAIR_PATTERN: Final = r"^[A-Z]{6}$"  # base then quote currency, e.g. USDINR
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class SecretsUnavailable(Exception):
+    """AWS Secrets Manager could not be reached now; trying again later may work."""
 
 
 class ConfigError(Exception):
@@ -501,6 +506,81 @@ class LearningSettings(_Frozen):
     backtest_bars: Annotated[int, Field(ge=500, le=5_000_000)] = 20_000  # history per pair for calibration
 
 
+class MetricsSettings(_Frozen):
+    """`[metrics]`: CloudWatch metrics, published from a background task that never delays trading."""
+
+    enabled: bool = True  # without AWS credentials the bot logs one line and publishes nothing
+    namespace: Annotated[str, Field(min_length=1, max_length=255)] = "TradingBot"
+    region: str | None = None  # default: AWS_REGION, then the SDK's (AWS_DEFAULT_REGION), then the instance's
+    queue_size: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000  # points waiting; beyond it, drops are counted
+    flush_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 60.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0  # per PutMetricData call
+
+
+class AlarmSettings(_Frozen):
+    """`[alarms]`: the CloudWatch alarms `tradebot ops alarms --apply` creates."""
+
+    sns_topic_arn: str | None = None  # where alarms notify (none: alarms only change state)
+    instance_id: str | None = None  # the EC2 instance the CloudWatch agent reports memory and disk for
+    failed_orders: Annotated[int, Field(ge=1, le=1000)] = 3  # in 15 minutes
+    memory_percent: Annotated[float, Field(gt=0, le=100)] = 90.0
+    disk_percent: Annotated[float, Field(gt=0, le=100)] = 85.0
+    disk_path: str = "/"
+
+
+class BackupSettings(_Frozen):
+    """`[backup]`: the daily database snapshot (SQLite online backup, gzip) and how many are kept."""
+
+    enabled: bool = True
+    to: str = ""  # a directory or s3://bucket/prefix; empty: `backups/` beside the database
+    keep: Annotated[int, Field(ge=1, le=10_000)] = 14
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 3  # on the bot clock
+
+    @field_validator("to")
+    @classmethod
+    def _s3_has_bucket(cls, value: str) -> str:
+        if value.startswith("s3://") and not value.removeprefix("s3://").split("/")[0]:
+            raise ValueError(f"an S3 destination needs a bucket, e.g. s3://my-bucket/tradebot, was {value!r}")
+        return value
+
+
+class HealthSettings(_Frozen):
+    """`[health]`: what `tradebot health` and `/health` call healthy."""
+
+    run_grace_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15  # after a scheduled run was due
+    heartbeat_max_age_seconds: Annotated[int, Field(ge=10, le=3600)] = 180  # the running bot's last heartbeat
+    telegram_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class SummarySettings(_Frozen):
+    """`[summary]`: the daily summary message, at a local time."""
+
+    enabled: bool = True
+    at: time = time(18, 0)  # local time in `timezone`, on the bot clock
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (an IANA name such as Europe/London)") from None
+        return value
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object per line, for journald and CloudWatch Logs
+
+
+class LoggingSettings(_Frozen):
+    """`[logging]`: the service's log lines."""
+
+    format: LogFormat = LogFormat.TEXT
+
+
 class BrokerKind(StrEnum):
     PAPER = "paper"  # simulated fills against the bar provider (the default)
     OANDA = "oanda"  # OANDA v20 REST (practice by default)
@@ -582,6 +662,13 @@ class Settings(BaseSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    summary: SummarySettings = Field(default_factory=SummarySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    secrets_id: str | None = None  # TRADEBOT_SECRETS_ID: an AWS Secrets Manager secret read at startup
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     clock_start: datetime | None = None
     clock_speed: Annotated[float, Field(gt=0, le=100_000)] = 1.0
@@ -743,12 +830,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if toml_path is not None:
         try:
             with toml_path.open("rb") as handle:
-                tomllib.load(handle)
+                document = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml_path}: not valid TOML: {exc}") from None
+        if "secrets_id" in document:
+            raise ConfigError(
+                f"{toml_path}: secrets_id: set TRADEBOT_SECRETS_ID in the environment or .env instead "
+                "(the secret is read before the config file)"
+            )
+    try:
+        secret = secret_overrides(env)
+    except SecretsError as exc:
+        raise SecretsUnavailable(str(exc)) if exc.transient else ConfigError(str(exc)) from None
     bound = type("Settings", (Settings,), {"toml_path": toml_path})
     try:
-        return bound(**overrides)
+        return bound(**{**secret, **overrides})
     except ValidationError as exc:
         lines = [_describe(e) for e in exc.errors()]
         source = f" (config file {toml_path})" if toml_path else ""

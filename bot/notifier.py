@@ -1,7 +1,8 @@
 """Queue what the bot wants to tell the trader in the persisted outbox; a sender delivers it later.
 
 Services call the notifier and never the Telegram library, so a Telegram outage or a restart delays a
-message but never loses it.
+message but never loses it. Every text goes through a `Redactor` before it is stored, so a token inside
+an error message is masked in the outbox (the database) and in the chat.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from bot.logs import Redactor
 from bot.messages import signal_message
 from engine.domain import Instrument
 from engine.ports import BotStore, Clock, OutboxKind, SignalRecord
@@ -26,6 +29,8 @@ class Notifier:
         clock: Clock,
         wake: Callable[[], None] = lambda: None,
         freeze: Mapping[str, Decimal] | None = None,
+        *,
+        redactor: Redactor | None = None,
     ) -> None:
         if not chats:
             raise ValueError("the notifier needs at least one chat to talk to")
@@ -35,9 +40,19 @@ class Notifier:
         self.clock = clock
         self.wake = wake
         self.freeze = dict(freeze or {})  # lots per order by symbol: larger signals go out as child orders
+        self.redactor = redactor if redactor is not None else Redactor()  # default: token shapes only
 
     def _now(self) -> datetime:
         return self.clock.now()
+
+    async def _enqueue(
+        self, kind: OutboxKind, chat: int, payload: Mapping[str, Any], signal_id: str | None = None
+    ) -> None:
+        """Store one outgoing message with its text redacted: the only way anything reaches the outbox."""
+        stored = dict(payload)
+        if isinstance(stored.get("text"), str):
+            stored["text"] = self.redactor.redact(stored["text"])
+        await self.store.enqueue(kind, chat, stored, self._now(), signal_id)
 
     async def signals(self, records: Sequence[SignalRecord]) -> None:
         """Send one message with these signals (a digest when there are several) to every chat."""
@@ -47,7 +62,7 @@ class Notifier:
         rendered = signal_message(records, self.instruments, self.freeze, await self.store.estimates(ids))
         payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
         for chat in self.chats:
-            await self.store.enqueue(OutboxKind.SIGNAL, chat, payload, self._now(), ids[0])
+            await self._enqueue(OutboxKind.SIGNAL, chat, payload, ids[0])
         self.wake()
 
     async def text(self, html: str, buttons: list[list[list[str]]] | None = None) -> None:
@@ -56,7 +71,7 @@ class Notifier:
         if buttons:
             payload["buttons"] = buttons
         for chat in self.chats:
-            await self.store.enqueue(OutboxKind.TEXT, chat, dict(payload), self._now())
+            await self._enqueue(OutboxKind.TEXT, chat, payload)
         self.wake()
 
     async def refresh(self, signal_id: str) -> None:
@@ -69,5 +84,5 @@ class Notifier:
             estimates = await self.store.estimates(ids)
             rendered = signal_message(records, self.instruments, self.freeze, estimates)
             payload = {"text": rendered.text, "buttons": rendered.buttons, "message_id": message_id}
-            await self.store.enqueue(OutboxKind.EDIT, chat, payload, self._now(), signal_id)
+            await self._enqueue(OutboxKind.EDIT, chat, payload, signal_id)
         self.wake()

@@ -22,6 +22,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.logs import Redactor
 from engine.ports import BotStore, OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,17 @@ def _seconds(value: Any) -> float:
 class OutboxSender:
     """Background task draining the outbox through the Telegram Bot API."""
 
-    def __init__(self, bot: Bot, store: BotStore, *, min_interval: float = 1.0, poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        store: BotStore,
+        *,
+        min_interval: float = 1.0,
+        poll_seconds: float = 0.5,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.bot = bot
+        self.redactor = redactor or Redactor()
         self.store = store
         self.min_interval = min_interval
         self.poll_seconds = poll_seconds
@@ -121,7 +131,8 @@ class OutboxSender:
             self._last_sent[item.chat_id] = time.monotonic()
 
     async def _retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
-        await self.store.mark_failed_attempt(item.item_id, datetime.now(UTC) + timedelta(seconds=delay), error[:500])
+        error = self.redactor.redact(error)[:500]  # an HTTP error can carry the request URL, token included
+        await self.store.mark_failed_attempt(item.item_id, datetime.now(UTC) + timedelta(seconds=delay), error)
 
     async def _send(self, item: OutboxItem) -> None:
         payload = item.payload
