@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.composition import cache_dir, scan_service, watchlist
-from bot.config import ConfigError, Settings, load_settings
-from bot.logs import configure
+from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
+from bot.db_cli import add_db_parser, run_db
+from bot.logs import Redactor, configure
 from bot.render import scan_json, scan_text
 from bot.scan import select
 from bot.validation_cli import parse_params, run_backtest, run_validate
@@ -84,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--no-backtests", action="store_true", help="fit from recorded outcomes only (faster)")
     learn.add_argument("--data-source", help="yfinance or csv:DIR for the backtests (default: TRADEBOT_DATA_SOURCE)")
     commands.add_parser("drift", help="print live results vs the baselines for every strategy x instrument")
+    health = commands.add_parser("health", help="check the database, runs, the running bot, its broker, Telegram")
+    health.add_argument("--json", action="store_true", help="print the checks as JSON")
+    commands.add_parser("pause", help="emergency stop from the shell: pause new signals and approvals (as /stop)")
+    commands.add_parser("resume", help="resume after a pause (as /resume)")
+    add_db_parser(commands)
+    ops = commands.add_parser("ops", help="operations on AWS: the CloudWatch alarms")
+    ops_commands = ops.add_subparsers(dest="ops_command", required=True)
+    alarms = ops_commands.add_parser("alarms", help="create or update the tradebot-* CloudWatch alarms (idempotent)")
+    how = alarms.add_mutually_exclusive_group(required=True)
+    how.add_argument("--apply", action="store_true", help="create the missing alarms and update the changed ones")
+    how.add_argument("--dry-run", action="store_true", help="print what --apply would do; change nothing")
     test = commands.add_parser("backtest", help="backtest one strategy on one instrument's history")
     test.add_argument("--strategy", required=True)
     test.add_argument("--symbol", required=True)
@@ -176,6 +188,39 @@ async def _drift(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings (masked wherever text leaves the process)."""
+    return [s.get_secret_value() for s in (settings.telegram_bot_token, settings.oanda_token) if s is not None]
+
+
+def _redactor(settings: Settings) -> Redactor:
+    return Redactor(_secrets(settings))
+
+
+async def _health(settings: Settings, args: argparse.Namespace) -> int:
+    """Print every health check; exit 0 when all pass, 1 otherwise."""
+    from bot.health import outside_health  # noqa: PLC0415 - only this command needs it
+
+    report = await outside_health(settings, _redactor(settings), datetime.now(UTC))
+    print(report.as_json() if args.json else report.text())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+async def _pause(settings: Settings, paused: bool) -> int:
+    """Set the persisted pause flag the running bot reads on every offer and click."""
+    from bot.state import BotState  # noqa: PLC0415
+    from data.store import SqliteStore  # noqa: PLC0415
+
+    async with await SqliteStore.open(settings.db_path) as store:
+        state = BotState(store, settings.bot.mode)
+        was = await state.paused()
+        await state.set_paused(paused)
+    word = "paused" if paused else "running"
+    already = " (it already was)" if was == paused else ""
+    print(f"tradebot is {word}{already}: {settings.db_path}")
+    return EXIT_OK
+
+
 TOKEN_HELP = (
     "TELEGRAM_BOT_TOKEN is not set. Create a bot by talking to @BotFather in Telegram (/newbot), then "
     "export TELEGRAM_BOT_TOKEN=<the token it gives you> (or put it in .env)."
@@ -196,7 +241,7 @@ def _run(settings: Settings) -> int:
         return EXIT_USAGE
     from bot.telegram_app import serve  # noqa: PLC0415 - the scan command does not need the Telegram stack
 
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve(settings, redactor=_redactor(settings)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,8 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tradebot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if settings.telegram_bot_token is not None:
-        configure(level, [settings.telegram_bot_token.get_secret_value()])
+    except SecretsUnavailable as exc:  # exit 1: systemd restarts the service and the secret is asked for again
+        print(f"tradebot: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    configure(level, _secrets(settings), settings.logging.format)
     try:
         if args.command == "run":
             return _run(settings)
@@ -223,6 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_learn(settings, args))
         if args.command == "drift":
             return asyncio.run(_drift(settings))
+        if args.command == "health":
+            return asyncio.run(_health(settings, args))
+        if args.command == "db":
+            return run_db(settings, args)
+        if args.command == "ops":
+            from bot.cloudwatch import run_alarms  # noqa: PLC0415 - only this command needs boto3's alarms
+
+            return run_alarms(settings, apply=args.apply)
+        if args.command in ("pause", "resume"):
+            return asyncio.run(_pause(settings, args.command == "pause"))
         if args.command == "validate":
             return run_validate(
                 settings,

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot.book import book_view, close_returns
+from bot.logs import log_context
 from bot.messages import exit_text, fill_text
+from bot.metrics import MetricName, Metrics, NullMetrics, Unit
 from bot.notifier import Notifier
 from bot.rates import RateBook
 from bot.resilience import fill_from_status
@@ -124,8 +126,10 @@ class SignalDesk:
         rates: RateBook | None = None,
         calendars: Mapping[str, SessionCalendar] | None = None,
         advisor: Advisor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics: Metrics = metrics or NullMetrics()
         self.advisor = advisor
         self.broker = broker
         self.notifier = notifier
@@ -305,7 +309,8 @@ class SignalDesk:
                 to_ask.append(fresh)
             elif status is SignalStatus.APPROVED:  # placed now, so the next setup's protections see the position
                 executed += 1
-                await self._place(fresh, order_request(fresh), None, None)
+                with log_context(signal_id=fresh.signal_id):
+                    await self._place(fresh, order_request(fresh), None, None)
                 view = await self.book(now)
         await self._send_offers(to_ask)
         return decisions
@@ -432,6 +437,8 @@ class SignalDesk:
             self._in_flight.discard(signal_id)
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
         latency = (now - record.offered_at).total_seconds() if record.offered_at else None
+        if latency is not None:
+            self.metrics.record(MetricName.APPROVAL_LATENCY, latency, Unit.SECONDS)
         return await self._place(record, request, user_id, latency)
 
     async def reject(self, signal_id: str, user_id: int) -> Outcome:
@@ -596,7 +603,8 @@ class SignalDesk:
         await self._open_trade(record, fill, record.decided_by, None)
 
     async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
-        await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason)
+        if await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason):
+            self.metrics.record(MetricName.ORDERS_FAILED, 1)
         await self.notifier.refresh(signal_id)
 
     async def _shadow(self, record: SignalRecord) -> None:
@@ -645,6 +653,7 @@ class SignalDesk:
             fees = commission(price, trade.quantity, instrument, self.policy.costs)
             if await self.store.close_trade(trade.trade_id, self.clock.now(), price, ExitReason.MANUAL, fees):
                 closed += 1
+                self.metrics.record(MetricName.TRADES_CLOSED, 1)
                 done = trade.closed(self.clock.now(), price, ExitReason.MANUAL, fees)
                 await self.notifier.text(exit_text(done) + f" · closed by <code>{user_id}</code>")
         return closed

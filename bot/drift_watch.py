@@ -24,6 +24,7 @@ from html import escape
 
 from bot.callbacks import Action, Callback
 from bot.config import DriftSettings
+from bot.metrics import Dimension, MetricName, Metrics, NullMetrics
 from bot.notifier import Notifier
 from engine.controls import ALL_SYMBOLS, ControlSource, DriftAlert, PairControl, PairState
 from engine.drift import DriftConfig, DriftReport, Severity, assess
@@ -68,7 +69,15 @@ def drift_config(settings: DriftSettings) -> DriftConfig:
 class DriftWatch:
     """Runs the drift check, tells the chat, and keeps pair controls in step with CRITICAL verdicts."""
 
-    def __init__(self, store: BotStore, notifier: Notifier, clock: Clock, settings: DriftSettings) -> None:
+    def __init__(
+        self,
+        store: BotStore,
+        notifier: Notifier,
+        clock: Clock,
+        settings: DriftSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics: Metrics = metrics or NullMetrics()
         self.store = store
         self.notifier = notifier
         self.clock = clock
@@ -136,6 +145,7 @@ class DriftWatch:
             if disabled is None and not await self._alert_due(row, now):
                 continue
             await self._tell(row, disabled)
+            self.metrics.record(MetricName.DRIFT_ALERTS, 1, dimensions={Dimension.SEVERITY: severity.name})
             await self.store.record_drift_alert(
                 DriftAlert(row.strategy, row.symbol, severity.label, now, row.report.summary())
             )

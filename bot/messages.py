@@ -35,6 +35,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("drift", "live results vs the baselines, for every strategy x instrument"),
     ("enable", "turn a disabled or demoted pair back on: /enable [STRATEGY SYMBOL]"),
     ("learn", "refit the learned model now; /learn rollback returns to the previous one"),
+    ("health", "database, runs on schedule, broker circuit, Telegram: healthy or not"),
 )
 
 REPORT_USAGE = (

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
 from bot.composition import bar_rules, cache_dir, cost_model, watchlist
 from bot.config import BrokerKind, Settings
+from bot.db_cli import backup_line, run_backup
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
 from bot.drift_watch import DriftWatch
+from bot.health import (
+    HEARTBEAT_KEY,
+    HealthReport,
+    HeartbeatRecord,
+    check_database_file,
+    check_heartbeat,
+    check_runs,
+    check_telegram,
+)
 from bot.learner import LearnedModel, Learner, learned_text
+from bot.logs import Redactor, log_context
+from bot.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
 from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
@@ -28,6 +43,8 @@ from bot.scan import ScanReport, ScanService
 from bot.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.shadow import ShadowBroker
 from bot.state import BotState
+from bot.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
+from data.backup import BackupResult
 from data.news_feed import NewsSource
 from data.providers import provider_from_source
 from data.store import SqliteStore
@@ -35,9 +52,16 @@ from engine.calendars import SessionCalendar, calendar_warnings
 from engine.costs import CostModel
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
 from engine.ports import BarProvider, Broker
+from engine.protections import alerts as protection_alerts
+from engine.protections import status as protection_status
 from engine.trading import TradeKind
 
 log = logging.getLogger(__name__)
+
+LAST_SETUP_KEY = "metrics.last_setup_at"  # as-of of the last run that found a setup (the no-signals alarm)
+BACKUP_DATE_KEY = "backup.last_date"  # UTC date (bot clock) of the last successful daily backup
+BACKUP_FAILED_KEY = "backup.failed_at"
+BACKUP_RETRY = timedelta(hours=1)
 
 
 @dataclass
@@ -59,26 +83,52 @@ class BotRuntime:
     learner: Learner
     drift: DriftWatch
     breaker: CircuitBreaker | None = None
+    metrics: Metrics = field(default_factory=NullMetrics)
+    redactor: Redactor = field(default_factory=Redactor)
 
     def __post_init__(self) -> None:
         self._run_lock = asyncio.Lock()
         self._learning: asyncio.Task[LearnedModel | str] | None = None
+        self._backup: asyncio.Task[BackupResult | None] | None = None
         groups = build_groups(self.settings.bot.schedules, list(self.instruments.values()), self.calendars)
         self.scheduler = Scheduler(groups, self.calendars, self.clock, self.scheduled_run)
 
     async def analyse(self, symbols: Collection[str] | None = None) -> tuple[ScanReport, list[OfferDecision]]:
         """Run one analysis now, offer what it found and check open positions (one run at a time)."""
         async with self._run_lock:
+            started = time.monotonic()
             report = await self.scan.scan(symbols=symbols)
-            await self.learner.refresh()
-            decisions = await self.desk.offer(report.setups, report.bars)
-            await self.monitor.check(symbols, report.bars)
-            await self.monitor.check_live()
+            await self._record_scan(report, time.monotonic() - started)
+            with log_context(run_id=report.run_id):
+                await self.learner.refresh()
+                decisions = await self.desk.offer(report.setups, report.bars)
+                closed = await self.monitor.check(symbols, report.bars)
+                closed += await self.monitor.check_live()
+            if closed:
+                self.metrics.record(MetricName.TRADES_CLOSED, len(closed))
         if report.errors:
             await self.notifier.text(
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
             )
         return report, decisions
+
+    async def _record_scan(self, report: ScanReport, seconds: float) -> None:
+        """Publish a run's metrics: duration, setups (total, by strategy, quality), data errors, signal drought."""
+        m = self.metrics
+        last = await self.store.get_state(LAST_SETUP_KEY)
+        if report.setups or last is None:  # the first run starts the count
+            await self.store.set_state(LAST_SETUP_KEY, report.as_of.isoformat())
+        since = report.as_of if report.setups or last is None else datetime.fromisoformat(last)
+        drought = market_day_time(since, report.as_of, self.calendars.values())
+        m.record(MetricName.HOURS_WITHOUT_SIGNALS, drought / timedelta(hours=1), Unit.NONE)
+        m.record(MetricName.SCAN_DURATION, seconds, Unit.SECONDS)
+        m.record(MetricName.SIGNALS_GENERATED, len(report.setups))  # no dimension: the no-signals alarm's total
+        by_strategy = Counter(s.setup.strategy for s in report.setups)
+        for strategy in report.strategies:
+            m.record(MetricName.SIGNALS_GENERATED, by_strategy[strategy], dimensions={Dimension.STRATEGY: strategy})
+        for scored in report.setups:
+            m.record(MetricName.SIGNAL_QUALITY, scored.score.total, Unit.NONE)
+        m.record(MetricName.DATA_ERRORS, sum(not o.evaluated for o in report.outcomes))
 
     def status_notes(self, now: datetime) -> list[str]:
         """Warnings for /status: holiday data running out, conversion rates that are missing."""
@@ -128,6 +178,7 @@ class BotRuntime:
             )
         except Exception as exc:
             log.exception("scheduled run %s failed", group.name)
+            self.metrics.record(MetricName.SCAN_ERRORS, 1)
             await self.notifier.text(f"⚠️ scheduled run {group.name} failed: {type(exc).__name__}: {exc}")
 
     async def tick(self, context: object = None) -> None:
@@ -156,6 +207,128 @@ class BotRuntime:
                 self._learning = asyncio.create_task(self.learn("schedule"), name="learning")
         except Exception:
             log.exception("starting the daily learning run failed")
+        try:
+            await self.summary_if_due(now)
+        except Exception as exc:
+            log.exception("the daily summary failed")
+            await self.notifier.text(f"⚠️ daily summary failed: {type(exc).__name__}: {exc}")
+        try:
+            if (self._backup is None or self._backup.done()) and await self.backup_due(now):
+                self._backup = asyncio.create_task(self.backup(), name="backup")
+        except Exception:
+            log.exception("starting the daily backup failed")
+
+    async def heartbeat(self, context: object = None) -> HeartbeatRecord:
+        """Say the bot is alive: a heartbeat record for `tradebot health`, and the minute's metrics."""
+        del context
+        snap = self.breaker.snapshot() if self.breaker is not None else None
+        pending = len(await self.store.signals_with_status(SignalStatus.PENDING))
+        record = HeartbeatRecord(
+            at=datetime.now(UTC),
+            bot_time=self.clock.now(),
+            pid=os.getpid(),
+            broker=self.desk.broker.name,
+            circuit=snap.state.value if snap is not None else None,
+            pending=pending,
+        )
+        await self.store.set_state(HEARTBEAT_KEY, record.encode())
+        m = self.metrics
+        m.record(MetricName.HEARTBEAT, 1)
+        m.record(MetricName.APPROVALS_PENDING, pending)
+        m.record(MetricName.CIRCUIT_OPEN, int(snap is not None and snap.state is BreakerState.OPEN))
+        m.record(MetricName.DAILY_PNL, float(await self.today_pnl(record.bot_time)), Unit.NONE)
+        return record
+
+    async def health(self) -> HealthReport:
+        """Every health check, from inside the bot (`/health`): the same verdicts `tradebot health` gives."""
+        config = self.settings.health
+        now = datetime.now(UTC)
+        database = await asyncio.to_thread(check_database_file, self.settings.db_path)
+        runs = await self.store.recent_runs(1)
+        record = await self.heartbeat()
+        token = self.settings.telegram_bot_token.get_secret_value() if self.settings.telegram_bot_token else ""
+        return HealthReport(
+            (
+                database,
+                check_runs(
+                    runs[0] if runs else None,
+                    self.scheduler.groups,
+                    self.calendars,
+                    self.clock.now(),
+                    timedelta(minutes=config.run_grace_minutes),
+                ),
+                *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds)),
+                await check_telegram(
+                    self.settings.telegram_api_base_url, token, config.telegram_timeout_seconds, self.redactor
+                ),
+            )
+        )
+
+    async def today_pnl(self, now: datetime) -> Decimal:
+        """Realised P&L of the trading day, in the account currency (the protections' day)."""
+        view = await self.desk.book(now)
+        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
+        return realised(await self.store.trades(kinds, closed_since=view.day_start), self.desk.account_pnl)
+
+    async def summary_if_due(self, now: datetime) -> DailySummary | None:
+        """Send the daily summary once its local time has passed (once per local day, restarts included)."""
+        config = self.settings.summary
+        if not config.enabled:
+            return None
+        last = await self.store.get_state(SUMMARY_KEY)
+        day = summary_day(now, config.at, config.timezone, date.fromisoformat(last) if last else None)
+        if day is None:
+            return None
+        summary = await self.daily_summary(day, now)
+        await self.store.set_state(SUMMARY_KEY, day.isoformat())
+        await self.notifier.text(summary.text())
+        return summary
+
+    async def daily_summary(self, day: date, now: datetime) -> DailySummary:
+        """The summary of the local `day` up to `now`."""
+        config = self.settings.summary
+        since = day_start(day, config.timezone)
+        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
+        closed = await self.store.trades(kinds, closed_since=since)
+        view = await self.desk.book(now)
+        protections = self.desk.policy.protections
+        active = [b.reason for b in (*protection_status(protections, view, now), *protection_alerts(protections, view))]
+        return DailySummary(
+            day=day,
+            timezone=config.timezone,
+            closed=closed,
+            pnl=realised(closed, self.desk.account_pnl),
+            currency=self.desk.policy.account_currency,
+            open_trades=view.open_trades,
+            dropped=await self.store.signals_with_status(SignalStatus.DROPPED, created_since=since),
+            protections=active,
+            drift=await self.drift.table(),
+            controls=await self.store.pair_controls(),
+        )
+
+    async def backup_due(self, now: datetime) -> bool:
+        """Whether today's (UTC, bot clock) backup is due: its hour has come and none succeeded today."""
+        config = self.settings.backup
+        if not config.enabled or now.hour < config.hour_utc:
+            return False
+        if await self.store.get_state(BACKUP_DATE_KEY) == now.date().isoformat():
+            return False
+        failed = await self.store.get_state(BACKUP_FAILED_KEY)
+        return failed is None or now - datetime.fromisoformat(failed) >= BACKUP_RETRY
+
+    async def backup(self) -> BackupResult | None:
+        """Take the daily backup in a worker thread; a failure is told to the chat and retried an hour later."""
+        now = self.clock.now()
+        try:
+            result = await asyncio.to_thread(run_backup, self.settings, now)
+        except Exception as exc:
+            log.exception("the daily backup failed")
+            await self.store.set_state(BACKUP_FAILED_KEY, now.isoformat())
+            await self.notifier.text(f"⚠️ daily backup failed: {type(exc).__name__}: {exc}")
+            return None
+        await self.store.set_state(BACKUP_DATE_KEY, now.date().isoformat())
+        log.info("daily %s", backup_line(result))
+        return result
 
     async def learn(self, trigger: str = "command") -> LearnedModel | str:
         """Fit and apply a new learned model and tell the chat what changed; failures are told, not raised."""
@@ -175,6 +348,21 @@ class BotRuntime:
         if self._learning is not None and not self._learning.done():
             self._learning.cancel()
             await asyncio.gather(self._learning, return_exceptions=True)
+        if self._backup is not None and not self._backup.done():  # the snapshot thread finishes; the task waits
+            await asyncio.gather(self._backup, return_exceptions=True)
+
+
+def market_day_time(since: datetime, until: datetime, calendars: Iterable[SessionCalendar]) -> timedelta:
+    """Time in [since, until) that falls on UTC days when at least one of `calendars` was open."""
+    calendars = list(calendars)
+    total = timedelta(0)
+    day = datetime.combine(since.astimezone(UTC).date(), datetime.min.time(), UTC)
+    while day < until:
+        end = day + timedelta(days=1)
+        if any(c.open_duration(day, end) > timedelta(0) for c in calendars):
+            total += min(end, until) - max(day, since)
+        day = end
+    return max(total, timedelta(0))
 
 
 def top_rejection_reasons(report: ScanReport, n: int = 3) -> list[tuple[str, int]]:
@@ -226,9 +414,15 @@ def rate_book(settings: Settings, provider: BarProvider | None) -> RateBook:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, clock: BotClock | None = None) -> AsyncIterator[BotRuntime]:
+async def open_runtime(
+    settings: Settings,
+    clock: BotClock | None = None,
+    metrics: Metrics | None = None,
+    redactor: Redactor | None = None,
+) -> AsyncIterator[BotRuntime]:
     """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
     clock = clock or BotClock(settings.clock_start, settings.clock_speed)
+    metrics = metrics or NullMetrics()
     provider = provider_from_source(settings.data_source, cache_dir(settings))
     items = watchlist(settings)
     instruments = {w.instrument.symbol: w.instrument for w in items}
@@ -242,8 +436,8 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
     try:
         state = BotState(store, settings.bot.mode)
         freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
-        notifier = Notifier(store, chats, instruments, clock, freeze=freeze)
-        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits, store)
+        notifier = Notifier(store, chats, instruments, clock, freeze=freeze, redactor=redactor)
+        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits, store, metrics)
         if freeze:
             broker = ChildOrderBroker(broker, freeze)
         monitor = PositionMonitor(
@@ -281,14 +475,17 @@ async def open_runtime(settings: Settings, clock: BotClock | None = None) -> Asy
                 rate_book(settings, provider),
                 calendars,
                 learner,
+                metrics,
             ),
             monitor=monitor,
             instruments=instruments,
             calendars=calendars,
             chats=chats,
             learner=learner,
-            drift=DriftWatch(store, notifier, clock, settings.drift),
+            drift=DriftWatch(store, notifier, clock, settings.drift, metrics),
             breaker=breaker,
+            metrics=metrics,
+            redactor=redactor or Redactor(),
         )
     finally:
         await exits.aclose()
@@ -312,6 +509,7 @@ async def _broker(
     notifier: Notifier,
     exits: AsyncExitStack,
     store: SqliteStore,
+    metrics: Metrics,
 ) -> tuple[Broker, CircuitBreaker | None]:
     """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders."""
     b = settings.broker
@@ -337,6 +535,7 @@ async def _broker(
     exits.push_async_callback(oanda.aclose)
 
     async def alert(state: BreakerState, reason: str) -> None:
+        metrics.record(MetricName.CIRCUIT_OPEN, int(state is BreakerState.OPEN))
         await notifier.text(f"⚠️ broker {oanda.name}: circuit {state.value}: {reason}")
 
     breaker = CircuitBreaker(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.logs import log_context
 from data.validation import validate_bars
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -141,6 +142,12 @@ class ScanService:
         run_id = None
         if self.store is not None:
             run_id = await self.store.start_run(started_at, now, self.provider.name, names)
+        with log_context(run_id=run_id):  # worker threads copy the context: their log lines carry the run id
+            return await self._scan(items, started_at, now, run_id)
+
+    async def _scan(
+        self, items: list[WatchItem], started_at: datetime, now: datetime, run_id: int | None
+    ) -> ScanReport:
         gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
 
         async def one(item: WatchItem) -> SymbolOutcome:

@@ -102,6 +102,32 @@ def build_groups(
     ]
 
 
+def open_symbols(group: ScheduleGroup, calendars: Mapping[str, SessionCalendar], at: datetime) -> list[str]:
+    """Symbols of `group` whose market was open at some point during the bar that closed before `at`."""
+    since = at - group.delay - group.interval
+    return [s for s in group.symbols if calendars[s].open_duration(since, at) > timedelta(0)]
+
+
+def last_due_run(
+    groups: Sequence[ScheduleGroup],
+    calendars: Mapping[str, SessionCalendar],
+    until: datetime,
+    lookback: timedelta,
+) -> tuple[datetime, str] | None:
+    """The latest fire time in (until - lookback, until] at which some group had an open market, with its group."""
+    latest: tuple[datetime, str] | None = None
+    for group in groups:
+        fire = group.next_fire(until - lookback)
+        found: datetime | None = None
+        while fire <= until:
+            if open_symbols(group, calendars, fire):
+                found = fire
+            fire = group.next_fire(fire)
+        if found is not None and (latest is None or found > latest[0]):
+            latest = (found, group.name)
+    return latest
+
+
 RunGroup = Callable[[ScheduleGroup, list[str]], Awaitable[None]]
 
 
@@ -131,8 +157,7 @@ class Scheduler:
 
     def open_symbols(self, group: ScheduleGroup, at: datetime) -> list[str]:
         """Symbols whose market was open at some point during the bar that just closed."""
-        since = at - group.delay - group.interval
-        return [s for s in group.symbols if self.calendars[s].open_duration(since, at) > timedelta(0)]
+        return open_symbols(group, self.calendars, at)
 
     def _arm(self, job_queue: Any, group: ScheduleGroup, after: datetime) -> None:
         fire = group.next_fire(after)

@@ -35,11 +35,13 @@ from telegram.ext import (
 )
 
 from bot.callbacks import Action, parse
-from bot.clock import BotClock
+from bot.clock import BotClock, WallClock
+from bot.cloudwatch import build_metrics, close_metrics
 from bot.config import Settings
 from bot.desk import OutcomeKind
 from bot.drift_watch import drift_text, enable_buttons, enable_pair
 from bot.learner import learned_text, month_ago
+from bot.logs import Redactor, log_context
 from bot.messages import (
     BUTTON_INVALID,
     COMMANDS,
@@ -51,9 +53,12 @@ from bot.messages import (
     status_text,
     welcome_text,
 )
+from bot.metrics import Metrics
 from bot.plots import reliability_png
 from bot.runtime import BotRuntime, open_runtime, top_rejection_reasons
 from bot.sender import OutboxSender, markup
+from bot.systemd import SystemdNotifier
+from data.backup import DatabaseInUse, DatabaseLock
 from data.store import DuplicateTradeError
 from engine.controls import PairState
 from engine.domain import SignalStatus
@@ -111,6 +116,7 @@ class TelegramFrontEnd:
             "drift": self.drift,
             "enable": self.enable,
             "learn": self.learn,
+            "health": self.health,
         }
         for name, handler in commands.items():
             app.add_handler(CommandHandler(name, self.authorised(handler)))
@@ -123,6 +129,7 @@ class TelegramFrontEnd:
         chat = update.effective_chat
         if chat is None:
             return
+        html = self.rt.redactor.redact(html)
         try:
             await update.get_bot().send_message(chat.id, html, parse_mode=ParseMode.HTML, reply_markup=markup(buttons))
         except (NetworkError, RetryAfter) as exc:
@@ -195,8 +202,6 @@ class TelegramFrontEnd:
         view = await self.rt.desk.book(now)
         config = self.rt.desk.policy.protections
         active = [b.reason for b in (*protection_status(config, view, now), *protection_alerts(config, view))]
-        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
-        today = await self.rt.store.trades(kinds, closed_since=view.day_start)
         text = status_text(
             mode=await self.rt.state.mode(),
             paused=await self.rt.state.paused(),
@@ -204,7 +209,7 @@ class TelegramFrontEnd:
             last_run=last,
             next_run=self.rt.scheduler.next_run(),
             open_trades=view.open_trades,
-            today_pnl=sum((self.rt.desk.account_pnl(t) for t in today), Decimal(0)),
+            today_pnl=await self.rt.today_pnl(now),
             equity=view.equity,
             risk_per_trade=self.rt.settings.bot.risk_per_trade,
             outbox=await self.rt.store.outbox_size(),
@@ -338,6 +343,9 @@ class TelegramFrontEnd:
         await self.rt.state.set_mode(ExecutionMode(args[0]))
         await self._reply(update, f"mode set to <b>{args[0]}</b>.")
 
+    async def health(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._reply(update, (await self.rt.health()).html())
+
     async def drift(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         rows = await self.rt.drift.table()
         controls = await self.rt.store.pair_controls()
@@ -421,7 +429,8 @@ class TelegramFrontEnd:
         approving = callback.action is Action.APPROVE
         await self._answer(query, "Approving…" if approving else "Rejecting…")
         desk = self.rt.desk
-        outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
+        with log_context(signal_id=callback.signal_id):
+            outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
         if outcome.kind is not OutcomeKind.DONE:
             await self._reply(update, escape(outcome.message))
 
@@ -442,7 +451,20 @@ class TelegramFrontEnd:
             log.warning("Telegram unreachable while handling update %s: %s", getattr(update, "update_id", "?"), exc)
             return
         log.error("handler failed for update %s", getattr(update, "update_id", "?"), exc_info=exc)
-        await self.rt.notifier.text(f"⚠️ internal error: {escape(type(exc).__name__)}: {escape(str(exc))[:300]}")
+        detail = escape(self.rt.redactor.redact(str(exc)))[:300]  # redact before cutting: half a token still leaks
+        await self.rt.notifier.text(f"⚠️ internal error: {escape(type(exc).__name__)}: {detail}")
+
+
+def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, None]]:
+    """The heartbeat job: a failure is logged and the next beat comes anyway (the health check sees the gap)."""
+
+    async def beat(context: object) -> None:
+        try:
+            await runtime.heartbeat(context)
+        except Exception:
+            log.exception("heartbeat failed")
+
+    return beat
 
 
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -453,18 +475,53 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return builder.build()
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: BotClock | None = None) -> int:
-    """Run the bot until SIGTERM/SIGINT (or `stop` is set); shut down gracefully; return the exit code."""
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    clock: BotClock | None = None,
+    redactor: Redactor | None = None,
+) -> int:
+    """Run the bot until SIGTERM/SIGINT (or `stop` is set); shut down gracefully; return the exit code.
+
+    Exit 1 without starting when another process holds the database (another bot, or a restore).
+    """
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without warnings
-    stop = stop or asyncio.Event()
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = DatabaseLock(settings.db_path).acquire()
+    except DatabaseInUse as exc:
+        log.error("not starting: %s", exc)
+        return 1
+    systemd = SystemdNotifier.from_environ(os.environ)
+    try:
+        metrics = await build_metrics(settings.metrics, WallClock().now)
+        try:
+            return await _serve(settings, stop or asyncio.Event(), clock, redactor, metrics, systemd)
+        finally:
+            await close_metrics(metrics)
+    finally:
+        systemd.close()
+        lock.release()
+
+
+async def _serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    clock: BotClock | None,
+    redactor: Redactor | None,
+    metrics: Metrics,
+    systemd: SystemdNotifier,
+) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, clock) as runtime:
+    async with open_runtime(settings, clock, metrics, redactor) as runtime:
         app = build_application(settings)
         front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
         front.install(app)
-        sender = OutboxSender(app.bot, runtime.store, min_interval=settings.bot.send_interval_seconds)
+        sender = OutboxSender(
+            app.bot, runtime.store, min_interval=settings.bot.send_interval_seconds, redactor=runtime.redactor
+        )
         runtime.notifier.wake = sender.wake
         async with app:
             try:
@@ -483,12 +540,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
             runtime.scheduler.start(app.job_queue)
             tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
             app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
+            app.job_queue.run_repeating(
+                _heartbeat(runtime), interval=settings.metrics.heartbeat_seconds, first=0.2, name="heartbeat"
+            )
             if settings.bot.trade_failed_strategies:
                 log.warning("OVERRIDE ACTIVE: strategies that failed pre-deploy validation will be traded")
             log.info(
                 "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
             )
+            systemd.ready(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
+            watchdog = systemd.start_watchdog()
             await stop.wait()
+            systemd.stopping("stopping: finishing in-flight work")
             log.info("stopping: no new updates; finishing in-flight work")
             started = datetime.now(UTC)
             await app.updater.stop()
@@ -499,6 +562,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, clock: Bo
                 log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
             await runtime.stop_learning()
             await sender.stop()
+            if watchdog is not None:
+                watchdog.cancel()
             log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)

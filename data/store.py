@@ -333,14 +333,18 @@ class SqliteStore:
         return _decode_signal_record(rows[0]) if rows else None
 
     async def signals_with_status(
-        self, status: SignalStatus, expiring_by: datetime | None = None
+        self, status: SignalStatus, expiring_by: datetime | None = None, created_since: datetime | None = None
     ) -> list[SignalRecord]:
-        """Signals in `status` (with `expiring_by`: only those whose expires_at <= it), oldest first."""
+        """Signals in `status` (with `expiring_by`: only those whose expires_at <= it; with `created_since`: only
+        those created at or after it), oldest first."""
         sql = "SELECT * FROM signals WHERE status = ?"
         params: list[Any] = [_enum_arg(SignalStatus, status, "status").value]
         if expiring_by is not None:
             sql += f" AND expires_at IS NOT NULL AND {_ts_key('expires_at')} <= ?"
             params.append(_encode_ts_key(expiring_by, "expiring_by"))
+        if created_since is not None:
+            sql += f" AND {_ts_key('created_at')} >= ?"
+            params.append(_encode_ts_key(created_since, "created_since"))
         async with self._read(f"read the {status} signals") as db:
             rows = await _fetchall(db, f"{sql} ORDER BY {_ts_key('created_at')}, rowid", params)
         return [_decode_signal_record(row) for row in rows]

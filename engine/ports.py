@@ -195,9 +195,9 @@ class BotStore(SignalStore, Protocol):
     async def signal(self, signal_id: str) -> SignalRecord | None: ...
 
     async def signals_with_status(
-        self, status: SignalStatus, expiring_by: datetime | None = None
+        self, status: SignalStatus, expiring_by: datetime | None = None, created_since: datetime | None = None
     ) -> list[SignalRecord]:
-        """Signals in `status` (with `expiring_by`: only those whose expires_at <= it), oldest first."""
+        """Signals in `status` (optionally expiring by, or created since, an instant), oldest first."""
         ...
 
     async def transition(

@@ -1,0 +1,220 @@
+"""Is the bot healthy? Database writable, runs on schedule, the bot alive with its broker's circuit, Telegram up.
+
+`tradebot health` runs these checks from outside the bot (exit 0 healthy, 1 not); `/health` runs them inside.
+The running bot writes a heartbeat record to the database every minute; outside checks read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from html import escape
+from pathlib import Path
+
+import httpx
+
+from bot.composition import watchlist
+from bot.config import Settings
+from bot.logs import Redactor
+from bot.scheduler import ScheduleGroup, build_groups, last_due_run
+from data.store import SqliteStore
+from engine.calendars import SessionCalendar
+from engine.ports import RunSummary
+
+HEARTBEAT_KEY = "health.heartbeat"
+DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"  # python-telegram-bot's default; the token follows
+RUN_LOOKBACK = timedelta(days=5)  # covers a weekend and a holiday: runs due further back are not looked for
+DB_TIMEOUT_SECONDS = 5.0
+
+
+class CheckName(StrEnum):
+    DATABASE = "database"
+    RUNS = "runs"
+    BOT = "bot"
+    BROKER = "broker"
+    TELEGRAM = "telegram"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check's verdict with what it saw."""
+
+    name: CheckName
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def text(self) -> str:
+        """Plain text, one line per check."""
+        head = "healthy" if self.ok else "UNHEALTHY"
+        lines = [f"{'ok  ' if c.ok else 'FAIL'} {c.name.value:<9} {c.detail}" for c in self.checks]
+        return "\n".join([head, *lines])
+
+    def html(self) -> str:
+        """Chat HTML, one line per check."""
+        head = "✅ <b>Healthy</b>" if self.ok else "🚨 <b>Unhealthy</b>"
+        lines = [f"{'✅' if c.ok else '❌'} {c.name.value}: {escape(c.detail)}" for c in self.checks]
+        return "\n".join([head, *lines])
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {"ok": self.ok, "checks": [{"name": c.name.value, "ok": c.ok, "detail": c.detail} for c in self.checks]},
+            indent=2,
+        )
+
+
+@dataclass(frozen=True)
+class HeartbeatRecord:
+    """What the running bot writes every heartbeat: when (wall clock, UTC), who, and its broker's circuit."""
+
+    at: datetime
+    bot_time: datetime
+    pid: int
+    broker: str
+    circuit: str | None  # None: no circuit breaker (paper broker)
+    pending: int
+
+    def encode(self) -> str:
+        data = asdict(self)
+        data["at"], data["bot_time"] = self.at.isoformat(), self.bot_time.isoformat()
+        return json.dumps(data)
+
+    @classmethod
+    def decode(cls, text: str) -> HeartbeatRecord:
+        data = json.loads(text)
+        return cls(
+            at=datetime.fromisoformat(data["at"]),
+            bot_time=datetime.fromisoformat(data["bot_time"]),
+            pid=int(data["pid"]),
+            broker=str(data["broker"]),
+            circuit=None if data.get("circuit") is None else str(data["circuit"]),
+            pending=int(data.get("pending", 0)),
+        )
+
+
+def check_database_file(path: Path) -> Check:
+    """The database opens, passes a quick check and takes the write lock (nothing is written)."""
+    if not path.exists():
+        return Check(CheckName.DATABASE, False, f"no database at {path}")
+    try:
+        db = sqlite3.connect(path, timeout=DB_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                return Check(CheckName.DATABASE, False, f"{path}: quick_check says {verdict}")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return Check(CheckName.DATABASE, False, f"{path}: not writable: {exc}")
+    return Check(CheckName.DATABASE, True, f"{path} writable (schema v{version})")
+
+
+def check_runs(
+    last: RunSummary | None,
+    groups: Sequence[ScheduleGroup],
+    calendars: Mapping[str, SessionCalendar],
+    now: datetime,
+    grace: timedelta,
+) -> Check:
+    """The latest run started at or after the latest scheduled run that was due (`grace` ago or earlier)."""
+    due = last_due_run(groups, calendars, now - grace, RUN_LOOKBACK)
+    seen = "no run yet" if last is None else f"last run #{last.run_id} at {last.started_at:%Y-%m-%d %H:%M}Z"
+    if due is None:
+        return Check(CheckName.RUNS, True, f"{seen}; none was due (markets closed)")
+    fire, group = due
+    if last is None or last.started_at < fire - timedelta(seconds=1):
+        return Check(CheckName.RUNS, False, f"{seen}; {group} was due at {fire:%Y-%m-%d %H:%M}Z")
+    age = now - last.started_at
+    return Check(CheckName.RUNS, True, f"{seen} ({_age(age)} ago)")
+
+
+def check_heartbeat(record: HeartbeatRecord | None, now: datetime, max_age: timedelta) -> list[Check]:
+    """The bot is alive (a recent heartbeat), and its broker's circuit breaker is not open."""
+    if record is None:
+        return [
+            Check(CheckName.BOT, False, "no heartbeat: the bot is not running (or has never run)"),
+            Check(CheckName.BROKER, False, "unknown: the bot is not running"),
+        ]
+    age = now - record.at
+    alive = age <= max_age
+    bot = Check(
+        CheckName.BOT,
+        alive,
+        f"pid {record.pid}, last heartbeat {_age(age)} ago"
+        + ("" if alive else f" (more than {_age(max_age)}: stopped or its event loop is blocked)"),
+    )
+    if record.circuit is None:
+        broker = Check(CheckName.BROKER, True, record.broker)
+    else:
+        broker = Check(CheckName.BROKER, record.circuit != "open", f"{record.broker}: circuit {record.circuit}")
+    return [bot, broker]
+
+
+async def check_telegram(base_url: str | None, token: str, timeout: float, redactor: Redactor) -> Check:
+    """Telegram's Bot API answers getMe for our token."""
+    if not token:
+        return Check(CheckName.TELEGRAM, False, "TELEGRAM_BOT_TOKEN is not set")
+    url = f"{base_url or DEFAULT_TELEGRAM_BASE_URL}{token}/getMe"
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            response = await client.get(url)
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check(CheckName.TELEGRAM, False, redactor.redact(f"unreachable: {type(exc).__name__}: {exc}"))
+    if response.status_code != httpx.codes.OK or not body.get("ok"):
+        why = body.get("description") or response.reason_phrase
+        return Check(CheckName.TELEGRAM, False, redactor.redact(f"getMe answered {response.status_code}: {why}"))
+    return Check(CheckName.TELEGRAM, True, f"reachable as @{body.get('result', {}).get('username', '?')}")
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(max(delta.total_seconds(), 0))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+async def outside_health(settings: Settings, redactor: Redactor, now: datetime) -> HealthReport:
+    """Every check, from outside the bot (`tradebot health`): reads the database the bot writes."""
+    database = await asyncio.to_thread(check_database_file, settings.db_path)
+    last: RunSummary | None = None
+    record: HeartbeatRecord | None = None
+    if database.ok:
+        async with await SqliteStore.open(settings.db_path) as store:
+            runs = await store.recent_runs(1)
+            last = runs[0] if runs else None
+            raw = await store.get_state(HEARTBEAT_KEY)
+            record = HeartbeatRecord.decode(raw) if raw else None
+    items = watchlist(settings)
+    calendars = {w.instrument.symbol: w.calendar for w in items}
+    groups = build_groups(settings.bot.schedules, [w.instrument for w in items], calendars)
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    grace = timedelta(minutes=settings.health.run_grace_minutes)
+    return HealthReport(
+        (
+            database,
+            check_runs(last, groups, calendars, now, grace),
+            *check_heartbeat(record, now, timedelta(seconds=settings.health.heartbeat_max_age_seconds)),
+            await check_telegram(
+                settings.telegram_api_base_url, token, settings.health.telegram_timeout_seconds, redactor
+            ),
+        )
+    )
