@@ -46,28 +46,13 @@ from bot.metrics import (
     NullMetrics,
     Unit,
 )
+from tests.fakes.aws import isolate_aws
 
 REGION = "eu-west-1"
 NAMESPACE = "TradingBot"
 TOPIC = f"arn:aws:sns:{REGION}:123456789012:tradebot-alarms"
 INSTANCE = "i-0123456789abcdef0"
 AGENT_CONFIG = Path(__file__).resolve().parents[2] / "ops" / "cloudwatch-agent.json"
-AWS_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_CLOUDWATCH",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -75,14 +60,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.Lo
     """Fake credentials and region, no AWS files, and never the EC2 metadata service."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith("TRADEBOT_") or name in AWS_ENV:
+        if name.startswith("TRADEBOT_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    isolate_aws(monkeypatch, tmp_path, fake_keys=True)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     caplog.set_level(logging.INFO, logger="tradebot")
 
 

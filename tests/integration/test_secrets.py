@@ -26,28 +26,13 @@ from bot.secrets import (
     secret_overrides,
     secrets_client,
 )
+from tests.fakes.aws import isolate_aws
 
 REGION = "eu-west-1"
 SECRET = "tradebot/prod"
 TELEGRAM = "987654321:AAFromSecretsManager_abcdefghijklmnop"
 OANDA = "0123456789abcdef0123456789abcdef-fedcba9876543210fedcba9876543210"
 ENV_TELEGRAM = "111111111:AAFromTheEnvironment_abcdefghijklmnopq"
-AWS_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -55,14 +40,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run in an empty directory with fake AWS credentials and no inherited tokens, config or AWS files."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith("TRADEBOT_") or name in (*AWS_ENV, "TELEGRAM_BOT_TOKEN", "OANDA_TOKEN", "STATE_DIRECTORY"):
+        if name.startswith("TRADEBOT_") or name in ("TELEGRAM_BOT_TOKEN", "OANDA_TOKEN", "STATE_DIRECTORY"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "no-boto-config"))
+    isolate_aws(monkeypatch, tmp_path, fake_keys=True)
 
 
 @pytest.fixture
