@@ -15,6 +15,7 @@ from engine.protections import BookView
 from engine.trading import Trade, TradeKind
 
 REAL_KINDS = (TradeKind.PAPER, TradeKind.LIVE)  # trades that moved the account's money
+TRADED_KINDS = (*REAL_KINDS, TradeKind.EXTERNAL)  # and the trader's own trades reported with /report
 
 
 def trading_day(now: datetime, timezone: str, rollover_hour: int) -> tuple[datetime, datetime]:

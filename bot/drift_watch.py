@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from bot.book import TRADED_KINDS
 from bot.callbacks import Action, Callback
 from bot.config import DriftSettings
 from bot.metrics import Dimension, MetricName, Metrics, NullMetrics
@@ -33,7 +34,6 @@ from engine.trading import Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
-TRADED_KINDS = (TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL)
 LAST_CHECK_KEY = "drift.last_check"
 _ALERTING = (Severity.HIGH, Severity.CRITICAL)
 

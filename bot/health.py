@@ -192,6 +192,31 @@ def _age(delta: timedelta) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+async def health_report(
+    settings: Settings,
+    redactor: Redactor,
+    database: Check,
+    last: RunSummary | None,
+    schedule: tuple[Sequence[ScheduleGroup], Mapping[str, SessionCalendar]],
+    record: HeartbeatRecord | None,
+    *,
+    now: datetime,
+    run_time: datetime,
+) -> HealthReport:
+    """Every check from what was read: `now` is the wall clock (heartbeats), `run_time` the clock of the runs."""
+    config = settings.health
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    groups, calendars = schedule
+    return HealthReport(
+        (
+            database,
+            check_runs(last, groups, calendars, run_time, timedelta(minutes=config.run_grace_minutes)),
+            *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds)),
+            await check_telegram(settings.telegram_api_base_url, token, config.telegram_timeout_seconds, redactor),
+        )
+    )
+
+
 async def outside_health(settings: Settings, redactor: Redactor, now: datetime) -> HealthReport:
     """Every check, from outside the bot (`tradebot health`): reads the database the bot writes."""
     database = await asyncio.to_thread(check_database_file, settings.db_path)
@@ -206,15 +231,4 @@ async def outside_health(settings: Settings, redactor: Redactor, now: datetime) 
     items = watchlist(settings)
     calendars = {w.instrument.symbol: w.calendar for w in items}
     groups = build_groups(settings.bot.schedules, [w.instrument for w in items], calendars)
-    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
-    grace = timedelta(minutes=settings.health.run_grace_minutes)
-    return HealthReport(
-        (
-            database,
-            check_runs(last, groups, calendars, now, grace),
-            *check_heartbeat(record, now, timedelta(seconds=settings.health.heartbeat_max_age_seconds)),
-            await check_telegram(
-                settings.telegram_api_base_url, token, settings.health.telegram_timeout_seconds, redactor
-            ),
-        )
-    )
+    return await health_report(settings, redactor, database, last, (groups, calendars), record, now=now, run_time=now)

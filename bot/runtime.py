@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+from bot.book import TRADED_KINDS, trading_day
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
 from bot.composition import bar_rules, cache_dir, cost_model, watchlist
@@ -26,9 +27,7 @@ from bot.health import (
     HealthReport,
     HeartbeatRecord,
     check_database_file,
-    check_heartbeat,
-    check_runs,
-    check_telegram,
+    health_report,
 )
 from bot.learner import LearnedModel, Learner, learned_text
 from bot.logs import Redactor, log_context
@@ -241,34 +240,25 @@ class BotRuntime:
 
     async def health(self) -> HealthReport:
         """Every health check, from inside the bot (`/health`): the same verdicts `tradebot health` gives."""
-        config = self.settings.health
-        now = datetime.now(UTC)
         database = await asyncio.to_thread(check_database_file, self.settings.db_path)
         runs = await self.store.recent_runs(1)
         record = await self.heartbeat()
-        token = self.settings.telegram_bot_token.get_secret_value() if self.settings.telegram_bot_token else ""
-        return HealthReport(
-            (
-                database,
-                check_runs(
-                    runs[0] if runs else None,
-                    self.scheduler.groups,
-                    self.calendars,
-                    self.clock.now(),
-                    timedelta(minutes=config.run_grace_minutes),
-                ),
-                *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds)),
-                await check_telegram(
-                    self.settings.telegram_api_base_url, token, config.telegram_timeout_seconds, self.redactor
-                ),
-            )
+        return await health_report(
+            self.settings,
+            self.redactor,
+            database,
+            runs[0] if runs else None,
+            (self.scheduler.groups, self.calendars),
+            record,
+            now=datetime.now(UTC),
+            run_time=self.clock.now(),
         )
 
     async def today_pnl(self, now: datetime) -> Decimal:
         """Realised P&L of the trading day, in the account currency (the protections' day)."""
-        view = await self.desk.book(now)
-        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
-        return realised(await self.store.trades(kinds, closed_since=view.day_start), self.desk.account_pnl)
+        policy = self.desk.policy
+        day_start, _ = trading_day(now, policy.day_timezone, policy.day_rollover_hour)
+        return realised(await self.store.trades(TRADED_KINDS, closed_since=day_start), self.desk.account_pnl)
 
     async def summary_if_due(self, now: datetime) -> DailySummary | None:
         """Send the daily summary once its local time has passed (once per local day, restarts included)."""
@@ -288,8 +278,7 @@ class BotRuntime:
         """The summary of the local `day` up to `now`."""
         config = self.settings.summary
         since = day_start(day, config.timezone)
-        kinds = [TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL]
-        closed = await self.store.trades(kinds, closed_since=since)
+        closed = await self.store.trades(TRADED_KINDS, closed_since=since)
         view = await self.desk.book(now)
         protections = self.desk.policy.protections
         active = [b.reason for b in (*protection_status(protections, view, now), *protection_alerts(protections, view))]

@@ -34,6 +34,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.book import TRADED_KINDS
 from bot.callbacks import Action, parse
 from bot.clock import BotClock, WallClock
 from bot.cloudwatch import build_metrics, close_metrics
@@ -233,7 +234,7 @@ class TelegramFrontEnd:
     async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
         if not args:
-            closed = await self.rt.store.trades([TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL])
+            closed = await self.rt.store.trades(TRADED_KINDS)
             shadow = await self.rt.store.trades([TradeKind.SHADOW])
             money = self.rt.desk.account_pnl
             by_strategy = {

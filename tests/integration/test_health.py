@@ -7,7 +7,11 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+import bot.health as health
 from bot.health import (
+    Check,
     CheckName,
     HealthReport,
     HeartbeatRecord,
@@ -54,20 +58,17 @@ async def test_a_real_database_is_writable_and_a_missing_or_corrupt_one_is_not(t
     assert not verdict.ok and "not writable" in verdict.detail
 
 
-async def test_a_database_locked_by_a_writer_is_reported_not_writable(tmp_path: Path) -> None:
+async def test_a_database_locked_by_a_writer_is_reported_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "bot.db"
     async with await SqliteStore.open(path):
         pass
+    monkeypatch.setattr(health, "DB_TIMEOUT_SECONDS", 0.2)  # wait 0.2 s for the writer, not 5 s
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        import bot.health as health  # noqa: PLC0415 - shorten the busy timeout for this test only
-
-        old, health.DB_TIMEOUT_SECONDS = health.DB_TIMEOUT_SECONDS, 0.2
-        try:
-            verdict = check_database_file(path)
-        finally:
-            health.DB_TIMEOUT_SECONDS = old
+        verdict = check_database_file(path)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -141,8 +142,6 @@ async def test_telegram_is_reachable_through_get_me_and_failures_never_show_the_
 
 
 def test_a_report_is_healthy_only_when_every_check_passes() -> None:
-    from bot.health import Check  # noqa: PLC0415
-
     good = Check(CheckName.DATABASE, True, "fine")
     bad = Check(CheckName.TELEGRAM, False, f"getMe answered 401 for {REDACTED}")
     assert HealthReport((good,)).ok
