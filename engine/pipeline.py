@@ -6,7 +6,10 @@ Setup validation rules, each rejection carrying its reason:
 2. the stop is on the losing side of entry and the target on the winning side;
 3. prices are quantised to the tick against the trader: the entry away from the target (up for a long,
    down for a short), the stop away from entry and the target towards entry, so the quantised
-   reward:risk is never better than the strategy's (a nearest-tick entry could move towards the stop);
+   reward:risk is never better than the strategy's (a nearest-tick entry could move towards the stop).
+   A strategy that states its target as a multiple of the risk (`reward_risk`) gets it exactly: the
+   quantised entry plus that multiple of the quantised risk, in Decimal, then onto the tick towards entry
+   (2R on a 0.05 tick is exactly 2R, never a float's one tick short);
 4. the stop distance is at least `min_stop_ticks` ticks and more than `min_stop_spreads` x the instrument's
    typical spread (a stop inside the spread is noise, not risk control);
 5. the signal bar has closed by the clock's now, and it closed at most `max_age_bars` bars of *market* time
@@ -72,6 +75,7 @@ class Candidate:
     stop: float
     target: float
     reasons: tuple[str, ...]
+    reward_risk: float | None = None  # the target as a multiple of the risk, computed exactly by `validate`
 
 
 def validate(
@@ -95,22 +99,29 @@ def validate(
         )
 
     c = candidate
-    for name, value in (("entry", c.entry), ("stop", c.stop), ("target", c.target)):
+    stated = c.reward_risk is not None  # the target follows from entry and stop: its float is not used
+    levels = (("entry", c.entry), ("stop", c.stop), *(() if stated else (("target", c.target),)))
+    for name, value in levels:
         if not math.isfinite(value) or value <= 0:
             return reject(f"{name} is not a finite positive price ({value})")
     side_word = "long" if c.side is Side.LONG else "short"
     sign = c.side.sign
     if sign * (c.entry - c.stop) <= 0:
         return reject(f"stop {c.stop:g} is not {'below' if sign > 0 else 'above'} entry {c.entry:g} for a {side_word}")
-    if sign * (c.target - c.entry) <= 0:
+    if not stated and sign * (c.target - c.entry) <= 0:
         return reject(
             f"target {c.target:g} is not {'above' if sign > 0 else 'below'} entry {c.entry:g} for a {side_word}"
         )
 
     long = c.side is Side.LONG
+    toward_entry = ROUND_FLOOR if long else ROUND_CEILING
     entry = instrument.price(c.entry, ROUND_CEILING if long else ROUND_FLOOR)
     stop = instrument.price(c.stop, ROUND_FLOOR if long else ROUND_CEILING)
-    target = instrument.price(c.target, ROUND_FLOOR if long else ROUND_CEILING)
+    if c.reward_risk is None:
+        target = instrument.price(c.target, toward_entry)
+    else:
+        exact = entry + sign * to_decimal(c.reward_risk, "reward_risk") * abs(entry - stop)
+        target = instrument.price(exact, toward_entry)
     if sign * (entry - stop) <= 0 or sign * (target - entry) <= 0:
         return reject(f"levels collapse at tick {instrument.tick_size}: entry {entry}, stop {stop}, target {target}")
 
@@ -182,6 +193,7 @@ def candidates(
                 float(signals.stop[i]),
                 float(signals.target[i]),
                 strategy.explain(ctx, i, side),
+                signals.reward_risk,
             )
         )
     return out

@@ -8,6 +8,7 @@ only called for bars that fired (loop over setups, never over bars).
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,24 +51,33 @@ class StrategyParams:
 
 @dataclass(frozen=True, eq=False)
 class SignalArrays:
-    """Per-bar output of a strategy: direction (+1 long, -1 short, 0 none) and float price levels."""
+    """Per-bar output of a strategy: direction (+1 long, -1 short, 0 none) and float price levels.
+
+    The floats are the kernel's; the setup's levels are Decimal on the instrument's tick
+    (`engine.pipeline.validate`). With `reward_risk` the target is not taken from `target` but computed
+    exactly there: the quantised entry plus `reward_risk` times the quantised risk (e.g. exactly 2R).
+    """
 
     direction: npt.NDArray[np.int8]
     entry: FloatArray
     stop: FloatArray
     target: FloatArray
+    reward_risk: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.direction)
         for name in ("entry", "stop", "target"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} values, expected {n}")
+        rr = self.reward_risk
+        if rr is not None and not (math.isfinite(rr) and rr > 0):
+            raise ValueError(f"reward_risk must be a positive finite multiple of the risk, was {rr!r}")
 
     @classmethod
-    def none(cls, n: int) -> SignalArrays:
+    def none(cls, n: int, reward_risk: float | None = None) -> SignalArrays:
         """No signal on any of `n` bars."""
         nan = np.full(n, np.nan)
-        return cls(np.zeros(n, dtype=np.int8), nan, nan.copy(), nan.copy())
+        return cls(np.zeros(n, dtype=np.int8), nan, nan.copy(), nan.copy(), reward_risk)
 
     def fired(self) -> IntArray:
         """Indices of the bars where the strategy fired."""

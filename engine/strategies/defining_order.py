@@ -29,7 +29,8 @@ that is when the signal is known and the trade is entered. A bar fires long at b
 
 Levels: entry = close[i]; stop = the broken range edge (range high for a long, range low for a short);
 target = entry + `reward_risk` (2.0) x (entry - stop) for a long, entry - `reward_risk` x (stop - entry) for a
-short. With the defaults on NSE (range ends 10:15, blocked 10:00-13:59, last entry 15:05) every entry falls
+short, computed in Decimal from the entry and stop on the tick (`SignalArrays.reward_risk`), so 2R is exact.
+With the defaults on NSE (range ends 10:15, blocked 10:00-13:59, last entry 15:05) every entry falls
 between 14:00 and 15:05 and is late, so the volume rule always applies.
 """
 
@@ -227,7 +228,7 @@ class DefiningOrderBreakout(Strategy[DefiningOrderParams]):
             ok & (bias == SHORT) & (close < range_low) & ((range_low - close) / range_low * 100.0 >= p.min_breakout_pct)
         )
         day = ctx.session_day[at]
-        signals = SignalArrays.none(n)
+        signals = SignalArrays.none(n, p.reward_risk)
         for side_ok, side, edge in ((long_ok, LONG, range_high), (short_ok, SHORT, range_low)):
             first_of_day = _day_starts(day[side_ok])  # at most one signal per side per session day
             fire = at[side_ok][first_of_day]

@@ -24,7 +24,8 @@ Rules at bar i (defaults in brackets; every input uses bars <= i only):
    shared data, mostly engulfings inside ranges); this rule halves that. Set 100 to switch it off.
 4. Stop and target. Entry = close of bar i (the backtester fills at the next open). Long stop = pattern low -
    `stop_buffer_atr` [0.1] x ATR; short stop = pattern high + 0.1 x ATR. Target = entry +/- `reward_risk`
-   [2.0] x (entry - stop). A bar whose risk is not positive (flat data with no buffer) does not fire.
+   [2.0] x (entry - stop), exact in Decimal from the entry and stop on the tick. A bar whose risk is not
+   positive (flat data with no buffer) does not fire.
 
 No signal before ATR, the Bollinger bands and the full support/resistance window exist (`warmup` bars).
 """
@@ -193,7 +194,7 @@ class PatternReversal(Strategy[PatternReversalParams]):
         stop = np.where(is_long, long_stop, np.where(is_short, short_stop, np.nan))
         entry = np.where(fired, close, np.nan)
         target = entry + p.reward_risk * (entry - stop)
-        return SignalArrays(direction, entry, stop, target)
+        return SignalArrays(direction, entry, stop, target, p.reward_risk)
 
     def _rsi_extremes(self, ctx: MarketContext) -> tuple[FloatArray, FloatArray]:
         """Lowest and highest RSI(14) over the pattern's bars (NaN until RSI exists for all of them)."""

@@ -24,7 +24,8 @@ EMA20[j] - touch_atr x ATR[j]; RSI[i-1] >= 100 - `rsi_trigger` > RSI[i] (50 with
 short trigger stays symmetric when the trigger is tuned); close < EMA20.
 
 Levels: entry = close[i] (the backtester fills at the next open); risk = `atr_stop_mult` [1.5] x ATR[i];
-stop = entry - risk for longs, entry + risk for shorts; target = entry +/- `reward_risk` [2.0] x risk.
+stop = entry - risk for longs, entry + risk for shorts; target = entry +/- `reward_risk` [2.0] x risk, computed
+in Decimal from the entry and stop once they are on the tick, so the target is exactly that multiple.
 
 Example: a 1h EURUSD long at close 1.0901 with ATR 0.0010 has stop 1.0886 and target 1.0931.
 """
@@ -185,7 +186,7 @@ class TrendPullback(Strategy[TrendPullbackParams]):
         entry[keep] = at_close[ok]
         stop[keep] = at_close[ok] - side * risk
         target[keep] = at_close[ok] + side * p.reward_risk * risk
-        return SignalArrays(direction, entry, stop, target)
+        return SignalArrays(direction, entry, stop, target, p.reward_risk)
 
     def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:
         """Trend, pullback, RSI trigger and close-vs-EMA reasons for bar `i`, with their numbers."""

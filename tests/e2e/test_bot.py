@@ -176,9 +176,9 @@ async def test_signal_command_sends_signals_with_buttons_from_real_data(tg: Fake
         assert summary.body == "Running an analysis…"
         gbp = await b.signal_message("GBPUSD")
         text = gbp.body
-        for part in ("GBPUSD", "LONG", "trend_pullback", "1h", "entry 1.35651", "stop 1.35347", "target 1.36257"):
+        for part in ("GBPUSD", "LONG", "trend_pullback", "1h", "entry 1.35651", "stop 1.35347", "target 1.36259"):
             assert part in text, part
-        assert "R:R 1.99" in text and "size 0.32 lots" in text and "quality 74/100" in text
+        assert "R:R 2.00" in text and "size 0.32 lots" in text and "quality 74/100" in text
         assert "expires Thu 12 Jun 07:00 EDT (11:00Z)" in text
         assert [label for label, _ in gbp.buttons] == ["✅ Approve", "❌ Reject"]
         assert all(len(data.encode()) <= 64 for _, data in gbp.buttons if data)

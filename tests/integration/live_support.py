@@ -2,7 +2,7 @@
 
 `open_runtime` is the composition root `tradebot run` uses, so these tests go through the same wiring: the
 configured broker, the desk, the position monitor. Prices are the shared market data at 2025-06-12 09:40 UTC,
-when trend_pullback signals a GBPUSD long (entry 1.35651, stop 1.35347, target 1.36257).
+when trend_pullback signals a GBPUSD long (entry 1.35651, stop 1.35347, target 1.36259).
 """
 
 from __future__ import annotations

@@ -165,6 +165,49 @@ def test_a_wide_stop_on_a_fresh_bar_is_always_accepted(candidate: tuple[Instrume
     assert Fraction(setup.reward_risk) <= 2
 
 
+@PROPERTY
+@given(
+    candidate=plausible_candidates(),
+    reward_risk=st.sampled_from([1.0, 1.5, 2.0, 2.5, 3.0, 4.0]) | st.floats(min_value=0.1, max_value=10.0),
+)
+def test_a_target_stated_in_r_is_that_multiple_of_the_quantised_risk_to_the_tick(
+    candidate: tuple[Instrument, Side, float, float, float], reward_risk: float
+) -> None:
+    instrument, side, entry, stop, _ = candidate
+    bar = bar_for(instrument)
+    far = entry + side.sign * 1e9  # the float target must be ignored when the multiple is given
+    stated = Candidate("probe", side, 0, bar, entry, stop, far, ("because",), reward_risk)
+    result = validate(
+        instrument, get_calendar(instrument.calendar), stated, bar + instrument.interval.delta, ValidationRules()
+    )
+    if isinstance(result, Rejection):
+        assert_explained(result, instrument)
+        return
+    exact_target = result.entry + side.sign * to_decimal(reward_risk, "rr") * result.risk
+    shortfall = side.sign * (exact_target - result.target)
+    assert Decimal(0) <= shortfall < instrument.tick_size  # onto the tick towards entry, never past it
+    if (to_decimal(reward_risk, "rr") * result.risk) % instrument.tick_size == 0:
+        assert result.target == exact_target  # e.g. 2R of a risk on the tick: exactly 2R, not one tick short
+
+
+def test_two_r_of_an_nse_breakout_is_exact_where_floats_fall_one_tick_short() -> None:
+    # 1214.30 + 2 x (1214.30 - 1211.45) = 1220.00 exactly; in floats it is 1219.9999999999998, which the
+    # old float path floored to 1219.95.
+    entry, stop = 1214.30, 1211.45
+    assert entry + 2.0 * (entry - stop) < 1220.0
+    floated = accepted(check(RELIANCE, Side.LONG, entry, stop, entry + 2.0 * (entry - stop)))
+    assert floated.target == Decimal("1219.95")
+    bar = bar_for(RELIANCE)
+    stated = Candidate("probe", Side.LONG, 0, bar, entry, stop, math.nan, ("because",), 2.0)
+    setup = accepted(validate(RELIANCE, get_calendar("XNSE"), stated, bar + RELIANCE.interval.delta, ValidationRules()))
+    assert (setup.entry, setup.stop, setup.target, setup.reward_risk) == (
+        Decimal("1214.30"),
+        Decimal("1211.45"),
+        Decimal("1220.00"),
+        Decimal("2.00"),
+    )
+
+
 # --- Prices and sides ---------------------------------------------------------------------------
 
 RELIANCE = default_instrument("RELIANCE")  # tick 0.05, spread 0.05
