@@ -282,6 +282,8 @@ def _offset(clock: time) -> timedelta:
 
 
 class ScanConfig(_Frozen):
+    """`[scan]`: the live scan loads at least `history_bars`, more when its indicators need more to converge."""
+
     history_bars: Annotated[int, Field(ge=300, le=50_000)] = 2000
 
 

@@ -40,7 +40,7 @@ class WatchItem:
 
 @dataclass(frozen=True)
 class BarRules:
-    """How much history to load and how strict the bar validation is."""
+    """How much history to load (at least; see `ScanService.history_bars`) and how strict the bar validation is."""
 
     history_bars: int = 2000
     min_bars: int = 100
@@ -122,6 +122,15 @@ class ScanService:
         self.rules = rules
         self.clock = clock
 
+    def history_bars(self, item: WatchItem) -> int:
+        """Bars fetched for `item`: what its strategies and the score need to converge, at least the configured.
+
+        With that much history the scan at the last bar finds the setups, scores and reasons a backtest over
+        all of history finds at that bar (`Strategy.history`); a provider that holds less serves what it has.
+        """
+        needs = (s.history(item.instrument) for s in item.strategies)
+        return max(self.rules.history_bars, self.engine.scorer.history(item.instrument.interval), *needs)
+
     def select(
         self, symbols: Collection[str] | None = None, strategies: Collection[str] | None = None
     ) -> list[WatchItem]:
@@ -170,7 +179,7 @@ class ScanService:
         """Fetch, validate and scan one instrument; never raises."""
         symbol = item.instrument.symbol
         try:
-            frame = self.provider.fetch(item.instrument, now, self.rules.history_bars)
+            frame = self.provider.fetch(item.instrument, now, self.history_bars(item))
         except ProviderError as exc:
             return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, f"no data: {exc}"),))
         except Exception as exc:

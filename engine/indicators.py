@@ -1,16 +1,24 @@
 """TA-Lib indicators over numpy arrays, computed at most once per symbol per run and shared.
 
 `Indicators` memoises every call by name and parameters, so the strategies and the quality score that
-all ask for RSI(14) get one array computed once. Every TA-Lib function used here is causal: the value at
-bar t depends on bars up to t only.
+all ask for RSI(14) get one array computed once. Every function used here is causal: the value at bar t
+depends on bars up to t only.
+
+Moving averages over a fixed window (SMA, the volume SMA, Bollinger bands) are computed here, not by TA-Lib:
+each value is the sum of its own window added in one fixed order, so it is the same double wherever the
+history starts. TA-Lib keeps a running sum from the first bar, whose rounding depends on where the loaded
+history begins; prices on a 0.01 grid make means land exactly on a display boundary (an SMA50 of 1324.075), and
+a live window would then show 1324.07 where the backtest shows 1324.08. Recursive indicators (EMA, RSI, ATR,
+MACD) stay TA-Lib's; their dependence on the start is what `ema_history` and `wilder_history` bound.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import talib
@@ -19,10 +27,12 @@ from engine.bars import Bars, BoolArray, FloatArray, IntArray, align, resample, 
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument, Interval
 
+CONVERGENCE: Final = 1e-9
+"""Weight a recursive indicator's seed may still carry at the bar a live scan reads, so that a scan over its
+declared history decides as a backtest over all of history does (see `ema_history`)."""
 _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
 BULLISH = 1
-_SMA_MATYPE: Any = 0  # talib.MA_Type.SMA
 BEARISH = -1
 
 
@@ -55,14 +65,18 @@ class Indicators:
         return self._memo(("ema", period), lambda: talib.EMA(self.bars.close, timeperiod=period))
 
     def sma(self, period: int) -> FloatArray:
-        return self._memo(("sma", period), lambda: talib.SMA(self.bars.close, timeperiod=period))
+        return self._memo(("sma", period), lambda: window_mean(self.bars.close, period))
 
     def bbands(self, period: int = 20, width: float = 2.0) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Upper, middle and lower Bollinger bands."""
-        return self._memo(
-            ("bbands", period, width),
-            lambda: talib.BBANDS(self.bars.close, timeperiod=period, nbdevup=width, nbdevdn=width, matype=_SMA_MATYPE),
-        )
+        """Upper, middle and lower Bollinger bands: SMA +/- width x the window's population standard deviation."""
+
+        def compute() -> tuple[FloatArray, FloatArray, FloatArray]:
+            middle = window_mean(self.bars.close, period)
+            spread = width * np.sqrt(window_variance(self.bars.close, period, middle))
+            return middle + spread, middle, middle - spread
+
+        result: tuple[FloatArray, FloatArray, FloatArray] = self._memo(("bbands", period, width), compute)
+        return result
 
     def macd(self, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[FloatArray, FloatArray, FloatArray]:
         """MACD line, signal line and histogram."""
@@ -72,7 +86,7 @@ class Indicators:
         )
 
     def volume_sma(self, period: int = 20) -> FloatArray:
-        return self._memo(("volume_sma", period), lambda: talib.SMA(self.bars.volume, timeperiod=period))
+        return self._memo(("volume_sma", period), lambda: window_mean(self.bars.volume, period))
 
     def highest(self, period: int) -> FloatArray:
         """Highest high of the last `period` bars including the current one."""
@@ -217,6 +231,76 @@ def _session_origin_ns(calendar: SessionCalendar, interval: Interval) -> int:
             return ((opened.hour * 60 + opened.minute) * 60 * 1_000_000_000) % interval.nanos
         day += timedelta(days=1)
     return 0
+
+
+def window_sum(values: FloatArray, period: int) -> FloatArray:
+    """Sum of each bar's last `period` values (NaN before there are that many), independent of where they start.
+
+    The window's values are added oldest first, one shifted array at a time: elementwise additions in a fixed
+    order, so a bar's sum is the same double in a series that starts anywhere before its window.
+    """
+    if period < 1:
+        raise ValueError(f"a window needs at least 1 bar, was {period}")
+    n = len(values)
+    out = np.full(n, np.nan)
+    if n >= period:
+        m = n - period + 1
+        total = values[:m].astype(np.float64, copy=True)
+        for k in range(1, period):
+            total += values[k : k + m]
+        out[period - 1 :] = total
+    return out
+
+
+def window_mean(values: FloatArray, period: int) -> FloatArray:
+    """Mean of each bar's last `period` values (`window_sum` / period)."""
+    return window_sum(values, period) / period
+
+
+def window_variance(values: FloatArray, period: int, mean: FloatArray) -> FloatArray:
+    """Population variance of each bar's last `period` values around its window `mean`, window by window."""
+    n = len(values)
+    out = np.full(n, np.nan)
+    if n >= period:
+        m = n - period + 1
+        centre = mean[period - 1 :]
+        total = np.zeros(m)
+        for k in range(period):
+            deviation = values[k : k + m] - centre
+            total += deviation * deviation
+        out[period - 1 :] = total / period
+    return out
+
+
+def ema_history(period: int) -> int:
+    """Bars TA-Lib's EMA(period) needs before its SMA seed weighs at most `CONVERGENCE`.
+
+    EMA = a x close + (1 - a) x EMA[-1] with a = 2 / (period + 1), seeded with the SMA of the first `period`
+    closes; after k more bars the seed weighs (1 - a)^k. Two EMAs started at different bars therefore agree
+    to within CONVERGENCE x (the gap between their seeds) once both have this much history. An EMA200 needs
+    2,262 bars; on 4h bins of 1h bars that is over 9,000 base bars, which a 2,000-bar window never had.
+    """
+    return period - 1 + _decay_bars(1.0 - 2.0 / (period + 1))
+
+
+def wilder_history(period: int) -> int:
+    """Bars a Wilder-smoothed TA-Lib indicator (RSI, ATR: weight 1/period) needs to converge, seed included."""
+    return period + _decay_bars(1.0 - 1.0 / period)
+
+
+def macd_history(fast: int = 12, slow: int = 26, signal: int = 9) -> int:
+    """Bars TA-Lib's MACD histogram needs to converge: its slow EMA, then the signal EMA of the MACD line."""
+    return max(ema_history(fast), ema_history(slow)) + ema_history(signal)
+
+
+def higher_bars(base: Interval, higher: Interval, bins: int) -> int:
+    """Base bars that always hold `bins` fully closed bins of `higher` (a bin holds at most higher/base bars)."""
+    return (bins + 1) * max(higher.nanos // base.nanos, 1)
+
+
+def _decay_bars(keep: float) -> int:
+    """Steps after which a weight multiplied by `keep` each step is at most `CONVERGENCE`."""
+    return 0 if keep <= 0.0 else math.ceil(math.log(CONVERGENCE) / math.log(keep))
 
 
 def crossed_above(series: FloatArray, level: FloatArray | float) -> BoolArray:

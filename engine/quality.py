@@ -30,9 +30,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Final
 
 from engine.domain import AssetClass, Interval, QualityScore, ScoreComponent, Setup, Side
-from engine.indicators import MarketContext
+from engine.indicators import MarketContext, ema_history, higher_bars, macd_history, wilder_history
 
 
 class Component(StrEnum):
@@ -141,7 +142,7 @@ def _momentum(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
 def _volatility_regime(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     del setup
     atr = ctx.ind.atr(14)
-    rank = ctx.ind.percentile_rank("atr14", atr, 100)[i]
+    rank = ctx.ind.percentile_rank("atr14", atr, ATR_RANK_WINDOW)[i]
     if math.isnan(rank):
         return None
     if 0.2 <= rank <= 0.8:
@@ -191,7 +192,7 @@ def _pattern_confluence(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
 def _level_room(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     risk = float(setup.risk)
     entry = float(setup.entry)
-    lookback = 100
+    lookback = LEVEL_LOOKBACK
     if i < lookback or risk <= 0:
         return None
     if setup.side is Side.LONG:
@@ -244,11 +245,34 @@ COMPONENTS: Mapping[Component, ComponentFn] = MappingProxyType(
 )
 
 
+PATTERN_HISTORY: Final = 16  # bars TA-Lib's candlestick functions look back (their trailing averages), plus margin
+LEVEL_LOOKBACK: Final = 100
+ATR_RANK_WINDOW: Final = 100
+
+
 @dataclass(frozen=True)
 class QualityScorer:
     """Scores setups with the configured component weights."""
 
     weights: QualityWeights = QualityWeights()
+
+    def history(self, interval: Interval) -> int:
+        """Bars of `interval` a live scan needs so every weighted component has converged (see `Strategy.history`).
+
+        The trend component's EMA200 of the higher timeframe dominates: 9,092 1h bars (on 4h bins), 27,276 5m
+        bars (on 1h bins), 2,273 daily bars.
+        """
+        needs = {
+            Component.TREND_ALIGNMENT: max(
+                ema_history(50), higher_bars(interval, HIGHER_TIMEFRAME[interval], ema_history(200))
+            ),
+            Component.MOMENTUM: max(wilder_history(14), macd_history()),
+            Component.VOLATILITY_REGIME: wilder_history(14) + ATR_RANK_WINDOW,
+            Component.VOLUME_CONFIRMATION: 20,
+            Component.PATTERN_CONFLUENCE: PATTERN_HISTORY + 2,
+            Component.LEVEL_ROOM: LEVEL_LOOKBACK + 1,
+        }
+        return max((bars for name, bars in needs.items() if self.weights.weights.get(name, 0.0) > 0), default=1)
 
     def score(self, ctx: MarketContext, i: int, setup: Setup) -> QualityScore:
         """Score the setup that fired at bar `i` of `ctx`."""

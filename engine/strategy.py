@@ -109,6 +109,15 @@ class Strategy(ABC, Generic[P]):
         """Bars of history needed before the first signal can be trusted."""
         return 250
 
+    def history(self, instrument: Instrument) -> int:
+        """Bars of `instrument` a live scan loads so that it decides at its last bar as a backtest over all of
+        history does: every indicator the strategy reads there has converged (`engine.indicators.CONVERGENCE`).
+
+        At least `warmup`. A strategy with a recursive indicator (EMA, RSI, ATR) must say how long it needs.
+        """
+        del instrument
+        return self.warmup
+
     @abstractmethod
     def signals(self, ctx: MarketContext) -> SignalArrays:
         """Vectorised candidates for every bar of `ctx`, using only bars up to each bar."""

@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from engine.bars import FloatArray, IntArray
 from engine.domain import AssetClass, Instrument, Interval, Side
-from engine.indicators import MarketContext
+from engine.indicators import MarketContext, higher_bars, wilder_history
 from engine.strategy import LONG, SHORT, SignalArrays, Strategy, StrategyParams, param, register
 
 _APPLIES_TO = frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.INDEX})
@@ -148,6 +148,13 @@ class DefiningOrderBreakout(Strategy[DefiningOrderParams]):
     @property
     def warmup(self) -> int:
         return int(self.params.bias_sma) * _WARMUP_BARS_PER_BIAS_BIN
+
+    def history(self, instrument: Instrument) -> int:
+        """RSI's convergence, the 1h SMA's bins and a whole day of bars (so the signal's day has its range)."""
+        p = self.params
+        day = _MINUTES_PER_DAY // _interval_minutes(instrument.interval)
+        bias = higher_bars(instrument.interval, _BIAS_INTERVAL, int(p.bias_sma))
+        return max(self.warmup, bias, wilder_history(int(p.rsi_period)), int(p.volume_period)) + day
 
     def _range_levels(self, ctx: MarketContext, at: IntArray) -> tuple[FloatArray, FloatArray]:
         """Range high and low of the session day of each bar in `at` (NaN when the day has no usable range).

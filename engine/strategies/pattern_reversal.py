@@ -42,12 +42,13 @@ from talib import abstract
 
 from engine.bars import BoolArray, FloatArray
 from engine.domain import Instrument, Side
-from engine.indicators import BEARISH, BULLISH, MarketContext, shift
+from engine.indicators import BEARISH, BULLISH, MarketContext, shift, wilder_history
 from engine.strategy import LONG, SHORT, SignalArrays, Strategy, StrategyParams, param, register
 
 BULLISH_PATTERNS = ("CDLENGULFING", "CDLHAMMER", "CDLMORNINGSTAR", "CDLPIERCING")
 BEARISH_PATTERNS = ("CDLENGULFING", "CDLSHOOTINGSTAR", "CDLEVENINGSTAR", "CDLDARKCLOUDCOVER")
 PATTERN_GROUP = "Pattern Recognition"
+EXHAUSTION_RSI_PERIOD = 14
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ class PatternReversal(Strategy[PatternReversalParams]):
             max(_pattern_lookback(n) for n in patterns) + 1,
         )
 
+    def history(self, instrument: Instrument) -> int:
+        """ATR's and the exhaustion RSI's convergence over the pattern's bars, or the level window."""
+        del instrument
+        p = self.params
+        span = int(p.pattern_span)
+        return max(self.warmup, wilder_history(int(p.atr_period)), wilder_history(EXHAUSTION_RSI_PERIOD) + span)
+
     def _levels(self, ctx: MarketContext) -> _Levels:
         p = self.params
         span, lookback = int(p.pattern_span), int(p.level_lookback)
@@ -201,14 +209,14 @@ class PatternReversal(Strategy[PatternReversalParams]):
         span = int(self.params.pattern_span)
 
         def compute() -> tuple[FloatArray, FloatArray]:
-            rsi = ctx.ind.rsi(14)
+            rsi = ctx.ind.rsi(EXHAUSTION_RSI_PERIOD)
             low, high = rsi.copy(), rsi.copy()
             for back in range(1, span):
                 earlier = shift(rsi, back)
                 low, high = np.minimum(low, earlier), np.maximum(high, earlier)
             return low, high
 
-        result: tuple[FloatArray, FloatArray] = ctx.ind.memo(("rsi_extremes", 14, span), compute)
+        result: tuple[FloatArray, FloatArray] = ctx.ind.memo(("rsi_extremes", EXHAUSTION_RSI_PERIOD, span), compute)
         return result
 
     def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:

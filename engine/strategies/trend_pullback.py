@@ -39,7 +39,7 @@ import numpy as np
 
 from engine.bars import BoolArray, FloatArray, IntArray, take_aligned
 from engine.domain import AssetClass, Instrument, Interval, Side
-from engine.indicators import HigherTimeframe, MarketContext
+from engine.indicators import HigherTimeframe, MarketContext, ema_history, higher_bars, wilder_history
 from engine.strategy import SignalArrays, Strategy, StrategyParams, param, register
 
 APPLICABLE_ASSETS: Final = frozenset({AssetClass.FX, AssetClass.METAL, AssetClass.CRYPTO})
@@ -126,6 +126,13 @@ class TrendPullback(Strategy[TrendPullbackParams]):
         """Base bars for the HTF slow EMA plus a margin, counted on 1h base bars."""
         per_bin = self.params.trend_interval.nanos // WARMUP_REFERENCE_INTERVAL.nanos
         return int((self.params.trend_slow + WARMUP_MARGIN_BINS) * max(per_bin, 1))
+
+    def history(self, instrument: Instrument) -> int:
+        """The HTF slow EMA's convergence in base bars, or the base EMA/ATR/RSI's and the pullback window."""
+        p = self.params
+        trend = higher_bars(instrument.interval, p.trend_interval, ema_history(p.trend_slow))
+        base = max(ema_history(p.pullback_ema), wilder_history(p.atr_period), wilder_history(p.rsi_period) + 1)
+        return max(self.warmup, trend, base + p.pullback_bars)
 
     def _levels(self, ctx: MarketContext) -> _Levels:
         p = self.params

@@ -57,6 +57,24 @@ def test_scan_json_on_real_data_persists_the_run(tmp_path: Path, csv_source: str
     assert stored == {s["signal_id"] for s in run["setups"]}
 
 
+def test_scan_loads_the_history_its_indicators_need_and_finds_the_setup_the_backtest_trades(
+    tmp_path: Path, csv_source: str
+) -> None:
+    # With the former 2,000-bar window the 4h EMA200 restarted from a later seed and this scan found nothing.
+    args = ("--data-source", csv_source, "--symbols", "EURUSD", "--strategies", "trend_pullback", "--json")
+    env = {"TRADEBOT_DB_PATH": str(tmp_path / "bot.db")}
+    done = tradebot(tmp_path, "scan", "--as-of", "2025-08-11T02:00:00Z", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    [setup] = json.loads(done.stdout)["setups"]
+    levels = (setup["side"], setup["entry"], setup["stop"], setup["targets"])
+    assert levels == ("long", "1.16583", "1.16386", ["1.16977"])
+    backtest = tradebot(
+        tmp_path, "backtest", "--strategy", "trend_pullback", "--symbol", "EURUSD", "--json", *args[:2], env=env
+    )
+    assert backtest.returncode == 0, backtest.stderr
+    assert setup["signal_id"] in {t["signal_id"] for t in json.loads(backtest.stdout)["trades"]}
+
+
 def test_scan_table_and_verbose_reasons(tmp_path: Path, csv_source: str) -> None:
     done = tradebot(
         tmp_path, "scan", "--data-source", csv_source, "--as-of", AS_OF, "--symbols", "GBPUSD,SBIN", "--verbose"

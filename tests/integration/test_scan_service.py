@@ -23,6 +23,7 @@ from engine.domain import RejectionKind, Side, SignalStatus
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.ports import FixedClock
+from engine.quality import Component, QualityScorer, QualityWeights
 from engine.strategy import REGISTRY, SignalArrays, Strategy, StrategyParams, strategy_names
 from tests.support import require_market_dir
 
@@ -165,3 +166,28 @@ async def test_insufficient_history_is_reported_per_strategy(market_copy: Path) 
     report = await service(market_copy, None, [item("GBPUSD")]).scan(last_open + timedelta(hours=1))
     reasons = [r.reason for r in report.rejections if r.strategy == "trend_pullback"]
     assert reasons and reasons[0].startswith("insufficient history for trend_pullback: 600 bars, needs")
+
+
+class RecordingProvider(CsvProvider):
+    """The real CSV provider, remembering how many bars each fetch asked for."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.asked: dict[str, int] = {}
+
+    def fetch(self, instrument: Any, end: datetime, bars: int) -> Any:
+        self.asked[instrument.symbol] = bars
+        return super().fetch(instrument, end, bars)
+
+
+async def test_each_symbol_is_fetched_with_the_history_its_strategies_and_the_score_need() -> None:
+    provider = RecordingProvider(require_market_dir())
+    items = [item("EURUSD"), item("RELIANCE"), item("SPY", REGISTRY["pattern_reversal"]())]
+    service = ScanService(provider, None, items, EngineConfig(), BarRules(history_bars=2000), FixedClock(AS_OF))
+    await service.scan()
+    # The score's EMA200 of the higher timeframe decides: 4h bins of 1h bars, 1h bins of 5m bars.
+    assert provider.asked == {"EURUSD": 9092, "RELIANCE": 27276, "SPY": 27276}
+    lean = EngineConfig(scorer=QualityScorer(QualityWeights({Component.REWARD_RISK: 1.0})))
+    service = ScanService(provider, None, items, lean, BarRules(history_bars=2000), FixedClock(AS_OF))
+    assert [service.history_bars(i) for i in items] == [9092, 2000, 2000]  # trend_pullback's own; the floor
+    assert service.history_bars(items[1]) >= REGISTRY["defining_order"]().history(items[1].instrument)

@@ -1,4 +1,4 @@
-"""Indicators: shared and computed once, identical to TA-Lib, and causal."""
+"""Indicators: computed once and shared, TA-Lib's numbers, window averages independent of the history's start."""
 
 from __future__ import annotations
 
@@ -8,8 +8,23 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.catalog import default_instrument
 from engine.domain import Interval
-from engine.indicators import Indicators, MarketContext, crossed_above, crossed_below, shift
+from engine.indicators import (
+    CONVERGENCE,
+    Indicators,
+    MarketContext,
+    crossed_above,
+    crossed_below,
+    ema_history,
+    higher_bars,
+    macd_history,
+    shift,
+    wilder_history,
+    window_sum,
+)
+from engine.quality import Component, QualityScorer, QualityWeights
+from engine.strategy import build_strategy
 from tests.builders import make_bars, make_context
 from tests.support import shared_bars, shared_context
 
@@ -55,14 +70,41 @@ def test_values_equal_direct_talib_calls_on_real_data(reliance: MarketContext) -
     same(ind.rsi(14), talib.RSI(b.close, timeperiod=14))
     same(ind.atr(14), talib.ATR(b.high, b.low, b.close, timeperiod=14))
     same(ind.ema(50), talib.EMA(b.close, timeperiod=50))
-    same(ind.sma(20), talib.SMA(b.close, timeperiod=20))
-    same(ind.volume_sma(20), talib.SMA(b.volume, timeperiod=20))
     same(ind.highest(100), talib.MAX(b.high, timeperiod=100))
     same(ind.lowest(100), talib.MIN(b.low, timeperiod=100))
     for mine, theirs in zip(ind.macd(), talib.MACD(b.close, 12, 26, 9), strict=True):
         same(mine, theirs)
+    # Window averages are computed window by window (see the module docstring): TA-Lib's to rounding.
+    close = np.testing.assert_allclose
+    close(ind.sma(20), talib.SMA(b.close, timeperiod=20), rtol=1e-12)
+    close(ind.volume_sma(20), talib.SMA(b.volume, timeperiod=20), rtol=1e-12)
     for mine, theirs in zip(ind.bbands(20, 2.0), talib.BBANDS(b.close, 20, 2.0, 2.0, 0), strict=True):
-        same(mine, theirs)
+        close(mine, theirs, rtol=1e-9)
+
+
+def test_window_averages_do_not_depend_on_where_the_history_starts(reliance: MarketContext) -> None:
+    b = reliance.bars
+    full = Indicators(b)
+    for start in (1, 7, 333, 5_000):
+        part = Indicators(b.window(start, len(b)))
+        for values, tail in (
+            (full.sma(50), part.sma(50)),
+            (full.volume_sma(20), part.volume_sma(20)),
+            *zip(full.bbands(20, 2.0), part.bbands(20, 2.0), strict=True),
+        ):
+            np.testing.assert_array_equal(values[start + 60 :], tail[60:])  # bit for bit, not just close
+    # TA-Lib's running sum is not: on this file its SMA50 differs in the last bits once the start moves.
+    moved = talib.SMA(b.close[333:], timeperiod=50)[60:]
+    assert not np.array_equal(talib.SMA(b.close, timeperiod=50)[333 + 60 :], moved)
+
+
+def test_window_sum_adds_each_window_oldest_first() -> None:
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_array_equal(window_sum(values, 2), [np.nan, 3.0, 6.0, 12.0])
+    np.testing.assert_array_equal(window_sum(values, 4), [np.nan, np.nan, np.nan, 15.0])
+    assert np.isnan(window_sum(values, 5)).all()
+    with pytest.raises(ValueError, match="at least 1 bar"):
+        window_sum(values, 0)
 
 
 def test_candlestick_patterns_are_reduced_to_their_direction(reliance: MarketContext) -> None:
@@ -179,3 +221,34 @@ def test_market_context_exposes_its_instrument_bars_and_length() -> None:
     assert ctx.instrument.interval is Interval.M5
     assert len(ctx) == 3
     assert ctx.ind.bars is bars
+
+
+# --- Declared histories -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", [2, 14, 20, 50, 200])
+def test_ema_history_is_the_first_bar_where_the_seed_weighs_at_most_the_tolerance(period: int) -> None:
+    keep = 1 - 2 / (period + 1)
+    after_seed = ema_history(period) - (period - 1)
+    assert keep**after_seed <= CONVERGENCE < keep ** (after_seed - 1)
+
+
+def test_an_ema_started_a_declared_history_earlier_agrees_with_one_over_all_history() -> None:
+    close = shared_bars("BTCUSDT", "1h").close
+    full = talib.EMA(close, timeperiod=200)
+    history = ema_history(200)
+    start = len(close) - history
+    late = talib.EMA(close[start:], timeperiod=200)
+    gap = abs(late[-1] - full[-1]) / full[-1]
+    assert gap < 1e-10  # within CONVERGENCE of the seeds' gap (a few percent of the price)
+
+
+def test_the_slow_higher_timeframe_ema_sets_the_histories() -> None:
+    assert (ema_history(200), wilder_history(14), macd_history()) == (2272, 294, 396)
+    assert higher_bars(Interval.H1, Interval.H4, 2272) == 9092  # 2,273 4h bins of at most four 1h bars
+    assert QualityScorer().history(Interval.H1) == 9092  # the score reads the same EMA200 of 4h bins
+    assert QualityScorer(QualityWeights({Component.MOMENTUM: 1.0})).history(Interval.H1) == macd_history()
+    eurusd = default_instrument("EURUSD")
+    assert build_strategy("trend_pullback").history(eurusd) == 9092
+    assert build_strategy("pattern_reversal").history(eurusd) == 297
+    assert build_strategy("defining_order").history(default_instrument("RELIANCE")) == 612 + 288
