@@ -14,6 +14,7 @@ from data.store import SqliteStore
 from engine.backtest import BacktestConfig
 from engine.costs import CostModel
 from engine.ports import Clock
+from engine.sizing import RateHistory, Sizing
 
 
 def watchlist(settings: Settings) -> list[WatchItem]:
@@ -36,11 +37,28 @@ def cost_model(settings: Settings) -> CostModel:
     return CostModel(c.slippage_bps, c.commission_bps, c.commission_per_order)
 
 
-def backtest_config(settings: Settings) -> BacktestConfig:
+def sizing(settings: Settings) -> Sizing:
+    """How the desk and the backtester size orders: `[bot]` risk and account currency, the watchlist's limits."""
+    b = settings.bot
+    return Sizing(
+        risk_fraction=b.risk_per_trade,
+        account_currency=b.account_currency,
+        quote_currencies={w.symbol: w.quote_currency for w in settings.watchlist if w.quote_currency},
+        limits={w.symbol: w.size_limits() for w in settings.watchlist},
+    )
+
+
+def backtest_config(settings: Settings, rates: RateHistory | None = None) -> BacktestConfig:
+    """Backtests size and cost trades as the bot does: its account, sizing, conversion prices and costs.
+
+    `rates` are the conversion prices over the backtest's time (the linking pairs' bars); without them the
+    configured `[bot.fx_rates]` apply.
+    """
     b = settings.bot
     return BacktestConfig(
         equity=b.account_equity,
-        risk_fraction=b.risk_per_trade,
+        sizing=sizing(settings),
+        rates=rates if rates is not None else RateHistory(fixed=dict(b.fx_rates)),
         costs=cost_model(settings),
         slippage_atr=settings.backtest.slippage_atr,
         max_hold_bars=b.max_hold_bars,

@@ -418,6 +418,12 @@ class BotConfig(_Frozen):
     news: NewsConfig = Field(default_factory=NewsConfig)
     schedules: tuple[ScheduleConfig, ...] = ()
 
+    @field_validator("fx_rates", mode="before")
+    @classmethod
+    def _pair_names_upper_case(cls, value: Any) -> Any:
+        """Pair names as written in any case: environment variables reach here lower-cased (usdinr)."""
+        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+
     @model_validator(mode="after")
     def _thresholds(self) -> BotConfig:
         if self.ask_threshold > self.auto_threshold:

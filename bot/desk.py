@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -37,7 +36,7 @@ from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, hu
 from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalEstimate, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
-from engine.sizing import SizedOrder, SizeLimits, quote_to_account, size_order, split_children, to_money
+from engine.sizing import SizedOrder, Sizing, split_children
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -76,17 +75,18 @@ class DeskPolicy:
     cooldown: timedelta = timedelta(minutes=60)
     digest_threshold: int = 4
     max_signals_per_run: int = 12
-    equity: Decimal = Decimal("10000")
-    risk_fraction: Decimal = Decimal("0.01")
+    equity: Decimal = Decimal("10000")  # the account's starting equity, in its currency
+    sizing: Sizing = field(default_factory=lambda: Sizing(account_currency="USD"))
     costs: CostModel = field(default_factory=CostModel)
     trade_failed_strategies: bool = False
     protections: ProtectionConfig = field(default_factory=ProtectionConfig)
     embargo: EmbargoConfig = field(default_factory=EmbargoConfig)
     day_timezone: str = "America/New_York"
     day_rollover_hour: int = 17
-    account_currency: str = "USD"
-    quote_currencies: Mapping[str, str] = field(default_factory=dict)  # configured overrides by symbol
-    limits: Mapping[str, SizeLimits] = field(default_factory=dict)  # order limits by symbol
+
+    @property
+    def account_currency(self) -> str:
+        return self.sizing.account_currency or ""
 
 
 class Advisor(Protocol):
@@ -175,24 +175,20 @@ class SignalDesk:
         if instrument is None:
             return pnl
         try:
-            rate = self._to_account(instrument, trade.exit_price)
+            return self.policy.sizing.to_account(instrument, pnl, trade.exit_price, self.rates.prices())
         except ValueError as exc:
             if trade.symbol not in self._unconverted:
                 self._unconverted.add(trade.symbol)
                 log.warning("P&L of %s trades counted unconverted: %s", trade.symbol, exc)
             return pnl
-        return to_money(Fraction(pnl) * rate)
 
     def size(self, setup: Setup, equity: Decimal) -> SizedOrder | str:
-        """The order size for `setup` in the account's money, within the symbol's limits, or why it cannot be sized."""
-        p = self.policy
+        """The order size for `setup` in the account's money, within the symbol's limits, or why it cannot be sized.
+
+        The backtester sizes with the same `Sizing` on the same levels.
+        """
         instrument = self.instruments[setup.symbol]
-        try:
-            rate = self._to_account(instrument, setup.entry)
-        except ValueError as exc:
-            return f"cannot size in {p.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
-        limits = p.limits.get(setup.symbol)
-        return size_order(instrument, setup.entry, setup.stop, equity, p.risk_fraction, rate, limits)
+        return self.policy.sizing.size(instrument, setup.entry, setup.stop, equity, self.rates.prices())
 
     def rate_notes(self) -> list[str]:
         """What the trader should know about conversion rates: the ones missing, and which symbols they stop."""
@@ -206,16 +202,10 @@ class SignalDesk:
 
     def split(self, request: OrderRequest) -> bool:
         """Whether the order goes out as several child orders (above the symbol's freeze quantity)."""
-        limits = self.policy.limits.get(request.symbol)
+        limits = self.policy.sizing.limits.get(request.symbol)
         freeze = limits.freeze_quantity if limits is not None else None
         lot = self.instruments[request.symbol].lot_size
         return len(split_children(request.quantity, freeze, lot)) > 1
-
-    def _to_account(self, instrument: Instrument, price: Decimal) -> Fraction:
-        """Account money per unit of the instrument's quote currency at `price` (ValueError: no rate)."""
-        p = self.policy
-        quote = p.quote_currencies.get(instrument.symbol)
-        return quote_to_account(instrument, p.account_currency, price, self.rates.prices(), quote)
 
     def session_block(self, setup: Setup, now: datetime) -> str | None:
         """Why the market's hours refuse an entry on `setup` now (close near, past the flat time), or None."""

@@ -25,7 +25,7 @@ from enum import StrEnum
 from engine.bars import Bars
 from engine.domain import AssetClass, Instrument, Interval
 from engine.ports import BarProvider, ProviderError
-from engine.sizing import conversion_pair
+from engine.sizing import RateHistory, conversion_pair
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +166,30 @@ class RateBook:
         fallback = f"; using {configured.describe()}" if configured is not None else ""
         log.warning("no conversion price for %s from the feed (%s)%s", pair, "; ".join(errors), fallback)
         return None
+
+
+def rate_history(
+    provider: BarProvider | None,
+    pairs: Collection[str],
+    configured: Mapping[str, Decimal],
+    end: datetime,
+    bars: int,
+) -> RateHistory:
+    """Conversion prices over a backtest's time: each needed pair's bars from the feed (either way round), over
+    the configured prices. A pair the feed does not have is priced by the configuration alone, as the desk does.
+    """
+    series: dict[str, Bars] = {}
+    for pair in sorted(set(pairs)):
+        for symbol in (pair, _inverse(pair)):
+            if provider is None:
+                break
+            try:
+                frame = provider.fetch(_fx_instrument(symbol), end, bars)
+            except ProviderError as exc:
+                log.info("no %s bars for backtest conversions (%s)", symbol, exc)
+                continue
+            clean = frame[(frame["close"] > 0)].dropna()
+            if len(clean):
+                series[symbol] = Bars.from_frame(clean, Interval.H1)
+                break
+    return RateHistory(fixed=dict(configured), series=series)

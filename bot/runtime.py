@@ -17,7 +17,7 @@ from functools import partial
 from bot.book import TRADED_KINDS, trading_day
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
-from bot.composition import bar_rules, cache_dir, cost_model, watchlist
+from bot.composition import bar_rules, cache_dir, cost_model, sizing, watchlist
 from bot.config import BrokerKind, Settings
 from bot.db_cli import backup_line, run_backup
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
@@ -382,16 +382,13 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         digest_threshold=b.digest_threshold,
         max_signals_per_run=b.max_signals_per_run,
         equity=b.account_equity,
-        risk_fraction=b.risk_per_trade,
+        sizing=sizing(settings),
         costs=cost_model(settings),
         trade_failed_strategies=b.trade_failed_strategies,
         protections=b.protections.engine_config(),
         day_timezone=b.protections.day_timezone,
         day_rollover_hour=b.protections.day_rollover_hour,
         embargo=b.news.embargo(),
-        account_currency=b.account_currency,
-        quote_currencies={w.symbol: w.quote_currency for w in settings.watchlist if w.quote_currency},
-        limits={w.symbol: w.size_limits() for w in settings.watchlist},
     )
 
 

@@ -16,16 +16,19 @@ from typing import Any
 from bot.composition import backtest_config, cache_dir
 from bot.config import Settings, strategy_params
 from bot.executors import make_executor
+from bot.rates import needed_pairs, rate_history
 from bot.validate import GateCriteria, GateResult, WorkerSpec, load_bars, validate_pair
 from data.csv_provider import write_bar_csv
 from data.providers import provider_from_source
 from data.store import SqliteStore
-from engine.backtest import BacktestResult, backtest
+from engine.backtest import BacktestResult, BacktestTrade, backtest
+from engine.bars import from_nanos
 from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
 from engine.learning import CalibrationModel, Outcome, fit_calibration
 from engine.metrics import calibration
 from engine.ports import ProviderError
+from engine.sizing import RateHistory
 from engine.strategy import REGISTRY
 from engine.walkforward import Objective, Search, WalkForwardConfig, WindowScheme
 
@@ -82,6 +85,16 @@ def prepare_data(settings: Settings, instruments: Sequence[Instrument], data_sou
         frame = provider.fetch(instrument, now, settings.backtest.history_bars)
         write_bar_csv(frame, workdir / f"{instrument.symbol}_{instrument.interval.value}.csv")
     return str(workdir)
+
+
+def backtest_rates(
+    settings: Settings, data_source: str, instruments: Sequence[Instrument], end: datetime
+) -> RateHistory:
+    """The conversion prices backtests of `instruments` need into the account currency, over their history."""
+    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
+    pairs = needed_pairs(instruments, settings.bot.account_currency, quotes).values()
+    provider = provider_from_source(data_source, cache_dir(settings)) if pairs else None
+    return rate_history(provider, pairs, settings.bot.fx_rates, end, settings.backtest.history_bars)
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -292,11 +305,13 @@ def run_backtest(
     if end is not None:
         bars = bars.visible_at(end)
     first = 0 if start is None else int((bars.time < int(start.timestamp() * 1e9)).sum())
+    last = from_nanos(int(bars.close_time[-1])) if len(bars) else datetime.now(UTC)
+    rates = backtest_rates(settings, data_source or settings.data_source, [instrument], last)
     result = backtest(
         MarketContext(instrument, bars, calendar),
         built,
         settings.engine_config(),
-        backtest_config(settings),
+        backtest_config(settings, rates),
         start=first,
     )
     learned = fit_calibration([Outcome.from_backtest(t) for t in result.trades if t.score is not None])
@@ -308,11 +323,11 @@ def run_backtest(
             curve = plot.with_name(f"{plot.stem}-reliability.png")
             reliability_png(learned, curve, f"{result.strategy} on {result.symbol}: score calibration, held out")
     if as_json:
-        out = _backtest_json(result)
+        out = _backtest_json(result, instrument)
         out["learned_calibration"] = learned.to_json() if isinstance(learned, CalibrationModel) else learned
         print(json.dumps(out, indent=2))
     else:
-        verdict = learned.verdict() if isinstance(learned, CalibrationModel) else f"n/a: {learned}"
+        verdict = learned.verdict() if isinstance(learned, CalibrationModel) else learned
         print(f"{backtest_text(result)}\nlearned calibration: {verdict}")
     return EXIT_OK
 
@@ -351,7 +366,36 @@ def backtest_text(result: BacktestResult) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _backtest_json(result: BacktestResult) -> dict[str, Any]:
+def _trade_json(t: BacktestTrade) -> dict[str, Any]:
+    """One backtest trade: its levels, size, money in the account currency (risk, notional, P&L) and R."""
+    trade = t.trade
+    risk_r = (t.initial_risk / t.budget_risk).quantize(Decimal("0.01")) if t.budget_risk else None
+    return {
+        "signal_id": trade.signal_id,
+        "side": trade.side.value,
+        "signal_bar": t.setup.bar_time.isoformat(),
+        "entry_time": trade.entry_time.isoformat(),
+        "entry_price": str(trade.entry_price),
+        "stop": str(trade.stop),
+        "target": str(trade.target),
+        "quantity": str(trade.quantity),
+        "currency": t.currency,
+        "risk_budget": str(t.budget_risk),  # money sized to be lost from the setup's entry to the stop
+        "initial_risk": str(t.initial_risk),  # money lost from the actual fill to the stop, before fees
+        "initial_risk_r": None if risk_r is None else str(risk_r),  # the fill's risk in R of the budget
+        "notional": str(t.notional),
+        "exit_time": trade.exit_time.isoformat() if trade.exit_time else None,
+        "exit_price": str(trade.exit_price) if trade.exit_price is not None else None,
+        "exit_reason": trade.exit_reason.value if trade.exit_reason else None,
+        "fees": str(trade.fees),  # in the instrument's quote currency, like pnl_quote
+        "pnl_quote": str(trade.pnl),
+        "pnl": str(t.account_pnl),
+        "pnl_r": str(trade.pnl_r),
+        "quality": t.quality,
+    }
+
+
+def _backtest_json(result: BacktestResult, result_instrument: Instrument | None = None) -> dict[str, Any]:
     m = result.metrics
 
     def num(value: Decimal | float | None) -> float | None:
@@ -365,23 +409,8 @@ def _backtest_json(result: BacktestResult) -> dict[str, Any]:
         "signals": result.signals,
         "setups": len(result.setups),
         "rejections": result.rejections,
-        "trades": [
-            {
-                "signal_id": t.trade.signal_id,
-                "side": t.trade.side.value,
-                "entry_time": t.trade.entry_time.isoformat(),
-                "entry_price": str(t.trade.entry_price),
-                "exit_time": t.trade.exit_time.isoformat() if t.trade.exit_time else None,
-                "exit_price": str(t.trade.exit_price) if t.trade.exit_price is not None else None,
-                "exit_reason": t.trade.exit_reason.value if t.trade.exit_reason else None,
-                "quantity": str(t.trade.quantity),
-                "fees": str(t.trade.fees),
-                "pnl": str(t.trade.pnl),
-                "pnl_r": str(t.trade.pnl_r),
-                "quality": t.quality,
-            }
-            for t in result.trades
-        ],
+        "currency": result.config.sizing.currency(result_instrument) if result_instrument else None,
+        "trades": [_trade_json(t) for t in result.trades],
         "metrics": {
             "trades": m.trades,
             "win_rate": num(m.win_rate),

@@ -18,10 +18,13 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`
   opens at or beyond the stop or the target (a mechanical trader does not buy below his own stop: the move
   the setup was about already happened); the entry fill lands at or beyond the stop; no equity left; and a
   position size of 0 lots.
-* Sizing: fixed-fractional with compounding. `position_size(entry fill, stop, equity, risk_fraction)` with
-  equity = initial equity + net P&L of every trade that closed before the entry bar (realised, not marked to
-  market), floored to the instrument's lot step. Sizing on the actual fill keeps the money lost at the stop
-  within the budget; fees and exit slippage come on top, so a full stop-out is a little worse than -1R.
+* Sizing: the desk's, exactly (`engine.sizing.Sizing.size`): fixed-fractional in the account's currency on
+  the setup's entry and stop (what the signal message offers and the desk sends), with equity = initial
+  equity + the account-money P&L of every trade that closed before the entry bar (realised, not marked to
+  market), converted at the conversion prices of that moment (`RateHistory`), within the symbol's limits,
+  floored to the lot step. A setup whose money cannot be converted (no linking price) is not traded, with the
+  reason. The fill then lands where it lands: a gap or costs towards the stop risk a little more than the
+  budget, and fees and exit slippage come on top, so a full stop-out is a little worse than -1R.
 * Exit: `engine.exits.scan_exit` (the kernel of `find_exit`) from the entry bar itself (the entry is at
   its open, so its high and low happen after the entry): stop first when a bar touches both, gaps fill at
   the open, `max_hold_bars`, and with `session_end_exit` intraday positions on exchange calendars (XNSE,
@@ -34,9 +37,10 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`
   at every close, so their open loss does show in the drawdown and the final equity.
 * The equity curve covers bars [start, stop) where stop = max(end, the last exit bar + 1), or the end of the
   data while a trade is open: the window plus what its trades needed to finish. Per bar it holds the
-  mark-to-market equity at the bar's close (realised equity + open positions valued at the close mid, entry
-  fees paid), the realised (closed-trade) equity and whether a position was open during the bar. Floats:
-  it is a numpy series for metrics; money per trade stays Decimal in the `Trade`.
+  mark-to-market equity at the bar's close in account money (realised equity + open positions valued at the
+  close mid, entry fees paid, converted at their entry's rate), the realised (closed-trade) equity and
+  whether a position was open during the bar. Floats: it is a numpy series for metrics; money per trade stays
+  Decimal in the `Trade` (quote currency) and `BacktestTrade.account_pnl` (account currency).
 * `one_position_per_symbol`: a signal is taken only when flat at its bar's close (the previous position
   exited at or before that bar). Off: positions may overlap, each sized on realised equity.
 """
@@ -52,6 +56,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -73,7 +78,7 @@ from engine.exits import scan_exit
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
-from engine.risk import MAX_RISK_FRACTION, position_size
+from engine.sizing import RateHistory, Sizing, pnl_to_account, to_money
 from engine.strategy import Strategy
 from engine.trading import ExitReason, Trade, TradeKind
 
@@ -90,6 +95,7 @@ SKIP_FILL_STOP: Final = "the entry fill (with spread and slippage) is at or beyo
 SKIP_NO_ATR: Final = f"ATR({ATR_PERIOD}) not available at the signal bar for ATR slippage"
 SKIP_NO_EQUITY: Final = "no equity left to risk"
 SKIP_ZERO_SIZE: Final = "position too small for the risk budget (0 lots)"
+SKIP_NO_RATE: Final = "cannot size in the account currency: no conversion price"
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_NS: Final = 3_600 * 1_000_000_000
@@ -100,10 +106,15 @@ _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """Money, costs and position rules of a backtest (money in the instrument's quote currency)."""
+    """Money, costs and position rules of a backtest.
+
+    Money is in `sizing.account_currency` (the bot's account), or in the instrument's quote currency when that
+    is None; `rates` converts between them over time, as the desk's rate book does live.
+    """
 
     equity: Decimal = Decimal(10000)
-    risk_fraction: Decimal = Decimal("0.01")
+    sizing: Sizing = field(default_factory=Sizing)
+    rates: RateHistory = field(default_factory=RateHistory)
     costs: CostModel = field(default_factory=CostModel)
     slippage_atr: float = 0.0
     max_hold_bars: int | None = None
@@ -114,9 +125,8 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.equity, Decimal) or not self.equity.is_finite() or self.equity <= 0:
             raise ValueError(f"equity must be a positive finite Decimal, was {self.equity!r}")
-        rf = self.risk_fraction
-        if not isinstance(rf, Decimal) or not rf.is_finite() or not 0 < rf <= MAX_RISK_FRACTION:
-            raise ValueError(f"risk_fraction must be a Decimal within (0, {MAX_RISK_FRACTION}], was {rf!r}")
+        if not isinstance(self.sizing, Sizing) or not isinstance(self.rates, RateHistory):
+            raise ValueError(f"sizing and rates must be a Sizing and a RateHistory, were {self.sizing!r}, {self.rates}")
         if not isinstance(self.costs, CostModel):
             raise ValueError(f"costs must be a CostModel, was {self.costs!r}")
         if not math.isfinite(self.slippage_atr) or self.slippage_atr < 0:
@@ -124,10 +134,18 @@ class BacktestConfig:
         if self.max_hold_bars is not None and (isinstance(self.max_hold_bars, bool) or self.max_hold_bars < 1):
             raise ValueError(f"max_hold_bars must be at least 1 bar or None, was {self.max_hold_bars!r}")
 
+    @property
+    def risk_fraction(self) -> Decimal:
+        return self.sizing.risk_fraction
+
 
 @dataclass(frozen=True, slots=True)
 class BacktestTrade:
-    """One simulated trade with the setup and quality score it came from and where it sits in the bars."""
+    """One simulated trade with the setup and quality score it came from and where it sits in the bars.
+
+    Money beside the `Trade` (whose P&L is in the quote currency) is in `currency`, the account's: the risk
+    the sizing budgeted at the setup's entry, the risk at the fill, the notional, and the net P&L once closed.
+    """
 
     trade: Trade
     setup: Setup
@@ -137,6 +155,12 @@ class BacktestTrade:
     exit_index: int | None
     entry_hour: int  # exchange-local hour of day of the entry
     entry_weekday: int  # exchange-local weekday of the entry, 0 = Monday
+    currency: str = ""
+    budget_risk: Decimal = Decimal(0)  # what sizing risked from the setup's entry to its stop
+    initial_risk: Decimal = Decimal(0)  # from the fill to the stop, before fees
+    notional: Decimal = Decimal(0)
+    account_pnl: Decimal | None = None  # net P&L converted at the exit's conversion price
+    entry_rate: float = 1.0  # account money per unit of the quote currency at entry (marks the open position)
 
     def __post_init__(self) -> None:
         t = self.trade
@@ -390,8 +414,8 @@ def equity_curve(
         first = bt.entry_index - start
         if first < 0 or last >= m:
             raise ValueError(f"trade {trade.trade_id} lies outside the equity curve window {start}..{stop}")
-        units = float(trade.quantity * trade.contract_size) * trade.side.sign
-        cost = float(trade.entry_price) * units + float(trade.entry_fees)
+        units = float(trade.quantity * trade.contract_size) * trade.side.sign * bt.entry_rate
+        cost = float(trade.entry_price) * units + float(trade.entry_fees) * bt.entry_rate
         held_to = last + 1 if bt.exit_index is None else last  # the exit bar holds the realised P&L instead
         units_steps[first] += units
         units_steps[held_to] -= units
@@ -402,7 +426,7 @@ def equity_curve(
         held_steps[first] += 1
         held_steps[last + 1] -= 1
         if bt.exit_index is not None:
-            realized_steps[last] += float(trade.pnl or 0)
+            realized_steps[last] += float(bt.account_pnl if bt.account_pnl is not None else trade.pnl or 0)
     unrealized = close * np.cumsum(units_steps[:m]) - np.cumsum(cost_steps[:m])
     unrealized[np.cumsum(open_steps[:m]) == 0] = 0.0  # flat: exactly zero, not the residue of + and - sums
     in_position = np.cumsum(held_steps[:m]) > 0
@@ -485,10 +509,16 @@ class _Book:
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
             return
-        quantity = position_size(instrument, price, setup.stop, self.equity, self.config.risk_fraction)
-        if quantity <= 0:
-            self.skips[SKIP_ZERO_SIZE] += 1
+        sizing, rates = self.config.sizing, self.config.rates
+        sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, rates.prices_at(_utc(signal_close)))
+        if isinstance(sized, str):
+            self.skips[sized] += 1
             return
+        if sized.quantity <= 0:
+            why = sized.notes[-1] if sized.notes else SKIP_ZERO_SIZE
+            self.skips[why if why == SKIP_ZERO_SIZE else rejection_key(why)] += 1
+            return
+        quantity = sized.quantity
         entry_fees = commission(price, quantity, instrument, costs)
         local = int(self.local_time[j])
         hour, weekday = (local // _HOUR_NS) % 24, (local // _DAY_NS + _EPOCH_WEEKDAY) % 7
@@ -522,21 +552,48 @@ class _Book:
             exit_reason=None if exited is None else exited[2],
             exit_fees=Decimal(0) if exited is None else exited[3],
         )
-        record = BacktestTrade(trade, setup, score, i, j, exit_index, hour, weekday)
-        if exit_index is None:
+        entry_rate = sized.rate
+        account_pnl = None
+        if exited is not None and trade.pnl is not None and trade.exit_price is not None:
+            account_pnl = self._to_account(trade.pnl, trade.exit_price, exited[0], entry_rate)
+        record = BacktestTrade(
+            trade,
+            setup,
+            score,
+            i,
+            j,
+            exit_index,
+            hour,
+            weekday,
+            currency=sizing.currency(instrument),
+            budget_risk=sized.risk_money,
+            initial_risk=to_money(Fraction(trade.risk_money) * entry_rate),
+            notional=sized.notional,
+            account_pnl=account_pnl,
+            entry_rate=float(entry_rate),
+        )
+        if exit_index is None or account_pnl is None:
             self.still_open.append(record)
             self.busy_until = self.n
             return
         self.closed.append(record)
-        heapq.heappush(self.pending, (exit_index, len(self.closed), trade.pnl or Decimal(0)))
+        heapq.heappush(self.pending, (exit_index, len(self.closed), account_pnl))
         self.busy_until = max(self.busy_until, exit_index)
 
     def result(self) -> Simulation:
         order = sorted(self.skips.items(), key=lambda kv: (-kv[1], kv[0]))
         return Simulation(tuple(self.closed), tuple(self.still_open), tuple(order))
 
+    def _to_account(self, pnl: Decimal, exit_price: Decimal, exit_at: datetime, entry_rate: Fraction) -> Decimal:
+        """Net P&L in account money at the exit's conversion price (the entry's when none is known by then)."""
+        prices = self.config.rates.prices_at(exit_at)
+        try:
+            return self.config.sizing.to_account(self.instrument, pnl, exit_price, prices)
+        except ValueError:
+            return pnl_to_account(pnl, entry_rate)
+
     def _realise(self, j: int) -> None:
-        """Add to equity the net P&L of every trade that exited before bar `j` opened."""
+        """Add to equity the account-money net P&L of every trade that exited before bar `j` opened."""
         while self.pending and self.pending[0][0] < j:
             self.equity += heapq.heappop(self.pending)[2]
 

@@ -4,9 +4,10 @@ Decisions, so every number means one thing and none is made up:
 
 * Trade statistics are `engine.performance.summarize`'s, the ones `/report` shows: a win is net R >=
   +0.05R (`BREAKEVEN_BAND`), a loss <= -0.05R, win rate = wins / trades, profit factor = gained R / lost R
-  (None when nothing was lost, never infinity), expectancy = mean net R. Average win / loss in money are the
-  mean net P&L (after fees) of those same wins / losses, in the quote currency, to 0.01. Only CLOSED trades
-  count; a backtest's trades still open at the end are left out here (they are in the equity curve).
+  (None when nothing was lost, never infinity), expectancy = mean net R. Money (net P&L, fees, average win /
+  loss: the mean net P&L after fees of those same wins / losses) is in the backtest's account currency, each
+  trade converted at its own exit (`BacktestTrade.account_pnl`), to 0.01. Only CLOSED trades count; a
+  backtest's trades still open at the end are left out here (they are in the equity curve).
 * Sharpe and Sortino use DAILY returns of the mark-to-market equity curve: the equity at the last bar of each
   trading date (the calendar's session date) over the previous one, the first over the initial equity;
   days without bars (weekends, holidays) are not days. Annualised by sqrt(trading days per year): 252 on
@@ -138,7 +139,8 @@ def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> Back
     closed = [t for t in trades if not t.trade.is_open]
     if len(closed) != len(trades):
         raise ValueError("metrics count closed trades only: pass the trades still open separately")
-    summary = summarize(t.trade for t in closed)
+    money = {t.trade.trade_id: _account_pnl(t) for t in closed}
+    summary = summarize((t.trade for t in closed), lambda trade: money[trade.trade_id])
     rows = [(t, _r(t)) for t in closed]
     wins = [t for t, r in rows if r >= BREAKEVEN_BAND]
     losses = [t for t, r in rows if r <= -BREAKEVEN_BAND]
@@ -157,7 +159,7 @@ def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> Back
         average_win=_mean_money(wins),
         average_loss=_mean_money(losses),
         net_pnl=summary.net_pnl,
-        fees=sum((t.trade.fees for t in closed), Decimal(0)),
+        fees=sum(((t.trade.fees * Decimal(repr(t.entry_rate))).quantize(CENT) for t in closed), Decimal(0)),
         initial_equity=curve.initial,
         final_equity=final,
         total_return=None if final is None else final / curve.initial - 1.0,
@@ -311,10 +313,18 @@ def _r(trade: BacktestTrade) -> Decimal:
     return r
 
 
+def _account_pnl(trade: BacktestTrade) -> Decimal:
+    if trade.account_pnl is not None:
+        return trade.account_pnl
+    if trade.trade.pnl is None:
+        raise ValueError(f"trade {trade.trade.trade_id} is open: metrics count closed trades only")
+    return trade.trade.pnl
+
+
 def _mean_money(trades: list[BacktestTrade]) -> Decimal | None:
     if not trades:
         return None
-    total = sum((t.trade.pnl or Decimal(0) for t in trades), Decimal(0))
+    total = sum((_account_pnl(t) for t in trades), Decimal(0))
     return (total / len(trades)).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 

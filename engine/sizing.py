@@ -1,7 +1,7 @@
 """Order sizing in the account's currency: risk per trade converted to the instrument's money, with limits.
 
-`engine.risk.position_size` sizes in the instrument's QUOTE currency (the backtester's money). A live
-account holds another currency, so the money risked per lot is converted first:
+One sizing path for the desk and the backtester (`Sizing.size`): the risk budget is in the account's currency,
+so the money risked per lot is converted first:
 
     loss per lot (account) = |entry - stop| x contract_size x lot_size x rate(quote -> account)
     lots = floor(equity x risk_fraction / loss per lot)     (whole lot steps, never rounded up)
@@ -15,20 +15,28 @@ on one lot risks $1,000, not $100,000 (the system we replace was 10,000x wrong t
 Limits after the risk budget, each counted with its reason: `max_quantity` caps, a `max_notional` (account
 money) caps, a result under `min_quantity` is not traded. Orders larger than the instrument's
 `freeze_quantity` (NSE F&O style) go out as child orders of at most that size, whole lots each.
+
+Conversion prices come from the caller: the desk's latest known prices (`bot.rates.RateBook`), or in a
+backtest the prices as of each trade's time (`RateHistory`: the linking pair's bars, else configured prices).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Final
 
-from engine.domain import AssetClass, Instrument
-from engine.risk import MAX_RISK_FRACTION
+import numpy as np
 
+from engine.bars import Bars, to_nanos
+from engine.domain import AssetClass, Instrument
+
+MAX_RISK_FRACTION: Final = Decimal("0.1")
 CALENDAR_CURRENCY: Final = {"XNSE": "INR", "XNYS": "USD"}
 STABLECOINS: Final = {"USDT": "USD", "USDC": "USD"}
 
@@ -126,6 +134,7 @@ class SizedOrder:
     risk_money: Decimal  # account money lost at the stop, before costs, rounded to 0.01
     notional: Decimal  # account money, rounded to 0.01
     notes: tuple[str, ...]  # caps applied, or why the quantity is 0
+    rate: Fraction = Fraction(1)  # account money per unit of the quote currency it was sized at
 
     def __post_init__(self) -> None:
         if self.quantity < 0:
@@ -181,7 +190,7 @@ def size_order(
         notes.append(f"sent as {len(children)} child orders of at most {limits.freeze_quantity}")
     risk = Fraction(steps) * loss_per_step
     notional = Fraction(steps) * Fraction(entry) * contract * lot * rate
-    return SizedOrder(quantity, children, to_money(risk), to_money(notional), tuple(notes))
+    return SizedOrder(quantity, children, to_money(risk), to_money(notional), tuple(notes), rate)
 
 
 def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> tuple[Decimal, ...]:
@@ -205,3 +214,91 @@ def to_money(value: Fraction) -> Decimal:
     """Round a Fraction of money half-even to 0.01."""
     cents = round(value * 100)
     return (Decimal(cents) / 100).quantize(CENT)
+
+
+def pnl_to_account(pnl: Decimal, rate: Fraction) -> Decimal:
+    """A P&L in the instrument's quote currency as account money, exactly converted, to 0.01."""
+    return to_money(Fraction(pnl) * rate)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How an account sizes orders: `risk_fraction` of its equity at risk, in its currency, within limits.
+
+    `account_currency` None sizes each instrument in its own quote currency (a backtest of one symbol in its
+    money, rate 1). `quote_currencies` overrides the quote currency told from a symbol; `limits` are the
+    per-symbol order limits.
+    """
+
+    risk_fraction: Decimal = Decimal("0.01")
+    account_currency: str | None = None
+    quote_currencies: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, SizeLimits] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rf = self.risk_fraction
+        if not isinstance(rf, Decimal) or not rf.is_finite() or not 0 < rf <= MAX_RISK_FRACTION:
+            raise ValueError(f"risk_fraction must be a Decimal within (0, {MAX_RISK_FRACTION}], was {rf!r}")
+        object.__setattr__(self, "quote_currencies", MappingProxyType(dict(self.quote_currencies)))
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+
+    def currency(self, instrument: Instrument) -> str:
+        """The currency money is counted in for `instrument`: the account's, or its own quote currency."""
+        if self.account_currency is not None:
+            return self.account_currency
+        return quote_currency(instrument, self.quote_currencies.get(instrument.symbol))
+
+    def rate(self, instrument: Instrument, price: Decimal, prices: Mapping[str, Decimal]) -> Fraction:
+        """Account money per unit of the instrument's quote currency at `price` (ValueError names a missing pair)."""
+        if self.account_currency is None:
+            return Fraction(1)
+        quote = self.quote_currencies.get(instrument.symbol)
+        return quote_to_account(instrument, self.account_currency, price, prices, quote)
+
+    def size(
+        self, instrument: Instrument, entry: Decimal, stop: Decimal, equity: Decimal, prices: Mapping[str, Decimal]
+    ) -> SizedOrder | str:
+        """The order risking `risk_fraction` of `equity` from `entry` to `stop`, or why it cannot be sized."""
+        try:
+            rate = self.rate(instrument, entry, prices)
+        except ValueError as exc:
+            return f"cannot size in {self.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
+        limits = self.limits.get(instrument.symbol)
+        return size_order(instrument, entry, stop, equity, self.risk_fraction, rate, limits)
+
+    def to_account(
+        self, instrument: Instrument, pnl: Decimal, exit_price: Decimal, prices: Mapping[str, Decimal]
+    ) -> Decimal:
+        """A closed trade's P&L in account money, converted at `exit_price` or the linking pair's price.
+
+        ValueError names the missing pair.
+        """
+        return pnl_to_account(pnl, self.rate(instrument, exit_price, prices))
+
+
+@dataclass(frozen=True, eq=False)
+class RateHistory:
+    """Conversion prices over time for a backtest: the last close of a linking pair's bars, else a fixed price.
+
+    `series` holds bars by the symbol they are quoted as (USDINR); a bar's close counts from its close time.
+    `fixed` holds configured prices (`[bot.fx_rates]`), used as written before the series starts or without one.
+    """
+
+    fixed: Mapping[str, Decimal] = field(default_factory=dict)
+    series: Mapping[str, Bars] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for symbol, price in self.fixed.items():
+            if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+                raise ValueError(f"fixed rate {symbol} must be a positive Decimal, was {price!r}")
+
+    def prices_at(self, at: datetime) -> dict[str, Decimal]:
+        """Known prices by symbol as of `at`: each series' last close of a bar closed by then, over the fixed ones."""
+        prices = dict(self.fixed)
+        if self.series:
+            now = to_nanos(at)
+            for symbol, bars in self.series.items():
+                k = int(np.searchsorted(bars.close_time, now, side="right")) - 1
+                if k >= 0:
+                    prices[symbol] = Decimal(repr(float(bars.close[k])))
+        return prices

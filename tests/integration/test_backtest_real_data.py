@@ -124,11 +124,14 @@ def test_pnl_r_and_size_follow_from_prices_fees_and_the_budget(run: tuple[Market
             assert pnl < 0
         if t.exit_reason is ExitReason.TARGET:
             assert pnl > 0
-        # Size: risk within 1% of the equity realised before entry, and one more lot would exceed it.
+        # Size, as the desk sizes: risk from the setup's entry within 1% of the equity realised before entry,
+        # and one more lot would exceed it.
         before = equity + sum((p for k, p in realised if k < bt.entry_index), Decimal(0))
         budget = before * CONFIG.risk_fraction
-        one_lot = abs(t.entry_price - t.stop) * instrument.lot_size * t.contract_size
-        assert risk <= budget < risk + one_lot, f"{t.trade_id}: risk {risk} vs budget {budget}"
+        planned = abs(bt.setup.entry - t.stop) * units
+        one_lot = abs(bt.setup.entry - t.stop) * instrument.lot_size * t.contract_size
+        assert planned <= budget < planned + one_lot, f"{t.trade_id}: risk {planned} vs budget {budget}"
+        assert bt.budget_risk == planned.quantize(Decimal("0.01"))
         assert t.quantity % instrument.lot_size == 0
         realised.append((bt.exit_index or 0, pnl))
 

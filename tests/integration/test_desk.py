@@ -34,6 +34,7 @@ from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
 from engine.ports import Baseline, OutboxKind
 from engine.protections import ProtectionConfig
+from engine.sizing import Sizing
 from engine.strategy import REGISTRY, strategy_names
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
 from tests.fakes.broker import PinnedQuoteBroker
@@ -97,7 +98,13 @@ async def build(tmp_path: Path, **policy: object) -> AsyncIterator[Desk]:
     broker = PinnedQuoteBroker(PaperBroker(provider, instruments, clock, costs))
     state = BotState(store, ExecutionMode.MANUAL)
     notifier = Notifier(store, [CHAT], instruments, clock)
-    desk = SignalDesk(store, broker, notifier, state, clock, instruments, DeskPolicy(costs=costs, **policy))  # type: ignore[arg-type]
+    money: dict[str, object] = {"account_currency": "USD"} | {
+        k: policy.pop(k) for k in ("account_currency", "limits", "risk_fraction") if k in policy
+    }
+    sizing = Sizing(**money)  # type: ignore[arg-type]
+    desk = SignalDesk(
+        store, broker, notifier, state, clock, instruments, DeskPolicy(costs=costs, sizing=sizing, **policy)
+    )  # type: ignore[arg-type]
     monitor = PositionMonitor(
         store, provider, notifier, clock, instruments, calendars, history_bars=2000, max_hold_bars=48, costs=costs
     )

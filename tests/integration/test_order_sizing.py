@@ -17,9 +17,12 @@ import pandas as pd
 import pytest
 
 from bot.children import ChildOrderBroker, child_ids
+from bot.composition import backtest_config
+from bot.config import load_settings
 from bot.desk import OutcomeKind
 from bot.messages import report_text
 from bot.rates import Rate, RateBook, RateSource, needed_pairs
+from bot.runtime import desk_policy
 from data.csv_provider import CsvProvider, write_bar_csv
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -297,3 +300,17 @@ async def test_the_minutes_settlement_never_sends_an_order_the_desk_is_sending(d
     placed = await offering
     assert settled == 0 and len(placed) == 2
     assert sorted(o.client_order_id for o in broker.orders) == sorted(placed)  # one send each, no second one
+
+
+async def test_the_backtest_sizes_a_setup_exactly_as_the_desk_does(tmp_path: Path) -> None:
+    # Formerly the same RELIANCE levels gave 10 shares in a backtest (INR 10,000 of quote money) and 840 at the
+    # desk (a USD account at USDINR 84): both now take their sizing from the one configuration.
+    settings = load_settings({}, db_path=tmp_path / "bot.db", bot={"fx_rates": {"USDINR": "84"}})
+    setup = scored("RELIANCE", Side.LONG, "1250.00", "1240.00", "1280.00").setup
+    desk = desk_policy(settings)
+    config = backtest_config(settings)
+    prices = config.rates.prices_at(T0)
+    at_desk = desk.sizing.size(RELIANCE, setup.entry, setup.stop, desk.equity, prices)
+    in_backtest = config.sizing.size(RELIANCE, setup.entry, setup.stop, config.equity, prices)
+    assert at_desk == in_backtest
+    assert not isinstance(at_desk, str) and at_desk.quantity == D(840) and at_desk.risk_money == D("100.00")

@@ -31,9 +31,10 @@ from engine.backtest import (
 )
 from engine.bars import from_nanos
 from engine.costs import CostModel
-from engine.domain import ScoredSetup, Side
+from engine.domain import Interval, ScoredSetup, Side
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
+from engine.sizing import RateHistory, SizeLimits, Sizing
 from engine.strategy import REGISTRY, SignalArrays, Strategy, StrategyParams
 from engine.trading import ExitReason, TradeKind
 from tests.builders import make_bars, make_context
@@ -131,13 +132,20 @@ def test_the_signal_bars_own_high_never_reaches_the_target_and_entry_is_the_next
     t = bt.trade
     assert (bt.entry_index, t.entry_price, t.entry_time) == (3, D("100.50"), T0 + 3 * FIVE)
     assert t.entry_time >= bt.setup.bar_time + FIVE  # never at or before the signal bar's close
-    # 100 risk / 5.50 stop distance = 18.18 -> 18 shares; (110 - 100.5) x 18 = 171.
+    # Sized as the desk sizes, on the setup's entry: 100 risk / 5.00 to the stop = 20 shares; the fill at 100.50
+    # then risks 110 (1.1 x the budget); (110 - 100.5) x 20 = 190.
     assert (t.exit_reason, t.exit_price, bt.exit_index, t.quantity, t.pnl) == (
         ExitReason.TARGET,
         D("110.00"),
         4,
-        D(18),
-        D(171),
+        D(20),
+        D(190),
+    )
+    assert (bt.budget_risk, bt.initial_risk, bt.notional, bt.currency) == (
+        D("100.00"),
+        D("110.00"),
+        D("2000.00"),
+        "INR",
     )
 
 
@@ -154,13 +162,14 @@ def test_spread_slippage_and_commission_are_exact_to_the_tick_and_the_cent() -> 
     t = bt.trade
     # Buy at the open 100: ask 100.025 -> 100.05 (ceil to 0.05); x 1.001 = 100.15005 -> 100.20.
     assert t.entry_price == D("100.20")
-    # Risk 100 / (100.20 - 95) = 19.23 -> 19 shares; fee 100.20 x 19 x 0.0003 + 20 = 20.57114 -> 20.57.
-    assert (t.quantity, t.entry_fees) == (D(19), D("20.57"))
+    # Sized on the setup's entry, as the desk: risk 100 / (100 - 95) = 20 shares.
+    # Fee 100.20 x 20 x 0.0003 + 20 = 20.6012 -> 20.60.
+    assert (t.quantity, t.entry_fees) == (D(20), D("20.60"))
     # Sell at the target 110: bid 109.975 -> 109.95 (floor); x 0.999 = 109.84005 -> 109.80.
-    # Fee 109.80 x 19 x 0.0003 + 20 = 20.62586 -> 20.63.
-    assert (t.exit_reason, t.exit_price, t.exit_fees) == (ExitReason.TARGET, D("109.80"), D("20.63"))
-    # (109.80 - 100.20) x 19 - 20.57 - 20.63 = 141.20; risk 5.20 x 19 = 98.80; 141.20 / 98.80 = 1.429 -> 1.43R.
-    assert (t.pnl, t.pnl_r) == (D("141.20"), D("1.43"))
+    # Fee 109.80 x 20 x 0.0003 + 20 = 20.6588 -> 20.66.
+    assert (t.exit_reason, t.exit_price, t.exit_fees) == (ExitReason.TARGET, D("109.80"), D("20.66"))
+    # (109.80 - 100.20) x 20 - 20.60 - 20.66 = 150.74; risk at the fill 5.20 x 20 = 104.00; 1.449 -> 1.45R.
+    assert (t.pnl, t.pnl_r) == (D("150.74"), D("1.45"))
 
 
 def test_atr_slippage_moves_both_fills_against_the_trader_by_a_fraction_of_atr14() -> None:
@@ -394,7 +403,7 @@ def test_entry_hour_and_weekday_are_exchange_local() -> None:
     ("kwargs", "message"),
     [
         ({"equity": D(0)}, "equity must be a positive finite Decimal"),
-        ({"risk_fraction": D("0.2")}, "risk_fraction must be a Decimal within"),
+        ({"sizing": "1%"}, "sizing and rates must be a Sizing and a RateHistory"),
         ({"slippage_atr": -0.1}, "slippage_atr must be a finite fraction of ATR >= 0"),
         ({"max_hold_bars": 0}, "max_hold_bars must be at least 1 bar or None"),
     ],
@@ -415,3 +424,68 @@ def test_window_and_applicability_are_checked() -> None:
 
     with pytest.raises(ValueError, match="scripted does not apply to RELIANCE 5m"):
         backtest(ctx, NotHere({}), EngineConfig(), NO_COSTS)
+
+
+# --- Sizing in the account's currency, as the desk sizes ---------------------------------------------------------
+
+USD_ACCOUNT = Sizing(account_currency="USD")
+
+
+def test_an_nse_stock_is_sized_in_the_usd_account_at_the_linking_price() -> None:
+    rows = [QUIET] * 3 + [QUIET, (100.0, 111.0, 99.0, 110.5)]
+    config = BacktestConfig(sizing=USD_ACCOUNT, rates=RateHistory(fixed={"USDINR": D("84")}), score_setups=False)
+    (bt,) = run(context(rows), long_at(2), config).trades
+    # $100 at risk = INR 8,400 over a 5.00 stop: 1,680 shares (in INR the account of $10,000 would buy 20).
+    assert bt.trade.quantity == D(1680)
+    assert (bt.currency, bt.budget_risk, bt.notional) == ("USD", D("100.00"), D("2000.00"))  # 168,000 INR
+    # +10.00 x 1,680 = INR 16,800 = $200.00, at the exit's rate.
+    assert (bt.trade.pnl, bt.account_pnl, bt.trade.pnl_r) == (D("16800.00"), D("200.00"), D("2.00"))
+    result = run(context(rows), long_at(2), config)
+    assert result.metrics.net_pnl == D("200.00")
+    assert result.equity.equity[-1] == pytest.approx(10_200.0)
+
+
+def test_without_a_linking_price_nothing_is_traded_and_the_reason_names_the_pair() -> None:
+    rows = [QUIET] * 6
+    result = run(context(rows), long_at(2), BacktestConfig(sizing=USD_ACCOUNT, score_setups=False))
+    assert result.trades == ()
+    [(reason, count)] = result.skips
+    assert count == 1
+    assert "no INRUSD or USDINR price to convert INR into the USD account" in reason
+
+
+def test_the_rate_of_the_moment_sizes_and_converts_each_trade() -> None:
+    rows = [QUIET] * 3 + [QUIET, (100.0, 111.0, 99.0, 110.5)]
+    usdinr = make_bars([80.0, 90.0], start=T0 - timedelta(hours=2), interval=Interval.H1)  # 90 from 03:45Z
+    config = BacktestConfig(sizing=USD_ACCOUNT, rates=RateHistory(fixed={"USDINR": D("70")}, series={"USDINR": usdinr}))
+    (bt,) = run(context(rows), long_at(2), replace(config, score_setups=False)).trades
+    assert bt.trade.quantity == D(1800)  # $100 = INR 9,000 at the last close before the signal closed
+    assert bt.account_pnl == D("200.00")  # INR 18,000 / 90
+    assert RateHistory(fixed={"USDINR": D("70")}, series={"USDINR": usdinr}).prices_at(T0 - timedelta(hours=3)) == {
+        "USDINR": D("70")
+    }  # before the series' first bar closed: the configured price
+
+
+def test_nifty_futures_trade_in_a_usd_account_instead_of_sizing_to_zero() -> None:
+    rows = [(24000.0, 24010.0, 23990.0, 24000.0)] * 4 + [(24000.0, 24110.0, 23990.0, 24100.0)]
+    nifty = make_context(
+        make_bars([r[3] for r in rows], open=[r[0] for r in rows], high=[r[1] for r in rows], low=[r[2] for r in rows]),
+        "NIFTY50",
+        spread=D(0),
+    )
+    scripted = Scripted({2: (Side.LONG, 24000.0, 23950.0, 24100.0)})
+    quote_money = run(nifty, scripted, BacktestConfig(score_setups=False))
+    assert quote_money.trades == () and dict(quote_money.skips) == {SKIP_ZERO_SIZE: 1}  # INR 100 < one lot's 3,750
+    usd = BacktestConfig(sizing=USD_ACCOUNT, rates=RateHistory(fixed={"USDINR": D("84")}), score_setups=False)
+    (bt,) = run(nifty, scripted, usd).trades
+    assert bt.trade.quantity == D(2)  # INR 8,400 / (50 x 75 per lot) = 2.24 -> 2 lots
+
+
+def test_the_symbols_limits_cap_the_backtest_as_they_cap_the_desk() -> None:
+    rows = [QUIET] * 3 + [QUIET, (100.0, 111.0, 99.0, 110.5)]
+    capped = Sizing(limits={"RELIANCE": SizeLimits(max_quantity=D(12))})
+    (bt,) = run(context(rows), long_at(2), BacktestConfig(sizing=capped, score_setups=False)).trades
+    assert bt.trade.quantity == D(12)
+    tiny = Sizing(limits={"RELIANCE": SizeLimits(min_quantity=D(50))})
+    result = run(context(rows), long_at(2), BacktestConfig(sizing=tiny, score_setups=False))
+    assert result.trades == () and dict(result.skips) == {"# is under the minimum size #": 1}

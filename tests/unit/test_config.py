@@ -72,6 +72,11 @@ def test_nested_environment_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().scan.history_bars == 3000
 
 
+def test_a_conversion_price_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEBOT_BOT__FX_RATES__USDINR", "86.0")  # environment names arrive lower-cased
+    assert load_settings().bot.fx_rates == {"USDINR": Decimal("86.0")}
+
+
 def test_dotenv_keys_of_other_programs_are_ignored_but_unknown_tradebot_keys_are_not(tmp_path: Path) -> None:
     write(tmp_path / ".env", "TELEGRAM_BOT_TOKEN=123:secret\nAWS_REGION=eu-west-1\n")
     assert load_settings().data_source == "yfinance"

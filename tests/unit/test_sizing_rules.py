@@ -1,4 +1,5 @@
-"""Fixed-fractional sizing: hand-computed sizes, the caps, the invariants, and exact-arithmetic properties."""
+"""Fixed-fractional sizing (`engine.sizing.size_order`, the one path of the desk and the backtester): hand-computed
+sizes, the caps, the invariants, and exact-arithmetic properties, in the instrument's own currency (rate 1)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ from hypothesis import strategies as st
 
 from engine.catalog import default_instrument
 from engine.domain import Instrument
-from engine.risk import position_size
+from engine.sizing import SizeLimits, size_order
 
 D = Decimal
+ONE = Fraction(1)
+
+
+def position_size(
+    instrument: Instrument,
+    entry: Decimal,
+    stop: Decimal,
+    equity: Decimal,
+    risk_fraction: Decimal,
+    *,
+    max_notional: Decimal | None = None,
+) -> Decimal:
+    """The quantity `size_order` gives in the instrument's own currency, with an optional notional cap."""
+    limits = SizeLimits(max_notional=max_notional)
+    return size_order(instrument, entry, stop, equity, risk_fraction, ONE, limits).quantity
 
 
 @pytest.mark.parametrize(
@@ -79,12 +95,11 @@ def test_more_digits_than_the_default_context_never_rounds_above_the_budget() ->
     [
         ({"risk_fraction": D(0)}, r"risk_fraction must be within \(0, 0.1\]"),
         ({"risk_fraction": D("0.11")}, r"risk_fraction must be within \(0, 0.1\]"),
-        ({"equity": D(0)}, "equity must be positive"),
-        ({"stop": D("200.00")}, "entry must differ from stop"),
-        ({"stop": D(-1)}, "entry and stop must be positive"),
-        ({"max_notional": D(0)}, "max_notional must be positive"),
-        ({"equity": D("NaN")}, "equity must be a finite Decimal"),
-        ({"entry": 200.0}, "entry must be a finite Decimal"),
+        ({"equity": D(0)}, "equity must be a positive Decimal"),
+        ({"stop": D("200.00")}, "entry and stop must be distinct positive prices"),
+        ({"stop": D(-1)}, "entry and stop must be distinct positive prices"),
+        ({"max_notional": D(0)}, "max_notional must be a positive Decimal or None"),
+        ({"equity": D("NaN")}, "equity must be a positive Decimal"),
     ],
 )
 def test_invariants_name_the_rule(kwargs: dict[str, object], message: str) -> None:
