@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.composition import cache_dir, scan_service, watchlist
+from bot.composition import cache_dir, scan_service, system_book, watchlist
 from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
 from bot.db_cli import add_db_parser, run_db
 from bot.logs import Redactor, configure
 from bot.render import scan_json, scan_text
 from bot.scan import select
-from bot.validation_cli import parse_params, run_backtest, run_validate
+from bot.validation_cli import parse_params, run_backtest, run_optimise, run_validate
+from data.store import SqliteStore
 from engine.domain import Interval
 
 EXIT_OK = 0
@@ -74,12 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     shadow = commands.add_parser("shadow", help="list the orders shadow mode recorded, beside their paper fills")
     shadow.add_argument("--limit", type=_positive, default=20, help="how many, newest first (default 20)")
     shadow.add_argument("--json", action="store_true", help="print them as JSON")
-    validate = commands.add_parser("validate", help="walk-forward + Monte Carlo gate; stores baselines")
+    validate = commands.add_parser(
+        "validate", help="the pre-deploy gate on the parameters each system trades; stores baselines"
+    )
     validate.add_argument("--strategies", type=_names, help="comma-separated strategy names (default: all enabled)")
     validate.add_argument("--symbols", type=_names, help="comma-separated symbols (default: the whole watchlist)")
     validate.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.add_argument("--no-save", action="store_true", help="do not store the results as baselines")
+    optimise = commands.add_parser(
+        "optimise", help="walk-forward parameter search for one strategy x symbol; --adopt writes the proposal"
+    )
+    optimise.add_argument("--strategy", required=True)
+    optimise.add_argument("--symbol", required=True)
+    optimise.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
+    optimise.add_argument("--json", action="store_true", help="print the report as JSON")
+    optimise.add_argument(
+        "--adopt", action="store_true", help="write the proposal into the config file, validate it, store its baseline"
+    )
     learn = commands.add_parser("learn", help="fit the learned model (posteriors, calibration, demotions) now")
     learn.add_argument("--rollback", action="store_true", help="return to the previous model version instead")
     learn.add_argument("--no-backtests", action="store_true", help="fit from recorded outcomes only (faster)")
@@ -117,7 +130,9 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     async with scan_service(settings, args.data_source) as service:
         report = await service.scan(args.as_of, args.symbols, args.strategies)
-    print(scan_json(report) if args.json else scan_text(report, args.verbose))
+        assert isinstance(service.store, SqliteStore)  # the CLI's scan service persists its runs there
+        systems = await system_book(settings, service.watchlist).refresh(service.store)
+    print(scan_json(report, systems) if args.json else scan_text(report, systems, args.verbose))
     if report.symbols and report.evaluated == 0:
         first = next((f"{r.symbol}: {r.reason}" for r in report.rejections), report.errors[0] if report.errors else "")
         more = "" if args.verbose else "; --verbose lists every symbol's reason"
@@ -154,7 +169,8 @@ async def _learn(settings: Settings, args: argparse.Namespace) -> int:
 
     provider = None if args.no_backtests else provider_from_source(settings.data_source, cache_dir(settings))
     async with await SqliteStore.open(settings.db_path) as store:
-        learner = Learner(store, provider, BotClock(), settings, watchlist(settings))
+        items = watchlist(settings)
+        learner = Learner(store, provider, BotClock(), settings, items, system_book(settings, items))
         if args.rollback:
             model = await learner.rollback()
             if model is None:
@@ -182,7 +198,9 @@ async def _drift(settings: Settings) -> int:
         return EXIT_OK
     async with await SqliteStore.open(settings.db_path) as store:
         clock = BotClock()
-        watch = DriftWatch(store, Notifier(store, (0,), {}, clock), clock, settings.drift)
+        watch = DriftWatch(
+            store, Notifier(store, (0,), {}, clock), clock, settings.drift, systems=system_book(settings)
+        )
         rows = await watch.table()
         print(_plain(drift_text(rows, await store.pair_controls())))
     return EXIT_OK
@@ -288,6 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_source=args.data_source,
                 as_json=args.json,
                 save=not args.no_save,
+            )
+        if args.command == "optimise":
+            return run_optimise(
+                settings,
+                strategy=args.strategy,
+                symbol=args.symbol,
+                data_source=args.data_source,
+                adopt=args.adopt,
+                as_json=args.json,
+                reload=lambda: load_settings(**overrides),
             )
         if args.command == "backtest":
             try:

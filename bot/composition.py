@@ -2,33 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bot.clock import WallClock
 from bot.config import Settings
 from bot.scan import BarRules, ScanService, WatchItem
+from bot.systems import SystemBook, TradedSystem, system_spec
 from data.providers import provider_from_source
 from data.store import SqliteStore
 from engine.backtest import BacktestConfig
 from engine.costs import CostModel
 from engine.ports import Clock
 from engine.sizing import RateHistory, Sizing
+from engine.strategy import Strategy
 
 
 def watchlist(settings: Settings) -> list[WatchItem]:
-    """Each configured instrument with the enabled strategies that apply to it."""
-    strategies = settings.build_strategies()
-    items = []
-    for instrument in settings.instruments:
-        runs = tuple(
-            strategy
-            for strategy, allowed in strategies
-            if strategy.applies_to(instrument) and (allowed is None or instrument.symbol in allowed)
+    """Each configured instrument with the enabled strategies that apply to it, each with its pair's parameters."""
+    runs: dict[str, list[Strategy[Any]]] = {i.symbol: [] for i in settings.instruments}
+    for strategy, instrument in settings.traded_pairs():
+        runs[instrument.symbol].append(strategy)
+    return [WatchItem(i, settings.calendar(i.calendar), tuple(runs[i.symbol])) for i in settings.instruments]
+
+
+def traded_systems(settings: Settings, items: Sequence[WatchItem] | None = None) -> list[TradedSystem]:
+    """Every system the bot trades (strategy, parameters, instrument, rules, code), in watchlist order."""
+    engine, config = settings.engine_config(), backtest_config(settings)
+    return [
+        TradedSystem(
+            strategy,
+            item.instrument,
+            item.calendar,
+            system_spec(
+                strategy,
+                item.instrument,
+                item.calendar,
+                engine,
+                config,
+                settings.tuned_until(strategy.name, item.instrument.symbol),
+            ),
         )
-        items.append(WatchItem(instrument, settings.calendar(instrument.calendar), runs))
-    return items
+        for item in (items if items is not None else watchlist(settings))
+        for strategy in item.strategies
+    ]
+
+
+def system_book(settings: Settings, items: Sequence[WatchItem] | None = None) -> SystemBook:
+    """The traded systems with the gate's shelf life; `refresh` it from the store before asking."""
+    return SystemBook((t.spec for t in traded_systems(settings, items)), max_age=baseline_max_age(settings))
+
+
+def baseline_max_age(settings: Settings) -> timedelta:
+    return timedelta(days=settings.backtest.baseline_max_age_days)
 
 
 def cost_model(settings: Settings) -> CostModel:

@@ -155,12 +155,57 @@ class InstrumentConfig(_Frozen):
         )
 
 
+def _utc_instant(value: datetime | None) -> datetime | None:
+    """An instant that names its timezone, in UTC."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must name its timezone, e.g. 2025-09-01T00:00:00Z")
+    return None if value is None else value.astimezone(UTC)
+
+
+class PairConfig(_Frozen):
+    """Parameters of one strategy on one symbol, over the strategy's own (`tradebot optimise --adopt` writes these).
+
+    `tuned_until`: the parameters were chosen on data up to this instant, so the gate counts only later trades as
+    out of sample. Parameters tuned by hand on history should say so too.
+    """
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    tuned_until: datetime | None = None
+
+    @field_validator("tuned_until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _utc_instant(value)
+
+
 class StrategyConfig(_Frozen):
-    """Whether a strategy runs, on which symbols (default: every one it applies to) and its parameters."""
+    """Whether a strategy runs, on which symbols (default: every one it applies to) and its parameters.
+
+    `params` apply to every symbol; `pairs.SYMBOL.params` override them for one symbol. `tuned_until` says the
+    parameters were chosen on data up to then (see `PairConfig`).
+    """
 
     enabled: bool = True
     symbols: tuple[str, ...] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    tuned_until: datetime | None = None
+    pairs: dict[str, PairConfig] = Field(default_factory=dict)
+
+    @field_validator("tuned_until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _utc_instant(value)
+
+    def params_for(self, symbol: str) -> dict[str, Any]:
+        """The parameters given for `symbol`: the strategy's, with the pair's over them."""
+        pair = self.pairs.get(symbol)
+        return {**self.params, **(pair.params if pair is not None else {})}
+
+    def tuned_until_for(self, symbol: str) -> datetime | None:
+        """Until when the parameters of `symbol` were tuned: the later of the strategy's and the pair's."""
+        pair = self.pairs.get(symbol)
+        ends = [t for t in (self.tuned_until, pair.tuned_until if pair is not None else None) if t is not None]
+        return max(ends, default=None)
 
 
 class QualityConfig(_Frozen):
@@ -217,6 +262,8 @@ class BacktestSettings(_Frozen):
     slippage_atr: Annotated[float, Field(ge=0, le=5)] = 0.0
     monte_carlo_runs: Annotated[int, Field(ge=100, le=100_000)] = 1000
     ruin_drawdown: Annotated[float, Field(gt=0, le=1)] = 0.3
+    # A baseline whose data ends more than this many days before now is stale: the pair is validated again.
+    baseline_max_age_days: Annotated[int, Field(ge=1, le=3650)] = 90
     gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("executor")
@@ -689,6 +736,17 @@ class Settings(BaseSettings):
     telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
     oanda_token: SecretStr | None = Field(default=None, validation_alias="OANDA_TOKEN")
 
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _over_default_strategies(cls, value: Any) -> Any:
+        """Strategies named in config override the built-in ones one by one; the others keep running.
+
+        Naming one strategy (to set its parameters) never turns the others off; `enabled = false` does.
+        """
+        if isinstance(value, dict):
+            return {**{name: {} for name in strategy_names()}, **value}
+        return value
+
     @field_validator("telegram_allowed_users", mode="before")
     @classmethod
     def _allowed_users(cls, value: Any) -> Any:
@@ -730,6 +788,13 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"strategies.{name}.symbols: not in the watchlist: {', '.join(missing)}")
             strategy_params(name, config.params)
+            for symbol in config.pairs:
+                if symbol not in symbols:
+                    raise ValueError(f"strategies.{name}.pairs.{symbol}: not in the watchlist")
+                try:
+                    strategy_params(name, config.params_for(symbol))
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (strategies.{name}.pairs.{symbol})") from None
         for name in self.calendars:
             if name not in BUILTIN_CALENDARS:
                 raise ValueError(
@@ -780,13 +845,33 @@ class Settings(BaseSettings):
         return EngineConfig(rules, QualityScorer(weights), self.quality.min_score)
 
     def build_strategies(self) -> list[tuple[Strategy[Any], frozenset[str] | None]]:
-        """Enabled strategies with the symbols each is restricted to (None: all it applies to)."""
+        """Enabled strategies with their strategy-wide parameters and the symbols each is restricted to (None: all
+        it applies to). What trades on a symbol is `traded_pairs`' (pair parameters included)."""
         built: list[tuple[Strategy[Any], frozenset[str] | None]] = []
         for name, config in sorted(self.strategies.items()):
             if config.enabled:
                 allowed = frozenset(config.symbols) if config.symbols is not None else None
                 built.append((REGISTRY[name](strategy_params(name, config.params)), allowed))
         return built
+
+    def traded_pairs(self) -> list[tuple[Strategy[Any], Instrument]]:
+        """Every enabled strategy on every watchlist instrument it applies to (and is allowed on), each with the
+        exact parameters it trades there, in watchlist order."""
+        pairs: list[tuple[Strategy[Any], Instrument]] = []
+        for instrument in self.instruments:
+            for shared, allowed in self.build_strategies():
+                if not shared.applies_to(instrument) or (allowed is not None and instrument.symbol not in allowed):
+                    continue
+                config = self.strategies[shared.name]
+                own = instrument.symbol in config.pairs
+                params = strategy_params(shared.name, config.params_for(instrument.symbol)) if own else None
+                pairs.append((REGISTRY[shared.name](params) if own else shared, instrument))
+        return pairs
+
+    def tuned_until(self, strategy: str, symbol: str) -> datetime | None:
+        """Until when the parameters `strategy` trades on `symbol` were tuned (None: not tuned on data)."""
+        config = self.strategies.get(strategy)
+        return None if config is None else config.tuned_until_for(symbol)
 
 
 def strategy_params(name: str, raw: Mapping[str, Any]) -> StrategyParams:
@@ -827,11 +912,17 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{where}{hint}: {msg}{shown}"
 
 
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The TOML config file settings come from (`TRADEBOT_CONFIG`, else `tradebot.toml`), whether or not it exists."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Load settings from the environment, `.env` and the config file; raise ConfigError on any problem."""
     env = os.environ if environ is None else environ
     explicit = env.get(CONFIG_ENV)
-    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    path = config_path(env)
     if explicit and not path.is_file():
         raise ConfigError(f"{CONFIG_ENV}: config file not found: {path}")
     toml_path = path if path.is_file() else None

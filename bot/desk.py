@@ -2,8 +2,14 @@
 
 Every decision goes through one compare-and-set on the signal's stored status, so a double click, two
 approvers at once or a replayed Telegram update yield exactly one order. Before anything is approved the
-desk re-checks at click time: not expired, bot not paused, and a fresh price still near the signal's entry
-(within `max_price_drift_r` of the risk, and not already past the stop or the target).
+desk re-checks at click time: not expired, bot not paused, the pair not disabled or failed since the offer, and
+a fresh price still near the signal's entry (within `max_price_drift_r` of the risk, and not already past the stop
+or the target).
+
+What the gate validated decides what the desk may do on its own (`bot.systems.SystemBook`): only a system whose
+own current baseline passed is ever executed without asking (auto and quality modes). An unvalidated or stale
+system is offered with its warning for the trader to decide, in every mode; a failed one is dropped, unless
+`trade_failed_strategies` is set, which offers it the same way. Every signal keeps the status it was offered with.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from bot.notifier import Notifier
 from bot.rates import RateBook
 from bot.resilience import fill_from_status
 from bot.state import BotState
+from bot.systems import SystemBook
 from data.news_feed import NewsSource
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -34,9 +41,10 @@ from engine.controls import PairControl, PairState
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
-from engine.ports import Baseline, BotStore, Broker, BrokerError, Clock, SignalEstimate, SignalRecord
+from engine.ports import BotStore, Broker, BrokerError, Clock, SignalEstimate, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import SizedOrder, Sizing, split_children
+from engine.systems import PairValidation, ValidationStatus
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -127,8 +135,10 @@ class SignalDesk:
         calendars: Mapping[str, SessionCalendar] | None = None,
         advisor: Advisor | None = None,
         metrics: Metrics | None = None,
+        systems: SystemBook | None = None,
     ) -> None:
         self.store = store
+        self.systems = systems if systems is not None else SystemBook(())
         self.metrics: Metrics = metrics or NullMetrics()
         self.advisor = advisor
         self.broker = broker
@@ -144,7 +154,6 @@ class SignalDesk:
         self._unconverted: set[str] = set()
         self._in_flight: set[str] = set()  # orders being sent now: the periodic settlement leaves them alone
         self._news_status = ""
-        self._failed: dict[tuple[str, str], Baseline] = {}
         self._controls: dict[tuple[str, str], PairControl] = {}
         self._returns: dict[str, np.ndarray] = {}
 
@@ -245,7 +254,7 @@ class SignalDesk:
             self._returns = close_returns(bars, self.policy.protections.correlation_lookback)
             self.rates.update_from_bars(bars)
         await self.rates.refresh(now)
-        self._failed = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines() if not b.passed}
+        await self.systems.refresh(self.store)
         self._controls = await self.store.pair_controls()
         ranked = sorted(setups, key=self._rank)
         decisions: list[OfferDecision] = []
@@ -258,11 +267,13 @@ class SignalDesk:
                 continue  # seen by an earlier run: the same setup is never signalled twice
             setup = scored.setup
             expires_at = setup.bar_time + setup.timeframe.delta * (1 + self.policy.ttl_bars)
+            validation = self.systems.validation(setup.strategy, setup.symbol, now)
+            await self.store.set_signal_validation(record.signal_id, validation)
             if expires_at <= now:  # e.g. a session's last bar seen after the close: too late to act on
                 status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
             else:
                 offered = len(to_ask) + executed
-                status, reason, quantity = await self._decide(record, mode, paused, now, offered, view)
+                status, reason, quantity = await self._decide(record, validation, mode, paused, now, offered, view)
             if status is SignalStatus.APPROVED and quantity is not None:
                 self._in_flight.add(record.signal_id)  # from the commit on: `_place` sends it, not the settlement
                 moved = await self.store.approve_order(
@@ -313,30 +324,45 @@ class SignalDesk:
         return (-scored.score.total, *tail)
 
     async def _decide(
-        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int, view: BookView
+        self,
+        record: SignalRecord,
+        validation: PairValidation,
+        mode: ExecutionMode,
+        paused: bool,
+        now: datetime,
+        offered: int,
+        view: BookView,
     ) -> tuple[SignalStatus, str, Decimal | None]:
         setup = record.scored.setup
         control = self._controls.get((setup.strategy, setup.symbol))
         why = "" if control is None else f"{control.source.value} {control.at:%Y-%m-%d}: {control.reason}"
         if control is not None and control.state is PairState.DISABLED and not paused:
             return SignalStatus.DROPPED, f"{setup.strategy} on {setup.symbol} disabled by {why} (/enable)", None
-        status, reason, quantity = await self._decide_by_mode(record, mode, paused, now, offered, view)
+        status, reason, quantity = await self._decide_by_mode(record, validation, mode, paused, now, offered, view)
+        if status is SignalStatus.APPROVED and not validation.validated:  # only the validated system acts alone
+            return SignalStatus.PENDING, f"{validation.status.value}, so asking instead of executing", quantity
         if control is not None and control.state is PairState.ASK_ONLY and status is SignalStatus.APPROVED:
             return SignalStatus.PENDING, f"ask-only ({why}): asking", quantity  # the trader decides, not the mode
         return status, reason, quantity
 
     async def _decide_by_mode(
-        self, record: SignalRecord, mode: ExecutionMode, paused: bool, now: datetime, offered: int, view: BookView
+        self,
+        record: SignalRecord,
+        validation: PairValidation,
+        mode: ExecutionMode,
+        paused: bool,
+        now: datetime,
+        offered: int,
+        view: BookView,
     ) -> tuple[SignalStatus, str, Decimal | None]:
         setup, score = record.scored.setup, record.scored.score.total
         p = self.policy
         if paused:
             return SignalStatus.DROPPED, "bot paused (/resume)", None
-        failed = self._failed.get((setup.strategy, setup.symbol))
-        if failed is not None:
-            why = f"failed pre-deploy validation v{failed.version} ({failed.created_at:%Y-%m-%d})"
+        if validation.status is ValidationStatus.FAILED:
+            why = f"failed pre-deploy validation v{validation.version}: {validation.reason}"
             if not p.trade_failed_strategies:
-                return SignalStatus.DROPPED, f"{why}: {'; '.join(failed.reasons[:2])}", None
+                return SignalStatus.DROPPED, why, None
             log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
         if (session := self.session_block(setup, now)) is not None:
             return SignalStatus.DROPPED, session, None
@@ -395,6 +421,10 @@ class SignalDesk:
             return Outcome(
                 OutcomeKind.REFUSED, f"Refused: {setup.strategy} on {setup.symbol} is disabled ({why}); /enable first."
             )
+        validation = (await self.systems.refresh(self.store)).validation(setup.strategy, setup.symbol, now)
+        if validation.status is ValidationStatus.FAILED and not self.policy.trade_failed_strategies:
+            failed = f"{setup.strategy} on {setup.symbol} failed pre-deploy validation v{validation.version}"
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {failed} since this was offered: {validation.reason}.")
         if (session := self.session_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {session}.")
         blocked = self.blocks(await self.book(now), setup, now)

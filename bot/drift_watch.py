@@ -1,8 +1,10 @@
 """Compare live results with the pre-deploy baselines on a schedule; alert, and disable a pair on CRITICAL.
 
-For each strategy x instrument with a baseline (and for each strategy overall, its baselines pooled) the
-closed paper, live and reported trades entered after the baseline was made (and after the trader's last
-/enable of the pair) are compared with the baseline's out-of-sample R sample by `engine.drift.assess`.
+For each traded system with a baseline of its own (and for each strategy overall, those baselines pooled) the
+closed paper, live and reported trades of that very system (the signal's fingerprint is the baseline's), entered
+after the baseline was made (and after the trader's last /enable of the pair), are compared with the baseline's
+out-of-sample R sample by `engine.drift.assess`. A baseline of other parameters is never compared with trades,
+and trades of other parameters never with a baseline.
 Shadow outcomes (rejected and expired signals, had they been taken) are assessed the same way and shown
 apart in /drift; they never alert.
 
@@ -27,6 +29,7 @@ from bot.callbacks import Action, Callback
 from bot.config import DriftSettings
 from bot.metrics import Dimension, MetricName, Metrics, NullMetrics
 from bot.notifier import Notifier
+from bot.systems import SystemBook
 from engine.controls import ALL_SYMBOLS, ControlSource, DriftAlert, PairControl, PairState
 from engine.drift import DriftConfig, DriftReport, Severity, assess
 from engine.ports import BotStore, Clock
@@ -76,8 +79,10 @@ class DriftWatch:
         clock: Clock,
         settings: DriftSettings,
         metrics: Metrics | None = None,
+        systems: SystemBook | None = None,
     ) -> None:
         self.metrics: Metrics = metrics or NullMetrics()
+        self.systems = systems if systems is not None else SystemBook(())
         self.store = store
         self.notifier = notifier
         self.clock = clock
@@ -101,10 +106,11 @@ class DriftWatch:
 
     async def table(self) -> list[DriftRow]:
         """Every pair with a baseline and every strategy overall, assessed now (nothing is told or changed)."""
-        baselines = {(b.strategy, b.symbol): b for b in await self.store.latest_baselines()}
+        baselines = (await self.systems.refresh(self.store)).matching()
         controls = await self.store.pair_controls()
         traded = await self.store.trades(TRADED_KINDS)
         shadow = await self.store.trades([TradeKind.SHADOW])
+        found_by = await self.store.signal_fingerprints({t.signal_id for t in (*traded, *shadow)})
         rows: list[DriftRow] = []
         pooled_base: dict[str, list[float]] = defaultdict(list)
         pooled_live: dict[str, list[Trade]] = defaultdict(list)
@@ -112,8 +118,8 @@ class DriftWatch:
         for key in sorted(baselines):
             baseline, control = baselines[key], controls.get(key)
             since = _since(baseline.created_at, control)
-            live = _after(traded, key, since)
-            missed = _after(shadow, key, since)
+            live = _after(traded, key, since, baseline.fingerprint, found_by)
+            missed = _after(shadow, key, since, baseline.fingerprint, found_by)
             base_r = list(baseline.r_multiples)
             rows.append(DriftRow(*key, self._assess(live, base_r), self._shadow(missed, base_r), control))
             pooled_base[key[0]] += base_r
@@ -234,8 +240,15 @@ def _since(baseline_at: datetime, control: PairControl | None) -> datetime:
     return baseline_at
 
 
-def _after(trades: Sequence[Trade], key: tuple[str, str], since: datetime) -> list[Trade]:
-    return [t for t in trades if (t.strategy, t.symbol) == key and t.entry_time >= since]
+def _after(
+    trades: Sequence[Trade], key: tuple[str, str], since: datetime, fingerprint: str, found_by: Mapping[str, str]
+) -> list[Trade]:
+    """The pair's trades of the system with `fingerprint`, entered since `since`."""
+    return [
+        t
+        for t in trades
+        if (t.strategy, t.symbol) == key and t.entry_time >= since and found_by.get(t.signal_id) == fingerprint
+    ]
 
 
 def _exit_order(trade: Trade) -> tuple[datetime, str]:

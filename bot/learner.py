@@ -33,9 +33,10 @@ from html import escape
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from bot.composition import backtest_config
+from bot.composition import backtest_config, system_book
 from bot.config import DemoteAction, Settings
 from bot.scan import WatchItem
+from bot.systems import SystemBook
 from data.validation import validate_bars
 from engine.backtest import BacktestTrade, backtest
 from engine.controls import ControlSource, PairControl, PairState
@@ -127,8 +128,10 @@ class Learner:
         clock: Clock,
         settings: Settings,
         items: Sequence[WatchItem],
+        systems: SystemBook | None = None,
     ) -> None:
         self.store = store
+        self.systems = systems if systems is not None else system_book(settings)
         self.provider = provider
         self.clock = clock
         self.settings = settings
@@ -195,7 +198,7 @@ class Learner:
             return "learning is frozen ([learning] frozen = true): nothing was fitted or changed"
         now = self.clock.now()
         await self.store.set_state(LAST_RUN_KEY, now.date().isoformat())
-        baselines = await self.store.latest_baselines()
+        baselines = list((await self.systems.refresh(self.store)).matching().values())  # of the traded systems
         recorded, sources = await self._recorded_outcomes()
         seen = {o[1] for o in recorded}
         backtested = await self._backtest_outcomes(now, seen) if backtests else []

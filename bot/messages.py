@@ -18,6 +18,7 @@ from engine.domain import Instrument, Side, SignalStatus
 from engine.performance import PerformanceSummary
 from engine.ports import SignalEstimate, SignalRecord
 from engine.sizing import quote_currency, split_children
+from engine.systems import PairValidation
 from engine.trading import ExecutionMode, Trade, TradeKind
 
 Buttons = list[list[list[str]]]  # rows of [label, callback data]; lists so they survive JSON
@@ -106,12 +107,17 @@ def signal_detail(
         children = split_children(record.quantity, freeze, instrument.lot_size)
         if len(children) > 1:
             size += f" in {len(children)} orders of at most {freeze}"
+    validation = record.validation
     parts = [
         f"<b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} · <i>{escape(s.strategy)}</i> · {s.timeframe}",
         f"entry <code>{s.entry}</code> · stop <code>{s.stop}</code> · target <code>{s.target}</code>",
         f"R:R {s.reward_risk} · size {size} (risk {_money(risk_money(record, instrument))}{_currency(instrument)})",
-        f"quality <b>{q.total:.0f}</b>/100" + (f" · {escape(estimate)}" if estimate else ""),
     ]
+    if validation is not None:
+        parts.append(escape(validation.line()))
+    parts.append(f"quality <b>{q.total:.0f}</b>/100 · {escape(score_text(validation))}")
+    if estimate:
+        parts.append(escape(estimate))
     parts += [f"  • {escape(c.name.replace('_', ' '))} {c.value:.2f}: {escape(c.reason)}" for c in q.top(3)]
     parts += [f"  – {escape(r)}" for r in s.reasons[:3]]
     parts.append(f"bar {_local(s.bar_time, instrument)}")
@@ -124,16 +130,27 @@ def signal_detail(
     return "\n".join(parts)
 
 
+def score_text(validation: PairValidation | None) -> str:
+    """What the quality number is worth for this pair: its measured edge, or that none was measured."""
+    if validation is None or validation.score is None:
+        return "score: no measured edge (not validated)"
+    return validation.score.text()
+
+
 def signal_line(n: int, record: SignalRecord, estimate: str | None = None) -> str:
     """One compact digest line."""
     s, q = record.scored.setup, record.scored.score
     decision = _decision(record)
     tail = f" — {decision}" if decision else ""
     est = f" ({escape(estimate)})" if estimate else ""
+    validation = record.validation
+    status = f" · {escape(validation.short())}" if validation is not None else ""
+    edge = "" if validation is not None and validation.score is not None and validation.score.has_edge else " no edge"
     return (
-        f"{n}. <b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} {escape(s.strategy)} {s.timeframe} · "
-        f"Q{q.total:.0f}{est} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> target <code>{s.target}</code> "
-        f"(R:R {s.reward_risk}, {record.quantity or 'n/a'} lots) · <code>{s.signal_id}</code>{tail}"
+        f"{n}. <b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} {escape(s.strategy)} {s.timeframe}{status} · "
+        f"Q{q.total:.0f}{edge}{est} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> "
+        f"target <code>{s.target}</code> (R:R {s.reward_risk}, {record.quantity or 'n/a'} lots) · "
+        f"<code>{s.signal_id}</code>{tail}"
     )
 
 
@@ -166,6 +183,8 @@ def signal_message(
         text = signal_detail(record, instruments[symbol], estimate, (freeze or {}).get(symbol))
         return RenderedMessage(text, signal_buttons(pending))
     lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
+    if any(r.validation is not None and not r.validation.validated for r in records):
+        lines.append("⚠️ signals not marked ✅ are not validated: never executed automatically, trade on your judgement")
     lines += [signal_line(n, r, estimate_text(shown.get(r.signal_id))) for n, r in enumerate(records, start=1)]
     buttons: Buttons = []
     for n, record in enumerate(records, start=1):

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.scan import ScanReport
+from bot.systems import SystemBook
 from engine.domain import Rejection, RejectionKind, ScoredSetup
 
-_COLUMNS = ("symbol", "strategy", "side", "entry", "stop", "target", "R:R", "quality", "top reasons")
+_COLUMNS = ("symbol", "strategy", "side", "entry", "stop", "target", "R:R", "quality", "validation", "top reasons")
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -25,10 +26,12 @@ def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:
     return out
 
 
-def _setup_row(scored: ScoredSetup) -> list[str]:
+def _setup_row(scored: ScoredSetup, systems: SystemBook, report: ScanReport) -> list[str]:
     s, q = scored.setup, scored.score
     top = "; ".join(c.reason for c in q.top(2))
     reasons = "; ".join(s.reasons[:2])
+    validation = systems.validation(s.strategy, s.symbol, report.as_of)
+    edge = "" if validation.score is not None and validation.score.has_edge else " (no edge)"
     return [
         s.symbol,
         s.strategy,
@@ -37,13 +40,15 @@ def _setup_row(scored: ScoredSetup) -> list[str]:
         str(s.stop),
         str(s.target),
         str(s.reward_risk),
-        f"{q.total:.1f}",
+        f"{q.total:.1f}{edge}",
+        validation.short().split(" ", 1)[1],
         f"{reasons} | {top}" if reasons else top,
     ]
 
 
-def scan_text(report: ScanReport, verbose: bool = False) -> str:
-    """A readable summary: the setups table, and with `verbose` every rejection and data note."""
+def scan_text(report: ScanReport, systems: SystemBook, verbose: bool = False) -> str:
+    """A readable summary: the setups table with each system's validation, and with `verbose` every rejection and
+    data note."""
     head = (
         f"run {report.run_id if report.run_id is not None else '-'} as of {_ts(report.as_of)} "
         f"on {report.data_source}: {len(report.symbols)} symbols, {report.evaluated} evaluated, "
@@ -51,7 +56,7 @@ def scan_text(report: ScanReport, verbose: bool = False) -> str:
     )
     lines = [head, ""]
     if report.setups:
-        lines += _table([_setup_row(s) for s in report.setups], _COLUMNS)
+        lines += _table([_setup_row(s, systems, report) for s in report.setups], _COLUMNS)
     else:
         lines.append("no setups")
     symbol_rejections = [r for r in report.rejections if r.kind is RejectionKind.SYMBOL]
@@ -74,8 +79,14 @@ def scan_text(report: ScanReport, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _setup_json(scored: ScoredSetup) -> dict[str, Any]:
+def _setup_json(scored: ScoredSetup, systems: SystemBook, report: ScanReport) -> dict[str, Any]:
     s, q = scored.setup, scored.score
+    spec = systems.specs.get((s.strategy, s.symbol))
+    system: dict[str, Any] | None = None
+    if spec is not None:
+        tuned = None if spec.tuned_until is None else _ts(spec.tuned_until)
+        system = {"fingerprint": spec.fingerprint, "params_id": spec.params_id, "params": dict(spec.params)}
+        system |= {"tuned_until": tuned, "code": spec.code}
     return {
         "signal_id": s.signal_id,
         "symbol": s.symbol,
@@ -92,6 +103,8 @@ def _setup_json(scored: ScoredSetup) -> dict[str, Any]:
             {"name": c.name, "value": c.value, "weight": c.weight, "reason": c.reason} for c in q.components
         ],
         "reasons": list(s.reasons),
+        "system": system,
+        "validation": systems.validation(s.strategy, s.symbol, report.as_of).to_json(),
     }
 
 
@@ -105,8 +118,9 @@ def _rejection_json(r: Rejection) -> dict[str, Any]:
     }
 
 
-def scan_json(report: ScanReport) -> str:
-    """The whole run as JSON; prices as decimal strings, times as ISO-8601 UTC."""
+def scan_json(report: ScanReport, systems: SystemBook) -> str:
+    """The whole run as JSON, each setup with its system (parameters, fingerprint) and the baseline it trades under;
+    prices as decimal strings, times as ISO-8601 UTC."""
     payload = {
         "run_id": report.run_id,
         "as_of": _ts(report.as_of),
@@ -114,7 +128,7 @@ def scan_json(report: ScanReport) -> str:
         "symbols": list(report.symbols),
         "strategies": list(report.strategies),
         "evaluated": report.evaluated,
-        "setups": [_setup_json(s) for s in report.setups],
+        "setups": [_setup_json(s, systems, report) for s in report.setups],
         "rejected_setups": [_rejection_json(r) for r in report.rejections if r.kind is RejectionKind.SETUP],
         "rejected_symbols": [_rejection_json(r) for r in report.rejections if r.kind is RejectionKind.SYMBOL],
         "errors": list(report.errors),

@@ -17,7 +17,7 @@ from functools import partial
 from bot.book import TRADED_KINDS, trading_day
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
-from bot.composition import bar_rules, cache_dir, cost_model, sizing, watchlist
+from bot.composition import bar_rules, cache_dir, cost_model, sizing, system_book, watchlist
 from bot.config import BrokerKind, Settings
 from bot.db_cli import backup_line, run_backup
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
@@ -438,7 +438,8 @@ async def open_runtime(
             costs=costs,
             broker=broker,
         )
-        learner = Learner(store, provider, clock, settings, items)
+        systems = await system_book(settings, items).refresh(store)
+        learner = Learner(store, provider, clock, settings, items, systems)
         await learner.refresh()
         yield BotRuntime(
             settings=settings,
@@ -462,13 +463,14 @@ async def open_runtime(
                 calendars,
                 learner,
                 metrics,
+                systems,
             ),
             monitor=monitor,
             instruments=instruments,
             calendars=calendars,
             chats=chats,
             learner=learner,
-            drift=DriftWatch(store, notifier, clock, settings.drift, metrics),
+            drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
             breaker=breaker,
             metrics=metrics,
             redactor=redactor or Redactor(),

@@ -1,77 +1,196 @@
-"""The pre-deploy gate: walk-forward and Monte Carlo for every enabled strategy x instrument, then criteria.
+"""The pre-deploy gate for the systems the bot trades: one job per system, its data, its baseline.
 
-For each pair the history is cut into folds; parameters are chosen on each training window only (by the
-declared search ranges of the strategy) and measured on the following test window; the stitched
-out-of-sample trades are resampled by Monte Carlo. A pair passes when its *out-of-sample* numbers meet
-every criterion. Every result is stored as a versioned baseline (metrics, the out-of-sample R sample, the
-data range and the parameters chosen on the last fold); the live bot does not offer signals of a pair
-whose latest result failed.
+`tradebot validate`, the bot's background validation and `tradebot optimise --adopt` all build `GateJob`s for
+traded systems (`bot.systems`) and run `run_job`: load the instrument's bars from the data source up to `end`
+(the bot clock's now, so a replay never validates on its own future), measure the system with
+`engine.gate.run_gate`, and make the `Baseline` the store keeps, carrying the system's fingerprint. A job is
+small and picklable; it loads its bars in whichever process runs it.
 
-Sharpe here is annualised from the out-of-sample trades: mean R / standard deviation of R x
-sqrt(trades per year over the out-of-sample span). Max drawdown is that of the stitched out-of-sample
-equity compounding `risk_per_trade` per R.
+The walk-forward optimisation of `tradebot optimise` keeps its own task machinery (`WorkerSpec`,
+`evaluate_task`): it chooses parameters on training windows, which the gate never does.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bot.composition import backtest_config, cache_dir
+from bot.config import Settings
+from bot.rates import needed_pairs, rate_history
+from bot.systems import TradedSystem
 from data.csv_provider import CsvProvider
+from data.providers import provider_from_source
 from data.validation import validate_bars
 from engine.backtest import BacktestConfig, backtest
-from engine.bars import Bars, from_nanos
+from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument
+from engine.gate import GateCriteria, GateReport, run_gate
 from engine.indicators import MarketContext
-from engine.montecarlo import MonteCarloReport, monte_carlo
 from engine.pipeline import EngineConfig
-from engine.ports import Baseline
-from engine.strategy import build_strategy
-from engine.walkforward import EvalResult, EvalTask, WalkForwardConfig, WalkForwardReport, walk_forward
+from engine.sizing import RateHistory
+from engine.strategy import Strategy, build_strategy
+from engine.systems import Baseline, SystemSpec
+from engine.walkforward import EvalResult, EvalTask, Objective, Search, WalkForwardConfig, WindowScheme
 
 _FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 _NEVER_STALE = 10**9
-_SECONDS_PER_YEAR = 365.25 * 86_400
 
 
 @dataclass(frozen=True)
-class GateCriteria:
-    """What out-of-sample results must show before a strategy may trade an instrument."""
+class GateJob:
+    """Everything needed to validate one traded system, small enough to send to a worker process."""
 
-    min_oos_trades: int = 30
-    min_profit_factor: float = 1.2
-    min_expectancy_r: float = 0.0  # strictly above
-    min_sharpe: float = 0.5
-    max_drawdown: float = 0.25
-    min_win_rate_ratio: float = 0.85  # out-of-sample win rate / in-sample win rate
+    spec: SystemSpec
+    strategy: Strategy[Any]
+    instrument: Instrument
+    calendar: SessionCalendar
+    engine: EngineConfig
+    config: BacktestConfig
+    wf: WalkForwardConfig
+    criteria: GateCriteria
+    data_source: str
+    cache_dir: str
+    history_bars: int
+    end: datetime
+    mc_runs: int = 1000
+    ruin_drawdown: float = 0.3
 
-    def failures(self, report: WalkForwardReport, sharpe: float | None) -> list[str]:
-        """Every criterion the report misses, in plain words (empty: it passes)."""
-        oos = report.oos
-        reasons = []
-        if oos.trades < self.min_oos_trades:
-            reasons.append(f"{oos.trades} out-of-sample trades < {self.min_oos_trades}")
-        pf = oos.profit_factor
-        if pf is not None and pf < self.min_profit_factor:
-            reasons.append(f"out-of-sample profit factor {pf:.2f} < {self.min_profit_factor:g}")
-        if oos.expectancy_r is None or oos.expectancy_r <= self.min_expectancy_r:
-            shown = "n/a" if oos.expectancy_r is None else f"{oos.expectancy_r:+.2f}R"
-            reasons.append(f"out-of-sample expectancy {shown} is not above {self.min_expectancy_r:g}R")
-        if sharpe is None or sharpe < self.min_sharpe:
-            reasons.append(f"Sharpe {'n/a' if sharpe is None else f'{sharpe:.2f}'} < {self.min_sharpe:g}")
-        if report.oos_max_drawdown > self.max_drawdown:
-            reasons.append(f"max drawdown {report.oos_max_drawdown:.0%} > {self.max_drawdown:.0%}")
-        ratio = report.win_rate_ratio
-        if ratio is None or ratio < self.min_win_rate_ratio:
-            shown = "n/a" if ratio is None else f"{ratio:.0%}"
-            reasons.append(f"out-of-sample win rate is {shown} of in-sample (< {self.min_win_rate_ratio:.0%})")
-        return reasons
+    @property
+    def label(self) -> str:
+        return f"{self.spec.strategy} {self.spec.symbol}"
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """A job's report and the baseline to store."""
+
+    job: GateJob
+    report: GateReport
+    baseline: Baseline
+
+
+def job_bars(job: GateJob) -> Bars:
+    """The clean bars of the job's instrument from its data source, closed by `job.end`."""
+    return _bars(job.data_source, job.cache_dir, job.instrument, job.calendar, job.end, job.history_bars)
+
+
+@lru_cache(maxsize=32)
+def _bars(
+    source: str, cache: str, instrument: Instrument, calendar: SessionCalendar, end: datetime, history: int
+) -> Bars:
+    """Bars are loaded once per process and instrument: the pairs of one symbol share them."""
+    provider = provider_from_source(source, Path(cache))
+    frame = provider.fetch(instrument, end, history)
+    check = validate_bars(frame, instrument, calendar, end, min_bars=1, stale_bars=_NEVER_STALE)
+    if check.bars is None:
+        raise ValueError(f"{instrument.symbol}: {check.rejection}")
+    return check.bars
+
+
+def run_job(job: GateJob, created_at: datetime | None = None) -> GateOutcome:
+    """Validate one system: its data, the gate's measurement and verdict, the baseline to store."""
+    bars = job_bars(job)
+    ctx = MarketContext(job.instrument, bars, job.calendar)
+    report = run_gate(
+        ctx,
+        job.strategy,
+        job.engine,
+        job.config,
+        job.wf,
+        job.criteria,
+        tuned_until=job.spec.tuned_until,
+        mc_runs=job.mc_runs,
+        ruin_drawdown=job.ruin_drawdown,
+    )
+    return GateOutcome(job, report, baseline_of(job, report, created_at or datetime.now(UTC)))
+
+
+def baseline_of(job: GateJob, report: GateReport, created_at: datetime) -> Baseline:
+    """The stored record of a validation: the system's fingerprint, its verdict and out-of-sample R sample."""
+    spec = job.spec
+    return Baseline(
+        strategy=spec.strategy,
+        symbol=spec.symbol,
+        interval=spec.interval.value,
+        params=dict(spec.params),
+        data_source=job.data_source,
+        data_from=report.data_from,
+        data_to=report.data_to,
+        passed=report.passed,
+        reasons=report.failures,
+        metrics=report.metrics(),
+        r_multiples=report.oos_r,
+        created_at=created_at,
+        fingerprint=spec.fingerprint,
+        system=spec.to_json(),
+        oos_from=report.oos_from,
+        score=report.score,
+    )
+
+
+def walk_forward_config(settings: Settings, warmup: int) -> WalkForwardConfig:
+    """How `[backtest]` cuts history into in-sample and out-of-sample windows (and searches, for optimise)."""
+    t = settings.backtest
+    return WalkForwardConfig(
+        folds=t.folds,
+        scheme=WindowScheme(t.scheme),
+        train_fraction=t.train_fraction,
+        warmup_bars=warmup,
+        search=Search(t.search),
+        candidates=t.candidates,
+        seed=t.seed,
+        objective=Objective(t.objective),
+        min_train_trades=t.min_train_trades,
+        risk_fraction=float(settings.bot.risk_per_trade),
+    )
+
+
+def backtest_rates(
+    settings: Settings, data_source: str, instruments: Sequence[Instrument], end: datetime
+) -> RateHistory:
+    """The conversion prices backtests of `instruments` need into the account currency, over their history."""
+    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
+    pairs = needed_pairs(instruments, settings.bot.account_currency, quotes).values()
+    provider = provider_from_source(data_source, cache_dir(settings)) if pairs else None
+    return rate_history(provider, pairs, settings.bot.fx_rates, end, settings.backtest.history_bars)
+
+
+def gate_jobs(settings: Settings, systems: Sequence[TradedSystem], *, data_source: str, end: datetime) -> list[GateJob]:
+    """One job per traded system, validating it on `data_source` up to `end` under the configured gate."""
+    engine = settings.engine_config()
+    rates = backtest_rates(settings, data_source, [t.instrument for t in systems], end)
+    config = backtest_config(settings, rates)
+    criteria = GateCriteria(**settings.backtest.gate.model_dump())
+    cache = str(cache_dir(settings))
+    b = settings.backtest
+    return [
+        GateJob(
+            spec=t.spec,
+            strategy=t.strategy,
+            instrument=t.instrument,
+            calendar=t.calendar,
+            engine=engine,
+            config=config,
+            wf=walk_forward_config(settings, t.strategy.warmup),
+            criteria=criteria,
+            data_source=data_source,
+            cache_dir=cache,
+            history_bars=b.history_bars,
+            end=end,
+            mc_runs=b.monte_carlo_runs,
+            ruin_drawdown=b.ruin_drawdown,
+        )
+        for t in systems
+    ]
+
+
+# --- walk-forward optimisation (`tradebot optimise`) --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -105,106 +224,3 @@ def evaluate_task(spec: WorkerSpec, task: EvalTask) -> EvalResult:
     r = [float(t.trade.pnl_r or 0) for t in result.trades]
     pnl = [float(t.trade.pnl or 0) for t in result.trades]
     return EvalResult.from_r_multiples(r, pnl)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The verdict on one strategy x instrument with the numbers behind it."""
-
-    strategy: str
-    symbol: str
-    interval: str
-    report: WalkForwardReport
-    monte_carlo: MonteCarloReport
-    sharpe: float | None
-    reasons: tuple[str, ...]
-    data_from: datetime
-    data_to: datetime
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return not self.reasons
-
-    def metrics(self) -> dict[str, float | int | None]:
-        oos, ins, mc = self.report.oos, self.report.in_sample, self.monte_carlo
-        return {
-            "oos_trades": oos.trades,
-            "oos_win_rate": oos.win_rate,
-            "oos_profit_factor": oos.profit_factor,
-            "oos_expectancy_r": oos.expectancy_r,
-            "oos_sharpe_per_trade": oos.sharpe,
-            "sharpe": self.sharpe,
-            "oos_max_drawdown": self.report.oos_max_drawdown,
-            "oos_return": self.report.oos_final_return,
-            "is_trades": ins.trades,
-            "is_win_rate": ins.win_rate,
-            "is_expectancy_r": ins.expectancy_r,
-            "win_rate_ratio": self.report.win_rate_ratio,
-            "folds": len(self.report.folds),
-            "folds_skipped": sum(f.skipped for f in self.report.folds),
-            "mc_max_drawdown_p95": None if mc.max_drawdown is None else mc.max_drawdown.p95,
-            "mc_final_return_p5": None if mc.final_return is None else mc.final_return.p5,
-            "mc_ruin_probability": mc.ruin_probability,
-        }
-
-    def baseline(self, data_source: str, now: datetime) -> Baseline:
-        return Baseline(
-            strategy=self.strategy,
-            symbol=self.symbol,
-            interval=self.interval,
-            params=self.params,
-            data_source=data_source,
-            data_from=self.data_from,
-            data_to=self.data_to,
-            passed=self.passed,
-            reasons=self.reasons,
-            metrics=self.metrics(),
-            r_multiples=self.report.oos_r,
-            created_at=now,
-        )
-
-
-def annualised_sharpe(report: WalkForwardReport, oos_start: datetime, oos_end: datetime) -> float | None:
-    """Per-trade Sharpe of the out-of-sample R scaled by sqrt(trades per year over the out-of-sample span)."""
-    per_trade = report.oos.sharpe
-    years = (oos_end - oos_start).total_seconds() / _SECONDS_PER_YEAR
-    if per_trade is None or years <= 0 or report.oos.trades < 2:
-        return None
-    return per_trade * math.sqrt(report.oos.trades / years)
-
-
-def validate_pair(
-    spec: WorkerSpec,
-    wf: WalkForwardConfig,
-    parameter_sets: Sequence[dict[str, Any]],
-    criteria: GateCriteria,
-    executor: Any,
-    *,
-    mc_runs: int = 1000,
-    ruin_drawdown: float = 0.3,
-    progress: Callable[[int, int], None] | None = None,
-) -> GateResult:
-    """Walk-forward, Monte Carlo and the criteria for one strategy x instrument."""
-    bars = load_bars(spec.data_dir, spec.instrument, spec.calendar)
-    report = walk_forward(len(bars), wf, parameter_sets, partial(evaluate_task, spec), executor, progress=progress)
-    mc = monte_carlo(
-        report.oos_r, runs=mc_runs, risk_fraction=wf.risk_fraction, ruin_drawdown=ruin_drawdown, seed=wf.seed
-    )
-    windows = wf.windows(len(bars))
-    oos_start = from_nanos(int(bars.time[windows[0].test.start]))
-    oos_end = from_nanos(int(bars.close_time[-1]))
-    sharpe = annualised_sharpe(report, oos_start, oos_end)
-    last = next((f for f in reversed(report.folds) if f.chosen is not None), None)
-    return GateResult(
-        strategy=spec.strategy,
-        symbol=spec.instrument.symbol,
-        interval=spec.instrument.interval.value,
-        report=report,
-        monte_carlo=mc,
-        sharpe=sharpe,
-        reasons=tuple(criteria.failures(report, sharpe)),
-        data_from=from_nanos(int(bars.time[0])),
-        data_to=from_nanos(int(bars.close_time[-1])),
-        params=dict(last.chosen) if last is not None and last.chosen is not None else {},
-    )

@@ -7,17 +7,29 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bot.composition import backtest_config, cache_dir
-from bot.config import Settings, strategy_params
+from bot.composition import backtest_config, cache_dir, traded_systems
+from bot.config import ConfigError, Settings, config_path, strategy_params
+from bot.config_file import adopt_pair_params, restore
 from bot.executors import make_executor
-from bot.rates import needed_pairs, rate_history
-from bot.validate import GateCriteria, GateResult, WorkerSpec, load_bars, validate_pair
+from bot.systems import TradedSystem
+from bot.validate import (
+    GateOutcome,
+    WorkerSpec,
+    backtest_rates,
+    evaluate_task,
+    gate_jobs,
+    load_bars,
+    run_job,
+    walk_forward_config,
+)
 from data.csv_provider import write_bar_csv
 from data.providers import provider_from_source
 from data.store import SqliteStore
@@ -28,9 +40,9 @@ from engine.indicators import MarketContext
 from engine.learning import CalibrationModel, Outcome, fit_calibration
 from engine.metrics import calibration
 from engine.ports import ProviderError
-from engine.sizing import RateHistory
-from engine.strategy import REGISTRY
-from engine.walkforward import Objective, Search, WalkForwardConfig, WindowScheme
+from engine.strategy import REGISTRY, Strategy
+from engine.systems import BaselineStats, Estimate, PairValidation, SystemSpec, ValidationStatus
+from engine.walkforward import WIN_R, WalkForwardReport, walk_forward
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -59,22 +71,6 @@ def progress_bar(label: str, stream: Any = sys.stderr) -> Callable[[int, int], N
     return show
 
 
-def walk_forward_config(settings: Settings, warmup: int) -> WalkForwardConfig:
-    t = settings.backtest
-    return WalkForwardConfig(
-        folds=t.folds,
-        scheme=WindowScheme(t.scheme),
-        train_fraction=t.train_fraction,
-        warmup_bars=warmup,
-        search=Search(t.search),
-        candidates=t.candidates,
-        seed=t.seed,
-        objective=Objective(t.objective),
-        min_train_trades=t.min_train_trades,
-        risk_fraction=float(settings.bot.risk_per_trade),
-    )
-
-
 def prepare_data(settings: Settings, instruments: Sequence[Instrument], data_source: str, workdir: Path) -> str:
     """A folder of SYMBOL_INTERVAL.csv files the workers read: the CSV source itself, or a Yahoo download."""
     if data_source.startswith("csv:"):
@@ -87,55 +83,88 @@ def prepare_data(settings: Settings, instruments: Sequence[Instrument], data_sou
     return str(workdir)
 
 
-def backtest_rates(
-    settings: Settings, data_source: str, instruments: Sequence[Instrument], end: datetime
-) -> RateHistory:
-    """The conversion prices backtests of `instruments` need into the account currency, over their history."""
-    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
-    pairs = needed_pairs(instruments, settings.bot.account_currency, quotes).values()
-    provider = provider_from_source(data_source, cache_dir(settings)) if pairs else None
-    return rate_history(provider, pairs, settings.bot.fx_rates, end, settings.backtest.history_bars)
-
-
 def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else format(value, pattern)
 
 
-def gate_table(results: Sequence[GateResult]) -> str:
-    headers = (
-        "strategy",
-        "symbol",
-        "oos trades",
-        "PF",
-        "exp R",
-        "Sharpe",
-        "max DD",
-        "WR oos/is",
-        "MC DD p95",
-        "result",
-    )
-    rows = []
-    for r in results:
-        oos, mc = r.report.oos, r.monte_carlo
-        rows.append(
-            (
-                r.strategy,
-                r.symbol,
-                str(oos.trades),
-                _fmt(oos.profit_factor, ".2f"),
-                _fmt(oos.expectancy_r, "+.2f"),
-                _fmt(r.sharpe, ".2f"),
-                f"{r.report.oos_max_drawdown:.0%}",
-                _fmt(r.report.win_rate_ratio, ".0%"),
-                _fmt(None if mc.max_drawdown is None else mc.max_drawdown.p95, ".0%"),
-                "PASS" if r.passed else "FAIL: " + "; ".join(r.reasons),
-            )
-        )
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a header and a rule."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def _interval(e: Estimate | None, pattern: str) -> str:
+    return "n/a" if e is None else f"{format(e.value, pattern)} ({format(e.low, pattern)}..{format(e.high, pattern)})"
+
+
+def gate_table(outcomes: Sequence[GateOutcome]) -> str:
+    """Every validated system: its parameters' id, out-of-sample figures with 90 % intervals, the score's edge and
+    the verdict with every failed criterion."""
+    headers = (
+        *("strategy", "symbol", "params", "oos trades", "win rate", "exp R", "PF", "Sharpe", "max DD"),
+        *("WR oos/is", "score rho (p)", "result"),
+    )
+    rows = []
+    for o in outcomes:
+        r = o.report
+        figures = BaselineStats.of(r.oos_r, WIN_R)
+        score = r.score
+        rows.append(
+            (
+                o.job.spec.strategy,
+                o.job.spec.symbol,
+                o.job.spec.params_id,
+                str(r.oos.trades),
+                _interval(figures.win_rate, ".0%"),
+                _interval(figures.expectancy_r, "+.2f"),
+                _fmt(r.oos.profit_factor, ".2f"),
+                _fmt(r.sharpe, ".2f"),
+                f"{r.max_drawdown:.0%}",
+                _fmt(r.win_rate_ratio, ".0%"),
+                "n/a" if score.rho is None else f"{score.rho:+.2f} ({score.p_value:.2f})",
+                "PASS" if r.passed else "FAIL: " + "; ".join(r.failures),
+            )
+        )
+    return table(headers, rows)
+
+
+def validate_systems(
+    settings: Settings,
+    systems: Sequence[TradedSystem],
+    *,
+    data_source: str,
+    end: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[GateOutcome], list[str]]:
+    """Run the gate on each system (on the configured executor); the outcomes and the systems that could not run."""
+    jobs = gate_jobs(settings, systems, data_source=data_source, end=end)
+    found: dict[int, GateOutcome] = {}
+    failures: list[str] = []
+    with make_executor(settings.backtest.executor, settings.backtest.workers) as executor:
+        futures = {executor.submit(run_job, job): k for k, job in enumerate(jobs)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            k = futures[future]
+            try:
+                found[k] = future.result()
+            except (ValueError, ProviderError) as exc:
+                failures.append(f"{jobs[k].label}: {exc}")
+            if progress is not None:
+                progress(done, len(jobs))
+    return [found[k] for k in sorted(found)], failures
+
+
+def chosen_systems(
+    settings: Settings, strategies: Sequence[str] | None, symbols: Sequence[str] | None
+) -> list[TradedSystem]:
+    """The traded systems, restricted to the given strategies and symbols."""
+    return [
+        t
+        for t in traded_systems(settings)
+        if (strategies is None or t.spec.strategy in strategies) and (symbols is None or t.spec.symbol in symbols)
+    ]
 
 
 def run_validate(
@@ -147,106 +176,250 @@ def run_validate(
     as_json: bool,
     save: bool,
 ) -> int:
-    """Validate every enabled strategy x instrument it applies to; print the table; store baselines."""
+    """Validate every traded system with the parameters it trades; print the table; store the baselines."""
     source = data_source or settings.data_source
-    pairs = []
-    for strategy, allowed in settings.build_strategies():
-        if strategies is not None and strategy.name not in strategies:
-            continue
-        for instrument in settings.instruments:
-            if symbols is not None and instrument.symbol not in symbols:
-                continue
-            if strategy.applies_to(instrument) and (allowed is None or instrument.symbol in allowed):
-                pairs.append((strategy, instrument))
-    if not pairs:
+    systems = chosen_systems(settings, strategies, symbols)
+    if not systems:
         print("tradebot validate: no enabled strategy applies to the chosen symbols", file=sys.stderr)
         return EXIT_USAGE
-    engine, config, criteria = (
-        settings.engine_config(),
-        backtest_config(settings),
-        GateCriteria(**settings.backtest.gate.model_dump()),
-    )
-    results: list[GateResult] = []
-    failures: list[str] = []
+    show = None if as_json else progress_bar(f"validating {len(systems)} systems")
+    outcomes, failures = validate_systems(settings, systems, data_source=source, end=datetime.now(UTC), progress=show)
+    if save and outcomes:
+        asyncio.run(_save(settings, outcomes))
+    if as_json:
+        print(json.dumps([outcome_json(o) for o in outcomes] + [{"error": f} for f in failures], indent=2))
+    else:
+        print(gate_table(outcomes))
+        for failure in failures:
+            print(f"could not validate {failure}")
+        passed = sum(o.report.passed for o in outcomes)
+        saved = " (baselines saved)" if save else ""
+        print(f"\n{passed} of {len(outcomes)} traded systems passed{saved}")
+        print("Unvalidated systems are offered with a warning in manual mode and never executed automatically.")
+    return EXIT_OK if any(o.report.passed for o in outcomes) else EXIT_FAILED
+
+
+async def _save(settings: Settings, outcomes: Sequence[GateOutcome]) -> None:
+    async with await SqliteStore.open(settings.db_path) as store:
+        for outcome in outcomes:
+            await store.save_baseline(outcome.baseline)
+
+
+def outcome_json(o: GateOutcome) -> dict[str, Any]:
+    """One validated system for machines: what it is, its figures with their intervals, the verdict."""
+    r, spec = o.report, o.job.spec
+    figures = BaselineStats.of(r.oos_r, WIN_R)
+    stats = PairValidation(ValidationStatus.VALIDATED, "", stats=figures, score=r.score).to_json()
+    return {
+        "strategy": spec.strategy,
+        "symbol": spec.symbol,
+        "interval": spec.interval.value,
+        "passed": r.passed,
+        "reasons": list(r.failures),
+        "fingerprint": spec.fingerprint,
+        "params_id": spec.params_id,
+        "params": dict(spec.params),
+        "tuned_until": None if spec.tuned_until is None else spec.tuned_until.isoformat(),
+        "data_from": r.data_from.isoformat(),
+        "data_to": r.data_to.isoformat(),
+        "oos_from": r.oos_from.isoformat(),
+        "win_rate": stats["win_rate"],
+        "expectancy_r": stats["expectancy_r"],
+        "score": r.score.to_json() | {"has_edge": r.score.has_edge, "text": r.score.text()},
+        "metrics": r.metrics(),
+        "periods": [
+            {
+                "from": p.start.isoformat(),
+                "to": p.end.isoformat(),
+                "trades": p.stats.trades,
+                "win_rate": p.stats.win_rate,
+                "expectancy_r": p.stats.expectancy_r,
+            }
+            for p in r.periods
+        ],
+    }
+
+
+def run_optimise(
+    settings: Settings,
+    *,
+    strategy: str,
+    symbol: str,
+    data_source: str | None,
+    adopt: bool,
+    as_json: bool,
+    reload: Callable[[], Settings],
+) -> int:
+    """Search parameters by walk-forward; propose the set chosen on the first training window; adopt it on request.
+
+    The report shows each fold's choice measured on its test window (the optimisation procedure out of sample,
+    which is what "optimise, then trade" would have made) and what the gate would measure for the proposal and
+    for the parameters traded now, both on the same out-of-sample span. Adopting writes the proposal into the
+    config file with `tuned_until`, re-runs the gate for the new system and stores its baseline; the running bot
+    trades the new parameters after a restart.
+    """
+    source = data_source or settings.data_source
+    current = next((t for t in traded_systems(settings) if t.spec.pair == (strategy, symbol)), None)
+    if current is None:
+        known = ", ".join(f"{t.spec.strategy} {t.spec.symbol}" for t in traded_systems(settings))
+        print(f"tradebot optimise: {strategy} does not trade {symbol}; traded: {known}", file=sys.stderr)
+        return EXIT_USAGE
+    end = datetime.now(UTC)
+    wf = walk_forward_config(settings, current.strategy.warmup)
     with (
         tempfile.TemporaryDirectory() as tmp,
         make_executor(settings.backtest.executor, settings.backtest.workers) as executor,
     ):
         try:
-            data_dir = prepare_data(settings, sorted({i for _, i in pairs}, key=lambda i: i.symbol), source, Path(tmp))
-        except ProviderError as exc:
-            print(f"tradebot validate: {exc}", file=sys.stderr)
+            data_dir = prepare_data(settings, [current.instrument], source, Path(tmp))
+            bars = load_bars(data_dir, current.instrument, current.calendar)
+        except (ProviderError, ValueError) as exc:
+            print(f"tradebot optimise: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        for strategy, instrument in pairs:
-            calendar = settings.calendar(instrument.calendar)
-            spec = WorkerSpec(data_dir, instrument, calendar, strategy.name, engine, config)
-            try:
-                bars = load_bars(data_dir, instrument, calendar)
-                wf = walk_forward_config(settings, strategy.warmup)
-                base = strategy_params(strategy.name, settings.strategies[strategy.name].params)
-                sets = wf.parameter_sets(REGISTRY[strategy.name].params_type.search_space(), base)
-                label = f"{strategy.name} {instrument.symbol} ({len(bars)} bars)"
-                show = None if as_json else progress_bar(label)
-                results.append(
-                    validate_pair(
-                        spec,
-                        wf,
-                        sets,
-                        criteria,
-                        executor,
-                        mc_runs=settings.backtest.monte_carlo_runs,
-                        ruin_drawdown=settings.backtest.ruin_drawdown,
-                        progress=show,
-                    )
-                )
-            except (ValueError, ProviderError) as exc:
-                failures.append(f"{strategy.name} {instrument.symbol}: {exc}")
-    if save and results:
-        asyncio.run(_save(settings, results, source))
-    if as_json:
-        print(json.dumps([_result_json(r) for r in results] + [{"error": f} for f in failures], indent=2))
-    else:
-        print(gate_table(results))
-        for failure in failures:
-            print(f"could not validate {failure}")
-        passed = sum(r.passed for r in results)
+        config = backtest_config(settings, backtest_rates(settings, source, [current.instrument], end))
+        spec = WorkerSpec(data_dir, current.instrument, current.calendar, strategy, settings.engine_config(), config)
+        sets = wf.parameter_sets(type(current.strategy.params).search_space(), current.strategy.params)
+        show = None if as_json else progress_bar(f"optimising {strategy} {symbol} ({len(bars)} bars)")
+        report = walk_forward(len(bars), wf, sets, partial(evaluate_task, spec), executor, progress=show)
+    first = report.folds[0]
+    if first.chosen is None:
         print(
-            f"\n{passed} of {len(results)} strategy x instrument pairs passed" + (" (baselines saved)" if save else "")
+            f"tradebot optimise: no parameter set made {wf.min_train_trades} trades on the first training window; "
+            "nothing to propose",
+            file=sys.stderr,
         )
-    return EXIT_OK if any(r.passed for r in results) else EXIT_FAILED
+        return EXIT_FAILED
+    proposal = {k: v for k, v in first.chosen.items() if v != getattr(current.strategy.params, k)}
+    tuned_until = bars.bar_time(first.test.start)
+    proposed = REGISTRY[strategy](strategy_params(strategy, {**_plain_params(current.strategy), **proposal}))
+    candidate = replace(current, strategy=proposed, spec=replace_params(current.spec, proposed, tuned_until))
+    now_traded = replace(current, spec=replace_params(current.spec, current.strategy, tuned_until))
+    previews, failures = validate_systems(settings, [candidate, now_traded], data_source=source, end=end)
+    if failures:
+        print(f"tradebot optimise: {'; '.join(failures)}", file=sys.stderr)
+        return EXIT_FAILED
+    adopted: str | None = None
+    if adopt:
+        adopted = _adopt(settings, strategy, symbol, proposal, tuned_until, reload, source, end)
+        if adopted is None:
+            return EXIT_FAILED
+    if as_json:
+        print(json.dumps(_optimise_json(report, proposal, tuned_until, previews, adopted), indent=2, default=str))
+    else:
+        print(_optimise_text(report, proposal, tuned_until, previews, adopted))
+    return EXIT_OK
 
 
-async def _save(settings: Settings, results: Sequence[GateResult], source: str) -> None:
-    now = datetime.now(UTC)
-    async with await SqliteStore.open(settings.db_path) as store:
-        for result in results:
-            await store.save_baseline(result.baseline(source, now))
+def _plain_params(strategy: Strategy[Any]) -> dict[str, Any]:
+    return {name: getattr(strategy.params, name) for name in type(strategy.params).names()}
 
 
-def _result_json(r: GateResult) -> dict[str, Any]:
+def replace_params(spec: SystemSpec, strategy: Strategy[Any], tuned_until: datetime) -> SystemSpec:
+    """`spec` with the strategy's parameters and the end of the data they were tuned on."""
+    return replace(spec, params=_plain_params(strategy), tuned_until=tuned_until)
+
+
+def _adopt(
+    settings: Settings,
+    strategy: str,
+    symbol: str,
+    proposal: dict[str, Any],
+    tuned_until: datetime,
+    reload: Callable[[], Settings],
+    source: str,
+    end: datetime,
+) -> str | None:
+    """Write the proposal into the config file, check the file still loads, validate the new system, save it."""
+    path = config_path()
+    try:
+        before = adopt_pair_params(path, strategy, symbol, proposal, tuned_until)
+    except (OSError, ValueError) as exc:
+        print(f"tradebot optimise: cannot write {path}: {exc}", file=sys.stderr)
+        return None
+    try:
+        fresh = reload()
+    except ConfigError as exc:
+        restore(path, before)
+        print(f"tradebot optimise: the adopted parameters do not load ({exc}); {path} is unchanged", file=sys.stderr)
+        return None
+    [system] = [t for t in traded_systems(fresh) if t.spec.pair == (strategy, symbol)]
+    outcomes, failures = validate_systems(fresh, [system], data_source=source, end=end)
+    if failures:
+        print(f"tradebot optimise: adopted, but the gate could not run: {'; '.join(failures)}", file=sys.stderr)
+        return str(path)
+    asyncio.run(_save(fresh, outcomes))
+    return str(path)
+
+
+def _optimise_text(
+    report: WalkForwardReport,
+    proposal: dict[str, Any],
+    tuned_until: datetime,
+    previews: Sequence[GateOutcome],
+    adopted: str | None,
+) -> str:
+    rows = [
+        (
+            str(f.fold),
+            f"[{f.train.start}, {f.train.end})",
+            f"[{f.test.start}, {f.test.end})",
+            "skipped" if f.skipped else f"{f.eligible}/{len(f.train_scores)}",
+            _fmt(None if f.in_sample is None else f.in_sample.expectancy_r, "+.2f"),
+            str(0 if f.out_of_sample is None else f.out_of_sample.trades),
+            _fmt(None if f.out_of_sample is None else f.out_of_sample.expectancy_r, "+.2f"),
+        )
+        for f in report.folds
+    ]
+    oos = report.oos
+    changes = ", ".join(f"{k}={v}" for k, v in sorted(proposal.items())) or "none: the parameters traded now won"
+    lines = [
+        table(("fold", "train bars", "test bars", "eligible", "IS exp R", "OOS trades", "OOS exp R"), rows),
+        "",
+        f"optimising and trading each fold's choice, out of sample: {oos.trades} trades, profit factor "
+        f"{_fmt(oos.profit_factor, '.2f')}, expectancy {_fmt(oos.expectancy_r, '+.2f')}R "
+        "(what re-optimising would have made; not a figure of any one parameter set)",
+        f"proposal, chosen on the first training window (data until {tuned_until:%Y-%m-%d %H:%MZ}): {changes}",
+        "",
+        "the gate on the same out-of-sample span (first row: the proposal; second: the parameters traded now):",
+        gate_table(previews),
+    ]
+    if adopted is not None:
+        lines += ["", f"adopted into {adopted} (tuned_until {tuned_until.isoformat()}) and validated; restart the bot"]
+    else:
+        lines += ["", "nothing changed: --adopt writes the proposal into the config file and validates it"]
+    return "\n".join(lines)
+
+
+def _optimise_json(
+    report: WalkForwardReport,
+    proposal: dict[str, Any],
+    tuned_until: datetime,
+    previews: Sequence[GateOutcome],
+    adopted: str | None,
+) -> dict[str, Any]:
     return {
-        "strategy": r.strategy,
-        "symbol": r.symbol,
-        "interval": r.interval,
-        "passed": r.passed,
-        "reasons": list(r.reasons),
-        "metrics": r.metrics(),
-        "params": r.params,
-        "data_from": r.data_from.isoformat(),
-        "data_to": r.data_to.isoformat(),
         "folds": [
             {
                 "fold": f.fold,
                 "train": [f.train.start, f.train.end],
                 "test": [f.test.start, f.test.end],
                 "chosen": dict(f.chosen) if f.chosen is not None else None,
-                "in_sample_trades": f.in_sample.trades if f.in_sample else 0,
                 "in_sample_expectancy_r": f.in_sample.expectancy_r if f.in_sample else None,
                 "oos_trades": f.out_of_sample.trades if f.out_of_sample else 0,
                 "oos_expectancy_r": f.out_of_sample.expectancy_r if f.out_of_sample else None,
             }
-            for f in r.report.folds
+            for f in report.folds
         ],
+        "procedure_oos": {
+            "trades": report.oos.trades,
+            "profit_factor": report.oos.profit_factor,
+            "expectancy_r": report.oos.expectancy_r,
+        },
+        "proposal": proposal,
+        "tuned_until": tuned_until.isoformat(),
+        "proposal_gate": outcome_json(previews[0]),
+        "current_gate": outcome_json(previews[1]),
+        "adopted_into": adopted,
     }
 
 

@@ -323,12 +323,32 @@ _V5_DRIFT_AND_LEARNING: Final = Migration(
     ),
 )
 
+_V6_SYSTEMS: Final = Migration(
+    version=6,
+    name="the system each baseline validated and each signal was found by, and its status when offered",
+    statements=(
+        # fingerprint: the hash of everything that decides a system's trades (engine.systems.SystemSpec); '' for
+        # baselines stored before: they validate no system the bot trades, so their pairs show as stale.
+        "ALTER TABLE baselines ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE baselines ADD COLUMN system TEXT NOT NULL DEFAULT '{}'"
+        " CHECK (json_valid(system) AND json_type(system) = 'object')",
+        "ALTER TABLE baselines ADD COLUMN oos_from TEXT",
+        "ALTER TABLE baselines ADD COLUMN score TEXT CHECK (score IS NULL OR json_valid(score))",
+        "CREATE INDEX baselines_fingerprint ON baselines (strategy, symbol, interval, fingerprint, version)",
+        # The validation status shown with a signal (a JSON snapshot), and the system that found it, so drift
+        # compares a baseline only with the trades of the system it validated.
+        "ALTER TABLE signals ADD COLUMN fingerprint TEXT",
+        "ALTER TABLE signals ADD COLUMN validation TEXT CHECK (validation IS NULL OR json_valid(validation))",
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
     _V3_BASELINES,
     _V4_SHADOW_ORDERS,
     _V5_DRIFT_AND_LEARNING,
+    _V6_SYSTEMS,
 )
 
 

@@ -50,7 +50,8 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import Baseline, ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
+from engine.ports import ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
+from engine.systems import Baseline, PairValidation, ScoreEdge
 from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
 
 __all__ = [
@@ -92,6 +93,7 @@ _SET_STATE_SQL: Final = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
 )
 ACTIVE_MODEL_KEY: Final = "learning.active_version"
+_IN_CHUNK: Final = 500  # ids per `IN (...)` query, well under SQLite's bound-parameter limit
 _TIMESTAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
 
 
@@ -645,6 +647,10 @@ class SqliteStore:
             _json(list(baseline.reasons)),
             _json(baseline.metrics),
             _json([float(r) for r in baseline.r_multiples]),
+            baseline.fingerprint,
+            _json(dict(baseline.system)),
+            None if baseline.oos_from is None else _encode_ts(baseline.oos_from, "oos_from"),
+            None if baseline.score is None else _json(baseline.score.to_json()),
         )
         async with self._write(f"save the baseline of {baseline.strategy} on {baseline.symbol}") as db:
             rows = await _fetchall(
@@ -655,11 +661,22 @@ class SqliteStore:
             version = int(rows[0][0]) + 1
             await db.execute(
                 "INSERT INTO baselines (strategy, symbol, interval, version, created_at, data_source, data_from,"
-                " data_to, params, passed, reasons, metrics, r_multiples)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " data_to, params, passed, reasons, metrics, r_multiples, fingerprint, system, oos_from, score)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, version, *row),
             )
         return version
+
+    async def baselines(self) -> list[Baseline]:
+        """The newest validation result of every system (fingerprint) of every strategy x instrument."""
+        sql = (
+            "SELECT * FROM baselines b WHERE version = (SELECT MAX(version) FROM baselines c WHERE"
+            " c.strategy = b.strategy AND c.symbol = b.symbol AND c.interval = b.interval"
+            " AND c.fingerprint = b.fingerprint) ORDER BY strategy, symbol, interval, version"
+        )
+        async with self._read("read the baselines of every system") as db:
+            rows = await _fetchall(db, sql)
+        return [_decode_baseline(row) for row in rows]
 
     async def latest_baselines(self) -> list[Baseline]:
         """The newest validation result of every strategy x instrument."""
@@ -831,6 +848,28 @@ class SqliteStore:
             now = _encode_ts(datetime.now(UTC), "now")
             await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(previous.version), now))
         return previous
+
+    async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:
+        """Keep the system's validation status with a signal being offered (only while it is NEW)."""
+        params = (validation.fingerprint or None, _json(validation.to_json()), _check_text(signal_id, "signal_id"))
+        async with self._write(f"keep the validation of {signal_id}") as db:
+            await _execute(
+                db, "UPDATE signals SET fingerprint = ?, validation = ? WHERE signal_id = ? AND status = 'new'", params
+            )
+
+    async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
+        """The fingerprint of the system that found each signal, for the signals offered with one."""
+        ids = sorted(set(signal_ids))
+        out: dict[str, str] = {}
+        async with self._read("read signal fingerprints") as db:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                where = f"fingerprint IS NOT NULL AND signal_id IN ({marks})"
+                sql = f"SELECT signal_id, fingerprint FROM signals WHERE {where}"
+                rows = await _fetchall(db, sql, chunk)
+                out.update((str(r[0]), str(r[1])) for r in rows)
+        return out
 
     async def save_estimate(self, estimate: SignalEstimate) -> None:
         """Store the win estimate shown with a signal (the first one stands)."""
@@ -1361,6 +1400,7 @@ def _string_list(items: Sequence[str], name: str, *, allow_empty_items: bool = F
 
 def _decode_baseline(row: sqlite3.Row) -> Baseline:
     where = f"baseline {row['strategy']}/{row['symbol']} v{row['version']}"
+    score = None if row["score"] is None else ScoreEdge.from_json(_load_json(row["score"], f"{where} score"))
     return Baseline(
         strategy=str(row["strategy"]),
         symbol=str(row["symbol"]),
@@ -1375,6 +1415,10 @@ def _decode_baseline(row: sqlite3.Row) -> Baseline:
         r_multiples=tuple(float(r) for r in _load_json(row["r_multiples"], f"{where} r_multiples")),
         created_at=_decode_ts(row["created_at"], f"{where} created_at"),
         version=int(row["version"]),
+        fingerprint=str(row["fingerprint"]),
+        system=dict(_load_json(row["system"], f"{where} system")),
+        oos_from=_decode_optional_ts(row["oos_from"], f"{where} oos_from"),
+        score=score,
     )
 
 
@@ -1623,7 +1667,18 @@ def _decode_signal_record(row: sqlite3.Row) -> SignalRecord:
         decided_by=_decode_optional_int(row["decided_by"], f"{where} decided_by"),
         decided_at=_decode_optional_ts(row["decided_at"], f"{where} decided_at"),
         reason=_decode_optional_text(row["reason"], f"{where} reason"),
+        validation=_decode_validation(row["validation"], f"{where} validation"),
     )
+
+
+def _decode_validation(value: object, where: str) -> PairValidation | None:
+    if value is None:
+        return None
+    data = _load_json(value, where)
+    try:
+        return PairValidation.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptRecordError(f"{where} is not a validation snapshot: {exc}") from exc
 
 
 def _decode_outbox_item(row: sqlite3.Row) -> OutboxItem:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
+from engine.systems import Baseline, PairValidation
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
 
 
@@ -115,6 +116,7 @@ class SignalRecord:
     decided_by: int | None = None
     decided_at: datetime | None = None
     reason: str | None = None
+    validation: PairValidation | None = None  # the system's validation status when the signal was offered
 
     @property
     def signal_id(self) -> str:
@@ -140,25 +142,6 @@ class OutboxItem:
     next_attempt_at: datetime | None = None
     signal_id: str | None = None
     last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The outcome of a pre-deploy validation of one strategy on one instrument (versioned)."""
-
-    strategy: str
-    symbol: str
-    interval: str
-    params: dict[str, Any]
-    data_source: str
-    data_from: datetime
-    data_to: datetime
-    passed: bool
-    reasons: tuple[str, ...]
-    metrics: dict[str, float | int | None]
-    r_multiples: tuple[float, ...]
-    created_at: datetime
-    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -297,6 +280,18 @@ class BotStore(SignalStore, Protocol):
 
     async def latest_baselines(self) -> list[Baseline]:
         """The newest validation result of every strategy x instrument."""
+        ...
+
+    async def baselines(self) -> list[Baseline]:
+        """The newest validation result of every system (fingerprint) of every strategy x instrument."""
+        ...
+
+    async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:
+        """Keep the system's validation status with a signal being offered (shown with it from then on)."""
+        ...
+
+    async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
+        """The fingerprint of the system that found each signal, for the signals offered with one."""
         ...
 
     async def get_state(self, key: str) -> str | None: ...

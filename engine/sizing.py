@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -239,8 +238,8 @@ class Sizing:
         rf = self.risk_fraction
         if not isinstance(rf, Decimal) or not rf.is_finite() or not 0 < rf <= MAX_RISK_FRACTION:
             raise ValueError(f"risk_fraction must be a Decimal within (0, {MAX_RISK_FRACTION}], was {rf!r}")
-        object.__setattr__(self, "quote_currencies", MappingProxyType(dict(self.quote_currencies)))
-        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        object.__setattr__(self, "quote_currencies", dict(self.quote_currencies))  # copies: the caller's stay theirs
+        object.__setattr__(self, "limits", dict(self.limits))
 
     def currency(self, instrument: Instrument) -> str:
         """The currency money is counted in for `instrument`: the account's, or its own quote currency."""

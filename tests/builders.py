@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from engine.bars import Bars, to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
-from engine.domain import Instrument, Interval
+from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup
 from engine.indicators import MarketContext
+from engine.ports import BotStore
+from engine.systems import Baseline, PairValidation, SystemSpec, ValidationStatus
+from engine.trading import Trade
 
 
 def make_bars(
@@ -43,3 +46,55 @@ def make_context(bars: Bars, symbol: str = "RELIANCE", **overrides: object) -> M
     """A MarketContext over `bars` for a built-in instrument, with its interval set to the bars'."""
     instrument: Instrument = replace(default_instrument(symbol), interval=bars.interval, **overrides)  # type: ignore[arg-type]
     return MarketContext(instrument, bars, get_calendar(instrument.calendar))
+
+
+WINS_AND_LOSSES = (2.0, -1.0, 2.0, -1.0, -1.0, 2.0, -1.0, 2.0, -1.0, 2.0) * 4  # 40 trades, 50 % wins, +0.5R
+
+
+def baseline_for(spec: SystemSpec, at: datetime, *, passed: bool = True, **changes: object) -> Baseline:
+    """A baseline of exactly the system `spec`, as the gate stores it (passed by default), made at `at`."""
+    made = Baseline(
+        strategy=spec.strategy,
+        symbol=spec.symbol,
+        interval=spec.interval.value,
+        params=dict(spec.params),
+        data_source="csv:shared",
+        data_from=at - timedelta(days=600),
+        data_to=at - timedelta(days=1),
+        passed=passed,
+        reasons=() if passed else ("out-of-sample profit factor 0.92 < 1.2",),
+        metrics={},
+        r_multiples=WINS_AND_LOSSES,
+        created_at=at,
+        fingerprint=spec.fingerprint,
+        system=spec.to_json(),
+    )
+    return replace(made, **changes)  # type: ignore[arg-type]
+
+
+async def record_system_trades(store: BotStore, spec: SystemSpec, trades: Sequence[Trade]) -> list[Trade]:
+    """Store a signal of the system `spec` for each external trade (found an interval before its entry, offered
+    with the system's fingerprint), then the trade under that signal's id; return the trades as stored."""
+    interval = spec.interval.delta
+    setups = [
+        ScoredSetup(
+            Setup(
+                t.strategy, t.symbol, t.side, t.entry_price, t.stop, (t.target,), t.entry_time - interval, spec.interval
+            ),
+            QualityScore(60.0, ()),
+        )
+        for t in trades
+    ]
+    first = min(t.entry_time for t in trades)
+    run = await store.start_run(first, first, "test", [spec.symbol])
+    await store.finish_run(run, first, setups, [], [])
+    stored = []
+    for scored, trade in zip(setups, trades, strict=True):
+        signal_id = scored.setup.signal_id
+        await store.set_signal_validation(
+            signal_id, PairValidation(ValidationStatus.VALIDATED, "", fingerprint=spec.fingerprint)
+        )
+        mine = replace(trade, trade_id=f"{signal_id}-{trade.kind.value}", signal_id=signal_id)
+        await store.record_external_trade(mine)
+        stored.append(mine)
+    return stored

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from bot.callbacks import Action, Callback
+from bot.composition import system_book
+from bot.config import load_settings
 from data.store import SqliteStore
 from engine.domain import Side
-from engine.ports import Baseline
 from engine.trading import ExitReason, Trade, TradeKind
+from tests.builders import baseline_for, record_system_trades
 from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 
@@ -66,25 +68,12 @@ def closed_trade(n: int, won: bool) -> Trade:
 
 
 async def seed(db: Path) -> None:
+    """A passed baseline of exactly the trend_pullback system the bot trades on GBPUSD, and 30 trades of it."""
+    spec = system_book(load_settings()).specs[("trend_pullback", "GBPUSD")]
+    made = START - timedelta(days=60)
     async with await SqliteStore.open(db) as store:
-        await store.save_baseline(
-            Baseline(
-                strategy="trend_pullback",
-                symbol="GBPUSD",
-                interval="1h",
-                params={},
-                data_source="csv",
-                data_from=START - timedelta(days=900),
-                data_to=START - timedelta(days=60),
-                passed=True,
-                reasons=(),
-                metrics={"oos_trades": 60},
-                r_multiples=tuple([2.0, -1.0] * 30),
-                created_at=START - timedelta(days=60),
-            )
-        )
-        for n in range(30):
-            await store.record_external_trade(closed_trade(n, won=n % 10 == 0))
+        await store.save_baseline(baseline_for(spec, made, r_multiples=tuple([2.0, -1.0] * 30), data_to=made))
+        await record_system_trades(store, spec, [closed_trade(n, won=n % 10 == 0) for n in range(30)])
 
 
 def drift_alerts(server: FakeTelegram) -> list[SentMessage]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from data.store import SqliteStore
-from engine.ports import Baseline
+from engine.systems import Baseline, ScoreEdge
 
 T0 = datetime(2025, 6, 12, tzinfo=UTC)
 BASE = Baseline(
@@ -49,3 +49,21 @@ async def test_a_baseline_with_a_backwards_range_is_refused(tmp_path: Path) -> N
         else:
             raise AssertionError("a backwards data range was stored")
         assert await store.latest_baselines() == []
+
+
+async def test_each_systems_newest_baseline_is_kept_with_its_fingerprint_and_system(tmp_path: Path) -> None:
+    edge = ScoreEdge(70, 0.21, 0.04)
+    first = replace(BASE, fingerprint="a" * 16, system={"params": {"x": 1}}, oos_from=T0 - timedelta(days=100))
+    async with await SqliteStore.open(tmp_path / "b.db") as store:
+        await store.save_baseline(first)
+        await store.save_baseline(replace(first, score=edge, created_at=T0 + timedelta(days=1)))
+        await store.save_baseline(replace(first, fingerprint="b" * 16, passed=False, reasons=("PF 0.9 < 1.2",)))
+        await store.save_baseline(replace(BASE, symbol="GBPUSD"))  # stored before fingerprints: fingerprint ''
+    async with await SqliteStore.open(tmp_path / "b.db") as store:
+        every = {(b.symbol, b.fingerprint): b for b in await store.baselines()}
+        latest = await store.latest_baselines()
+    assert set(every) == {("EURUSD", "a" * 16), ("EURUSD", "b" * 16), ("GBPUSD", "")}
+    newest_a = every[("EURUSD", "a" * 16)]
+    assert newest_a.version == 2 and newest_a.score == edge and newest_a.system == {"params": {"x": 1}}
+    assert newest_a.oos_from == T0 - timedelta(days=100)
+    assert [b.version for b in latest if b.symbol == "EURUSD"] == [3]  # the pair's newest, of any system

@@ -23,20 +23,23 @@ from bot.paper_broker import PaperBroker
 from bot.runtime import open_runtime
 from bot.scan import BarRules, ScanService, WatchItem
 from bot.state import BotState
+from bot.systems import SystemBook, system_spec
 from data.csv_provider import CsvProvider
 from data.news_feed import NewsSource
 from data.store import SqliteStore
+from engine.backtest import BacktestConfig
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Instrument, SignalStatus
 from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
-from engine.ports import Baseline, OutboxKind
+from engine.ports import OutboxKind
 from engine.protections import ProtectionConfig
 from engine.sizing import Sizing
 from engine.strategy import REGISTRY, strategy_names
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
+from tests.builders import baseline_for
 from tests.fakes.broker import PinnedQuoteBroker
 from tests.fakes.clock import SteppingClock
 from tests.support import require_market_dir
@@ -77,6 +80,12 @@ class Desk:
         items = await self.store.due_messages(self.clock.now() + timedelta(days=3650), limit=1000)
         return [i.payload for i in items if kind is None or i.kind is kind]
 
+    async def validate(self, *symbols: str, strategy: str = "trend_pullback", passed: bool = True) -> None:
+        """Store a baseline of exactly the system the desk trades on each symbol (passed unless told otherwise)."""
+        for symbol in symbols:
+            spec = self.desk.systems.specs[(strategy, symbol)]
+            await self.store.save_baseline(baseline_for(spec, self.clock.now() - timedelta(days=1), passed=passed))
+
     async def status(self, signal_id: str) -> SignalStatus:
         record = await self.store.signal(signal_id)
         assert record is not None
@@ -108,7 +117,12 @@ async def build(tmp_path: Path, **policy: object) -> AsyncIterator[Desk]:
     monitor = PositionMonitor(
         store, provider, notifier, clock, instruments, calendars, history_bars=2000, max_hold_bars=48, costs=costs
     )
-    scan = ScanService(provider, store, watch, EngineConfig(min_score=50), BarRules(), clock)
+    engine = EngineConfig(min_score=50)
+    scan = ScanService(provider, store, watch, engine, BarRules(), clock)
+    config = BacktestConfig(costs=costs, max_hold_bars=48)
+    desk.systems = SystemBook(
+        system_spec(s, w.instrument, w.calendar, engine, config) for w in watch for s in w.strategies
+    )
     try:
         yield Desk(provider, store, clock, scan, desk, broker, state, monitor)
     finally:
@@ -272,6 +286,7 @@ async def test_execution_modes(
 ) -> None:
     async for d in build(tmp_path, auto_threshold=auto, ask_threshold=ask):
         await d.state.set_mode(mode)
+        await d.validate("GBPUSD", "XAUUSD")
         report = await d.scan.scan()
         decisions = await d.desk.offer(report.setups)
         got = {x.symbol: await d.status(x.signal_id) for x in decisions}
@@ -345,33 +360,58 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed_on_start(tmp_path: 
 
 
 async def test_a_strategy_that_failed_validation_is_not_offered_unless_overridden(tmp_path: Path) -> None:
-    failed = Baseline(
-        strategy="trend_pullback",
-        symbol="GBPUSD",
-        interval="1h",
-        params={},
-        data_source="csv:x",
-        data_from=AS_OF - timedelta(days=300),
-        data_to=AS_OF - timedelta(days=1),
-        passed=False,
-        reasons=("out-of-sample profit factor 0.92 < 1.2",),
-        metrics={},
-        r_multiples=(),
-        created_at=AS_OF - timedelta(days=1),
-    )
     async for d in build(tmp_path / "gated"):
-        await d.store.save_baseline(failed)
+        await d.validate("GBPUSD", passed=False)
         report = await d.scan.scan()
         decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}
         assert decisions["GBPUSD"].status is SignalStatus.DROPPED
-        assert decisions["GBPUSD"].reason == (
-            "failed pre-deploy validation v1 (2025-06-11): out-of-sample profit factor 0.92 < 1.2"
-        )
-        assert decisions["XAUUSD"].status is SignalStatus.PENDING
+        assert decisions["GBPUSD"].reason == ("failed pre-deploy validation v1: out-of-sample profit factor 0.92 < 1.2")
+        assert decisions["XAUUSD"].status is SignalStatus.PENDING  # unvalidated: offered with its warning
+        [xau] = [r for r in await d.outbox(OutboxKind.SIGNAL) if "XAUUSD" in str(r["text"])]
+        assert "NOT VALIDATED: never validated" in str(xau["text"])
     async for d in build(tmp_path / "override", trade_failed_strategies=True):
-        await d.store.save_baseline(failed)
+        await d.validate("GBPUSD", passed=False)
+        await d.state.set_mode(ExecutionMode.AUTO)
         report = await d.scan.scan()
-        assert {x.status for x in await d.desk.offer(report.setups)} == {SignalStatus.PENDING}
+        decisions = await d.desk.offer(report.setups)
+        assert {x.status for x in decisions} == {SignalStatus.PENDING}  # offered, never executed
+        assert {x.reason for x in decisions} == {
+            "failed, so asking instead of executing",
+            "unvalidated, so asking instead of executing",
+        }
+
+
+async def test_only_a_validated_system_is_executed_automatically_and_every_signal_says_its_status(
+    tmp_path: Path,
+) -> None:
+    async for d in build(tmp_path):
+        await d.validate("GBPUSD")
+        await d.state.set_mode(ExecutionMode.AUTO)
+        report = await d.scan.scan()
+        decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}
+        assert await d.status(decisions["GBPUSD"].signal_id) is SignalStatus.FILLED
+        assert decisions["XAUUSD"].status is SignalStatus.PENDING
+        assert decisions["XAUUSD"].reason == "unvalidated, so asking instead of executing"
+        gbp = await d.store.signal(decisions["GBPUSD"].signal_id)
+        xau = await d.store.signal(decisions["XAUUSD"].signal_id)
+        assert gbp is not None and gbp.validation is not None and gbp.validation.validated
+        assert xau is not None and xau.validation is not None and xau.validation.status.value == "unvalidated"
+        [message] = await d.outbox(OutboxKind.SIGNAL)
+        text = str(message["text"])
+        assert "⚠️ NOT VALIDATED: never validated" in text and "Never executed automatically" in text
+        assert "score: no measured edge (not validated)" in text
+
+
+async def test_a_pair_that_failed_validation_after_the_offer_refuses_the_approval(d: Desk) -> None:
+    gbp, _ = await d.offer()
+    await d.validate("GBPUSD", passed=False)
+    outcome = await d.desk.approve(gbp, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert outcome.message == (
+        "Refused: trend_pullback on GBPUSD failed pre-deploy validation v1 since this was offered: "
+        "out-of-sample profit factor 0.92 < 1.2."
+    )
+    assert await d.status(gbp) is SignalStatus.PENDING
 
 
 async def test_a_fill_through_the_stop_opens_no_position(d: Desk) -> None:
@@ -491,6 +531,7 @@ async def test_protections_drop_new_signals_with_their_reason(tmp_path: Path) ->
     one_position = ProtectionConfig(max_open_positions=1, correlation_threshold=None)
     async for d in build(tmp_path, protections=one_position, default_mode=ExecutionMode.AUTO):
         await d.state.set_mode(ExecutionMode.AUTO)
+        await d.validate("GBPUSD", "XAUUSD")
         await d.offer()
         (dropped,) = await d.store.signals_with_status(SignalStatus.DROPPED)
         assert dropped.reason == "protection: max open positions: 1 open >= limit 1"

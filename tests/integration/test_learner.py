@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from html import escape
@@ -22,14 +22,17 @@ from bot.config import Settings, load_settings
 from bot.learner import LAST_RUN_KEY, LearnedModel, Learner, learned_text
 from bot.messages import signal_message
 from bot.scan import WatchItem
+from bot.systems import SystemBook
 from data.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Side, SignalStatus
 from engine.learning import Verdict
-from engine.ports import Baseline, OutboxKind, SignalEstimate
+from engine.ports import OutboxKind, SignalEstimate
+from engine.systems import Baseline
 from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
+from tests.builders import baseline_for
 from tests.fakes.clock import SteppingClock
 from tests.integration.test_desk import AS_OF, Desk, build
 
@@ -62,21 +65,11 @@ def watch(*symbols: str) -> list[WatchItem]:
     return [WatchItem(i, get_calendar(i.calendar), ()) for i in instruments]
 
 
-def baseline(symbol: str, r_multiples: tuple[float, ...], created_at: datetime) -> Baseline:
-    return Baseline(
-        strategy=TP,
-        symbol=symbol,
-        interval="1h",
-        params={},
-        data_source="csv:test",
-        data_from=created_at - timedelta(days=900),
-        data_to=created_at - timedelta(days=1),
-        passed=True,
-        reasons=(),
-        metrics={"oos_trades": len(r_multiples)},
-        r_multiples=r_multiples,
-        created_at=created_at,
-    )
+def baseline(systems: SystemBook, symbol: str, r_multiples: tuple[float, ...], created_at: datetime) -> Baseline:
+    """A passing baseline of exactly the trend_pullback system traded on `symbol`."""
+    spec = systems.specs[(TP, symbol)]
+    made = baseline_for(spec, created_at, r_multiples=r_multiples, metrics={"oos_trades": len(r_multiples)})
+    return replace(made, data_from=created_at - timedelta(days=900))
 
 
 def closed_trade(
@@ -169,7 +162,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
 
 async def seed_demotion(lab: Lab) -> None:
     """A passing EURUSD baseline (+0.5R over 60 trades) from before the 40 mostly losing trades recorded since."""
-    await lab.store.save_baseline(baseline("EURUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
+    await lab.store.save_baseline(baseline(lab.learner.systems, "EURUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
     await record_losing_run(lab.store, "EURUSD", AS_OF)
 
 
@@ -357,7 +350,7 @@ async def test_refresh_loads_a_version_another_process_stored_and_drops_an_unrea
 
 
 async def desk_with_learner(d: Desk, folder: Path) -> Learner:
-    learner = Learner(d.store, None, d.clock, make_settings(folder), watch("GBPUSD", "XAUUSD"))
+    learner = Learner(d.store, None, d.clock, make_settings(folder), watch("GBPUSD", "XAUUSD"), d.desk.systems)
     d.desk.advisor = learner
     return learner
 
@@ -365,11 +358,12 @@ async def desk_with_learner(d: Desk, folder: Path) -> Learner:
 async def test_an_ask_only_pair_is_asked_in_auto_mode_and_others_execute(tmp_path: Path) -> None:
     async with desk(tmp_path) as d:
         learner = await desk_with_learner(d, tmp_path)
-        await d.store.save_baseline(baseline("GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
+        await d.store.save_baseline(baseline(d.desk.systems, "GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
         await record_losing_run(d.store, "GBPUSD", AS_OF)
         model = await learner.learn(backtests=False)
         assert isinstance(model, LearnedModel) and model.demotions[0][:3] == (TP, "GBPUSD", Verdict.ASK_ONLY)
         await d.state.set_mode(ExecutionMode.AUTO)
+        await d.validate("XAUUSD")
 
         report = await d.scan.scan()
         decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}
@@ -389,6 +383,7 @@ async def test_a_disabled_pair_is_dropped_with_who_disabled_it(tmp_path: Path) -
     async with desk(tmp_path) as d:
         await desk_with_learner(d, tmp_path)
         await d.state.set_mode(ExecutionMode.AUTO)
+        await d.validate("GBPUSD", "XAUUSD")
         why = "CRITICAL: win 10% vs 50% over 30 trades"
         await d.store.set_pair_control(
             PairControl(TP, "XAUUSD", PairState.DISABLED, ControlSource.DRIFT, why, AS_OF - timedelta(days=1))
@@ -410,8 +405,12 @@ async def test_learning_ranks_the_higher_expectancy_pair_first_even_below_the_ot
         assert quality == {"GBPUSD": 74, "XAUUSD": 66}  # without learning GBPUSD goes first
 
         learner = await desk_with_learner(d, tmp_path)
-        await d.store.save_baseline(baseline("GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))  # +0.5R
-        await d.store.save_baseline(baseline("XAUUSD", (3.0, -1.0) * 30, AS_OF - timedelta(days=60)))  # +1.0R
+        await d.store.save_baseline(
+            baseline(d.desk.systems, "GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60))
+        )  # +0.5R
+        await d.store.save_baseline(
+            baseline(d.desk.systems, "XAUUSD", (3.0, -1.0) * 30, AS_OF - timedelta(days=60))
+        )  # +1.0R
         model = await learner.learn(backtests=False)
         assert isinstance(model, LearnedModel) and model.demotions == ()
         assert model.posteriors[(TP, "XAUUSD")].expected_r == 1.0
@@ -432,7 +431,7 @@ async def test_learning_ranks_the_higher_expectancy_pair_first_even_below_the_ot
 async def test_a_signal_without_a_calibration_carries_why_and_shows_est_win_na(tmp_path: Path) -> None:
     async with desk(tmp_path) as d:
         learner = await desk_with_learner(d, tmp_path)
-        await d.store.save_baseline(baseline("GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
+        await d.store.save_baseline(baseline(d.desk.systems, "GBPUSD", (2.0, -1.0) * 30, AS_OF - timedelta(days=60)))
         await record_shadow(d.store, 1, "GBPUSD", True, AS_OF - timedelta(days=2))
         model = await learner.learn(backtests=False)
         assert isinstance(model, LearnedModel) and model.calibration is None

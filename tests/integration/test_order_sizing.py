@@ -292,6 +292,7 @@ async def test_the_minutes_settlement_never_sends_an_order_the_desk_is_sending(d
     broker = ScriptedBroker(d.broker)
     d.desk.broker = broker
     await d.state.set_mode(ExecutionMode.AUTO)
+    await d.validate("GBPUSD", "XAUUSD")
     offering = asyncio.ensure_future(d.offer())
     settled = 0
     while not offering.done():  # a settlement at every point where the offer waits, as the minute's tick may
