@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.add_argument("--no-save", action="store_true", help="do not store the results as baselines")
+    validate.add_argument(
+        "--until",
+        type=_instant,
+        help="validate on the data closed by this instant (default: now), e.g. before a replay",
+    )
     optimise = commands.add_parser(
         "optimise", help="walk-forward parameter search for one strategy x symbol; --adopt writes the proposal"
     )
@@ -306,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_source=args.data_source,
                 as_json=args.json,
                 save=not args.no_save,
+                until=args.until,
             )
         if args.command == "optimise":
             return run_optimise(

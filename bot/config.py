@@ -264,6 +264,9 @@ class BacktestSettings(_Frozen):
     ruin_drawdown: Annotated[float, Field(gt=0, le=1)] = 0.3
     # A baseline whose data ends more than this many days before now is stale: the pair is validated again.
     baseline_max_age_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # The running bot validates systems without a current baseline of their own in a worker process: at start
+    # and once a day (bot clock). Off: only `tradebot validate` makes baselines.
+    validate_in_background: bool = True
     gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("executor")

@@ -285,6 +285,7 @@ def status_text(
     broker: str = "",
     currency: str = "",
     notes: Sequence[str] = (),
+    validation: str = "",
 ) -> str:
     unit = f" {currency}" if currency else ""
     held = [t for t in open_trades if t.kind in (TradeKind.PAPER, TradeKind.LIVE)]
@@ -300,6 +301,8 @@ def status_text(
     ]
     if broker:
         lines.append(f"broker: {escape(broker)}")
+    if validation:
+        lines.append(escape(validation))
     lines += [f"⚠️ {escape(n)}" for n in notes]
     if protections:
         lines.append("<b>protections active</b>:")

@@ -7,17 +7,26 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+from bot.background_validation import BackgroundValidation
 from bot.book import TRADED_KINDS, trading_day
 from bot.children import ChildOrderBroker
 from bot.clock import BotClock
-from bot.composition import bar_rules, cache_dir, cost_model, sizing, system_book, watchlist
+from bot.composition import (
+    bar_rules,
+    baseline_max_age,
+    cache_dir,
+    cost_model,
+    sizing,
+    traded_systems,
+    watchlist,
+)
 from bot.config import BrokerKind, Settings
 from bot.db_cli import backup_line, run_backup
 from bot.desk import DeskPolicy, OfferDecision, SignalDesk
@@ -43,6 +52,8 @@ from bot.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.shadow import ShadowBroker
 from bot.state import BotState
 from bot.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
+from bot.systems import SystemBook
+from bot.validate import GateJob, gate_jobs
 from data.backup import BackupResult
 from data.news_feed import NewsSource
 from data.providers import provider_from_source
@@ -53,6 +64,7 @@ from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
 from engine.ports import BarProvider, Broker
 from engine.protections import alerts as protection_alerts
 from engine.protections import status as protection_status
+from engine.systems import SystemSpec, ValidationStatus
 from engine.trading import TradeKind
 
 log = logging.getLogger(__name__)
@@ -61,6 +73,7 @@ LAST_SETUP_KEY = "metrics.last_setup_at"  # as-of of the last run that found a s
 BACKUP_DATE_KEY = "backup.last_date"  # UTC date (bot clock) of the last successful daily backup
 BACKUP_FAILED_KEY = "backup.failed_at"
 BACKUP_RETRY = timedelta(hours=1)
+VALIDATION_DATE_KEY = "validation.last_check"  # UTC date (bot clock) the background validation last looked
 
 
 @dataclass
@@ -81,6 +94,7 @@ class BotRuntime:
     chats: tuple[int, ...]
     learner: Learner
     drift: DriftWatch
+    validation: BackgroundValidation
     breaker: CircuitBreaker | None = None
     metrics: Metrics = field(default_factory=NullMetrics)
     redactor: Redactor = field(default_factory=Redactor)
@@ -132,6 +146,18 @@ class BotRuntime:
     def status_notes(self, now: datetime) -> list[str]:
         """Warnings for /status: holiday data running out, conversion rates that are missing."""
         return calendar_warnings(self.calendars.values(), now) + self.desk.rate_notes()
+
+    async def validation_status(self, now: datetime) -> str:
+        """One line for /status: how many traded systems are validated, and the background run's progress."""
+        systems = await self.desk.systems.refresh(self.store)
+        counts = systems.counts(now)
+        total = sum(counts.values())
+        parts = [f"{counts.get(status, 0)} {status.value}" for status in ValidationStatus if counts.get(status)]
+        line = f"validation: {' · '.join(parts)} of {total} traded systems"
+        if counts.get(ValidationStatus.VALIDATED, 0) < total:
+            line += " (only validated ones are ever executed automatically)"
+        progress = self.validation.progress.text()
+        return f"{line}; {progress}" if progress else line
 
     def broker_status(self) -> str:
         """One line for /status: the broker and, behind a circuit breaker, its state; or that orders are shadowed."""
@@ -207,6 +233,10 @@ class BotRuntime:
         except Exception:
             log.exception("starting the daily learning run failed")
         try:
+            await self.revalidate_if_due(now)
+        except Exception:
+            log.exception("starting the background validation failed")
+        try:
             await self.summary_if_due(now)
         except Exception as exc:
             log.exception("the daily summary failed")
@@ -259,6 +289,16 @@ class BotRuntime:
         policy = self.desk.policy
         day_start, _ = trading_day(now, policy.day_timezone, policy.day_rollover_hour)
         return realised(await self.store.trades(TRADED_KINDS, closed_since=day_start), self.desk.account_pnl)
+
+    async def revalidate_if_due(self, now: datetime, *, starting: bool = False) -> bool:
+        """At start and once a bot-clock day, validate in the background the systems without a current baseline of
+        their own (new, stale, or never validated)."""
+        if not self.settings.backtest.validate_in_background or self.validation.running:
+            return False
+        if not starting and await self.store.get_state(VALIDATION_DATE_KEY) == now.date().isoformat():
+            return False
+        await self.store.set_state(VALIDATION_DATE_KEY, now.date().isoformat())
+        return await self.validation.start_if_needed()
 
     async def summary_if_due(self, now: datetime) -> DailySummary | None:
         """Send the daily summary once its local time has passed (once per local day, restarts included)."""
@@ -438,8 +478,14 @@ async def open_runtime(
             costs=costs,
             broker=broker,
         )
-        systems = await system_book(settings, items).refresh(store)
+        traded = {t.spec.pair: t for t in traded_systems(settings, items)}
+        systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)
         learner = Learner(store, provider, clock, settings, items, systems)
+
+        def jobs_for(specs: Sequence[SystemSpec], end: datetime) -> list[GateJob]:
+            chosen = [traded[s.pair] for s in specs]
+            return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
+
         await learner.refresh()
         yield BotRuntime(
             settings=settings,
@@ -471,6 +517,7 @@ async def open_runtime(
             chats=chats,
             learner=learner,
             drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
+            validation=BackgroundValidation(systems, store, notifier, clock, jobs_for, settings.db_path),
             breaker=breaker,
             metrics=metrics,
             redactor=redactor or Redactor(),

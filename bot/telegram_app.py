@@ -218,6 +218,7 @@ class TelegramFrontEnd:
             broker=self.rt.broker_status(),
             currency=self.rt.desk.policy.account_currency,
             notes=self.rt.status_notes(now),
+            validation=await self.rt.validation_status(now),
         )
         await self._reply(update, text)
 
@@ -538,6 +539,7 @@ async def _serve(
             settled = await runtime.desk.reconcile()
             if settled:
                 log.warning("settled %d signal(s) left half-way by the last run", settled)
+            await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
             runtime.scheduler.start(app.job_queue)
             tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
             app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
@@ -562,6 +564,7 @@ async def _serve(
             except TimeoutError:
                 log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
             await runtime.stop_learning()
+            await runtime.validation.stop()
             await sender.stop()
             if watchdog is not None:
                 watchdog.cancel()

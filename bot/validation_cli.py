@@ -175,15 +175,18 @@ def run_validate(
     data_source: str | None,
     as_json: bool,
     save: bool,
+    until: datetime | None = None,
 ) -> int:
-    """Validate every traded system with the parameters it trades; print the table; store the baselines."""
+    """Validate every traded system with the parameters it trades on data up to `until` (default now); print the
+    table; store the baselines."""
     source = data_source or settings.data_source
     systems = chosen_systems(settings, strategies, symbols)
     if not systems:
         print("tradebot validate: no enabled strategy applies to the chosen symbols", file=sys.stderr)
         return EXIT_USAGE
     show = None if as_json else progress_bar(f"validating {len(systems)} systems")
-    outcomes, failures = validate_systems(settings, systems, data_source=source, end=datetime.now(UTC), progress=show)
+    end = until or datetime.now(UTC)
+    outcomes, failures = validate_systems(settings, systems, data_source=source, end=end, progress=show)
     if save and outcomes:
         asyncio.run(_save(settings, outcomes))
     if as_json:

@@ -12,7 +12,8 @@ The gate stores the fingerprint with every baseline. A pair's status (`judge`):
 * VALIDATED: the newest baseline of exactly this system passed, and its data ends within `max_age` of now;
 * FAILED: the newest baseline of exactly this system failed the gate;
 * STALE: the pair has baselines, but none of this system (its parameters, rules, engine code or tuning window
-  changed since), or the one it has ends more than `max_age` before now;
+  changed since), or the one it has ends more than `max_age` before now, or after now (a replay on the bot clock
+  must not be validated on data from its own future);
 * UNVALIDATED: the pair was never validated.
 
 Every figure shown with a status says how sure it is: the baseline's out-of-sample win rate with its 90 %
@@ -352,9 +353,7 @@ def judge(
     """The validation status of `spec` given every stored baseline (see the module docstring)."""
     ensure_utc(now, "now")
     pair = [
-        b
-        for b in baselines
-        if (b.strategy, b.symbol, b.interval) == (spec.strategy, spec.symbol, spec.interval.value)
+        b for b in baselines if (b.strategy, b.symbol, b.interval) == (spec.strategy, spec.symbol, spec.interval.value)
     ]
     fp = spec.fingerprint
     if not pair:
@@ -367,6 +366,9 @@ def judge(
         return PairValidation(ValidationStatus.STALE, why, newest.version, fp)
     b = max(mine, key=lambda x: x.version)
     stats_ = BaselineStats.of(b.r_multiples, win_r)
+    if b.data_to > now:  # a replay on the bot clock: a baseline of later data would be look-ahead
+        why = f"baseline v{b.version} was measured on data up to {b.data_to:%Y-%m-%d}, after now; validate up to now"
+        return PairValidation(ValidationStatus.STALE, why, b.version, fp, stats_, b.score)
     if max_age is not None and now - b.data_to > max_age:
         why = f"baseline v{b.version} ends {b.data_to:%Y-%m-%d}, more than {max_age.days} days ago; re-validate"
         return PairValidation(ValidationStatus.STALE, why, b.version, fp, stats_, b.score)

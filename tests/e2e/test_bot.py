@@ -56,6 +56,9 @@ lot_size = "0.01"
 contract_size = "100"
 calendar = "FX"
 spread = "0.25"
+
+[backtest]
+validate_in_background = false  # the tests that need a baseline store one
 """
 
 

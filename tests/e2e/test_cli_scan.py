@@ -48,6 +48,11 @@ def test_scan_json_on_real_data_persists_the_run(tmp_path: Path, csv_source: str
     first = run["setups"][0]
     assert set(first) >= {"signal_id", "entry", "stop", "targets", "reward_risk", "quality", "components", "reasons"}
     assert isinstance(first["entry"], str) and "." in first["entry"]  # exact decimal text, not a float
+    gbp = next(s for s in run["setups"] if s["symbol"] == "GBPUSD")
+    system = gbp["system"]
+    assert set(system) == {"fingerprint", "params_id", "params", "tuned_until", "code"}
+    assert system["params"]["trend_slow"] == 200 and len(system["fingerprint"]) == 16
+    assert gbp["validation"]["status"] == "unvalidated" and gbp["validation"]["fingerprint"] == system["fingerprint"]
     assert all(run["setups"][i]["quality"] >= run["setups"][i + 1]["quality"] for i in range(len(setups) - 1))
 
     with sqlite3.connect(db) as conn:
@@ -134,3 +139,29 @@ def test_bad_config_file_key_names_the_key(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "watchlist.0.tick_size: Input should be greater than 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_scan_json_names_the_baseline_each_setup_trades_under(tmp_path: Path, csv_source: str) -> None:
+    env = {"TRADEBOT_DB_PATH": str(tmp_path / "bot.db")}
+    args = ("--data-source", csv_source, "--symbols", "XAUUSD", "--strategies", "trend_pullback")
+    whole = tradebot(tmp_path, "validate", *args, env=env)  # on the whole file, which ends after AS_OF
+    assert whole.returncode == 0, whole.stderr
+    done = tradebot(tmp_path, "scan", *args, "--as-of", AS_OF, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    [setup] = json.loads(done.stdout)["setups"]
+    v = setup["validation"]
+    assert (v["status"], v["baseline_version"]) == ("stale", 1)  # measured on data from after AS_OF: look-ahead
+    assert "after now" in v["reason"] and v["fingerprint"] == setup["system"]["fingerprint"]
+
+    until = tradebot(tmp_path, "validate", *args, "--until", AS_OF, "--json", env=env)
+    [gate] = json.loads(until.stdout)
+    assert gate["data_to"] <= "2025-06-12T09:40:00+00:00"
+    [setup] = json.loads(tradebot(tmp_path, "scan", *args, "--as-of", AS_OF, "--json", env=env).stdout)["setups"]
+    v = setup["validation"]
+    assert v["baseline_version"] == 2 and v["status"] == ("validated" if gate["passed"] else "failed")
+    assert v["oos_trades"] == gate["metrics"]["oos_trades"] and v["win_rate"] == gate["win_rate"]
+    assert v["win_rate"]["low"] < v["win_rate"]["value"] < v["win_rate"]["high"] and v["win_rate"]["confidence"] == 0.9
+    assert v["score"]["trades"] == gate["score"]["trades"]
+    table = tradebot(tmp_path, "scan", *args, "--as-of", AS_OF, env=env).stdout
+    cell = f"v2 {v['expectancy_r']['value']:+.2f}R n={v['oos_trades']}" if gate["passed"] else "failed"
+    assert "validation" in table and cell in table

@@ -39,6 +39,9 @@ lot_size = "0.01"
 contract_size = "100000"
 calendar = "FX"
 spread = "0.00012"
+
+[backtest]
+validate_in_background = false  # the tests that need a baseline store one
 """
 
 

@@ -122,6 +122,12 @@ def test_a_baseline_past_its_shelf_life_is_stale_and_a_newer_one_of_the_system_w
     assert verdict.status is ValidationStatus.FAILED and verdict.version == 2 and "0.97 < 1.2" in verdict.reason
 
 
+def test_a_baseline_of_data_after_now_validates_nothing_then() -> None:
+    later = baseline(data_to=NOW + timedelta(hours=1))  # e.g. a replay on the bot clock before the data's end
+    verdict = judge(SPEC, [later], NOW, win_r=0.05)
+    assert verdict.status is ValidationStatus.STALE and "after now" in verdict.reason
+
+
 def test_the_status_snapshot_round_trips_through_json() -> None:
     verdict = judge(SPEC, [baseline(score=ScoreEdge(40, 0.31, 0.02))], NOW, win_r=0.05)
     assert PairValidation.from_json(verdict.to_json()) == verdict

@@ -1,0 +1,81 @@
+"""The background validation's worker process on the shared data and a real SQLite file: what it stores, what it
+says when a system cannot be validated, and that stopping it keeps what it finished."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.background_validation import BackgroundValidation
+from bot.clock import WallClock
+from bot.composition import system_book, traded_systems
+from bot.config import Settings, load_settings
+from bot.notifier import Notifier
+from bot.validate import GateJob, gate_jobs
+from data.store import SqliteStore
+from engine.ports import FixedClock
+from engine.systems import SystemSpec, ValidationStatus
+from tests.support import require_market_dir
+
+AS_OF = datetime(2025, 12, 1, tzinfo=UTC)
+
+
+def settings_over(folder: Path, symbols: Sequence[str]) -> Settings:
+    """Default settings trading `symbols` on a copy of their shared CSV files in `folder`."""
+    for symbol in symbols:
+        shutil.copy(require_market_dir() / f"{symbol}_1h.csv", folder / f"{symbol}_1h.csv")
+    base = load_settings({})
+    watchlist = [w.model_dump() for w in base.watchlist if w.symbol in {"EURUSD", "XAUUSD"}]
+    return load_settings({}, data_source=f"csv:{folder}", db_path=folder / "bot.db", watchlist=watchlist)
+
+
+def runner(settings: Settings, store: SqliteStore) -> BackgroundValidation:
+    systems = system_book(settings)
+    traded = {t.spec.pair: t for t in traded_systems(settings)}
+
+    def jobs_for(specs: Sequence[SystemSpec], end: datetime) -> list[GateJob]:
+        return gate_jobs(settings, [traded[s.pair] for s in specs], data_source=settings.data_source, end=end)
+
+    notifier = Notifier(store, (1,), {}, WallClock())
+    return BackgroundValidation(systems, store, notifier, FixedClock(AS_OF), jobs_for, settings.db_path)
+
+
+async def test_a_system_without_data_is_reported_and_the_others_are_stored(tmp_path: Path) -> None:
+    settings = settings_over(tmp_path, ["XAUUSD"])  # EURUSD's file is missing
+    async with await SqliteStore.open(settings.db_path) as store:
+        validation = runner(settings, store)
+        assert await validation.start_if_needed()
+        await validation.wait()
+        p = validation.progress
+        assert (p.total, p.done, p.errors, p.running) == (4, 4, 2, False)
+        stored = {(b.strategy, b.symbol) for b in await store.baselines()}
+        assert stored == {("trend_pullback", "XAUUSD"), ("pattern_reversal", "XAUUSD")}
+        assert all(b.data_to <= AS_OF and b.created_at == AS_OF for b in await store.baselines())
+        [told] = [i.payload["text"] for i in await store.due_messages(AS_OF.replace(year=2100))]
+        assert "of 4 systems passed" in str(told) and "2 could not be validated" in str(told)
+        assert validation.systems.validation("trend_pullback", "EURUSD", AS_OF).status is ValidationStatus.UNVALIDATED
+        # Only the systems still without a baseline of their own are taken up again.
+        assert await validation.start_if_needed()
+        assert validation.progress.total == 2
+        await validation.stop()
+
+
+async def test_stopping_keeps_the_baselines_already_made_and_the_next_run_does_the_rest(tmp_path: Path) -> None:
+    settings = settings_over(tmp_path, ["EURUSD", "XAUUSD"])
+    async with await SqliteStore.open(settings.db_path) as store:
+        validation = runner(settings, store)
+        assert await validation.start_if_needed()
+        while validation.progress.done < 1:
+            await asyncio.sleep(0.01)
+        await validation.stop()
+        made = len(await store.baselines())
+        assert 1 <= made <= 4 and not validation.running
+        if made < 4:
+            assert await validation.start_if_needed()
+            assert validation.progress.total == 4 - made
+            await validation.wait()
+        assert len(await store.baselines()) == 4
+        assert not await validation.start_if_needed()  # every system has a current baseline of its own
