@@ -108,6 +108,10 @@ class Advisor(Protocol):
         """The estimate to store and show with this signal; None before any learning run."""
         ...
 
+    def score(self, scored: ScoredSetup) -> float:
+        """The score quality mode's thresholds compare: learned component weights where adopted, else the hand's."""
+        ...
+
 
 @dataclass(frozen=True)
 class OfferDecision:
@@ -355,7 +359,8 @@ class SignalDesk:
         offered: int,
         view: BookView,
     ) -> tuple[SignalStatus, str, Decimal | None]:
-        setup, score = record.scored.setup, record.scored.score.total
+        setup = record.scored.setup
+        score = record.scored.score.total if self.advisor is None else self.advisor.score(record.scored)
         p = self.policy
         if paused:
             return SignalStatus.DROPPED, "bot paused (/resume)", None

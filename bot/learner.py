@@ -27,7 +27,7 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any, Final
@@ -58,6 +58,7 @@ from engine.learning import (
     trader_edge,
 )
 from engine.ports import BarProvider, BotStore, Clock, ModelVersion, SignalEstimate
+from engine.score_weights import WeightsComparison, compare_weights
 from engine.trading import Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class LearnedModel:
     calibration_note: str
     demotions: tuple[tuple[str, str, Verdict, str], ...]
     summary: Mapping[str, Any]
+    score_weights: Mapping[str, WeightsComparison] = field(default_factory=dict)  # by strategy, where fitted
+    score_notes: Mapping[str, str] = field(default_factory=dict)  # by strategy: why no weights were fitted
 
     @classmethod
     def decode(cls, stored: ModelVersion) -> LearnedModel:
@@ -107,8 +110,17 @@ class LearnedModel:
         }
         calibration = None if m["calibration"] is None else CalibrationModel.from_json(m["calibration"])
         demoted = tuple((d[0], d[1], Verdict(d[2]), d[3]) for d in m["demotions"])
+        fitted = [w for w in m.get("score_weights", []) if "weights" in w]
         return cls(
-            stored.version, stored.created_at, posts, calibration, m["calibration_note"], demoted, stored.summary
+            stored.version,
+            stored.created_at,
+            posts,
+            calibration,
+            m["calibration_note"],
+            demoted,
+            stored.summary,
+            {w["strategy"]: WeightsComparison.from_json(w) for w in fitted},
+            {w["strategy"]: w["note"] for w in m.get("score_weights", []) if "note" in w},
         )
 
 
@@ -143,7 +155,16 @@ class Learner:
     # --- the desk's Advisor ---------------------------------------------------------------------------------
 
     def rank_key(self, scored: ScoredSetup) -> tuple[float, ...]:
-        return rank_key(self._posterior(scored), scored.score.total)
+        return rank_key(self._posterior(scored), self.score(scored))
+
+    def score(self, scored: ScoredSetup) -> float:
+        """The score that ranks and selects setups: the learned weights' where they were adopted, else the hand's."""
+        learned = self._learned_score(scored)
+        return scored.score.total if learned is None else learned
+
+    def _learned_score(self, scored: ScoredSetup) -> float | None:
+        weights = None if self.model is None else self.model.score_weights.get(scored.setup.strategy)
+        return None if weights is None else weights.score(scored.score.as_dict())
 
     def estimate(self, scored: ScoredSetup) -> SignalEstimate | None:
         model = self.model
@@ -152,14 +173,16 @@ class Learner:
         post = self._posterior(scored)
         expected = None if post is None else round(post.expected_r, 4)
         signal_id = scored.setup.signal_id
+        learned = self._learned_score(scored)
         cal = model.calibration
         if cal is None:
-            return SignalEstimate(signal_id, model.version, None, 0, expected, model.calibration_note)
+            return SignalEstimate(signal_id, model.version, None, 0, expected, model.calibration_note, learned)
         p = cal.estimate(scored.score.total, scored.score.as_dict())
         if p is None:
             note = "the score's calibration does not beat the base rate out of sample"
-            return SignalEstimate(signal_id, model.version, None, cal.fit_n, expected, note)
-        return SignalEstimate(signal_id, model.version, round(min(max(p, 0.0), 1.0), 4), cal.fit_n, expected)
+            return SignalEstimate(signal_id, model.version, None, cal.fit_n, expected, note, learned)
+        p_win = round(min(max(p, 0.0), 1.0), 4)
+        return SignalEstimate(signal_id, model.version, p_win, cal.fit_n, expected, learned_score=learned)
 
     def _posterior(self, scored: ScoredSetup) -> Posterior | None:
         if self.model is None:
@@ -210,12 +233,14 @@ class Learner:
         calibration = fitted if isinstance(fitted, CalibrationModel) else None
         note = calibration.verdict() if calibration is not None else str(fitted)
         demotions = self._demotions(posts)
+        weights = self._score_weights(outcomes)
         model = {
             "schema": MODEL_SCHEMA,
             "posteriors": [_encode_posterior(key, p) for key, p in sorted(posts.items(), key=_post_order)],
             "calibration": None if calibration is None else calibration.to_json(),
             "calibration_note": note,
             "demotions": [list(d) for d in demotions],
+            "score_weights": weights,
         }
         summary = {
             "trigger": trigger,
@@ -242,6 +267,19 @@ class Learner:
         self.model = LearnedModel.decode(stored)
         await self._apply(self.model, self.clock.now())
         return self.model
+
+    def _score_weights(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        """Per strategy: learned component weights against the hand weights on held-out outcomes, or why none."""
+        out: list[dict[str, Any]] = []
+        for strategy in sorted({o.strategy for o in outcomes}):
+            compared = compare_weights(
+                outcomes,
+                strategy,
+                holdout_fraction=self.config.holdout_fraction,
+                min_outcomes=self.config.min_calibration_trades,
+            )
+            out.append({"strategy": strategy, "note": compared} if isinstance(compared, str) else compared.to_json())
+        return out
 
     def _demotions(self, posts: Mapping[tuple[str, str | None], Posterior]) -> list[tuple[str, str, str, str]]:
         action = self.settings.learning.demote_action
@@ -369,6 +407,8 @@ def learned_text(model: LearnedModel) -> str:
         f"{s.get('baselines', 0)} baseline(s)",
         f"calibration: {escape(model.calibration_note)}",
     ]
+    lines += [f"score weights: {escape(w.verdict())}" for w in model.score_weights.values()]
+    lines += [f"score weights: {escape(note)}" for note in model.score_notes.values()]
     pairs = sorted(
         (p for (_, sym), p in model.posteriors.items() if sym is not None and "@" not in sym),
         key=lambda p: -p.expected_r,

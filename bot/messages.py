@@ -158,10 +158,11 @@ def estimate_text(estimate: SignalEstimate | None) -> str | None:
     """The learned win estimate as shown with a signal, or why there is none; None before any learning run."""
     if estimate is None:
         return None
+    learned = "" if estimate.learned_score is None else f"learned score {estimate.learned_score:.0f} · "
     if estimate.p_win is None:
         note = estimate.note.removeprefix("n/a: ")
-        return f"est. win n/a: {note}" if note else "est. win n/a"
-    text = f"est. win {estimate.p_win:.0%} (n={estimate.trades})"
+        return f"{learned}est. win n/a: {note}" if note else f"{learned}est. win n/a"
+    text = f"{learned}est. win {estimate.p_win:.0%} (n={estimate.trades})"
     if estimate.expected_r is not None:
         text += f" · exp. {estimate.expected_r:+.2f}R"
     return text

@@ -251,6 +251,8 @@ class TelegramFrontEnd:
                 text += "\nScore calibration: no learned model yet (/learn or <code>tradebot learn</code>)."
             else:
                 text += f"\nScore calibration (model v{model.version}): {escape(model.calibration_note)}"
+                text += "".join(f"\nScore weights: {escape(w.verdict())}" for w in model.score_weights.values())
+                text += "".join(f"\nScore weights: {escape(n)}" for n in model.score_notes.values())
             await self._reply(update, text)
             if model is not None and model.calibration is not None:
                 await self._reply_photo(update, model.calibration, f"reliability, learned model v{model.version}")

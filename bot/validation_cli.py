@@ -40,6 +40,7 @@ from engine.indicators import MarketContext
 from engine.learning import CalibrationModel, Outcome, fit_calibration
 from engine.metrics import calibration
 from engine.ports import ProviderError
+from engine.score_weights import compare_weights
 from engine.strategy import REGISTRY, Strategy
 from engine.systems import BaselineStats, Estimate, PairValidation, SystemSpec, ValidationStatus
 from engine.walkforward import WIN_R, WalkForwardReport, walk_forward
@@ -199,7 +200,23 @@ def run_validate(
         saved = " (baselines saved)" if save else ""
         print(f"\n{passed} of {len(outcomes)} traded systems passed{saved}")
         print("Unvalidated systems are offered with a warning in manual mode and never executed automatically.")
+        print("\n" + score_weights_text(outcomes))
     return EXIT_OK if any(o.report.passed for o in outcomes) else EXIT_FAILED
+
+
+def score_weights_text(outcomes: Sequence[GateOutcome]) -> str:
+    """Per strategy, on its systems' out-of-sample trades pooled: the hand weights' held-out rank correlation with
+    R beside weights learned on the earlier trades (the latest 30 % by exit are held out)."""
+    pooled: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        pooled.setdefault(o.job.spec.strategy, []).extend(
+            Outcome.from_backtest(t) for t in o.report.oos_trades if t.score is not None
+        )
+    lines = ["quality score, hand weights against learned weights (out-of-sample trades pooled per strategy):"]
+    for strategy, found in sorted(pooled.items()):
+        compared = compare_weights(found, strategy)
+        lines.append(f"  {compared if isinstance(compared, str) else compared.verdict()}")
+    return "\n".join(lines)
 
 
 async def _save(settings: Settings, outcomes: Sequence[GateOutcome]) -> None:

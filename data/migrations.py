@@ -339,6 +339,8 @@ _V6_SYSTEMS: Final = Migration(
         # compares a baseline only with the trades of the system it validated.
         "ALTER TABLE signals ADD COLUMN fingerprint TEXT",
         "ALTER TABLE signals ADD COLUMN validation TEXT CHECK (validation IS NULL OR json_valid(validation))",
+        # The score of learned component weights shown beside the hand score, when learning adopted them.
+        "ALTER TABLE signal_estimates ADD COLUMN learned_score REAL CHECK (learned_score BETWEEN 0 AND 100)",
     ),
 )
 

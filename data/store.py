@@ -880,12 +880,14 @@ class SqliteStore:
             _check_int(estimate.trades, "trades"),
             estimate.expected_r,
             estimate.note,
+            estimate.learned_score,
         )
         async with self._write(f"save the estimate of {estimate.signal_id}") as db:
             await _execute(
                 db,
-                "INSERT INTO signal_estimates (signal_id, model_version, p_win, trades, expected_r, note)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (signal_id) DO NOTHING",
+                "INSERT INTO signal_estimates"
+                " (signal_id, model_version, p_win, trades, expected_r, note, learned_score)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (signal_id) DO NOTHING",
                 params,
             )
 
@@ -898,7 +900,13 @@ class SqliteStore:
             rows = await _fetchall(db, f"SELECT * FROM signal_estimates WHERE signal_id IN ({marks})", ids)
         return {
             row["signal_id"]: SignalEstimate(
-                row["signal_id"], row["model_version"], row["p_win"], row["trades"], row["expected_r"], row["note"]
+                row["signal_id"],
+                row["model_version"],
+                row["p_win"],
+                row["trades"],
+                row["expected_r"],
+                row["note"],
+                row["learned_score"],
             )
             for row in rows
         }

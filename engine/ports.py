@@ -164,6 +164,7 @@ class SignalEstimate:
     trades: int  # outcomes the estimate rests on
     expected_r: float | None = None
     note: str = ""
+    learned_score: float | None = None  # the score of the learned component weights, when they were adopted
 
     def __post_init__(self) -> None:
         if self.p_win is not None and not 0.0 <= self.p_win <= 1.0:

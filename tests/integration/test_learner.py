@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from html import escape
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -30,11 +30,13 @@ from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Side, SignalStatus
 from engine.learning import Verdict
 from engine.ports import OutboxKind, SignalEstimate
+from engine.score_weights import WeightsComparison, compare_weights
 from engine.systems import Baseline
 from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
 from tests.builders import baseline_for
 from tests.fakes.clock import SteppingClock
 from tests.integration.test_desk import AS_OF, Desk, build
+from tests.unit.test_score_weights import outcomes as synthetic_outcomes
 
 TP = "trend_pullback"
 EURUSD = (TP, "EURUSD")
@@ -476,3 +478,32 @@ async def test_a_pending_signal_of_a_pair_disabled_since_its_offer_is_refused_at
         outcome = await d.desk.approve(xau.signal_id, 42)
         assert outcome.message == f"Refused: trend_pullback on XAUUSD is disabled (drift: {why}); /enable first."
         assert await d.status(xau.signal_id) is SignalStatus.PENDING and d.broker.orders == []
+
+
+async def test_adopted_score_weights_rank_and_select_in_quality_mode_and_are_shown(tmp_path: Path) -> None:
+    async with desk(tmp_path) as d:
+        learner = await desk_with_learner(d, tmp_path)
+        adopted = compare_weights(synthetic_outcomes(400, 1, informative=True), TP)
+        assert isinstance(adopted, WeightsComparison) and adopted.adopted  # level_room alone ranks R
+        learner.model = LearnedModel(1, AS_OF, {}, None, NO_CALIBRATION, (), {}, {TP: adopted})
+        report = await d.scan.scan()
+        hand = {s.setup.symbol: s.score.total for s in report.setups}
+        learned = {s.setup.symbol: learner.score(s) for s in report.setups}
+        assert hand == {"GBPUSD": 74.3, "XAUUSD": 66.4}
+        assert learned != hand and all(learned[s] == adopted.score(x.score.as_dict()) for s, x in _by_symbol(report))
+        await d.validate("GBPUSD", "XAUUSD")
+        await d.state.set_mode(ExecutionMode.QUALITY)
+        threshold = (min(learned.values()) + max(learned.values())) / 2  # the learned score decides, not the hand one
+        d.desk.policy = replace(d.desk.policy, auto_threshold=threshold, ask_threshold=0.0)
+        decisions = {x.symbol: x for x in await d.desk.offer(report.setups)}
+        best = max(learned, key=learned.__getitem__)
+        assert decisions[best].status is SignalStatus.APPROVED
+        assert {x.status for s, x in decisions.items() if s != best} == {SignalStatus.PENDING}
+        estimates = await d.store.estimates([x.signal_id for x in decisions.values()])
+        assert {s: estimates[x.signal_id].learned_score for s, x in decisions.items()} == learned
+        [asked] = await d.outbox(OutboxKind.SIGNAL)
+        assert f"learned score {learned[next(s for s in learned if s != best)]:.0f}" in str(asked["text"])
+
+
+def _by_symbol(report: Any) -> list[tuple[str, Any]]:
+    return [(s.setup.symbol, s) for s in report.setups]

@@ -1,0 +1,84 @@
+"""Learned component weights are fitted on earlier outcomes and adopted only when they rank later ones better."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from engine.learning import Outcome, OutcomeSource
+from engine.quality import DEFAULT_WEIGHTS
+from engine.score_weights import WeightsComparison, compare_weights, fit_weights, learned_score
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+HAND = {name.value: weight for name, weight in DEFAULT_WEIGHTS.items()}
+
+
+def outcomes(n: int, seed: int, *, informative: bool, strategy: str = "trend_pullback") -> list[Outcome]:
+    """Outcomes one hour apart whose R depends on level_room (or on nothing), scored with the hand weights."""
+    rng = np.random.default_rng(seed)
+    made = []
+    for k in range(n):
+        components = {
+            "trend_alignment": float(rng.choice([0.0, 0.5, 1.0])),
+            "momentum": float(rng.uniform()),
+            "level_room": float(rng.uniform()),
+            "reward_risk": 2 / 3,  # the same on every setup: it ranks nothing
+        }
+        r = (4.0 * components["level_room"] - 2.0 if informative else 0.0) + float(rng.normal(0, 1.2))
+        quality = learned_score(components, HAND)
+        made.append(
+            Outcome(strategy, "EURUSD", T0 + timedelta(hours=k), 10, r, quality, components, OutcomeSource.BACKTEST)
+        )
+    return made
+
+
+def test_a_predictive_component_is_found_and_the_learned_weights_are_adopted() -> None:
+    compared = compare_weights(outcomes(400, 1, informative=True), "trend_pullback")
+    assert isinstance(compared, WeightsComparison)
+    assert max(compared.weights, key=compared.weights.__getitem__) == "level_room"
+    assert compared.weights["level_room"] == 1.0 and "reward_risk" not in compared.weights
+    assert (compared.fit_n, compared.test_n) == (280, 120) and compared.fit_end < compared.test_start
+    assert compared.learned.has_edge and compared.p_better is not None and compared.p_better < 0.05
+    assert compared.adopted and "adopted for ranking" in compared.verdict()
+    better, worse = {"level_room": 0.9, "momentum": 0.1}, {"level_room": 0.1, "momentum": 0.9}
+    assert compared.score(better) > compared.score(worse)  # type: ignore[operator]
+    assert WeightsComparison.from_json(compared.to_json()) == compared
+
+
+def test_noise_is_never_adopted_and_the_report_says_the_hand_weights_stay() -> None:
+    adopted = 0
+    for seed in range(20):
+        compared = compare_weights(outcomes(300, 100 + seed, informative=False), "trend_pullback")
+        assert isinstance(compared, WeightsComparison)
+        adopted += compared.adopted
+        if not compared.adopted:
+            assert "the hand weights stay" in compared.verdict() and compared.score({"momentum": 1.0}) is None
+    assert adopted <= 1  # both tests at 5 %: chance adopts noise in far fewer than 1 of 20 samples
+
+
+def test_the_fit_never_sees_the_held_out_outcomes() -> None:
+    early = outcomes(280, 3, informative=True)
+    late = [
+        Outcome(o.strategy, o.symbol, o.closed_at + timedelta(days=365), 10, -o.r, o.quality, o.components, o.source)
+        for o in outcomes(120, 4, informative=True)
+    ]
+    compared = compare_weights(early + late, "trend_pullback")
+    assert isinstance(compared, WeightsComparison)
+    assert compared.weights == fit_weights(early)  # the later outcomes (which reverse the relation) played no part
+    assert not compared.adopted  # and on them the learned weights rank worse: not adopted
+
+
+def test_too_few_outcomes_or_another_strategy_give_the_reason() -> None:
+    assert compare_weights(outcomes(99, 5, informative=True), "trend_pullback") == (
+        "trend_pullback: 99 scored outcomes; at least 100 are needed to fit and test score weights"
+    )
+    assert "0 scored outcomes" in str(compare_weights(outcomes(200, 6, informative=True), "pattern_reversal"))
+
+
+def test_the_learned_score_is_the_quality_formula_with_other_weights() -> None:
+    assert learned_score({"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 1.0}) == 50.0
+    assert learned_score({"a": 1.0, "c": 0.2}, {"a": 0.5, "b": 1.0}) == 100.0  # only weighted components present
+    assert learned_score({"c": 0.2}, {"a": 1.0}) is None
+    assert learned_score({"a": 0.25}, {"a": 1.0}) == pytest.approx(25.0)
