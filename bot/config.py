@@ -527,7 +527,7 @@ class DriftSettings(_Frozen):
     ks_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.04  # sequential detector, over `horizon` trades
     horizon: Annotated[int, Field(ge=10, le=10_000)] = 100
-    win_rate_drop: Annotated[float, Field(gt=0, lt=1)] = 0.15  # the drop the detector is designed to catch
+    win_rate_drop: Annotated[float, Field(gt=0, lt=1)] = 0.20  # the drop the detector is designed to catch
     cooldown_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 24.0
     disable_on_critical: bool = True
 

@@ -1,12 +1,17 @@
-"""Measure the drift detector: false alarms on baseline-like trading, detection of a 20-point win-rate drop.
+"""Measure the drift detector: false alarms when nothing changed, detection of a 20-point win-rate drop.
 
-Baselines are synthetic out-of-sample R samples of `--baseline-n` trades (default 200) with an exact win
-count: wins pay about `payoff` R (normal, sd 0.3 x payoff, at least +0.1R), 95 % of the rest lose -1R minus
-a small fee (|normal(0, 0.03)|), 5 % are scratch trades within +-0.02R (breakevens: not wins). Grid: win
-rates 0.25 to 0.55 at about 2R, and 0.55 and 0.60 at about 1R.
+Part 1, the baseline estimated (what the bot faces): the baseline win rate is itself measured on the gate's
+n_b out-of-sample trades. For each n_b in `--baseline-sizes` (30, 70, 200: the gate's minimum, a typical pair,
+a long history) and each true win rate, `--runs` (2,000) runs each draw their own baseline of n_b trades and
+then live trades at the same true rate (false alarm: any HIGH within 100 trades, checked after every trade) or
+at the true rate less 0.20 (detection within 50 trades). Beside them: the false alarm of the former calibration,
+which took the baseline rate as exact, on the same runs; and the bound (below). Target: false alarm <= 5 %.
 
-Per baseline, with `engine.drift`'s default `DriftConfig` (h calibrated per baseline win rate; the detector's
-design drop and head start can be changed to compare designs, each calibrated the same way):
+Part 2, the baseline taken as the truth (the former benchmark): baselines are synthetic out-of-sample R samples
+of `--baseline-n` trades (default 200) with an exact win count: wins pay about `payoff` R (normal, sd 0.3 x
+payoff, at least +0.1R), 95 % of the rest lose -1R minus a small fee (|normal(0, 0.03)|), 5 % are scratch trades
+within +-0.02R (breakevens: not wins). Grid: win rates 0.25 to 0.55 at about 2R, and 0.55 and 0.60 at about 1R.
+Per baseline, with `engine.drift`'s default `DriftConfig`:
 
 * false alarm: `--sequences` (1,000) sequences of 100 trades drawn with replacement from the baseline,
   checked after every trade (`assess` on all trades so far, from min_trades on); the fraction with any check
@@ -17,8 +22,8 @@ design drop and head start can be changed to compare designs, each calibrated th
   all degraded sequences of the trade count at the first HIGH check, checking up to 100 trades ("-" when
   fewer than half alarm by then).
 * bound: the power of the most powerful fixed-size test (randomised Neyman-Pearson binomial test) at level
-  5 % on the first 50 trades. Any detector whose alarms within 100 trades stay at or below 5 % under the
-  baseline is such a test on its first 50 trades, so no honest detector beats this column.
+  5 % on the first 50 trades, the baseline rate known. Any detector whose alarms within 100 trades stay at or
+  below 5 % is such a test on its first 50 trades, so no honest detector beats this column.
 * naive: the kind of rule it replaces, "alarm when the win rate over the last 20 trades is more than 15 %
   below the baseline's", checked after every trade from the 20th, on the same sequences.
 
@@ -26,8 +31,9 @@ The HIGH checks come from `engine.drift.first_high_checks` (the detector path, v
 `--verify 0`, the first `--verify` sequences of each kind per baseline are also graded by calling `assess` on
 every prefix, and any disagreement is reported.
 
-Usage: python scripts/bench_drift.py [--sequences 1000] [--baseline-n 200] [--verify 5] [--seed 7]
-                                    [--design-drop 0.15] [--head-start 0.5]
+Usage: python scripts/bench_drift.py [--runs 2000] [--baseline-sizes 30,70,200] [--sequences 1000]
+                                    [--baseline-n 200] [--verify 5] [--seed 7] [--design-drop 0.15]
+                                    [--head-start 0.5]
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ from engine.drift import (  # noqa: E402
     detector_threshold,
     first_high_checks,
     fixed_sample_power_bound,
+    simulate_estimated_detection,
+    simulate_estimated_false_alarms,
 )
 from engine.walkforward import TradeStats  # noqa: E402
 
@@ -66,6 +74,7 @@ LENGTH = 100
 WITHIN = 50
 NAIVE_WINDOW = 20
 NAIVE_DROP = 0.15
+ESTIMATED_RATES = (0.25, 0.35, 0.45, 0.55)
 GRID = (
     *((win_rate, 2.0) for win_rate in (0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55)),
     (0.55, 1.0),
@@ -142,7 +151,7 @@ def measure(win_rate: float, payoff: float, config: DriftConfig, args: argparse.
     return Row(
         win_rate=stats.win_rate,
         payoff=payoff,
-        h=detector_threshold(stats.win_rate, config),
+        h=detector_threshold(stats.win_rate, config, args.baseline_n),
         false_alarm=float(np.mean(np.isfinite(null_first))),
         detection=float(np.mean(worse_first <= WITHIN)),
         median_delay=float(np.median(worse_first)),
@@ -153,8 +162,35 @@ def measure(win_rate: float, payoff: float, config: DriftConfig, args: argparse.
     )
 
 
+def estimated(cfg: DriftConfig, args: argparse.Namespace) -> bool:
+    """Part 1: every run draws its own baseline of n_b trades; print false alarm and detection per n_b."""
+    sizes = [int(n) for n in args.baseline_sizes.split(",")]
+    print(f"Part 1: the baseline rate estimated from n_b trades, {args.runs} runs per figure (target FA <= 5 %)")
+    header = f"{'n_b':>4} {'win':>5} | {'FA@100':>6} {'ok':>3} {'exact-p FA':>10} | {'det@50':>6} {'bound':>6}"
+    print(header)
+    print("-" * len(header))
+    exact = replace(cfg, estimated_baseline=False)
+    all_ok = True
+    for n in sizes:
+        for rate in ESTIMATED_RATES:
+            fa = simulate_estimated_false_alarms(rate, n, cfg, runs=args.runs, seed=args.seed + n)
+            old = simulate_estimated_false_alarms(rate, n, exact, runs=args.runs, seed=args.seed + n)
+            det = simulate_estimated_detection(
+                rate, n, cfg, DROP, runs=args.runs, within=WITHIN, seed=args.seed + 2 * n
+            )
+            p0 = detector_rates(rate, cfg)[0]
+            bound = fixed_sample_power_bound(p0, max(p0 - DROP, 0.0), WITHIN, FA_TARGET)
+            ok = fa <= FA_TARGET
+            all_ok &= ok
+            print(f"{n:4d} {rate:5.2f} | {fa:6.1%} {'yes' if ok else 'NO':>3} {old:10.1%} | {det:6.1%} {bound:6.1%}")
+    print(f"false alarm within target for every baseline size and win rate: {'PASS' if all_ok else 'FAIL'}")
+    return all_ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2000, help="runs per figure with an estimated baseline")
+    parser.add_argument("--baseline-sizes", default="30,70,200", help="n_b: baseline trades the rate is measured on")
     parser.add_argument("--sequences", type=int, default=1000)
     parser.add_argument("--baseline-n", type=int, default=200)
     parser.add_argument("--verify", type=int, default=5, help="sequences per kind and baseline graded by assess")
@@ -163,6 +199,9 @@ def main() -> int:
     parser.add_argument("--head-start", type=float, default=DEFAULT_CONFIG.head_start, help="fraction of h")
     args = parser.parse_args()
     cfg = replace(DEFAULT_CONFIG, win_rate_drop=args.design_drop, head_start=args.head_start)
+    started = time.perf_counter()
+    estimated_ok = estimated(cfg, args)
+    print(f"({time.perf_counter() - started:.1f} s)\n\nPart 2: the baseline taken as the truth")
     print(
         f"detector: Bernoulli CUSUM designed for a {cfg.win_rate_drop:.2f} drop, head start {cfg.head_start}, "
         f"h for any-time false alarm <= {cfg.false_alarm} over {cfg.horizon} trades at "
@@ -198,7 +237,7 @@ def main() -> int:
     print(f"both targets met on {met_both} of {len(GRID)} baselines; {time.perf_counter() - started:.1f} s")
     if args.verify:
         print(f"assess() on every prefix of {args.verify} sequences per kind and baseline: {mismatches} disagreements")
-    return 0 if mismatches == 0 else 1
+    return 0 if mismatches == 0 and estimated_ok else 1
 
 
 if __name__ == "__main__":

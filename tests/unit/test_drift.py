@@ -27,6 +27,8 @@ from engine.drift import (
     fixed_sample_power_bound,
     ks_worse,
     simulate_detection,
+    simulate_estimated_detection,
+    simulate_estimated_false_alarms,
     simulate_false_alarms,
 )
 from engine.walkforward import TradeStats
@@ -63,49 +65,72 @@ GRID = [(w, 2.0) for w in (0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55)] + [(0.60, 
 # --- headline figures (1,000 sequences each, as the issue states them) -----------------------------------------
 
 
+@pytest.mark.parametrize("baseline_n", [30, 70, 200])
+@pytest.mark.parametrize("true_win_rate", [0.25, 0.40, 0.55])
+def test_the_any_time_false_alarm_stays_at_most_5_percent_when_the_baseline_rate_is_itself_estimated(
+    baseline_n: int, true_win_rate: float
+) -> None:
+    # Each of 4,000 runs draws its own baseline of n_b trades and 100 live trades at the same true rate, checked
+    # after every trade. On 20,000 runs the rates are 3.2-4.1 % over win rates 0.15-0.70 and n_b 20-200; calibrated
+    # as if the baseline rate were exact the detector alarmed in 13-16 % (n_b 30), 8-9 % (70), 4-6 % (200).
+    assert simulate_estimated_false_alarms(true_win_rate, baseline_n, runs=4000, seed=31) <= 0.05
+
+
 @pytest.mark.parametrize(("win_rate", "payoff"), GRID)
-def test_high_or_above_in_at_most_5_percent_of_1000_baseline_sequences_of_100_trades(
+def test_high_or_above_in_at_most_5_percent_of_1000_sequences_drawn_from_the_baseline_itself(
     win_rate: float, payoff: float
 ) -> None:
-    # Checked after every trade from min_trades on; h targets 4 % at 95 % confidence, ~3.2-3.7 % measured on
-    # 100,000 sequences, so 5 % is about 2.5 standard errors of a 1,000-sequence estimate away.
+    # The baseline is the truth here (its 200 trades resampled), so the estimation margin makes this 1.5-1.9 %.
     assert simulate_false_alarms(baseline(win_rate, payoff), sequences=1000, length=100) <= 0.05
-
-
-@pytest.mark.parametrize("win_rate", [0.25, 0.30])
-def test_a_20_point_drop_reaches_high_within_50_trades_in_90_percent_where_the_information_allows(
-    win_rate: float,
-) -> None:
-    # On 100,000 sequences: 97.3 % at 0.25 and 91.3 % at 0.30 (the 0.30 target is met with ~1 standard error to
-    # spare at 1,000 sequences).
-    assert simulate_detection(baseline(win_rate), win_rate_drop=DROP, sequences=1000, within=WITHIN) >= 0.90
 
 
 @pytest.mark.parametrize(
     ("win_rate", "payoff", "floor"),
-    [(0.35, 2.0, 0.79), (0.40, 2.0, 0.75), (0.45, 2.0, 0.70), (0.50, 2.0, 0.70), (0.55, 2.0, 0.68), (0.60, 1.0, 0.68)],
+    [
+        (0.25, 2.0, 0.88),
+        (0.30, 2.0, 0.80),
+        (0.35, 2.0, 0.71),
+        (0.40, 2.0, 0.65),
+        (0.45, 2.0, 0.65),
+        (0.50, 2.0, 0.60),
+        (0.55, 2.0, 0.57),
+        (0.60, 1.0, 0.58),
+    ],
 )
-def test_detection_stays_above_its_floor_where_90_percent_is_out_of_reach(
+def test_a_20_point_drop_reaches_high_within_50_trades_above_its_floor_and_below_the_bound(
     win_rate: float, payoff: float, floor: float
 ) -> None:
-    # 90 % is not reachable here by ANY detector whose any-time false alarm over 100 trades is at most 5 %: its
-    # alarms within 50 trades form a level-5 % test on 50 outcomes, and the most powerful such test (randomised
-    # Neyman-Pearson binomial) detects only 95 % at 0.35, 93 % at 0.40, 91 % at 0.45, 90 % at 0.50, 89 % at
-    # 0.55-0.60; spending part of the budget on trades 51-100 (an honest any-time detector must) costs more.
-    # Floors: the 100,000-sequence rates (84.8, 80.4, 76.0, 75.2, 73.6, 74.1 %) less ~4 standard errors.
+    # 90 % is not reachable from 0.35 up by ANY detector whose any-time false alarm over 100 trades is at most
+    # 5 %: its alarms within 50 trades form a level-5 % test on 50 outcomes, and the most powerful such test
+    # (randomised Neyman-Pearson binomial) detects only 95 % at 0.35, 93 % at 0.40, 91 % at 0.45, 90 % at 0.50,
+    # 89 % at 0.55-0.60. Allowing for the baseline's own sampling error (200 trades here) costs more: on 20,000
+    # sequences 93.8, 85.7, 77.2, 71.1, 71.0, 65.9, 63.3, 64.6 %. Floors: those less ~4 standard errors.
     measured = simulate_detection(baseline(win_rate, payoff), win_rate_drop=DROP, sequences=1000, within=WITHIN)
     bound = fixed_sample_power_bound(win_rate, win_rate - DROP, WITHIN, ALPHA)
-    assert bound < 0.96
     assert floor <= measured <= bound + 0.03
 
 
+@pytest.mark.parametrize(("baseline_n", "floor"), [(30, 0.19), (70, 0.41), (200, 0.60)])
+def test_a_smaller_baseline_leaves_less_to_detect_with(baseline_n: int, floor: float) -> None:
+    # A 20-point drop from 0.50 caught within 50 trades, the baseline re-drawn per run (20,000 runs): 23.6 %,
+    # 46.2 %, 65.3 %.
+    assert floor <= simulate_estimated_detection(0.50, baseline_n, runs=2000) <= floor + 0.12
+
+
 def test_the_threshold_keeps_the_any_time_false_alarm_on_fresh_bernoulli_sequences() -> None:
-    # 20,000 new Bernoulli(p0) sequences of 100 trades (not the calibration's draws): at most 4 % + 3 standard errors.
+    # 20,000 new Bernoulli(p0) sequences of 100 trades (not the calibration's draws), the baseline rate exact:
+    # at most 4 % + 3 standard errors (in fact lower: h also covers the baseline's estimation error).
     rng = np.random.default_rng(123)
     for wins in (30, 50):
         r = np.where(rng.random((20_000, 100)) < wins / 100, 2.0, -1.0)
         rate = float(np.mean(np.isfinite(first_high_checks(r, outcomes("W" * wins + "L" * (100 - wins))))))
         assert rate <= 0.04 + 3 * math.sqrt(0.04 * 0.96 / 20_000), (wins, rate)
+
+
+def test_a_threshold_for_an_estimated_rate_is_higher_the_smaller_the_baseline() -> None:
+    exact = detector_threshold(0.5)
+    thresholds = [detector_threshold(0.5, baseline_n=n) for n in (30, 70, 200, 2000)]
+    assert thresholds == sorted(thresholds, reverse=True) and thresholds[-1] >= exact * 0.98
 
 
 def test_naive_last_20_rule_would_alarm_on_most_baseline_sequences() -> None:
@@ -135,9 +160,9 @@ def test_cusum_path_matches_the_floored_recursion_with_its_head_start() -> None:
 
 
 def test_detector_rates_clip_round_and_design_the_worse_rate() -> None:
-    assert detector_rates(0.5) == (0.5, 0.35)
+    assert detector_rates(0.5) == (0.5, 0.3)
     assert detector_rates(0.0) == (0.02, 0.02)
-    assert detector_rates(1.0) == (0.98, 0.83)
+    assert detector_rates(1.0) == (0.98, 0.78)
     assert detector_rates(0.123456) == (0.1235, 0.02)
     with pytest.raises(ValueError, match=r"win_rate must be within \[0, 1\], was 1.5"):
         detector_rates(1.5)
@@ -188,8 +213,8 @@ def test_first_high_checks_restart_the_detector_on_each_sliding_window() -> None
 
 
 def test_an_alarm_anywhere_in_the_window_stays_high_after_a_recovery() -> None:
-    live = outcomes("L" * 15 + "W" * 30)
-    path = cusum_path([r > 0 for r in live], 0.5)
+    live = outcomes("L" * 18 + "W" * 30)
+    path = cusum_path([r > 0 for r in live], 0.5, h=detector_threshold(0.5, baseline_n=len(HALF)))
     report = assess(live, HALF)
     assert path[-1] < report.threshold <= path.max()  # type: ignore[operator]
     assert report.detector_alarm and report.severity is Severity.HIGH  # expectancy +1.0R: not critical
@@ -426,6 +451,7 @@ def test_default_config_is_the_documented_one() -> None:
         0.01,
     )
     assert (c.head_start, c.horizon, c.false_alarm, c.simulations, c.window) == (0.5, 100, 0.04, 4000, 100)
+    assert (c.win_rate_drop, c.estimated_baseline) == (0.20, True)
 
 
 def _fields(report: DriftReport) -> dict[str, object]:
