@@ -655,6 +655,9 @@ class BrokerConfig(_Frozen):
     """
 
     kind: BrokerKind = BrokerKind.PAPER
+    # Paper fills: "quote" at once at the last closed bar's price, or "next_open" at the open of the next bar as
+    # the backtester enters (a replay on the bot clock then trades as the backtest does).
+    paper_fill: Literal["quote", "next_open"] = "quote"
     shadow: bool = False  # with kind "oanda": record the OANDA orders, fill them on paper, send nothing
     oanda_account_id: str = ""
     oanda_environment: Literal["practice", "live"] = "practice"

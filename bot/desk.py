@@ -41,7 +41,7 @@ from engine.controls import PairControl, PairState
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
-from engine.ports import BotStore, Broker, BrokerError, Clock, SignalEstimate, SignalRecord
+from engine.ports import BotStore, Broker, BrokerError, BrokerErrorKind, Clock, SignalEstimate, SignalRecord
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import SizedOrder, Sizing, split_children
 from engine.systems import PairValidation, ValidationStatus
@@ -510,6 +510,9 @@ class SignalDesk:
             try:
                 fill = await self.broker.place_order(instrument, request)
             except BrokerError as exc:
+                if exc.kind is BrokerErrorKind.PENDING:  # accepted; its fill is settled by its client id
+                    await self.notifier.text(f"⏳ {setup.symbol} order <code>{record.signal_id}</code> placed: {exc}")
+                    return Outcome(OutcomeKind.DONE, f"Order placed: {exc}.")
                 if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
                     await self.notifier.text(
                         f"⚠️ {setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
@@ -624,6 +627,7 @@ class SignalDesk:
                 log.info("reconcile %s: %s", signal_id, exc)
                 return
             await self._fail(signal_id, SignalStatus.ORDER_SUBMITTED, str(exc))
+            await self.notifier.text(f"⚠️ {request.symbol} order <code>{signal_id}</code> was not filled: {exc}")
             return
         await self._open_trade(record, fill, record.decided_by, None)
 

@@ -148,7 +148,7 @@ class CircuitBreaker:
         except BrokerError as exc:
             if exc.kind is BrokerErrorKind.TRANSIENT:
                 await self._failed(probe, str(exc))
-            elif exc.kind is BrokerErrorKind.REJECTED:
+            elif exc.kind in (BrokerErrorKind.REJECTED, BrokerErrorKind.PENDING):
                 await self._succeeded(probe)  # the broker answered: it is up
             raise
         finally:

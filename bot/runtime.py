@@ -44,7 +44,7 @@ from bot.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
 from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
-from bot.paper_broker import PaperBroker
+from bot.paper_broker import FillModel, PaperBroker
 from bot.rates import RateBook, needed_pairs
 from bot.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from bot.scan import ScanReport, ScanService
@@ -114,9 +114,11 @@ class BotRuntime:
             await self._record_scan(report, time.monotonic() - started)
             with log_context(run_id=report.run_id):
                 await self.learner.refresh()
-                decisions = await self.desk.offer(report.setups, report.bars)
+                # The bar's fills and exits first, then its new entries: as the backtester takes them.
+                await self.desk.settle_unconfirmed()
                 closed = await self.monitor.check(symbols, report.bars)
                 closed += await self.monitor.check_live()
+                decisions = await self.desk.offer(report.setups, report.bars)
             if closed:
                 self.metrics.record(MetricName.TRADES_CLOSED, len(closed))
         if report.errors:
@@ -548,7 +550,16 @@ async def _broker(
 ) -> tuple[Broker, CircuitBreaker | None]:
     """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders."""
     b = settings.broker
-    paper = PaperBroker(provider, instruments, clock, costs, settings.bot.account_equity)
+    paper = PaperBroker(
+        provider,
+        instruments,
+        clock,
+        costs,
+        settings.bot.account_equity,
+        fill_model=FillModel(b.paper_fill),
+        calendars={s: settings.calendar(i.calendar) for s, i in instruments.items()},
+        max_wait_bars=settings.validation.max_setup_age_bars,
+    )
     if b.kind is BrokerKind.PAPER:
         return paper, None
     assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it

@@ -484,14 +484,12 @@ class _Book:
             if late > self.max_age:
                 self.skips[SKIP_STALE] += 1
                 return
-        side, sign = setup.side, setup.side.sign
+        side = setup.side
         stop, target = float(setup.stop), float(setup.target)
-        opened = float(bars.open[j])
-        if sign * (opened - stop) <= 0:
-            self.skips[SKIP_GAP_STOP] += 1
-            return
-        if sign * (target - opened) <= 0:
-            self.skips[SKIP_GAP_TARGET] += 1
+        opened = to_decimal(float(bars.open[j]), f"{instrument.symbol} open")
+        gapped = gap_refusal(side, setup.stop, setup.target, opened)
+        if gapped is not None:
+            self.skips[gapped] += 1
             return
         entry_atr = 0.0
         if self.atr is not None:
@@ -500,9 +498,9 @@ class _Book:
                 self.skips[SKIP_NO_ATR] += 1
                 return
         entered_at = _utc(entry_ns)
-        quote = quote_from_price(instrument, to_decimal(opened, f"{instrument.symbol} open"), entered_at)
+        quote = quote_from_price(instrument, opened, entered_at)
         price = self._atr_slipped(fill_price(quote, side, costs, instrument), side, entry_atr)
-        if sign * (price - setup.stop) <= 0:
+        if fill_refusal(side, setup.stop, price) is not None:
             self.skips[SKIP_FILL_STOP] += 1
             return
         self._realise(j)
@@ -627,6 +625,22 @@ class _Book:
         if moved <= 0:
             raise ValueError(f"{self.instrument.symbol}: a sell at {price} less ATR slippage {amount} is not above 0")
         return moved
+
+
+def gap_refusal(side: Side, stop: Decimal, target: Decimal, opened: Decimal) -> str | None:
+    """Why an entry at a bar's open is not taken: the bar opened at or beyond the stop or the target (the move
+    the setup was about already happened), or None. The paper broker's next-open fills apply the same rule."""
+    sign = side.sign
+    if sign * (opened - stop) <= 0:
+        return SKIP_GAP_STOP
+    if sign * (target - opened) <= 0:
+        return SKIP_GAP_TARGET
+    return None
+
+
+def fill_refusal(side: Side, stop: Decimal, fill: Decimal) -> str | None:
+    """Why an entry fill is not taken: with spread and slippage it lands at or beyond the stop, or None."""
+    return SKIP_FILL_STOP if side.sign * (fill - stop) <= 0 else None
 
 
 def _utc(ns: int) -> datetime:

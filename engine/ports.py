@@ -369,6 +369,7 @@ class BrokerErrorKind(StrEnum):
     TRANSIENT = "transient"  # timeout, connection error, 5xx, 429: retry with backoff
     REJECTED = "rejected"  # the broker said no (margin, market closed, size): never retried
     UNAVAILABLE = "unavailable"  # the circuit breaker is open: refused without calling the broker
+    PENDING = "pending"  # accepted, not filled yet (e.g. at the next bar's open): settled later by its client id
 
 
 class BrokerError(Exception):

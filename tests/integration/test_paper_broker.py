@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bot.paper_broker import PaperBroker
+from bot.paper_broker import FillModel, PaperBroker
 from data.csv_provider import CsvProvider
+from engine.calendars import get_calendar
 from engine.catalog import default_instrument
-from engine.costs import CostModel
+from engine.costs import CostModel, fill_price, quote_from_price
 from engine.domain import Instrument, Side
-from engine.ports import BrokerError, FixedClock, ProviderError
-from engine.trading import Fill, OrderRequest, Quote
+from engine.ports import BrokerError, BrokerErrorKind, FixedClock, ProviderError
+from engine.trading import Fill, OrderRequest, OrderState, Quote
 
 pytestmark = pytest.mark.shared_data
 
@@ -152,3 +153,57 @@ async def test_orders_the_venue_cannot_take_are_refused(market_dir: Path) -> Non
     aapl = default_instrument("AAPL")
     with pytest.raises(BrokerError, match="AAPL is not an instrument the paper broker trades"):
         await paper.place_order(aapl, OrderRequest("c", "AAPL", Side.LONG, D(1)))
+
+
+# --- next-open fills (the backtester's entry) ---------------------------------------------------------------------
+
+
+class SteppedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def next_open_broker(market_dir: Path, clock: SteppedClock) -> PaperBroker:
+    calendars = {"SPY": get_calendar("XNYS")}
+    return PaperBroker(
+        CsvProvider(market_dir), INSTRUMENTS, clock, COSTS, fill_model=FillModel.NEXT_OPEN, calendars=calendars
+    )
+
+
+async def test_a_next_open_order_is_pending_until_its_bar_has_closed_then_fills_at_its_open(market_dir: Path) -> None:
+    clock = SteppedClock(SPY_AT)  # the 13:40 bar opens now
+    paper = next_open_broker(market_dir, clock)
+    request = OrderRequest("n1", "SPY", Side.LONG, D(10), stop=D("575.00"), target=D("590.00"))
+    with pytest.raises(BrokerError) as pending:
+        await paper.place_order(SPY, request)
+    assert pending.value.kind is BrokerErrorKind.PENDING and "fills at the open of the next SPY bar" in str(
+        pending.value
+    )
+    status = await paper.order_status("n1")
+    assert status is not None and status.state is OrderState.PENDING
+    clock.at = datetime(2025, 5, 12, 13, 45, tzinfo=UTC)  # the 13:40 bar has closed: its open is known
+    status = await paper.order_status("n1")
+    opened = D(str(CsvProvider(market_dir).fetch(SPY, clock.at, 1)["open"].iloc[-1]))
+    # The open of the 13:40 bar, +half the spread, +10 bps, up to the cent; the fill time is that bar's open.
+    expected = fill_price(quote_from_price(SPY, opened, SPY_AT), Side.LONG, COSTS, SPY)
+    assert status is not None and status.state is OrderState.FILLED
+    assert (status.average_price, status.filled_at, status.filled_quantity) == (expected, SPY_AT, D(10))
+    assert await paper.place_order(SPY, request) == Fill("n1", "SPY", Side.LONG, D(10), expected, status.fees, SPY_AT)
+
+
+async def test_a_next_open_order_whose_bar_opens_beyond_its_stop_is_rejected_as_the_backtester_skips_it(
+    market_dir: Path,
+) -> None:
+    clock = SteppedClock(SPY_AT)
+    paper = next_open_broker(market_dir, clock)
+    # A long whose stop sits above where the next bar opens: the move the setup was about has already happened.
+    request = OrderRequest("n2", "SPY", Side.LONG, D(10), stop=D("579.90"), target=D("590.00"))
+    with pytest.raises(BrokerError):
+        await paper.place_order(SPY, request)
+    clock.at = datetime(2025, 5, 12, 13, 45, tzinfo=UTC)
+    status = await paper.order_status("n2")
+    assert status is not None and status.state is OrderState.REJECTED
+    assert "the entry bar opened at or beyond the stop" in (status.reason or "")
