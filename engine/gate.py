@@ -36,6 +36,7 @@ from engine.bars import from_nanos, to_nanos
 from engine.indicators import MarketContext
 from engine.montecarlo import MonteCarloReport, equity_curve, max_drawdown, monte_carlo
 from engine.pipeline import EngineConfig
+from engine.sizing import CANNOT_SIZE
 from engine.strategy import Strategy
 from engine.systems import ScoreEdge
 from engine.walkforward import TradeStats, WalkForwardConfig
@@ -63,18 +64,37 @@ class GateCriteria:
             reasons.append(f"{oos.trades} out-of-sample trades < {self.min_oos_trades}")
         pf = oos.profit_factor
         if pf is not None and pf < self.min_profit_factor:
-            reasons.append(f"out-of-sample profit factor {pf:.2f} < {self.min_profit_factor:g}")
+            reasons.append(
+                f"out-of-sample profit factor {_apart(pf, self.min_profit_factor)} < {self.min_profit_factor:g}"
+            )
         if oos.expectancy_r is None or oos.expectancy_r <= self.min_expectancy_r:
             shown = "n/a" if oos.expectancy_r is None else f"{oos.expectancy_r:+.2f}R"
             reasons.append(f"out-of-sample expectancy {shown} is not above {self.min_expectancy_r:g}R")
         if sharpe is None or sharpe < self.min_sharpe:
-            reasons.append(f"Sharpe {'n/a' if sharpe is None else f'{sharpe:.2f}'} < {self.min_sharpe:g}")
+            reasons.append(
+                f"Sharpe {'n/a' if sharpe is None else _apart(sharpe, self.min_sharpe)} < {self.min_sharpe:g}"
+            )
         if drawdown > self.max_drawdown:
-            reasons.append(f"max drawdown {drawdown:.0%} > {self.max_drawdown:.0%}")
+            reasons.append(
+                f"max drawdown {_apart(drawdown, self.max_drawdown, percent=True)} > {self.max_drawdown:.0%}"
+            )
         if win_rate_ratio is None or win_rate_ratio < self.min_win_rate_ratio:
-            shown = "n/a" if win_rate_ratio is None else f"{win_rate_ratio:.0%}"
+            shown = "n/a" if win_rate_ratio is None else _apart(win_rate_ratio, self.min_win_rate_ratio, percent=True)
             reasons.append(f"out-of-sample win rate is {shown} of in-sample (< {self.min_win_rate_ratio:.0%})")
         return reasons
+
+
+def _apart(value: float, limit: float, *, percent: bool = False) -> str:
+    """Format a figure that missed a limit with as many decimals as it takes to differ from it (84.6 %, not 85 %)."""
+    for digits in range(2 if not percent else 0, 6):
+        shown, bound = (
+            (f"{value:.{digits}%}", f"{limit:.{digits}%}")
+            if percent
+            else (f"{value:.{digits}f}", f"{limit:.{digits}f}")
+        )
+        if shown != bound:
+            return shown
+    return f"{value:.6%}" if percent else f"{value:.6f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +218,9 @@ def run_gate(
         score=score,
         failures=(),
     )
-    failures = criteria.failures(oos, sharpe, report.max_drawdown, report.win_rate_ratio)
+    # A system that could not be sized was not measured: say why first, before the bare trade count.
+    unsized = [f"{n} out-of-sample setups not traded: {why}" for why, n in out.skips if why.startswith(CANNOT_SIZE)]
+    failures = unsized + criteria.failures(oos, sharpe, report.max_drawdown, report.win_rate_ratio)
     return replace(report, failures=tuple(failures))
 
 

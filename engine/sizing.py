@@ -38,6 +38,7 @@ from engine.domain import AssetClass, Instrument
 MAX_RISK_FRACTION: Final = Decimal("0.1")
 CALENDAR_CURRENCY: Final = {"XNSE": "INR", "XNYS": "USD"}
 STABLECOINS: Final = {"USDT": "USD", "USDC": "USD"}
+CANNOT_SIZE: Final = "cannot size in"  # how every refusal for want of a conversion price begins
 
 
 def quote_currency(instrument: Instrument, configured: str | None = None) -> str:
@@ -261,7 +262,7 @@ class Sizing:
         try:
             rate = self.rate(instrument, entry, prices)
         except ValueError as exc:
-            return f"cannot size in {self.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
+            return f"{CANNOT_SIZE} {self.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
         limits = self.limits.get(instrument.symbol)
         return size_order(instrument, entry, stop, equity, self.risk_fraction, rate, limits)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from engine.backtest import BacktestConfig, backtest
 from engine.gate import GateCriteria, oos_start, run_gate
 from engine.pipeline import EngineConfig
+from engine.sizing import RateHistory, Sizing
 from engine.strategy import build_strategy
 from engine.walkforward import WalkForwardConfig
 from tests.support import shared_context
@@ -59,3 +63,18 @@ def test_the_verdict_names_every_criterion_missed_and_no_out_of_sample_data_is_a
     late = ctx.bars.bar_time(len(ctx) - 1) + timedelta(hours=2)
     with pytest.raises(ValueError, match="no out-of-sample bars: the parameters were tuned on data until"):
         run_gate(ctx, strategy, ENGINE, CONFIG, wf, GateCriteria(), tuned_until=late)
+
+
+def test_a_system_that_cannot_be_sized_fails_saying_so_first() -> None:
+    ctx = shared_context("RELIANCE", "5m")
+    strategy = build_strategy("defining_order")
+    wf = WalkForwardConfig(warmup_bars=strategy.warmup)
+    usd = replace(CONFIG, sizing=Sizing(account_currency="USD"))
+    report = run_gate(ctx, strategy, ENGINE, usd, wf, GateCriteria())  # INR prices, a USD account, no USDINR
+    assert report.oos.trades == 0 and not report.passed
+    assert re.fullmatch(
+        r"\d+ out-of-sample setups not traded: cannot size in USD: RELIANCE: no INRUSD or USDINR price .*",
+        report.failures[0],
+    )
+    rated = replace(usd, rates=RateHistory(fixed={"USDINR": Decimal(86)}))
+    assert run_gate(ctx, strategy, ENGINE, rated, wf, GateCriteria()).oos.trades > 0

@@ -168,3 +168,20 @@ def test_a_score_that_ranks_outcomes_has_an_edge_and_noise_has_none() -> None:
     few = ScoreEdge.measure([50.0] * (MIN_SCORE_TRADES - 1), [1.0] * (MIN_SCORE_TRADES - 1))
     assert few.rho is None and "not measured" in few.text()
     assert ScoreEdge.from_json(edge.to_json()) == edge
+
+
+def test_gate_failure_reasons_show_a_figure_that_differs_from_its_limit() -> None:
+    from engine.gate import GateCriteria
+    from engine.walkforward import TradeStats
+
+    stats = TradeStats(
+        trades=40, wins=16, losses=24, win_rate=0.4, profit_factor=1.197, expectancy_r=0.1, sharpe=0.4, total_r=4.0
+    )
+    reasons = GateCriteria().failures(stats, sharpe=0.499, drawdown=0.2503, win_rate_ratio=0.846)
+
+    assert reasons == [
+        "out-of-sample profit factor 1.197 < 1.2",
+        "Sharpe 0.499 < 0.5",
+        "max drawdown 25.03% > 25%",
+        "out-of-sample win rate is 84.6% of in-sample (< 85%)",
+    ]
