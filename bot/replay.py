@@ -5,10 +5,12 @@ with a clock stopped at that instant: the provider serves only the bars closed b
 checks them, and `engine.pipeline` validates and scores the last bar, exactly as the bot does at that
 moment. The setups it reports (each once, by signal id) are turned into trades by `engine.backtest.simulate`
 over the bars closed by `settle_until` (default: the close of the last bar replayed), the same trade logic
-`engine.backtest.backtest` uses. A full-history backtest and a replay therefore agree signal for signal and
-trade for trade, provided the scan loads the same history: `REPLAY_BAR_RULES` loads the whole file (with
-the bot's default 2,000-bar window, slow indicators such as a 4h EMA200 start from a different seed and
-may differ from a backtest over a longer history).
+`engine.backtest.backtest` uses.
+A full-history backtest and a replay therefore agree signal for signal and trade for trade: this checks the
+live *scan* against the backtest. `REPLAY_BAR_RULES` loads the whole file; the bot's own window (the history
+each strategy declares, `Strategy.history`) gives the same setups too (tests/integration/test_live_window_parity.py).
+The bot's *trading* (desk, paper broker, position monitor, store) is checked against the backtest by
+tests/e2e/test_bot_parity.py, which runs the bot itself on its clock.
 """
 
 from __future__ import annotations

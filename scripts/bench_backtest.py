@@ -30,9 +30,9 @@ tradebot run, with costs (1 bp slippage, 2.5 bps commission, 0.05 x ATR(14) slip
 model adds; it is not compared with backtesting.py.
 
 Then, unless `--no-validate`: a full `tradebot validate` over the shared FX and gold 1h files (EURUSD,
-GBPUSD, XAUUSD; every enabled strategy that applies; the default 6 folds and 20 parameter sets; the default
-process pool), run as a trader runs it (a subprocess in an empty directory, `--no-save`), wall time
-against the 60 s target.
+GBPUSD, XAUUSD; every enabled strategy that applies, each with the parameters it trades, in and out of
+sample, with Monte Carlo; the default process pool), run as a trader runs it (a subprocess in an empty
+directory, `--no-save`), wall time against the 60 s target.
 
 Usage: python scripts/bench_backtest.py [--bars 1000000] [--repeat 3] [--market-dir DIR] [--no-profile]
        [--no-validate]
@@ -272,7 +272,7 @@ def time_validate(market_dir: Path) -> tuple[float, int, str]:
             [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
-    summary = next((line for line in done.stdout.splitlines() if "pairs passed" in line), done.stderr.strip()[-300:])
+    summary = next((line for line in done.stdout.splitlines() if "systems passed" in line), done.stderr.strip()[-300:])
     return elapsed, done.returncode, summary
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 
 from engine.bars import Bars, to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
-from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup
+from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup, Side
 from engine.indicators import MarketContext
 from engine.ports import BotStore
 from engine.systems import Baseline, PairValidation, SystemSpec, ValidationStatus
-from engine.trading import Trade
+from engine.trading import ExitReason, Trade, TradeKind
 
 
 def make_bars(
@@ -70,6 +71,27 @@ def baseline_for(spec: SystemSpec, at: datetime, *, passed: bool = True, **chang
         system=spec.to_json(),
     )
     return replace(made, **changes)  # type: ignore[arg-type]
+
+
+def gbpusd_trade(n: int, won: bool, entry_time: datetime) -> Trade:
+    """An external trend_pullback GBPUSD long of 1 lot, closed after 5 hours at +2R or -1R (risk 100 USD)."""
+    return Trade(
+        trade_id=f"t{n:04d}-external",
+        signal_id=f"{n:010x}",
+        kind=TradeKind.EXTERNAL,
+        strategy="trend_pullback",
+        symbol="GBPUSD",
+        side=Side.LONG,
+        quantity=Decimal(1),
+        contract_size=Decimal(100000),
+        entry_time=entry_time,
+        entry_price=Decimal("1.30000"),
+        stop=Decimal("1.29900"),
+        target=Decimal("1.30200"),
+        exit_time=entry_time + timedelta(hours=5),
+        exit_price=Decimal("1.30200") if won else Decimal("1.29900"),
+        exit_reason=ExitReason.EXTERNAL,
+    )
 
 
 async def record_system_trades(store: BotStore, spec: SystemSpec, trades: Sequence[Trade]) -> list[Trade]:

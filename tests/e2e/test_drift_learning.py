@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,7 @@ from bot.callbacks import Action, Callback
 from bot.composition import system_book
 from bot.config import load_settings
 from data.store import SqliteStore
-from engine.domain import Side
-from engine.trading import ExitReason, Trade, TradeKind
-from tests.builders import baseline_for, record_system_trades
+from tests.builders import baseline_for, gbpusd_trade, record_system_trades
 from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 
@@ -45,35 +42,14 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
-def closed_trade(n: int, won: bool) -> Trade:
-    """A trend_pullback GBPUSD trade reported closed before the bot's start: +2R or -1R (risk 100 USD)."""
-    entry_time = START - timedelta(days=50) + timedelta(days=n)
-    return Trade(
-        trade_id=f"t{n:04d}-external",
-        signal_id=f"{n:010x}",
-        kind=TradeKind.EXTERNAL,
-        strategy="trend_pullback",
-        symbol="GBPUSD",
-        side=Side.LONG,
-        quantity=Decimal(1),
-        contract_size=Decimal(100000),
-        entry_time=entry_time,
-        entry_price=Decimal("1.30000"),
-        stop=Decimal("1.29900"),
-        target=Decimal("1.30200"),
-        exit_time=entry_time + timedelta(hours=5),
-        exit_price=Decimal("1.30200") if won else Decimal("1.29900"),
-        exit_reason=ExitReason.EXTERNAL,
-    )
-
-
 async def seed(db: Path) -> None:
     """A passed baseline of exactly the trend_pullback system the bot trades on GBPUSD, and 30 trades of it."""
     spec = system_book(load_settings()).specs[("trend_pullback", "GBPUSD")]
     made = START - timedelta(days=60)
     async with await SqliteStore.open(db) as store:
         await store.save_baseline(baseline_for(spec, made, r_multiples=tuple([2.0, -1.0] * 30), data_to=made))
-        await record_system_trades(store, spec, [closed_trade(n, won=n % 10 == 0) for n in range(30)])
+        closed = [gbpusd_trade(n, n % 10 == 0, START - timedelta(days=50 - n)) for n in range(30)]  # before the start
+        await record_system_trades(store, spec, closed)
 
 
 def drift_alerts(server: FakeTelegram) -> list[SentMessage]:

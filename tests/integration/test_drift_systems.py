@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from bot.clock import WallClock
@@ -13,42 +12,24 @@ from bot.drift_watch import DriftWatch
 from bot.notifier import Notifier
 from bot.systems import SystemBook
 from data.store import SqliteStore
-from engine.domain import Interval, Side
+from engine.domain import Interval
 from engine.systems import SystemSpec
-from engine.trading import ExitReason, Trade, TradeKind
-from tests.builders import baseline_for, record_system_trades
+from tests.builders import baseline_for, gbpusd_trade, record_system_trades
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 TRADED = SystemSpec("trend_pullback", "GBPUSD", Interval.H1, {"trend_slow": 200}, {"costs": {}}, "code1")
 RETUNED = replace(TRADED, params={"trend_slow": 225})
 
 
-def trade(n: int, won: bool) -> Trade:
-    entry = T0 + timedelta(days=1 + n)
-    return Trade(
-        trade_id=f"t{n}",
-        signal_id=f"s{n}",
-        kind=TradeKind.EXTERNAL,
-        strategy="trend_pullback",
-        symbol="GBPUSD",
-        side=Side.LONG,
-        quantity=Decimal(1),
-        contract_size=Decimal(100000),
-        entry_time=entry,
-        entry_price=Decimal("1.30000"),
-        stop=Decimal("1.29900"),
-        target=Decimal("1.30200"),
-        exit_time=entry + timedelta(hours=5),
-        exit_price=Decimal("1.30200") if won else Decimal("1.29900"),
-        exit_reason=ExitReason.EXTERNAL,
-    )
-
-
 async def test_only_trades_of_the_validated_system_are_compared_with_its_baseline(tmp_path: Path) -> None:
     async with await SqliteStore.open(tmp_path / "bot.db") as store:
         await store.save_baseline(baseline_for(TRADED, T0))
-        await record_system_trades(store, TRADED, [trade(n, won=n % 10 == 0) for n in range(20)])  # 2 of 20 won
-        await record_system_trades(store, RETUNED, [trade(100 + n, won=True) for n in range(20)])  # other params
+        await record_system_trades(
+            store, TRADED, [gbpusd_trade(n, n % 10 == 0, T0 + timedelta(days=1 + n)) for n in range(20)]
+        )  # 2 of 20 won
+        await record_system_trades(
+            store, RETUNED, [gbpusd_trade(100 + n, True, T0 + timedelta(days=101 + n)) for n in range(20)]
+        )  # other params
         notifier = Notifier(store, (1,), {}, WallClock())
 
         rows = await DriftWatch(store, notifier, WallClock(), DriftSettings(), systems=SystemBook([TRADED])).table()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from engine.domain import Interval
+from engine.gate import GateCriteria
 from engine.systems import (
     MIN_SCORE_TRADES,
     Baseline,
@@ -26,6 +27,8 @@ from engine.systems import (
     canonical_json,
     judge,
 )
+from engine.walkforward import TradeStats
+from tests.builders import baseline_for
 
 NOW = datetime(2026, 7, 10, tzinfo=UTC)
 SPEC = SystemSpec(
@@ -39,24 +42,9 @@ SPEC = SystemSpec(
 
 
 def baseline(spec: SystemSpec = SPEC, **changes: object) -> Baseline:
-    made = Baseline(
-        strategy=spec.strategy,
-        symbol=spec.symbol,
-        interval=spec.interval.value,
-        params=dict(spec.params),
-        data_source="csv:/data",
-        data_from=NOW - timedelta(days=600),
-        data_to=NOW - timedelta(days=1),
-        passed=True,
-        reasons=(),
-        metrics={},
-        r_multiples=(2.0, -1.0, 2.0, -1.0, -1.0, 2.0, 0.0, -1.0, 2.0, -1.0),
-        created_at=NOW,
-        version=1,
-        fingerprint=spec.fingerprint,
-        system=spec.to_json(),
-    )
-    return replace(made, **changes)  # type: ignore[arg-type]
+    """A passed baseline v1 of `spec` made at NOW: 10 trades, 4 wins."""
+    r = (2.0, -1.0, 2.0, -1.0, -1.0, 2.0, 0.0, -1.0, 2.0, -1.0)
+    return baseline_for(spec, NOW, **{"version": 1, "r_multiples": r, **changes})  # type: ignore[arg-type]
 
 
 def test_the_fingerprint_changes_with_anything_that_decides_trades_and_only_then() -> None:
@@ -171,13 +159,10 @@ def test_a_score_that_ranks_outcomes_has_an_edge_and_noise_has_none() -> None:
 
 
 def test_gate_failure_reasons_show_a_figure_that_differs_from_its_limit() -> None:
-    from engine.gate import GateCriteria
-    from engine.walkforward import TradeStats
-
-    stats = TradeStats(
+    oos = TradeStats(
         trades=40, wins=16, losses=24, win_rate=0.4, profit_factor=1.197, expectancy_r=0.1, sharpe=0.4, total_r=4.0
     )
-    reasons = GateCriteria().failures(stats, sharpe=0.499, drawdown=0.2503, win_rate_ratio=0.846)
+    reasons = GateCriteria().failures(oos, sharpe=0.499, drawdown=0.2503, win_rate_ratio=0.846)
 
     assert reasons == [
         "out-of-sample profit factor 1.197 < 1.2",
