@@ -203,7 +203,18 @@ class ScanService:
         except Exception as exc:
             log.exception("evaluating %s failed", symbol)
             return SymbolOutcome(symbol, error=f"evaluation failed: {type(exc).__name__}: {exc}")
-        return SymbolOutcome(symbol, result.setups, result.rejections, check.notes, bars=check.bars)
+        notes = check.notes
+        if len(check.bars) < (needed := self.history_bars(item)):
+            notes = (*notes, short_history_note(len(check.bars), needed))
+        return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars)
+
+
+def short_history_note(bars: int, needed: int) -> str:
+    """Say that a scan ran on less history than its slowest indicators need to converge."""
+    return (
+        f"short history: {bars:,} of the {needed:,} bars the strategies and the score need to converge; slow "
+        "averages may differ from a backtest over longer history until the provider holds more"
+    )
 
 
 def select(

@@ -6,6 +6,7 @@ each is recorded with its reason, the others are evaluated, and the run is persi
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,3 +192,16 @@ async def test_each_symbol_is_fetched_with_the_history_its_strategies_and_the_sc
     service = ScanService(provider, None, items, lean, BarRules(history_bars=2000), FixedClock(AS_OF))
     assert [service.history_bars(i) for i in items] == [9092, 2000, 2000]  # trend_pullback's own; the floor
     assert service.history_bars(items[1]) >= REGISTRY["defining_order"]().history(items[1].instrument)
+
+
+async def test_a_scan_on_less_history_than_its_indicators_need_says_so(market_copy: Path) -> None:
+    watch = [item("GBPUSD"), item("XAUUSD")]
+    end = datetime(2026, 7, 9, 18, tzinfo=UTC)
+    early = await service(market_copy, None, watch).scan(AS_OF)
+    late = await ScanService(CsvProvider(market_copy), None, watch, EngineConfig(), BarRules(), FixedClock(end)).scan(
+        end
+    )
+    for outcome in early.outcomes:  # the files start in late 2024: 2025-06-12 has under 9,092 hourly bars behind it
+        [note] = [n for n in outcome.notes if n.startswith("short history")]
+        assert re.fullmatch(r"short history: [\d,]+ of the 9,092 bars the strategies and the score need .*", note)
+    assert not [n for o in late.outcomes for n in o.notes if n.startswith("short history")]  # 9,998 bars by then
