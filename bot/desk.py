@@ -427,6 +427,11 @@ class SignalDesk:
                 OutcomeKind.REFUSED, f"Refused: {setup.strategy} on {setup.symbol} is disabled ({why}); /enable first."
             )
         validation = (await self.systems.refresh(self.store)).validation(setup.strategy, setup.symbol, now)
+        offered = record.validation.fingerprint if record.validation is not None else ""
+        if offered and validation.fingerprint != offered:  # the config changed across a restart: not what trades
+            changed = f"{setup.strategy} on {setup.symbol} trades other parameters or rules since this was offered"
+            await self._expire(record, changed)
+            return Outcome(OutcomeKind.INVALID, f"Refused: {changed}; the signal has expired.")
         if validation.status is ValidationStatus.FAILED and not self.policy.trade_failed_strategies:
             failed = f"{setup.strategy} on {setup.symbol} failed pre-deploy validation v{validation.version}"
             return Outcome(OutcomeKind.REFUSED, f"Refused: {failed} since this was offered: {validation.reason}.")

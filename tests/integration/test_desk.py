@@ -414,6 +414,20 @@ async def test_a_pair_that_failed_validation_after_the_offer_refuses_the_approva
     assert await d.status(gbp) is SignalStatus.PENDING
 
 
+async def test_a_signal_of_parameters_no_longer_traded_cannot_be_approved(d: Desk) -> None:
+    gbp, _ = await d.offer()
+    traded = d.desk.systems.specs[("trend_pullback", "GBPUSD")]
+    retuned = replace(traded, params={**traded.params, "atr_stop_mult": 2.0})  # a restart with a new config
+    d.desk.systems = SystemBook([*(s for s in d.desk.systems.specs.values() if s != traded), retuned])
+    outcome = await d.desk.approve(gbp, TRADER)
+    assert outcome.kind is OutcomeKind.INVALID
+    assert outcome.message == (
+        "Refused: trend_pullback on GBPUSD trades other parameters or rules since this was offered; "
+        "the signal has expired."
+    )
+    assert await d.status(gbp) is SignalStatus.EXPIRED and d.broker.orders == []
+
+
 async def test_a_fill_through_the_stop_opens_no_position(d: Desk) -> None:
     signal_id, _ = await d.offer()
     record = await d.store.signal(signal_id)
