@@ -81,6 +81,7 @@ class BackgroundValidation:
         clock: Clock,
         jobs_for: Callable[[Sequence[SystemSpec], datetime], list[GateJob]],
         db_path: Path,
+        worker: Sequence[str] = (sys.executable, "-m", __name__),
     ) -> None:
         self.systems = systems
         self.store = store
@@ -88,6 +89,7 @@ class BackgroundValidation:
         self.clock = clock
         self.jobs_for = jobs_for  # the gate's jobs for these systems on data up to `end`
         self.db_path = db_path
+        self.worker = tuple(worker)  # the command that runs `_worker`
         self.progress = Progress()
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -136,9 +138,7 @@ class BackgroundValidation:
     async def _run(self, jobs: Sequence[GateJob]) -> None:
         request = pickle.dumps(WorkerRequest(str(self.db_path), tuple(jobs)))
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            __name__,
+            *self.worker,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -148,9 +148,14 @@ class BackgroundValidation:
         process.stdin.write(request)
         await process.stdin.drain()
         process.stdin.close()
+        errors = asyncio.create_task(process.stderr.read())  # read alongside: a full stderr pipe would block it
         passed: list[str] = []
         async for raw in process.stdout:
-            line = json.loads(raw)
+            try:
+                line = json.loads(raw)
+            except ValueError:  # something in the worker printed: not progress
+                log.info("background validation worker: %s", raw.decode(errors="replace").rstrip())
+                continue
             self.progress.done += 1
             self.progress.current = line["system"]
             if line.get("error"):
@@ -167,7 +172,7 @@ class BackgroundValidation:
                     line["system"],
                     "PASS" if line["passed"] else "FAIL: " + "; ".join(line["reasons"][:2]),
                 )
-        stderr = (await process.stderr.read()).decode(errors="replace")
+        stderr = (await errors).decode(errors="replace")
         code = await process.wait()
         self.progress.running = False
         self.progress.finished_at = self.clock.now()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ def settings_over(folder: Path, symbols: Sequence[str]) -> Settings:
     return load_settings({}, data_source=f"csv:{folder}", db_path=folder / "bot.db", watchlist=watchlist)
 
 
-def runner(settings: Settings, store: SqliteStore) -> BackgroundValidation:
+def runner(settings: Settings, store: SqliteStore, worker: Sequence[str] | None = None) -> BackgroundValidation:
     systems = system_book(settings)
     traded = {t.spec.pair: t for t in traded_systems(settings)}
 
@@ -40,7 +41,8 @@ def runner(settings: Settings, store: SqliteStore) -> BackgroundValidation:
         return gate_jobs(settings, [traded[s.pair] for s in specs], data_source=settings.data_source, end=end)
 
     notifier = Notifier(store, (1,), {}, WallClock())
-    return BackgroundValidation(systems, store, notifier, FixedClock(AS_OF), jobs_for, settings.db_path)
+    extra = {} if worker is None else {"worker": worker}
+    return BackgroundValidation(systems, store, notifier, FixedClock(AS_OF), jobs_for, settings.db_path, **extra)
 
 
 async def test_a_system_without_data_is_reported_and_the_others_are_stored(tmp_path: Path) -> None:
@@ -79,3 +81,28 @@ async def test_stopping_keeps_the_baselines_already_made_and_the_next_run_does_t
             await validation.wait()
         assert len(await store.baselines()) == 4
         assert not await validation.start_if_needed()  # every system has a current baseline of its own
+
+
+NOISY_WORKER = """
+import json, sys
+sys.stdin.buffer.read()
+for _ in range(300):
+    sys.stderr.write("a library warning " + "x" * 1000 + "\\n")
+print("a library printed this")
+print(json.dumps({"system": "trend_pullback XAUUSD 1h", "passed": True, "reasons": []}))
+"""
+
+
+async def test_a_worker_that_talks_on_stderr_and_stdout_neither_blocks_nor_breaks_the_progress(tmp_path: Path) -> None:
+    settings = settings_over(tmp_path, ["XAUUSD"])
+    async with await SqliteStore.open(settings.db_path) as store:
+        validation = runner(settings, store, worker=(sys.executable, "-c", NOISY_WORKER))
+        assert await validation.start_if_needed()
+        try:
+            await asyncio.wait_for(validation.wait(), 30)  # 300 kB on stderr: more than a pipe holds
+        finally:
+            await validation.stop()
+        p = validation.progress
+        assert (p.done, p.passed, p.errors, p.running) == (1, 1, 0, False)
+        [told] = [i.payload["text"] for i in await store.due_messages(AS_OF.replace(year=2100))]
+        assert str(told).startswith("✅ Validation finished: 1 of 4 systems passed the pre-deploy gate: trend_pullback")
