@@ -15,14 +15,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bot.composition import cache_dir, scan_service, system_book, watchlist
+from bot.composition import cache_dir, open_store, scan_service, system_book, watchlist
 from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
 from bot.db_cli import add_db_parser, run_db
-from bot.logs import Redactor, configure
+from bot.logs import configure, redacted_output
 from bot.render import scan_json, scan_text
 from bot.scan import select
 from bot.validation_cli import parse_params, run_backtest, run_optimise, run_validate
+from data.redaction import Redactor
 from data.store import SqliteStore
 from engine.domain import Interval
 
@@ -149,12 +151,11 @@ async def _scan(settings: Settings, args: argparse.Namespace) -> int:
 async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
     """Print the newest shadow orders with their paper fills; a database not created yet has none."""
     from bot.shadow import shadow_json, shadow_text  # noqa: PLC0415 - only this command needs them
-    from data.store import SqliteStore  # noqa: PLC0415
 
     if not settings.db_path.exists():
         print(shadow_json([]) if args.json else f"No database at {settings.db_path} yet: no shadow orders.")
         return EXIT_OK
-    async with await SqliteStore.open(settings.db_path) as store:
+    async with await open_store(settings) as store:
         rows = await store.shadow_orders(args.limit)
     print(shadow_json(rows) if args.json else shadow_text(rows))
     return EXIT_OK
@@ -170,10 +171,9 @@ async def _learn(settings: Settings, args: argparse.Namespace) -> int:
     from bot.clock import BotClock  # noqa: PLC0415 - only this command needs the learning stack
     from bot.learner import Learner, learned_text  # noqa: PLC0415
     from data.providers import provider_from_source  # noqa: PLC0415
-    from data.store import SqliteStore  # noqa: PLC0415
 
     provider = None if args.no_backtests else provider_from_source(settings.data_source, cache_dir(settings))
-    async with await SqliteStore.open(settings.db_path) as store:
+    async with await open_store(settings) as store:
         items = watchlist(settings)
         learner = Learner(store, provider, BotClock(), settings, items, system_book(settings, items))
         if args.rollback:
@@ -196,12 +196,11 @@ async def _drift(settings: Settings) -> int:
     from bot.clock import BotClock  # noqa: PLC0415 - only this command needs these
     from bot.drift_watch import DriftWatch, drift_text  # noqa: PLC0415
     from bot.notifier import Notifier  # noqa: PLC0415
-    from data.store import SqliteStore  # noqa: PLC0415
 
     if not settings.db_path.exists():
         print(f"No database at {settings.db_path} yet: no baselines and no trades.")
         return EXIT_OK
-    async with await SqliteStore.open(settings.db_path) as store:
+    async with await open_store(settings) as store:
         clock = BotClock()
         watch = DriftWatch(
             store, Notifier(store, (0,), {}, clock), clock, settings.drift, systems=system_book(settings)
@@ -211,13 +210,8 @@ async def _drift(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _secrets(settings: Settings) -> list[str]:
-    """Every secret value in the settings (masked wherever text leaves the process)."""
-    return [s.get_secret_value() for s in (settings.telegram_bot_token, settings.oanda_token) if s is not None]
-
-
 def _redactor(settings: Settings) -> Redactor:
-    return Redactor(_secrets(settings))
+    return Redactor(settings.secret_values())
 
 
 async def _health(settings: Settings, args: argparse.Namespace) -> int:
@@ -232,9 +226,8 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
 async def _pause(settings: Settings, paused: bool) -> int:
     """Set the persisted pause flag the running bot reads on every offer and click."""
     from bot.state import BotState  # noqa: PLC0415
-    from data.store import SqliteStore  # noqa: PLC0415
 
-    async with await SqliteStore.open(settings.db_path) as store:
+    async with await open_store(settings) as store:
         state = BotState(store, settings.bot.mode)
         was = await state.paused()
         await state.set_paused(paused)
@@ -272,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.command == "run" or getattr(args, "verbose", False) else logging.WARNING
     configure(level)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if getattr(args, "data_source", None):
         overrides["data_source"] = args.data_source
     try:
@@ -283,7 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecretsUnavailable as exc:  # exit 1: systemd restarts the service and the secret is asked for again
         print(f"tradebot: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    configure(level, _secrets(settings), settings.logging.format)
+    redactor = configure(level, settings.secret_values(), settings.logging.format)
+    with redacted_output(redactor):  # what a command prints (an error echoing a token too) never shows a secret
+        return _command(args, settings, overrides)
+
+
+def _command(args: argparse.Namespace, settings: Settings, overrides: dict[str, Any]) -> int:
+    """Run the parsed command; every failure is a one-line message on stderr and an exit code."""
     try:
         if args.command == "run":
             return _run(settings)

@@ -103,13 +103,18 @@ def cache_dir(settings: Settings) -> Path:
     return settings.cache_dir or settings.db_path.parent / "cache"
 
 
+async def open_store(settings: Settings) -> SqliteStore:
+    """The bot's database, masking the configured secrets in everything written to it."""
+    return await SqliteStore.open(settings.db_path, secrets=settings.secret_values())
+
+
 @asynccontextmanager
 async def scan_service(
     settings: Settings, data_source: str | None = None, clock: Clock | None = None
 ) -> AsyncIterator[ScanService]:
     """A ScanService over the configured provider and the SQLite store, closed on exit."""
     provider = provider_from_source(data_source or settings.data_source, cache_dir(settings))
-    store = await SqliteStore.open(settings.db_path)
+    store = await open_store(settings)
     try:
         yield ScanService(
             provider, store, watchlist(settings), settings.engine_config(), bar_rules(settings), clock or WallClock()

@@ -7,8 +7,12 @@ file is absent the built-in defaults apply). Any unknown key, wrong type or impo
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -39,6 +43,7 @@ from pydantic_settings import (
 from bot.secrets import SecretsError, secret_overrides
 from data.market_calendars import market_calendar
 from data.news_feed import NewsSource
+from data.sources import parse_source
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, clock_text, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
@@ -742,6 +747,10 @@ class Settings(BaseSettings):
     telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
     oanda_token: SecretStr | None = Field(default=None, validation_alias="OANDA_TOKEN")
 
+    def secret_values(self) -> list[str]:
+        """Every secret value in the settings: masked wherever text leaves the process (logs, stderr, chat, DB)."""
+        return [s.get_secret_value() for s in (self.telegram_bot_token, self.oanda_token) if s is not None]
+
     @field_validator("strategies", mode="before")
     @classmethod
     def _over_default_strategies(cls, value: Any) -> Any:
@@ -768,9 +777,8 @@ class Settings(BaseSettings):
     @field_validator("data_source")
     @classmethod
     def _data_source(cls, value: str) -> str:
-        if value == "yfinance" or (value.startswith("csv:") and len(value) > len("csv:")):
-            return value
-        raise ValueError(f"must be 'yfinance' or 'csv:DIR', was {value!r}")
+        parse_source(value)  # a typo or a folder that is not there stops the command before it starts
+        return value.strip()
 
     @model_validator(mode="after")
     def _broker_secret(self) -> Settings:
@@ -918,6 +926,74 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{where}{hint}: {msg}{shown}"
 
 
+# TRADEBOT_ variables read outside the settings model.
+OTHER_ENV: Final = frozenset({CONFIG_ENV})
+
+
+def env_names(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every environment name a setting can be given by (`BOT__RISK_PER_TRADE`, after the prefix); `*` for a free
+    key. `model` None: the settings themselves."""
+    model = Settings if model is None else model
+    names: list[str] = []
+    for field, info in model.model_fields.items():
+        if isinstance(info.validation_alias, str):  # read under its own name (TELEGRAM_BOT_TOKEN), not the prefix's
+            continue
+        name = f"{prefix}{field.upper()}"
+        names.append(name)
+        value = _dict_value_of(info.annotation)
+        inner = None if value is not None else _model_of(info.annotation)
+        if inner is not None:
+            names += env_names(inner, f"{name}__")
+        elif value is not None:
+            names.append(f"{name}__*")
+            if (inner := _model_of(value)) is not None:
+                names += env_names(inner, f"{name}__*__")
+    return names
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The settings model an annotation holds (through Optional and Annotated), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated):
+        return next((m for a in typing.get_args(annotation) if (m := _model_of(a)) is not None), None)
+    return None
+
+
+def _dict_value_of(annotation: Any) -> Any:
+    """The value type of a `dict[str, X]` annotation (through Optional), or None."""
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if origin in (typing.Union, types.UnionType):
+        return next((v for a in typing.get_args(annotation) if (v := _dict_value_of(a)) is not None), None)
+    return None
+
+
+def _aliases() -> list[str]:
+    """The names settings read without the prefix (TELEGRAM_BOT_TOKEN, OANDA_TOKEN...)."""
+    return [a for f in Settings.model_fields.values() if isinstance(a := f.validation_alias, str)]
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """A line for every TRADEBOT_ variable no setting reads, naming the nearest valid name."""
+    known = [f"{ENV_PREFIX}{n}" for n in env_names()] + sorted(OTHER_ENV)
+    patterns = [re.compile(re.escape(n).replace(r"\*", "[^_]+(?:_[^_]+)*") + "$") for n in known]
+    lines = []
+    for key in sorted(environ):
+        name = key.upper()
+        if not name.startswith(ENV_PREFIX) or any(p.match(name) for p in patterns):
+            continue
+        tail = name.rsplit("__", 1)[-1].removeprefix(ENV_PREFIX)
+        same_tail = [n for n in known if n.rsplit("__", 1)[-1].removeprefix(ENV_PREFIX) == tail and "*" not in n]
+        same_tail += [a for a in _aliases() if a == tail]
+        plain = [n for n in known if "*" not in n] + _aliases()
+        close = same_tail or difflib.get_close_matches(name, plain, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; see the README's configuration table"
+        lines.append(f"{key}: no setting has this name{hint}")
+    return lines
+
+
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
     """The TOML config file settings come from (`TRADEBOT_CONFIG`, else `tradebot.toml`), whether or not it exists."""
     env = os.environ if environ is None else environ
@@ -931,6 +1007,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     path = config_path(env)
     if explicit and not path.is_file():
         raise ConfigError(f"{CONFIG_ENV}: config file not found: {path}")
+    unknown = unknown_env(env)
+    if unknown:
+        raise ConfigError("unknown environment variable(s):\n  " + "\n  ".join(unknown))
     toml_path = path if path.is_file() else None
     if toml_path is not None:
         try:
@@ -938,6 +1017,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 document = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml_path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{toml_path}: not UTF-8 text (at byte offset {exc.start}): save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{toml_path}: cannot read it: {exc.strerror}") from None
         if "secrets_id" in document:
             raise ConfigError(
                 f"{toml_path}: secrets_id: set TRADEBOT_SECRETS_ID in the environment or .env instead "

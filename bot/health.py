@@ -18,11 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from bot.composition import watchlist
+from bot.composition import open_store, watchlist
 from bot.config import Settings
-from bot.logs import Redactor
 from bot.scheduler import ScheduleGroup, build_groups, last_due_run
-from data.store import SqliteStore
+from data.redaction import Redactor
 from engine.calendars import SessionCalendar
 from engine.ports import RunSummary
 
@@ -223,7 +222,7 @@ async def outside_health(settings: Settings, redactor: Redactor, now: datetime) 
     last: RunSummary | None = None
     record: HeartbeatRecord | None = None
     if database.ok:
-        async with await SqliteStore.open(settings.db_path) as store:
+        async with await open_store(settings) as store:
             runs = await store.recent_runs(1)
             last = runs[0] if runs else None
             raw = await store.get_state(HEARTBEAT_KEY)

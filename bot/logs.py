@@ -7,83 +7,27 @@ every line logged inside it (and in asyncio tasks created inside it) with the an
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from data.redaction import Redactor
 
 if TYPE_CHECKING:
     from bot.config import LogFormat
 
 # Libraries whose INFO lines are noise, or carry request URLs (a Telegram URL contains the bot token).
 QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "telegram.ext.Updater", "aiosqlite", "yfinance", "peewee")
-REDACTED: Final = "<redacted>"
-MIN_SECRET_LENGTH: Final = 8  # shorter values would mask ordinary words and numbers
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(correlation)s: %(message)s"
 
-# Shapes masked even when not configured: a Telegram bot token, and the credentials of a Bearer header.
-TELEGRAM_TOKEN_PATTERN: Final = r"\d{5,}:[A-Za-z0-9_-]{30,}"
-BEARER_PATTERN: Final = r"(?i:\b(?P<scheme>bearer\s+))[A-Za-z0-9\-._~+/]+=*"
 
 RUN_ID: ContextVar[int | None] = ContextVar("tradebot_run_id", default=None)
 SIGNAL_ID: ContextVar[str | None] = ContextVar("tradebot_signal_id", default=None)
-
-
-class Redactor:
-    """Masks known secret values and anything shaped like a bot token or a Bearer credential; immutable."""
-
-    __slots__ = ("_pattern", "_secrets")
-
-    _secrets: tuple[str, ...]
-    _pattern: re.Pattern[str]
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        kept = {s for s in secrets if isinstance(s, str) and len(s.strip()) >= MIN_SECRET_LENGTH}
-        forms = kept | {html.escape(s) for s in kept} | {quote(s, safe="") for s in kept}
-        ordered = tuple(sorted(forms, key=lambda s: (-len(s), s)))  # longest first: a secret containing another
-        alternatives = [re.escape(s) for s in ordered] + [TELEGRAM_TOKEN_PATTERN, BEARER_PATTERN]
-        object.__setattr__(self, "_secrets", tuple(sorted(kept)))
-        object.__setattr__(self, "_pattern", re.compile("|".join(alternatives)))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Redactor is immutable (cannot set {name})")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Redactor is immutable (cannot delete {name})")
-
-    def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} secret(s))"  # never the values
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Redactor) and self._secrets == other._secrets
-
-    def __hash__(self) -> int:
-        return hash(self._secrets)
-
-    @property
-    def secret_count(self) -> int:
-        """Return how many configured secrets are masked (short ones are not counted)."""
-        return len(self._secrets)
-
-    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        """Return a redactor masking these secrets as well as this one's."""
-        return Redactor((*self._secrets, *secrets))
-
-    def redact(self, text: str) -> str:
-        """Return `text` with every secret and token-shaped value replaced by REDACTED."""
-        return self._pattern.sub(_replacement, text)
-
-
-def _replacement(match: re.Match[str]) -> str:
-    scheme = match.group("scheme")
-    return f"{scheme}{REDACTED}" if scheme else REDACTED
 
 
 class RedactSecrets(logging.Filter):
@@ -190,6 +134,40 @@ def current_redactor() -> Redactor:
                 if isinstance(found, RedactSecrets):
                     return found.redactor
     return Redactor()
+
+
+class RedactingStream:
+    """A text stream that masks secrets in everything written to it (wraps stdout or stderr)."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redactor.redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the wrapped stream's
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def redacted_output(redactor: Redactor) -> Iterator[None]:
+    """Mask secrets in everything printed to stdout and stderr inside this block (tracebacks and prints too)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(saved[0], redactor)
+    sys.stderr = RedactingStream(saved[1], redactor)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 @contextmanager

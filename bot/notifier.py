@@ -12,8 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.logs import Redactor
 from bot.messages import signal_message
+from data.redaction import Redactor
 from engine.domain import Instrument
 from engine.ports import BotStore, Clock, OutboxKind, SignalRecord
 

@@ -23,6 +23,7 @@ from bot.composition import (
     baseline_max_age,
     cache_dir,
     cost_model,
+    open_store,
     sizing,
     traded_systems,
     watchlist,
@@ -39,7 +40,7 @@ from bot.health import (
     health_report,
 )
 from bot.learner import LearnedModel, Learner, learned_text
-from bot.logs import Redactor, log_context
+from bot.logs import log_context
 from bot.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.monitor import PositionMonitor
 from bot.notifier import Notifier
@@ -57,6 +58,7 @@ from bot.validate import GateJob, gate_jobs
 from data.backup import BackupResult
 from data.news_feed import NewsSource
 from data.providers import provider_from_source
+from data.redaction import Redactor
 from data.store import SqliteStore
 from engine.calendars import SessionCalendar, calendar_warnings
 from engine.costs import CostModel
@@ -126,6 +128,24 @@ class BotRuntime:
                 f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
             )
         return report, decisions
+
+    async def tend(self) -> None:
+        """Look after what is open without taking anything new (Telegram unreachable at start): expire pending
+        signals, settle unconfirmed orders, record exits of open positions, and beat the heartbeat."""
+        async with self._run_lock:
+            await self.tick()
+            try:
+                closed = await self.monitor.check()
+                closed += await self.monitor.check_live()
+            except Exception:
+                log.exception("watching open positions failed")
+                closed = []
+            if closed:
+                self.metrics.record(MetricName.TRADES_CLOSED, len(closed))
+        try:
+            await self.heartbeat()
+        except Exception:
+            log.exception("heartbeat failed")
 
     async def _record_scan(self, report: ScanReport, seconds: float) -> None:
         """Publish a run's metrics: duration, setups (total, by strategy, quality), data errors, signal drought."""
@@ -459,7 +479,7 @@ async def open_runtime(
         log.warning(line)
     chats = target_chats(settings)
     costs = cost_model(settings)
-    store = await SqliteStore.open(settings.db_path)
+    store = await open_store(settings)
     exits = AsyncExitStack()
     try:
         state = BotState(store, settings.bot.mode)

@@ -22,7 +22,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.logs import Redactor
+from data.redaction import Redactor
 from engine.ports import BotStore, OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any
 
 from telegram import BotCommand, CallbackQuery, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -42,7 +42,7 @@ from bot.config import Settings
 from bot.desk import OutcomeKind
 from bot.drift_watch import drift_text, enable_buttons, enable_pair
 from bot.learner import learned_text, month_ago
-from bot.logs import Redactor, log_context
+from bot.logs import log_context
 from bot.messages import (
     BUTTON_INVALID,
     COMMANDS,
@@ -60,6 +60,7 @@ from bot.runtime import BotRuntime, open_runtime, top_rejection_reasons
 from bot.sender import OutboxSender, markup
 from bot.systemd import SystemdNotifier
 from data.backup import DatabaseInUse, DatabaseLock
+from data.redaction import Redactor
 from data.store import DuplicateTradeError
 from engine.controls import PairState
 from engine.domain import SignalStatus
@@ -74,6 +75,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 SHUTDOWN_GRACE_SECONDS = 8.0
+CONNECT_RETRY_MAX_SECONDS = 60.0
+EXIT_CONFIG = 2  # as the CLI's: a configuration error, which systemd does not restart
 TICK_BOT_SECONDS = 60.0
 MAX_TICK_SECONDS = 2.0  # expiry is checked at least this often in real time
 _EXECUTED = frozenset({SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED})
@@ -508,6 +511,53 @@ async def serve(
         lock.release()
 
 
+class TokenRejected(Exception):
+    """Telegram refused the bot token: a configuration error, not an outage (never retried)."""
+
+
+async def connect(
+    app: Application[Any, Any, Any, Any, Any, Any],
+    runtime: BotRuntime,
+    announce: Callable[[str], None],
+    status: Callable[[str], None],
+    stop: asyncio.Event,
+) -> bool:
+    """Reach Telegram (getMe), retrying with backoff while it is unreachable; False when stopped first.
+
+    Meanwhile the bot tells systemd it runs (READY with a status saying what it waits for, so the unit's start
+    timeout and restart limits never turn an outage at boot into a dead service), keeps watching open positions
+    and unconfirmed orders, and takes no new entries: nobody could see or stop them. Messages wait in the outbox.
+    A rejected token raises TokenRejected.
+    """
+    delay, since = 1.0, None
+    while True:
+        try:
+            await app.initialize()
+        except InvalidToken:
+            raise TokenRejected(
+                "Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized): check it with @BotFather (/token)"
+            ) from None
+        except (NetworkError, TelegramError, OSError) as exc:
+            if since is None:
+                since = datetime.now(UTC)
+                announce("waiting for Telegram")
+            detail = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "Telegram unreachable (%s); retrying in %.0f s; open positions are still watched", detail, delay
+            )
+            status(f"Telegram unreachable since {since:%H:%M:%SZ} ({detail}); retrying; no new entries")
+            await runtime.tend()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return False
+            except TimeoutError:
+                delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
+            continue
+        if since is not None:
+            log.warning("Telegram reachable again after %.0f s", (datetime.now(UTC) - since).total_seconds())
+        return True
+
+
 async def _serve(
     settings: Settings,
     stop: asyncio.Event,
@@ -519,6 +569,21 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _serve_runtime(settings, stop, clock, redactor, metrics, systemd)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve_runtime(
+    settings: Settings,
+    stop: asyncio.Event,
+    clock: BotClock | None,
+    redactor: Redactor | None,
+    metrics: Metrics,
+    systemd: SystemdNotifier,
+) -> int:
     async with open_runtime(settings, clock, metrics, redactor) as runtime:
         app = build_application(settings)
         front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
@@ -527,50 +592,76 @@ async def _serve(
             app.bot, runtime.store, min_interval=settings.bot.send_interval_seconds, redactor=runtime.redactor
         )
         runtime.notifier.wake = sender.wake
-        async with app:
-            try:
-                await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
-            except Exception as exc:
-                log.warning("could not set the command menu: %s", exc)
-            await app.start()
-            assert app.updater is not None and app.job_queue is not None
-            await app.updater.start_polling(poll_interval=0.0, timeout=10, allowed_updates=Update.ALL_TYPES)
-            sender.start()
-            if interrupted := await runtime.settle_interrupted_runs():
-                log.warning("marked %d run(s) interrupted by the last stop as failed", interrupted)
-            settled = await runtime.desk.reconcile()
-            if settled:
-                log.warning("settled %d signal(s) left half-way by the last run", settled)
-            await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
-            runtime.scheduler.start(app.job_queue)
-            tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
-            app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
-            app.job_queue.run_repeating(
-                _heartbeat(runtime), interval=settings.metrics.heartbeat_seconds, first=0.2, name="heartbeat"
-            )
-            if settings.bot.trade_failed_strategies:
-                log.warning("OVERRIDE ACTIVE: strategies that failed pre-deploy validation will be traded")
-            log.info(
-                "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
-            )
-            systemd.ready(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
-            watchdog = systemd.start_watchdog()
-            await stop.wait()
-            systemd.stopping("stopping: finishing in-flight work")
-            log.info("stopping: no new updates; finishing in-flight work")
-            started = datetime.now(UTC)
-            await app.updater.stop()
-            await asyncio.wait_for(app.stop(), timeout=SHUTDOWN_GRACE_SECONDS)
-            try:
-                await asyncio.wait_for(runtime.wait_idle(), timeout=SHUTDOWN_GRACE_SECONDS / 2)
-            except TimeoutError:
-                log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
-            await runtime.stop_learning()
-            await runtime.validation.stop()
-            await sender.stop()
-            if watchdog is not None:
-                watchdog.cancel()
-            log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
+        watchdog: list[asyncio.Task[None]] = []
+
+        def announce(status: str) -> None:
+            """READY with a status; the watchdog pings from then on."""
+            systemd.ready(status)
+            if not watchdog and (task := systemd.start_watchdog()) is not None:
+                watchdog.append(task)
+
+        try:
+            return await _run_app(app, runtime, sender, settings, stop, systemd, announce)
+        finally:
+            for task in watchdog:
+                task.cancel()
+
+
+async def _run_app(
+    app: Application[Any, Any, Any, Any, Any, Any],
+    runtime: BotRuntime,
+    sender: OutboxSender,
+    settings: Settings,
+    stop: asyncio.Event,
+    systemd: SystemdNotifier,
+    announce: Callable[[str], None],
+) -> int:
+    """Connect, start polling and the jobs, run until `stop`, then shut down gracefully; return the exit code."""
+    try:
+        if not await connect(app, runtime, announce, systemd.status, stop):
+            return 0
+    except TokenRejected as exc:
+        log.error("not starting: %s", exc)
+        return EXIT_CONFIG
+    async with app:
+        try:
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        except Exception as exc:
+            log.warning("could not set the command menu: %s", exc)
+        await app.start()
+        assert app.updater is not None and app.job_queue is not None
+        await app.updater.start_polling(poll_interval=0.0, timeout=10, allowed_updates=Update.ALL_TYPES)
+        sender.start()
+        if interrupted := await runtime.settle_interrupted_runs():
+            log.warning("marked %d run(s) interrupted by the last stop as failed", interrupted)
+        settled = await runtime.desk.reconcile()
+        if settled:
+            log.warning("settled %d signal(s) left half-way by the last run", settled)
+        await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
+        runtime.scheduler.start(app.job_queue)
+        tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
+        app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
+        app.job_queue.run_repeating(
+            _heartbeat(runtime), interval=settings.metrics.heartbeat_seconds, first=0.2, name="heartbeat"
+        )
+        if settings.bot.trade_failed_strategies:
+            log.warning("OVERRIDE ACTIVE: strategies that failed pre-deploy validation will be traded")
+        log.info(
+            "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
+        )
+        announce(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
+        await stop.wait()
+        systemd.stopping("stopping: finishing in-flight work")
+        log.info("stopping: no new updates; finishing in-flight work")
+        started = datetime.now(UTC)
+        await app.updater.stop()
+        await asyncio.wait_for(app.stop(), timeout=SHUTDOWN_GRACE_SECONDS)
+        try:
+            await asyncio.wait_for(runtime.wait_idle(), timeout=SHUTDOWN_GRACE_SECONDS / 2)
+        except TimeoutError:
+            log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
+        await runtime.stop_learning()
+        await runtime.validation.stop()
+        await sender.stop()
+        log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
     return 0

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bot.composition import backtest_config, cache_dir, traded_systems
+from bot.composition import backtest_config, cache_dir, open_store, traded_systems
 from bot.config import ConfigError, Settings, config_path, strategy_params
 from bot.config_file import adopt_pair_params, restore
 from bot.executors import make_executor
@@ -32,7 +32,6 @@ from bot.validate import (
 )
 from data.csv_provider import write_bar_csv
 from data.providers import provider_from_source
-from data.store import SqliteStore
 from engine.backtest import BacktestResult, BacktestTrade, backtest
 from engine.bars import from_nanos
 from engine.domain import Instrument, Interval
@@ -220,7 +219,7 @@ def score_weights_text(outcomes: Sequence[GateOutcome]) -> str:
 
 
 async def _save(settings: Settings, outcomes: Sequence[GateOutcome]) -> None:
-    async with await SqliteStore.open(settings.db_path) as store:
+    async with await open_store(settings) as store:
         for outcome in outcomes:
             await store.save_baseline(outcome.baseline)
 

@@ -9,23 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from data.csv_provider import CsvProvider
+from data.sources import SourceKind, parse_source
 from data.yfinance_provider import YFinanceProvider
 from engine.ports import BarProvider
 
 __all__ = ["CsvProvider", "YFinanceProvider", "provider_from_source"]
 
-_CSV_PREFIX = "csv:"
-_YFINANCE = "yfinance"
-
 
 def provider_from_source(source: str, cache_dir: Path) -> BarProvider:
     """Build the provider named by `source` ('yfinance' or 'csv:DIR'); `cache_dir` holds Yahoo's bar cache."""
-    text = source.strip()
-    if text == _YFINANCE:
-        return YFinanceProvider(cache_dir)
-    if text.startswith(_CSV_PREFIX) and text[len(_CSV_PREFIX) :].strip():
-        directory = Path(text[len(_CSV_PREFIX) :].strip()).expanduser()
-        if not directory.is_dir():
-            raise ValueError(f"TRADEBOT_DATA_SOURCE names the folder {str(directory)!r}, which does not exist")
-        return CsvProvider(directory)
-    raise ValueError(f"TRADEBOT_DATA_SOURCE must be 'yfinance' or 'csv:DIR', was {source!r}")
+    try:
+        parsed = parse_source(source)
+    except ValueError as exc:
+        raise ValueError(f"TRADEBOT_DATA_SOURCE {exc}") from None
+    if parsed.kind is SourceKind.CSV and parsed.directory is not None:
+        return CsvProvider(parsed.directory)
+    return YFinanceProvider(cache_dir)

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +33,10 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import aiosqlite
+from aiosqlite.context import Result
 
 from data.migrations import MIGRATIONS, Migration, check_sequence
+from data.redaction import Redactor
 from engine.controls import ControlSource, DriftAlert, PairControl, PairState
 from engine.domain import (
     SIGNAL_TRANSITIONS,
@@ -168,16 +170,25 @@ class _RejectionRow:
 class SqliteStore:
     """Persistence of analysis runs, signals and rejections in one SQLite file (implements `SignalStore`)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, schema_version: int) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, schema_version: int, redactor: Redactor | None = None
+    ) -> None:
         """Wrap an open, migrated connection; use `await SqliteStore.open(path)` instead."""
         self._db: aiosqlite.Connection | None = db
         self._path = path
         self._schema_version = schema_version
         self._lock = asyncio.Lock()
+        self._redactor = redactor if redactor is not None else Redactor()
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> SqliteStore:
-        """Open (creating the file and its folder if needed) and migrate the database at `path`."""
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, secrets: Iterable[str] = ()
+    ) -> SqliteStore:
+        """Open (creating the file and its folder if needed) and migrate the database at `path`.
+
+        Every text any statement writes passes a `Redactor` of `secrets` (and token shapes) first: no secret
+        reaches the file, even inside an error text a broker echoed back.
+        """
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be a non-negative integer, was {busy_timeout_ms!r}")
         path = Path(path)
@@ -189,7 +200,7 @@ class SqliteStore:
         except BaseException:
             await db.close()
             raise
-        return cls(db, path, version)
+        return cls(db, path, version, Redactor(secrets))
 
     async def close(self) -> None:
         """Close the connection after any statement in progress; closing twice is harmless."""
@@ -934,25 +945,54 @@ class SqliteStore:
         return self._db
 
     @asynccontextmanager
-    async def _write(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, what: str) -> AsyncIterator[_Connection]:
         """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done."""
         async with self._lock:
             db = self._require_open()
             try:
                 async with _transaction(db):
-                    yield db
+                    yield _Connection(db, self._redactor.redact)
             except sqlite3.Error as exc:
                 raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
 
     @asynccontextmanager
-    async def _read(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+    async def _read(self, what: str) -> AsyncIterator[_Connection]:
         """Hold the lock for the body so it never sees another task's uncommitted writes."""
         async with self._lock:
             db = self._require_open()
             try:
-                yield db
+                yield _Connection(db, self._redactor.redact)
             except sqlite3.Error as exc:
                 raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
+
+
+class _Connection:
+    """The connection as the store's statements see it: every text parameter passes the redactor first."""
+
+    __slots__ = ("_db", "_redact")
+
+    def __init__(self, db: aiosqlite.Connection, redact: Callable[[str], str]) -> None:
+        self._db = db
+        self._redact = redact
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> Result[aiosqlite.Cursor]:
+        return self._db.execute(sql, self._clean(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Result[aiosqlite.Cursor]:
+        return self._db.executemany(sql, [self._clean(p) for p in parameters])
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> Iterable[sqlite3.Row]:
+        return await self._db.execute_fetchall(sql, self._clean(parameters))
+
+    def _clean(self, parameters: Iterable[Any] | None) -> tuple[Any, ...]:
+        return tuple(self._redact(p) if isinstance(p, str) else p for p in parameters or ())
+
+
+_Db = aiosqlite.Connection | _Connection
 
 
 @asynccontextmanager
@@ -1011,14 +1051,14 @@ async def _apply_migration(db: aiosqlite.Connection, path: Path, migration: Migr
         await _execute(db, f"PRAGMA user_version = {migration.version:d}")
 
 
-async def _require_run(db: aiosqlite.Connection, run_id: int) -> sqlite3.Row:
+async def _require_run(db: _Db, run_id: int) -> sqlite3.Row:
     rows = await _fetchall(db, "SELECT id, status, started_at FROM analysis_runs WHERE id = ?", (run_id,))
     if not rows:
         raise UnknownRunError(f"there is no analysis run {run_id}")
     return rows[0]
 
 
-async def _require_running(db: aiosqlite.Connection, run_id: int, finished_at: datetime, action: str) -> None:
+async def _require_running(db: _Db, run_id: int, finished_at: datetime, action: str) -> None:
     row = await _require_run(db, run_id)
     status = _decode_enum(RunStatus, row["status"], f"analysis run {run_id} status")
     if status is not RunStatus.RUNNING:
@@ -1031,7 +1071,7 @@ async def _require_running(db: aiosqlite.Connection, run_id: int, finished_at: d
         )
 
 
-async def _insert_signals(db: aiosqlite.Connection, run_id: int, rows: Sequence[_SignalRow], created_at: str) -> None:
+async def _insert_signals(db: _Db, run_id: int, rows: Sequence[_SignalRow], created_at: str) -> None:
     """Insert new signals (keeping the first run's row for known ids) and link all of them to the run."""
     await _executemany(
         db,
@@ -1066,7 +1106,7 @@ async def _insert_signals(db: aiosqlite.Connection, run_id: int, rows: Sequence[
     )
 
 
-async def _insert_rejections(db: aiosqlite.Connection, run_id: int, rows: Sequence[_RejectionRow]) -> None:
+async def _insert_rejections(db: _Db, run_id: int, rows: Sequence[_RejectionRow]) -> None:
     await _executemany(
         db,
         "INSERT INTO rejections (run_id, kind, symbol, strategy, bar_time, reason, detail)"
@@ -1076,7 +1116,7 @@ async def _insert_rejections(db: aiosqlite.Connection, run_id: int, rows: Sequen
 
 
 async def _close_run(
-    db: aiosqlite.Connection,
+    db: _Db,
     run_id: int,
     finished_at: str,
     status: RunStatus,
@@ -1102,26 +1142,26 @@ async def _close_run(
             raise RunStateError(f"analysis run {run_id} was not running when it was to be closed")
 
 
-async def _execute(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> None:
+async def _execute(db: _Db, sql: str, params: Sequence[Any] = ()) -> None:
     async with db.execute(sql, params):
         pass
 
 
-async def _executemany(db: aiosqlite.Connection, sql: str, params: Iterable[Sequence[Any]]) -> None:
+async def _executemany(db: _Db, sql: str, params: Iterable[Sequence[Any]]) -> None:
     async with db.executemany(sql, params):
         pass
 
 
-async def _fetchall(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+async def _fetchall(db: _Db, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
     return list(await db.execute_fetchall(sql, params))
 
 
-async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
+async def _scalar(db: _Db, sql: str) -> Any:
     rows = await _fetchall(db, sql)
     return rows[0][0]
 
 
-async def _user_version(db: aiosqlite.Connection) -> int:
+async def _user_version(db: _Db) -> int:
     return int(await _scalar(db, "PRAGMA user_version"))
 
 
@@ -1283,7 +1323,7 @@ def _kinds_filter(kinds: Collection[TradeKind] | None) -> tuple[str, list[Any]]:
     return f" AND kind IN ({', '.join('?' * len(values))})", list(values)
 
 
-async def _rowcount(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+async def _rowcount(db: _Db, sql: str, params: Sequence[Any]) -> int:
     async with db.execute(sql, params) as cursor:
         return cursor.rowcount
 
@@ -1315,15 +1355,13 @@ def _transition_params(
     )
 
 
-async def _cas_status(
-    db: aiosqlite.Connection, signal_id: str, expected: SignalStatus, to: SignalStatus, at: str
-) -> bool:
+async def _cas_status(db: _Db, signal_id: str, expected: SignalStatus, to: SignalStatus, at: str) -> bool:
     """Move the signal from `expected` to `to` iff it is in `expected` now."""
     sql = "UPDATE signals SET status = ?, updated_at = ? WHERE signal_id = ? AND status = ?"
     return await _rowcount(db, sql, (to.value, at, signal_id, expected.value)) == 1
 
 
-async def _order_may_be_placed(db: aiosqlite.Connection, request: OrderRequest) -> bool:
+async def _order_may_be_placed(db: _Db, request: OrderRequest) -> bool:
     """False if the signal is unknown or already has an order; ValueError if the order is not for it."""
     signal_id = request.client_order_id
     rows = await _fetchall(
@@ -1341,14 +1379,14 @@ async def _order_may_be_placed(db: aiosqlite.Connection, request: OrderRequest) 
     return True
 
 
-async def _insert_order(db: aiosqlite.Connection, params: tuple[str, str, str, str, str]) -> None:
+async def _insert_order(db: _Db, params: tuple[str, str, str, str, str]) -> None:
     """Record the order intent of a signal (the row a restart reconciles by client order id)."""
     await _execute(
         db, "INSERT INTO orders (client_order_id, symbol, side, quantity, submitted_at) VALUES (?, ?, ?, ?, ?)", params
     )
 
 
-async def _store_fill(db: aiosqlite.Connection, signal_id: str, fill_params: tuple[str, str, str, str]) -> None:
+async def _store_fill(db: _Db, signal_id: str, fill_params: tuple[str, str, str, str]) -> None:
     updated = await _rowcount(
         db,
         "UPDATE orders SET fill_price = ?, fill_quantity = ?, fees = ?, filled_at = ?"
@@ -1359,7 +1397,7 @@ async def _store_fill(db: aiosqlite.Connection, signal_id: str, fill_params: tup
         raise StoreError(f"signal {signal_id} was {SignalStatus.ORDER_SUBMITTED} but has no unfilled order")
 
 
-async def _insert_trade(db: aiosqlite.Connection, params: tuple[Any, ...]) -> bool:
+async def _insert_trade(db: _Db, params: tuple[Any, ...]) -> bool:
     """Insert the trade; False if its signal already has a trade of its kind, DuplicateTradeError if its id is used."""
     sql = f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES ({', '.join('?' * len(params))}) ON CONFLICT DO NOTHING"
     if await _rowcount(db, sql, params):
@@ -1370,7 +1408,7 @@ async def _insert_trade(db: aiosqlite.Connection, params: tuple[Any, ...]) -> bo
     raise DuplicateTradeError(f"trade id {trade_id} is already used by another trade")
 
 
-async def _open_trade_entry_time(db: aiosqlite.Connection, trade_id: str) -> datetime | None:
+async def _open_trade_entry_time(db: _Db, trade_id: str) -> datetime | None:
     """Entry time of the trade if it is open, None if it is closed; UnknownRecordError if there is none."""
     rows = await _fetchall(db, "SELECT entry_time, exit_time FROM trades WHERE trade_id = ?", (trade_id,))
     if not rows:
@@ -1380,7 +1418,7 @@ async def _open_trade_entry_time(db: aiosqlite.Connection, trade_id: str) -> dat
     return _decode_ts(rows[0]["entry_time"], f"trade {trade_id} entry_time")
 
 
-async def _require_outbox_item(db: aiosqlite.Connection, item_id: int) -> None:
+async def _require_outbox_item(db: _Db, item_id: int) -> None:
     if not await _fetchall(db, "SELECT 1 FROM outbox WHERE id = ?", (item_id,)):
         raise UnknownRecordError(f"there is no outbox item {item_id}")
 

@@ -116,6 +116,12 @@ def test_no_usable_data_at_all_exits_1_with_reasons(tmp_path: Path) -> None:
         (["scan", "--symbols", "NOPE"], {}, "unknown symbol(s) NOPE"),
         (["scan", "--strategies", "martingale"], {}, "unknown or disabled strategy(ies) martingale"),
         (["scan", "--data-source", "ftp://x"], {}, "must be 'yfinance' or 'csv:DIR'"),
+        (["scan", "--data-source", "csv:/nonexistent"], {}, "names the folder '/nonexistent', which does not exist"),
+        (["validate", "--data-source", "csv:/nonexistent"], {}, "names the folder '/nonexistent'"),
+        (["learn", "--data-source", "csv:/nonexistent"], {}, "names the folder '/nonexistent'"),
+        (["scan"], {"TRADEBOT_RISK_PER_TRADE": "0.05"}, "did you mean TRADEBOT_BOT__RISK_PER_TRADE?"),
+        (["run"], {"TRADEBOT_LOGGING_FORMAT": "json"}, "did you mean TRADEBOT_LOGGING__FORMAT?"),
+        (["scan"], {"TRADEBOT_CONFG": "other.toml"}, "TRADEBOT_CONFG: no setting has this name"),
         (["scan"], {"TRADEBOT_CONFIG": "missing.toml"}, "TRADEBOT_CONFIG: config file not found"),
         (["scan"], {"TRADEBOT_SCAN__HISTORY_BARS": "ten"}, "scan.history_bars: Input should be a valid integer"),
         (["frobnicate"], {}, "invalid choice"),
@@ -165,3 +171,11 @@ def test_scan_json_names_the_baseline_each_setup_trades_under(tmp_path: Path, cs
     table = tradebot(tmp_path, "scan", *args, "--as-of", AS_OF, env=env).stdout
     cell = f"v2 {v['expectancy_r']['value']:+.2f}R n={v['oos_trades']}" if gate["passed"] else "failed"
     assert "validation" in table and cell in table
+
+
+def test_a_config_file_in_another_encoding_exits_2_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "tradebot.toml").write_bytes('[bot]\nmode = "manual"  # café\n'.encode("latin-1"))
+    done = tradebot(tmp_path, "scan")
+    assert done.returncode == 2
+    assert "tradebot.toml: not UTF-8 text (at byte offset 28): save it as UTF-8" in done.stderr
+    assert "Traceback" not in done.stderr

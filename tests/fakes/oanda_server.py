@@ -67,6 +67,7 @@ class FaultKind(StrEnum):
     PARTIAL = "partial"  # orders: only `units` fill, the rest is cancelled
     ACCEPT_THEN_FAIL = "accept_then_fail"  # the request takes effect but the answer is a 503
     ACCEPT_THEN_HANG = "accept_then_hang"  # the request takes effect; the answer comes after `seconds`
+    ECHO_CREDENTIALS = "echo_credentials"  # 400 whose errorMessage repeats the request's Authorization header
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,11 @@ class Fault:
     @classmethod
     def accept_then_hang(cls, seconds: float = 60.0) -> Fault:
         return cls(FaultKind.ACCEPT_THEN_HANG, seconds=seconds)
+
+    @classmethod
+    def echo_credentials(cls) -> Fault:
+        """A misbehaving gateway that quotes the request's credentials back in its error text."""
+        return cls(FaultKind.ECHO_CREDENTIALS)
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,9 @@ class FakeOanda:
                 return 503, {"errorMessage": "Service unavailable"}, {}
             if fault.kind is FaultKind.RATE_LIMITED:
                 return 429, {"errorMessage": "Too many requests"}, {"Retry-After": str(fault.retry_after)}
+            if fault.kind is FaultKind.ECHO_CREDENTIALS:
+                header = request.headers.get("Authorization", "")
+                return 400, {"errorMessage": f"Invalid request (Authorization: {header})"}, {}
         status, payload = handler(request, body or {}, fault)
         if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_FAIL:
             return 503, {"errorMessage": "Service unavailable"}, {}

@@ -20,9 +20,9 @@ from bot.health import (
     check_runs,
     check_telegram,
 )
-from bot.logs import REDACTED, Redactor
 from bot.scheduler import ScheduleGroup, build_groups, last_due_run
 from data.market_calendars import market_calendar
+from data.redaction import REDACTED, Redactor
 from data.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.ports import RunSummary

@@ -92,3 +92,23 @@ async def test_a_rejection_fails_the_signal_with_oanda_reason_and_opens_nothing(
         assert await rt.monitor.check_live() == []
     assert len(oanda.requests_for(Route.ORDERS)) == 1  # a rejection is final: never retried
     assert oanda.open_trades == []
+
+
+async def test_a_broker_error_echoing_the_token_leaves_no_secret_in_the_database_or_the_chat(
+    tmp_path: Path, oanda: FakeOanda
+) -> None:
+    db = tmp_path / "bot.db"
+    oanda.inject(Route.ORDERS, Fault.echo_credentials())
+    async with bot(oanda_settings(db, oanda)) as rt:
+        signal_id = await offered_signal(rt)
+        outcome = await rt.desk.approve(signal_id, TRADER)
+        assert outcome.kind is OutcomeKind.REFUSED
+        record = await rt.store.signal(signal_id)
+        assert record is not None and record.status is SignalStatus.FAILED
+        assert record.reason == "order refused: OANDA rejected order " + signal_id + (
+            ": Invalid request (Authorization: Bearer <redacted>)"
+        )
+        assert not [t for t in await chat_texts(rt) if oanda.token in t]
+    dump = "\n".join(sqlite3.connect(db).iterdump())  # every row of every table, as SQL
+    assert oanda.token not in dump and oanda.token not in db.read_bytes().decode("latin-1")
+    assert "Bearer <redacted>" in dump

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, load_settings, unknown_env
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.quality import Component
 from engine.strategy import strategy_names
@@ -49,20 +49,23 @@ def test_settings_are_frozen() -> None:
 
 
 def test_toml_file_in_working_directory_is_read(tmp_path: Path) -> None:
-    write(tmp_path / "tradebot.toml", 'data_source = "csv:/data"\n[quality]\nmin_score = 55\n')
+    (tmp_path / "data").mkdir()
+    write(tmp_path / "tradebot.toml", f'data_source = "csv:{tmp_path}/data"\n[quality]\nmin_score = 55\n')
     s = load_settings({})
-    assert s.data_source == "csv:/data"
+    assert s.data_source == f"csv:{tmp_path}/data"
     assert s.quality.min_score == 55
 
 
 def test_precedence_environment_over_dotenv_over_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("from-toml", "from-dotenv", "from-env"):
+        (tmp_path / name).mkdir()
     write(
-        tmp_path / "tradebot.toml", 'data_source = "csv:/from-toml"\ndb_path = "toml.db"\n[scan]\nhistory_bars = 900\n'
+        tmp_path / "tradebot.toml", 'data_source = "csv:from-toml"\ndb_path = "toml.db"\n[scan]\nhistory_bars = 900\n'
     )
-    write(tmp_path / ".env", "TRADEBOT_DATA_SOURCE=csv:/from-dotenv\nTRADEBOT_DB_PATH=dotenv.db\n")
-    monkeypatch.setenv("TRADEBOT_DATA_SOURCE", "csv:/from-env")
+    write(tmp_path / ".env", "TRADEBOT_DATA_SOURCE=csv:from-dotenv\nTRADEBOT_DB_PATH=dotenv.db\n")
+    monkeypatch.setenv("TRADEBOT_DATA_SOURCE", "csv:from-env")
     s = load_settings()
-    assert s.data_source == "csv:/from-env"
+    assert s.data_source == "csv:from-env"
     assert s.db_path == Path("dotenv.db")
     assert s.scan.history_bars == 900
 
@@ -91,8 +94,8 @@ def test_explicit_config_path_must_exist(tmp_path: Path) -> None:
 
 
 def test_explicit_config_path_is_used(tmp_path: Path) -> None:
-    path = write(tmp_path / "elsewhere.toml", 'data_source = "csv:/x"\n')
-    assert load_settings({"TRADEBOT_CONFIG": str(path)}).data_source == "csv:/x"
+    path = write(tmp_path / "elsewhere.toml", f'data_source = "csv:{tmp_path}"\n')
+    assert load_settings({"TRADEBOT_CONFIG": str(path)}).data_source == f"csv:{tmp_path}"
 
 
 def test_example_config_file_loads() -> None:
@@ -228,3 +231,51 @@ def test_engine_config_and_strategies_follow_settings(tmp_path: Path) -> None:
     strategy, allowed = built["trend_pullback"]
     assert allowed == frozenset({"EURUSD"})
     assert strategy.params.reward_risk == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "nearest"),
+    [
+        ("TRADEBOT_RISK_PER_TRADE", "TRADEBOT_BOT__RISK_PER_TRADE"),
+        ("TRADEBOT_LOGGING_FORMAT", "TRADEBOT_LOGGING__FORMAT"),
+        ("TRADEBOT_CONFG", "TRADEBOT_CONFIG"),
+        ("TRADEBOT_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
+        ("tradebot_bot__risk_per_trad", "TRADEBOT_BOT__RISK_PER_TRADE"),
+    ],
+)
+def test_a_mistyped_environment_variable_stops_startup_naming_the_nearest_setting(name: str, nearest: str) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=rf"unknown environment variable\(s\):\n  {name}: no setting has this name; "
+        rf"did you mean {nearest}\?",
+    ):
+        load_settings({name: "0.05"})
+
+
+def test_every_name_a_setting_reads_passes_the_environment_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {
+        "TRADEBOT_BOT__FX_RATES__USDINR": "86",
+        "TRADEBOT_STRATEGIES__TREND_PULLBACK__PAIRS__XAUUSD__PARAMS__ATR_STOP_MULT": "2.0",
+        "TRADEBOT_SCAN__HISTORY_BARS": "3000",
+        "TRADEBOT_BOT__PROTECTIONS__MAX_OPEN_POSITIONS": "3",
+        "TRADEBOT_CLOCK_START": "2025-06-09T03:45:00Z",
+        "TRADEBOT_SECRETS_ID": "tradebot/prod",
+        "TRADEBOT_CONFIG": "tradebot.toml",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_env(environ) == []
+
+
+def test_a_config_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "tradebot.toml").write_bytes(b'[bot]\nmode = "manual"  # caf\xe9 in latin-1\n')
+    with pytest.raises(ConfigError, match=r"tradebot.toml: not UTF-8 text \(at byte offset 28\): save it as UTF-8"):
+        load_settings({})
+
+
+def test_a_csv_folder_that_does_not_exist_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"data_source \[env TRADEBOT_DATA_SOURCE\]: names the folder '.*nope', "
+        "which does not exist",
+    ):
+        load_settings({}, data_source=f"csv:{tmp_path / 'nope'}")

@@ -15,15 +15,15 @@ import pytest
 
 from bot.config import LogFormat
 from bot.logs import (
-    REDACTED,
     RUN_ID,
     SIGNAL_ID,
-    Redactor,
     RedactSecrets,
     configure,
     current_redactor,
     log_context,
+    redacted_output,
 )
+from data.redaction import REDACTED, Redactor
 
 TOKEN = "123456789:AAHsecretTokenValue_abcdefghijk"
 OANDA = "0123456789abcdef0123456789abcdef-fedcba9876543210fedcba9876543210"
@@ -267,3 +267,19 @@ def test_an_error_without_a_traceback_object_is_still_redacted(capsys: pytest.Ca
     [line] = json_lines(capsys.readouterr().err)
     assert TOKEN not in line["exc"] and f"RuntimeError: token {REDACTED}" in line["exc"]
     assert sys.exc_info() == (None, None, None)
+
+
+def test_everything_printed_inside_redacted_output_is_masked_and_the_streams_come_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = sys.stdout, sys.stderr
+    with redacted_output(Redactor([OANDA])):
+        print(f"tradebot run: failed: InvalidToken: The token `{TOKEN}` was rejected by the server.", file=sys.stderr)
+        print(f"broker said: bad key {OANDA}")
+        sys.stderr.writelines([f"{UNCONFIGURED}\n"])
+    assert (sys.stdout, sys.stderr) == before
+    out, err = capsys.readouterr()
+    assert out == f"broker said: bad key {REDACTED}\n"
+    assert (
+        err == f"tradebot run: failed: InvalidToken: The token `{REDACTED}` was rejected by the server.\n{REDACTED}\n"
+    )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.logs import REDACTED, Redactor
 from bot.notifier import Notifier
+from data.redaction import REDACTED, Redactor
 from data.store import SqliteStore
 from engine.ports import OutboxItem, OutboxKind
 from tests.fakes.clock import SteppingClock

@@ -1,0 +1,90 @@
+"""Faults a hostile run of the real `tradebot run` process found, each against the real process.
+
+The bot runs over the fake Bot API with the shared CSV data, as in test_bot.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_bot import CONFIG, TOKEN, bot_env
+from tests.e2e.test_operations import datagrams
+from tests.fakes.telegram_server import FakeTelegram
+
+OTHER_TOKEN = "987654321:AAHanotherTokenTheServerExpects_abcdefgh"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield bot_env(tmp_path, monkeypatch, CONFIG.format(interval=0.05))
+
+
+def test_a_token_telegram_rejects_exits_2_and_never_reaches_stderr(env: Path) -> None:
+    with FakeTelegram(token=OTHER_TOKEN) as tg:  # it answers 401 Unauthorized to our token
+        child_env = {**os.environ, "TELEGRAM_API_BASE_URL": tg.base_url, "TELEGRAM_BOT_TOKEN": TOKEN}
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "run"],
+            cwd=env,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2  # a configuration error: systemd does not restart it (RestartPreventExitStatus=2)
+    assert "Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized)" in done.stderr
+    assert TOKEN not in done.stderr and TOKEN.split(":")[1] not in done.stderr and TOKEN not in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_telegram_down_at_start_is_waited_for_while_systemd_is_told_and_the_bot_keeps_running(env: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify, FakeTelegram(token=TOKEN) as tg:
+        address = str(env / "notify.sock")
+        notify.bind(address)
+        notify.setblocking(False)
+        tg.fail_all(502)  # Bad Gateway to every call, getMe included
+        child_env = {
+            **os.environ,
+            **tg.env(),
+            "TRADEBOT_CLOCK_START": "2025-06-12T09:40:00Z",
+            "NOTIFY_SOCKET": address,
+            "WATCHDOG_USEC": "1000000",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"], cwd=env, env=child_env, stderr=subprocess.PIPE, text=True
+        )
+        seen: list[str] = []
+        try:
+            deadline = time.monotonic() + 30
+            while sum("Telegram unreachable" in m for m in seen) < 3:  # retried with backoff: 1 s, 2 s, ...
+                assert proc.poll() is None, "the bot exited during the outage"
+                assert time.monotonic() < deadline, f"no retries seen: {seen}"
+                time.sleep(0.1)
+                seen += datagrams(notify)
+            tg.recover()
+            tg.wait_until_sync(lambda: tg.polling or None, timeout=30, what="the bot to poll once Telegram is back")
+            time.sleep(0.5)
+            seen += datagrams(notify)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        seen += datagrams(notify)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    assert seen[0].startswith("READY=1") and "STATUS=waiting for Telegram" in seen[0]  # never killed at start
+    waiting = [m for m in seen if "Telegram unreachable since" in m]
+    assert "no new entries" in waiting[0] and "NetworkError: Bad Gateway" in waiting[0]
+    assert any(m.startswith("READY=1") and "STATUS=tradebot running: paper" in m for m in seen)
+    assert "WATCHDOG=1" in seen  # pinged all along
+    assert "Telegram reachable again after" in stderr and "Traceback" not in stderr
