@@ -14,7 +14,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import wraps
 from html import escape
 from pathlib import Path
@@ -34,6 +34,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.arguments import ReportedOutcome, breakeven_refusal, parse_report
 from bot.book import TRADED_KINDS
 from bot.callbacks import Action, parse
 from bot.clock import BotClock, WallClock
@@ -267,8 +268,8 @@ class TelegramFrontEnd:
             )
             return
         trade = await self._external_trade(args, update)
-        if trade is None:
-            await self._reply(update, escape(REPORT_USAGE))
+        if isinstance(trade, str):
+            await self._reply(update, f"{escape(trade)}\n{escape(REPORT_USAGE)}")
             return
         try:
             await self.rt.store.record_external_trade(trade)
@@ -278,26 +279,24 @@ class TelegramFrontEnd:
         pnl = (trade.pnl or Decimal(0)).quantize(Decimal("0.01"))
         await self._reply(update, f"Recorded {escape(args[1].lower())} of {pnl} for <code>{trade.signal_id}</code>.")
 
-    async def _external_trade(self, args: list[str], update: Update) -> Trade | None:
-        """A closed EXTERNAL trade from `/report <signal_id> <win|loss|breakeven> <pnl>`, or None if malformed."""
-        if len(args) != 3 or args[1].lower() not in {"win", "loss", "breakeven"}:
-            return None
-        try:
-            pnl = Decimal(args[2])
-        except InvalidOperation:
-            return None
-        outcome = args[1].lower()
-        if not pnl.is_finite() or (outcome == "win" and pnl <= 0) or (outcome == "loss" and pnl >= 0):
-            return None
-        record = await self.rt.store.signal(args[0].lower())
+    async def _external_trade(self, args: list[str], update: Update) -> Trade | str:
+        """A closed EXTERNAL trade from `/report <signal_id> <win|loss|breakeven> <pnl>`, or what is wrong."""
+        parsed = parse_report(args)
+        if isinstance(parsed, str):
+            return parsed
+        record = await self.rt.store.signal(parsed.signal_id)
         if record is None:
-            return None
+            return f"no signal has the id {parsed.signal_id}"
         setup = record.scored.setup
         quantity = record.quantity or Decimal(1)
         contract = self.rt.instruments[setup.symbol].contract_size
-        exit_price = setup.entry + pnl * setup.side.sign / (quantity * contract)
+        if parsed.outcome is ReportedOutcome.BREAKEVEN:
+            refusal = breakeven_refusal(parsed.pnl, setup.risk * quantity * contract)
+            if refusal is not None:
+                return refusal
+        exit_price = setup.entry + parsed.pnl * setup.side.sign / (quantity * contract)
         if exit_price <= 0:
-            return None
+            return f"a P&L of {parsed.pnl} would mean an exit price of {exit_price:.5f}, below zero"
         now = self.rt.clock.now()
         user = update.effective_user.id if update.effective_user else None
         return Trade(
@@ -458,8 +457,13 @@ class TelegramFrontEnd:
             log.warning("Telegram unreachable while handling update %s: %s", getattr(update, "update_id", "?"), exc)
             return
         log.error("handler failed for update %s", getattr(update, "update_id", "?"), exc_info=exc)
+        if not isinstance(update, Update) or update.effective_chat is None:
+            return  # not a chat's request: the log has it
+        user = update.effective_user
+        if user is None or user.id not in self.allowed:
+            return  # nothing about the bot's insides for strangers
         detail = escape(self.rt.redactor.redact(str(exc)))[:300]  # redact before cutting: half a token still leaks
-        await self.rt.notifier.text(f"⚠️ internal error: {escape(type(exc).__name__)}: {detail}")
+        await self._reply(update, f"⚠️ that failed: {escape(type(exc).__name__)}: {detail} (the log has the details)")
 
 
 def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, None]]:

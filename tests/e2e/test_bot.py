@@ -267,11 +267,48 @@ async def test_stop_survives_a_restart_and_blocks_approvals_until_resume(tg: Fak
         assert b.query("SELECT COUNT(*) FROM orders") == [(1,)]
 
 
-@pytest.mark.parametrize("args", ["/report abc", "/report abc win", "/report 0000000000 win 12", "/report x draw 5"])
-async def test_report_with_bad_arguments_gives_the_usage(tg: FakeTelegram, env: Path, args: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ("/report abc", "it takes three arguments"),
+        ("/report abc win", "it takes three arguments"),
+        ("/report 0000000000 win 12", "no signal has the id 0000000000"),
+        ("/report x draw 5", "'x' is not a signal id"),
+    ],
+)
+async def test_report_with_bad_arguments_says_why_with_the_usage(
+    tg: FakeTelegram, env: Path, args: str, why: str
+) -> None:
     async with bot(tg, env) as b:
         reply = await b.command(args)
-        assert reply.body.startswith("usage: /report")
+        assert reply.body.startswith(why) and "usage: /report" in reply.body
+
+
+@pytest.mark.parametrize(
+    ("outcome", "why"),
+    [
+        ("win 1e1000000", "P&L must be a plain number such as 125.50 or -80 (got '1e1000000')"),
+        ("win Infinity", "P&L must be a plain number"),
+        ("win ١٢٣", "P&L must be a plain number"),
+        ("breakeven 5000", "a breakeven is within ±"),
+        ("loss 40", "a loss has a negative P&L, not 40"),
+    ],
+)
+async def test_a_huge_foreign_or_contradictory_pnl_is_refused_to_its_sender_only(
+    tg: FakeTelegram, env: Path, outcome: str, why: str
+) -> None:
+    async with bot(tg, env) as b:
+        await b.analyse()
+        message = await b.signal_message("GBPUSD")
+        signal_id = message.buttons[0][1].split(":")[1]  # type: ignore[union-attr]
+        since = len(tg.sent)
+        reply = await b.command(f"/report {signal_id} {outcome}")
+        assert reply.body.startswith(why) and "usage: /report" in reply.body
+        await asyncio.sleep(0.3)
+        others = [m for m in tg.sent[since:] if m.chat_id != TRADER and "Approve" not in str(m.buttons)]
+        assert not others  # nothing to the other chats (signals still being delivered aside)
+        assert not [m for m in tg.sent[since:] if "error" in m.body.lower() or "failed" in m.body.lower()]
+        assert b.query("SELECT COUNT(*) FROM trades WHERE kind = 'external'") == [(0,)]
 
 
 async def test_report_records_an_outside_trade_and_summarises(tg: FakeTelegram, env: Path) -> None:
