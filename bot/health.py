@@ -21,6 +21,7 @@ import httpx
 from bot.composition import open_store, watchlist
 from bot.config import Settings
 from bot.scheduler import ScheduleGroup, build_groups, last_due_run
+from data.backup import is_locked
 from data.redaction import Redactor
 from engine.calendars import SessionCalendar
 from engine.ports import RunSummary
@@ -143,14 +144,23 @@ def check_runs(
     return Check(CheckName.RUNS, True, f"{seen} ({_age(age)} ago)")
 
 
-def check_heartbeat(record: HeartbeatRecord | None, now: datetime, max_age: timedelta) -> list[Check]:
-    """The bot is alive (a recent heartbeat), and its broker's circuit breaker is not open."""
+def check_heartbeat(
+    record: HeartbeatRecord | None, now: datetime, max_age: timedelta, holder: int | bool | None = True
+) -> list[Check]:
+    """The bot is alive (it holds the database lock and beat recently), and its broker's circuit is not open.
+
+    `holder`: the pid holding the database lock, None when nobody holds it (the bot is dead, however recent its
+    last heartbeat), True when not asked (inside the bot itself).
+    """
     if record is None:
         return [
             Check(CheckName.BOT, False, "no heartbeat: the bot is not running (or has never run)"),
             Check(CheckName.BROKER, False, "unknown: the bot is not running"),
         ]
     age = now - record.at
+    if holder is None:
+        why = f"not running: no process holds the database lock (pid {record.pid} last beat {_age(age)} ago)"
+        return [Check(CheckName.BOT, False, why), Check(CheckName.BROKER, False, "unknown: the bot is not running")]
     alive = age <= max_age
     bot = Check(
         CheckName.BOT,
@@ -201,6 +211,7 @@ async def health_report(
     *,
     now: datetime,
     run_time: datetime,
+    holder: int | bool | None = True,
 ) -> HealthReport:
     """Every check from what was read: `now` is the wall clock (heartbeats), `run_time` the clock of the runs."""
     config = settings.health
@@ -210,7 +221,7 @@ async def health_report(
         (
             database,
             check_runs(last, groups, calendars, run_time, timedelta(minutes=config.run_grace_minutes)),
-            *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds)),
+            *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds), holder),
             await check_telegram(settings.telegram_api_base_url, token, config.telegram_timeout_seconds, redactor),
         )
     )
@@ -230,4 +241,8 @@ async def outside_health(settings: Settings, redactor: Redactor, now: datetime) 
     items = watchlist(settings)
     calendars = {w.instrument.symbol: w.calendar for w in items}
     groups = build_groups(settings.bot.schedules, [w.instrument for w in items], calendars)
-    return await health_report(settings, redactor, database, last, (groups, calendars), record, now=now, run_time=now)
+    holder = await asyncio.to_thread(is_locked, settings.db_path)
+    schedule = (groups, calendars)
+    return await health_report(
+        settings, redactor, database, last, schedule, record, now=now, run_time=now, holder=holder
+    )

@@ -224,8 +224,11 @@ class Learner:
         baselines = list((await self.systems.refresh(self.store)).matching().values())  # of the traded systems
         recorded, sources = await self._recorded_outcomes()
         seen = {o[1] for o in recorded}
-        backtested = await self._backtest_outcomes(now, seen) if backtests else []
+        backtested, missing = await self._backtest_outcomes(now, seen) if backtests else ([], [])
         outcomes = [o for o, _ in recorded] + backtested
+        if not outcomes and not baselines:  # an empty model would only hide that nothing was there
+            why = f"; no backtest data: {'; '.join(missing[:3])}" if missing else ""
+            return f"nothing to learn from: no recorded outcomes and no baseline of a traded system{why}"
         priors = {(b.strategy, b.symbol): b.r_multiples for b in baselines}
         versions = {(b.strategy, b.symbol): b.version for b in baselines}
         posts = posteriors(priors, outcomes, now, self.config, baseline_versions=versions)
@@ -347,11 +350,13 @@ class Learner:
         zone = ZoneInfo(instrument.timezone) if instrument is not None else ZoneInfo("UTC")
         return trade.entry_time.astimezone(zone).hour
 
-    async def _backtest_outcomes(self, now: datetime, recorded: set[str]) -> list[Outcome]:
-        """Scored backtest trades of every watchlist pair over the recent history (in a worker thread)."""
+    async def _backtest_outcomes(self, now: datetime, recorded: set[str]) -> tuple[list[Outcome], list[str]]:
+        """Scored backtest trades of every watchlist pair over the recent history (in a worker thread), and the
+        symbols that had no data, each with why."""
         if self.provider is None:
-            return []
+            return [], []
         outcomes: list[Outcome] = []
+        missing: list[str] = []
         for item in self.items:
             if not item.strategies:
                 continue
@@ -359,9 +364,10 @@ class Learner:
                 trades = await asyncio.to_thread(self._backtest_item, item, now)
             except Exception as exc:
                 log.warning("learning: no backtest outcomes for %s: %s", item.instrument.symbol, exc)
+                missing.append(f"{item.instrument.symbol}: {exc}")
                 continue
             outcomes += [Outcome.from_backtest(t) for t in trades if t.setup.signal_id not in recorded]
-        return outcomes
+        return outcomes, missing
 
     def _backtest_item(self, item: WatchItem, now: datetime) -> list[BacktestTrade]:
         assert self.provider is not None

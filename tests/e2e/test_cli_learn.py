@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,16 @@ def test_drift_prints_the_table_and_learn_stores_versions_and_rolls_back(tmp_pat
     assert back.returncode == 0 and back.stdout.startswith("rolled back to v1")
     none = tradebot(tmp_path, "learn", "--rollback")
     assert none.returncode == 1 and "no earlier model version" in none.stderr
+
+
+def test_learn_with_nothing_to_learn_from_exits_1_and_stores_no_model(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = tradebot(tmp_path, "learn", "--data-source", f"csv:{empty}")
+    assert done.returncode == 1
+    assert (
+        "tradebot learn: nothing to learn from: no recorded outcomes and no baseline of a traded system; "
+        "no backtest data: EURUSD: no data file for EURUSD 1h"
+    ) in done.stderr
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM learned_models").fetchone() == (0,)

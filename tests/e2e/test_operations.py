@@ -218,6 +218,11 @@ async def test_tradebot_health_exits_1_with_the_failing_checks_and_0_when_all_pa
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
     assert {name for name, c in checks.items() if c["ok"]} >= {"database", "bot", "broker", "telegram"}
     assert checks["bot"]["detail"].startswith(f"pid {os.getpid()}, last heartbeat")
+    # Stopped a moment ago: its heartbeat is seconds old, but no process holds the database any more.
+    code, out, _ = await cli(env, tg, "health", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and not checks["bot"]["ok"] and not checks["broker"]["ok"]
+    assert checks["bot"]["detail"].startswith(f"not running: no process holds the database lock (pid {os.getpid()}")
 
 
 async def test_a_pause_from_the_shell_stops_approvals_of_the_running_bot_at_once(tg: FakeTelegram, env: Path) -> None:

@@ -121,6 +121,10 @@ def test_heartbeat_checks_see_a_stopped_bot_a_stale_one_and_an_open_circuit() ->
     assert not bot.ok and "10 min ago" in bot.detail and broker.ok
     tripped = HeartbeatRecord(now, now, 4242, "oanda-practice", "open", 0)
     assert not check_heartbeat(tripped, now, max_age)[1].ok
+    bot, broker = check_heartbeat(fresh, now, max_age, holder=None)  # a recent beat, but nobody holds the lock
+    assert not bot.ok and not broker.ok
+    assert bot.detail == "not running: no process holds the database lock (pid 4242 last beat 30 s ago)"
+    assert check_heartbeat(fresh, now, max_age, holder=4242)[0].ok
 
 
 async def test_telegram_is_reachable_through_get_me_and_failures_never_show_the_token() -> None:
