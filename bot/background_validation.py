@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 WORKER_NICENESS: Final = 10
 STOP_GRACE_SECONDS: Final = 3.0
+WORKER_BUSY_TIMEOUT_MS: Final = 30_000  # the worker is in no hurry: it waits out the bot's own writes
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class BackgroundValidation:
                 await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
             except TimeoutError:
                 process.kill()
+                await process.wait()  # gone, and its database locks with it, before anything else writes
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -202,7 +204,7 @@ def _worker(stdin: Any, stdout: Any) -> int:
     request: WorkerRequest = pickle.load(stdin)  # written by the bot itself, never by anyone else
 
     async def save(outcome_baseline: Any) -> None:
-        async with await SqliteStore.open(Path(request.db_path)) as store:
+        async with await SqliteStore.open(Path(request.db_path), busy_timeout_ms=WORKER_BUSY_TIMEOUT_MS) as store:
             await store.save_baseline(outcome_baseline)
 
     for job in request.jobs:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -32,7 +32,7 @@ from bot.metrics import MetricName, Metrics, NullMetrics, Unit
 from bot.notifier import Notifier
 from bot.rates import RateBook
 from bot.resilience import fill_from_status
-from bot.state import BotState
+from bot.state import PAUSED_KEY, BotState
 from bot.systems import SystemBook
 from data.news_feed import NewsSource
 from engine.bars import Bars
@@ -41,7 +41,16 @@ from engine.controls import PairControl, PairState
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
-from engine.ports import BotStore, Broker, BrokerError, BrokerErrorKind, Clock, SignalEstimate, SignalRecord
+from engine.ports import (
+    BotStore,
+    Broker,
+    BrokerError,
+    BrokerErrorKind,
+    Clock,
+    DecisionChanged,
+    SignalEstimate,
+    SignalRecord,
+)
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import SizedOrder, Sizing, split_children
 from engine.systems import PairValidation, ValidationStatus
@@ -57,6 +66,36 @@ def order_request(record: SignalRecord, quantity: Decimal | None = None) -> Orde
     if size is None:
         raise ValueError(f"signal {record.signal_id} has no position size")
     return OrderRequest(record.signal_id, setup.symbol, setup.side, size, stop=setup.stop, target=setup.target)
+
+
+COMMIT_ATTEMPTS: Final = 3  # checks re-run on a changed book at most this often before the press is refused
+DECISION_STATE_KEYS: Final = (PAUSED_KEY,)  # the persisted switches a decision to trade reads
+
+
+class InFlight:
+    """Which task owns each signal being decided or sent: one owner at a time, and only the owner lets go.
+
+    A press that loses the race must never clear the winner's mark (the settlement would then send the order a
+    second time); here it cannot, because it never owned it.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[str, object] = {}
+
+    def claim(self, signal_id: str) -> object | None:
+        """Own `signal_id` and return the token to release it with, or None when someone owns it already."""
+        if signal_id in self._owners:
+            return None
+        token = object()
+        self._owners[signal_id] = token
+        return token
+
+    def release(self, signal_id: str, token: object) -> None:
+        if self._owners.get(signal_id) is token:
+            del self._owners[signal_id]
+
+    def __contains__(self, signal_id: object) -> bool:
+        return signal_id in self._owners
 
 
 class OutcomeKind(StrEnum):
@@ -156,7 +195,7 @@ class SignalDesk:
         self.rates = rates or RateBook({}, None)
         self.calendars = dict(calendars or {})
         self._unconverted: set[str] = set()
-        self._in_flight: set[str] = set()  # orders being sent now: the periodic settlement leaves them alone
+        self._in_flight = InFlight()  # signals being decided or sent now: the settlement and other presses wait
         self._news_status = ""
         self._controls: dict[tuple[str, str], PairControl] = {}
         self._returns: dict[str, np.ndarray] = {}
@@ -253,7 +292,7 @@ class SignalDesk:
         `bars` (the run's bars by symbol) feed the correlation guard; without them it is skipped.
         """
         now = self.clock.now()
-        mode, paused = await self.state.mode(), await self.state.paused()
+        mode = await self.state.mode()
         if bars is not None:
             self._returns = close_returns(bars, self.policy.protections.correlation_lookback)
             self.rates.update_from_bars(bars)
@@ -269,56 +308,80 @@ class SignalDesk:
             record = await self.store.signal(scored.setup.signal_id)
             if record is None or record.status is not SignalStatus.NEW:
                 continue  # seen by an earlier run: the same setup is never signalled twice
-            setup = scored.setup
-            expires_at = setup.bar_time + setup.timeframe.delta * (1 + self.policy.ttl_bars)
-            validation = self.systems.validation(setup.strategy, setup.symbol, now)
-            await self.store.set_signal_validation(record.signal_id, validation)
+            token = self._in_flight.claim(record.signal_id)  # from the commit on: `_place` sends it, not the settlement
+            if token is None:
+                continue
+            try:
+                decided = await self._offer_one(record, mode, now, len(to_ask) + executed, view)
+                if decided is None:
+                    continue
+                decisions.append(decided[0])
+                fresh = decided[1]
+                if decided[0].status is SignalStatus.PENDING:
+                    to_ask.append(fresh)
+                elif decided[0].status is SignalStatus.APPROVED:  # placed now: the next setup's checks see it
+                    executed += 1
+                    with log_context(signal_id=fresh.signal_id):
+                        await self._place(fresh, order_request(fresh), None, None)
+                    view = await self.book(now)
+            finally:
+                self._in_flight.release(record.signal_id, token)
+        await self._send_offers(to_ask)
+        return decisions
+
+    async def _offer_one(
+        self, record: SignalRecord, mode: ExecutionMode, now: datetime, offered: int, view: BookView
+    ) -> tuple[OfferDecision, SignalRecord] | None:
+        """Decide on one new signal and commit the decision; None when another task took it first.
+
+        An execution commits only if nothing its checks read changed meanwhile (the decision stamp), else the
+        checks run again on the new book.
+        """
+        setup = record.scored.setup
+        expires_at = setup.bar_time + setup.timeframe.delta * (1 + self.policy.ttl_bars)
+        validation = self.systems.validation(setup.strategy, setup.symbol, now)
+        await self.store.set_signal_validation(record.signal_id, validation)
+        for _ in range(COMMIT_ATTEMPTS):
+            stamp = await self.store.decision_stamp(DECISION_STATE_KEYS)
+            paused = await self.state.paused()
             if expires_at <= now:  # e.g. a session's last bar seen after the close: too late to act on
                 status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
             else:
-                offered = len(to_ask) + executed
                 status, reason, quantity = await self._decide(record, validation, mode, paused, now, offered, view)
-            if status is SignalStatus.APPROVED and quantity is not None:
-                self._in_flight.add(record.signal_id)  # from the commit on: `_place` sends it, not the settlement
-                moved = await self.store.approve_order(
-                    record.signal_id,
-                    SignalStatus.NEW,
-                    order_request(record, quantity),
-                    now,
-                    reason=reason,
-                    expires_at=expires_at,
-                )
-            else:
-                moved = await self.store.transition(
-                    record.signal_id,
-                    SignalStatus.NEW,
-                    status,
-                    now,
-                    reason=reason,
-                    quantity=quantity,
-                    expires_at=expires_at,
-                )
-            if not moved:
-                self._in_flight.discard(record.signal_id)
-                continue
-            log.info("signal %s %s %s: %s (%s)", record.signal_id, setup.symbol, setup.strategy, status.value, reason)
-            decisions.append(OfferDecision(record.signal_id, setup.symbol, status, reason))
-            fresh = await self.store.signal(record.signal_id)
-            if fresh is None:
-                self._in_flight.discard(record.signal_id)
-                continue
-            offered_now = status in (SignalStatus.PENDING, SignalStatus.APPROVED)
-            if offered_now and self.advisor is not None and (estimate := self.advisor.estimate(fresh.scored)):
-                await self.store.save_estimate(replace(estimate, signal_id=fresh.signal_id))
-            if status is SignalStatus.PENDING:
-                to_ask.append(fresh)
-            elif status is SignalStatus.APPROVED:  # placed now, so the next setup's protections see the position
-                executed += 1
-                with log_context(signal_id=fresh.signal_id):
-                    await self._place(fresh, order_request(fresh), None, None)
+            try:
+                if status is SignalStatus.APPROVED and quantity is not None:
+                    request = order_request(record, quantity)
+                    guard = (stamp, DECISION_STATE_KEYS)
+                    args = (record.signal_id, SignalStatus.NEW, request, now)
+                    moved = await self.store.approve_order(*args, reason=reason, expires_at=expires_at, stamp=guard)
+                else:
+                    moved = await self.store.transition(
+                        record.signal_id,
+                        SignalStatus.NEW,
+                        status,
+                        now,
+                        reason=reason,
+                        quantity=quantity,
+                        expires_at=expires_at,
+                    )
+            except DecisionChanged:
                 view = await self.book(now)
-        await self._send_offers(to_ask)
-        return decisions
+                self._controls = await self.store.pair_controls()
+                continue
+            break
+        else:
+            log.warning("signal %s: the book kept changing while it was decided; left for the next run", setup.symbol)
+            return None
+        if not moved:
+            return None
+        log.info("signal %s %s %s: %s (%s)", record.signal_id, setup.symbol, setup.strategy, status.value, reason)
+        fresh = await self.store.signal(record.signal_id)
+        if fresh is None:
+            return None
+        offered_now = status in (SignalStatus.PENDING, SignalStatus.APPROVED)
+        if offered_now and self.advisor is not None and (estimate := self.advisor.estimate(fresh.scored)):
+            await self.store.save_estimate(replace(estimate, signal_id=fresh.signal_id))
+        return OfferDecision(record.signal_id, setup.symbol, status, reason), fresh
 
     def _rank(self, scored: ScoredSetup) -> tuple[float | str, ...]:
         """Learning's order when it has run (posterior expectancy, then quality), else quality; ties by name."""
@@ -409,7 +472,43 @@ class SignalDesk:
             await self.notifier.signals(records)
 
     async def approve(self, signal_id: str, user_id: int) -> Outcome:
-        """Approve a pending signal after re-checking it at click time, then execute it once."""
+        """Approve a pending signal after re-checking it at click time, then execute it once.
+
+        Every check holds at the commit that creates the order intent: the checks run on a decision stamp read
+        first, and the commit refuses when anything it covers changed meanwhile (a pause, a fill, a disabled
+        pair, a new baseline), so the checks run again on the new state. One press at a time owns the signal;
+        a press while another is in flight changes nothing.
+        """
+        token = self._in_flight.claim(signal_id)
+        if token is None:
+            return Outcome(OutcomeKind.INVALID, "This signal is being approved already.")
+        try:
+            for _ in range(COMMIT_ATTEMPTS):
+                stamp = await self.store.decision_stamp(DECISION_STATE_KEYS)
+                checked = await self._click_checks(signal_id)
+                if isinstance(checked, Outcome):
+                    return checked
+                record, request = checked
+                now = self.clock.now()
+                try:
+                    committed = await self.store.approve_order(
+                        signal_id, SignalStatus.PENDING, request, now, by=user_id, stamp=(stamp, DECISION_STATE_KEYS)
+                    )
+                except DecisionChanged:
+                    log.info("approval of %s: the book changed during its checks; checking again", signal_id)
+                    continue
+                if not committed:
+                    return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
+                latency = (now - record.offered_at).total_seconds() if record.offered_at else None
+                if latency is not None:
+                    self.metrics.record(MetricName.APPROVAL_LATENCY, latency, Unit.SECONDS)
+                return await self._place(record, request, user_id, latency)
+            return Outcome(OutcomeKind.REFUSED, "The account kept changing while this was checked; press again.")
+        finally:
+            self._in_flight.release(signal_id, token)
+
+    async def _click_checks(self, signal_id: str) -> tuple[SignalRecord, OrderRequest] | Outcome:
+        """The pending signal and its order if every click-time check passes now, else what to answer."""
         record = await self.store.signal(signal_id)
         if record is None or record.status is not SignalStatus.PENDING:
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
@@ -461,15 +560,10 @@ class SignalDesk:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {moved}.")
         if record.quantity is None or record.quantity <= 0:
             return Outcome(OutcomeKind.REFUSED, "No position size for this signal.")
-        request = order_request(record)
-        self._in_flight.add(signal_id)  # from the commit on: `_place` sends it, not the minute's settlement
-        if not await self.store.approve_order(signal_id, SignalStatus.PENDING, request, now, by=user_id):
-            self._in_flight.discard(signal_id)
-            return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
-        latency = (now - record.offered_at).total_seconds() if record.offered_at else None
-        if latency is not None:
-            self.metrics.record(MetricName.APPROVAL_LATENCY, latency, Unit.SECONDS)
-        return await self._place(record, request, user_id, latency)
+        if record.expires_at is not None and self.clock.now() >= record.expires_at:  # the checks took that long
+            await self._expire(record, "expired before approval")
+            return Outcome(OutcomeKind.INVALID, "This signal has expired.")
+        return record, order_request(record)
 
     async def reject(self, signal_id: str, user_id: int) -> Outcome:
         """Reject a pending signal and start tracking what it would have made."""
@@ -510,26 +604,22 @@ class SignalDesk:
         """
         setup = record.scored.setup
         instrument = self.instruments[setup.symbol]
-        self._in_flight.add(record.signal_id)
         try:
-            try:
-                fill = await self.broker.place_order(instrument, request)
-            except BrokerError as exc:
-                if exc.kind is BrokerErrorKind.PENDING:  # accepted; its fill is settled by its client id
-                    await self.notifier.text(f"⏳ {setup.symbol} order <code>{record.signal_id}</code> placed: {exc}")
-                    return Outcome(OutcomeKind.DONE, f"Order placed: {exc}.")
-                if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
-                    await self.notifier.text(
-                        f"⚠️ {setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
-                        "It is checked with the broker every minute and never sent twice."
-                    )
-                    return Outcome(OutcomeKind.REFUSED, f"Order unconfirmed: {exc}")
-                await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
-                await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
-                return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
-            return await self._open_trade(record, fill, approver, latency)
-        finally:
-            self._in_flight.discard(record.signal_id)
+            fill = await self.broker.place_order(instrument, request)
+        except BrokerError as exc:
+            if exc.kind is BrokerErrorKind.PENDING:  # accepted; its fill is settled by its client id
+                await self.notifier.text(f"⏳ {setup.symbol} order <code>{record.signal_id}</code> placed: {exc}")
+                return Outcome(OutcomeKind.DONE, f"Order placed: {exc}.")
+            if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
+                await self.notifier.text(
+                    f"⚠️ {setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
+                    "It is checked with the broker every minute and never sent twice."
+                )
+                return Outcome(OutcomeKind.REFUSED, f"Order unconfirmed: {exc}")
+            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
+            await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
+            return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+        return await self._open_trade(record, fill, approver, latency)
 
     async def _open_trade(
         self, record: SignalRecord, fill: Fill, approver: int | None, latency: float | None
@@ -591,17 +681,17 @@ class SignalDesk:
         """Settle every order intent the broker has not acknowledged (none being sent right now); return how many."""
         touched = 0
         for record in await self.store.signals_with_status(SignalStatus.ORDER_SUBMITTED):
-            if record.signal_id in self._in_flight:
+            token = self._in_flight.claim(record.signal_id)
+            if token is None:  # being sent right now by its approval
                 continue
-            touched += 1
-            if record.quantity is None:
-                await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, "no position size")
-                continue
-            self._in_flight.add(record.signal_id)
             try:
+                touched += 1
+                if record.quantity is None:
+                    await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, "no position size")
+                    continue
                 await self._settle_submitted(record)
             finally:
-                self._in_flight.discard(record.signal_id)
+                self._in_flight.release(record.signal_id, token)
         return touched
 
     async def _settle_submitted(self, record: SignalRecord) -> None:

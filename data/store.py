@@ -52,7 +52,7 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
+from engine.ports import DecisionChanged, ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
 from engine.systems import Baseline, PairValidation, ScoreEdge
 from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
 
@@ -386,6 +386,13 @@ class SqliteStore:
         async with self._write(f"move signal {signal_id} from {expected} to {to}") as db:
             return await _rowcount(db, _TRANSITION_SQL, params) == 1
 
+    async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
+        """A token of everything a decision to trade reads that another task or process can change meanwhile: the
+        values of `state_keys` (the pause flag), the trades and orders (the book the protections judge), the pair
+        controls and the baselines. Two equal stamps: none of it changed in between."""
+        async with self._read("read the decision stamp") as db:
+            return await _decision_stamp(db, state_keys)
+
     async def approve_order(
         self,
         signal_id: str,
@@ -396,13 +403,16 @@ class SqliteStore:
         by: int | None = None,
         reason: str | None = None,
         expires_at: datetime | None = None,
+        stamp: tuple[str, Sequence[str]] | None = None,
     ) -> bool:
         """In ONE transaction: `expected` (NEW or PENDING) -> APPROVED -> ORDER_SUBMITTED with the order intent.
 
         The approval and the order to send commit together or not at all, so a crash right after the commit
         leaves an ORDER_SUBMITTED signal with its order row: the restart reconciles it with the broker by its
         client order id instead of losing or repeating it. False (nothing written) when the signal was not in
-        `expected` or already has an order.
+        `expected` or already has an order. `stamp` (a `decision_stamp` and its state keys, read before the
+        checks that decided this): raises DecisionChanged, writing nothing, when what it covers changed since,
+        so every check holds at the commit that creates the order intent.
         """
         if expected not in (SignalStatus.NEW, SignalStatus.PENDING):
             raise ValueError(f"an order is approved from new or pending, not from {expected}")
@@ -411,6 +421,8 @@ class SqliteStore:
         )
         order = _encode_order(signal_id, request, at)
         async with self._write(f"approve signal {signal_id} and record its order") as db:
+            if stamp is not None and await _decision_stamp(db, stamp[1]) != stamp[0]:
+                raise DecisionChanged(f"what decided signal {signal_id} changed before its order was committed")
             if not await _order_may_be_placed(db, request):
                 return False
             if await _rowcount(db, _TRANSITION_SQL, approve) != 1:
@@ -1359,6 +1371,22 @@ async def _cas_status(db: _Db, signal_id: str, expected: SignalStatus, to: Signa
     """Move the signal from `expected` to `to` iff it is in `expected` now."""
     sql = "UPDATE signals SET status = ?, updated_at = ? WHERE signal_id = ? AND status = ?"
     return await _rowcount(db, sql, (to.value, at, signal_id, expected.value)) == 1
+
+
+async def _decision_stamp(db: _Db, state_keys: Sequence[str]) -> str:
+    keys = [_check_text(k, "state key") for k in state_keys]
+    marks = ", ".join("?" for _ in keys) or "NULL"
+    rows = await _fetchall(
+        db,
+        "SELECT (SELECT COUNT(*) FROM trades WHERE kind <> 'shadow'),"
+        " (SELECT COUNT(*) FROM trades WHERE kind <> 'shadow' AND exit_time IS NOT NULL),"
+        " (SELECT COUNT(*) FROM orders), (SELECT COALESCE(MAX(id), 0) FROM pair_controls),"
+        " (SELECT COALESCE(MAX(id), 0) FROM baselines),"
+        " (SELECT group_concat(kv, ';') FROM"
+        f" (SELECT key || '=' || value AS kv FROM bot_state WHERE key IN ({marks}) ORDER BY key))",
+        keys,
+    )
+    return "|".join(str(v) for v in rows[0])
 
 
 async def _order_may_be_placed(db: _Db, request: OrderRequest) -> bool:

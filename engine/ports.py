@@ -245,8 +245,14 @@ class BotStore(SignalStore, Protocol):
         by: int | None = None,
         reason: str | None = None,
         expires_at: datetime | None = None,
+        stamp: tuple[str, Sequence[str]] | None = None,
     ) -> bool:
-        """In one transaction approve the signal (from NEW or PENDING) and record its order intent."""
+        """In one transaction approve the signal (from NEW or PENDING) and record its order intent; with `stamp`,
+        only if nothing it covers changed since it was read (else raise the store's DecisionChanged)."""
+        ...
+
+    async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
+        """A token of what a decision to trade reads that can change meanwhile (state keys, book, controls)."""
         ...
 
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
@@ -361,6 +367,10 @@ class Broker(Protocol):
         None while it is still open, and always for a venue whose positions the bot itself closes (paper).
         """
         ...
+
+
+class DecisionChanged(Exception):
+    """Something a decision to trade was checked against changed before its commit (`BotStore.decision_stamp`)."""
 
 
 class BrokerErrorKind(StrEnum):

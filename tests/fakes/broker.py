@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from decimal import Decimal
 
@@ -23,8 +24,14 @@ class PinnedQuoteBroker:
         self.fill_at: Decimal | None = None  # the market moved between the quote and the fill
         self.orders: list[OrderRequest] = []
         self.status_error: str | None = None  # order lookups fail with this (a broker that cannot answer)
+        self.quote_gate: asyncio.Event | None = None  # set: quotes wait for it (a slow price source)
+        self.order_gate: asyncio.Event | None = None  # set: orders wait for it after being counted (a hung request)
+        self.quotes_waiting = 0
 
     async def quote(self, instrument: Instrument) -> Quote:
+        if self.quote_gate is not None:
+            self.quotes_waiting += 1
+            await self.quote_gate.wait()
         real = await self.paper.quote(instrument)
         price = self.prices.get(instrument.symbol)
         if price is None:
@@ -33,6 +40,8 @@ class PinnedQuoteBroker:
 
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
         self.orders.append(request)
+        if self.order_gate is not None:
+            await self.order_gate.wait()
         if self.fail_with is not None:
             raise BrokerError(self.fail_with)
         fill = await self.paper.place_order(instrument, request)

@@ -577,3 +577,54 @@ async def test_an_unavailable_calendar_is_told_once_and_the_fallback_applies(tmp
         assert record.reason is not None and "news calendar unavailable" in record.reason
         texts = [str(m["text"]) for m in await d.outbox(OutboxKind.TEXT)]
         assert sum("news calendar unavailable" in t for t in texts) == 1  # said once, not per signal
+
+
+async def test_a_pause_confirmed_while_an_approval_is_checked_holds_at_its_commit(d: Desk) -> None:
+    gbp, _ = await d.offer()
+    d.broker.quote_gate = asyncio.Event()  # the price source is slow: the approval waits inside its checks
+    approval = asyncio.create_task(d.desk.approve(gbp, TRADER))
+    while d.broker.quotes_waiting < 1:
+        await asyncio.sleep(0.01)
+    await d.state.set_paused(True)  # /stop confirmed now, "Stopped" already said
+    d.broker.quote_gate.set()
+    outcome = await approval
+    assert (outcome.kind, outcome.message) == (OutcomeKind.REFUSED, "The bot is paused; /resume first.")
+    assert d.broker.orders == [] and await d.status(gbp) is SignalStatus.PENDING
+
+
+async def test_a_position_opened_while_an_approval_is_checked_is_judged_at_its_commit(tmp_path: Path) -> None:
+    one_position = ProtectionConfig(max_open_positions=1)
+    async for d in build(tmp_path, protections=one_position):
+        gbp, xau = await d.offer()
+        d.broker.quote_gate = asyncio.Event()
+        first = asyncio.create_task(d.desk.approve(gbp, TRADER))
+        second = asyncio.create_task(d.desk.approve(xau, TRADER))
+        while d.broker.quotes_waiting < 2:  # both passed the protections on an empty book
+            await asyncio.sleep(0.01)
+        d.broker.quote_gate.set()
+        outcomes = await asyncio.gather(first, second)
+        assert sorted(o.kind for o in outcomes) == [OutcomeKind.DONE, OutcomeKind.REFUSED]
+        [refused] = [o for o in outcomes if o.kind is OutcomeKind.REFUSED]
+        assert refused.message == "Refused by protection: max open positions: 1 open >= limit 1"
+        assert len(d.broker.orders) == 1 and len(await d.store.open_trades([TradeKind.PAPER])) == 1
+
+
+async def test_twenty_presses_while_the_order_hangs_send_it_exactly_once(d: Desk) -> None:
+    gbp, _ = await d.offer()
+    d.broker.quote_gate = asyncio.Event()
+    d.broker.order_gate = asyncio.Event()  # the first order request hangs at the broker
+    presses = [asyncio.create_task(d.desk.approve(gbp, TRADER)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    d.broker.quote_gate.set()
+    while not d.broker.orders:
+        await asyncio.sleep(0.01)
+    assert await d.desk.settle_unconfirmed() == 0  # the minute's settlement leaves the order being sent alone
+    d.broker.order_gate.set()
+    outcomes = await asyncio.gather(*presses)
+    assert [o.kind for o in outcomes].count(OutcomeKind.DONE) == 1
+    assert {o.message for o in outcomes if o.kind is not OutcomeKind.DONE} <= {
+        "This signal is being approved already.",
+        "This button is no longer valid.",
+    }
+    await d.desk.settle_unconfirmed()
+    assert [o.client_order_id for o in d.broker.orders] == [gbp] and await d.status(gbp) is SignalStatus.FILLED
