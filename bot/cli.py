@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import html
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from bot.composition import cache_dir, open_store, scan_service, system_book, wa
 from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
 from bot.db_cli import add_db_parser, run_db
 from bot.logs import configure, redacted_output
+from bot.messages import plain_text
 from bot.render import scan_json, scan_text
 from bot.scan import select
 from bot.validation_cli import parse_params, run_backtest, run_optimise, run_validate
@@ -161,11 +160,6 @@ async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _plain(html_text: str) -> str:
-    """Chat HTML as terminal text."""
-    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
-
-
 async def _learn(settings: Settings, args: argparse.Namespace) -> int:
     """Fit (or roll back) the learned model in the bot's database and print what it holds."""
     from bot.clock import BotClock  # noqa: PLC0415 - only this command needs the learning stack
@@ -181,13 +175,13 @@ async def _learn(settings: Settings, args: argparse.Namespace) -> int:
             if model is None:
                 print("tradebot learn: no earlier model version to return to", file=sys.stderr)
                 return EXIT_FAILED
-            print(f"rolled back to v{model.version}\n{_plain(learned_text(model))}")
+            print(f"rolled back to v{model.version}\n{plain_text(learned_text(model))}")
             return EXIT_OK
         result = await learner.learn(backtests=not args.no_backtests)
     if isinstance(result, str):
         print(f"tradebot learn: {result}", file=sys.stderr)
         return EXIT_FAILED
-    print(_plain(learned_text(result)))
+    print(plain_text(learned_text(result)))
     return EXIT_OK
 
 
@@ -206,7 +200,7 @@ async def _drift(settings: Settings) -> int:
             store, Notifier(store, (0,), {}, clock), clock, settings.drift, systems=system_book(settings)
         )
         rows = await watch.table()
-        print(_plain(drift_text(rows, await store.pair_controls())))
+        print(plain_text(drift_text(rows, await store.pair_controls())))
     return EXIT_OK
 
 

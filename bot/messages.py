@@ -6,11 +6,13 @@ Every value that comes from data or users is HTML-escaped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from html import escape
+from html import escape, unescape
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from bot.callbacks import Action, Callback
@@ -56,6 +58,42 @@ _STATUS_LINE = {
     SignalStatus.EXPIRED: "⌛ expired",
     SignalStatus.DROPPED: "➖ dropped",
 }
+
+
+MAX_MESSAGE_CHARS: Final = 4096  # Telegram's limit on a message's text (measured here before entity parsing)
+PAGE_CHARS: Final = 3000  # a digest page leaves room for the decision lines its edits add later
+DIGEST_PAGE: Final = 10  # signals per digest message (20 buttons)
+
+
+def split_html(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Cut chat HTML into messages of at most `limit` characters, at line ends so no tag is cut in two.
+
+    Our HTML keeps every tag within one line; a single line longer than `limit` is sent as plain text in pieces.
+    """
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if len(line) > limit:
+            if current:
+                parts.append(current)
+                current = ""
+            plain = plain_text(line)
+            parts += [escape(plain[i : i + limit // 2]) for i in range(0, len(plain), limit // 2)]
+            continue
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not parts:
+        parts.append(current)
+    return parts
+
+
+def plain_text(html_text: str) -> str:
+    """Chat HTML as plain text (tags dropped, entities decoded): for a terminal, or when Telegram refuses the HTML."""
+    return unescape(re.sub(r"<[^>]+>", "", html_text))
 
 
 def _local(at: datetime, instrument: Instrument) -> str:
@@ -192,6 +230,31 @@ def signal_message(
         if record.status is SignalStatus.PENDING:
             buttons += [[[f"{n}. {label}", data] for label, data in row] for row in signal_buttons([record.signal_id])]
     return RenderedMessage("\n".join(lines), buttons)
+
+
+def digest_pages(
+    records: Sequence[SignalRecord],
+    instruments: dict[str, Instrument],
+    freeze: Mapping[str, Decimal] | None = None,
+    estimates: Mapping[str, SignalEstimate] | None = None,
+) -> list[list[SignalRecord]]:
+    """The signals of one run cut into digest messages: at most DIGEST_PAGE each, each rendering within
+    PAGE_CHARS (best first, as given)."""
+    pages: list[list[SignalRecord]] = []
+    page: list[SignalRecord] = []
+    for record in records:
+        candidate = [*page, record]
+        fits = len(candidate) <= DIGEST_PAGE
+        if fits and len(candidate) > 1:
+            fits = len(signal_message(candidate, instruments, freeze, estimates).text) <= PAGE_CHARS
+        if fits or not page:
+            page = candidate
+        else:
+            pages.append(page)
+            page = [record]
+    if page:
+        pages.append(page)
+    return pages
 
 
 def _currency(instrument: Instrument) -> str:

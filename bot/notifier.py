@@ -12,9 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.messages import signal_message
+from bot.messages import digest_pages, signal_message, split_html
 from data.redaction import Redactor
-from engine.domain import Instrument
+from engine.domain import Instrument, SignalStatus
 from engine.ports import BotStore, Clock, OutboxKind, SignalRecord
 
 
@@ -55,24 +55,40 @@ class Notifier:
         await self.store.enqueue(kind, chat, stored, self._now(), signal_id)
 
     async def signals(self, records: Sequence[SignalRecord]) -> None:
-        """Send one message with these signals (a digest when there are several) to every chat."""
+        """Send these signals to every chat: one message, or a digest in pages that each fit a message."""
         if not records:
             return
-        ids = [r.signal_id for r in records]
-        rendered = signal_message(records, self.instruments, self.freeze, await self.store.estimates(ids))
-        payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
-        for chat in self.chats:
-            await self._enqueue(OutboxKind.SIGNAL, chat, payload, ids[0])
+        estimates = await self.store.estimates([r.signal_id for r in records])
+        pages = digest_pages(records, self.instruments, self.freeze, estimates)
+        if len(pages) > 1:
+            await self.text(f"<b>{len(records)} new signals</b> in {len(pages)} messages, best first:")
+        for page in pages:
+            ids = [r.signal_id for r in page]
+            rendered = signal_message(page, self.instruments, self.freeze, estimates)
+            payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
+            for chat in self.chats:
+                await self._enqueue(OutboxKind.SIGNAL, chat, payload, ids[0])
         self.wake()
 
     async def text(self, html: str, buttons: list[list[list[str]]] | None = None) -> None:
-        """Tell every chat something (fills, exits, alerts), with inline buttons when given."""
-        payload: dict[str, object] = {"text": html}
-        if buttons:
-            payload["buttons"] = buttons
-        for chat in self.chats:
-            await self._enqueue(OutboxKind.TEXT, chat, payload)
+        """Tell every chat something (fills, exits, alerts), with inline buttons when given; a text longer than a
+        message is sent as several, the buttons on the last."""
+        parts = split_html(html)
+        for n, part in enumerate(parts, start=1):
+            payload: dict[str, object] = {"text": part}
+            if buttons and n == len(parts):
+                payload["buttons"] = buttons
+            for chat in self.chats:
+                await self._enqueue(OutboxKind.TEXT, chat, payload)
         self.wake()
+
+    async def refresh_decided(self, signal_ids: Sequence[str]) -> None:
+        """Re-render the messages of any of these signals already decided (a copy delivered after the decision
+        must not keep live buttons)."""
+        for signal_id in signal_ids:
+            record = await self.store.signal(signal_id)
+            if record is not None and record.status is not SignalStatus.PENDING:
+                await self.refresh(signal_id)
 
     async def refresh(self, signal_id: str) -> None:
         """Re-render every message that shows this signal, so it shows the decision and loses stale buttons."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.messages import MAX_MESSAGE_CHARS, plain_text, split_html
 from data.redaction import Redactor
 from engine.ports import BotStore, OutboxItem, OutboxKind
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 NOT_MODIFIED = "message is not modified"
+TOO_LONG = "too long"
+CANNOT_PARSE = "can't parse entities"
 
 
 def markup(buttons: list[list[list[str]]] | None) -> InlineKeyboardMarkup | None:
@@ -55,8 +59,10 @@ class OutboxSender:
         min_interval: float = 1.0,
         poll_seconds: float = 0.5,
         redactor: Redactor | None = None,
+        after_signals: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
+        self.after_signals = after_signals  # told the signals a message just showed (to end stale buttons)
         self.redactor = redactor or Redactor()
         self.store = store
         self.min_interval = min_interval
@@ -113,11 +119,7 @@ class OutboxSender:
             log.warning("Telegram asked to slow down for %.0f s (item %s)", delay, item.item_id)
             await self._retry_later(item, delay, f"429 retry after {delay:.0f} s")
         except BadRequest as exc:
-            if NOT_MODIFIED in str(exc).lower():
-                await self.store.mark_sent(item.item_id, datetime.now(UTC))
-            else:
-                log.error("Telegram refused outbox item %s for chat %s for good: %s", item.item_id, item.chat_id, exc)
-                await self.store.mark_sent(item.item_id, datetime.now(UTC))
+            await self._refused(item, exc)
         except Forbidden as exc:
             log.error(
                 "chat %s does not accept messages from the bot: %s (item %s closed)", item.chat_id, exc, item.item_id
@@ -130,6 +132,39 @@ class OutboxSender:
         finally:
             self._last_sent[item.chat_id] = time.monotonic()
 
+    async def _refused(self, item: OutboxItem, exc: BadRequest) -> None:
+        """Telegram refused the item as it is: deliver what can be delivered, and never drop it without a word.
+
+        Too long: sent again in parts that fit (an edit is shortened). Bad HTML: sent again as plain text. Anything
+        else: closed, and the chat is told in one plain line that a message could not be delivered.
+        """
+        text = str(item.payload.get("text", ""))
+        why = str(exc).lower()
+        now = datetime.now(UTC)
+        if NOT_MODIFIED in why:
+            await self.store.mark_sent(item.item_id, now)
+            return
+        retry: list[dict[str, Any]] = []
+        if TOO_LONG in why and text:
+            parts = split_html(text, MAX_MESSAGE_CHARS)
+            if item.kind is OutboxKind.EDIT:
+                retry = [{**item.payload, "text": parts[0] + "\n…", "shortened": True}]
+            else:
+                retry = [{"text": part} for part in parts[:-1]] + [{**item.payload, "text": parts[-1]}]
+        elif CANNOT_PARSE in why and text and not item.payload.get("plain"):
+            retry = [{**item.payload, "text": plain_text(text), "plain": True}]
+        log.error("Telegram refused outbox item %s for chat %s: %s", item.item_id, item.chat_id, exc)
+        if retry and not item.payload.get("shortened"):
+            for payload in retry:
+                kind = item.kind if "buttons" in payload or item.kind is OutboxKind.EDIT else OutboxKind.TEXT
+                await self.store.enqueue(kind, item.chat_id, payload, now, item.signal_id)
+        elif item.kind is not OutboxKind.EDIT and not item.payload.get("notice"):  # a lost edit's message is there
+            notice = f"⚠️ A message could not be delivered (Telegram: {exc}). /status shows the bot's state."
+            await self.store.enqueue(
+                OutboxKind.TEXT, item.chat_id, {"text": notice, "plain": True, "notice": True}, now
+            )
+        await self.store.mark_sent(item.item_id, now)
+
     async def _retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
         error = self.redactor.redact(error)[:500]  # an HTTP error can carry the request URL, token included
         await self.store.mark_failed_attempt(item.item_id, datetime.now(UTC) + timedelta(seconds=delay), error)
@@ -137,18 +172,22 @@ class OutboxSender:
     async def _send(self, item: OutboxItem) -> None:
         payload = item.payload
         keyboard = markup(payload.get("buttons"))
+        mode = None if payload.get("plain") else ParseMode.HTML
         if item.kind is OutboxKind.EDIT:
             await self.bot.edit_message_text(
                 chat_id=item.chat_id,
                 message_id=int(payload["message_id"]),
                 text=payload["text"],
-                parse_mode=ParseMode.HTML,
+                parse_mode=mode,
                 reply_markup=keyboard,
             )
         else:
             message = await self.bot.send_message(
-                chat_id=item.chat_id, text=payload["text"], parse_mode=ParseMode.HTML, reply_markup=keyboard
+                chat_id=item.chat_id, text=payload["text"], parse_mode=mode, reply_markup=keyboard
             )
-            for signal_id in payload.get("signal_ids", []):
+            shown = list(payload.get("signal_ids", []))
+            for signal_id in shown:
                 await self.store.add_signal_message(signal_id, item.chat_id, message.message_id)
+            if shown and self.after_signals is not None:  # decided while this copy was on its way
+                await self.after_signals(shown)
         await self.store.mark_sent(item.item_id, datetime.now(UTC))

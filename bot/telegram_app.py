@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, CallbackQuery, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -52,6 +54,7 @@ from bot.messages import (
     REPORT_USAGE,
     positions_text,
     report_text,
+    split_html,
     status_text,
     welcome_text,
 )
@@ -76,6 +79,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 SHUTDOWN_GRACE_SECONDS = 8.0
+STRANGER_REPLY_SECONDS = 600.0  # a stranger gets one refusal message per this long, in a private chat only
 CONNECT_RETRY_MAX_SECONDS = 60.0
 EXIT_CONFIG = 2  # as the CLI's: a configuration error, which systemd does not restart
 TICK_BOT_SECONDS = 60.0
@@ -89,6 +93,7 @@ class TelegramFrontEnd:
     def __init__(self, runtime: BotRuntime, allowed_users: frozenset[int]) -> None:
         self.rt = runtime
         self.allowed = allowed_users
+        self._strangers: dict[int | None, float] = {}  # when each stranger was last answered (monotonic)
 
     def authorised(self, handler: Handler) -> Handler:
         """Run `handler` only for allowed senders; refuse everyone else in one line."""
@@ -97,15 +102,30 @@ class TelegramFrontEnd:
         async def guarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             user = update.effective_user
             if user is None or user.id not in self.allowed:
-                log.warning("refused %s from user %s", handler.__name__, user.id if user else "unknown")
-                if update.callback_query is not None:
-                    await self._answer(update.callback_query, NOT_AUTHORISED, alert=True)
-                else:
-                    await self._reply(update, NOT_AUTHORISED)
+                await self._refuse(update, handler.__name__, user.id if user else None)
                 return
             await handler(update, context)
 
         return guarded
+
+    async def _refuse(self, update: Update, what: str, user: int | None) -> None:
+        """Refuse a stranger without letting them spend the bot's sending budget.
+
+        A button press is answered (a callback answer is no chat message). A command gets one line at most once
+        per `STRANGER_REPLY_SECONDS`, and only in a private chat: in a group every reply would count against the
+        group's 20 messages a minute, which the trader's signals need. The log notes each stranger once a period.
+        """
+        now = time.monotonic()
+        first = now - self._strangers.get(user, -math.inf) >= STRANGER_REPLY_SECONDS
+        if first:
+            self._strangers[user] = now
+            log.warning("refused %s from user %s (further refusals for a while are silent)", what, user)
+        if update.callback_query is not None:
+            await self._answer(update.callback_query, NOT_AUTHORISED, alert=True)
+            return
+        chat = update.effective_chat
+        if first and chat is not None and chat.type == ChatType.PRIVATE:
+            await self._reply(update, NOT_AUTHORISED)
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         commands: dict[str, Handler] = {
@@ -134,17 +154,19 @@ class TelegramFrontEnd:
         chat = update.effective_chat
         if chat is None:
             return
-        html = self.rt.redactor.redact(html)
-        try:
-            await update.get_bot().send_message(chat.id, html, parse_mode=ParseMode.HTML, reply_markup=markup(buttons))
-        except (NetworkError, RetryAfter) as exc:
-            if isinstance(exc, BadRequest):
-                raise
-            log.warning("reply to chat %s failed (%s); queued for retry", chat.id, exc)
-            await self.rt.store.enqueue(
-                OutboxKind.TEXT, chat.id, {"text": html, "buttons": buttons or []}, self.rt.clock.now()
-            )
-            self.rt.notifier.wake()
+        parts = split_html(self.rt.redactor.redact(html))
+        for n, part in enumerate(parts, start=1):
+            keys = buttons if n == len(parts) else None  # a reply longer than a message: buttons on the last part
+            try:
+                await update.get_bot().send_message(chat.id, part, parse_mode=ParseMode.HTML, reply_markup=markup(keys))
+            except (NetworkError, RetryAfter) as exc:
+                if isinstance(exc, BadRequest):
+                    raise
+                log.warning("reply to chat %s failed (%s); queued for retry", chat.id, exc)
+                await self.rt.store.enqueue(
+                    OutboxKind.TEXT, chat.id, {"text": part, "buttons": keys or []}, self.rt.clock.now()
+                )
+                self.rt.notifier.wake()
 
     async def _reply_photo(self, update: Update, calibration: CalibrationModel, title: str) -> None:
         """Send the reliability curve of a calibration as a photo; a failure is logged, the text already went."""
@@ -593,7 +615,11 @@ async def _serve_runtime(
         front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
         front.install(app)
         sender = OutboxSender(
-            app.bot, runtime.store, min_interval=settings.bot.send_interval_seconds, redactor=runtime.redactor
+            app.bot,
+            runtime.store,
+            min_interval=settings.bot.send_interval_seconds,
+            redactor=runtime.redactor,
+            after_signals=runtime.notifier.refresh_decided,
         )
         runtime.notifier.wake = sender.wake
         watchdog: list[asyncio.Task[None]] = []

@@ -5,6 +5,7 @@ The bot runs over the fake Bot API with the shared CSV data, as in test_bot.py.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bot import CONFIG, TOKEN, bot_env
+from tests.e2e.test_bot import CONFIG, STRANGER, TOKEN, TRADER, bot, bot_env
 from tests.e2e.test_operations import datagrams
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -88,3 +89,29 @@ def test_telegram_down_at_start_is_waited_for_while_systemd_is_told_and_the_bot_
     assert any(m.startswith("READY=1") and "STATUS=tradebot running: paper" in m for m in seen)
     assert "WATCHDOG=1" in seen  # pinged all along
     assert "Telegram reachable again after" in stderr and "Traceback" not in stderr
+
+
+GROUP = -1001234567890
+
+
+async def test_strangers_flooding_the_group_cannot_delay_a_signal(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", str(GROUP))  # signals go to the trading group
+    async with FakeTelegram(token=TOKEN, group_messages_per_minute=20) as tg, bot(tg, env) as b:
+        for n in range(60):  # 60 commands from three strangers in the group
+            tg.user_message(STRANGER + n % 3, "/status", chat_id=GROUP)
+        await asyncio.sleep(1.0)
+        since = len(tg.sent)
+        started = time.monotonic()
+        tg.user_message(TRADER, "/signal", chat_id=GROUP)
+        signal = await tg.wait_for_message(
+            lambda m: m.chat_id == GROUP and "Approve" in str(m.buttons), since=since, timeout=30
+        )
+        assert time.monotonic() - started < 10  # Telegram would have made it wait a minute behind 60 refusals
+        refusals = [m for m in tg.sent if m.chat_id == GROUP and "not authorised" in m.body]
+        assert refusals == [] and ("GBPUSD" in signal.body or "XAUUSD" in signal.body)
+        reply = await b.command("/status", user=STRANGER + 10)  # in a private chat a stranger is told, once
+        assert reply.body == "You are not authorised to use this bot."
+        since = len(tg.sent)
+        tg.user_message(STRANGER + 10, "/status")
+        await asyncio.sleep(1.0)
+        assert not [m for m in tg.sent[since:] if m.chat_id == STRANGER + 10]

@@ -206,6 +206,9 @@ class _Query:
     answered: bool = False
 
 
+GROUP_WINDOW_SECONDS = 60.0
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
         super().__init__(description)
@@ -561,9 +564,14 @@ class FakeTelegram:
         bot_username: str = "tradebot_test_bot",
         strict_chats: bool = False,
         callback_ttl: float | None = None,
+        group_messages_per_minute: int | None = None,
     ) -> None:
-        """Configure the fake; nothing listens until `start()` / `async with` / `with`."""
+        """Configure the fake; nothing listens until `start()` / `async with` / `with`.
+
+        `group_messages_per_minute`: enforce Telegram's limit on sends to one group (20) with 429s.
+        """
         self.token = token
+        self._group_limit = group_messages_per_minute
         self._port = port
         self._strict_chats = strict_chats
         self._callback_ttl = callback_ttl
@@ -1370,6 +1378,13 @@ class FakeTelegram:
     def _check_can_send(self, chat_id: int) -> None:
         if chat_id in self._blocked:
             raise _ApiError(403, "Forbidden: bot was blocked by the user")
+        limit = self._group_limit
+        if limit is not None and chat_id < 0:  # "no more than 20 messages per minute to the same group"
+            now = time.monotonic()
+            recent = [m.at for m in self._sent if m.chat_id == chat_id and now - m.at < GROUP_WINDOW_SECONDS]
+            if len(recent) >= limit:
+                wait = max(1, math.ceil(GROUP_WINDOW_SECONDS - (now - recent[0])))
+                raise _ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
 
     # ----------------------------------------------------------------------------------------- methods
 
