@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -23,13 +24,15 @@ from bot.config import Settings
 from bot.scheduler import ScheduleGroup, build_groups, last_due_run
 from data.backup import is_locked
 from data.redaction import Redactor
+from data.store import storage_problem
 from engine.calendars import SessionCalendar
 from engine.ports import RunSummary
 
 HEARTBEAT_KEY = "health.heartbeat"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"  # python-telegram-bot's default; the token follows
 RUN_LOOKBACK = timedelta(days=5)  # covers a weekend and a holiday: runs due further back are not looked for
-DB_TIMEOUT_SECONDS = 5.0
+DB_TIMEOUT_SECONDS = 2.0  # a normal write holds the lock for milliseconds
+MIN_FREE_BYTES = 50 * 2**20  # below this on the database's disk, writes (and backups) are about to fail
 
 
 class CheckName(StrEnum):
@@ -121,8 +124,19 @@ def check_database_file(path: Path) -> Check:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        return Check(CheckName.DATABASE, False, f"{path}: not writable: {exc}")
-    return Check(CheckName.DATABASE, True, f"{path} writable (schema v{version})")
+        return Check(CheckName.DATABASE, False, f"{path}: not writable: {storage_problem(exc)} ({exc})")
+    free = shutil.disk_usage(path.parent).free
+    if free < MIN_FREE_BYTES:
+        return Check(CheckName.DATABASE, False, f"{path}: only {free // 2**20} MB free on its disk: free some space")
+    return Check(CheckName.DATABASE, True, f"{path} writable (schema v{version}, {free // 2**20:,} MB free)")
+
+
+def with_write_error(check: Check, failed: tuple[datetime, str] | None) -> Check:
+    """The database check, failed when the bot's own latest write failed (and no write has succeeded since)."""
+    if failed is None or not check.ok:
+        return check
+    at, why = failed
+    return Check(CheckName.DATABASE, False, f"the bot's last write failed at {at:%H:%M:%S}Z: {why}")
 
 
 def check_runs(

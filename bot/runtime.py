@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +39,7 @@ from bot.health import (
     HeartbeatRecord,
     check_database_file,
     health_report,
+    with_write_error,
 )
 from bot.learner import LearnedModel, Learner, learned_text
 from bot.logs import log_context
@@ -59,7 +61,7 @@ from data.backup import BackupResult
 from data.news_feed import NewsSource
 from data.providers import provider_from_source
 from data.redaction import Redactor
-from data.store import SqliteStore
+from data.store import SqliteStore, StoreError
 from engine.calendars import SessionCalendar, calendar_warnings
 from engine.costs import CostModel
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
@@ -105,6 +107,8 @@ class BotRuntime:
         self._run_lock = asyncio.Lock()
         self._learning: asyncio.Task[LearnedModel | str] | None = None
         self._backup: asyncio.Task[BackupResult | None] | None = None
+        self._backed_up: date | None = None  # today's backup was taken (even if its date could not be stored)
+        self._backup_failed: datetime | None = None
         groups = build_groups(self.settings.bot.schedules, list(self.instruments.values()), self.calendars)
         self.scheduler = Scheduler(groups, self.calendars, self.clock, self.scheduled_run)
 
@@ -229,64 +233,71 @@ class BotRuntime:
             await self.notifier.text(f"⚠️ scheduled run {group.name} failed: {type(exc).__name__}: {exc}")
 
     async def tick(self, context: object = None) -> None:
-        """Housekeeping on the bot clock: expire pending signals whose time is up, settle unconfirmed orders."""
-        del context
-        try:
-            expired = await self.desk.expire_due()
-            if expired:
-                log.info("expired %d signal(s)", expired)
-        except Exception:
-            log.exception("expiry check failed")
-        try:
-            settled = await self.desk.settle_unconfirmed()
-            if settled:
-                log.info("checked %d unconfirmed order(s) with the broker", settled)
-        except Exception:
-            log.exception("settling unconfirmed orders failed")
-        now = self.clock.now()
-        try:
-            await self.drift.check_if_due()
-        except Exception as exc:
-            log.exception("the drift check failed")
-            await self.notifier.text(f"⚠️ drift check failed: {type(exc).__name__}: {exc}")
-        try:
-            if (self._learning is None or self._learning.done()) and await self.learner.due(now):
-                self._learning = asyncio.create_task(self.learn("schedule"), name="learning")
-        except Exception:
-            log.exception("starting the daily learning run failed")
-        try:
-            await self.revalidate_if_due(now)
-        except Exception:
-            log.exception("starting the background validation failed")
-        try:
-            await self.summary_if_due(now)
-        except Exception as exc:
-            log.exception("the daily summary failed")
-            await self.notifier.text(f"⚠️ daily summary failed: {type(exc).__name__}: {exc}")
-        try:
-            if (self._backup is None or self._backup.done()) and await self.backup_due(now):
-                self._backup = asyncio.create_task(self.backup(), name="backup")
-        except Exception:
-            log.exception("starting the daily backup failed")
+        """Housekeeping on the bot clock: expiry, settlement, drift, learning, validation, summary, backup.
 
-    async def heartbeat(self, context: object = None) -> HeartbeatRecord:
-        """Say the bot is alive: a heartbeat record for `tradebot health`, and the minute's metrics."""
+        Each step runs on its own: one failing never stops the others. A database that cannot be written is one
+        log line per step (`/health` says it); any other failure is logged whole, and the chat is told of a failed
+        drift check or summary.
+        """
         del context
+        now = self.clock.now()
+        steps: list[tuple[str, Callable[[], Awaitable[object]], bool]] = [
+            ("the expiry check", self._expire, False),
+            ("settling unconfirmed orders", self._settle, False),
+            ("the drift check", self.drift.check_if_due, True),
+            ("starting the daily learning run", lambda: self._start_learning(now), False),
+            ("starting the background validation", lambda: self.revalidate_if_due(now), False),
+            ("the daily summary", lambda: self.summary_if_due(now), True),
+            ("starting the daily backup", lambda: self._start_backup(now), False),
+        ]
+        for what, step, tell in steps:
+            try:
+                await step()
+            except StoreError as exc:
+                log.warning("%s skipped: %s", what, exc)
+            except Exception as exc:
+                log.exception("%s failed", what)
+                if tell:
+                    with contextlib.suppress(StoreError):
+                        await self.notifier.text(f"⚠️ {what} failed: {type(exc).__name__}: {exc}")
+
+    async def _expire(self) -> None:
+        if expired := await self.desk.expire_due():
+            log.info("expired %d signal(s)", expired)
+
+    async def _settle(self) -> None:
+        if settled := await self.desk.settle_unconfirmed():
+            log.info("checked %d unconfirmed order(s) with the broker", settled)
+
+    async def _start_learning(self, now: datetime) -> None:
+        if (self._learning is None or self._learning.done()) and await self.learner.due(now):
+            self._learning = asyncio.create_task(self.learn("schedule"), name="learning")
+
+    async def _start_backup(self, now: datetime) -> None:
+        if (self._backup is None or self._backup.done()) and await self.backup_due(now):
+            self._backup = asyncio.create_task(self.backup(), name="backup")
+
+    def heartbeat_record(self, pending: Sequence[object]) -> HeartbeatRecord:
+        """This process's heartbeat now: alive, its broker and circuit, the approvals waiting."""
         snap = self.breaker.snapshot() if self.breaker is not None else None
-        pending = len(await self.store.signals_with_status(SignalStatus.PENDING))
-        record = HeartbeatRecord(
+        return HeartbeatRecord(
             at=datetime.now(UTC),
             bot_time=self.clock.now(),
             pid=os.getpid(),
             broker=self.desk.broker.name,
             circuit=snap.state.value if snap is not None else None,
-            pending=pending,
+            pending=len(pending),
         )
+
+    async def heartbeat(self, context: object = None) -> HeartbeatRecord:
+        """Say the bot is alive: a heartbeat record for `tradebot health`, and the minute's metrics."""
+        del context
+        record = self.heartbeat_record(await self.store.signals_with_status(SignalStatus.PENDING))
         await self.store.set_state(HEARTBEAT_KEY, record.encode())
         m = self.metrics
         m.record(MetricName.HEARTBEAT, 1)
-        m.record(MetricName.APPROVALS_PENDING, pending)
-        m.record(MetricName.CIRCUIT_OPEN, int(snap is not None and snap.state is BreakerState.OPEN))
+        m.record(MetricName.APPROVALS_PENDING, record.pending)
+        m.record(MetricName.CIRCUIT_OPEN, int(record.circuit == BreakerState.OPEN.value))
         m.record(MetricName.DAILY_PNL, float(await self.today_pnl(record.bot_time)), Unit.NONE)
         return record
 
@@ -294,7 +305,11 @@ class BotRuntime:
         """Every health check, from inside the bot (`/health`): the same verdicts `tradebot health` gives."""
         database = await asyncio.to_thread(check_database_file, self.settings.db_path)
         runs = await self.store.recent_runs(1)
-        record = await self.heartbeat()
+        record = self.heartbeat_record(await self.store.signals_with_status(SignalStatus.PENDING))
+        if database.ok:  # the check must answer at once when the database cannot be written
+            with contextlib.suppress(StoreError):
+                record = await self.heartbeat()
+        database = with_write_error(database, self.store.last_write_error)
         return await health_report(
             self.settings,
             self.redactor,
@@ -362,10 +377,11 @@ class BotRuntime:
         config = self.settings.backup
         if not config.enabled or now.hour < config.hour_utc:
             return False
-        if await self.store.get_state(BACKUP_DATE_KEY) == now.date().isoformat():
+        if self._backed_up == now.date() or await self.store.get_state(BACKUP_DATE_KEY) == now.date().isoformat():
             return False
         failed = await self.store.get_state(BACKUP_FAILED_KEY)
-        return failed is None or now - datetime.fromisoformat(failed) >= BACKUP_RETRY
+        tried = self._backup_failed or (None if failed is None else datetime.fromisoformat(failed))
+        return tried is None or now - tried >= BACKUP_RETRY
 
     async def backup(self) -> BackupResult | None:
         """Take the daily backup in a worker thread; a failure is told to the chat and retried an hour later."""
@@ -374,10 +390,16 @@ class BotRuntime:
             result = await asyncio.to_thread(run_backup, self.settings, now)
         except Exception as exc:
             log.exception("the daily backup failed")
-            await self.store.set_state(BACKUP_FAILED_KEY, now.isoformat())
-            await self.notifier.text(f"⚠️ daily backup failed: {type(exc).__name__}: {exc}")
+            self._backup_failed = now  # remembered here too: the database may be what failed
+            with contextlib.suppress(StoreError):
+                await self.store.set_state(BACKUP_FAILED_KEY, now.isoformat())
+                await self.notifier.text(f"⚠️ daily backup failed: {type(exc).__name__}: {exc}")
             return None
-        await self.store.set_state(BACKUP_DATE_KEY, now.date().isoformat())
+        self._backed_up = now.date()
+        try:
+            await self.store.set_state(BACKUP_DATE_KEY, now.date().isoformat())
+        except StoreError as exc:  # taken; only its date is not recorded (a restart takes one more)
+            log.warning("the daily backup was taken, but its date was not recorded: %s", exc)
         log.info("daily %s", backup_line(result))
         return result
 
@@ -387,7 +409,8 @@ class BotRuntime:
             result = await self.learner.learn(trigger=trigger)
         except Exception as exc:
             log.exception("learning failed")
-            await self.notifier.text(f"⚠️ learning failed: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(StoreError):
+                await self.notifier.text(f"⚠️ learning failed: {type(exc).__name__}: {exc}")
             return f"learning failed: {exc}"
         if isinstance(result, str):
             return result

@@ -25,11 +25,13 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot.messages import MAX_MESSAGE_CHARS, plain_text, split_html
 from data.redaction import Redactor
+from data.store import StoreError
 from engine.ports import BotStore, OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+STORE_PAUSE = 5.0  # after the store failed to record a delivery
 NOT_MODIFIED = "message is not modified"
 TOO_LONG = "too long"
 CANNOT_PARSE = "can't parse entities"
@@ -95,13 +97,27 @@ class OutboxSender:
                 log.exception("reading the outbox failed")
                 items = []
             for item in items:
-                await self._deliver(item)
+                try:
+                    await self._deliver(item)
+                except StoreError as exc:  # the store could not record it (disk full, locked): tried again later
+                    log.warning("outbox item %s: %s; trying again in %.0f s", item.item_id, exc, STORE_PAUSE)
+                    await self._sleep(STORE_PAUSE)
+                    break
+                except Exception:
+                    log.exception("delivering outbox item %s failed; trying again in %.0f s", item.item_id, STORE_PAUSE)
+                    await self._sleep(STORE_PAUSE)
+                    break
                 if self._stop.is_set():
                     break
             if not items:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when the sender is stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     async def _pace(self, chat_id: int) -> None:
         wait = max(self._paused_until - time.monotonic(), 0.0)

@@ -65,7 +65,7 @@ from bot.sender import OutboxSender, markup
 from bot.systemd import SystemdNotifier
 from data.backup import DatabaseInUse, DatabaseLock
 from data.redaction import Redactor
-from data.store import DuplicateTradeError
+from data.store import DuplicateTradeError, StoreError, storage_problem
 from engine.controls import PairState
 from engine.domain import SignalStatus
 from engine.learning import CalibrationModel
@@ -78,7 +78,9 @@ from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
-SHUTDOWN_GRACE_SECONDS = 8.0
+SHUTDOWN_BUDGET_SECONDS = 8.5  # all of a graceful stop (systemd allows 30 s; we promise 10)
+HANDLER_GRACE_SECONDS = 4.0  # for commands and clicks in progress to finish
+IN_FLIGHT_LEFT = "a command or click was still running (a broker call?); an order it sent is settled at the next start"
 STRANGER_REPLY_SECONDS = 600.0  # a stranger gets one refusal message per this long, in a private chat only
 CONNECT_RETRY_MAX_SECONDS = 60.0
 EXIT_CONFIG = 2  # as the CLI's: a configuration error, which systemd does not restart
@@ -94,6 +96,7 @@ class TelegramFrontEnd:
         self.rt = runtime
         self.allowed = allowed_users
         self._strangers: dict[int | None, float] = {}  # when each stranger was last answered (monotonic)
+        self._handling: set[asyncio.Task[Any]] = set()  # the tasks running a handler now
 
     def authorised(self, handler: Handler) -> Handler:
         """Run `handler` only for allowed senders; refuse everyone else in one line."""
@@ -104,9 +107,25 @@ class TelegramFrontEnd:
             if user is None or user.id not in self.allowed:
                 await self._refuse(update, handler.__name__, user.id if user else None)
                 return
-            await handler(update, context)
+            task = asyncio.current_task()
+            if task is not None:
+                self._handling.add(task)
+            try:
+                await handler(update, context)
+            finally:
+                if task is not None:
+                    self._handling.discard(task)
 
         return guarded
+
+    async def cancel_in_flight(self, grace: float) -> int:
+        """Cancel the handlers still running (at shutdown, after their grace); return how many there were."""
+        left = [t for t in self._handling if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=grace)
+        return len(left)
 
     async def _refuse(self, update: Update, what: str, user: int | None) -> None:
         """Refuse a stranger without letting them spend the bot's sending budget.
@@ -484,6 +503,10 @@ class TelegramFrontEnd:
         user = update.effective_user
         if user is None or user.id not in self.allowed:
             return  # nothing about the bot's insides for strangers
+        if isinstance(exc, StoreError):  # told directly: this reply needs no database
+            why = escape(storage_problem(exc))
+            await self._reply(update, f"⚠️ The bot cannot use its database ({why}): nothing was changed. /health")
+            return
         detail = escape(self.rt.redactor.redact(str(exc)))[:300]  # redact before cutting: half a token still leaks
         await self._reply(update, f"⚠️ that failed: {escape(type(exc).__name__)}: {detail} (the log has the details)")
 
@@ -494,6 +517,8 @@ def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, No
     async def beat(context: object) -> None:
         try:
             await runtime.heartbeat(context)
+        except StoreError as exc:
+            log.warning("heartbeat not recorded: %s", exc)
         except Exception:
             log.exception("heartbeat failed")
 
@@ -631,7 +656,7 @@ async def _serve_runtime(
                 watchdog.append(task)
 
         try:
-            return await _run_app(app, runtime, sender, settings, stop, systemd, announce)
+            return await _run_app(app, front, runtime, sender, settings, stop, systemd, announce)
         finally:
             for task in watchdog:
                 task.cancel()
@@ -639,6 +664,7 @@ async def _serve_runtime(
 
 async def _run_app(
     app: Application[Any, Any, Any, Any, Any, Any],
+    front: TelegramFrontEnd,
     runtime: BotRuntime,
     sender: OutboxSender,
     settings: Settings,
@@ -683,15 +709,23 @@ async def _run_app(
         await stop.wait()
         systemd.stopping("stopping: finishing in-flight work")
         log.info("stopping: no new updates; finishing in-flight work")
-        started = datetime.now(UTC)
-        await app.updater.stop()
-        await asyncio.wait_for(app.stop(), timeout=SHUTDOWN_GRACE_SECONDS)
-        try:
-            await asyncio.wait_for(runtime.wait_idle(), timeout=SHUTDOWN_GRACE_SECONDS / 2)
-        except TimeoutError:
-            log.warning("an analysis run was still going at shutdown; it is recorded as interrupted")
-        await runtime.stop_learning()
-        await runtime.validation.stop()
-        await sender.stop()
-        log.info("stopped in %.1f s", (datetime.now(UTC) - started).total_seconds())
+        started = time.monotonic()
+        deadline = started + SHUTDOWN_BUDGET_SECONDS
+
+        async def step(work: Coroutine[Any, Any, Any], share: float, late: str) -> None:
+            """One shutdown step, given at most `share` seconds of what is left of the budget."""
+            try:
+                await asyncio.wait_for(work, timeout=max(min(share, deadline - time.monotonic()), 0.1))
+            except TimeoutError:
+                log.warning("shutdown: %s", late)
+
+        await step(app.updater.stop(), 2.0, "polling did not stop in time")
+        await step(app.stop(), HANDLER_GRACE_SECONDS, IN_FLIGHT_LEFT)
+        if cancelled := await front.cancel_in_flight(1.0):  # while the store is still open
+            log.warning("shutdown: cancelled %d command(s) or click(s) still running", cancelled)
+        await step(runtime.wait_idle(), 2.0, "an analysis run was still going; it is recorded as interrupted")
+        await step(runtime.stop_learning(), 1.0, "the learning run did not stop in time")
+        await step(runtime.validation.stop(), 1.0, "the validation worker did not stop in time")
+        await step(sender.stop(), 1.0, "a message was still being sent; it stays in the outbox")
+    log.info("stopped in %.1f s", time.monotonic() - started)
     return 0

@@ -68,9 +68,11 @@ __all__ = [
     "StoreError",
     "UnknownRecordError",
     "UnknownRunError",
+    "storage_problem",
 ]
 
 BUSY_TIMEOUT_MS: Final = 5_000
+WRITE_PAUSE_SECONDS: Final = 5.0  # after a failed write, further writes fail at once for this long
 JOURNAL_MODE_WAL: Final = "wal"
 SYNCHRONOUS_NORMAL: Final = 1
 
@@ -101,6 +103,27 @@ _TIMESTAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})
 
 class StoreError(Exception):
     """The store could not do what was asked; the message says why."""
+
+
+def storage_problem(exc: BaseException) -> str:
+    """What a storage failure means for the trader, in a few words (the disk is full, another process holds
+    the database), else SQLite's own words."""
+    text = str(exc).lower()
+    if "disk is full" in text or "disk full" in text or "no space" in text:
+        return "the disk is full"
+    if "locked" in text or "busy" in text:
+        return "another process holds the database locked"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only"
+    return str(exc).rsplit(": ", 1)[-1]
+
+
+_STORAGE_FAULTS: Final = ("full", "locked", "busy", "readonly", "disk i/o", "unable to open")
+
+
+def _storage_fault(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of room, access or the lock (not a constraint the write itself broke)."""
+    return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in _STORAGE_FAULTS)
 
 
 class SchemaVersionError(StoreError):
@@ -179,6 +202,7 @@ class SqliteStore:
         self._schema_version = schema_version
         self._lock = asyncio.Lock()
         self._redactor = redactor if redactor is not None else Redactor()
+        self._write_error: tuple[datetime, str] | None = None
 
     @classmethod
     async def open(
@@ -956,16 +980,32 @@ class SqliteStore:
             raise StoreClosedError(f"the store for {self._path} is closed")
         return self._db
 
+    @property
+    def last_write_error(self) -> tuple[datetime, str] | None:
+        """When the latest write failed and why (the disk full, the database locked), until a write succeeds."""
+        return self._write_error
+
     @asynccontextmanager
     async def _write(self, what: str) -> AsyncIterator[_Connection]:
-        """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done."""
+        """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done.
+
+        After a write failed (the disk full, the database held by another process), writes fail at once for
+        WRITE_PAUSE_SECONDS: each attempt would hold the store for the whole busy timeout, and every read and
+        command of the bot would queue behind it.
+        """
+        failed = self._write_error
+        if failed is not None and (datetime.now(UTC) - failed[0]).total_seconds() < WRITE_PAUSE_SECONDS:
+            raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
         async with self._lock:
             db = self._require_open()
             try:
                 async with _transaction(db):
                     yield _Connection(db, self._redactor.redact)
             except sqlite3.Error as exc:
+                if _storage_fault(exc):  # the disk or another process, not this write's own content
+                    self._write_error = (datetime.now(UTC), storage_problem(exc))
                 raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
+            self._write_error = None
 
     @asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[_Connection]:

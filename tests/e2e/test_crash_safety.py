@@ -131,3 +131,46 @@ async def test_kill_9_between_approval_and_fill_leaves_exactly_one_order(
         assert [(t[0], t[1]) for t in trades] == [(signal_id, "live")]
         assert orders == [(signal_id, trades[0][2])]
         assert OANDA_TOKEN not in stderr.decode()
+
+
+async def test_sigterm_while_the_broker_hangs_exits_0_in_time_and_the_restart_sends_the_order_once(
+    workdir: Path,
+) -> None:
+    db = workdir / "bot.db"
+    async with FakeTelegram(token=TOKEN) as tg, FakeOanda(token=OANDA_TOKEN, account_id=ACCOUNT) as oanda:
+        oanda.set_price("GBP_USD", "1.35645", "1.35657")
+        oanda.inject(Route.ORDERS, Fault.timeout(120.0))  # the order request hangs and never reaches OANDA
+        command = [sys.executable, "-m", "bot.cli", "run"]
+        env = bot_env(workdir, tg, oanda)
+        proc = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        try:
+            await tg.wait_for_polling(timeout=30)
+            tg.user_message(TRADER, "/signal")
+            message = await tg.wait_for_message(
+                lambda m: "GBPUSD" in m.body and "Approve" in str(m.buttons), since=0, timeout=30
+            )
+            tg.click(TRADER, message, button="✅ Approve")
+            await until(lambda: len(oanda.requests_for(Route.ORDERS)) == 1)
+            ((signal_id, status),) = status_of(db)
+            assert status == "order_submitted"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=15)
+            elapsed = time.monotonic() - started
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        text = stderr.decode()
+        assert proc.returncode == 0, text[-3000:]
+        assert elapsed < 10 and "Traceback" not in text
+        assert "cancelled 1 command(s) or click(s) still running" in text
+        assert status_of(db) == [(signal_id, "order_submitted")]  # left for reconciliation, not failed
+
+        restarted = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        try:
+            await until(lambda: status_of(db) == [(signal_id, "filled")])
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(restarted.communicate(), timeout=20)
+        assert len(oanda.orders) == 1 and oanda.orders[0]["clientExtensions"]["id"] == signal_id

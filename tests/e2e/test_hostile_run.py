@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from data.store import WRITE_PAUSE_SECONDS
 from tests.e2e.test_bot import CONFIG, STRANGER, TOKEN, TRADER, bot, bot_env
 from tests.e2e.test_operations import datagrams
 from tests.fakes.telegram_server import FakeTelegram
@@ -115,3 +117,35 @@ async def test_strangers_flooding_the_group_cannot_delay_a_signal(env: Path, mon
         tg.user_message(STRANGER + 10, "/status")
         await asyncio.sleep(1.0)
         assert not [m for m in tg.sent[since:] if m.chat_id == STRANGER + 10]
+
+
+async def test_a_database_another_process_holds_is_told_at_once_and_health_says_so(
+    env: Path,
+) -> None:
+    async with FakeTelegram(token=TOKEN) as tg, bot(tg, env) as b:
+        await b.analyse()
+        message = await b.signal_message("GBPUSD")
+        # Another process holds the write lock (a long maintenance job); taken off the event loop, which the bot
+        # runs on here and which must finish its own transaction first.
+        holder = sqlite3.connect(env / "bot.db", isolation_level=None, timeout=30, check_same_thread=False)
+        await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+        try:
+            since = len(tg.sent)
+            tg.click(TRADER, message, button="✅ Approve")
+            told = await tg.wait_for_message(
+                lambda m: m.chat_id == TRADER and m.body.startswith("⚠️ The bot cannot use its database"),
+                since=since,
+                timeout=30,
+            )
+            assert "another process holds the database locked): nothing was changed" in told.body
+            health = await b.command("/health")
+            assert health.body.startswith("🚨 Unhealthy") and "❌ database:" in health.body
+            assert "another process holds the database locked" in health.body
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert b.query("SELECT status FROM signals WHERE symbol = 'GBPUSD'") == [("pending",)]
+        await asyncio.sleep(WRITE_PAUSE_SECONDS)  # after a failed write, writes wait this long before trying again
+        since = len(tg.sent)
+        tg.click(TRADER, message, button="✅ Approve")  # the lock gone: the same button works
+        await tg.wait_for_message(lambda m: "filled" in m.body and "GBPUSD" in m.body, since=since, timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from bot.health import (
     check_heartbeat,
     check_runs,
     check_telegram,
+    with_write_error,
 )
 from bot.scheduler import ScheduleGroup, build_groups, last_due_run
 from data.market_calendars import market_calendar
@@ -179,3 +181,20 @@ def test_hours_without_signals_count_only_market_days_of_the_watched_calendars()
     # FX trades on Sunday evening (New York): Sunday counts as a market day there.
     fx = [market_calendar("FX")]
     assert market_day_time(friday_last_setup, monday_first_run, fx) == timedelta(hours=23 + 24, minutes=35)
+
+
+async def test_a_nearly_full_disk_and_a_failed_write_make_the_database_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "bot.db"
+    async with await SqliteStore.open(db):
+        pass
+    assert check_database_file(db).ok
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(health.shutil, "disk_usage", lambda path: usage._replace(free=10 * 2**20))  # 10 MB left
+    low = check_database_file(db)
+    assert not low.ok and low.detail.endswith("only 10 MB free on its disk: free some space")
+    monkeypatch.undo()
+    failed = with_write_error(check_database_file(db), (TUESDAY_1030, "the disk is full"))
+    assert not failed.ok and failed.detail == "the bot's last write failed at 10:30:00Z: the disk is full"
+    assert with_write_error(check_database_file(db), None).ok

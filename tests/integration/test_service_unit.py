@@ -20,7 +20,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.systemd import watchdog_interval
-from bot.telegram_app import SHUTDOWN_GRACE_SECONDS
+from bot.telegram_app import SHUTDOWN_BUDGET_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "trading-bot.service"
@@ -121,7 +121,7 @@ def test_restart_policy_and_stop_timeout(unit: dict[str, list[tuple[str, str]]])
     assert one(unit["Unit"], "StartLimitIntervalSec") == "600"
     assert one(unit["Unit"], "StartLimitBurst") == "5"
     assert one(service, "KillSignal") == "SIGTERM"
-    assert seconds(one(service, "TimeoutStopSec")) > 2 * SHUTDOWN_GRACE_SECONDS
+    assert seconds(one(service, "TimeoutStopSec")) > 3 * SHUTDOWN_BUDGET_SECONDS
 
 
 def test_runs_as_tradebot_with_its_state_directory(unit: dict[str, list[tuple[str, str]]]) -> None:

@@ -642,3 +642,24 @@ async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
     await store.mark_run_failed(run_id, T0, "cancelled during shutdown")
     failed = await store.run(run_id)
     assert failed is not None and failed.status is RunStatus.FAILED
+
+
+async def test_a_full_disk_fails_writes_clearly_pauses_them_keeps_reads_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "WRITE_PAUSE_SECONDS", 0.2)
+    async with await SqliteStore.open(tmp_path / "bot.db") as store:
+        await store.set_state("probe", "x")
+        db = store._require_open()  # the disk fills up: SQLite may not grow the file by a single page
+        pages = (await (await db.execute("PRAGMA page_count")).fetchone())[0]  # type: ignore[index]
+        await db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreError, match="database or disk is full"):
+            await store.set_state("big", "y" * 100_000)
+        assert store.last_write_error is not None and store.last_write_error[1] == "the disk is full"
+        with pytest.raises(StoreError, match=r"the disk is full \(writes paused for a moment\)"):
+            await store.set_state("probe", "z")  # at once, without waiting on SQLite
+        assert await store.get_state("probe") == "x"  # reads still answer
+        await db.execute(f"PRAGMA max_page_count = {pages * 100}")  # space again
+        await asyncio.sleep(0.25)
+        await store.set_state("big", "y" * 100_000)
+        assert store.last_write_error is None and await store.get_state("big") == "y" * 100_000
