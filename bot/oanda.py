@@ -265,6 +265,10 @@ class OandaBroker:
         status, body = await self._request("GET", f"{self._account}/pricing", params={"instruments": name})
         self._raise_for(status, body, f"no OANDA price for {instrument.symbol}")
         for price in body.get("prices", []):
+            if price.get("instrument") == name and price.get("tradeable") is False:
+                raise BrokerError(
+                    f"no OANDA price for {instrument.symbol}: not tradeable now (market closed or halted)"
+                )
             if price.get("instrument") == name and price.get("bids") and price.get("asks"):
                 return Quote(
                     instrument.symbol,

@@ -1,9 +1,10 @@
 """The paper broker: fills market orders at once against the last closed bar, with honest costs.
 
-Prices come from the same `BarProvider` the scans use: the quote is the close of the last bar CLOSED at
-`clock.now()`, half the instrument's typical spread either side (`engine.costs.quote_from_price`). The quote
-carries that bar's close time, not the clock's, so a caller can see how stale it is (a weekend, a halted
-feed) and decide; the broker itself never pretends a price is fresher than it is.
+Prices come from the same `BarProvider` the scans use, through the same bar validation: the quote is the close of
+the last valid bar CLOSED at `clock.now()`, half the instrument's typical spread either side
+(`engine.costs.quote_from_price`). A feed whose last bar is older than `stale_bars` bars of market time (a halted
+feed) gives no quote, as it gives no analysis. The quote carries that bar's close time, not the clock's: the
+broker never pretends a price is fresher than it is.
 
 Orders fill in full at `fill_price` (spread + slippage, rounded to the tick against the trader) and pay
 `commission`. `place_order` is idempotent by `client_order_id` within this process (a second call returns
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,9 +36,10 @@ from typing import Final, NoReturn
 
 import numpy as np
 
+from data.validation import validate_bars
 from engine.backtest import fill_refusal, gap_refusal
 from engine.bars import from_nanos, to_nanos
-from engine.calendars import SessionCalendar
+from engine.calendars import SessionCalendar, get_calendar
 from engine.costs import CostModel, commission, fill_price, quote_from_price
 from engine.domain import Instrument, to_decimal
 from engine.ports import BarProvider, BrokerError, BrokerErrorKind, Clock, ProviderError
@@ -47,6 +48,7 @@ from engine.trading import BrokerExit, Fill, OrderRequest, OrderState, OrderStat
 log = logging.getLogger(__name__)
 
 NEXT_OPEN_LOOKBACK: Final = 500  # bars fetched to find the entry bar of a working order
+QUOTE_BARS: Final = 100  # bars a quote is validated on (one bad bar in 100 is dropped, as in analysis)
 
 
 class FillModel(StrEnum):
@@ -70,6 +72,7 @@ class PaperBroker:
         fill_model: FillModel = FillModel.QUOTE,
         calendars: Mapping[str, SessionCalendar] | None = None,
         max_wait_bars: int = 2,
+        stale_bars: int = 3,
     ) -> None:
         self.provider = provider
         self.starting_equity = equity
@@ -79,17 +82,19 @@ class PaperBroker:
         self.fill_model = fill_model
         self.calendars = dict(calendars or {})
         self.max_wait_bars = max_wait_bars
+        self.stale_bars = stale_bars  # a quote older than this many bars of market time is refused, as in analysis
         self._fills: dict[str, tuple[OrderRequest, Fill]] = {}
         self._working: dict[str, tuple[OrderRequest, datetime]] = {}  # NEXT_OPEN orders waiting for their bar
         self._refused: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     async def quote(self, instrument: Instrument) -> Quote:
-        """Quote from the last bar closed now; `Quote.at` is that bar's close time."""
+        """Quote from the last bar closed now, after the same bar validation as analysis (bad bars dropped, a
+        stale feed refused); `Quote.at` is that bar's close time."""
         now = self.clock.now()
         symbol = instrument.symbol
         try:
-            frame = await asyncio.to_thread(self.provider.fetch, instrument, now, 1)
+            frame = await asyncio.to_thread(self.provider.fetch, instrument, now, QUOTE_BARS)
         except ProviderError as exc:
             raise BrokerError(f"no price for {symbol}: {exc}") from exc
         except Exception as exc:  # an adapter bug or a network library's own error: still the trader's answer
@@ -97,12 +102,13 @@ class PaperBroker:
             raise BrokerError(f"no price for {symbol}: the price source failed ({type(exc).__name__})") from exc
         if len(frame) == 0:
             raise BrokerError(f"no price for {symbol}: no bar has closed by {now:%Y-%m-%d %H:%MZ}")
-        close = float(frame["close"].to_numpy()[-1])
-        if not math.isfinite(close) or close <= 0:
-            raise BrokerError(f"no price for {symbol}: the last bar's close is {close}")
-        opened = int(frame.index.as_unit("ns").asi8[-1])
-        closed_at: datetime = from_nanos(opened + instrument.interval.nanos)
-        return quote_from_price(instrument, to_decimal(close, f"{symbol} close"), closed_at)
+        calendar = self.calendars.get(symbol) or get_calendar(instrument.calendar)
+        check = validate_bars(frame, instrument, calendar, now, min_bars=1, stale_bars=self.stale_bars)
+        if check.bars is None:
+            raise BrokerError(f"no price for {symbol}: {check.rejection}")
+        bars = check.bars
+        closed_at: datetime = from_nanos(int(bars.close_time[-1]))
+        return quote_from_price(instrument, to_decimal(float(bars.close[-1]), f"{symbol} close"), closed_at)
 
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
         """Fill a market order in full; placing the same client_order_id again returns the same Fill.

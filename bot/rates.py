@@ -22,7 +22,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+import pandas as pd
+
+from data.validation import validate_bars
 from engine.bars import Bars
+from engine.calendars import get_calendar
 from engine.domain import AssetClass, Instrument, Interval
 from engine.ports import BarProvider, ProviderError
 from engine.sizing import RateHistory, conversion_pair
@@ -30,7 +34,8 @@ from engine.sizing import RateHistory, conversion_pair
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH = timedelta(hours=1)
-_FEED_BARS = 5
+_FEED_BARS = 100  # validated as analysis does: one corrupt bar in 100 is dropped
+_NEVER = 10**9
 _RATE_TICK = Decimal("0.000001")
 
 
@@ -88,6 +93,14 @@ def _fx_instrument(symbol: str) -> Instrument:
         calendar="FX",
         timezone="America/New_York",
     )
+
+
+def clean_rates(frame: pd.DataFrame, symbol: str, now: datetime) -> tuple[Bars | None, str]:
+    """A linking pair's bars after the analysis' bar validation (corrupt bars dropped, a mostly corrupt feed
+    refused), and why none when refused. Staleness is not judged: a conversion price moves little in a day."""
+    instrument = _fx_instrument(symbol)
+    check = validate_bars(frame, instrument, get_calendar(instrument.calendar), now, min_bars=1, stale_bars=_NEVER)
+    return check.bars, check.rejection or ""
 
 
 class RateBook:
@@ -156,12 +169,11 @@ class RateBook:
             except ProviderError as exc:
                 errors.append(str(exc))
                 continue
-            closes = frame["close"].dropna() if "close" in frame else frame.iloc[0:0]
-            closes = closes[closes > 0]
-            if len(closes):
-                price = Decimal(repr(float(closes.iloc[-1])))
-                return Rate(symbol, price, RateSource.FEED, closes.index[-1].to_pydatetime())
-            errors.append(f"{symbol}: no positive close")
+            bars, why = clean_rates(frame, symbol, now)
+            if bars is not None:
+                price = Decimal(repr(float(bars.close[-1])))
+                return Rate(symbol, price, RateSource.FEED, bars.bar_time(len(bars) - 1))
+            errors.append(f"{symbol}: {why}")
         configured = self._rates.get(pair)
         fallback = f"; using {configured.describe()}" if configured is not None else ""
         log.warning("no conversion price for %s from the feed (%s)%s", pair, "; ".join(errors), fallback)
@@ -188,8 +200,9 @@ def rate_history(
             except ProviderError as exc:
                 log.info("no %s bars for backtest conversions (%s)", symbol, exc)
                 continue
-            clean = frame[(frame["close"] > 0)].dropna()
-            if len(clean):
-                series[symbol] = Bars.from_frame(clean, Interval.H1)
+            clean, why = clean_rates(frame, symbol, end)
+            if clean is not None:
+                series[symbol] = clean
                 break
+            log.info("no usable %s bars for backtest conversions (%s)", symbol, why)
     return RateHistory(fixed=dict(configured), series=series)

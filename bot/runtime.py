@@ -602,6 +602,7 @@ async def _broker(
         fill_model=FillModel(b.paper_fill),
         calendars={s: settings.calendar(i.calendar) for s, i in instruments.items()},
         max_wait_bars=settings.validation.max_setup_age_bars,
+        stale_bars=settings.validation.stale_bars,
     )
     if b.kind is BrokerKind.PAPER:
         return paper, None

@@ -130,6 +130,7 @@ class _Price:
     bid: str
     ask: str
     time: str | None
+    tradeable: bool = True
 
 
 @dataclass
@@ -196,9 +197,12 @@ class FakeOanda:
 
     # ----------------------------------------------------------------------------------------- test side
 
-    def set_price(self, instrument: str, bid: str, ask: str, time: str | None = None) -> None:
-        """Pin the price of an OANDA instrument (e.g. "EUR_USD"); `time` is the RFC3339 price time."""
-        self.prices[instrument] = _Price(bid, ask, time)
+    def set_price(
+        self, instrument: str, bid: str, ask: str, time: str | None = None, *, tradeable: bool = True
+    ) -> None:
+        """Pin the price of an OANDA instrument (e.g. "EUR_USD"); `time` is the RFC3339 price time; `tradeable`
+        False is how OANDA prices a closed or halted market."""
+        self.prices[instrument] = _Price(bid, ask, time, tradeable)
 
     def inject(self, route: Route, *faults: Fault) -> None:
         """Queue faults for the next requests of `route`, one per request."""
@@ -374,7 +378,7 @@ class FakeOanda:
                     "type": "PRICE",
                     "instrument": name,
                     "time": price.time or oanda_time(),
-                    "tradeable": True,
+                    "tradeable": price.tradeable,
                     "bids": [{"price": price.bid, "liquidity": 10000000}],
                     "asks": [{"price": price.ask, "liquidity": 10000000}],
                     "closeoutBid": price.bid,

@@ -117,6 +117,12 @@ async def test_quote(broker: OandaBroker, oanda: FakeOanda) -> None:
     assert oanda.requests[-1].authorized
 
 
+async def test_a_price_oanda_marks_not_tradeable_is_no_quote(broker: OandaBroker, oanda: FakeOanda) -> None:
+    oanda.set_price("EUR_USD", "1.08990", "1.09000", "2024-05-04T20:59:59Z", tradeable=False)  # the weekend close
+    with pytest.raises(BrokerError, match=r"no OANDA price for EURUSD: not tradeable now \(market closed or halted\)"):
+        await broker.quote(EURUSD)
+
+
 async def test_place_status_positions_equity_round_trip(broker: OandaBroker, oanda: FakeOanda) -> None:
     oanda.commission = Decimal("0.5000")
     fill = await broker.place_order(EURUSD, order())

@@ -207,3 +207,35 @@ async def test_a_next_open_order_whose_bar_opens_beyond_its_stop_is_rejected_as_
     status = await paper.order_status("n2")
     assert status is not None and status.state is OrderState.REJECTED
     assert "the entry bar opened at or beyond the stop" in (status.reason or "")
+
+
+def spy_until(market_dir: Path, folder: Path, last: str, *, broken_last: bool = False) -> Path:
+    """A data folder whose SPY file ends at `last` (a halted feed), its last bar impossible if `broken_last`."""
+    folder.mkdir()
+    lines = (market_dir / "SPY_5m.csv").read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln[:20] <= last]
+    if broken_last:
+        fields = kept[-1].split(",")
+        fields[2], fields[3] = fields[3], fields[2]  # high below low: a bar no market can print
+        kept[-1] = ",".join(fields)
+    (folder / "SPY_5m.csv").write_text("\n".join(kept) + "\n")
+    return folder
+
+
+async def test_a_halted_feed_gives_no_quote_as_it_gives_no_analysis(market_dir: Path, tmp_path: Path) -> None:
+    halted = spy_until(market_dir, tmp_path / "halted", "2025-05-12T13:35:00Z")
+    a_day_later = datetime(2025, 5, 13, 14, 0, tzinfo=UTC)
+    paper = PaperBroker(CsvProvider(halted), INSTRUMENTS, FixedClock(a_day_later), COSTS)
+    with pytest.raises(BrokerError, match=r"no price for SPY: stale feed: last bar closed"):
+        await paper.quote(SPY)
+
+
+async def test_a_broken_last_bar_is_dropped_and_the_quote_comes_from_the_bar_before(
+    market_dir: Path, tmp_path: Path
+) -> None:
+    broken = spy_until(market_dir, tmp_path / "broken", "2025-06-12T15:05:00Z", broken_last=True)
+    at = datetime(2025, 6, 12, 15, 10, tzinfo=UTC)
+    quote = await PaperBroker(CsvProvider(broken), INSTRUMENTS, FixedClock(at), COSTS).quote(SPY)
+    # The 15:05 bar is impossible and is dropped (1 bad bar of 100): the price is the 15:00 bar's close.
+    assert quote.at == datetime(2025, 6, 12, 15, 5, tzinfo=UTC)
+    assert quote.mid == Decimal((market_dir / "SPY_5m.csv").read_text().split("2025-06-12T15:00:00Z,")[1].split(",")[3])
