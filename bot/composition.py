@@ -74,6 +74,7 @@ def sizing(settings: Settings) -> Sizing:
         account_currency=b.account_currency,
         quote_currencies={w.symbol: w.quote_currency for w in settings.watchlist if w.quote_currency},
         limits={w.symbol: w.size_limits() for w in settings.watchlist},
+        exposure=b.exposure.limits({w.symbol: w.max_leverage for w in settings.watchlist if w.max_leverage}),
     )
 
 

@@ -51,7 +51,13 @@ from engine.news import EmbargoConfig, FeedFallback, Impact
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.protections import ProtectionConfig
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
-from engine.sizing import SizeLimits
+from engine.sizing import (
+    DEFAULT_MAX_LEVERAGE,
+    DEFAULT_MAX_TOTAL_LEVERAGE,
+    ExposureClass,
+    ExposureLimits,
+    SizeLimits,
+)
 from engine.strategy import REGISTRY, Strategy, StrategyParams, strategy_names
 from engine.trading import ExecutionMode
 
@@ -97,6 +103,7 @@ class InstrumentConfig(_Frozen):
     min_quantity: PositiveDecimal | None = None  # lots; a smaller risk-based size is not traded
     max_quantity: PositiveDecimal | None = None  # lots per signal
     max_notional: PositiveDecimal | None = None  # account money per signal
+    max_leverage: PositiveDecimal | None = None  # notional / equity per position; default: its class's [bot.exposure]
     freeze_quantity: PositiveDecimal | None = None  # lots per order: larger signals go out as child orders
 
     @field_validator("calendar")
@@ -448,6 +455,17 @@ class NewsConfig(_Frozen):
         )
 
 
+class ExposureConfig(_Frozen):
+    """Notional caps as multiples of equity: per position by exposure class, and for all open positions."""
+
+    max_leverage: dict[ExposureClass, PositiveDecimal] = Field(default_factory=lambda: dict(DEFAULT_MAX_LEVERAGE))
+    max_total_leverage: PositiveDecimal = DEFAULT_MAX_TOTAL_LEVERAGE
+
+    def limits(self, per_symbol: Mapping[str, Decimal]) -> ExposureLimits:
+        """The engine's exposure limits, with the watchlist's per-symbol caps."""
+        return ExposureLimits(dict(self.max_leverage), dict(per_symbol), self.max_total_leverage)
+
+
 class BotConfig(_Frozen):
     """How the running bot offers, executes and tracks signals."""
 
@@ -469,6 +487,7 @@ class BotConfig(_Frozen):
     send_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
     trade_failed_strategies: bool = False  # override the pre-deploy gate (logged loudly on every signal)
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     protections: ProtectionsConfig = Field(default_factory=ProtectionsConfig)
     news: NewsConfig = Field(default_factory=NewsConfig)
     schedules: tuple[ScheduleConfig, ...] = ()

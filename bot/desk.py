@@ -52,7 +52,7 @@ from engine.ports import (
     SignalRecord,
 )
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
-from engine.sizing import SizedOrder, Sizing, split_children
+from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
 from engine.systems import PairValidation, ValidationStatus
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 
@@ -234,13 +234,51 @@ class SignalDesk:
                 log.warning("P&L of %s trades counted unconverted: %s", trade.symbol, exc)
             return pnl
 
-    def size(self, setup: Setup, equity: Decimal) -> SizedOrder | str:
-        """The order size for `setup` in the account's money, within the symbol's limits, or why it cannot be sized.
-
-        The backtester sizes with the same `Sizing` on the same levels.
-        """
+    def size(self, setup: Setup, equity: Decimal, open_trades: Sequence[Trade] = ()) -> SizedOrder | str:
+        """The order size for `setup` in the account's money, its expected costs inside the risk budget, within
+        the symbol's limits and the notional caps (what `open_trades` hold counts against the total), or why it
+        cannot be sized. The backtester sizes with the same `Sizing` on the same levels."""
         instrument = self.instruments[setup.symbol]
-        return self.policy.sizing.size(instrument, setup.entry, setup.stop, equity, self.rates.prices())
+        sizing, prices = self.policy.sizing, self.rates.prices()
+        held = self.open_notional(open_trades)
+        return sizing.size(
+            instrument, setup.entry, setup.stop, equity, prices, costs=self.policy.costs, open_notional=held
+        )
+
+    def open_notional(self, trades: Sequence[Trade]) -> Decimal:
+        """The notional the open paper and live positions hold, in account money at their entry prices."""
+        total = Decimal(0)
+        for trade in trades:
+            instrument = self.instruments.get(trade.symbol)
+            if instrument is None or trade.kind not in (TradeKind.PAPER, TradeKind.LIVE):
+                continue
+            try:
+                total += self.policy.sizing.notional(instrument, trade.quantity, trade.entry_price, self.rates.prices())
+            except ValueError as exc:
+                log.warning("open notional of %s not counted: %s", trade.trade_id, exc)
+        return total
+
+    def exposure_block(self, record: SignalRecord, book: BookView) -> str | None:
+        """Why the signal's size may not be added to the book now (no equity, or over the total notional cap)."""
+        if book.equity <= 0:
+            return f"{NO_EQUITY}: realised equity is {book.equity:,.2f}"
+        if record.quantity is None:
+            return None
+        setup = record.scored.setup
+        try:
+            adding = self.policy.sizing.notional(
+                self.instruments[setup.symbol], record.quantity, setup.entry, self.rates.prices()
+            )
+        except ValueError as exc:
+            return f"{CANNOT_SIZE} {self.policy.sizing.account_currency}: {exc}"
+        cap = self.policy.sizing.exposure.max_total_leverage
+        total = self.open_notional(book.open_trades) + adding
+        if total > book.equity * cap:
+            return (
+                f"all open positions would hold {total:,.2f} ({total / book.equity:.1f}x equity), "
+                f"above the {cap:g}x cap"
+            )
+        return None
 
     def rate_notes(self) -> list[str]:
         """What the trader should know about conversion rates: the ones missing, and which symbols they stop."""
@@ -345,9 +383,13 @@ class SignalDesk:
             stamp = await self.store.decision_stamp(DECISION_STATE_KEYS)
             paused = await self.state.paused()
             if expires_at <= now:  # e.g. a session's last bar seen after the close: too late to act on
-                status, reason, quantity = SignalStatus.DROPPED, "expired before it could be offered", None
+                status, reason, sized = SignalStatus.DROPPED, "expired before it could be offered", None
             else:
-                status, reason, quantity = await self._decide(record, validation, mode, paused, now, offered, view)
+                status, reason, sized = await self._decide(record, validation, mode, paused, now, offered, view)
+            quantity = None if sized is None else sized.quantity
+            if sized is not None:
+                summary = sized.summary(self.policy.sizing.currency(self.instruments[setup.symbol]))
+                await self.store.set_signal_sizing(record.signal_id, summary)
             try:
                 if status is SignalStatus.APPROVED and quantity is not None:
                     request = order_request(record, quantity)
@@ -399,18 +441,18 @@ class SignalDesk:
         now: datetime,
         offered: int,
         view: BookView,
-    ) -> tuple[SignalStatus, str, Decimal | None]:
+    ) -> tuple[SignalStatus, str, SizedOrder | None]:
         setup = record.scored.setup
         control = self._controls.get((setup.strategy, setup.symbol))
         why = "" if control is None else f"{control.source.value} {control.at:%Y-%m-%d}: {control.reason}"
         if control is not None and control.state is PairState.DISABLED and not paused:
             return SignalStatus.DROPPED, f"{setup.strategy} on {setup.symbol} disabled by {why} (/enable)", None
-        status, reason, quantity = await self._decide_by_mode(record, validation, mode, paused, now, offered, view)
+        status, reason, sized = await self._decide_by_mode(record, validation, mode, paused, now, offered, view)
         if status is SignalStatus.APPROVED and not validation.validated:  # only the validated system acts alone
-            return SignalStatus.PENDING, f"{validation.status.value}, so asking instead of executing", quantity
+            return SignalStatus.PENDING, f"{validation.status.value}, so asking instead of executing", sized
         if control is not None and control.state is PairState.ASK_ONLY and status is SignalStatus.APPROVED:
-            return SignalStatus.PENDING, f"ask-only ({why}): asking", quantity  # the trader decides, not the mode
-        return status, reason, quantity
+            return SignalStatus.PENDING, f"ask-only ({why}): asking", sized  # the trader decides, not the mode
+        return status, reason, sized
 
     async def _decide_by_mode(
         self,
@@ -421,7 +463,7 @@ class SignalDesk:
         now: datetime,
         offered: int,
         view: BookView,
-    ) -> tuple[SignalStatus, str, Decimal | None]:
+    ) -> tuple[SignalStatus, str, SizedOrder | None]:
         setup = record.scored.setup
         score = record.scored.score.total if self.advisor is None else self.advisor.score(record.scored)
         p = self.policy
@@ -446,23 +488,22 @@ class SignalDesk:
                 f"cooldown: {setup.symbol} was signalled {human_duration(now - last)} ago",
                 None,
             )
-        sized = self.size(setup, view.equity)
+        sized = self.size(setup, view.equity, view.open_trades)
         if isinstance(sized, str):
             return SignalStatus.DROPPED, sized, None
         if sized.quantity <= 0:
             return SignalStatus.DROPPED, "; ".join(sized.notes), None
-        quantity = sized.quantity
         if offered >= p.max_signals_per_run:
             return SignalStatus.DROPPED, f"more than {p.max_signals_per_run} signals in one run", None
         if mode is ExecutionMode.AUTO:
-            return SignalStatus.APPROVED, "auto mode", quantity
+            return SignalStatus.APPROVED, "auto mode", sized
         if mode is ExecutionMode.QUALITY:
             if score >= p.auto_threshold:
-                return SignalStatus.APPROVED, f"quality {score:.0f} >= auto threshold {p.auto_threshold:g}", quantity
+                return SignalStatus.APPROVED, f"quality {score:.0f} >= auto threshold {p.auto_threshold:g}", sized
             if score < p.ask_threshold:
                 return SignalStatus.DROPPED, f"quality {score:.0f} below ask threshold {p.ask_threshold:g}", None
-            return SignalStatus.PENDING, f"quality {score:.0f}: asking", quantity
-        return SignalStatus.PENDING, "manual mode: asking", quantity
+            return SignalStatus.PENDING, f"quality {score:.0f}: asking", sized
+        return SignalStatus.PENDING, "manual mode: asking", sized
 
     async def _send_offers(self, records: Sequence[SignalRecord]) -> None:
         if len(records) <= self.policy.digest_threshold:
@@ -536,9 +577,12 @@ class SignalDesk:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {failed} since this was offered: {validation.reason}.")
         if (session := self.session_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {session}.")
-        blocked = self.blocks(await self.book(now), setup, now)
+        book = await self.book(now)
+        blocked = self.blocks(book, setup, now)
         if blocked:  # the book changed since the offer (a loss, another position): the entry is not taken now
             return Outcome(OutcomeKind.REFUSED, "Refused by protection: " + "; ".join(b.reason for b in blocked))
+        if (over := self.exposure_block(record, book)) is not None:
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {over}.")
         if (news := await self.news_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {news}.")
         instrument = self.instruments[setup.symbol]
@@ -655,7 +699,8 @@ class SignalDesk:
             f" of {record.quantity} asked" if record.quantity is not None and fill.quantity < record.quantity else ""
         )
         await self.notifier.refresh(record.signal_id)
-        await self.notifier.text(fill_text(trade) + (f" · partial: {fill.quantity}{partial}" if partial else ""))
+        filled = fill_text(trade, instrument) + (f" · partial: {fill.quantity}{partial}" if partial else "")
+        await self.notifier.text(filled)
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def reconcile(self) -> int:

@@ -140,7 +140,7 @@ def signal_detail(
 ) -> str:
     """The full signal message for one setup."""
     s, q = record.scored.setup, record.scored.score
-    size = f"{record.quantity} lots" if record.quantity is not None else "n/a"
+    size = instrument.quantity_text(record.quantity) if record.quantity is not None else "n/a"
     if record.quantity is not None and freeze is not None:
         children = split_children(record.quantity, freeze, instrument.lot_size)
         if len(children) > 1:
@@ -149,7 +149,8 @@ def signal_detail(
     parts = [
         f"<b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} · <i>{escape(s.strategy)}</i> · {s.timeframe}",
         f"entry <code>{s.entry}</code> · stop <code>{s.stop}</code> · target <code>{s.target}</code>",
-        f"R:R {s.reward_risk} · size {size} (risk {_money(risk_money(record, instrument))}{_currency(instrument)})",
+        f"R:R {s.reward_risk} · size {size}",
+        exposure_line(record, instrument),
     ]
     if validation is not None:
         parts.append(escape(validation.line()))
@@ -168,6 +169,21 @@ def signal_detail(
     return "\n".join(parts)
 
 
+def exposure_line(record: SignalRecord, instrument: Instrument) -> str:
+    """Notional and leverage, and the money at risk at the stop with the expected costs inside it."""
+    sized = record.sizing
+    if sized is None:  # offered before sizing was kept with signals
+        return f"risk {_money(risk_money(record, instrument))}{_currency(instrument)}"
+    unit = f" {escape(sized.currency)}"
+    line = (
+        f"notional {_money(sized.notional)}{unit} ({sized.leverage:g}x equity) · risk "
+        f"<b>{_money(sized.risk_with_costs)}</b>{unit} incl. {_money(sized.costs)} expected costs"
+    )
+    if sized.notes:
+        line += f" · {escape('; '.join(sized.notes))}"
+    return line
+
+
 def score_text(validation: PairValidation | None) -> str:
     """What the quality number is worth for this pair: its measured edge, or that none was measured."""
     if validation is None or validation.score is None:
@@ -175,7 +191,7 @@ def score_text(validation: PairValidation | None) -> str:
     return validation.score.text()
 
 
-def signal_line(n: int, record: SignalRecord, estimate: str | None = None) -> str:
+def signal_line(n: int, record: SignalRecord, estimate: str | None = None, instrument: Instrument | None = None) -> str:
     """One compact digest line."""
     s, q = record.scored.setup, record.scored.score
     decision = _decision(record)
@@ -187,9 +203,17 @@ def signal_line(n: int, record: SignalRecord, estimate: str | None = None) -> st
     return (
         f"{n}. <b>{escape(s.symbol)}</b> {_SIDE_ICON[s.side]} {escape(s.strategy)} {s.timeframe}{status} · "
         f"Q{q.total:.0f}{edge}{est} · entry <code>{s.entry}</code> stop <code>{s.stop}</code> "
-        f"target <code>{s.target}</code> (R:R {s.reward_risk}, {record.quantity or 'n/a'} lots) · "
+        f"target <code>{s.target}</code> (R:R {s.reward_risk}, {_size_short(record, instrument)}) · "
         f"<code>{s.signal_id}</code>{tail}"
     )
+
+
+def _size_short(record: SignalRecord, instrument: Instrument | None) -> str:
+    """'280 shares, 1.0x' for a digest line."""
+    if record.quantity is None:
+        return "size n/a"
+    size = instrument.quantity_text(record.quantity) if instrument is not None else f"{record.quantity}"
+    return size if record.sizing is None else f"{size}, {record.sizing.leverage:g}x"
 
 
 def estimate_text(estimate: SignalEstimate | None) -> str | None:
@@ -224,7 +248,10 @@ def signal_message(
     lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
     if any(r.validation is not None and not r.validation.validated for r in records):
         lines.append("⚠️ signals not marked ✅ are not validated: never executed automatically, trade on your judgement")
-    lines += [signal_line(n, r, estimate_text(shown.get(r.signal_id))) for n, r in enumerate(records, start=1)]
+    lines += [
+        signal_line(n, r, estimate_text(shown.get(r.signal_id)), instruments.get(r.scored.setup.symbol))
+        for n, r in enumerate(records, start=1)
+    ]
     buttons: Buttons = []
     for n, record in enumerate(records, start=1):
         if record.status is SignalStatus.PENDING:
@@ -272,9 +299,10 @@ def risk_money(record: SignalRecord, instrument: Instrument) -> Decimal | None:
     return abs(s.entry - s.stop) * record.quantity * instrument.contract_size
 
 
-def fill_text(trade: Trade) -> str:
+def fill_text(trade: Trade, instrument: Instrument | None = None) -> str:
+    size = instrument.quantity_text(trade.quantity) if instrument is not None else f"{trade.quantity}"
     return (
-        f"📥 <b>{escape(trade.symbol)}</b> {_SIDE_ICON[trade.side]} filled {trade.quantity} @ "
+        f"📥 <b>{escape(trade.symbol)}</b> {_SIDE_ICON[trade.side]} filled {size} @ "
         f"<code>{trade.entry_price}</code> (fees {_money(trade.entry_fees)}) · stop <code>{trade.stop}</code> · "
         f"target <code>{trade.target}</code> · <code>{trade.signal_id}</code>"
     )

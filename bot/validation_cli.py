@@ -572,7 +572,7 @@ def _trade_json(t: BacktestTrade) -> dict[str, Any]:
         "target": str(trade.target),
         "quantity": str(trade.quantity),
         "currency": t.currency,
-        "risk_budget": str(t.budget_risk),  # money sized to be lost from the setup's entry to the stop
+        "risk_budget": str(t.budget_risk),  # money sized to be lost at the stop, expected costs included
         "initial_risk": str(t.initial_risk),  # money lost from the actual fill to the stop, before fees
         "initial_risk_r": None if risk_r is None else str(risk_r),  # the fill's risk in R of the budget
         "notional": str(t.notional),

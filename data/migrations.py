@@ -344,6 +344,44 @@ _V6_SYSTEMS: Final = Migration(
     ),
 )
 
+_V7_EXPOSURE_AND_CONTROL: Final = Migration(
+    version=7,
+    name="what a signal's size means in money, and the trader's actions on open positions",
+    statements=(
+        # The sizing shown with a signal (a JSON snapshot): notional, leverage, risk and expected costs.
+        "ALTER TABLE signals ADD COLUMN sizing TEXT CHECK (sizing IS NULL OR json_valid(sizing))",
+        # Every close or stop move the trader asked for on an open position. At most one close of a trade is ever
+        # in flight (the partial unique index): a double press, two chats or a replay send it once.
+        """
+        CREATE TABLE trade_actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            trade_id TEXT NOT NULL REFERENCES trades (trade_id),
+            action TEXT NOT NULL CHECK (action IN ('close', 'stop')),
+            status TEXT NOT NULL CHECK (status IN ('requested', 'done', 'failed')),
+            requested_at TEXT NOT NULL,
+            requested_by INTEGER NOT NULL,
+            old_stop TEXT,
+            new_stop TEXT,
+            detail TEXT NOT NULL DEFAULT '',
+            finished_at TEXT
+        )
+        """,
+        "CREATE UNIQUE INDEX trade_actions_one_close ON trade_actions (trade_id) WHERE action = 'close'"
+        " AND status IN ('requested', 'done')",
+        # A "close all N" confirmation: the positions it showed; its button acts on these and only once.
+        """
+        CREATE TABLE close_batches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            trade_ids TEXT NOT NULL CHECK (json_valid(trade_ids) AND json_type(trade_ids) = 'array'),
+            created_at TEXT NOT NULL,
+            created_by INTEGER NOT NULL,
+            used_at TEXT,
+            used_by INTEGER
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
@@ -351,6 +389,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V4_SHADOW_ORDERS,
     _V5_DRIFT_AND_LEARNING,
     _V6_SYSTEMS,
+    _V7_EXPOSURE_AND_CONTROL,
 )
 
 

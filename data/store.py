@@ -53,6 +53,7 @@ from engine.domain import (
     ensure_utc,
 )
 from engine.ports import DecisionChanged, ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
+from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation, ScoreEdge
 from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
 
@@ -903,6 +904,12 @@ class SqliteStore:
             await _execute(
                 db, "UPDATE signals SET fingerprint = ?, validation = ? WHERE signal_id = ? AND status = 'new'", params
             )
+
+    async def set_signal_sizing(self, signal_id: str, sizing: SizingSummary) -> None:
+        """Keep what a signal's size means in money with it (only while it is NEW)."""
+        params = (_json(sizing.to_json()), _check_text(signal_id, "signal_id"))
+        async with self._write(f"keep the sizing of {signal_id}") as db:
+            await _execute(db, "UPDATE signals SET sizing = ? WHERE signal_id = ? AND status = 'new'", params)
 
     async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
         """The fingerprint of the system that found each signal, for the signals offered with one."""
@@ -1782,7 +1789,18 @@ def _decode_signal_record(row: sqlite3.Row) -> SignalRecord:
         decided_at=_decode_optional_ts(row["decided_at"], f"{where} decided_at"),
         reason=_decode_optional_text(row["reason"], f"{where} reason"),
         validation=_decode_validation(row["validation"], f"{where} validation"),
+        sizing=_decode_sizing(row["sizing"], f"{where} sizing"),
     )
+
+
+def _decode_sizing(value: object, where: str) -> SizingSummary | None:
+    if value is None:
+        return None
+    data = _load_json(value, where)
+    try:
+        return SizingSummary.from_json(data)
+    except (KeyError, TypeError, ValueError, ArithmeticError, AssertionError) as exc:
+        raise CorruptRecordError(f"{where} is not a sizing snapshot: {exc}") from exc
 
 
 def _decode_validation(value: object, where: str) -> PairValidation | None:

@@ -156,7 +156,7 @@ class BacktestTrade:
     entry_hour: int  # exchange-local hour of day of the entry
     entry_weekday: int  # exchange-local weekday of the entry, 0 = Monday
     currency: str = ""
-    budget_risk: Decimal = Decimal(0)  # what sizing risked from the setup's entry to its stop
+    budget_risk: Decimal = Decimal(0)  # what sizing risked from the setup's entry to its stop, costs included
     initial_risk: Decimal = Decimal(0)  # from the fill to the stop, before fees
     notional: Decimal = Decimal(0)
     account_pnl: Decimal | None = None  # net P&L converted at the exit's conversion price
@@ -465,6 +465,7 @@ class _Book:
         self.closed: list[BacktestTrade] = []
         self.still_open: list[BacktestTrade] = []
         self.skips: Counter[str] = Counter()
+        self.open_notional: list[tuple[int, Decimal]] = []  # (exit bar, notional) of each position taken
 
     def busy(self, i: int) -> bool:
         """Whether a signal at bar `i` must be skipped because the symbol still holds a position at its close."""
@@ -507,8 +508,9 @@ class _Book:
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
             return
-        sizing, rates = self.config.sizing, self.config.rates
-        sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, rates.prices_at(_utc(signal_close)))
+        sizing, prices = self.config.sizing, self.config.rates.prices_at(_utc(signal_close))
+        held = sum((n for k, n in self.open_notional if k > i), Decimal(0))
+        sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, prices, costs=costs, open_notional=held)
         if isinstance(sized, str):
             self.skips[sized] += 1
             return
@@ -564,12 +566,13 @@ class _Book:
             hour,
             weekday,
             currency=sizing.currency(instrument),
-            budget_risk=sized.risk_money,
+            budget_risk=sized.risk_with_costs,
             initial_risk=to_money(Fraction(trade.risk_money) * entry_rate),
             notional=sized.notional,
             account_pnl=account_pnl,
             entry_rate=float(entry_rate),
         )
+        self.open_notional.append((self.n if exit_index is None else exit_index, sized.notional))
         if exit_index is None or account_pnl is None:
             self.still_open.append(record)
             self.busy_until = self.n

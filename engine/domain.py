@@ -264,6 +264,25 @@ class Instrument:
         if not isinstance(self.spread, Decimal) or not self.spread.is_finite() or self.spread < 0:
             raise ValueError(f"spread must be a non-negative decimal for {self.symbol}, was {self.spread!r}")
 
+    @property
+    def unit(self) -> str:
+        """What a quantity of this instrument counts: shares, lots (FX and metals), contracts, or the coin."""
+        if self.asset_class in (AssetClass.EQUITY, AssetClass.ETF):
+            return "shares"
+        if self.asset_class is AssetClass.INDEX:
+            return "contracts"
+        if self.asset_class is AssetClass.CRYPTO:
+            symbol = self.symbol.upper()
+            for quote in ("USDT", "USDC", "USD", "EUR", "BTC"):
+                if symbol.endswith(quote) and len(symbol) > len(quote):
+                    return symbol[: -len(quote)]
+            return "coins"
+        return "lots"
+
+    def quantity_text(self, quantity: Decimal) -> str:
+        """A quantity in this instrument's own unit: '280 shares', '0.32 lots', '0.05512 BTC'."""
+        return f"{quantity} {self.unit}"
+
     def price(self, value: float | Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
         """Quantise a price to this instrument's tick."""
         if isinstance(value, float):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
+from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
 
@@ -117,6 +118,7 @@ class SignalRecord:
     decided_at: datetime | None = None
     reason: str | None = None
     validation: PairValidation | None = None  # the system's validation status when the signal was offered
+    sizing: SizingSummary | None = None  # what its size meant in money when it was offered
 
     @property
     def signal_id(self) -> str:
@@ -249,6 +251,10 @@ class BotStore(SignalStore, Protocol):
     ) -> bool:
         """In one transaction approve the signal (from NEW or PENDING) and record its order intent; with `stamp`,
         only if nothing it covers changed since it was read (else raise the store's DecisionChanged)."""
+        ...
+
+    async def set_signal_sizing(self, signal_id: str, sizing: SizingSummary) -> None:
+        """Keep what a new signal's size means in money with it."""
         ...
 
     async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:

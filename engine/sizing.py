@@ -23,22 +23,26 @@ backtest the prices as of each trade's time (`RateHistory`: the linking pair's b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Final
 
 import numpy as np
 
 from engine.bars import Bars, to_nanos
+from engine.costs import CostModel
 from engine.domain import AssetClass, Instrument
 
 MAX_RISK_FRACTION: Final = Decimal("0.1")
 CALENDAR_CURRENCY: Final = {"XNSE": "INR", "XNYS": "USD"}
 STABLECOINS: Final = {"USDT": "USD", "USDC": "USD"}
 CANNOT_SIZE: Final = "cannot size in"  # how every refusal for want of a conversion price begins
+NO_EQUITY: Final = "no equity to risk"
 
 
 def quote_currency(instrument: Instrument, configured: str | None = None) -> str:
@@ -135,6 +139,17 @@ class SizedOrder:
     notional: Decimal  # account money, rounded to 0.01
     notes: tuple[str, ...]  # caps applied, or why the quantity is 0
     rate: Fraction = Fraction(1)  # account money per unit of the quote currency it was sized at
+    costs: Decimal = Decimal("0.00")  # expected costs of the round trip (spread, slippage, commissions), account money
+    leverage: Decimal = Decimal("0.00")  # notional / equity
+
+    @property
+    def risk_with_costs(self) -> Decimal:
+        """What the trade loses at its stop once its costs are paid: what the risk budget holds."""
+        return self.risk_money + self.costs
+
+    def summary(self, currency: str) -> SizingSummary:
+        """The figures a signal shows of this size, in `currency` (the account's)."""
+        return SizingSummary(currency, self.notional, self.leverage, self.risk_money, self.costs, self.notes)
 
     def __post_init__(self) -> None:
         if self.quantity < 0:
@@ -146,6 +161,46 @@ class SizedOrder:
 CENT: Final = Decimal("0.01")
 
 
+@dataclass(frozen=True)
+class SizingSummary:
+    """What a signal's size means in account money, as shown with it: notional and leverage, the loss at the stop
+    and the expected costs of the round trip, and any cap that held it."""
+
+    currency: str
+    notional: Decimal
+    leverage: Decimal
+    risk: Decimal  # to the stop, before costs
+    costs: Decimal  # expected: spread, slippage and commission both ways
+    notes: tuple[str, ...] = ()
+
+    @property
+    def risk_with_costs(self) -> Decimal:
+        return self.risk + self.costs
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "currency": self.currency,
+            "notional": str(self.notional),
+            "leverage": str(self.leverage),
+            "risk": str(self.risk),
+            "costs": str(self.costs),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SizingSummary:
+        notes = data.get("notes") or []
+        assert isinstance(notes, list)
+        return cls(
+            str(data["currency"]),
+            Decimal(str(data["notional"])),
+            Decimal(str(data["leverage"])),
+            Decimal(str(data["risk"])),
+            Decimal(str(data["costs"])),
+            tuple(str(n) for n in notes),
+        )
+
+
 def size_order(
     instrument: Instrument,
     entry: Decimal,
@@ -154,8 +209,13 @@ def size_order(
     risk_fraction: Decimal,
     rate: Fraction,
     limits: SizeLimits | None = None,
+    *,
+    costs: CostModel | None = None,
+    notional_caps: Sequence[tuple[Decimal, str]] = (),
 ) -> SizedOrder:
-    """Size an order risking at most `equity x risk_fraction` (account money) to the stop, within `limits`."""
+    """Size an order risking at most `equity x risk_fraction` (account money) to the stop, its expected `costs`
+    included (None: the price distance alone), within `limits` and each notional cap (account money, with the
+    words that name it)."""
     if not isinstance(equity, Decimal) or not equity.is_finite() or equity <= 0:
         raise ValueError(f"equity must be a positive Decimal, was {equity!r}")
     if not isinstance(risk_fraction, Decimal) or not 0 < risk_fraction <= MAX_RISK_FRACTION:
@@ -166,19 +226,26 @@ def size_order(
         raise ValueError(f"the quote-to-account rate must be positive, was {rate}")
     limits = limits or SizeLimits()
     lot, contract = Fraction(instrument.lot_size), Fraction(instrument.contract_size)
-    loss_per_step = abs(Fraction(entry) - Fraction(stop)) * contract * lot * rate
-    steps = math.floor(Fraction(equity) * Fraction(risk_fraction) / loss_per_step)
+    per_unit, fixed = (Fraction(0), Fraction(0)) if costs is None else expected_costs(instrument, entry, stop, costs)
+    price_loss = abs(Fraction(entry) - Fraction(stop)) * contract * lot * rate
+    cost_per_step = per_unit * contract * lot * rate
+    budget = Fraction(equity) * Fraction(risk_fraction) - fixed * rate
+    steps = max(math.floor(budget / (price_loss + cost_per_step)), 0)
     notes: list[str] = []
     if limits.max_quantity is not None:
         cap = math.floor(Fraction(limits.max_quantity) / lot)
         if steps > cap:
             steps = cap
             notes.append(f"capped at the maximum size {limits.max_quantity}")
+    step_notional = Fraction(entry) * contract * lot * rate
+    caps = list(notional_caps)
     if limits.max_notional is not None:
-        cap = math.floor(Fraction(limits.max_notional) / (Fraction(entry) * contract * lot * rate))
+        caps.append((limits.max_notional, f"the maximum notional {limits.max_notional}"))
+    for money, words in caps:
+        cap = max(math.floor(Fraction(money) / step_notional), 0)
         if steps > cap:
             steps = cap
-            notes.append(f"capped at the maximum notional {limits.max_notional}")
+            notes.append(f"capped at {words}")
     quantity = _lots(steps, instrument.lot_size)
     if steps <= 0:
         notes.append("position too small for the risk budget (0 lots)")
@@ -188,9 +255,24 @@ def size_order(
     children = split_children(quantity, limits.freeze_quantity, instrument.lot_size)
     if len(children) > 1:
         notes.append(f"sent as {len(children)} child orders of at most {limits.freeze_quantity}")
-    risk = Fraction(steps) * loss_per_step
-    notional = Fraction(steps) * Fraction(entry) * contract * lot * rate
-    return SizedOrder(quantity, children, to_money(risk), to_money(notional), tuple(notes), rate)
+    risk = Fraction(steps) * price_loss
+    notional = Fraction(steps) * step_notional
+    spent = Fraction(steps) * cost_per_step + (fixed * rate if steps else 0)
+    money = to_money(notional)
+    leverage = (money / equity).quantize(CENT)
+    return SizedOrder(quantity, children, to_money(risk), money, tuple(notes), rate, to_money(spent), leverage)
+
+
+def expected_costs(
+    instrument: Instrument, entry: Decimal, stop: Decimal, costs: CostModel
+) -> tuple[Fraction, Fraction]:
+    """The round trip's expected costs to the stop, in the quote currency: per unit of the instrument (the whole
+    spread, slippage and the commission's basis points on the entry and on the stop) and per trade (the
+    per-order commission, twice)."""
+    bps = Fraction(10_000)
+    rate = Fraction(costs.slippage_bps + costs.commission_bps) / bps
+    per_unit = Fraction(instrument.spread) + rate * (Fraction(entry) + Fraction(stop))
+    return per_unit, 2 * Fraction(costs.commission_per_order)
 
 
 def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> tuple[Decimal, ...]:
@@ -221,6 +303,80 @@ def pnl_to_account(pnl: Decimal, rate: Fraction) -> Decimal:
     return to_money(Fraction(pnl) * rate)
 
 
+class ExposureClass(StrEnum):
+    """What kind of exposure an instrument is, for its notional cap."""
+
+    CASH_EQUITY = "cash_equity"  # shares and ETFs, bought outright
+    FX_MAJOR = "fx_major"  # both currencies among USD, EUR, JPY, GBP, CHF, CAD
+    FX_OTHER = "fx_other"
+    GOLD = "gold"
+    METAL = "metal"
+    INDEX = "index"  # index futures (NIFTY)
+    CRYPTO = "crypto"
+
+
+FX_MAJOR_CURRENCIES: Final = frozenset({"USD", "EUR", "JPY", "GBP", "CHF", "CAD"})
+# Notional per position as a multiple of equity: what a careful retail trader would allow, at or below the ESMA
+# retail leverage limits (30:1 major FX, 20:1 other FX and gold, 10:1 other metals, 2:1 crypto), with no margin on
+# shares and 5x on index futures (NSE margins allow about 8x).
+DEFAULT_MAX_LEVERAGE: Final = MappingProxyType(
+    {
+        ExposureClass.CASH_EQUITY: Decimal(1),
+        ExposureClass.FX_MAJOR: Decimal(30),
+        ExposureClass.FX_OTHER: Decimal(20),
+        ExposureClass.GOLD: Decimal(20),
+        ExposureClass.METAL: Decimal(10),
+        ExposureClass.INDEX: Decimal(5),
+        ExposureClass.CRYPTO: Decimal(2),
+    }
+)
+DEFAULT_MAX_TOTAL_LEVERAGE: Final = Decimal(30)  # all open positions together
+
+
+def exposure_class(instrument: Instrument) -> ExposureClass:
+    """The exposure class of an instrument (its notional cap)."""
+    a = instrument.asset_class
+    if a in (AssetClass.EQUITY, AssetClass.ETF):
+        return ExposureClass.CASH_EQUITY
+    if a is AssetClass.INDEX:
+        return ExposureClass.INDEX
+    if a is AssetClass.CRYPTO:
+        return ExposureClass.CRYPTO
+    if a is AssetClass.METAL:
+        return ExposureClass.GOLD if instrument.symbol.upper().startswith("XAU") else ExposureClass.METAL
+    symbol = instrument.symbol.upper()
+    major = len(symbol) == 6 and {symbol[:3], symbol[3:]} <= FX_MAJOR_CURRENCIES
+    return ExposureClass.FX_MAJOR if major else ExposureClass.FX_OTHER
+
+
+@dataclass(frozen=True)
+class ExposureLimits:
+    """Notional caps: per position by exposure class (overridden per symbol), and for the whole open book."""
+
+    max_leverage: Mapping[ExposureClass, Decimal] = field(default_factory=lambda: dict(DEFAULT_MAX_LEVERAGE))
+    per_symbol: Mapping[str, Decimal] = field(default_factory=dict)
+    max_total_leverage: Decimal = DEFAULT_MAX_TOTAL_LEVERAGE
+
+    def __post_init__(self) -> None:
+        merged = {**DEFAULT_MAX_LEVERAGE, **self.max_leverage}
+        for name, value in (*((str(k), v) for k, v in merged.items()), *self.per_symbol.items()):
+            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+                raise ValueError(f"max leverage of {name} must be a positive Decimal, was {value!r}")
+        total = self.max_total_leverage
+        if not isinstance(total, Decimal) or not total.is_finite() or total <= 0:
+            raise ValueError(f"max_total_leverage must be a positive Decimal, was {total!r}")
+        object.__setattr__(self, "max_leverage", merged)
+        object.__setattr__(self, "per_symbol", dict(self.per_symbol))
+
+    def cap(self, instrument: Instrument) -> tuple[Decimal, str]:
+        """The most notional one position may hold, as a multiple of equity, and what sets it."""
+        own = self.per_symbol.get(instrument.symbol)
+        if own is not None:
+            return own, f"{instrument.symbol}'s"
+        kind = exposure_class(instrument)
+        return self.max_leverage[kind], kind.value.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class Sizing:
     """How an account sizes orders: `risk_fraction` of its equity at risk, in its currency, within limits.
@@ -234,6 +390,7 @@ class Sizing:
     account_currency: str | None = None
     quote_currencies: Mapping[str, str] = field(default_factory=dict)
     limits: Mapping[str, SizeLimits] = field(default_factory=dict)
+    exposure: ExposureLimits = field(default_factory=ExposureLimits)
 
     def __post_init__(self) -> None:
         rf = self.risk_fraction
@@ -256,15 +413,43 @@ class Sizing:
         return quote_to_account(instrument, self.account_currency, price, prices, quote)
 
     def size(
-        self, instrument: Instrument, entry: Decimal, stop: Decimal, equity: Decimal, prices: Mapping[str, Decimal]
+        self,
+        instrument: Instrument,
+        entry: Decimal,
+        stop: Decimal,
+        equity: Decimal,
+        prices: Mapping[str, Decimal],
+        *,
+        costs: CostModel | None = None,
+        open_notional: Decimal = Decimal(0),
     ) -> SizedOrder | str:
-        """The order risking `risk_fraction` of `equity` from `entry` to `stop`, or why it cannot be sized."""
+        """The order risking `risk_fraction` of `equity` from `entry` to `stop` with its expected `costs`, within
+        the symbol's limits, its notional cap and what the open book (`open_notional`, account money) leaves of the
+        total cap; or why it cannot be sized."""
+        if not equity.is_finite() or equity <= 0:
+            return f"{NO_EQUITY}: realised equity is {equity:,.2f}; entries are refused until it is positive"
         try:
             rate = self.rate(instrument, entry, prices)
         except ValueError as exc:
             return f"{CANNOT_SIZE} {self.account_currency}: {exc}; set [bot.fx_rates] or add the pair to the watchlist"
+        own, whose = self.exposure.cap(instrument)
+        total = self.exposure.max_total_leverage
+        room = max(equity * total - open_notional, Decimal(0))
+        caps = [
+            (equity * own, f"the {own:g}x notional cap of {whose} positions ({equity * own:,.2f})"),
+            (room, f"the {total:g}x cap on all open positions ({room:,.2f} left)"),
+        ]
         limits = self.limits.get(instrument.symbol)
-        return size_order(instrument, entry, stop, equity, self.risk_fraction, rate, limits)
+        return size_order(
+            instrument, entry, stop, equity, self.risk_fraction, rate, limits, costs=costs, notional_caps=caps
+        )
+
+    def notional(
+        self, instrument: Instrument, quantity: Decimal, price: Decimal, prices: Mapping[str, Decimal]
+    ) -> Decimal:
+        """A position's notional in account money at `price` (ValueError names a missing conversion pair)."""
+        units = Fraction(quantity) * Fraction(instrument.contract_size)
+        return to_money(units * Fraction(price) * self.rate(instrument, price, prices))
 
     def to_account(
         self, instrument: Instrument, pnl: Decimal, exit_price: Decimal, prices: Mapping[str, Decimal]

@@ -181,7 +181,7 @@ async def test_signal_command_sends_signals_with_buttons_from_real_data(tg: Fake
         text = gbp.body
         for part in ("GBPUSD", "LONG", "trend_pullback", "1h", "entry 1.35651", "stop 1.35347", "target 1.36259"):
             assert part in text, part
-        assert "R:R 2.00" in text and "size 0.32 lots" in text and "quality 74/100" in text
+        assert "R:R 2.00" in text and "size 0.27 lots" in text and "notional " in text and "quality 74/100" in text
         assert "expires Thu 12 Jun 07:00 EDT (11:00Z)" in text
         assert [label for label, _ in gbp.buttons] == ["✅ Approve", "❌ Reject"]
         assert all(len(data.encode()) <= 64 for _, data in gbp.buttons if data)
@@ -196,11 +196,11 @@ async def test_approve_gives_one_order_and_one_fill(tg: FakeTelegram, env: Path)
         query = tg.click(TRADER, message, button="✅ Approve")
         assert (await tg.wait_for_answer(query)).text == "Approving…"
         fill = await tg.wait_for_message(lambda m: "filled" in m.body and "GBPUSD" in m.body, since=0, timeout=20)
-        assert "filled 0.32 @ 1.35671 (fees 4.34)" in fill.body  # ask 1.35657 + 1 bp slippage, tick up; 1 bp fee
+        assert "filled 0.27 lots @ 1.35671 (fees 3.66)" in fill.body  # ask 1.35657 + 1 bp slippage, tick up; 1 bp fee
         edited = await tg.wait_for_edit(message.chat_id, message.message_id, lambda m: "filled" in m.body, timeout=20)
         assert edited.buttons == [] and f"by {TRADER}" in edited.body
         assert b.query("SELECT COUNT(*) FROM orders") == [(1,)]
-        assert b.query("SELECT kind, quantity, entry_price FROM trades") == [("paper", "0.32", "1.35671")]
+        assert b.query("SELECT kind, quantity, entry_price FROM trades") == [("paper", "0.27", "1.35671")]
 
 
 async def test_a_double_click_gives_exactly_one_order(tg: FakeTelegram, env: Path) -> None:

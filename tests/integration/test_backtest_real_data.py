@@ -18,7 +18,7 @@ import pytest
 
 from engine.backtest import SKIP_IN_POSITION, SKIP_WARMUP, BacktestConfig, BacktestResult, backtest
 from engine.costs import BPS, CostModel
-from engine.domain import Side
+from engine.domain import AssetClass, Side
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.strategy import build_strategy
@@ -32,6 +32,7 @@ CONFIG = BacktestConfig(
     costs=CostModel(slippage_bps=SLIPPAGE_BPS, commission_bps=COMMISSION_BPS),
     slippage_atr=SLIPPAGE_ATR,
 )
+CAPS = {AssetClass.FX: Decimal(30), AssetClass.ETF: Decimal(1), AssetClass.EQUITY: Decimal(1)}  # x equity
 FAMILIES = [
     ("trend_pullback", "EURUSD", 30),
     ("pattern_reversal", "SPY", 30),
@@ -124,13 +125,20 @@ def test_pnl_r_and_size_follow_from_prices_fees_and_the_budget(run: tuple[Market
             assert pnl < 0
         if t.exit_reason is ExitReason.TARGET:
             assert pnl > 0
-        # Size, as the desk sizes: risk from the setup's entry within 1% of the equity realised before entry,
-        # and one more lot would exceed it.
+        # Size, as the desk sizes: the loss at the stop from the setup's entry plus the round trip's expected costs
+        # (the whole spread, slippage and commission on entry and stop) within 1% of the equity realised before
+        # entry, and one more lot would exceed it, unless the notional cap of the instrument's class stopped it.
         before = equity + sum((p for k, p in realised if k < bt.entry_index), Decimal(0))
         budget = before * CONFIG.risk_fraction
-        planned = abs(bt.setup.entry - t.stop) * units
-        one_lot = abs(bt.setup.entry - t.stop) * instrument.lot_size * t.contract_size
-        assert planned <= budget < planned + one_lot, f"{t.trade_id}: risk {planned} vs budget {budget}"
+        entry = bt.setup.entry
+        per_unit = abs(entry - t.stop) + instrument.spread + (SLIPPAGE_BPS + COMMISSION_BPS) * (entry + t.stop) / BPS
+        planned = per_unit * units
+        one_lot = per_unit * instrument.lot_size * t.contract_size
+        cap = before * CAPS[instrument.asset_class]
+        lot_notional = entry * instrument.lot_size * t.contract_size
+        capped = (units / instrument.lot_size / t.contract_size + 1) * lot_notional > cap
+        assert planned <= budget and entry * units <= cap, f"{t.trade_id}: risk {planned} vs budget {budget}"
+        assert capped or budget < planned + one_lot, f"{t.trade_id}: {planned} + one lot would fit {budget}"
         assert bt.budget_risk == planned.quantize(Decimal("0.01"))
         assert t.quantity % instrument.lot_size == 0
         realised.append((bt.exit_index or 0, pnl))

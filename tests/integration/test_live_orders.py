@@ -51,7 +51,7 @@ async def test_a_partial_fill_records_a_live_trade_of_the_filled_quantity_only(
         assert fill is not None and fill.quantity == Decimal("0.1")
         filled = await rt.store.signal(signal_id)
         assert filled is not None and filled.status is SignalStatus.FILLED
-        assert any("filled 0.1 @ <code>1.35657</code>" in t for t in await chat_texts(rt))
+        assert any("filled 0.1 lots @ <code>1.35657</code>" in t for t in await chat_texts(rt))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT quantity, fill_quantity FROM orders").fetchall() == [(str(asked), "0.1")]
     [at_oanda] = oanda.open_trades

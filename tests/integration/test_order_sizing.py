@@ -20,17 +20,18 @@ from bot.children import ChildOrderBroker, child_ids
 from bot.composition import backtest_config
 from bot.config import load_settings
 from bot.desk import OutcomeKind
-from bot.messages import report_text
+from bot.messages import exposure_line, report_text
 from bot.rates import Rate, RateBook, RateSource, needed_pairs
 from bot.runtime import desk_policy
 from data.csv_provider import CsvProvider, write_bar_csv
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.catalog import default_instrument
-from engine.domain import Instrument, QualityScore, ScoredSetup, Setup, Side, SignalStatus
+from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
 from engine.performance import summarize
-from engine.ports import BrokerError, BrokerErrorKind, OutboxKind
-from engine.sizing import SizeLimits
+from engine.ports import BrokerError, BrokerErrorKind, OutboxKind, SignalRecord
+from engine.protections import ProtectionConfig
+from engine.sizing import ExposureLimits, SizeLimits
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
 from tests.fakes.broker import PinnedQuoteBroker
 from tests.integration.test_desk import TRADER, Desk, build
@@ -83,6 +84,22 @@ async def offered(d: Desk, symbol: str) -> str:
     raise AssertionError(f"no {symbol} signal offered")
 
 
+async def offered_record(d: Desk, symbol: str) -> SignalRecord:
+    record = await d.store.signal(await offered(d, symbol))
+    assert record is not None
+    return record
+
+
+async def offered_pair(d: Desk) -> tuple[str, str]:
+    """Offer the run's signals: the GBPUSD and XAUUSD ones."""
+    by_symbol = {}
+    for signal_id in await d.offer():
+        record = await d.store.signal(signal_id)
+        assert record is not None
+        by_symbol[record.scored.setup.symbol] = signal_id
+    return by_symbol["GBPUSD"], by_symbol["XAUUSD"]
+
+
 @pytest.fixture
 async def d(tmp_path: Path) -> AsyncIterator[Desk]:
     async for built in build(tmp_path):
@@ -97,17 +114,28 @@ def test_the_pairs_a_watchlist_needs_for_a_usd_account() -> None:
 
 async def test_sizes_are_in_the_account_currency_and_say_what_is_missing(d: Desk) -> None:
     d.desk.instruments.update({"USDJPY": USDJPY, "RELIANCE": RELIANCE})
-    # USDJPY: 0.500 JPY x 100,000 = 50,000 JPY per lot = $333.33 at 150.000; $100 at risk -> 0.30 lots.
+    # USDJPY: 0.500 JPY x 100,000 = 50,000 JPY per lot = $333.33 at 150.000, and the round trip's expected costs
+    # (2 bps of 150.000 + 149.500 = 0.05990 JPY, plus the spread) = $40.00 a lot: $100 holds 0.26 lots.
     jpy = d.desk.size(scored("USDJPY", Side.LONG, "150.000", "149.500", "151.000").setup, D(10000))
-    assert not isinstance(jpy, str) and jpy.quantity == D("0.30") and jpy.risk_money == D("100.00")
+    assert not isinstance(jpy, str) and jpy.quantity == D("0.26")
+    assert (jpy.risk_money, jpy.costs, jpy.risk_with_costs) == (D("86.67"), D("10.40"), D("97.07"))
     # RELIANCE in a USD account needs an INR rate: none known -> the signal cannot be sized, and says why.
     reliance = scored("RELIANCE", Side.LONG, "2900.00", "2880.00", "2950.00").setup
     missing = d.desk.size(reliance, D(10000))
     assert isinstance(missing, str) and "INRUSD or USDINR" in missing and "[bot.fx_rates]" in missing
-    # With USDINR 84 configured: 20 INR a share = $0.238; $100 buys floor(420) = 420 shares, risking $100.00.
+    # With USDINR 84 configured: 20 INR a share = $0.238 plus 1.206 INR of expected costs (0.05 spread, 2 bps of
+    # 2900 + 2880); $100 would buy 396 shares ($13,671), but shares are bought outright: the 1x cap of a $10,000
+    # account holds 289 ($9,977.38), risking $68.81 and $4.15 of costs.
     d.desk.rates = RateBook({"RELIANCE": "INRUSD"}, None, {"USDINR": D("84")})
     sized = d.desk.size(reliance, D(10000))
-    assert not isinstance(sized, str) and sized.quantity == D(420) and sized.risk_money == D("100.00")
+    assert not isinstance(sized, str) and sized.quantity == D(289)
+    assert (sized.risk_money, sized.costs, sized.notional, sized.leverage) == (
+        D("68.81"),
+        D("4.15"),
+        D("9977.38"),
+        D("1.00"),
+    )
+    assert sized.notes == ("capped at the 1x notional cap of cash equity positions (10,000.00)",)
 
 
 async def test_a_eur_account_converts_gold_with_the_watchlists_eurusd(tmp_path: Path) -> None:
@@ -120,9 +148,11 @@ async def test_a_eur_account_converts_gold_with_the_watchlists_eurusd(tmp_path: 
         closes = np.array([1.09, 1.095, 1.10])
         bars = Bars(EURUSD.interval, times, closes, closes, closes, closes, np.zeros(n))
         d.desk.rates.update_from_bars({"EURUSD": bars})
-        # $10 x 100 oz = $1,000 per lot = EUR 909.09 at 1.10; EUR 100 buys 0.11 lots (EUR 100.00 risked).
+        # $10 x 100 oz = $1,000 per lot = EUR 909.09 at 1.10, plus EUR 95.27 of expected costs a lot (0.25 spread,
+        # 2 bps of 2000 + 1990): EUR 100 buys 0.09 lots.
         sized = d.desk.size(gold, D(10000))
-        assert not isinstance(sized, str) and sized.quantity == D("0.11") and sized.risk_money == D("100.00")
+        assert not isinstance(sized, str) and sized.quantity == D("0.09")
+        assert (sized.risk_money, sized.costs) == (D("81.82"), D("8.57"))
         rate = d.desk.rates.rate("USDEUR")
         assert rate is not None and rate.source is RateSource.WATCHLIST and rate.symbol == "EURUSD"
 
@@ -314,4 +344,67 @@ async def test_the_backtest_sizes_a_setup_exactly_as_the_desk_does(tmp_path: Pat
     at_desk = desk.sizing.size(RELIANCE, setup.entry, setup.stop, desk.equity, prices)
     in_backtest = config.sizing.size(RELIANCE, setup.entry, setup.stop, config.equity, prices)
     assert at_desk == in_backtest
-    assert not isinstance(at_desk, str) and at_desk.quantity == D(840) and at_desk.risk_money == D("100.00")
+    # $100 to the stop would be 840 shares ($12,500); a cash account holds at most its equity: 672 shares.
+    assert not isinstance(at_desk, str) and at_desk.quantity == D(672) and at_desk.risk_money == D("80.00")
+
+
+async def test_a_share_position_holds_at_most_the_equity_and_says_so(d: Desk) -> None:
+    # SPY short from 600.55 with a 36-cent stop: $100 of risk would be 230 shares ($138,126, 13.8x equity); shares
+    # are bought outright, so the 1x cap holds it at 16 shares ($9,608.80), and the signal says what held it.
+    d.desk.instruments["SPY"] = default_instrument("SPY")
+    setup = Setup("trend_pullback", "SPY", Side.SHORT, D("600.55"), D("600.91"), (D("599.83"),), T0, Interval.M5, ())
+    sized = d.desk.size(setup, D(10000))
+    assert not isinstance(sized, str)
+    assert (sized.quantity, sized.notional, sized.leverage) == (D(16), D("9608.80"), D("0.96"))
+    assert sized.notes == ("capped at the 1x notional cap of cash equity positions (10,000.00)",)
+    # Risk and costs of what is held: 16 x 0.36 = $5.76 to the stop; 16 x (0.01 spread + 2 bps of 1,201.46).
+    assert (sized.risk_money, sized.costs) == (D("5.76"), D("4.00"))
+    line = exposure_line(
+        replace(await offered_record(d, "GBPUSD"), sizing=sized.summary("USD")), default_instrument("SPY")
+    )
+    assert line == (
+        "notional 9,608.80 USD (0.96x equity) · risk <b>9.76</b> USD incl. 4.00 expected costs · "
+        "capped at the 1x notional cap of cash equity positions (10,000.00)"
+    )
+
+
+async def test_all_open_positions_together_stay_under_the_total_cap(d: Desk) -> None:
+    gbp, gold = await offered_pair(d)
+    first, second = await d.store.signal(gbp), await d.store.signal(gold)
+    assert first is not None and second is not None and first.sizing is not None and second.sizing is not None
+    # A total cap just above the first position: it fills, and the second, sized before the first was taken, is
+    # refused at the click because both together would pass it.
+    cap = first.sizing.leverage + D("0.5")
+    total = ExposureLimits(max_total_leverage=cap)
+    d.desk.policy = replace(d.desk.policy, sizing=replace(d.desk.policy.sizing, exposure=total))
+    assert (await d.desk.approve(gbp, TRADER)).kind is OutcomeKind.DONE
+    refused = await d.desk.approve(gold, TRADER)
+    assert refused.kind is OutcomeKind.REFUSED
+    assert refused.message.startswith("Refused: all open positions would hold ") and f"above the {cap:g}x cap" in (
+        refused.message
+    )
+    assert await d.status(gold) is SignalStatus.PENDING
+    # Sizing with the open book counts what is held: the room left is what the next position may take.
+    [held] = await d.store.open_trades()
+    room = d.desk.size(second.scored.setup, D(10000), [held])
+    assert not isinstance(room, str) and room.notional <= D(10000) * cap - d.desk.open_notional([held])
+    assert any("cap on all open positions" in n for n in room.notes)
+
+
+async def test_no_equity_left_refuses_entries_with_the_reason(d: Desk) -> None:
+    gbp, gold = await offered_pair(d)
+    assert (await d.desk.approve(gbp, TRADER)).kind is OutcomeKind.DONE
+    # The position closes 0.45 below its entry: 0.27 lots lose $12,331.71 of a $10,000 account.
+    [trade] = await d.store.open_trades()
+    assert await d.store.close_trade(trade.trade_id, d.clock.now(), D("0.90000"), ExitReason.MANUAL, D(0))
+    d.desk.policy = replace(d.desk.policy, protections=ProtectionConfig(daily_loss_fraction=None))
+    equity = (await d.desk.book(d.clock.now())).equity
+    assert equity < 0
+    outcome = await d.desk.approve(gold, TRADER)
+    assert outcome.kind is OutcomeKind.REFUSED
+    assert outcome.message == f"Refused: no equity to risk: realised equity is {equity:,.2f}."
+    assert await d.status(gold) is SignalStatus.PENDING
+    record = await d.store.signal(gold)
+    assert record is not None
+    refused = d.desk.size(record.scored.setup, equity)
+    assert refused == f"no equity to risk: realised equity is {equity:,.2f}; entries are refused until it is positive"

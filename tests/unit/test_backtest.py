@@ -162,14 +162,16 @@ def test_spread_slippage_and_commission_are_exact_to_the_tick_and_the_cent() -> 
     t = bt.trade
     # Buy at the open 100: ask 100.025 -> 100.05 (ceil to 0.05); x 1.001 = 100.15005 -> 100.20.
     assert t.entry_price == D("100.20")
-    # Sized on the setup's entry, as the desk: risk 100 / (100 - 95) = 20 shares.
-    # Fee 100.20 x 20 x 0.0003 + 20 = 20.6012 -> 20.60.
-    assert (t.quantity, t.entry_fees) == (D(20), D("20.60"))
+    # Sized on the setup's entry, as the desk, with the round trip's expected costs inside the 100 risked: per
+    # share 5 to the stop + 0.05 spread + 13 bps of (100 + 95) = 5.3035, and 2 x 20 per order: 60 / 5.3035 = 11.
+    # Fee 100.20 x 11 x 0.0003 + 20 = 20.3306 -> 20.33.
+    assert (t.quantity, t.entry_fees) == (D(11), D("20.33"))
+    assert bt.budget_risk == D("98.34")  # 11 x 5.3035 + 40
     # Sell at the target 110: bid 109.975 -> 109.95 (floor); x 0.999 = 109.84005 -> 109.80.
-    # Fee 109.80 x 20 x 0.0003 + 20 = 20.6588 -> 20.66.
-    assert (t.exit_reason, t.exit_price, t.exit_fees) == (ExitReason.TARGET, D("109.80"), D("20.66"))
-    # (109.80 - 100.20) x 20 - 20.60 - 20.66 = 150.74; risk at the fill 5.20 x 20 = 104.00; 1.449 -> 1.45R.
-    assert (t.pnl, t.pnl_r) == (D("150.74"), D("1.45"))
+    # Fee 109.80 x 11 x 0.0003 + 20 = 20.3623 -> 20.36.
+    assert (t.exit_reason, t.exit_price, t.exit_fees) == (ExitReason.TARGET, D("109.80"), D("20.36"))
+    # (109.80 - 100.20) x 11 - 20.33 - 20.36 = 64.91; risk at the fill 5.20 x 11 = 57.20; 1.1348 -> 1.13R.
+    assert (t.pnl, t.pnl_r) == (D("64.91"), D("1.13"))
 
 
 def test_atr_slippage_moves_both_fills_against_the_trader_by_a_fraction_of_atr14() -> None:
@@ -213,13 +215,13 @@ def test_the_equity_curve_marks_an_open_position_to_market_at_each_close() -> No
     result = run(context(rows), long_at(2), BacktestConfig(costs=costs, score_setups=False))
     curve = result.equity
     (bt,) = result.trades
-    assert bt.trade.quantity == D(20)
-    # Bars 0-2 flat; bar 3 holds 20 shares bought at 100 with a 1.00 fee, closing at 98; bar 4 exits at 110.
-    assert list(curve.equity) == pytest.approx([10_000, 10_000, 10_000, 10_000 - 40 - 1, 10_000 + 200 - 2, 10_198])
-    assert list(curve.realized) == pytest.approx([10_000] * 4 + [10_198, 10_198])
+    assert bt.trade.quantity == D(19)  # (100 - 2 x 1.00 of fees) / 5 to the stop = 19.6
+    # Bars 0-2 flat; bar 3 holds 19 shares bought at 100 with a 1.00 fee, closing at 98; bar 4 exits at 110.
+    assert list(curve.equity) == pytest.approx([10_000, 10_000, 10_000, 10_000 - 38 - 1, 10_000 + 190 - 2, 10_188])
+    assert list(curve.realized) == pytest.approx([10_000] * 4 + [10_188, 10_188])
     assert list(curve.in_position) == [False, False, False, True, True, False]
     assert result.metrics.exposure == pytest.approx(2 / 6)
-    assert result.metrics.max_drawdown == pytest.approx(41 / 10_000)
+    assert result.metrics.max_drawdown == pytest.approx(39 / 10_000)
 
 
 def test_one_position_per_symbol_skips_signals_while_in_a_position_and_counts_them() -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.composition import sizing
 from bot.config import ConfigError, load_settings, unknown_env
-from engine.catalog import DEFAULT_WATCHLIST
+from engine.catalog import DEFAULT_WATCHLIST, default_instrument
 from engine.quality import Component
+from engine.sizing import ExposureClass
 from engine.strategy import strategy_names
 
 
@@ -147,6 +149,15 @@ def test_example_config_file_loads() -> None:
         ('[learning]\ndemote_action = "close"\n', r"learning\.demote_action: Input should be 'ask_only', 'pause'"),
         ('[learning]\nmethod = "neural"\n', r"learning\.method: Input should be 'isotonic' or 'logistic'"),
         ("[learning]\nhalf_life_days = 0\n", r"learning\.half_life_days: Input should be greater than 0"),
+        (
+            '[bot.exposure]\nmax_leverage = {stocks = "1"}\n',
+            r"bot\.exposure\.max_leverage\.stocks\.\[key\]: Input should be",
+        ),
+        (
+            '[bot.exposure]\nmax_leverage = {crypto = "0"}\n',
+            r"bot\.exposure\.max_leverage\.crypto: Input should be greater",
+        ),
+        ('[bot.exposure]\nmax_total_leverage = "-1"\n', r"bot\.exposure\.max_total_leverage: Input should be greater"),
     ],
 )
 def test_bad_config_names_key_and_rule(tmp_path: Path, toml: str, expected: str) -> None:
@@ -197,6 +208,19 @@ def test_bad_instrument_names_key_and_rule(tmp_path: Path, tick: str, calendar: 
     write(tmp_path / "tradebot.toml", text)
     with pytest.raises(ConfigError, match=expected):
         load_settings({})
+
+
+def test_exposure_caps_come_from_the_config_with_careful_defaults(tmp_path: Path) -> None:
+    text = WATCH.format(tick="0.00001", calendar="FX", extra='max_leverage = "10"')
+    write(
+        tmp_path / "tradebot.toml", text + '[bot.exposure]\nmax_leverage = {crypto = "1"}\nmax_total_leverage = "12"\n'
+    )
+    exposure = sizing(load_settings({})).exposure
+    assert exposure.max_leverage[ExposureClass.CRYPTO] == Decimal(1)  # as configured
+    assert exposure.max_leverage[ExposureClass.CASH_EQUITY] == Decimal(1)  # the defaults for the rest
+    assert exposure.max_leverage[ExposureClass.FX_MAJOR] == Decimal(30)
+    assert exposure.cap(default_instrument("EURUSD")) == (Decimal(10), "EURUSD's")  # the watchlist's own
+    assert exposure.max_total_leverage == Decimal(12)
 
 
 def test_duplicate_watchlist_symbol(tmp_path: Path) -> None:
