@@ -12,14 +12,18 @@ MAX_CALLBACK_BYTES = 64
 class Action(StrEnum):
     APPROVE = "ap"
     REJECT = "rj"
-    CLOSE_ALL = "ca"  # /stop's confirm button: also close every open paper position
     KEEP_OPEN = "ko"  # /stop's other button: leave positions open
     ENABLE = "en"  # turn a disabled or demoted strategy x instrument back on; carries the pair control's id
+    CLOSE_TRADE = "cl"  # close one open position; carries its trade id
+    BREAKEVEN = "be"  # move one open position's stop to its entry; carries its trade id
+    CLOSE_BATCH = "cb"  # close the positions a "close all" confirmation listed; carries its id
 
 
 _SIGNAL_ACTIONS = frozenset({Action.APPROVE, Action.REJECT})
-_PATTERN = re.compile(r"(ap|rj|ca|ko):([0-9a-f]{10}|-)")
-_CONTROL_PATTERN = re.compile(r"en:([1-9][0-9]{0,17})")
+_TRADE_ACTIONS = frozenset({Action.CLOSE_TRADE, Action.BREAKEVEN})
+_PATTERN = re.compile(r"(ap|rj|ko):([0-9a-f]{10}|-)")
+_NUMBERED_PATTERN = re.compile(r"(en|cb):([1-9][0-9]{0,17})")
+_TRADE_PATTERN = re.compile(r"(cl|be):([A-Za-z0-9][A-Za-z0-9._-]{0,59})")
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,20 @@ class Callback:
     action: Action
     signal_id: str | None = None
     control_id: int | None = None  # ENABLE only
+    trade_id: str | None = None  # CLOSE_TRADE and BREAKEVEN
+    batch_id: int | None = None  # CLOSE_BATCH
 
     def encode(self) -> str:
         if self.action is Action.ENABLE:
             data = f"{self.action.value}:{self.control_id}"
+        elif self.action is Action.CLOSE_BATCH:
+            data = f"{self.action.value}:{self.batch_id}"
+        elif self.action in _TRADE_ACTIONS:
+            data = f"{self.action.value}:{self.trade_id}"
         else:
             data = f"{self.action.value}:{self.signal_id or '-'}"
-        if len(data.encode()) > MAX_CALLBACK_BYTES:
-            raise ValueError(f"callback data must fit {MAX_CALLBACK_BYTES} bytes, was {data!r}")
+        if len(data.encode()) > MAX_CALLBACK_BYTES or parse(data) != self:
+            raise ValueError(f"callback data must be valid and fit {MAX_CALLBACK_BYTES} bytes, was {data!r}")
         return data
 
 
@@ -42,8 +52,13 @@ def parse(data: str | None) -> Callback | None:
     """Decode callback data; None for anything malformed or forged."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
         return None
-    if enable := _CONTROL_PATTERN.fullmatch(data):
-        return Callback(Action.ENABLE, control_id=int(enable.group(1)))
+    if numbered := _NUMBERED_PATTERN.fullmatch(data):
+        number = int(numbered.group(2))
+        if numbered.group(1) == Action.ENABLE.value:
+            return Callback(Action.ENABLE, control_id=number)
+        return Callback(Action.CLOSE_BATCH, batch_id=number)
+    if trade := _TRADE_PATTERN.fullmatch(data):
+        return Callback(Action(trade.group(1)), trade_id=trade.group(2))
     match = _PATTERN.fullmatch(data)
     if match is None:
         return None

@@ -24,7 +24,7 @@ from decimal import Decimal
 from engine.domain import Instrument
 from engine.ports import Broker, BrokerError
 from engine.sizing import split_children
-from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade
+from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,41 @@ class ChildOrderBroker:
     async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
         """How the trade of this order ended at the broker (for a split order: its first child's trade)."""
         return await self.inner.trade_exit(client_order_id)
+
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close the trade, or each child's trade of a split order, and return the exit at their average price.
+
+        A child whose close fails stops the closing there and raises: the trade stays open in the store, and the
+        children already closed return their closes when it is closed again."""
+        parts = self._parts(instrument, trade)
+        if len(parts) == 1:
+            return await self.inner.close_trade(instrument, trade)
+        exits = [await self.inner.close_trade(instrument, part) for part in parts]
+        quantity = sum((e.quantity for e in exits), Decimal(0))
+        price = sum((e.price * e.quantity for e in exits), Decimal(0)) / quantity  # an average, as fills are
+        return BrokerExit(
+            trade.signal_id,
+            price,
+            max(e.closed_at for e in exits),
+            ExitReason.MANUAL,
+            quantity,
+            sum((e.fees for e in exits), Decimal(0)),
+            sum((e.financing for e in exits), Decimal(0)),
+        )
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        """Move the stop of the trade, or of each child's trade of a split order."""
+        for part in self._parts(instrument, trade):
+            await self.inner.move_stop(instrument, part, stop)
+
+    def _parts(self, instrument: Instrument, trade: Trade) -> list[Trade]:
+        """The trade as the broker holds it: one per child order it was sent as."""
+        freeze = self.freeze.get(instrument.symbol)
+        sizes = split_children(trade.quantity, freeze, instrument.lot_size)
+        if len(sizes) == 1:
+            return [trade]
+        ids = child_ids(trade.signal_id, len(sizes))
+        return [replace(trade, signal_id=i, quantity=q) for i, q in zip(ids, sizes, strict=True)]
 
     async def cancel(self, client_order_id: str) -> None:
         await self.inner.cancel(client_order_id)

@@ -763,6 +763,8 @@ class Settings(BaseSettings):
         default=(), validation_alias="TELEGRAM_ALLOWED_USERS"
     )
     telegram_chat_id: int | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
+    # Who may close positions and move their stops (default: the first allowed user); must be an allowed user.
+    telegram_owner_id: int | None = Field(default=None, validation_alias="TELEGRAM_OWNER_ID")
     telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
     oanda_token: SecretStr | None = Field(default=None, validation_alias="OANDA_TOKEN")
 
@@ -806,6 +808,20 @@ class Settings(BaseSettings):
         ):
             raise ValueError("broker kind 'oanda' needs the OANDA_TOKEN environment variable")
         return self
+
+    @model_validator(mode="after")
+    def _owner_is_allowed(self) -> Settings:
+        owner = self.telegram_owner_id
+        if owner is not None and owner not in self.telegram_allowed_users:
+            raise ValueError(f"TELEGRAM_OWNER_ID {owner} must be one of TELEGRAM_ALLOWED_USERS")
+        return self
+
+    @property
+    def owner(self) -> int | None:
+        """The user who may act on open positions: TELEGRAM_OWNER_ID, else the first allowed user."""
+        if self.telegram_owner_id is not None:
+            return self.telegram_owner_id
+        return self.telegram_allowed_users[0] if self.telegram_allowed_users else None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

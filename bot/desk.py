@@ -27,7 +27,7 @@ import numpy as np
 
 from bot.book import book_view, close_returns
 from bot.logs import log_context
-from bot.messages import exit_text, fill_text
+from bot.messages import fill_text, position_buttons
 from bot.metrics import MetricName, Metrics, NullMetrics, Unit
 from bot.notifier import Notifier
 from bot.rates import RateBook
@@ -39,7 +39,7 @@ from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.controls import PairControl, PairState
 from engine.costs import CostModel, commission
-from engine.domain import Instrument, ScoredSetup, Setup, Side, SignalStatus, human_duration
+from engine.domain import Instrument, ScoredSetup, Setup, SignalStatus, human_duration
 from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import (
     BotStore,
@@ -54,7 +54,7 @@ from engine.ports import (
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
 from engine.systems import PairValidation, ValidationStatus
-from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
+from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -700,7 +700,7 @@ class SignalDesk:
         )
         await self.notifier.refresh(record.signal_id)
         filled = fill_text(trade, instrument) + (f" · partial: {fill.quantity}{partial}" if partial else "")
-        await self.notifier.text(filled)
+        await self.notifier.text(filled, position_buttons([trade]))
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def reconcile(self) -> int:
@@ -807,22 +807,3 @@ class SignalDesk:
                 entry_fees=fees,
             )
         )
-
-    async def close_all(self, user_id: int) -> int:
-        """Close every open paper position at a fresh price (the /stop confirm button); return how many."""
-        closed = 0
-        for trade in await self.store.open_trades([TradeKind.PAPER]):
-            instrument = self.instruments[trade.symbol]
-            try:
-                quote = await self.broker.quote(instrument)
-            except BrokerError as exc:
-                await self.notifier.text(f"⚠️ could not close {trade.symbol}: {exc}")
-                continue
-            price = quote.bid if trade.side is Side.LONG else quote.ask
-            fees = commission(price, trade.quantity, instrument, self.policy.costs)
-            if await self.store.close_trade(trade.trade_id, self.clock.now(), price, ExitReason.MANUAL, fees):
-                closed += 1
-                self.metrics.record(MetricName.TRADES_CLOSED, 1)
-                done = trade.closed(self.clock.now(), price, ExitReason.MANUAL, fees)
-                await self.notifier.text(exit_text(done) + f" · closed by <code>{user_id}</code>")
-        return closed

@@ -30,9 +30,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("help", "what each command does"),
     ("signal", "run an analysis now: /signal [SYMBOL]"),
     ("status", "mode, pause, runs, positions, today's P&L"),
-    ("positions", "open paper positions"),
+    ("positions", "open paper and live positions, each with Close and Stop → breakeven buttons"),
+    ("close", "close a position: /close ID, or /close all (asks first)"),
+    ("breakeven", "move a position's stop to its entry: /breakeven ID"),
     ("report", "performance; /report ID win|loss|breakeven PNL records an outside trade"),
-    ("stop", "emergency stop: pause signals and approvals"),
+    ("stop", "emergency stop: pause signals and approvals, offer to close the open positions"),
     ("resume", "resume after /stop"),
     ("mode", "show or set the execution mode: /mode manual|quality|auto"),
     ("drift", "live results vs the baselines, for every strategy x instrument"),
@@ -45,6 +47,8 @@ REPORT_USAGE = (
     "usage: /report  or  /report <signal_id> <win|loss|breakeven> <pnl>  (e.g. /report 3f2a9c1b7d win 125.50)"
 )
 MODE_USAGE = "usage: /mode  or  /mode manual|quality|auto"
+CLOSE_USAGE = "usage: /close <position id>  or  /close all"
+BREAKEVEN_USAGE = "usage: /breakeven <position id>  (moves its stop to its entry price)"
 BUTTON_INVALID = "This button is no longer valid."
 NOT_AUTHORISED = "You are not authorised to use this bot."
 
@@ -319,7 +323,25 @@ def exit_text(trade: Trade) -> str:
     )
 
 
-def positions_text(trades: Sequence[Trade], marks: dict[str, Decimal]) -> str:
+def position_buttons(trades: Sequence[Trade]) -> list[list[list[str]]]:
+    """A row per open position: close it, move its stop to its entry."""
+    return [
+        [
+            [f"Close {t.symbol} {t.trade_id}", Callback(Action.CLOSE_TRADE, trade_id=t.trade_id).encode()],
+            ["Stop → breakeven", Callback(Action.BREAKEVEN, trade_id=t.trade_id).encode()],
+        ]
+        for t in trades
+    ]
+
+
+def positions_text(
+    trades: Sequence[Trade],
+    marks: dict[str, Decimal],
+    instruments: Mapping[str, Instrument] | None = None,
+    stops: Mapping[str, Decimal] | None = None,
+) -> str:
+    """The open paper and live positions, each with its stop now (`stops` by trade id: moved by the trader), last
+    price and open P&L (quote currency, fees paid)."""
     if not trades:
         return "No open positions."
     lines = [f"<b>{len(trades)} open position(s)</b>"]
@@ -328,10 +350,13 @@ def positions_text(trades: Sequence[Trade], marks: dict[str, Decimal]) -> str:
         upnl = None
         if mark is not None:
             upnl = (mark - t.entry_price) * t.side.sign * t.quantity * t.contract_size - t.entry_fees
+        instrument = (instruments or {}).get(t.symbol)
+        size = instrument.quantity_text(t.quantity) if instrument is not None else f"{t.quantity}"
+        stop = (stops or {}).get(t.trade_id, t.stop)
         lines.append(
-            f"{escape(t.symbol)} {_SIDE_ICON[t.side]} {t.quantity} @ <code>{t.entry_price}</code> · stop "
-            f"<code>{t.stop}</code> · target <code>{t.target}</code> · last <code>{mark or 'n/a'}</code>"
-            f" · open P&amp;L {_money(upnl)} · since {t.entry_time:%Y-%m-%d %H:%MZ}"
+            f"<code>{escape(t.trade_id)}</code> {escape(t.symbol)} {_SIDE_ICON[t.side]} {t.kind.value} {size} @ "
+            f"<code>{t.entry_price}</code> · stop <code>{stop}</code> · target <code>{t.target}</code> · last "
+            f"<code>{mark or 'n/a'}</code> · open P&amp;L {_money(upnl)} · since {t.entry_time:%Y-%m-%d %H:%MZ}"
         )
     return "\n".join(lines)
 

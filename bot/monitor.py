@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping
-from decimal import ROUND_HALF_EVEN
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
@@ -25,10 +26,10 @@ from engine.bars import Bars, to_nanos
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
-from engine.exits import find_exit
+from engine.exits import find_exit_with_stops
 from engine.indicators import MarketContext
 from engine.ports import BarProvider, BotStore, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError
-from engine.trading import BrokerExit, Trade, TradeKind
+from engine.trading import BrokerExit, StopMove, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class PositionMonitor:
         if instrument.calendar in _SESSION_CALENDARS and instrument.interval.is_intraday:
             session_day = MarketContext(instrument, bars, calendar).exit_session
         closed = []
+        moves = await self.store.stop_moves([t.trade_id for t in trades])
         for trade in trades:
             entered = to_nanos(trade.entry_time)
             if len(bars) and entered < int(bars.time[0]):
@@ -173,11 +175,12 @@ class PositionMonitor:
             start = int(np.searchsorted(bars.time, entered, side="left"))
             if start >= len(bars):
                 continue
-            event = find_exit(
+            stops = stop_schedule(trade.stop, moves.get(trade.trade_id, ()))
+            event = find_exit_with_stops(
                 bars,
                 start,
                 trade.side,
-                float(trade.stop),
+                stops,
                 float(trade.target),
                 max_bars=self.max_hold_bars,
                 session_day=session_day,
@@ -201,3 +204,9 @@ class PositionMonitor:
                 if trade.kind is TradeKind.PAPER:
                     await self.notifier.text(exit_text(done))
         return closed
+
+
+def stop_schedule(stop: Decimal, moves: Sequence[StopMove]) -> list[tuple[datetime | None, float]]:
+    """The stops a position has had: the first (from its entry) and each the trader set, with when."""
+    first: list[tuple[datetime | None, float]] = [(None, float(moves[0].old if moves else stop))]
+    return first + [(m.at, float(m.new)) for m in moves]

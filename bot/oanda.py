@@ -412,6 +412,48 @@ class OandaBroker:
         )
         return ended
 
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close the trade this order opened (`PUT trades/@id/close`, all units) and return its closing fill; a
+        trade OANDA has already closed (its stop, its target, a retry) returns that close instead."""
+        cid = trade.signal_id
+        path = f"{self._account}/trades/@{url_quote(cid, safe='')}/close"
+        status, body = await self._request("PUT", path, json_body={"units": "ALL"})
+        if status in (400, 404):
+            ended = await self.trade_exit(cid)
+            if ended is not None:
+                log.info("OANDA trade of order %s was already closed (%s)", cid, ended.reason.value)
+                return ended
+        self._raise_for(status, body, f"OANDA could not close the trade of order {cid}")
+        fill = body.get("orderFillTransaction")
+        if fill is None:
+            cancel = body.get("orderCancelTransaction")
+            if cancel is not None:
+                reason = plain_reason(str(cancel.get("reason", "unknown")))
+                raise BrokerError(f"OANDA did not close the trade of order {cid}: {reason}")
+            raise BrokerError(
+                f"OANDA accepted the close of order {cid} but did not say whether it filled", BrokerErrorKind.TRANSIENT
+            )
+        ended = BrokerExit(
+            client_order_id=cid,
+            price=_fill_price(fill),
+            closed_at=parse_time(str(fill.get("time", ""))),
+            reason=ExitReason.MANUAL,
+            quantity=abs(_decimal(fill.get("units", "0"), "units")) / instrument.contract_size,
+            fees=abs(_decimal(fill.get("commission", "0"), "commission")),
+            financing=_decimal(fill.get("financing", "0"), "financing"),
+        )
+        log.info("OANDA closed the trade of order %s @ %s", cid, ended.price)
+        return ended
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        """Replace the stop-loss order of the trade this order opened (`PUT trades/@id/orders`)."""
+        cid = trade.signal_id
+        path = f"{self._account}/trades/@{url_quote(cid, safe='')}/orders"
+        body = {"stopLoss": {"price": _price_text(instrument, stop), "timeInForce": "GTC"}}
+        status, answer = await self._request("PUT", path, json_body=body)
+        self._raise_for(status, answer, f"OANDA did not move the stop of order {cid}")
+        log.info("OANDA stop of order %s moved to %s", cid, stop)
+
     # ------------------------------------------------------------------------------------------ helpers
 
     def _fill(self, instrument: Instrument, request: OrderRequest, tx: dict[str, Any]) -> Fill:
@@ -550,7 +592,7 @@ class OandaBroker:
 
 
 def _reject_code(body: dict[str, Any]) -> str | None:
-    for key in ("orderRejectTransaction", "orderCancelRejectTransaction"):
+    for key in ("orderRejectTransaction", "orderCancelRejectTransaction", "stopLossOrderRejectTransaction"):
         tx = body.get(key)
         if isinstance(tx, dict) and tx.get("rejectReason"):
             return str(tx["rejectReason"])

@@ -41,9 +41,9 @@ from engine.backtest import fill_refusal, gap_refusal
 from engine.bars import from_nanos, to_nanos
 from engine.calendars import SessionCalendar, get_calendar
 from engine.costs import CostModel, commission, fill_price, quote_from_price
-from engine.domain import Instrument, to_decimal
+from engine.domain import Instrument, Side, to_decimal
 from engine.ports import BarProvider, BrokerError, BrokerErrorKind, Clock, ProviderError
-from engine.trading import BrokerExit, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
+from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,14 @@ class PaperBroker:
         """Return None: nothing closes at the paper venue; the position monitor closes paper trades from bars."""
         return None
 
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close at the validated quote now: a long sells at the bid, a short buys at the ask, slipped and charged
+        as every paper fill."""
+        return paper_close(await self.quote(instrument), instrument, trade, self.costs, self.clock.now())
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        """Nothing to do: the position monitor watches the stop the store holds."""
+
     async def _fill_working(self, client_order_id: str) -> Fill | None:
         """Fill a working order at the open of its bar once that bar has closed in the data (lock held)."""
         request, placed_at = self._working[client_order_id]
@@ -269,3 +277,11 @@ class PaperBroker:
             raise BrokerError(f"{symbol} is not an instrument the paper broker trades")
         if request.quantity % instrument.lot_size != Decimal(0):
             raise BrokerError(f"{request.quantity} {symbol} is not a whole number of lots of {instrument.lot_size}")
+
+
+def paper_close(quote: Quote, instrument: Instrument, trade: Trade, costs: CostModel, at: datetime) -> BrokerExit:
+    """The exit of closing `trade` at market on `quote`: the opposite side's fill price and its commission."""
+    closing = Side.SHORT if trade.side is Side.LONG else Side.LONG
+    price = fill_price(quote, closing, costs, instrument)
+    fees = commission(price, trade.quantity, instrument, costs)
+    return BrokerExit(trade.signal_id, price, at, ExitReason.MANUAL, trade.quantity, fees)

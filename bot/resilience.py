@@ -254,6 +254,13 @@ class ResilientBroker:
     async def cancel(self, client_order_id: str) -> None:
         await self._run(f"cancel {client_order_id}", lambda: self.inner.cancel(client_order_id))
 
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close, retrying transient failures: a close that already happened is returned, never repeated."""
+        return await self._run(f"close {trade.signal_id}", lambda: self.inner.close_trade(instrument, trade))
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        await self._run(f"stop of {trade.signal_id}", lambda: self.inner.move_stop(instrument, trade, stop))
+
     async def positions(self) -> list[Trade]:
         return await self._run("positions", self.inner.positions)
 

@@ -56,6 +56,7 @@ from bot.shadow import ShadowBroker
 from bot.state import BotState
 from bot.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
 from bot.systems import SystemBook
+from bot.trade_control import TradeControl
 from bot.validate import GateJob, gate_jobs
 from data.backup import BackupResult
 from data.news_feed import NewsSource
@@ -99,6 +100,7 @@ class BotRuntime:
     learner: Learner
     drift: DriftWatch
     validation: BackgroundValidation
+    control: TradeControl
     breaker: CircuitBreaker | None = None
     metrics: Metrics = field(default_factory=NullMetrics)
     redactor: Redactor = field(default_factory=Redactor)
@@ -213,6 +215,9 @@ class BotRuntime:
             # A replay restarted at the same bot time may be "before" the run it settles.
             at = max(self.clock.now(), run.started_at)
             await self.store.mark_run_failed(run.run_id, at, "interrupted: the bot stopped during the run")
+        abandoned = await self.store.abandon_trade_actions(self.clock.now())
+        if abandoned:
+            log.warning("%d close or stop move(s) on open positions were interrupted by a restart", abandoned)
         return len(interrupted)
 
     async def scheduled_run(self, group: ScheduleGroup, symbols: list[str]) -> None:
@@ -508,7 +513,9 @@ async def open_runtime(
         state = BotState(store, settings.bot.mode)
         freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
         notifier = Notifier(store, chats, instruments, clock, freeze=freeze, redactor=redactor)
-        broker, breaker = await _broker(settings, provider, instruments, clock, costs, notifier, exits, store, metrics)
+        broker, breaker, paper = await _broker(
+            settings, provider, instruments, clock, costs, notifier, exits, store, metrics
+        )
         if freeze:
             broker = ChildOrderBroker(broker, freeze)
         monitor = PositionMonitor(
@@ -563,6 +570,17 @@ async def open_runtime(
             learner=learner,
             drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
             validation=BackgroundValidation(systems, store, notifier, clock, jobs_for, settings.db_path),
+            control=TradeControl(
+                store,
+                {TradeKind.PAPER: paper, TradeKind.LIVE: broker}
+                if settings.broker.sends_orders
+                else {TradeKind.PAPER: broker},
+                notifier,
+                clock,
+                instruments,
+                settings.owner if settings.owner is not None else 0,
+                metrics,
+            ),
             breaker=breaker,
             metrics=metrics,
             redactor=redactor or Redactor(),
@@ -590,8 +608,9 @@ async def _broker(
     exits: AsyncExitStack,
     store: SqliteStore,
     metrics: Metrics,
-) -> tuple[Broker, CircuitBreaker | None]:
-    """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders."""
+) -> tuple[Broker, CircuitBreaker | None, PaperBroker]:
+    """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders;
+    and the paper broker (paper positions close there whatever the broker)."""
     b = settings.broker
     paper = PaperBroker(
         provider,
@@ -605,7 +624,7 @@ async def _broker(
         stale_bars=settings.validation.stale_bars,
     )
     if b.kind is BrokerKind.PAPER:
-        return paper, None
+        return paper, None, paper
     assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it
     oanda_settings = OandaSettings(
         account_id=b.oanda_account_id,
@@ -620,7 +639,8 @@ async def _broker(
             b.oanda_environment,
             b.oanda_account_id,
         )
-        return ShadowBroker(paper, partial(market_order, oanda_settings), store, clock, target=BrokerKind.OANDA), None
+        shadow = ShadowBroker(paper, partial(market_order, oanda_settings), store, clock, target=BrokerKind.OANDA)
+        return shadow, None, paper
     oanda = OandaBroker(oanda_settings, instruments)
     exits.push_async_callback(oanda.aclose)
 
@@ -632,4 +652,4 @@ async def _broker(
         oanda.name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
     )
     log.warning("orders go to OANDA %s (account %s)", b.oanda_environment, b.oanda_account_id)
-    return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker
+    return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker, paper

@@ -55,6 +55,13 @@ class ShadowBroker:
     async def quote(self, instrument: Instrument) -> Quote:
         return await self.paper.quote(instrument)
 
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close on paper: shadow positions are paper positions."""
+        return await self.paper.close_trade(instrument, trade)
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        await self.paper.move_stop(instrument, trade, stop)
+
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
         """Record the request the shadowed broker would have received (first record stands), then fill on paper."""
         await self.record(instrument, request)

@@ -8,6 +8,7 @@ its JobQueue, the outbox sender and the SQLite connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -38,7 +39,7 @@ from telegram.ext import (
 
 from bot.arguments import ReportedOutcome, breakeven_refusal, parse_report
 from bot.book import TRADED_KINDS
-from bot.callbacks import Action, parse
+from bot.callbacks import Action, Callback, parse
 from bot.clock import BotClock, WallClock
 from bot.cloudwatch import build_metrics, close_metrics
 from bot.config import Settings
@@ -47,11 +48,14 @@ from bot.drift_watch import drift_text, enable_buttons, enable_pair
 from bot.learner import learned_text, month_ago
 from bot.logs import log_context
 from bot.messages import (
+    BREAKEVEN_USAGE,
     BUTTON_INVALID,
+    CLOSE_USAGE,
     COMMANDS,
     MODE_USAGE,
     NOT_AUTHORISED,
     REPORT_USAGE,
+    position_buttons,
     positions_text,
     report_text,
     split_html,
@@ -153,6 +157,8 @@ class TelegramFrontEnd:
             "signal": self.signal,
             "status": self.status,
             "positions": self.positions,
+            "close": self.close,
+            "breakeven": self.breakeven,
             "report": self.report,
             "stop": self.stop,
             "resume": self.resume,
@@ -268,14 +274,50 @@ class TelegramFrontEnd:
         await self._reply(update, text)
 
     async def positions(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        trades = await self.rt.store.open_trades([TradeKind.PAPER])
+        trades = await self.rt.control.open_positions()
         marks: dict[str, Decimal] = {}
-        for symbol in {t.symbol for t in trades}:
+        for trade in trades:
+            broker = self.rt.control.brokers.get(trade.kind)
+            if trade.symbol in marks or broker is None:
+                continue
             try:
-                marks[symbol] = (await self.rt.desk.broker.quote(self.rt.instruments[symbol])).mid
+                marks[trade.symbol] = (await broker.quote(self.rt.instruments[trade.symbol])).mid
             except BrokerError as exc:
-                log.warning("no mark for %s: %s", symbol, exc)
-        await self._reply(update, positions_text(trades, marks))
+                log.warning("no mark for %s: %s", trade.symbol, exc)
+        text = positions_text(trades, marks, self.rt.instruments, await self.rt.control.current_stops(trades))
+        await self._reply(update, text, position_buttons(trades) or None)
+
+    async def close(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        user = update.effective_user.id if update.effective_user else 0
+        if len(args) != 1:
+            trades = await self.rt.control.open_positions()
+            listed = positions_text(trades, {}, self.rt.instruments) if trades else "No open positions."
+            await self._reply(update, f"{escape(CLOSE_USAGE)}\n{listed}", position_buttons(trades) or None)
+            return
+        if args[0].lower() == "all":
+            await self._offer_close_all(update, user, "")
+            return
+        outcome = await self.rt.control.close(args[0], user)
+        await self._reply(update, escape(outcome.message))
+
+    async def breakeven(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        if len(args) != 1:
+            await self._reply(update, escape(BREAKEVEN_USAGE))
+            return
+        user = update.effective_user.id if update.effective_user else 0
+        outcome = await self.rt.control.breakeven(args[0], user)
+        await self._reply(update, escape(outcome.message))
+
+    async def _offer_close_all(self, update: Update, user: int, head: str) -> None:
+        """Ask to close the open positions listed now; the button acts on exactly these, once."""
+        offer = await self.rt.control.offer_close_all(user)
+        if offer is None:
+            await self._reply(update, head + ("" if head else "No open positions."))
+            return
+        listed = positions_text(offer.trades, {}, self.rt.instruments)
+        await self._reply(update, f"{head}{listed}\nClose these {len(offer.trades)} at market now?", offer.buttons())
 
     async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -361,19 +403,11 @@ class TelegramFrontEnd:
 
     async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.rt.state.set_paused(True)
-        log.warning("emergency stop by user %s", update.effective_user.id if update.effective_user else "?")
-        open_count = len(await self.rt.store.open_trades([TradeKind.PAPER]))
-        text = "⏸ <b>Stopped</b>: no new signals, approvals refused. /resume to continue."
-        buttons = None
-        if open_count:
-            text += f"\n{open_count} paper position(s) are still open."
-            buttons = [
-                [
-                    (f"Close all {open_count}", f"{Action.CLOSE_ALL.value}:-"),
-                    ("Keep them open", f"{Action.KEEP_OPEN.value}:-"),
-                ]
-            ]
-        await self._reply(update, text, buttons)
+        user = update.effective_user.id if update.effective_user else 0
+        log.warning("emergency stop by user %s", user)
+        await self._offer_close_all(
+            update, user, "⏸ <b>Stopped</b>: no new signals, approvals refused. /resume to continue.\n"
+        )
 
     async def resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.rt.state.set_paused(False)
@@ -455,9 +489,12 @@ class TelegramFrontEnd:
         if callback is None:
             await self._answer(query, BUTTON_INVALID)
             return
-        if callback.action in (Action.CLOSE_ALL, Action.KEEP_OPEN):
+        if callback.action is Action.KEEP_OPEN:
             await self._answer(query)
-            await self._stop_choice(update, callback.action, user)
+            await self._edit(update, "Open positions kept.")
+            return
+        if callback.action in (Action.CLOSE_TRADE, Action.BREAKEVEN, Action.CLOSE_BATCH):
+            await self._position_button(update, query, callback, user)
             return
         if callback.action is Action.ENABLE:
             assert callback.control_id is not None  # parse guarantees it
@@ -481,15 +518,35 @@ class TelegramFrontEnd:
         if outcome.kind is not OutcomeKind.DONE:
             await self._reply(update, escape(outcome.message))
 
-    async def _stop_choice(self, update: Update, action: Action, user: int) -> None:
+    async def _position_button(self, update: Update, query: CallbackQuery, callback: Callback, user: int) -> None:
+        """Close a position, move its stop or close a confirmation's positions; a button for a state that is gone
+        answers so and loses its buttons."""
+        control = self.rt.control
+        if callback.action is Action.CLOSE_BATCH:
+            assert callback.batch_id is not None  # parse guarantees it
+            await self._answer(query, "Closing…")
+            outcome = await control.close_batch(callback.batch_id, user)
+        else:
+            assert callback.trade_id is not None  # parse guarantees it
+            closing = callback.action is Action.CLOSE_TRADE
+            await self._answer(query, "Closing…" if closing else "Moving the stop…")
+            with log_context(signal_id=callback.trade_id):  # a bot trade is named after its signal
+                outcome = await (control.close if closing else control.breakeven)(callback.trade_id, user)
+        if outcome.kind is OutcomeKind.INVALID or callback.action is Action.CLOSE_BATCH:
+            await self._drop_buttons(update)
+        await self._reply(update, escape(outcome.message))
+
+    async def _edit(self, update: Update, text: str) -> None:
         message = update.effective_message
-        if action is Action.KEEP_OPEN:
-            if message is not None:
-                await message.edit_text("⏸ Stopped. Open positions kept.")
-            return
-        closed = await self.rt.desk.close_all(user)
         if message is not None:
-            await message.edit_text(f"⏸ Stopped. Closed {closed} position(s).")
+            with contextlib.suppress(TelegramError):
+                await message.edit_text(text, parse_mode=ParseMode.HTML)
+
+    async def _drop_buttons(self, update: Update) -> None:
+        message = update.effective_message
+        if message is not None:
+            with contextlib.suppress(TelegramError):
+                await message.edit_reply_markup(None)
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log any handler failure and tell the operator in one line (no traceback, no secrets)."""

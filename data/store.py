@@ -55,7 +55,7 @@ from engine.domain import (
 from engine.ports import DecisionChanged, ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalEstimate, SignalRecord
 from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation, ScoreEdge
-from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, Trade, TradeKind
+from engine.trading import ExitReason, Fill, OrderRequest, ShadowOrder, StopMove, Trade, TradeAction, TradeKind
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -77,7 +77,9 @@ WRITE_PAUSE_SECONDS: Final = 5.0  # after a failed write, further writes fail at
 JOURNAL_MODE_WAL: Final = "wal"
 SYNCHRONOUS_NORMAL: Final = 1
 
-_E = TypeVar("_E", Side, Interval, SignalStatus, RunStatus, RejectionKind, TradeKind, ExitReason, OutboxKind)
+_E = TypeVar(
+    "_E", Side, Interval, SignalStatus, RunStatus, RejectionKind, TradeKind, ExitReason, OutboxKind, TradeAction
+)
 
 # Moves that carry data of their own: only the method that records that data may make them.
 _MOVES_BY_METHOD: Final = {SignalStatus.ORDER_SUBMITTED: "submit_order", SignalStatus.FILLED: "record_fill"}
@@ -675,6 +677,135 @@ class SqliteStore:
                 params,
             )
         return [_decode_trade(row) for row in rows]
+
+    async def open_trade(self, trade_id: str) -> Trade | None:
+        """The trade if it is open, else None."""
+        params = (_check_text(trade_id, "trade_id"),)
+        async with self._read(f"read trade {trade_id}") as db:
+            rows = await _fetchall(db, "SELECT * FROM trades WHERE trade_id = ? AND exit_time IS NULL", params)
+        return _decode_trade(rows[0]) if rows else None
+
+    # --- the trader's actions on open positions (BotStore) ----------------------------------------------------
+
+    async def request_trade_action(self, trade_id: str, action: TradeAction, at: datetime, by: int) -> int | None:
+        """Claim an action on an open trade; its id, or None when the trade is closed or another action on it is
+        still in flight (so a double press, a second chat or a retry acts once)."""
+        params = (_check_text(trade_id, "trade_id"), _enum_arg(TradeAction, action, "action").value)
+        stamp = (_encode_ts(at, "at"), _check_int(by, "by"))
+        async with self._write(f"claim a {action} of trade {trade_id}") as db:
+            busy = await _fetchall(
+                db,
+                "SELECT 1 FROM trades t WHERE t.trade_id = ? AND (t.exit_time IS NOT NULL OR EXISTS"
+                " (SELECT 1 FROM trade_actions a WHERE a.trade_id = t.trade_id AND a.status = 'requested'))",
+                params[:1],
+            )
+            exists = await _fetchall(db, "SELECT 1 FROM trades WHERE trade_id = ?", params[:1])
+            if busy or not exists:
+                return None
+            cursor = await db.execute(
+                "INSERT INTO trade_actions (trade_id, action, status, requested_at, requested_by)"
+                " VALUES (?, ?, 'requested', ?, ?)",
+                (*params, *stamp),
+            )
+            action_id = cursor.lastrowid
+        assert action_id is not None
+        return action_id
+
+    async def finish_trade_action(self, action_id: int, done: bool, at: datetime, detail: str = "") -> None:
+        """Record how a claimed action ended (a failed one frees the trade for the next)."""
+        params = ("done" if done else "failed", _encode_ts(at, "at"), detail, _check_int(action_id, "id"))
+        async with self._write(f"finish trade action {action_id}") as db:
+            await _execute(
+                db,
+                "UPDATE trade_actions SET status = ?, finished_at = ?, detail = ?"
+                " WHERE id = ? AND status = 'requested'",
+                params,
+            )
+
+    async def move_trade_stop(self, action_id: int, trade_id: str, old: Decimal, new: Decimal, at: datetime) -> bool:
+        """Record the open trade's stop moved from `old` (its current stop) to `new` and finish the claimed action;
+        False if the trade closed or its stop changed meanwhile. The trade's own stop stays the one it entered
+        with: its risk, and so its R, is measured from that."""
+        params = (_check_text(trade_id, "trade_id"),)
+        async with self._write(f"move the stop of trade {trade_id}") as db:
+            rows = await _fetchall(db, "SELECT stop FROM trades WHERE trade_id = ? AND exit_time IS NULL", params)
+            if not rows:
+                return False
+            last = await _fetchall(
+                db,
+                "SELECT new_stop FROM trade_actions WHERE trade_id = ? AND action = 'stop' AND status = 'done'"
+                " ORDER BY id DESC LIMIT 1",
+                params,
+            )
+            current = Decimal(last[0][0] if last else rows[0][0])
+            if current != old:
+                return False
+            await _execute(
+                db,
+                "UPDATE trade_actions SET status = 'done', finished_at = ?, old_stop = ?, new_stop = ?"
+                " WHERE id = ? AND status = 'requested'",
+                (
+                    _encode_ts(at, "at"),
+                    _encode_amount(old, "stop", positive=True),
+                    _encode_amount(new, "stop", positive=True),
+                    _check_int(action_id, "id"),
+                ),
+            )
+        return True
+
+    async def stop_moves(self, trade_ids: Collection[str]) -> dict[str, list[StopMove]]:
+        """The stop moves of each trade, oldest first (trades without any are left out)."""
+        ids = sorted(set(trade_ids))
+        out: dict[str, list[StopMove]] = {}
+        async with self._read("read stop moves") as db:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                sql = (
+                    "SELECT trade_id, finished_at, old_stop, new_stop FROM trade_actions WHERE action = 'stop'"
+                    f" AND status = 'done' AND trade_id IN ({', '.join('?' * len(chunk))})"
+                    f" ORDER BY {_ts_key('finished_at')}, id"
+                )
+                for row in await _fetchall(db, sql, chunk):
+                    out.setdefault(row["trade_id"], []).append(
+                        StopMove(
+                            _decode_ts(row["finished_at"], "trade_actions.finished_at"),
+                            _decode_decimal(row["old_stop"], "trade_actions.old_stop"),
+                            _decode_decimal(row["new_stop"], "trade_actions.new_stop"),
+                        )
+                    )
+        return out
+
+    async def abandon_trade_actions(self, at: datetime) -> int:
+        """Fail the actions a stopped process left in flight (at start); return how many."""
+        async with self._write("fail interrupted trade actions") as db:
+            return await _rowcount(
+                db,
+                "UPDATE trade_actions SET status = 'failed', finished_at = ?, detail = 'interrupted by a restart'"
+                " WHERE status = 'requested'",
+                (_encode_ts(at, "at"),),
+            )
+
+    async def create_close_batch(self, trade_ids: Sequence[str], at: datetime, by: int) -> int:
+        """Keep the positions a "close all" confirmation shows; its id, for the button."""
+        params = (_json([_check_text(t, "trade_id") for t in trade_ids]), _encode_ts(at, "at"), _check_int(by, "by"))
+        async with self._write("keep a close-all confirmation") as db:
+            cursor = await db.execute(
+                "INSERT INTO close_batches (trade_ids, created_at, created_by) VALUES (?, ?, ?)", params
+            )
+            batch_id = cursor.lastrowid
+        assert batch_id is not None
+        return batch_id
+
+    async def use_close_batch(self, batch_id: int, at: datetime, by: int) -> list[str] | None:
+        """Mark a close-all confirmation used and return the trades it showed; None if used or unknown."""
+        params = (_encode_ts(at, "at"), _check_int(by, "by"), _check_int(batch_id, "id"))
+        async with self._write(f"use close-all confirmation {batch_id}") as db:
+            if not await _rowcount(
+                db, "UPDATE close_batches SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL", params
+            ):
+                return None
+            rows = await _fetchall(db, "SELECT trade_ids FROM close_batches WHERE id = ?", params[2:])
+        return [str(t) for t in json.loads(rows[0][0])]
 
     # --- baselines (BotStore) ---------------------------------------------------------------------------------
 

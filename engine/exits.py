@@ -27,13 +27,14 @@ floats here (the numpy kernel); the caller converts them to Decimal ticks and ad
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 import numpy as np
 
-from engine.bars import Bars, FloatArray, IntArray, from_nanos
+from engine.bars import Bars, FloatArray, IntArray, from_nanos, to_nanos
 from engine.domain import Side, ensure_utc
 from engine.trading import ExitReason
 
@@ -76,6 +77,41 @@ def find_exit(
         return None
     index, price, reason = found
     return ExitEvent(index, from_nanos(int(bars.time[index]) + bars.interval.nanos), price, reason)
+
+
+def find_exit_with_stops(
+    bars: Bars,
+    start: int,
+    side: Side,
+    stops: Sequence[tuple[datetime | None, float]],
+    target: float,
+    *,
+    max_bars: int | None = None,
+    session_day: IntArray | None = None,
+) -> ExitEvent | None:
+    """The first exit from bar `start` of a position whose stop was moved: `stops` holds its first stop (time
+    None) and each later one with the time it was set. Each stop watches the bars that opened from its time on;
+    a bar in progress at a move is watched with the stop it opened under, so no bar closes a position on a level
+    set after it."""
+    if not stops or stops[0][0] is not None:
+        raise ValueError("stops must begin with the position's first stop, whose time is None")
+    bounds = [start]
+    for at, _ in stops[1:]:
+        assert at is not None
+        bounds.append(max(start, int(np.searchsorted(bars.time, to_nanos(at), side="left"))))
+    bounds.append(len(bars))
+    for k, (_, stop) in enumerate(stops):
+        lo, hi = bounds[k], bounds[k + 1]
+        if lo >= hi:
+            continue
+        left = None if max_bars is None else max_bars - (lo - start)
+        bounded = k < len(stops) - 1 and (left is None or hi - lo < left)  # ends at the next move, not the hold
+        event = find_exit(bars, lo, side, stop, target, max_bars=hi - lo if bounded else left, session_day=session_day)
+        if event is None:
+            return None
+        if not (bounded and event.reason is ExitReason.TIME):  # else: the end of this stop's bars; go on
+            return event
+    return None
 
 
 def scan_exit(

@@ -18,7 +18,18 @@ from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
 from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation
-from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderStatus, Quote, Trade, TradeKind
+from engine.trading import (
+    BrokerExit,
+    ExitReason,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    Quote,
+    StopMove,
+    Trade,
+    TradeAction,
+    TradeKind,
+)
 
 
 class Clock(Protocol):
@@ -281,6 +292,30 @@ class BotStore(SignalStore, Protocol):
 
     async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]: ...
 
+    async def open_trade(self, trade_id: str) -> Trade | None:
+        """The trade if it is open, else None."""
+        ...
+
+    async def request_trade_action(self, trade_id: str, action: TradeAction, at: datetime, by: int) -> int | None:
+        """Claim an action on an open trade; None when it is closed or another action on it is in flight."""
+        ...
+
+    async def finish_trade_action(self, action_id: int, done: bool, at: datetime, detail: str = "") -> None: ...
+
+    async def move_trade_stop(self, action_id: int, trade_id: str, old: Decimal, new: Decimal, at: datetime) -> bool:
+        """Set the open trade's stop from `old` to `new` and finish the action; False if it changed meanwhile."""
+        ...
+
+    async def stop_moves(self, trade_ids: Collection[str]) -> dict[str, list[StopMove]]: ...
+
+    async def abandon_trade_actions(self, at: datetime) -> int: ...
+
+    async def create_close_batch(self, trade_ids: Sequence[str], at: datetime, by: int) -> int: ...
+
+    async def use_close_batch(self, batch_id: int, at: datetime, by: int) -> list[str] | None:
+        """Mark a close-all confirmation used and return its trades; None if already used or unknown."""
+        ...
+
     async def trades(
         self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
     ) -> list[Trade]:
@@ -372,6 +407,16 @@ class Broker(Protocol):
 
         None while it is still open, and always for a venue whose positions the bot itself closes (paper).
         """
+        ...
+
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        """Close the open `trade` at market now and return how it ended; a trade the broker has already closed
+        returns that close (so a retry never closes twice)."""
+        ...
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        """Move the stop-loss of the open `trade` to `stop` at the broker (paper: nothing to do, the monitor
+        watches the stop the store holds)."""
         ...
 
 

@@ -35,6 +35,22 @@ class ExitReason(StrEnum):
     EXTERNAL = "external"  # outcome of a trade executed outside the bot, reported with /report
 
 
+class TradeAction(StrEnum):
+    """What the trader asked of an open position."""
+
+    CLOSE = "close"
+    STOP = "stop"  # move its stop
+
+
+@dataclass(frozen=True, slots=True)
+class StopMove:
+    """A stop the trader moved: from `old` to `new` at `at` (bars before it were watched with `old`)."""
+
+    at: datetime
+    old: Decimal
+    new: Decimal
+
+
 class TradeKind(StrEnum):
     PAPER = "paper"  # a position of the paper broker
     LIVE = "live"  # a position of a real broker (later issue)

@@ -412,3 +412,59 @@ def test_run_refuses_to_start_without_token_or_users(env: Path, unset: str, valu
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_position_closes_from_its_fill_message_once_and_only_by_the_owner(tg: FakeTelegram, env: Path) -> None:
+    async with bot(tg, env) as b:
+        await b.command("/signal")
+        tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
+        fill = await tg.wait_for_message(
+            lambda m: m.body.startswith("📥") and "GBPUSD" in m.body and m.chat_id == TRADER, since=0, timeout=20
+        )
+        [(trade_id,)] = b.query("SELECT trade_id FROM trades")
+        assert [label for label, _ in fill.buttons] == [f"Close GBPUSD {trade_id}", "Stop → breakeven"]
+        # PARTNER may approve signals but not close positions: only the owner (the first allowed user) can.
+        since = len(tg.sent)
+        tg.click(PARTNER, fill, button=f"Close GBPUSD {trade_id}")
+        refused = await tg.wait_for_message(lambda m: "owner" in m.body, since=since, timeout=20)
+        assert refused.body == "Only the bot's owner can close positions or move their stops."
+        assert b.query("SELECT COUNT(*) FROM trades WHERE exit_time IS NULL") == [(1,)]
+        since = len(tg.sent)
+        query = tg.click(TRADER, fill, button=f"Close GBPUSD {trade_id}")
+        assert (await tg.wait_for_answer(query)).text == "Closing…"
+        closed = await tg.wait_for_message(lambda m: m.body.startswith("Closed GBPUSD"), since=since, timeout=20)
+        assert closed.body.startswith(f"Closed GBPUSD {trade_id} @ ")
+        await tg.wait_for_message(lambda m: "closed (manual)" in m.body and m.chat_id == TRADER, since=since)
+        # The same button again: nothing to close, and the message loses its buttons.
+        since = len(tg.sent)
+        tg.click(TRADER, fill, button=f"Close GBPUSD {trade_id}")
+        stale = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
+        assert stale.body == f"No open position {trade_id}."
+        await tg.wait_for_edit(fill.chat_id, fill.message_id, lambda m: m.buttons == [], timeout=20)
+        assert b.query("SELECT action, status FROM trade_actions") == [("close", "done")]
+        assert b.query("SELECT exit_reason FROM trades") == [("manual",)]
+        assert (await b.command("/positions")).body == "No open positions."
+
+
+async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTelegram, env: Path) -> None:
+    async with bot(tg, env) as b:
+        await b.command("/signal")
+        tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
+        await b.eventually(lambda: b.query("SELECT COUNT(*) FROM trades") == [(1,)])
+        stopped = await b.command("/stop")
+        assert stopped.body.startswith("⏸ Stopped") and "1 open position(s)" in stopped.body
+        assert [label for label, _ in stopped.buttons] == ["Close these 1", "Keep them open"]
+        # Resumed, a second position opens after that confirmation: its button closes only the one it listed.
+        await b.command("/resume")
+        tg.click(TRADER, await b.signal_message("XAUUSD"), button="✅ Approve")
+        await b.eventually(lambda: b.query("SELECT COUNT(*) FROM trades") == [(2,)])
+        since = len(tg.sent)
+        tg.click(TRADER, stopped, button="Close these 1")
+        done = await tg.wait_for_message(lambda m: m.body.startswith("Closed "), since=since, timeout=20)
+        assert done.body == "Closed 1 of 1 listed position(s)."
+        assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]
+        since = len(tg.sent)
+        tg.click(TRADER, stopped, data=stopped.buttons[0][1], allow_stale=True)
+        again = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
+        assert again.body == "This button is no longer valid."
+        assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]

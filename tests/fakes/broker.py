@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 from decimal import Decimal
 
-from bot.paper_broker import PaperBroker
+from bot.paper_broker import PaperBroker, paper_close
 from engine.domain import Instrument
 from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade
@@ -27,6 +27,8 @@ class PinnedQuoteBroker:
         self.quote_gate: asyncio.Event | None = None  # set: quotes wait for it (a slow price source)
         self.order_gate: asyncio.Event | None = None  # set: orders wait for it after being counted (a hung request)
         self.quotes_waiting = 0
+        self.closes: list[str] = []  # trade ids, in the order their close reached the broker
+        self.stop_moves: list[tuple[str, Decimal]] = []
 
     async def quote(self, instrument: Instrument) -> Quote:
         if self.quote_gate is not None:
@@ -63,3 +65,14 @@ class PinnedQuoteBroker:
 
     async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
         return await self.paper.trade_exit(client_order_id)
+
+    async def close_trade(self, instrument: Instrument, trade: Trade) -> BrokerExit:
+        self.closes.append(trade.trade_id)
+        if self.order_gate is not None:
+            await self.order_gate.wait()
+        if self.fail_with is not None:
+            raise BrokerError(self.fail_with)
+        return paper_close(await self.quote(instrument), instrument, trade, self.paper.costs, self.paper.clock.now())
+
+    async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
+        self.stop_moves.append((trade.trade_id, stop))

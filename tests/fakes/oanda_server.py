@@ -48,6 +48,8 @@ class Route(StrEnum):
     TRANSACTION = "transaction"
     OPEN_TRADES = "open_trades"
     TRADE = "trade"  # GET one trade
+    TRADE_CLOSE = "trade_close"  # PUT: close a trade at market
+    TRADE_ORDERS = "trade_orders"  # PUT: replace a trade's dependent orders (its stop-loss)
     SUMMARY = "summary"
 
 
@@ -180,6 +182,8 @@ class FakeOanda:
         app.router.add_get(f"{prefix}/transactions/{{tid}}", self._route(Route.TRANSACTION, self._get_transaction))
         app.router.add_get(f"{prefix}/openTrades", self._route(Route.OPEN_TRADES, self._open_trades))
         app.router.add_get(f"{prefix}/trades/{{spec}}", self._route(Route.TRADE, self._get_trade))
+        app.router.add_put(f"{prefix}/trades/{{spec}}/close", self._route(Route.TRADE_CLOSE, self._close_trade))
+        app.router.add_put(f"{prefix}/trades/{{spec}}/orders", self._route(Route.TRADE_ORDERS, self._trade_orders))
         app.router.add_get(f"{prefix}/summary", self._route(Route.SUMMARY, self._summary))
         self._runner, self._port = await listen(app, handler_cancellation=True)
         return self
@@ -547,6 +551,75 @@ class FakeOanda:
         if trade is None:
             return 404, {"errorCode": "TRADE_DOESNT_EXIST", "errorMessage": "The Trade specified does not exist"}
         return 200, {"trade": trade, "lastTransactionID": str(self._state.last_id)}
+
+    def _close_trade(self, request: web.Request, body: dict[str, Any], fault: Fault | None) -> _Answer:
+        trade = self._find_trade(request.match_info["spec"])
+        if trade is None or trade["state"] != "OPEN":
+            tx = self._transaction({"type": "MARKET_ORDER_REJECT", "rejectReason": "TRADE_DOESNT_EXIST"})
+            return 404, {
+                "orderRejectTransaction": tx,
+                "errorCode": "TRADE_DOESNT_EXIST",
+                "errorMessage": "The Trade specified does not exist",
+                "lastTransactionID": tx["id"],
+            }
+        price = self.prices[trade["instrument"]]
+        if not price.tradeable:  # the closing market order is created and cancelled at once
+            create = self._transaction(
+                {"type": "MARKET_ORDER", "reason": "TRADE_CLOSE", "instrument": trade["instrument"]}
+            )
+            cancel = self._transaction({"type": "ORDER_CANCEL", "orderID": create["id"], "reason": "MARKET_HALTED"})
+            return 200, {
+                "orderCreateTransaction": create,
+                "orderCancelTransaction": cancel,
+                "lastTransactionID": cancel["id"],
+            }
+        client_id = (trade.get("clientExtensions") or {}).get("id") or ""
+        at = price.bid if Decimal(trade["currentUnits"]) > 0 else price.ask
+        fill = self.close_trade(client_id, at, CloseReason.CLIENT)
+        create = self._state.transactions[fill["orderID"]]
+        return 200, {
+            "orderCreateTransaction": create,
+            "orderFillTransaction": fill,
+            "relatedTransactionIDs": [create["id"], fill["id"]],
+            "lastTransactionID": str(self._state.last_id),
+        }
+
+    def _trade_orders(self, request: web.Request, body: dict[str, Any], fault: Fault | None) -> _Answer:
+        trade = self._find_trade(request.match_info["spec"])
+        if trade is None or trade["state"] != "OPEN":
+            return 404, {"errorCode": "TRADE_DOESNT_EXIST", "errorMessage": "The Trade specified does not exist"}
+        stop = body.get("stopLoss") or {}
+        text = str(stop.get("price", ""))
+        if len(text.partition(".")[2]) > PRECISION.get(trade["instrument"], 5):
+            tx = self._transaction({"type": "STOP_LOSS_ORDER_REJECT", "rejectReason": "PRICE_PRECISION_EXCEEDED"})
+            return 400, {
+                "stopLossOrderRejectTransaction": tx,
+                "errorCode": "PRICE_PRECISION_EXCEEDED",
+                "errorMessage": f"The stop loss price {text} has too many decimals",
+            }
+        answer: dict[str, Any] = {}
+        old = trade.get("stopLossOrder")
+        if old is not None and old["state"] == "PENDING":
+            cancel = self._transaction(
+                {"type": "ORDER_CANCEL", "orderID": old["id"], "reason": "CLIENT_REQUEST_REPLACED"}
+            )
+            old.update(state="CANCELLED", cancellingTransactionID=cancel["id"], cancelledTime=cancel["time"])
+            answer["stopLossOrderCancelTransaction"] = cancel
+        created = self._transaction(
+            {"type": "STOP_LOSS_ORDER", "tradeID": trade["id"], "price": text, "reason": "REPLACEMENT"}
+        )
+        trade["stopLossOrder"] = {
+            "id": created["id"],
+            "type": "STOP_LOSS",
+            "tradeID": trade["id"],
+            "price": text,
+            "timeInForce": stop.get("timeInForce", "GTC"),
+            "state": "PENDING",
+            "createTime": created["time"],
+        }
+        answer["stopLossOrderTransaction"] = created
+        answer["lastTransactionID"] = created["id"]
+        return 200, answer
 
     def _get_transaction(self, request: web.Request, body: dict[str, Any], fault: Fault | None) -> _Answer:
         tx = self._state.transactions.get(request.match_info["tid"])

@@ -336,17 +336,6 @@ async def test_restart_settles_half_done_signals(d: Desk) -> None:
     assert await d.desk.reconcile() == 0
 
 
-async def test_close_all_closes_every_paper_position(d: Desk) -> None:
-    first, second = await d.offer()
-    await d.desk.approve(first, TRADER)
-    await d.desk.approve(second, TRADER)
-    assert len(await d.store.open_trades([TradeKind.PAPER])) == 2
-    assert await d.desk.close_all(TRADER) == 2
-    assert await d.store.open_trades([TradeKind.PAPER]) == []
-    closed = await d.store.trades([TradeKind.PAPER])
-    assert {t.exit_reason for t in closed} == {ExitReason.MANUAL}
-
-
 async def test_a_run_interrupted_by_a_crash_is_marked_failed_on_start(tmp_path: Path) -> None:
     db = tmp_path / "bot.db"
     async with await SqliteStore.open(db) as store:

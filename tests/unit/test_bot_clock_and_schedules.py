@@ -116,7 +116,14 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
         data = Callback(action, signal_id).encode()
         assert len(data.encode()) <= MAX_CALLBACK_BYTES
         assert parse(data) == Callback(action, signal_id)
-    assert parse(Callback(Action.CLOSE_ALL).encode()) == Callback(Action.CLOSE_ALL)
+    assert parse(Callback(Action.KEEP_OPEN).encode()) == Callback(Action.KEEP_OPEN)
+    for action in (Action.CLOSE_TRADE, Action.BREAKEVEN):
+        for trade_id in ("0d6d5c562b", "0d6d5c562b.2", "oanda-1234"):
+            assert parse(Callback(action, trade_id=trade_id).encode()) == Callback(action, trade_id=trade_id)
+    batch = Callback(Action.CLOSE_BATCH, batch_id=42)
+    assert parse(batch.encode()) == batch
+    with pytest.raises(ValueError, match="callback data must be valid"):
+        Callback(Action.CLOSE_TRADE, trade_id="x" * 70).encode()
     enable = Callback(Action.ENABLE, control_id=123_456_789_012_345_678)
     assert parse(enable.encode()) == enable and len(enable.encode()) <= MAX_CALLBACK_BYTES
 
@@ -134,6 +141,15 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
         "ap:0d6d5c562b0",
         "xx:0d6d5c562b",
         "ca:0d6d5c562b",
+        "ca:-",  # the unbound "close all" of old /stop messages: no longer honoured
+        "cl:",
+        "cl:-",
+        "cl:../x",
+        "be:a b",
+        "cl:" + "a" * 61,
+        "cb:0",
+        "cb:-",
+        "cb:7x",
         "ap:0d6d5c562b;rj:0d6d5c562b",
         "a" * 65,
         "ap:../../etc",
