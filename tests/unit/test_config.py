@@ -303,3 +303,10 @@ def test_a_csv_folder_that_does_not_exist_is_a_configuration_error(tmp_path: Pat
         "which does not exist",
     ):
         load_settings({}, data_source=f"csv:{tmp_path / 'nope'}")
+
+
+def test_the_owner_defaults_to_the_first_allowed_user_and_must_be_one() -> None:
+    assert load_settings({}, TELEGRAM_ALLOWED_USERS="42,43").owner == 42
+    assert load_settings({}, TELEGRAM_ALLOWED_USERS="42,43", TELEGRAM_OWNER_ID="43").owner == 43
+    with pytest.raises(ConfigError, match="TELEGRAM_OWNER_ID 7 must be one of TELEGRAM_ALLOWED_USERS"):
+        load_settings({}, TELEGRAM_ALLOWED_USERS="42,43", TELEGRAM_OWNER_ID="7")
