@@ -73,9 +73,7 @@ class TradeControl:
 
     async def close(self, trade_id: str, user: int) -> Outcome:
         """Close one open position at market now."""
-        if user != self.owner:
-            return Outcome(OutcomeKind.REFUSED, OWNER_ONLY)
-        found = await self._controlled(trade_id)
+        found = await self._controlled(trade_id, user)
         if isinstance(found, Outcome):
             return found
         trade, instrument, broker = found
@@ -107,9 +105,7 @@ class TradeControl:
 
     async def breakeven(self, trade_id: str, user: int) -> Outcome:
         """Move an open position's stop to its entry price, if the price is beyond the entry."""
-        if user != self.owner:
-            return Outcome(OutcomeKind.REFUSED, OWNER_ONLY)
-        found = await self._controlled(trade_id)
+        found = await self._controlled(trade_id, user)
         if isinstance(found, Outcome):
             return found
         trade, instrument, broker = found
@@ -174,7 +170,10 @@ class TradeControl:
         outcomes = [await self.close(trade_id, user) for trade_id in trade_ids]
         return Outcome(OutcomeKind.DONE, close_all_text(trade_ids, outcomes))
 
-    async def _controlled(self, trade_id: str) -> tuple[Trade, Instrument, Broker] | Outcome:
+    async def _controlled(self, trade_id: str, user: int) -> tuple[Trade, Instrument, Broker] | Outcome:
+        """The open position `user` may act on, with its instrument and broker; else what to answer."""
+        if user != self.owner:
+            return Outcome(OutcomeKind.REFUSED, OWNER_ONLY)
         trade = await self.store.open_trade(trade_id)
         if trade is None or trade.kind not in CONTROLLED_KINDS:
             return Outcome(OutcomeKind.INVALID, f"No open position {trade_id}.")
