@@ -394,12 +394,12 @@ async def test_all_open_positions_together_stay_under_the_total_cap(d: Desk) -> 
 async def test_no_equity_left_refuses_entries_with_the_reason(d: Desk) -> None:
     gbp, gold = await offered_pair(d)
     assert (await d.desk.approve(gbp, TRADER)).kind is OutcomeKind.DONE
-    # The position closes 0.45 below its entry: 0.27 lots lose $12,331.71 of a $10,000 account.
+    # The position closes 0.45671 below its entry: 0.27 lots lose $12,334.83 with fees, of a $10,000 account.
     [trade] = await d.store.open_trades()
     assert await d.store.close_trade(trade.trade_id, d.clock.now(), D("0.90000"), ExitReason.MANUAL, D(0))
     d.desk.policy = replace(d.desk.policy, protections=ProtectionConfig(daily_loss_fraction=None))
     equity = (await d.desk.book(d.clock.now())).equity
-    assert equity < 0
+    assert equity == D("-2334.83")
     outcome = await d.desk.approve(gold, TRADER)
     assert outcome.kind is OutcomeKind.REFUSED
     assert outcome.message == f"Refused: no equity to risk: realised equity is {equity:,.2f}."
