@@ -40,10 +40,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bot.secrets import SecretsError, secret_overrides
-from data.market_calendars import market_calendar
-from data.news_feed import NewsSource
-from data.sources import parse_source
+from bot.ops.secrets import SecretsError, secret_overrides
+from data.market.calendars import market_calendar
+from data.market.news_feed import NewsSource
+from data.market.sources import parse_source
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, clock_text, get_calendar
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import AssetClass, Instrument, Interval
@@ -284,7 +284,7 @@ class BacktestSettings(_Frozen):
     @field_validator("executor")
     @classmethod
     def _known_executor(cls, value: str) -> str:
-        from bot.executors import parse_executor_spec  # noqa: PLC0415 - avoids importing dask at startup
+        from bot.ops.executors import parse_executor_spec  # noqa: PLC0415 - avoids importing dask at startup
 
         parse_executor_spec(value)
         return value

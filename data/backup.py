@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
-from data.migrations import LATEST_VERSION, MIGRATIONS
+from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = [
     "BackupError",

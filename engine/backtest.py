@@ -2,7 +2,7 @@
 
 Pure (no I/O). `backtest` generates the strategy's signals over the whole history once, validates and scores
 the bars that fired with `engine.pipeline.assess` (the per-candidate step of the live scan), and turns the
-setups into trades with `simulate`'s trade logic, which the replay (`bot.replay`) shares. Rules:
+setups into trades with `simulate`'s trade logic, which the replay (`bot.services.replay`) shares. Rules:
 
 * Candidates come from bars in [start, end) only; earlier bars are warm-up history. A bar whose index is
   below `strategy.warmup - 1` is skipped (counted): a live scan at that bar would see fewer than `warmup`

@@ -5,7 +5,7 @@ calendar's timezone. The offsets may leave the day: FX trades from 17:00 New Yor
 Daylight saving is handled by zoneinfo. Holidays are dates without a session; early closes are dates whose
 session ends earlier (a wall-clock offset from local midnight). `holidays_known_until` is the last date the
 holiday data covers (None: the rules are complete, as for FX and crypto); `calendar_warnings` says when it
-runs out. The built-in calendars below carry the weekly rules only; `data.market_calendars` fills XNSE and
+runs out. The built-in calendars below carry the weekly rules only; `data.market.calendars` fills XNSE and
 XNYS with holidays and early closes from the exchange_calendars library.
 
 Entry rules (`entry_block`), judged while the market is open (at the close itself or later an order waits

@@ -1,6 +1,6 @@
 """News embargo: no new entries around scheduled high-impact economic news for the currencies an instrument moves with.
 
-Pure: events come in already parsed (see `data.news_feed`), times are UTC and passed in. An event at `T` blocks
+Pure: events come in already parsed (see `data.market.news_feed`), times are UTC and passed in. An event at `T` blocks
 entries on a matching instrument from `T - before` to `T + after`, both ends inclusive. A HOLIDAY item marks a
 whole day (calendars list it at local midnight), so it blocks from `T - before` to `T + 1 day + after` when
 HOLIDAY is one of the configured impacts. An event whose currency is `ALL` matches every instrument.

@@ -16,7 +16,7 @@ Limits after the risk budget, each counted with its reason: `max_quantity` caps,
 money) caps, a result under `min_quantity` is not traded. Orders larger than the instrument's
 `freeze_quantity` (NSE F&O style) go out as child orders of at most that size, whole lots each.
 
-Conversion prices come from the caller: the desk's latest known prices (`bot.rates.RateBook`), or in a
+Conversion prices come from the caller: the desk's latest known prices (`bot.services.rates.RateBook`), or in a
 backtest the prices as of each trade's time (`RateHistory`: the linking pair's bars, else configured prices).
 """
 

@@ -1,6 +1,6 @@
 """Benchmark the running bot end to end against the fake Telegram Bot API server, with in-run references.
 
-The real bot (`bot.telegram_app.serve`: python-telegram-bot long polling over HTTP, handlers, signal desk,
+The real bot (`bot.telegram.app.serve`: python-telegram-bot long polling over HTTP, handlers, signal desk,
 paper broker, outbox sender, SQLite) runs in this process against `tests.fakes.telegram_server.FakeTelegram`
 on the same event loop, with the CSV data source on a temporary folder of `--symbols` renamed links to the
 shared 1h/5m files and a bot clock whose monotonic source this script moves (the default schedules are
@@ -53,13 +53,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot import telegram_app  # noqa: E402
-from bot.callbacks import Action, Callback  # noqa: E402
-from bot.clock import BotClock  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.desk import OutcomeKind  # noqa: E402
-from bot.runtime import BotRuntime, open_runtime  # noqa: E402
-from bot.scan import ScanReport  # noqa: E402
+from bot.ops.clock import BotClock  # noqa: E402
+from bot.services.desk import OutcomeKind  # noqa: E402
+from bot.services.runtime import BotRuntime, open_runtime  # noqa: E402
+from bot.services.scan import ScanReport  # noqa: E402
+from bot.telegram import app as telegram_app  # noqa: E402
+from bot.telegram.callbacks import Action, Callback  # noqa: E402
 from engine.catalog import DEFAULT_WATCHLIST  # noqa: E402
 from engine.domain import Instrument, ScoredSetup, SignalStatus  # noqa: E402
 from engine.trading import Fill, OrderRequest, Trade, TradeKind  # noqa: E402

@@ -29,8 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.cloudwatch import CloudWatchSink  # noqa: E402
-from bot.metrics import Dimension, MetricName, MetricPoint, MetricsPublisher, Unit  # noqa: E402
+from bot.ops.cloudwatch import CloudWatchSink  # noqa: E402
+from bot.ops.metrics import Dimension, MetricName, MetricPoint, MetricsPublisher, Unit  # noqa: E402
 
 NOW = datetime.now(UTC)
 REPEATS = 5

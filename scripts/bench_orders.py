@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import SecretStr  # noqa: E402
 
-from bot.desk import DeskPolicy, SignalDesk  # noqa: E402
-from bot.notifier import Notifier  # noqa: E402
-from bot.oanda import OandaBroker, OandaSettings  # noqa: E402
-from bot.resilience import CircuitBreaker, ResilientBroker, RetryPolicy  # noqa: E402
-from bot.state import BotState  # noqa: E402
-from data.store import SqliteStore  # noqa: E402
+from bot.brokers.oanda import OandaBroker, OandaSettings  # noqa: E402
+from bot.brokers.resilience import CircuitBreaker, ResilientBroker, RetryPolicy  # noqa: E402
+from bot.services.desk import DeskPolicy, SignalDesk  # noqa: E402
+from bot.services.state import BotState  # noqa: E402
+from bot.telegram.notifier import Notifier  # noqa: E402
+from data.sqlite.store import SqliteStore  # noqa: E402
 from engine.catalog import default_instrument  # noqa: E402
 from engine.domain import QualityScore, ScoredSetup, Setup, Side, SignalStatus  # noqa: E402
 from engine.ports import FixedClock  # noqa: E402

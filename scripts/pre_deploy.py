@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from bot.cli import main
+from bot.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["validate", *sys.argv[1:]]))

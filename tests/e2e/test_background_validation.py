@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.composition import system_book
+from bot.bootstrap import system_book
 from bot.config import load_settings
 from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import BotClock
 from bot.config import load_settings
-from bot.telegram_app import serve
+from bot.ops.clock import BotClock
+from bot.telegram.app import serve
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.support import require_market_dir
 

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.composition import backtest_config
+from bot.bootstrap import backtest_config
 from bot.config import InstrumentConfig, load_settings
-from bot.runtime import open_runtime
+from bot.services.runtime import open_runtime
 from engine.backtest import backtest
 from engine.bars import to_nanos
 from engine.calendars import get_calendar

@@ -1,7 +1,7 @@
 """`tradebot db backup` and `tradebot db restore` as an operator runs them.
 
 The subprocess tests go through the real entry point (`python -m bot.cli db ...`) and need `add_db_parser` /
-`run_db` wired into bot/cli.py; until then they skip, saying so. The in-process tests drive `run_db` through
+`run_db` wired into bot/cli/main.py; until then they skip, saying so. The in-process tests drive `run_db` through
 the parser `add_db_parser` builds, so they run either way.
 """
 
@@ -27,10 +27,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bot.cli.db import add_db_parser, backup_target, default_backup_dir, run_db
 from bot.config import BackupSettings, Settings
-from bot.db_cli import add_db_parser, backup_target, default_backup_dir, run_db
 from data.backup import DatabaseLock, LocalTarget, S3Target
-from data.store import SqliteStore
+from data.sqlite.store import SqliteStore
 
 TIMEOUT_S = 60
 NOW = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
@@ -161,15 +161,15 @@ def test_usage_errors_exit_2() -> None:
     assert run_db(settings(Path("/nonexistent")), argparse.Namespace(), NOW) == 2
 
 
-# --- through the real entry point (needs the wiring in bot/cli.py) -----------------------------------------
+# --- through the real entry point (needs the wiring in bot/cli/main.py) -----------------------------------------
 
 
 @pytest.fixture(scope="module")
 def wired() -> None:
-    """Skip until bot/cli.py adds the `db` command (read from its source: importing it costs seconds)."""
-    spec = importlib.util.find_spec("bot.cli")
+    """Skip until bot/cli/main.py adds the `db` command (read from its source: importing it costs seconds)."""
+    spec = importlib.util.find_spec("bot.cli.main")
     if spec is None or spec.origin is None or "add_db_parser" not in Path(spec.origin).read_text():
-        pytest.skip("`tradebot db` is not wired into bot/cli.py yet (add_db_parser / run_db)")
+        pytest.skip("`tradebot db` is not wired into bot/cli/main.py yet (add_db_parser / run_db)")
 
 
 def start(home: Path, args: Sequence[str]) -> subprocess.Popen[str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.callbacks import Action, Callback
-from bot.composition import system_book
+from bot.bootstrap import system_book
 from bot.config import load_settings
-from data.store import SqliteStore
+from bot.telegram.callbacks import Action, Callback
+from data.sqlite.store import SqliteStore
 from tests.builders import baseline_for, gbpusd_trade, record_system_trades
 from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram, SentMessage

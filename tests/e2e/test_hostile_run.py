@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from data.store import WRITE_PAUSE_SECONDS
+from data.sqlite.store import WRITE_PAUSE_SECONDS
 from tests.e2e.test_bot import CONFIG, STRANGER, TOKEN, TRADER, bot, bot_env
 from tests.e2e.test_operations import datagrams
 from tests.fakes.telegram_server import FakeTelegram

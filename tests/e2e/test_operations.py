@@ -22,9 +22,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bot.health import HEARTBEAT_KEY, HeartbeatRecord
+from bot.ops.health import HEARTBEAT_KEY, HeartbeatRecord
 from data.backup import is_backup_name
-from data.store import SqliteStore
+from data.sqlite.store import SqliteStore
 from tests.e2e.test_bot import CONFIG, TOKEN, TRADER, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram
 

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 from decimal import Decimal
 
-from bot.paper_broker import PaperBroker, paper_close
+from bot.brokers.paper import PaperBroker, paper_close
 from engine.domain import Instrument
 from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade

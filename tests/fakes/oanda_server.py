@@ -1,4 +1,4 @@
-"""An in-process fake of the OANDA v20 REST API (the endpoints `bot.oanda.OandaBroker` uses), over real HTTP.
+"""An in-process fake of the OANDA v20 REST API (the endpoints `bot.brokers.oanda.OandaBroker` uses), over real HTTP.
 
 State is in memory: prices the test sets, orders by client id, transactions, open trades, the account NAV.
 Like OANDA, a second order with an existing client id is refused with 400 CLIENT_ORDER_ID_ALREADY_EXISTS, and

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.background_validation import BackgroundValidation
-from bot.clock import WallClock
-from bot.composition import system_book, traded_systems
+from bot.bootstrap import system_book, traded_systems
 from bot.config import Settings, load_settings
-from bot.notifier import Notifier
-from bot.validate import GateJob, gate_jobs
-from data.store import SqliteStore
+from bot.ops.clock import WallClock
+from bot.services.background_validation import BackgroundValidation
+from bot.services.validate import GateJob, gate_jobs
+from bot.telegram.notifier import Notifier
+from data.sqlite.store import SqliteStore
 from engine.ports import FixedClock
 from engine.systems import SystemSpec, ValidationStatus
 from tests.support import require_market_dir

@@ -36,8 +36,8 @@ from data.backup import (
     restore,
     target_from_url,
 )
-from data.migrations import LATEST_VERSION
-from data.store import SqliteStore
+from data.sqlite.migrations import LATEST_VERSION
+from data.sqlite.store import SqliteStore
 
 NOW = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 BUCKET = "tradebot-backups"

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from data.store import SqliteStore
+from data.sqlite.store import SqliteStore
 from engine.systems import Baseline, ScoreEdge
 
 T0 = datetime(2025, 6, 12, tzinfo=UTC)

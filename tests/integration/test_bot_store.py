@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import data.store as store_module
-from data.migrations import LATEST_VERSION, MIGRATIONS
-from data.store import DuplicateTradeError, SqliteStore, StoreError, UnknownRecordError
+import data.sqlite.store as store_module
+from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS
+from data.sqlite.store import DuplicateTradeError, SqliteStore, StoreError, UnknownRecordError
 from engine.domain import SIGNAL_TRANSITIONS, Side, SignalStatus
 from engine.ports import BotStore, OutboxKind, SignalRecord
 from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind

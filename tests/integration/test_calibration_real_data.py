@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.plots import reliability_png
+from bot.telegram.plots import reliability_png
 from engine.backtest import BacktestConfig, backtest
 from engine.learning import CalibrationMethod, CalibrationModel, LearningConfig, Outcome, fit_calibration
 from engine.pipeline import EngineConfig

@@ -17,7 +17,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from bot.cloudwatch import (
+from bot.config import AlarmSettings, MetricsSettings, Settings
+from bot.ops.cloudwatch import (
     AGENT_DISK_METRIC,
     AGENT_MEMORY_METRIC,
     AGENT_NAMESPACE,
@@ -36,8 +37,7 @@ from bot.cloudwatch import (
     run_alarms,
     skipped_alarms,
 )
-from bot.config import AlarmSettings, MetricsSettings, Settings
-from bot.metrics import (
+from bot.ops.metrics import (
     PUT_METRIC_DATA_MAX_DATUMS,
     Dimension,
     MetricName,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.csv_provider import CSV_HEADER, CsvProvider, read_bar_csv, write_bar_csv
-from data.providers import YFinanceProvider, provider_from_source
+from data.market.csv_provider import CSV_HEADER, CsvProvider, read_bar_csv, write_bar_csv
+from data.market.providers import YFinanceProvider, provider_from_source
 from engine.catalog import default_instrument
 from engine.domain import Interval
 from engine.ports import ProviderError

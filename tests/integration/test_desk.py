@@ -13,20 +13,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bot.callbacks import Action, parse
-from bot.clock import BotClock
+from bot.brokers.paper import PaperBroker
 from bot.config import load_settings
-from bot.desk import DeskPolicy, OutcomeKind, SignalDesk
-from bot.monitor import PositionMonitor
-from bot.notifier import Notifier
-from bot.paper_broker import PaperBroker
-from bot.runtime import open_runtime
-from bot.scan import BarRules, ScanService, WatchItem
-from bot.state import BotState
-from bot.systems import SystemBook, system_spec
-from data.csv_provider import CsvProvider
-from data.news_feed import NewsSource
-from data.store import SqliteStore
+from bot.ops.clock import BotClock
+from bot.services.desk import DeskPolicy, OutcomeKind, SignalDesk
+from bot.services.monitor import PositionMonitor
+from bot.services.runtime import open_runtime
+from bot.services.scan import BarRules, ScanService, WatchItem
+from bot.services.state import BotState
+from bot.services.systems import SystemBook, system_spec
+from bot.telegram.callbacks import Action, parse
+from bot.telegram.notifier import Notifier
+from data.market.csv_provider import CsvProvider
+from data.market.news_feed import NewsSource
+from data.sqlite.store import SqliteStore
 from engine.backtest import BacktestConfig
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument

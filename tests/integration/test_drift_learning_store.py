@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from data.store import SqliteStore, StoreError
+from data.sqlite.store import SqliteStore, StoreError
 from engine.controls import ControlSource, DriftAlert, PairControl, PairState
 from engine.ports import SignalEstimate
 from tests.integration.test_bot_store import new_signal

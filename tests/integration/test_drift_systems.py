@@ -6,12 +6,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.clock import WallClock
 from bot.config import DriftSettings
-from bot.drift_watch import DriftWatch
-from bot.notifier import Notifier
-from bot.systems import SystemBook
-from data.store import SqliteStore
+from bot.ops.clock import WallClock
+from bot.services.drift_watch import DriftWatch
+from bot.services.systems import SystemBook
+from bot.telegram.notifier import Notifier
+from data.sqlite.store import SqliteStore
 from engine.domain import Interval
 from engine.systems import SystemSpec
 from tests.builders import baseline_for, gbpusd_trade, record_system_trades

@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 import pytest
 
-from bot.executors import (
+from bot.ops.executors import (
     ExecutorKind,
     ExecutorSpec,
     SerialExecutor,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import bot.health as health
-from bot.health import (
+import bot.ops.health as health
+from bot.ops.health import (
     Check,
     CheckName,
     HealthReport,
@@ -22,10 +22,10 @@ from bot.health import (
     check_telegram,
     with_write_error,
 )
-from bot.scheduler import ScheduleGroup, build_groups, last_due_run
-from data.market_calendars import market_calendar
+from bot.services.scheduler import ScheduleGroup, build_groups, last_due_run
+from data.market.calendars import market_calendar
 from data.redaction import REDACTED, Redactor
-from data.store import SqliteStore
+from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.ports import RunSummary
 from tests.fakes.telegram_server import FakeTelegram
@@ -164,7 +164,7 @@ def test_heartbeat_record_round_trips() -> None:
 
 
 def test_hours_without_signals_count_only_market_days_of_the_watched_calendars() -> None:
-    from bot.runtime import market_day_time  # noqa: PLC0415
+    from bot.services.runtime import market_day_time  # noqa: PLC0415
 
     xnys = [market_calendar("XNYS")]
     friday_last_setup = datetime(2025, 6, 13, 14, 0, tzinfo=UTC)

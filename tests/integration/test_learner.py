@@ -19,11 +19,11 @@ from typing import Any, cast
 import pytest
 
 from bot.config import Settings, load_settings
-from bot.learner import LAST_RUN_KEY, LearnedModel, Learner, learned_text
-from bot.messages import signal_message
-from bot.scan import WatchItem
-from bot.systems import SystemBook
-from data.store import SqliteStore
+from bot.services.learner import LAST_RUN_KEY, LearnedModel, Learner, learned_text
+from bot.services.scan import WatchItem
+from bot.services.systems import SystemBook
+from bot.telegram.messages import signal_message
+from data.sqlite.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.controls import ControlSource, PairControl, PairState

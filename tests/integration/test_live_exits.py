@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.oanda import OandaBroker, OandaSettings, exit_reason, parse_time
-from bot.paper_broker import PaperBroker
-from bot.resilience import CircuitBreaker, ResilientBroker, RetryPolicy
-from data.csv_provider import CsvProvider
+from bot.brokers.oanda import OandaBroker, OandaSettings, exit_reason, parse_time
+from bot.brokers.paper import PaperBroker
+from bot.brokers.resilience import CircuitBreaker, ResilientBroker, RetryPolicy
+from data.market.csv_provider import CsvProvider
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Side

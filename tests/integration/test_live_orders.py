@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.desk import OutcomeKind
+from bot.services.desk import OutcomeKind
 from engine.domain import SignalStatus
 from engine.trading import TradeKind
 from tests.fakes.oanda_server import FakeOanda, Fault, Route

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.clock import BotClock
 from bot.config import ConfigError, Settings, load_settings
-from bot.runtime import open_runtime
-from bot.scheduler import Scheduler, build_groups
-from data.market_calendars import MarketCalendarError, build_market_calendar, market_calendar
+from bot.ops.clock import BotClock
+from bot.services.runtime import open_runtime
+from bot.services.scheduler import Scheduler, build_groups
+from data.market.calendars import MarketCalendarError, build_market_calendar, market_calendar
 from engine.backtest import BacktestConfig, backtest, rejection_key
 from engine.bars import IntArray, to_nanos
 from engine.calendars import calendar_warnings, get_calendar
@@ -192,7 +192,7 @@ async def test_the_runtime_warns_when_holidays_run_out(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings({}, db_path=tmp_path / "bot.db", data_source=f"csv:{tmp_path}", TELEGRAM_ALLOWED_USERS="1")
-    with caplog.at_level(logging.WARNING, logger="bot.runtime"):
+    with caplog.at_level(logging.WARNING, logger="bot.services.runtime"):
         async with open_runtime(settings, BotClock(NOW)):
             pass
     warned = [r.getMessage() for r in caplog.records if "holidays are known only until" in r.getMessage()]

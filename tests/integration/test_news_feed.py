@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data.news_feed import FOREXFACTORY_URL, NewsSource
+from data.market.news_feed import FOREXFACTORY_URL, NewsSource
 from engine.catalog import default_instrument
 from engine.news import EmbargoConfig, FeedFallback, Impact
 from tests.fakes.news_server import FakeNewsFeed

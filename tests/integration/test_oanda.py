@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from bot.oanda import OandaBroker, OandaEnvironment, OandaSettings, parse_time
-from bot.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
+from bot.brokers.oanda import OandaBroker, OandaEnvironment, OandaSettings, parse_time
+from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from engine.catalog import default_instrument
 from engine.domain import Side
 from engine.ports import BrokerError, BrokerErrorKind

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.children import ChildOrderBroker, child_ids
-from bot.composition import backtest_config
+from bot.bootstrap import backtest_config
+from bot.brokers.children import ChildOrderBroker, child_ids
 from bot.config import load_settings
-from bot.desk import OutcomeKind
-from bot.messages import exposure_line, report_text
-from bot.rates import Rate, RateBook, RateSource, needed_pairs
-from bot.runtime import desk_policy
-from data.csv_provider import CsvProvider, write_bar_csv
+from bot.services.desk import OutcomeKind
+from bot.services.rates import Rate, RateBook, RateSource, needed_pairs
+from bot.services.runtime import desk_policy
+from bot.telegram.messages import exposure_line, report_text
+from data.market.csv_provider import CsvProvider, write_bar_csv
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.catalog import default_instrument

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from telegram import Bot
 
-from bot.clock import WallClock
-from bot.messages import MAX_MESSAGE_CHARS
-from bot.notifier import Notifier
-from bot.sender import OutboxSender
-from data.store import SqliteStore
+from bot.ops.clock import WallClock
+from bot.telegram.messages import MAX_MESSAGE_CHARS
+from bot.telegram.notifier import Notifier
+from bot.telegram.sender import OutboxSender
+from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.domain import Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
 from engine.ports import OutboxKind

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bot.paper_broker import FillModel, PaperBroker
-from data.csv_provider import CsvProvider
+from bot.brokers.paper import FillModel, PaperBroker
+from data.market.csv_provider import CsvProvider
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel, fill_price, quote_from_price

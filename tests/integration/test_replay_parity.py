@@ -1,6 +1,6 @@
 """Replay (the live scan, bar by bar) and the backtester agree signal for signal and trade for trade.
 
-For every registered strategy, on real shared data: `bot.replay.replay` drives `ScanService.scan(as_of=each
+For every registered strategy, on real shared data: `bot.services.replay.replay` drives `ScanService.scan(as_of=each
 bar's close)` over a CSV provider, exactly as the bot would run at that instant, and trades what it found;
 `engine.backtest.backtest` computes the signals over the whole history at once. Both must produce the same
 setups (ids, levels, reasons, quality scores with every component) and the same trades, field for field,
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.replay import replay
-from bot.scan import WatchItem
-from data.csv_provider import CsvProvider
+from bot.services.replay import replay
+from bot.services.scan import WatchItem
+from data.market.csv_provider import CsvProvider
 from engine.backtest import BacktestConfig, BacktestTrade, backtest, simulate
 from engine.bars import from_nanos
 from engine.calendars import get_calendar

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bot.clock import WallClock
-from bot.scan import BarRules, ScanService, WatchItem
-from data.csv_provider import CsvProvider
-from data.store import SqliteStore
+from bot.ops.clock import WallClock
+from bot.services.scan import BarRules, ScanService, WatchItem
+from data.market.csv_provider import CsvProvider
+from data.sqlite.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.domain import RejectionKind, Side, SignalStatus

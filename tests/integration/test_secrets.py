@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from bot.config import ConfigError, load_settings
-from bot.secrets import (
+from bot.ops.secrets import (
     CONNECT_TIMEOUT_SECONDS,
     MAX_ATTEMPTS,
     READ_TIMEOUT_SECONDS,

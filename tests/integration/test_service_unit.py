@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.systemd import watchdog_interval
-from bot.telegram_app import SHUTDOWN_BUDGET_SECONDS
+from bot.ops.systemd import watchdog_interval
+from bot.telegram.app import SHUTDOWN_BUDGET_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "trading-bot.service"

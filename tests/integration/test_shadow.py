@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.oanda import OandaSettings, market_order
-from bot.paper_broker import PaperBroker
-from bot.shadow import ShadowBroker, shadow_text
-from data.csv_provider import CsvProvider
-from data.store import SqliteStore
+from bot.brokers.oanda import OandaSettings, market_order
+from bot.brokers.paper import PaperBroker
+from bot.brokers.shadow import ShadowBroker, shadow_text
+from data.market.csv_provider import CsvProvider
+from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Side
@@ -78,7 +78,7 @@ async def test_shadow_mode_records_the_exact_oanda_order_sends_nothing_and_fills
     assert kept.quantity == trade.quantity and kept.refusal is None
     assert (kept.method, kept.path) == (HTTPMethod.POST, f"/v3/accounts/{oanda.account_id}/orders")
     assert kept.body_json is not None
-    logged = [r.getMessage() for r in caplog.records if r.name == "bot.shadow"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.brokers.shadow"]
     assert any(f"order {signal_id} NOT sent to oanda: POST {kept.path} {kept.body_json}" in m for m in logged)
     assert oanda.token not in caplog.text
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import data.store as store_module
-from data.migrations import LATEST_VERSION, MIGRATIONS, Migration
-from data.store import (
+import data.sqlite.store as store_module
+from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS, Migration
+from data.sqlite.store import (
     CorruptRecordError,
     RunStateError,
     SchemaVersionError,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.desk import OutcomeKind
-from bot.trade_control import OWNER_ONLY, TradeControl
+from bot.services.desk import OutcomeKind
+from bot.services.trade_control import OWNER_ONLY, TradeControl
 from engine.domain import Interval, Side
 from engine.exits import find_exit_with_stops
 from engine.trading import ExitReason, Trade, TradeKind

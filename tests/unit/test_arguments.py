@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.arguments import ReportArgs, ReportedOutcome, breakeven_refusal, parse_money, parse_report
+from bot.telegram.arguments import ReportArgs, ReportedOutcome, breakeven_refusal, parse_money, parse_report
 
 SIGNAL = "3f2a9c1b7d"
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.validation import BarCheck, validate_bars
+from data.market.validation import BarCheck, validate_bars
 from engine.bars import Bars
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.book import trading_day
+from bot.services.book import trading_day
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.callbacks import MAX_CALLBACK_BYTES, Action, Callback, parse
-from bot.clock import BotClock
 from bot.config import ScheduleConfig, load_settings
-from bot.scheduler import ScheduleGroup, Scheduler, build_groups
+from bot.ops.clock import BotClock
+from bot.services.scheduler import ScheduleGroup, Scheduler, build_groups
+from bot.telegram.callbacks import MAX_CALLBACK_BYTES, Action, Callback, parse
 from engine.calendars import get_calendar
 from engine.catalog import DEFAULT_WATCHLIST, default_instrument
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.composition import sizing
+from bot.bootstrap import sizing
 from bot.config import ConfigError, load_settings, unknown_env
 from engine.catalog import DEFAULT_WATCHLIST, default_instrument
 from engine.quality import Component

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import LogFormat
-from bot.logs import (
+from bot.ops.logs import (
     RUN_ID,
     SIGNAL_ID,
     RedactSecrets,

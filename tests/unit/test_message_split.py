@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.messages import MAX_MESSAGE_CHARS, plain_text, split_html
+from bot.telegram.messages import MAX_MESSAGE_CHARS, plain_text, split_html
 
 
 def test_a_long_text_is_cut_at_line_ends_into_messages_that_fit_with_every_line_once() -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.metrics import (
+from bot.ops.metrics import (
     PUT_METRIC_DATA_MAX_DATUMS,
     Dimension,
     MetricName,

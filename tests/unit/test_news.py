@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from data.news_feed import NewsFeedError, parse_forexfactory_json, parse_news_csv, parse_news_json
+from data.market.news_feed import NewsFeedError, parse_forexfactory_json, parse_news_csv, parse_news_json
 from engine.catalog import default_instrument
 from engine.domain import AssetClass, Instrument
 from engine.news import (
@@ -305,7 +305,7 @@ def test_forexfactory_malformed_rows_skipped_with_one_counted_warning(caplog: py
             "not an object",
         ]
     )
-    with caplog.at_level(logging.WARNING, logger="data.news_feed"):
+    with caplog.at_level(logging.WARNING, logger="data.market.news_feed"):
         events = parse_forexfactory_json(text, "ff-test")
     assert len(events) == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.notifier import Notifier
+from bot.telegram.notifier import Notifier
 from data.redaction import REDACTED, Redactor
-from data.store import SqliteStore
+from data.sqlite.store import SqliteStore
 from engine.ports import OutboxItem, OutboxKind
 from tests.fakes.clock import SteppingClock
 

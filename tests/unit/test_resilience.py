@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.resilience import BreakerState, CircuitBreaker, RetryPolicy, fill_from_status, with_retries
+from bot.brokers.resilience import BreakerState, CircuitBreaker, RetryPolicy, fill_from_status, with_retries
 from engine.domain import Side
 from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import OrderRequest, OrderState, OrderStatus

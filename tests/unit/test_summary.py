@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
-from bot.summary import DailySummary, day_start, summary_day
+from bot.services.summary import DailySummary, day_start, summary_day
 from engine.catalog import default_instrument
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import QualityScore, ScoredSetup, Setup, Side, SignalStatus

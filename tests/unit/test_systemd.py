@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.systemd import SystemdNotifier, watchdog_interval
+from bot.ops.systemd import SystemdNotifier, watchdog_interval
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sd_notify is Linux-only")
 
@@ -149,7 +149,7 @@ def test_vanished_socket_logs_once_and_never_raises(
 ) -> None:
     systemd.close()
     socket_path.unlink()
-    caplog.set_level(logging.INFO, logger="bot.systemd")
+    caplog.set_level(logging.INFO, logger="bot.ops.systemd")
     notifier.ready("up")
     for _ in range(5):
         notifier.watchdog()

@@ -13,9 +13,9 @@ import pytest
 import yfinance
 from yfinance.exceptions import YFRateLimitError
 
-from data.cache import BarCache
-from data.csv_provider import read_bar_csv, write_bar_csv
-from data.yfinance_provider import (
+from data.market.cache import BarCache
+from data.market.csv_provider import read_bar_csv, write_bar_csv
+from data.market.yfinance_provider import (
     YahooDownloadError,
     YFinanceProvider,
     is_rate_limit,

@@ -1,0 +1,212 @@
+"""Watch open positions (paper and shadow) on every new bar and close them at stop, target or time.
+
+The exit rules are the engine's (`engine.exits.find_exit`), the same the backtester uses: bars that opened
+at or after the entry are checked; when one bar touches both the stop and the target, the stop is taken;
+a bar that opens beyond a level fills at its open.
+
+Live positions close at the broker (stop-loss and take-profit attached on fill): `check_live` asks the broker
+how each open LIVE trade ended and records the exit at the broker's price and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+
+from bot.telegram.messages import exit_text
+from bot.telegram.notifier import Notifier
+from data.market.validation import validate_bars
+from engine.bars import Bars, to_nanos
+from engine.calendars import SessionCalendar
+from engine.costs import CostModel, commission, exit_fill_price
+from engine.domain import Instrument
+from engine.exits import find_exit_with_stops
+from engine.indicators import MarketContext
+from engine.ports import BarProvider, BotStore, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError
+from engine.trading import BrokerExit, StopMove, Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+_NEVER_STALE = 10**9
+_SESSION_CALENDARS = frozenset({"XNSE", "XNYS"})
+
+
+class PositionMonitor:
+    """Checks open trades against the bars that closed since their entry."""
+
+    def __init__(
+        self,
+        store: BotStore,
+        provider: BarProvider,
+        notifier: Notifier,
+        clock: Clock,
+        instruments: Mapping[str, Instrument],
+        calendars: Mapping[str, SessionCalendar],
+        *,
+        history_bars: int,
+        max_hold_bars: int,
+        costs: CostModel,
+        broker: Broker | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker  # asked how LIVE trades ended at the broker (`check_live`); None: not checked
+        self.provider = provider
+        self.notifier = notifier
+        self.clock = clock
+        self.instruments = dict(instruments)
+        self.calendars = dict(calendars)
+        self.history_bars = history_bars
+        self.max_hold_bars = max_hold_bars
+        self.costs = costs
+
+    async def check(
+        self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
+    ) -> list[Trade]:
+        """Close every open paper or shadow trade whose exit has happened; return the closed trades.
+
+        `bars` are clean bars a scan just loaded at the same instant; symbols without them are fetched.
+        """
+        open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW])
+        by_symbol: dict[str, list[Trade]] = defaultdict(list)
+        for trade in open_trades:
+            if (symbols is None or trade.symbol in symbols) and trade.symbol in self.instruments:
+                by_symbol[trade.symbol].append(trade)
+        closed: list[Trade] = []
+        for symbol, trades in by_symbol.items():
+            loaded = (bars or {}).get(symbol) or await self._load(symbol)
+            if loaded is not None:
+                closed += await self._check_symbol(symbol, trades, loaded)
+        return closed
+
+    async def check_live(self) -> list[Trade]:
+        """Record the exits the broker made of open LIVE trades (stop-loss, take-profit, closed there); return them.
+
+        Each is recorded at the broker's price and time with its fees, and the chat is told. A trade still open
+        at the broker is left alone. When the broker does not answer, the rest wait for the next check.
+        """
+        if self.broker is None:
+            return []
+        closed: list[Trade] = []
+        for trade in await self.store.open_trades([TradeKind.LIVE]):
+            try:
+                ended = await self.broker.trade_exit(trade.signal_id)
+            except BrokerError as exc:
+                if exc.kind is BrokerErrorKind.REJECTED:
+                    log.warning("cannot learn how LIVE trade %s ended: %s", trade.trade_id, exc)
+                    continue
+                log.warning(
+                    "broker did not say how LIVE trade %s ended (%s); asking again next run", trade.trade_id, exc
+                )
+                break
+            if ended is not None and (done := await self._record_live_exit(trade, ended)) is not None:
+                closed.append(done)
+        return closed
+
+    async def _record_live_exit(self, trade: Trade, ended: BrokerExit) -> Trade | None:
+        """Close `trade` as the broker closed it and tell the chat; None when it cannot be recorded as told."""
+        if ended.closed_at < trade.entry_time:
+            log.error(
+                "LIVE trade %s: the broker closed it at %s, before its entry at %s; not recorded",
+                trade.trade_id,
+                ended.closed_at,
+                trade.entry_time,
+            )
+            return None
+        if ended.quantity != trade.quantity:
+            log.warning(
+                "LIVE trade %s: the broker closed %s lots, the trade holds %s; recorded at the broker's average price",
+                trade.trade_id,
+                ended.quantity,
+                trade.quantity,
+            )
+        if ended.financing > ended.fees:
+            log.info(
+                "LIVE trade %s: financing credit %s is not in its fees", trade.trade_id, ended.financing - ended.fees
+            )
+        fees = ended.costs
+        if not await self.store.close_trade(trade.trade_id, ended.closed_at, ended.price, ended.reason, fees):
+            return None
+        done = trade.closed(ended.closed_at, ended.price, ended.reason, fees)
+        log.info(
+            "%s live trade %s closed at the broker: %s @ %s",
+            trade.symbol,
+            trade.trade_id,
+            ended.reason.value,
+            ended.price,
+        )
+        await self.notifier.text(exit_text(done))
+        return done
+
+    async def _load(self, symbol: str) -> Bars | None:
+        instrument, calendar = self.instruments[symbol], self.calendars[symbol]
+        now = self.clock.now()
+        try:
+            frame = await asyncio.to_thread(self.provider.fetch, instrument, now, self.history_bars)
+        except ProviderError as exc:
+            log.warning("cannot monitor %s positions now: %s", symbol, exc)
+            return None
+        check = validate_bars(frame, instrument, calendar, now, min_bars=1, stale_bars=_NEVER_STALE)
+        if check.bars is None:
+            log.warning("cannot monitor %s positions now: %s", symbol, check.rejection)
+        return check.bars
+
+    async def _check_symbol(self, symbol: str, trades: list[Trade], bars: Bars) -> list[Trade]:
+        instrument, calendar = self.instruments[symbol], self.calendars[symbol]
+        session_day = None
+        if instrument.calendar in _SESSION_CALENDARS and instrument.interval.is_intraday:
+            session_day = MarketContext(instrument, bars, calendar).exit_session
+        closed = []
+        moves = await self.store.stop_moves([t.trade_id for t in trades])
+        for trade in trades:
+            entered = to_nanos(trade.entry_time)
+            if len(bars) and entered < int(bars.time[0]):
+                log.warning(
+                    "%s trade %s is older than the loaded history; checking from %s",
+                    symbol,
+                    trade.trade_id,
+                    bars.bar_time(0),
+                )
+            start = int(np.searchsorted(bars.time, entered, side="left"))
+            if start >= len(bars):
+                continue
+            stops = stop_schedule(trade.stop, moves.get(trade.trade_id, ()))
+            event = find_exit_with_stops(
+                bars,
+                start,
+                trade.side,
+                stops,
+                float(trade.target),
+                max_bars=self.max_hold_bars,
+                session_day=session_day,
+            )
+            if event is None:
+                continue
+            level = instrument.price(event.price, ROUND_HALF_EVEN)
+            price = exit_fill_price(level, trade.side, self.costs, instrument)
+            fees = commission(price, trade.quantity, instrument, self.costs)
+            if await self.store.close_trade(trade.trade_id, event.at, price, event.reason, fees):
+                done = trade.closed(event.at, price, event.reason, fees)
+                closed.append(done)
+                log.info(
+                    "%s %s trade %s closed: %s @ %s",
+                    symbol,
+                    trade.kind.value,
+                    trade.trade_id,
+                    event.reason.value,
+                    price,
+                )
+                if trade.kind is TradeKind.PAPER:
+                    await self.notifier.text(exit_text(done))
+        return closed
+
+
+def stop_schedule(stop: Decimal, moves: Sequence[StopMove]) -> list[tuple[datetime | None, float]]:
+    """The stops a position has had: the first (from its entry) and each the trader set, with when."""
+    first: list[tuple[datetime | None, float]] = [(None, float(moves[0].old if moves else stop))]
+    return first + [(m.at, float(m.new)) for m in moves]

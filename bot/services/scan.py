@@ -1,0 +1,243 @@
+"""The analysis run: fetch bars, validate them, run the engine, persist what it found.
+
+The same service serves `tradebot scan`, the bot's scheduled runs and replays (a fixed clock per bar).
+One bad symbol never aborts a run: provider errors, rejected bar data and even unexpected exceptions are
+recorded against that symbol and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.ops.logs import log_context
+from data.market.validation import validate_bars
+from engine.bars import Bars
+from engine.calendars import SessionCalendar
+from engine.domain import Instrument, Rejection, RejectionKind, ScoredSetup, ensure_utc
+from engine.indicators import MarketContext
+from engine.pipeline import EngineConfig, scan_instrument
+from engine.ports import BarProvider, Clock, ProviderError, SignalStore
+from engine.strategy import Strategy
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_FETCHES = 4
+
+
+@dataclass(frozen=True)
+class WatchItem:
+    """An instrument with its calendar and the strategies that run on it."""
+
+    instrument: Instrument
+    calendar: SessionCalendar
+    strategies: tuple[Strategy[Any], ...]
+
+
+@dataclass(frozen=True)
+class BarRules:
+    """How much history to load (at least; see `ScanService.history_bars`) and how strict the bar validation is."""
+
+    history_bars: int = 2000
+    min_bars: int = 100
+    stale_bars: int = 3
+    max_bad_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class SymbolOutcome:
+    symbol: str
+    setups: tuple[ScoredSetup, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+    bars: Bars | None = field(default=None, compare=False, repr=False)  # the clean bars the engine saw
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether the engine ran on this symbol's bars (its data was usable)."""
+        return self.error is None and not any(
+            r.kind is RejectionKind.SYMBOL and r.strategy is None for r in self.rejections
+        )
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """Everything one run produced, in watchlist order."""
+
+    run_id: int | None
+    started_at: datetime
+    as_of: datetime
+    data_source: str
+    outcomes: tuple[SymbolOutcome, ...]
+    strategies: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(o.symbol for o in self.outcomes)
+
+    @property
+    def setups(self) -> tuple[ScoredSetup, ...]:
+        ranked = [s for o in self.outcomes for s in o.setups]
+        return tuple(sorted(ranked, key=lambda s: (-s.score.total, s.setup.symbol, s.setup.strategy)))
+
+    @property
+    def rejections(self) -> tuple[Rejection, ...]:
+        return tuple(r for o in self.outcomes for r in o.rejections)
+
+    @property
+    def bars(self) -> dict[str, Bars]:
+        """The clean bars each evaluated symbol was scanned on (so others need not fetch them again)."""
+        return {o.symbol: o.bars for o in self.outcomes if o.bars is not None}
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        return tuple(f"{o.symbol}: {o.error}" for o in self.outcomes if o.error)
+
+    @property
+    def evaluated(self) -> int:
+        return sum(o.evaluated for o in self.outcomes)
+
+
+class ScanService:
+    """Runs analysis over the watchlist and persists each run."""
+
+    def __init__(
+        self,
+        provider: BarProvider,
+        store: SignalStore | None,
+        watchlist: Sequence[WatchItem],
+        engine: EngineConfig,
+        rules: BarRules,
+        clock: Clock,
+    ) -> None:
+        self.provider = provider
+        self.store = store
+        self.watchlist = tuple(watchlist)
+        self.engine = engine
+        self.rules = rules
+        self.clock = clock
+
+    def history_bars(self, item: WatchItem) -> int:
+        """Bars fetched for `item`: what its strategies and the score need to converge, at least the configured.
+
+        With that much history the scan at the last bar finds the setups, scores and reasons a backtest over
+        all of history finds at that bar (`Strategy.history`); a provider that holds less serves what it has.
+        """
+        needs = (s.history(item.instrument) for s in item.strategies)
+        return max(self.rules.history_bars, self.engine.scorer.history(item.instrument.interval), *needs)
+
+    def select(
+        self, symbols: Collection[str] | None = None, strategies: Collection[str] | None = None
+    ) -> list[WatchItem]:
+        """Watchlist items restricted to `symbols` and `strategies`; unknown names raise ValueError."""
+        return select(self.watchlist, symbols, strategies)
+
+    async def scan(
+        self,
+        as_of: datetime | None = None,
+        symbols: Collection[str] | None = None,
+        strategies: Collection[str] | None = None,
+    ) -> ScanReport:
+        """Run one analysis at `as_of` (default: the clock's now) and persist it."""
+        items = self.select(symbols, strategies)
+        started_at = self.clock.now()
+        now = ensure_utc(as_of, "as_of") if as_of is not None else started_at
+        names = [i.instrument.symbol for i in items]
+        run_id = None
+        if self.store is not None:
+            run_id = await self.store.start_run(started_at, now, self.provider.name, names)
+        with log_context(run_id=run_id):  # worker threads copy the context: their log lines carry the run id
+            return await self._scan(items, started_at, now, run_id)
+
+    async def _scan(
+        self, items: list[WatchItem], started_at: datetime, now: datetime, run_id: int | None
+    ) -> ScanReport:
+        gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
+
+        async def one(item: WatchItem) -> SymbolOutcome:
+            async with gate:
+                return await asyncio.to_thread(self.evaluate, item, now)
+
+        try:
+            outcomes = tuple(await asyncio.gather(*(one(i) for i in items)))
+        except BaseException as exc:
+            if self.store is not None and run_id is not None:
+                await asyncio.shield(self.store.mark_run_failed(run_id, self.clock.now(), repr(exc)))
+            raise
+        strategy_names = tuple(sorted({s.name for i in items for s in i.strategies}))
+        report = ScanReport(run_id, started_at, now, self.provider.name, outcomes, strategy_names)
+        if self.store is not None and run_id is not None:
+            await self.store.finish_run(run_id, self.clock.now(), report.setups, report.rejections, report.errors)
+        return report
+
+    def evaluate(self, item: WatchItem, now: datetime) -> SymbolOutcome:
+        """Fetch, validate and scan one instrument; never raises."""
+        symbol = item.instrument.symbol
+        try:
+            frame = self.provider.fetch(item.instrument, now, self.history_bars(item))
+        except ProviderError as exc:
+            return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, f"no data: {exc}"),))
+        except Exception as exc:
+            log.exception("fetching %s failed", symbol)
+            return SymbolOutcome(symbol, error=f"fetching bars failed: {type(exc).__name__}: {exc}")
+        try:
+            check = validate_bars(
+                frame,
+                item.instrument,
+                item.calendar,
+                now,
+                min_bars=self.rules.min_bars,
+                stale_bars=self.rules.stale_bars,
+                max_bad_fraction=self.rules.max_bad_fraction,
+            )
+            if check.bars is None:
+                reason = check.rejection or "bar data rejected"
+                return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, reason),), notes=check.notes)
+            ctx = MarketContext(item.instrument, check.bars, item.calendar)
+            result = scan_instrument(ctx, list(item.strategies), self.engine, now)
+        except Exception as exc:
+            log.exception("evaluating %s failed", symbol)
+            return SymbolOutcome(symbol, error=f"evaluation failed: {type(exc).__name__}: {exc}")
+        notes = check.notes
+        if len(check.bars) < (needed := self.history_bars(item)):
+            notes = (*notes, short_history_note(len(check.bars), needed))
+        return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars)
+
+
+def short_history_note(bars: int, needed: int) -> str:
+    """Say that a scan ran on less history than its slowest indicators need to converge."""
+    return (
+        f"short history: {bars:,} of the {needed:,} bars the strategies and the score need to converge; slow "
+        "averages may differ from a backtest over longer history until the provider holds more"
+    )
+
+
+def select(
+    watchlist: Sequence[WatchItem], symbols: Collection[str] | None, strategies: Collection[str] | None
+) -> list[WatchItem]:
+    """Watchlist items restricted to `symbols` and `strategies`; unknown names raise ValueError."""
+    known_symbols = {w.instrument.symbol for w in watchlist}
+    known_strategies = {s.name for w in watchlist for s in w.strategies}
+    if symbols is not None and (unknown := sorted(set(symbols) - known_symbols)):
+        raise ValueError(f"unknown symbol(s) {', '.join(unknown)}; watchlist: {', '.join(sorted(known_symbols))}")
+    if strategies is not None and (unknown := sorted(set(strategies) - known_strategies)):
+        raise ValueError(
+            f"unknown or disabled strategy(ies) {', '.join(unknown)}; enabled: {', '.join(sorted(known_strategies))}"
+        )
+    chosen = []
+    for item in watchlist:
+        if symbols is not None and item.instrument.symbol not in symbols:
+            continue
+        runs = tuple(s for s in item.strategies if strategies is None or s.name in strategies)
+        if runs:
+            chosen.append(WatchItem(item.instrument, item.calendar, runs))
+    return chosen
+
+
+def _symbol_rejection(symbol: str, reason: str) -> Rejection:
+    return Rejection(RejectionKind.SYMBOL, symbol, reason)

@@ -1,0 +1,193 @@
+"""Bar CSV files in the shared format, and the provider that serves bars from a folder of them.
+
+Format: header `timestamp,open,high,low,close,volume`; `timestamp` is the bar OPEN time in ISO-8601 UTC
+ending in `Z` (daily files label each bar `DATE T00:00:00Z`). A file that breaks the format raises
+`ProviderError` naming the file and the problem. Data-level defects (NaN prices, high below low,
+duplicates, unsorted rows) are passed through raw: `data.market.validation.validate_bars` deals with them.
+
+Parsed files are memoised by (path, mtime, size, inode), so a bot re-scanning every few minutes parses
+each file once until it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from engine.bars import OHLCV_COLUMNS, to_nanos
+from engine.domain import Instrument, Interval, ensure_utc
+from engine.ports import ProviderError
+
+CSV_HEADER: Final = ("timestamp", *OHLCV_COLUMNS)
+TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+INDEX_NAME: Final = "timestamp"
+
+
+def empty_bar_frame() -> pd.DataFrame:
+    """A bar frame with no rows: UTC DatetimeIndex named `timestamp` and float OHLCV columns."""
+    index = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name=INDEX_NAME)
+    return pd.DataFrame({c: np.empty(0, dtype=np.float64) for c in OHLCV_COLUMNS}, index=index)
+
+
+def read_bar_csv(path: Path) -> pd.DataFrame:
+    """Parse a bar CSV into a raw frame indexed by UTC open time, or raise ProviderError naming the defect."""
+    try:
+        raw = pd.read_csv(path, dtype={"timestamp": object})
+    except FileNotFoundError:
+        raise ProviderError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise ProviderError(f"{path}: file is empty (expected the header {','.join(CSV_HEADER)})") from None
+    except pd.errors.ParserError as exc:
+        raise ProviderError(f"{path}: malformed CSV: {_first_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise ProviderError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ProviderError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    header = tuple(str(c) for c in raw.columns)
+    if header != CSV_HEADER:
+        raise ProviderError(f"{path}: bad header {','.join(header)!r}, expected {','.join(CSV_HEADER)!r}")
+    index = _parse_timestamps(path, raw["timestamp"])
+    columns = {name: _parse_numbers(path, name, raw[name]) for name in OHLCV_COLUMNS}
+    return pd.DataFrame(columns, index=index)
+
+
+def write_bar_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a bar frame in the shared format atomically (temp file in the same folder, then os.replace)."""
+    out = pd.DataFrame(
+        {c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS},
+        index=pd.Index(frame.index.tz_convert("UTC").strftime(TIMESTAMP_FORMAT), name=INDEX_NAME),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            out.to_csv(handle, lineterminator="\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def closed_tail(frame: pd.DataFrame, interval: Interval, end: datetime, bars: int) -> pd.DataFrame:
+    """The latest `bars` rows closed by `end` (open + interval <= end), keeping the frame's own row order."""
+    if bars < 1:
+        raise ValueError(f"bars must be at least 1, was {bars}")
+    cutoff = to_nanos(ensure_utc(end, "end")) - interval.nanos
+    times = frame.index.as_unit("ns").asi8
+    if frame.index.is_monotonic_increasing:
+        stop = int(np.searchsorted(times, cutoff, side="right"))
+        return frame.iloc[max(stop - bars, 0) : stop]
+    closed = np.flatnonzero(times <= cutoff)
+    latest = closed[np.argsort(times[closed], kind="stable")][-bars:]
+    return frame.iloc[np.sort(latest)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+class BarFileReader:
+    """Reads bar CSVs, re-parsing a file only when its mtime, size or inode changed."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Path, tuple[_Stamp, pd.DataFrame]] = {}
+        self.files_parsed = 0
+
+    def read(self, path: Path) -> pd.DataFrame:
+        """The parsed frame of `path` (shared between callers: treat it as read-only)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._memo.pop(path, None)
+            raise ProviderError(f"{path}: file not found") from None
+        except OSError as exc:
+            raise ProviderError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        stamp = _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._memo.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        frame = read_bar_csv(path)
+        self.files_parsed += 1
+        self._memo[path] = (stamp, frame)
+        return frame
+
+    def forget(self, path: Path) -> None:
+        self._memo.pop(path, None)
+
+
+class CsvProvider:
+    """Bars from `DIR/{symbol}_{interval}.csv` files in the shared format."""
+
+    def __init__(self, directory: Path, reader: BarFileReader | None = None) -> None:
+        self.directory = directory
+        self.name = f"csv:{directory}"
+        self.reader = reader or BarFileReader()
+
+    def path_for(self, instrument: Instrument) -> Path:
+        return self.directory / f"{instrument.symbol}_{instrument.interval.value}.csv"
+
+    def fetch(self, instrument: Instrument, end: datetime, bars: int) -> pd.DataFrame:
+        """Return the last `bars` bars of the instrument's file closed by `end`, oldest first."""
+        path = self.path_for(instrument)
+        if not path.is_file():
+            raise ProviderError(
+                f"no data file for {instrument.symbol} {instrument.interval.value}: {path} does not exist"
+            )
+        return closed_tail(self.reader.read(path), instrument.interval, end, bars)
+
+
+def _parse_timestamps(path: Path, column: pd.Series) -> pd.DatetimeIndex:
+    parsed = pd.to_datetime(column, format="ISO8601", utc=True, errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise ProviderError(
+            f"{path}: unparseable timestamp {_cell(column, bad[0])} in data row {bad[0] + 1}"
+            f"{_more(len(bad))} (expected ISO-8601 UTC like 2025-01-01T03:45:00Z)"
+        )
+    text = column.to_numpy().astype(np.str_)
+    not_utc = np.flatnonzero(~np.char.endswith(text, "Z"))
+    if len(not_utc):
+        raise ProviderError(
+            f"{path}: timestamp {_cell(column, not_utc[0])} in data row {not_utc[0] + 1} is not marked UTC"
+            f"{_more(len(not_utc))} (timestamps must end in Z)"
+        )
+    return pd.DatetimeIndex(parsed, name=INDEX_NAME).as_unit("ns")
+
+
+def _parse_numbers(path: Path, name: str, column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy())
+    if len(bad):
+        raise ProviderError(
+            f"{path}: unparseable {name} value {_cell(column, bad[0])} in data row {bad[0] + 1}{_more(len(bad))}"
+        )
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _cell(column: pd.Series, position: int) -> str:
+    value = column.to_numpy()[position]
+    return "(empty)" if pd.isna(value) else repr(str(value))
+
+
+def _more(count: int) -> str:
+    return f" and {count - 1} more" if count > 1 else ""
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
