@@ -1,107 +1,78 @@
-"""The one composition root: settings in, wired services out."""
+"""The one composition root: the only place that builds adapters (store, providers, brokers, notifier) and wires
+the services of `tradebot run` and the commands."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import timedelta
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from bot.config import Settings
-from bot.ops.clock import WallClock
-from bot.services.scan import BarRules, ScanService, WatchItem
-from bot.services.systems import SystemBook, TradedSystem, system_spec
+from bot.brokers.children import ChildOrderBroker
+from bot.brokers.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
+from bot.brokers.paper import FillModel, PaperBroker
+from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
+from bot.brokers.shadow import ShadowBroker
+from bot.config import BrokerKind, Settings
+from bot.ops.clock import BotClock, WallClock
+from bot.ops.metrics import MetricName, Metrics, NullMetrics
+from bot.services.background_validation import BackgroundValidation
+from bot.services.configure import (
+    bar_rules,
+    baseline_max_age,
+    cache_dir,
+    cost_model,
+    sizing,
+    traded_systems,
+    watchlist,
+)
+from bot.services.desk import DeskPolicy, SignalDesk
+from bot.services.drift_watch import DriftWatch
+from bot.services.learner import Learner
+from bot.services.monitor import PositionMonitor
+from bot.services.rates import RateBook, needed_pairs
+from bot.services.runtime import BotRuntime
+from bot.services.scan import ScanService
+from bot.services.state import BotState
+from bot.services.systems import SystemBook
+from bot.services.trade_control import TradeControl
+from bot.services.validate import GateJob, gate_jobs
+from bot.telegram.notifier import Notifier
+from data.backup import BackupResult, BackupTarget, backup, default_s3_client, target_from_url
+from data.market.news_feed import NewsSource
 from data.market.providers import provider_from_source
+from data.redaction import Redactor
 from data.sqlite.store import SqliteStore
-from engine.backtest import BacktestConfig
+from engine.calendars import calendar_warnings
 from engine.costs import CostModel
-from engine.ports import Clock
-from engine.sizing import RateHistory, Sizing
-from engine.strategy import Strategy
+from engine.domain import Instrument
+from engine.ports import BarProvider, Broker, Clock
+from engine.systems import SystemSpec
+from engine.trading import TradeKind
+
+log = logging.getLogger(__name__)
 
 
-def watchlist(settings: Settings) -> list[WatchItem]:
-    """Each configured instrument with the enabled strategies that apply to it, each with its pair's parameters."""
-    runs: dict[str, list[Strategy[Any]]] = {i.symbol: [] for i in settings.instruments}
-    for strategy, instrument in settings.traded_pairs():
-        runs[instrument.symbol].append(strategy)
-    return [WatchItem(i, settings.calendar(i.calendar), tuple(runs[i.symbol])) for i in settings.instruments]
+BACKUP_DIR_NAME: Final = "backups"
 
 
-def traded_systems(settings: Settings, items: Sequence[WatchItem] | None = None) -> list[TradedSystem]:
-    """Every system the bot trades (strategy, parameters, instrument, rules, code), in watchlist order."""
-    engine, config = settings.engine_config(), backtest_config(settings)
-    return [
-        TradedSystem(
-            strategy,
-            item.instrument,
-            item.calendar,
-            system_spec(
-                strategy,
-                item.instrument,
-                item.calendar,
-                engine,
-                config,
-                settings.tuned_until(strategy.name, item.instrument.symbol),
-            ),
-        )
-        for item in (items if items is not None else watchlist(settings))
-        for strategy in item.strategies
-    ]
+def default_backup_dir(settings: Settings) -> Path:
+    """Return `backups/` beside the database: where backups go when `[backup] to` is empty."""
+    return settings.db_path.parent / BACKUP_DIR_NAME
 
 
-def system_book(settings: Settings, items: Sequence[WatchItem] | None = None) -> SystemBook:
-    """The traded systems with the gate's shelf life; `refresh` it from the store before asking."""
-    return SystemBook((t.spec for t in traded_systems(settings, items)), max_age=baseline_max_age(settings))
+def backup_target(settings: Settings, s3_client_factory: Callable[[], Any] = default_s3_client) -> BackupTarget:
+    """Return the target `[backup] to` names (a directory, s3://bucket/prefix, or the default directory)."""
+    return target_from_url(settings.backup.to, default_backup_dir(settings), s3_client_factory)
 
 
-def baseline_max_age(settings: Settings) -> timedelta:
-    return timedelta(days=settings.backtest.baseline_max_age_days)
-
-
-def cost_model(settings: Settings) -> CostModel:
-    """The fill costs of paper fills, backtests and the live monitor, from `[bot.costs]`."""
-    c = settings.bot.costs
-    return CostModel(c.slippage_bps, c.commission_bps, c.commission_per_order)
-
-
-def sizing(settings: Settings) -> Sizing:
-    """How the desk and the backtester size orders: `[bot]` risk and account currency, the watchlist's limits."""
-    b = settings.bot
-    return Sizing(
-        risk_fraction=b.risk_per_trade,
-        account_currency=b.account_currency,
-        quote_currencies={w.symbol: w.quote_currency for w in settings.watchlist if w.quote_currency},
-        limits={w.symbol: w.size_limits() for w in settings.watchlist},
-        exposure=b.exposure.limits({w.symbol: w.max_leverage for w in settings.watchlist if w.max_leverage}),
-    )
-
-
-def backtest_config(settings: Settings, rates: RateHistory | None = None) -> BacktestConfig:
-    """Backtests size and cost trades as the bot does: its account, sizing, conversion prices and costs.
-
-    `rates` are the conversion prices over the backtest's time (the linking pairs' bars); without them the
-    configured `[bot.fx_rates]` apply.
-    """
-    b = settings.bot
-    return BacktestConfig(
-        equity=b.account_equity,
-        sizing=sizing(settings),
-        rates=rates if rates is not None else RateHistory(fixed=dict(b.fx_rates)),
-        costs=cost_model(settings),
-        slippage_atr=settings.backtest.slippage_atr,
-        max_hold_bars=b.max_hold_bars,
-    )
-
-
-def bar_rules(settings: Settings) -> BarRules:
-    v = settings.validation
-    return BarRules(settings.scan.history_bars, v.min_bars, v.stale_bars, v.max_bad_fraction)
-
-
-def cache_dir(settings: Settings) -> Path:
-    return settings.cache_dir or settings.db_path.parent / "cache"
+def run_backup(settings: Settings, now: datetime) -> BackupResult:
+    """Back up the bot's database as configured in `[backup]`; blocking, so call it with `asyncio.to_thread`."""
+    return backup(settings.db_path, backup_target(settings), settings.backup.keep, now)
 
 
 async def open_store(settings: Settings) -> SqliteStore:
@@ -122,3 +93,208 @@ async def scan_service(
         )
     finally:
         await store.close()
+
+
+def target_chats(settings: Settings) -> tuple[int, ...]:
+    """TELEGRAM_CHAT_ID, or each allowed user's private chat (a private chat's id is the user's id)."""
+    if settings.telegram_chat_id is not None:
+        return (settings.telegram_chat_id,)
+    return tuple(settings.telegram_allowed_users)
+
+
+def desk_policy(settings: Settings) -> DeskPolicy:
+    b = settings.bot
+    return DeskPolicy(
+        default_mode=b.mode,
+        auto_threshold=b.auto_threshold,
+        ask_threshold=b.ask_threshold,
+        ttl_bars=b.signal_ttl_bars,
+        max_price_drift_r=b.max_price_drift_r,
+        cooldown=timedelta(minutes=b.symbol_cooldown_minutes),
+        digest_threshold=b.digest_threshold,
+        max_signals_per_run=b.max_signals_per_run,
+        equity=b.account_equity,
+        sizing=sizing(settings),
+        costs=cost_model(settings),
+        trade_failed_strategies=b.trade_failed_strategies,
+        protections=b.protections.engine_config(),
+        day_timezone=b.protections.day_timezone,
+        day_rollover_hour=b.protections.day_rollover_hour,
+        embargo=b.news.embargo(),
+    )
+
+
+def rate_book(settings: Settings, provider: BarProvider | None) -> RateBook:
+    """The conversion prices the watchlist needs into the account currency (feed, then `[bot.fx_rates]`)."""
+    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
+    pairs = needed_pairs(settings.instruments, settings.bot.account_currency, quotes)
+    return RateBook(pairs, provider, settings.bot.fx_rates)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    clock: BotClock | None = None,
+    metrics: Metrics | None = None,
+    redactor: Redactor | None = None,
+) -> AsyncIterator[BotRuntime]:
+    """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
+    clock = clock or BotClock(settings.clock_start, settings.clock_speed)
+    metrics = metrics or NullMetrics()
+    provider = provider_from_source(settings.data_source, cache_dir(settings))
+    items = watchlist(settings)
+    instruments = {w.instrument.symbol: w.instrument for w in items}
+    calendars = {w.instrument.symbol: w.calendar for w in items}
+    for line in calendar_warnings(calendars.values(), clock.now()):
+        log.warning(line)
+    chats = target_chats(settings)
+    costs = cost_model(settings)
+    store = await open_store(settings)
+    exits = AsyncExitStack()
+    try:
+        state = BotState(store, settings.bot.mode)
+        freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
+        queued = asyncio.Event()
+        notifier = Notifier(store, chats, instruments, clock, queued.set, freeze=freeze, redactor=redactor)
+        broker, breaker, paper = await _broker(
+            settings, provider, instruments, clock, costs, notifier, exits, store, metrics
+        )
+        if freeze:
+            broker = ChildOrderBroker(broker, freeze)
+        monitor = PositionMonitor(
+            store,
+            provider,
+            notifier,
+            clock,
+            instruments,
+            calendars,
+            history_bars=settings.scan.history_bars,
+            max_hold_bars=settings.bot.max_hold_bars,
+            costs=costs,
+            broker=broker,
+        )
+        traded = {t.spec.pair: t for t in traded_systems(settings, items)}
+        systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)
+        learner = Learner(store, provider, clock, settings, items, systems)
+
+        def jobs_for(specs: Sequence[SystemSpec], end: datetime) -> list[GateJob]:
+            chosen = [traded[s.pair] for s in specs]
+            return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
+
+        await learner.refresh()
+        yield BotRuntime(
+            settings=settings,
+            store=store,
+            clock=clock,
+            provider=provider,
+            scan=ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock),
+            state=state,
+            notifier=notifier,
+            desk=SignalDesk(
+                store,
+                broker,
+                notifier,
+                state,
+                clock,
+                instruments,
+                desk_policy(settings),
+                TradeKind.LIVE if settings.broker.sends_orders else TradeKind.PAPER,
+                _news(settings),
+                rate_book(settings, provider),
+                calendars,
+                learner,
+                metrics,
+                systems,
+            ),
+            monitor=monitor,
+            instruments=instruments,
+            calendars=calendars,
+            chats=chats,
+            learner=learner,
+            drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
+            validation=BackgroundValidation(systems, store, notifier, clock, jobs_for, settings.db_path),
+            control=TradeControl(
+                store,
+                {TradeKind.PAPER: paper, TradeKind.LIVE: broker}
+                if settings.broker.sends_orders
+                else {TradeKind.PAPER: broker},
+                notifier,
+                clock,
+                instruments,
+                settings.owner if settings.owner is not None else 0,
+                metrics,
+            ),
+            breaker=breaker,
+            take_backup=partial(run_backup, settings),
+            outbox_queued=queued,
+            metrics=metrics,
+            redactor=redactor or Redactor(),
+        )
+    finally:
+        await exits.aclose()
+        await store.close()
+
+
+def _news(settings: Settings) -> NewsSource | None:
+    """The news calendar source, or None when the embargo is off."""
+    news = settings.bot.news
+    if news.source == "none":
+        return None
+    return NewsSource(news.source, cache_dir(settings) / "news", news.fallback)
+
+
+async def _broker(
+    settings: Settings,
+    provider: BarProvider,
+    instruments: dict[str, Instrument],
+    clock: BotClock,
+    costs: CostModel,
+    notifier: Notifier,
+    exits: AsyncExitStack,
+    store: SqliteStore,
+    metrics: Metrics,
+) -> tuple[Broker, CircuitBreaker | None, PaperBroker]:
+    """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders;
+    and the paper broker (paper positions close there whatever the broker)."""
+    b = settings.broker
+    paper = PaperBroker(
+        provider,
+        instruments,
+        clock,
+        costs,
+        settings.bot.account_equity,
+        fill_model=FillModel(b.paper_fill),
+        calendars={s: settings.calendar(i.calendar) for s, i in instruments.items()},
+        max_wait_bars=settings.validation.max_setup_age_bars,
+        stale_bars=settings.validation.stale_bars,
+    )
+    if b.kind is BrokerKind.PAPER:
+        return paper, None, paper
+    assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it
+    oanda_settings = OandaSettings(
+        account_id=b.oanda_account_id,
+        token=settings.oanda_token,
+        environment=OandaEnvironment(b.oanda_environment),
+        base_url=b.oanda_base_url,
+        timeout_s=b.timeout_seconds,
+    )
+    if b.shadow:
+        log.warning(
+            "shadow mode: orders for OANDA %s (account %s) are recorded, not sent; fills are paper",
+            b.oanda_environment,
+            b.oanda_account_id,
+        )
+        shadow = ShadowBroker(paper, partial(market_order, oanda_settings), store, clock, target=BrokerKind.OANDA)
+        return shadow, None, paper
+    oanda = OandaBroker(oanda_settings, instruments)
+    exits.push_async_callback(oanda.aclose)
+
+    async def alert(state: BreakerState, reason: str) -> None:
+        metrics.record(MetricName.CIRCUIT_OPEN, int(state is BreakerState.OPEN))
+        await notifier.text(f"⚠️ broker {oanda.name}: circuit {state.value}: {reason}")
+
+    breaker = CircuitBreaker(
+        oanda.name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
+    )
+    log.warning("orders go to OANDA %s (account %s)", b.oanda_environment, b.oanda_account_id)
+    return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker, paper

@@ -744,3 +744,24 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+BYTES_PER_MB: Final = 1_000_000
+BYTES_PER_KB: Final = 1_000
+SMALL_MB: Final = 0.1  # below this, sizes are shown in kB
+
+
+def size_text(size: int) -> str:
+    """Show a byte count as MB with one decimal (kB below 0.1 MB)."""
+    if size < SMALL_MB * BYTES_PER_MB:
+        return f"{size / BYTES_PER_KB:.1f} kB"
+    return f"{size / BYTES_PER_MB:.1f} MB"
+
+
+def backup_line(result: BackupResult) -> str:
+    """Describe a backup in one line."""
+    snap = result.snapshot
+    return (
+        f"backup {result.name}: {snap.pages:,} pages, {size_text(snap.bytes)} → {size_text(snap.compressed_bytes)},"
+        f" to {result.target}; kept {len(result.kept)}, deleted {len(result.deleted)}"
+    )

@@ -23,6 +23,7 @@ from engine.trading import (
     ExitReason,
     Fill,
     OrderRequest,
+    OrderState,
     OrderStatus,
     Quote,
     StopMove,
@@ -420,6 +421,29 @@ class Broker(Protocol):
         ...
 
 
+class BreakerState(StrEnum):
+    CLOSED = "closed"  # calls go through
+    OPEN = "open"  # calls are refused until the cool-down ends
+    HALF_OPEN = "half_open"  # one probe call is in flight or allowed
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """The breaker as /status shows it."""
+
+    name: str
+    state: BreakerState
+    failures: int
+    opened_at: datetime | None
+    retry_at: datetime | None
+
+
+class CircuitView(Protocol):
+    """What the bot shows of a broker's circuit breaker."""
+
+    def snapshot(self) -> BreakerSnapshot: ...
+
+
 class DecisionChanged(Exception):
     """Something a decision to trade was checked against changed before its commit (`BotStore.decision_stamp`)."""
 
@@ -446,3 +470,23 @@ class BrokerError(Exception):
     @property
     def transient(self) -> bool:
         return self.kind is BrokerErrorKind.TRANSIENT
+
+
+def fill_from_status(status: OrderStatus, request: OrderRequest) -> Fill:
+    """The Fill of an order the broker already has, or a BrokerError saying why there is none."""
+    cid = request.client_order_id
+    filled = status.state in (OrderState.FILLED, OrderState.PARTIALLY_FILLED)
+    if filled and status.average_price is not None and status.filled_at is not None:
+        return Fill(
+            client_order_id=cid,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=status.filled_quantity,
+            price=status.average_price,
+            fees=status.fees,
+            filled_at=status.filled_at,
+        )
+    if filled or status.state is OrderState.PENDING:
+        raise BrokerError(f"order {cid} is not settled at the broker yet", BrokerErrorKind.TRANSIENT)
+    reason = f": {status.reason}" if status.reason else ""
+    raise BrokerError(f"order {cid} was {status.state.value} by the broker{reason}")

@@ -53,10 +53,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.bootstrap import open_runtime  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.ops.clock import BotClock  # noqa: E402
 from bot.services.desk import OutcomeKind  # noqa: E402
-from bot.services.runtime import BotRuntime, open_runtime  # noqa: E402
+from bot.services.runtime import BotRuntime  # noqa: E402
 from bot.services.scan import ScanReport  # noqa: E402
 from bot.telegram import app as telegram_app  # noqa: E402
 from bot.telegram.callbacks import Action, Callback  # noqa: E402

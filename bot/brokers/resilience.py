@@ -20,13 +20,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import TypeVar
 
 from bot.ops.clock import WallClock
 from engine.domain import Instrument
-from engine.ports import Broker, BrokerError, BrokerErrorKind, Clock
-from engine.trading import BrokerExit, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
+from engine.ports import (
+    BreakerSnapshot,
+    BreakerState,
+    Broker,
+    BrokerError,
+    BrokerErrorKind,
+    Clock,
+    fill_from_status,
+)
+
+__all__ = ["BreakerSnapshot", "BreakerState", "CircuitBreaker", "ResilientBroker", "RetryPolicy", "with_retries"]
+from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +88,6 @@ async def with_retries(
             log.warning("%s failed (%s); retry %d of %d in %.2f s", what, exc, attempt, policy.attempts - 1, wait)
             await sleep(wait)
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
-
-
-class BreakerState(StrEnum):
-    CLOSED = "closed"  # calls go through
-    OPEN = "open"  # calls are refused until the cool-down ends
-    HALF_OPEN = "half_open"  # one probe call is in flight or allowed
-
-
-@dataclass(frozen=True)
-class BreakerSnapshot:
-    """The breaker as /status shows it."""
-
-    name: str
-    state: BreakerState
-    failures: int
-    opened_at: datetime | None
-    retry_at: datetime | None
 
 
 OnChange = Callable[[BreakerState, str], Awaitable[None]]
@@ -269,23 +261,3 @@ class ResilientBroker:
 
     async def trade_exit(self, client_order_id: str) -> BrokerExit | None:
         return await self._run(f"exit of {client_order_id}", lambda: self.inner.trade_exit(client_order_id))
-
-
-def fill_from_status(status: OrderStatus, request: OrderRequest) -> Fill:
-    """The Fill of an order the broker already has, or a BrokerError saying why there is none."""
-    cid = request.client_order_id
-    filled = status.state in (OrderState.FILLED, OrderState.PARTIALLY_FILLED)
-    if filled and status.average_price is not None and status.filled_at is not None:
-        return Fill(
-            client_order_id=cid,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=status.filled_quantity,
-            price=status.average_price,
-            fees=status.fees,
-            filled_at=status.filled_at,
-        )
-    if filled or status.state is OrderState.PENDING:
-        raise BrokerError(f"order {cid} is not settled at the broker yet", BrokerErrorKind.TRANSIENT)
-    reason = f": {status.reason}" if status.reason else ""
-    raise BrokerError(f"order {cid} was {status.state.value} by the broker{reason}")

@@ -9,62 +9,26 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+from bot.bootstrap import default_backup_dir
 from bot.config import Settings
 from data.backup import (
     S3_SCHEME,
     BackupError,
-    BackupResult,
-    BackupTarget,
     RestoreResult,
     backup,
-    default_s3_client,
+    backup_line,
     parse_s3_url,
     restore,
+    size_text,
     target_from_url,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-BACKUP_DIR_NAME: Final = "backups"
 MAX_KEEP: Final = 10_000  # as `[backup] keep`
-BYTES_PER_MB: Final = 1_000_000
-BYTES_PER_KB: Final = 1_000
-SMALL_MB: Final = 0.1  # below this, sizes are shown in kB
-
-
-def default_backup_dir(settings: Settings) -> Path:
-    """Return `backups/` beside the database: where backups go when `[backup] to` is empty."""
-    return settings.db_path.parent / BACKUP_DIR_NAME
-
-
-def backup_target(settings: Settings, s3_client_factory: Callable[[], Any] = default_s3_client) -> BackupTarget:
-    """Return the target `[backup] to` names (a directory, s3://bucket/prefix, or the default directory)."""
-    return target_from_url(settings.backup.to, default_backup_dir(settings), s3_client_factory)
-
-
-def run_backup(settings: Settings, now: datetime) -> BackupResult:
-    """Back up the bot's database as configured in `[backup]`; blocking, so call it with `asyncio.to_thread`."""
-    return backup(settings.db_path, backup_target(settings), settings.backup.keep, now)
-
-
-def size_text(size: int) -> str:
-    """Show a byte count as MB with one decimal (kB below 0.1 MB)."""
-    if size < SMALL_MB * BYTES_PER_MB:
-        return f"{size / BYTES_PER_KB:.1f} kB"
-    return f"{size / BYTES_PER_MB:.1f} MB"
-
-
-def backup_line(result: BackupResult) -> str:
-    """Describe a backup in one line."""
-    snap = result.snapshot
-    return (
-        f"backup {result.name}: {snap.pages:,} pages, {size_text(snap.bytes)} → {size_text(snap.compressed_bytes)},"
-        f" to {result.target}; kept {len(result.kept)}, deleted {len(result.deleted)}"
-    )
 
 
 def restore_line(result: RestoreResult) -> str:

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.bootstrap import cache_dir, open_store, scan_service, system_book, watchlist
+from bot.bootstrap import open_store, scan_service
 from bot.cli.db import add_db_parser, run_db
 from bot.cli.render import scan_json, scan_text
 from bot.cli.validation import parse_params, run_backtest, run_optimise, run_validate
 from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
 from bot.ops.logs import configure, redacted_output
+from bot.services.configure import cache_dir, system_book, watchlist
 from bot.services.scan import select
 from bot.telegram.messages import plain_text
 from data.redaction import Redactor
@@ -163,7 +164,8 @@ async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 async def _learn(settings: Settings, args: argparse.Namespace) -> int:
     """Fit (or roll back) the learned model in the bot's database and print what it holds."""
     from bot.ops.clock import BotClock  # noqa: PLC0415 - only this command needs the learning stack
-    from bot.services.learner import Learner, learned_text  # noqa: PLC0415
+    from bot.services.learner import Learner  # noqa: PLC0415
+    from bot.telegram.events import learned_text  # noqa: PLC0415
     from data.market.providers import provider_from_source  # noqa: PLC0415
 
     provider = None if args.no_backtests else provider_from_source(settings.data_source, cache_dir(settings))
@@ -188,7 +190,8 @@ async def _learn(settings: Settings, args: argparse.Namespace) -> int:
 async def _drift(settings: Settings) -> int:
     """Print the drift table (nothing is alerted or changed)."""
     from bot.ops.clock import BotClock  # noqa: PLC0415 - only this command needs these
-    from bot.services.drift_watch import DriftWatch, drift_text  # noqa: PLC0415
+    from bot.services.drift_watch import DriftWatch  # noqa: PLC0415
+    from bot.telegram.events import drift_text  # noqa: PLC0415
     from bot.telegram.notifier import Notifier  # noqa: PLC0415
 
     if not settings.db_path.exists():
@@ -210,7 +213,7 @@ def _redactor(settings: Settings) -> Redactor:
 
 async def _health(settings: Settings, args: argparse.Namespace) -> int:
     """Print every health check; exit 0 when all pass, 1 otherwise."""
-    from bot.ops.health import outside_health  # noqa: PLC0415 - only this command needs it
+    from bot.cli.health import outside_health  # noqa: PLC0415 - only this command needs it
 
     report = await outside_health(settings, _redactor(settings), datetime.now(UTC))
     print(report.as_json() if args.json else report.text())

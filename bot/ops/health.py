@@ -6,7 +6,6 @@ The running bot writes a heartbeat record to the database every minute; outside 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
@@ -19,10 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from bot.bootstrap import open_store, watchlist
 from bot.config import Settings
-from bot.services.scheduler import ScheduleGroup, build_groups, last_due_run
-from data.backup import is_locked
+from bot.services.scheduler import ScheduleGroup, last_due_run
 from data.redaction import Redactor
 from data.sqlite.store import storage_problem
 from engine.calendars import SessionCalendar
@@ -238,25 +235,4 @@ async def health_report(
             *check_heartbeat(record, now, timedelta(seconds=config.heartbeat_max_age_seconds), holder),
             await check_telegram(settings.telegram_api_base_url, token, config.telegram_timeout_seconds, redactor),
         )
-    )
-
-
-async def outside_health(settings: Settings, redactor: Redactor, now: datetime) -> HealthReport:
-    """Every check, from outside the bot (`tradebot health`): reads the database the bot writes."""
-    database = await asyncio.to_thread(check_database_file, settings.db_path)
-    last: RunSummary | None = None
-    record: HeartbeatRecord | None = None
-    if database.ok:
-        async with await open_store(settings) as store:
-            runs = await store.recent_runs(1)
-            last = runs[0] if runs else None
-            raw = await store.get_state(HEARTBEAT_KEY)
-            record = HeartbeatRecord.decode(raw) if raw else None
-    items = watchlist(settings)
-    calendars = {w.instrument.symbol: w.calendar for w in items}
-    groups = build_groups(settings.bot.schedules, [w.instrument for w in items], calendars)
-    holder = await asyncio.to_thread(is_locked, settings.db_path)
-    schedule = (groups, calendars)
-    return await health_report(
-        settings, redactor, database, last, schedule, record, now=now, run_time=now, holder=holder
     )

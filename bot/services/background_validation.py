@@ -27,9 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bot.services.events import Announcer, Notice, ValidationFinished
 from bot.services.systems import SystemBook
 from bot.services.validate import GateJob, run_job
-from bot.telegram.notifier import Notifier
 from data.sqlite.store import SqliteStore
 from engine.ports import BotStore, Clock, ProviderError
 from engine.systems import SystemSpec
@@ -78,7 +78,7 @@ class BackgroundValidation:
         self,
         systems: SystemBook,
         store: BotStore,
-        notifier: Notifier,
+        notifier: Announcer,
         clock: Clock,
         jobs_for: Callable[[Sequence[SystemSpec], datetime], list[GateJob]],
         db_path: Path,
@@ -182,19 +182,11 @@ class BackgroundValidation:
         if code != 0:
             tail = stderr.strip().splitlines()[-1:] or [f"exit code {code}"]
             log.error("background validation stopped (exit %s): %s", code, stderr[-2000:])
-            await self.notifier.text(f"⚠️ background validation stopped after {self.progress.done} systems: {tail[0]}")
+            await self.notifier.announce(
+                Notice(f"background validation stopped after {self.progress.done} systems: {tail[0]}")
+            )
             return
-        await self.notifier.text(self._summary(passed))
-
-    def _summary(self, passed: Sequence[str]) -> str:
-        p = self.progress
-        names = f": {', '.join(passed)}" if passed else ""
-        lines = [f"✅ Validation finished: {p.passed} of {p.total} systems passed the pre-deploy gate{names}."]
-        if p.errors:
-            lines.append(f"{p.errors} could not be validated (see the log).")
-        if p.passed < p.total:
-            lines.append("The others are offered with a warning in manual mode and never executed automatically.")
-        return "\n".join(lines)
+        await self.notifier.announce(ValidationFinished(tuple(passed), self.progress.total, self.progress.errors))
 
 
 def _worker(stdin: Any, stdout: Any) -> int:

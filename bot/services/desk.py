@@ -25,15 +25,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from bot.brokers.resilience import fill_from_status
 from bot.ops.logs import log_context
 from bot.ops.metrics import MetricName, Metrics, NullMetrics, Unit
 from bot.services.book import book_view, close_returns
+from bot.services.events import Announcer, Notice, PositionOpened, Tone
 from bot.services.rates import RateBook
 from bot.services.state import PAUSED_KEY, BotState
 from bot.services.systems import SystemBook
-from bot.telegram.messages import fill_text, position_buttons
-from bot.telegram.notifier import Notifier
 from data.market.news_feed import NewsSource
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -50,6 +48,7 @@ from engine.ports import (
     DecisionChanged,
     SignalEstimate,
     SignalRecord,
+    fill_from_status,
 )
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
@@ -167,7 +166,7 @@ class SignalDesk:
         self,
         store: BotStore,
         broker: Broker,
-        notifier: Notifier,
+        notifier: Announcer,
         state: BotState,
         clock: Clock,
         instruments: Mapping[str, Instrument],
@@ -316,7 +315,7 @@ class SignalDesk:
         if result.calendar is None:
             if result.status != self._news_status:
                 self._news_status = result.status
-                await self.notifier.text(f"⚠️ {result.status}")
+                await self.notifier.announce(Notice(result.status))
             if self.policy.embargo.fallback is FeedFallback.BLOCK:
                 return f"{result.status}; entries blocked until it is back"
             return None
@@ -652,16 +651,20 @@ class SignalDesk:
             fill = await self.broker.place_order(instrument, request)
         except BrokerError as exc:
             if exc.kind is BrokerErrorKind.PENDING:  # accepted; its fill is settled by its client id
-                await self.notifier.text(f"⏳ {setup.symbol} order <code>{record.signal_id}</code> placed: {exc}")
+                await self.notifier.announce(
+                    Notice(f"{setup.symbol} order {record.signal_id} placed: {exc}", Tone.WAITING)
+                )
                 return Outcome(OutcomeKind.DONE, f"Order placed: {exc}.")
             if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
-                await self.notifier.text(
-                    f"⚠️ {setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
-                    "It is checked with the broker every minute and never sent twice."
+                await self.notifier.announce(
+                    Notice(
+                        f"{setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
+                        "It is checked with the broker every minute and never sent twice."
+                    )
                 )
                 return Outcome(OutcomeKind.REFUSED, f"Order unconfirmed: {exc}")
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
-            await self.notifier.text(f"⚠️ {setup.symbol} order for {record.signal_id} failed: {exc}")
+            await self.notifier.announce(Notice(f"{setup.symbol} order for {record.signal_id} failed: {exc}"))
             return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
         return await self._open_trade(record, fill, approver, latency)
 
@@ -674,7 +677,7 @@ class SignalDesk:
         if setup.side.sign * (fill.price - setup.stop) <= 0:
             reason = f"filled at {fill.price}, already through the stop {setup.stop}"
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
-            await self.notifier.text(f"⚠️ {setup.symbol} {record.signal_id}: {reason}; no position was opened")
+            await self.notifier.announce(Notice(f"{setup.symbol} {record.signal_id}: {reason}; no position was opened"))
             return Outcome(OutcomeKind.REFUSED, f"Order not opened: {reason}.")
         trade = Trade(
             trade_id=record.signal_id,
@@ -699,8 +702,8 @@ class SignalDesk:
             f" of {record.quantity} asked" if record.quantity is not None and fill.quantity < record.quantity else ""
         )
         await self.notifier.refresh(record.signal_id)
-        filled = fill_text(trade, instrument) + (f" · partial: {fill.quantity}{partial}" if partial else "")
-        await self.notifier.text(filled, position_buttons([trade]))
+        note = f" · partial: {fill.quantity}{partial}" if partial else ""
+        await self.notifier.announce(PositionOpened(trade, instrument, note))
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def reconcile(self) -> int:
@@ -755,7 +758,7 @@ class SignalDesk:
             status = await self.broker.order_status(signal_id)
         except BrokerError as exc:
             log.warning("reconcile %s: broker did not answer (%s); will retry on the next start", signal_id, exc)
-            await self.notifier.text(f"⚠️ order {signal_id} is unconfirmed: the broker did not answer ({exc})")
+            await self.notifier.announce(Notice(f"order {signal_id} is unconfirmed: the broker did not answer ({exc})"))
             return
         if status is None:
             await self._place(record, request, record.decided_by, None)
@@ -767,7 +770,7 @@ class SignalDesk:
                 log.info("reconcile %s: %s", signal_id, exc)
                 return
             await self._fail(signal_id, SignalStatus.ORDER_SUBMITTED, str(exc))
-            await self.notifier.text(f"⚠️ {request.symbol} order <code>{signal_id}</code> was not filled: {exc}")
+            await self.notifier.announce(Notice(f"{request.symbol} order {signal_id} was not filled: {exc}"))
             return
         await self._open_trade(record, fill, record.decided_by, None)
 

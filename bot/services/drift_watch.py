@@ -22,14 +22,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from html import escape
 
 from bot.config import DriftSettings
 from bot.ops.metrics import Dimension, MetricName, Metrics, NullMetrics
 from bot.services.book import TRADED_KINDS
+from bot.services.events import Announcer, DriftFound
 from bot.services.systems import SystemBook
-from bot.telegram.callbacks import Action, Callback
-from bot.telegram.notifier import Notifier
 from engine.controls import ALL_SYMBOLS, ControlSource, DriftAlert, PairControl, PairState
 from engine.drift import DriftConfig, DriftReport, Severity, assess
 from engine.ports import BotStore, Clock
@@ -75,7 +73,7 @@ class DriftWatch:
     def __init__(
         self,
         store: BotStore,
-        notifier: Notifier,
+        notifier: Announcer,
         clock: Clock,
         settings: DriftSettings,
         metrics: Metrics | None = None,
@@ -182,20 +180,7 @@ class DriftWatch:
         return stored
 
     async def _tell(self, row: DriftRow, disabled: PairControl | None) -> None:
-        report = row.report
-        icon = "🚨" if report.severity is Severity.CRITICAL else "⚠️"
-        lines = [
-            f"{icon} <b>Drift {report.severity.name}</b>: {escape(row.label)}",
-            escape(report.summary()),
-            *(f"• {escape(reason)}" for reason in report.reasons[:4]),
-            f"action: {escape(report.action)}",
-        ]
-        buttons = None
-        if disabled is not None:
-            lines.append("<b>Disabled for new entries</b> until you enable it again (/enable).")
-            callback = Callback(Action.ENABLE, control_id=disabled.control_id).encode()
-            buttons = [[[f"Enable {row.strategy} on {row.symbol}", callback]]]
-        await self.notifier.text("\n".join(lines), buttons)
+        await self.notifier.announce(DriftFound(row.strategy, row.symbol, row.label, row.report, disabled))
 
 
 async def enable_pair(store: BotStore, control: PairControl, user: int, now: datetime) -> PairControl | None:
@@ -204,33 +189,6 @@ async def enable_pair(store: BotStore, control: PairControl, user: int, now: dat
         control.strategy, control.symbol, PairState.ENABLED, ControlSource.OPERATOR, "enabled by the trader", now, user
     )
     return await store.set_pair_control(enabled, expected_id=control.control_id)
-
-
-def drift_text(rows: Sequence[DriftRow], controls: Mapping[tuple[str, str], PairControl]) -> str:
-    """The /drift table: every pair's verdict with its numbers, shadow outcomes apart, and disabled pairs."""
-    if not rows:
-        return "<b>Drift</b>: no baselines yet. Run <code>tradebot validate</code> to make them."
-    lines = ["<b>Drift</b> (live vs baseline; shadow = rejected/expired signals, had they been taken)"]
-    for row in rows:
-        state = "" if row.control is None or row.control.state is PairState.ENABLED else f" · {row.control.state.value}"
-        lines.append(f"<b>{row.report.severity.name}</b> {escape(row.label)}{state}: {escape(row.report.summary())}")
-        if row.shadow is not None:
-            lines.append(f"    shadow: {row.shadow.severity.name} {escape(row.shadow.summary())}")
-    off = [c for c in controls.values() if c.state is not PairState.ENABLED]
-    if off:
-        lines.append(
-            "Turned off: " + "; ".join(f"{escape(c.strategy)} {escape(c.symbol)} ({c.state.value})" for c in off)
-        )
-    return "\n".join(lines)
-
-
-def enable_buttons(controls: Mapping[tuple[str, str], PairControl]) -> list[list[list[str]]]:
-    """One Enable button per disabled or demoted pair."""
-    return [
-        [[f"Enable {c.strategy} on {c.symbol}", Callback(Action.ENABLE, control_id=c.control_id).encode()]]
-        for c in controls.values()
-        if c.state is not PairState.ENABLED
-    ]
 
 
 def _since(baseline_at: datetime, control: PairControl | None) -> datetime:

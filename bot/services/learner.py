@@ -29,12 +29,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from bot.bootstrap import backtest_config, system_book
 from bot.config import DemoteAction, Settings
+from bot.services.configure import backtest_config, system_book
 from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
 from data.market.validation import validate_bars
@@ -402,26 +401,6 @@ class Learner:
             if t.pnl_r is not None and t.approver_id is not None
         ]
         return trader_edge(rejected, approved, expired)
-
-
-def learned_text(model: LearnedModel) -> str:
-    """What a learning run produced, for the chat and the CLI (HTML-escaped)."""
-    s = model.summary
-    outcomes = ", ".join(f"{n:,} {source}" for source, n in s.get("outcomes", {}).items()) or "no outcomes"
-    lines = [
-        f"🧠 <b>learned model v{model.version}</b> ({escape(str(s.get('trigger', '')))}): {outcomes}; "
-        f"{s.get('baselines', 0)} baseline(s)",
-        f"calibration: {escape(model.calibration_note)}",
-    ]
-    lines += [f"score weights: {escape(w.verdict())}" for w in model.score_weights.values()]
-    lines += [f"score weights: {escape(note)}" for note in model.score_notes.values()]
-    pairs = sorted(
-        (p for (_, sym), p in model.posteriors.items() if sym is not None and "@" not in sym),
-        key=lambda p: -p.expected_r,
-    )
-    lines += [f"• {escape(p.describe())}" for p in pairs[:8]]
-    lines += [f"⬇️ {escape(s_)} {escape(sym)} → {v.value}: {escape(why)}" for s_, sym, v, why in model.demotions]
-    return "\n".join(lines)
 
 
 def month_ago(now: datetime) -> datetime:

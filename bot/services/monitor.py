@@ -19,8 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from bot.telegram.messages import exit_text
-from bot.telegram.notifier import Notifier
+from bot.services.events import Announcer, PositionClosed
 from data.market.validation import validate_bars
 from engine.bars import Bars, to_nanos
 from engine.calendars import SessionCalendar
@@ -44,7 +43,7 @@ class PositionMonitor:
         self,
         store: BotStore,
         provider: BarProvider,
-        notifier: Notifier,
+        notifier: Announcer,
         clock: Clock,
         instruments: Mapping[str, Instrument],
         calendars: Mapping[str, SessionCalendar],
@@ -140,7 +139,7 @@ class PositionMonitor:
             ended.reason.value,
             ended.price,
         )
-        await self.notifier.text(exit_text(done))
+        await self.notifier.announce(PositionClosed(done))
         return done
 
     async def _load(self, symbol: str) -> Bars | None:
@@ -202,7 +201,7 @@ class PositionMonitor:
                     price,
                 )
                 if trade.kind is TradeKind.PAPER:
-                    await self.notifier.text(exit_text(done))
+                    await self.notifier.announce(PositionClosed(done))
         return closed
 
 

@@ -8,30 +8,12 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 
-from bot.bootstrap import (
-    bar_rules,
-    baseline_max_age,
-    cache_dir,
-    cost_model,
-    open_store,
-    sizing,
-    traded_systems,
-    watchlist,
-)
-from bot.brokers.children import ChildOrderBroker
-from bot.brokers.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
-from bot.brokers.paper import FillModel, PaperBroker
-from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
-from bot.brokers.shadow import ShadowBroker
-from bot.cli.db import backup_line, run_backup
-from bot.config import BrokerKind, Settings
+from bot.config import Settings
 from bot.ops.clock import BotClock
 from bot.ops.health import (
     HEARTBEAT_KEY,
@@ -45,32 +27,25 @@ from bot.ops.logs import log_context
 from bot.ops.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.services.background_validation import BackgroundValidation
 from bot.services.book import TRADED_KINDS, trading_day
-from bot.services.desk import DeskPolicy, OfferDecision, SignalDesk
+from bot.services.desk import OfferDecision, SignalDesk
 from bot.services.drift_watch import DriftWatch
-from bot.services.learner import LearnedModel, Learner, learned_text
+from bot.services.events import Announcer, ModelLearned, Notice, SummaryReady
+from bot.services.learner import LearnedModel, Learner
 from bot.services.monitor import PositionMonitor
-from bot.services.rates import RateBook, needed_pairs
 from bot.services.scan import ScanReport, ScanService
 from bot.services.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.services.state import BotState
 from bot.services.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
-from bot.services.systems import SystemBook
 from bot.services.trade_control import TradeControl
-from bot.services.validate import GateJob, gate_jobs
-from bot.telegram.notifier import Notifier
-from data.backup import BackupResult
-from data.market.news_feed import NewsSource
-from data.market.providers import provider_from_source
+from data.backup import BackupResult, backup_line
 from data.redaction import Redactor
 from data.sqlite.store import SqliteStore, StoreError
 from engine.calendars import SessionCalendar, calendar_warnings
-from engine.costs import CostModel
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
-from engine.ports import BarProvider, Broker
+from engine.ports import BarProvider, CircuitView
 from engine.protections import alerts as protection_alerts
 from engine.protections import status as protection_status
-from engine.systems import SystemSpec, ValidationStatus
-from engine.trading import TradeKind
+from engine.systems import ValidationStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +54,10 @@ BACKUP_DATE_KEY = "backup.last_date"  # UTC date (bot clock) of the last success
 BACKUP_FAILED_KEY = "backup.failed_at"
 BACKUP_RETRY = timedelta(hours=1)
 VALIDATION_DATE_KEY = "validation.last_check"  # UTC date (bot clock) the background validation last looked
+
+
+def _no_backup(now: datetime) -> BackupResult:
+    raise RuntimeError("this runtime was built without a backup target")
 
 
 @dataclass
@@ -91,7 +70,7 @@ class BotRuntime:
     provider: BarProvider
     scan: ScanService
     state: BotState
-    notifier: Notifier
+    notifier: Announcer
     desk: SignalDesk
     monitor: PositionMonitor
     instruments: dict[str, Instrument]
@@ -101,7 +80,9 @@ class BotRuntime:
     drift: DriftWatch
     validation: BackgroundValidation
     control: TradeControl
-    breaker: CircuitBreaker | None = None
+    breaker: CircuitView | None = None
+    take_backup: Callable[[datetime], BackupResult] = _no_backup
+    outbox_queued: asyncio.Event = field(default_factory=asyncio.Event)  # set when a message is queued
     metrics: Metrics = field(default_factory=NullMetrics)
     redactor: Redactor = field(default_factory=Redactor)
 
@@ -130,8 +111,9 @@ class BotRuntime:
             if closed:
                 self.metrics.record(MetricName.TRADES_CLOSED, len(closed))
         if report.errors:
-            await self.notifier.text(
-                f"⚠️ run {report.run_id}: {len(report.errors)} symbol(s) failed: " + "; ".join(report.errors[:3])
+            failed = "; ".join(report.errors[:3])
+            await self.notifier.announce(
+                Notice(f"run {report.run_id}: {len(report.errors)} symbol(s) failed: {failed}")
             )
         return report, decisions
 
@@ -235,7 +217,7 @@ class BotRuntime:
         except Exception as exc:
             log.exception("scheduled run %s failed", group.name)
             self.metrics.record(MetricName.SCAN_ERRORS, 1)
-            await self.notifier.text(f"⚠️ scheduled run {group.name} failed: {type(exc).__name__}: {exc}")
+            await self.notifier.announce(Notice(f"scheduled run {group.name} failed: {type(exc).__name__}: {exc}"))
 
     async def tick(self, context: object = None) -> None:
         """Housekeeping on the bot clock: expiry, settlement, drift, learning, validation, summary, backup.
@@ -264,7 +246,7 @@ class BotRuntime:
                 log.exception("%s failed", what)
                 if tell:
                     with contextlib.suppress(StoreError):
-                        await self.notifier.text(f"⚠️ {what} failed: {type(exc).__name__}: {exc}")
+                        await self.notifier.announce(Notice(f"{what} failed: {type(exc).__name__}: {exc}"))
 
     async def _expire(self) -> None:
         if expired := await self.desk.expire_due():
@@ -353,7 +335,7 @@ class BotRuntime:
             return None
         summary = await self.daily_summary(day, now)
         await self.store.set_state(SUMMARY_KEY, day.isoformat())
-        await self.notifier.text(summary.text())
+        await self.notifier.announce(SummaryReady(summary))
         return summary
 
     async def daily_summary(self, day: date, now: datetime) -> DailySummary:
@@ -392,13 +374,13 @@ class BotRuntime:
         """Take the daily backup in a worker thread; a failure is told to the chat and retried an hour later."""
         now = self.clock.now()
         try:
-            result = await asyncio.to_thread(run_backup, self.settings, now)
+            result = await asyncio.to_thread(self.take_backup, now)
         except Exception as exc:
             log.exception("the daily backup failed")
             self._backup_failed = now  # remembered here too: the database may be what failed
             with contextlib.suppress(StoreError):
                 await self.store.set_state(BACKUP_FAILED_KEY, now.isoformat())
-                await self.notifier.text(f"⚠️ daily backup failed: {type(exc).__name__}: {exc}")
+                await self.notifier.announce(Notice(f"daily backup failed: {type(exc).__name__}: {exc}"))
             return None
         self._backed_up = now.date()
         try:
@@ -415,11 +397,11 @@ class BotRuntime:
         except Exception as exc:
             log.exception("learning failed")
             with contextlib.suppress(StoreError):
-                await self.notifier.text(f"⚠️ learning failed: {type(exc).__name__}: {exc}")
+                await self.notifier.announce(Notice(f"learning failed: {type(exc).__name__}: {exc}"))
             return f"learning failed: {exc}"
         if isinstance(result, str):
             return result
-        await self.notifier.text(learned_text(result))
+        await self.notifier.announce(ModelLearned(result))
         return result
 
     async def stop_learning(self) -> None:
@@ -451,205 +433,3 @@ def top_rejection_reasons(report: ScanReport, n: int = 3) -> list[tuple[str, int
         head = r.reason.split(":")[0] if r.kind is RejectionKind.SETUP else f"{r.reason.split(':')[0]} (symbol)"
         counts[head.strip()] += 1
     return counts.most_common(n)
-
-
-def target_chats(settings: Settings) -> tuple[int, ...]:
-    """TELEGRAM_CHAT_ID, or each allowed user's private chat (a private chat's id is the user's id)."""
-    if settings.telegram_chat_id is not None:
-        return (settings.telegram_chat_id,)
-    return tuple(settings.telegram_allowed_users)
-
-
-def desk_policy(settings: Settings) -> DeskPolicy:
-    b = settings.bot
-    return DeskPolicy(
-        default_mode=b.mode,
-        auto_threshold=b.auto_threshold,
-        ask_threshold=b.ask_threshold,
-        ttl_bars=b.signal_ttl_bars,
-        max_price_drift_r=b.max_price_drift_r,
-        cooldown=timedelta(minutes=b.symbol_cooldown_minutes),
-        digest_threshold=b.digest_threshold,
-        max_signals_per_run=b.max_signals_per_run,
-        equity=b.account_equity,
-        sizing=sizing(settings),
-        costs=cost_model(settings),
-        trade_failed_strategies=b.trade_failed_strategies,
-        protections=b.protections.engine_config(),
-        day_timezone=b.protections.day_timezone,
-        day_rollover_hour=b.protections.day_rollover_hour,
-        embargo=b.news.embargo(),
-    )
-
-
-def rate_book(settings: Settings, provider: BarProvider | None) -> RateBook:
-    """The conversion prices the watchlist needs into the account currency (feed, then `[bot.fx_rates]`)."""
-    quotes = {w.symbol: w.quote_currency for w in settings.watchlist}
-    pairs = needed_pairs(settings.instruments, settings.bot.account_currency, quotes)
-    return RateBook(pairs, provider, settings.bot.fx_rates)
-
-
-@asynccontextmanager
-async def open_runtime(
-    settings: Settings,
-    clock: BotClock | None = None,
-    metrics: Metrics | None = None,
-    redactor: Redactor | None = None,
-) -> AsyncIterator[BotRuntime]:
-    """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
-    clock = clock or BotClock(settings.clock_start, settings.clock_speed)
-    metrics = metrics or NullMetrics()
-    provider = provider_from_source(settings.data_source, cache_dir(settings))
-    items = watchlist(settings)
-    instruments = {w.instrument.symbol: w.instrument for w in items}
-    calendars = {w.instrument.symbol: w.calendar for w in items}
-    for line in calendar_warnings(calendars.values(), clock.now()):
-        log.warning(line)
-    chats = target_chats(settings)
-    costs = cost_model(settings)
-    store = await open_store(settings)
-    exits = AsyncExitStack()
-    try:
-        state = BotState(store, settings.bot.mode)
-        freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
-        notifier = Notifier(store, chats, instruments, clock, freeze=freeze, redactor=redactor)
-        broker, breaker, paper = await _broker(
-            settings, provider, instruments, clock, costs, notifier, exits, store, metrics
-        )
-        if freeze:
-            broker = ChildOrderBroker(broker, freeze)
-        monitor = PositionMonitor(
-            store,
-            provider,
-            notifier,
-            clock,
-            instruments,
-            calendars,
-            history_bars=settings.scan.history_bars,
-            max_hold_bars=settings.bot.max_hold_bars,
-            costs=costs,
-            broker=broker,
-        )
-        traded = {t.spec.pair: t for t in traded_systems(settings, items)}
-        systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)
-        learner = Learner(store, provider, clock, settings, items, systems)
-
-        def jobs_for(specs: Sequence[SystemSpec], end: datetime) -> list[GateJob]:
-            chosen = [traded[s.pair] for s in specs]
-            return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
-
-        await learner.refresh()
-        yield BotRuntime(
-            settings=settings,
-            store=store,
-            clock=clock,
-            provider=provider,
-            scan=ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock),
-            state=state,
-            notifier=notifier,
-            desk=SignalDesk(
-                store,
-                broker,
-                notifier,
-                state,
-                clock,
-                instruments,
-                desk_policy(settings),
-                TradeKind.LIVE if settings.broker.sends_orders else TradeKind.PAPER,
-                _news(settings),
-                rate_book(settings, provider),
-                calendars,
-                learner,
-                metrics,
-                systems,
-            ),
-            monitor=monitor,
-            instruments=instruments,
-            calendars=calendars,
-            chats=chats,
-            learner=learner,
-            drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
-            validation=BackgroundValidation(systems, store, notifier, clock, jobs_for, settings.db_path),
-            control=TradeControl(
-                store,
-                {TradeKind.PAPER: paper, TradeKind.LIVE: broker}
-                if settings.broker.sends_orders
-                else {TradeKind.PAPER: broker},
-                notifier,
-                clock,
-                instruments,
-                settings.owner if settings.owner is not None else 0,
-                metrics,
-            ),
-            breaker=breaker,
-            metrics=metrics,
-            redactor=redactor or Redactor(),
-        )
-    finally:
-        await exits.aclose()
-        await store.close()
-
-
-def _news(settings: Settings) -> NewsSource | None:
-    """The news calendar source, or None when the embargo is off."""
-    news = settings.bot.news
-    if news.source == "none":
-        return None
-    return NewsSource(news.source, cache_dir(settings) / "news", news.fallback)
-
-
-async def _broker(
-    settings: Settings,
-    provider: BarProvider,
-    instruments: dict[str, Instrument],
-    clock: BotClock,
-    costs: CostModel,
-    notifier: Notifier,
-    exits: AsyncExitStack,
-    store: SqliteStore,
-    metrics: Metrics,
-) -> tuple[Broker, CircuitBreaker | None, PaperBroker]:
-    """Build the broker: paper, OANDA behind retries and an alerting breaker, or paper recording OANDA's orders;
-    and the paper broker (paper positions close there whatever the broker)."""
-    b = settings.broker
-    paper = PaperBroker(
-        provider,
-        instruments,
-        clock,
-        costs,
-        settings.bot.account_equity,
-        fill_model=FillModel(b.paper_fill),
-        calendars={s: settings.calendar(i.calendar) for s, i in instruments.items()},
-        max_wait_bars=settings.validation.max_setup_age_bars,
-        stale_bars=settings.validation.stale_bars,
-    )
-    if b.kind is BrokerKind.PAPER:
-        return paper, None, paper
-    assert settings.oanda_token is not None  # the settings refuse an OANDA broker without it
-    oanda_settings = OandaSettings(
-        account_id=b.oanda_account_id,
-        token=settings.oanda_token,
-        environment=OandaEnvironment(b.oanda_environment),
-        base_url=b.oanda_base_url,
-        timeout_s=b.timeout_seconds,
-    )
-    if b.shadow:
-        log.warning(
-            "shadow mode: orders for OANDA %s (account %s) are recorded, not sent; fills are paper",
-            b.oanda_environment,
-            b.oanda_account_id,
-        )
-        shadow = ShadowBroker(paper, partial(market_order, oanda_settings), store, clock, target=BrokerKind.OANDA)
-        return shadow, None, paper
-    oanda = OandaBroker(oanda_settings, instruments)
-    exits.push_async_callback(oanda.aclose)
-
-    async def alert(state: BreakerState, reason: str) -> None:
-        metrics.record(MetricName.CIRCUIT_OPEN, int(state is BreakerState.OPEN))
-        await notifier.text(f"⚠️ broker {oanda.name}: circuit {state.value}: {reason}")
-
-    breaker = CircuitBreaker(
-        oanda.name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
-    )
-    log.warning("orders go to OANDA %s (account %s)", b.oanda_environment, b.oanda_account_id)
-    return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker, paper

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from html import escape
 from zoneinfo import ZoneInfo
 
 from bot.services.drift_watch import DriftRow
-from engine.controls import ALL_SYMBOLS, PairControl, PairState
-from engine.drift import Severity
+from engine.controls import PairControl
 from engine.ports import SignalRecord
 from engine.trading import Trade
 
@@ -48,54 +45,6 @@ class DailySummary:
     drift: Sequence[DriftRow]
     controls: Mapping[tuple[str, str], PairControl]
 
-    def text(self) -> str:
-        """The chat message (HTML)."""
-        wins = sum(1 for t in self.closed if (t.pnl or Decimal(0)) > 0)
-        lines = [f"🗓 <b>Daily summary {self.day:%a %d %b %Y}</b> ({escape(self.timezone)})"]
-        if self.closed:
-            rate = f"{wins / len(self.closed):.0%}"
-            lines.append(
-                f"trades closed: {len(self.closed)} · won {wins} ({rate}) · P&amp;L {self.pnl:+,.2f} {self.currency}"
-            )
-        else:
-            lines.append("trades closed: none")
-        opened = ", ".join(f"{t.symbol} {t.side.value}" for t in self.open_trades)
-        lines.append(f"open positions: {len(self.open_trades)}" + (f" ({escape(opened)})" if opened else ""))
-        lines.append(self._drift_line())
-        off = [
-            f"{strategy} on {symbol} ({c.state.value})"
-            for (strategy, symbol), c in sorted(self.controls.items())
-            if c.state is not PairState.ENABLED
-        ]
-        if off:
-            lines.append("turned off: " + escape(", ".join(off)))
-        lines.append(
-            "protections now: " + (escape("; ".join(self.protections)) if self.protections else "none blocking")
-        )
-        if self.dropped:
-            reasons = Counter(_head(r.reason or "no reason") for r in self.dropped)
-            top = "; ".join(f"{escape(reason)} ×{n}" for reason, n in reasons.most_common(TOP_REASONS))
-            lines.append(f"signals dropped today: {len(self.dropped)} ({top})")
-        else:
-            lines.append("signals dropped today: none")
-        return "\n".join(lines)
-
-    def _drift_line(self) -> str:
-        pairs = [r for r in self.drift if r.symbol != ALL_SYMBOLS]
-        if not pairs:
-            return "drift: no baselines to compare with"
-        worst = max(pairs, key=lambda r: r.report.severity)
-        counts = Counter(r.report.severity for r in pairs if r.report.severity > Severity.NONE)
-        if not counts:
-            return f"drift: all {len(pairs)} pair(s) in line with their baselines"
-        by = ", ".join(f"{n} {sev.name}" for sev, n in sorted(counts.items(), reverse=True))
-        return f"drift: {by} (worst {escape(worst.label)})"
-
 
 def realised(trades: Sequence[Trade], to_account: Callable[[Trade], Decimal]) -> Decimal:
     return sum((to_account(t) for t in trades), Decimal(0))
-
-
-def _head(reason: str) -> str:
-    """A reason without its particulars: the text before its first colon."""
-    return reason.split(":", maxsplit=1)[0].strip()

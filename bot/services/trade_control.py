@@ -17,9 +17,7 @@ from typing import Final
 
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.desk import Outcome, OutcomeKind
-from bot.telegram.callbacks import Action, Callback
-from bot.telegram.messages import BUTTON_INVALID, exit_text
-from bot.telegram.notifier import Notifier
+from bot.services.events import Announcer, PositionClosed, StopMoved
 from engine.domain import Instrument
 from engine.ports import BotStore, Broker, BrokerError, Clock
 from engine.trading import BrokerExit, ExitReason, Trade, TradeAction, TradeKind
@@ -27,23 +25,16 @@ from engine.trading import BrokerExit, ExitReason, Trade, TradeAction, TradeKind
 log = logging.getLogger(__name__)
 
 CONTROLLED_KINDS: Final = (TradeKind.PAPER, TradeKind.LIVE)
+STALE_CONFIRMATION: Final = "This button is no longer valid."
 OWNER_ONLY: Final = "Only the bot's owner can close positions or move their stops."
 
 
 @dataclass(frozen=True)
 class CloseAllOffer:
-    """A "close all" confirmation: the positions it lists and the button that closes exactly those."""
+    """A "close all" confirmation: the positions it lists, kept as `batch_id` (what its button closes)."""
 
     batch_id: int
     trades: tuple[Trade, ...]
-
-    def buttons(self) -> list[list[list[str]]]:
-        return [
-            [
-                [f"Close these {len(self.trades)}", Callback(Action.CLOSE_BATCH, batch_id=self.batch_id).encode()],
-                ["Keep them open", Callback(Action.KEEP_OPEN).encode()],
-            ]
-        ]
 
 
 class TradeControl:
@@ -53,7 +44,7 @@ class TradeControl:
         self,
         store: BotStore,
         brokers: Mapping[TradeKind, Broker],
-        notifier: Notifier,
+        notifier: Announcer,
         clock: Clock,
         instruments: Mapping[str, Instrument],
         owner: int,
@@ -99,7 +90,7 @@ class TradeControl:
         self.metrics.record(MetricName.TRADES_CLOSED, 1)
         done = trade.closed(ended.closed_at, ended.price, ended.reason, fees)
         log.warning("user %s closed %s trade %s @ %s", user, trade.kind.value, trade.trade_id, ended.price)
-        await self.notifier.text(exit_text(done) + f" · closed by <code>{user}</code>")
+        await self.notifier.announce(PositionClosed(done, by=user))
         before = "" if ended.reason is ExitReason.MANUAL else f" ({ended.reason.value} at the broker before this close)"
         return Outcome(OutcomeKind.DONE, f"Closed {trade.symbol} {trade.trade_id} @ {ended.price}{before}.")
 
@@ -136,10 +127,7 @@ class TradeControl:
             await self.store.finish_trade_action(action, False, self.clock.now(), "the position changed meanwhile")
             return Outcome(OutcomeKind.INVALID, f"Position {trade_id} changed meanwhile; /positions shows it now.")
         log.warning("user %s moved the stop of trade %s from %s to %s", user, trade_id, stop, entry)
-        await self.notifier.text(
-            f"🛡 {trade.symbol} stop moved <code>{stop}</code> → <code>{entry}</code> (entry; fees not covered)"
-            f" · <code>{trade_id}</code> · by <code>{user}</code>"
-        )
+        await self.notifier.announce(StopMoved(trade, stop, entry, user))
         return Outcome(OutcomeKind.DONE, f"Stop of {trade.symbol} moved to breakeven {entry}.")
 
     async def current_stop(self, trade: Trade) -> Decimal:
@@ -166,7 +154,7 @@ class TradeControl:
             return Outcome(OutcomeKind.REFUSED, OWNER_ONLY)
         trade_ids = await self.store.use_close_batch(batch_id, self.clock.now(), user)
         if trade_ids is None:
-            return Outcome(OutcomeKind.INVALID, BUTTON_INVALID)
+            return Outcome(OutcomeKind.INVALID, STALE_CONFIRMATION)
         outcomes = [await self.close(trade_id, user) for trade_id in trade_ids]
         return Outcome(OutcomeKind.DONE, close_all_text(trade_ids, outcomes))
 

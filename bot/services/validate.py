@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bot.bootstrap import backtest_config, cache_dir
 from bot.config import Settings
+from bot.services.configure import backtest_config, cache_dir
 from bot.services.rates import needed_pairs, rate_history
 from bot.services.systems import TradedSystem
 from data.market.csv_provider import CsvProvider

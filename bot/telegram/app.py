@@ -37,6 +37,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.bootstrap import open_runtime
 from bot.config import Settings
 from bot.ops.clock import BotClock, WallClock
 from bot.ops.cloudwatch import build_metrics, close_metrics
@@ -45,11 +46,12 @@ from bot.ops.metrics import Metrics
 from bot.ops.systemd import SystemdNotifier
 from bot.services.book import TRADED_KINDS
 from bot.services.desk import OutcomeKind
-from bot.services.drift_watch import drift_text, enable_buttons, enable_pair
-from bot.services.learner import learned_text, month_ago
-from bot.services.runtime import BotRuntime, open_runtime, top_rejection_reasons
+from bot.services.drift_watch import enable_pair
+from bot.services.learner import month_ago
+from bot.services.runtime import BotRuntime, top_rejection_reasons
 from bot.telegram.arguments import ReportedOutcome, breakeven_refusal, parse_report
 from bot.telegram.callbacks import Action, Callback, parse
+from bot.telegram.events import drift_text, enable_buttons, learned_text
 from bot.telegram.messages import (
     BREAKEVEN_USAGE,
     BUTTON_INVALID,
@@ -58,6 +60,7 @@ from bot.telegram.messages import (
     MODE_USAGE,
     NOT_AUTHORISED,
     REPORT_USAGE,
+    close_all_buttons,
     position_buttons,
     positions_text,
     report_text,
@@ -317,7 +320,11 @@ class TelegramFrontEnd:
             await self._reply(update, head + ("" if head else "No open positions."))
             return
         listed = positions_text(offer.trades, {}, self.rt.instruments)
-        await self._reply(update, f"{head}{listed}\nClose these {len(offer.trades)} at market now?", offer.buttons())
+        await self._reply(
+            update,
+            f"{head}{listed}\nClose these {len(offer.trades)} at market now?",
+            close_all_buttons(offer.batch_id, len(offer.trades)),
+        )
 
     async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -702,8 +709,8 @@ async def _serve_runtime(
             min_interval=settings.bot.send_interval_seconds,
             redactor=runtime.redactor,
             after_signals=runtime.notifier.refresh_decided,
+            wakeup=runtime.outbox_queued,
         )
-        runtime.notifier.wake = sender.wake
         watchdog: list[asyncio.Task[None]] = []
 
         def announce(status: str) -> None:

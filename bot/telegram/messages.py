@@ -334,6 +334,16 @@ def position_buttons(trades: Sequence[Trade]) -> list[list[list[str]]]:
     ]
 
 
+def close_all_buttons(batch_id: int, count: int) -> list[list[list[str]]]:
+    """A close-all confirmation's buttons: close the `count` positions it listed (batch `batch_id`), or keep them."""
+    return [
+        [
+            [f"Close these {count}", Callback(Action.CLOSE_BATCH, batch_id=batch_id).encode()],
+            ["Keep them open", Callback(Action.KEEP_OPEN).encode()],
+        ]
+    ]
+
+
 def positions_text(
     trades: Sequence[Trade],
     marks: dict[str, Decimal],

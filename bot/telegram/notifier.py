@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.services.events import Event
+from bot.telegram.events import render
 from bot.telegram.messages import digest_pages, signal_message, split_html
 from data.redaction import Redactor
 from engine.domain import Instrument, SignalStatus
@@ -81,6 +83,11 @@ class Notifier:
             for chat in self.chats:
                 await self._enqueue(OutboxKind.TEXT, chat, payload)
         self.wake()
+
+    async def announce(self, event: Event) -> None:
+        """Tell every chat what a service reports, rendered for the chat."""
+        html, buttons = render(event)
+        await self.text(html, buttons)
 
     async def refresh_decided(self, signal_ids: Sequence[str]) -> None:
         """Re-render the messages of any of these signals already decided (a copy delivered after the decision

@@ -62,6 +62,7 @@ class OutboxSender:
         poll_seconds: float = 0.5,
         redactor: Redactor | None = None,
         after_signals: Callable[[list[str]], Awaitable[None]] | None = None,
+        wakeup: asyncio.Event | None = None,
     ) -> None:
         self.bot = bot
         self.after_signals = after_signals  # told the signals a message just showed (to end stale buttons)
@@ -69,7 +70,7 @@ class OutboxSender:
         self.store = store
         self.min_interval = min_interval
         self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self._wake = wakeup if wakeup is not None else asyncio.Event()  # set by whoever queues a message
         self._stop = asyncio.Event()
         self._last_sent: dict[int, float] = {}
         self._paused_until = 0.0

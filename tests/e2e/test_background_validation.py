@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import system_book
 from bot.config import load_settings
+from bot.services.configure import system_book
 from tests.e2e.test_bot import CONFIG, START, TOKEN, TRADER, ManualMonotonic, bot, bot_env
 from tests.fakes.telegram_server import FakeTelegram
 

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.bootstrap import backtest_config
+from bot.bootstrap import open_runtime
 from bot.config import InstrumentConfig, load_settings
-from bot.services.runtime import open_runtime
+from bot.services.configure import backtest_config
 from engine.backtest import backtest
 from engine.bars import to_nanos
 from engine.calendars import get_calendar

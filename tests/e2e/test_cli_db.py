@@ -27,7 +27,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bot.cli.db import add_db_parser, backup_target, default_backup_dir, run_db
+from bot.bootstrap import backup_target, default_backup_dir
+from bot.cli.db import add_db_parser, run_db
 from bot.config import BackupSettings, Settings
 from data.backup import DatabaseLock, LocalTarget, S3Target
 from data.sqlite.store import SqliteStore

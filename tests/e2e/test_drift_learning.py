@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import system_book
 from bot.config import load_settings
+from bot.services.configure import system_book
 from bot.telegram.callbacks import Action, Callback
 from data.sqlite.store import SqliteStore
 from tests.builders import baseline_for, gbpusd_trade, record_system_trades

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from bot.bootstrap import open_runtime
 from bot.config import Settings, load_settings
 from bot.ops.clock import BotClock
 from bot.services.desk import OutcomeKind
-from bot.services.runtime import BotRuntime, open_runtime
+from bot.services.runtime import BotRuntime
 from engine.domain import SignalStatus
 from tests.fakes.oanda_server import FakeOanda
 from tests.support import require_market_dir

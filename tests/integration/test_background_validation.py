@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.bootstrap import system_book, traded_systems
 from bot.config import Settings, load_settings
 from bot.ops.clock import WallClock
 from bot.services.background_validation import BackgroundValidation
+from bot.services.configure import system_book, traded_systems
 from bot.services.validate import GateJob, gate_jobs
 from bot.telegram.notifier import Notifier
 from data.sqlite.store import SqliteStore

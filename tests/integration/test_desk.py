@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bot.bootstrap import open_runtime
 from bot.brokers.paper import PaperBroker
 from bot.config import load_settings
 from bot.ops.clock import BotClock
 from bot.services.desk import DeskPolicy, OutcomeKind, SignalDesk
 from bot.services.monitor import PositionMonitor
-from bot.services.runtime import open_runtime
 from bot.services.scan import BarRules, ScanService, WatchItem
 from bot.services.state import BotState
 from bot.services.systems import SystemBook, system_spec

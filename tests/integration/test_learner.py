@@ -19,9 +19,10 @@ from typing import Any, cast
 import pytest
 
 from bot.config import Settings, load_settings
-from bot.services.learner import LAST_RUN_KEY, LearnedModel, Learner, learned_text
+from bot.services.learner import LAST_RUN_KEY, LearnedModel, Learner
 from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
+from bot.telegram.events import learned_text
 from bot.telegram.messages import signal_message
 from data.sqlite.store import SqliteStore
 from engine.calendars import get_calendar

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.bootstrap import open_runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.ops.clock import BotClock
-from bot.services.runtime import open_runtime
 from bot.services.scheduler import Scheduler, build_groups
 from data.market.calendars import MarketCalendarError, build_market_calendar, market_calendar
 from engine.backtest import BacktestConfig, backtest, rejection_key

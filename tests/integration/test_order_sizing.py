@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.bootstrap import backtest_config
+from bot.bootstrap import desk_policy
 from bot.brokers.children import ChildOrderBroker, child_ids
 from bot.config import load_settings
+from bot.services.configure import backtest_config
 from bot.services.desk import OutcomeKind
 from bot.services.rates import Rate, RateBook, RateSource, needed_pairs
-from bot.services.runtime import desk_policy
 from bot.telegram.messages import exposure_line, report_text
 from data.market.csv_provider import CsvProvider, write_bar_csv
 from engine.bars import Bars

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import sizing
 from bot.config import ConfigError, load_settings, unknown_env
+from bot.services.configure import sizing
 from engine.catalog import DEFAULT_WATCHLIST, default_instrument
 from engine.quality import Component
 from engine.sizing import ExposureClass

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from bot.brokers.resilience import BreakerState, CircuitBreaker, RetryPolicy, fill_from_status, with_retries
+from bot.brokers.resilience import BreakerState, CircuitBreaker, RetryPolicy, with_retries
 from engine.domain import Side
-from engine.ports import BrokerError, BrokerErrorKind
+from engine.ports import BrokerError, BrokerErrorKind, fill_from_status
 from engine.trading import OrderRequest, OrderState, OrderStatus
 from tests.fakes.clock import SteppingClock
 

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from bot.services.summary import DailySummary, day_start, summary_day
+from bot.telegram.events import summary_text
 from engine.catalog import default_instrument
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import QualityScore, ScoredSetup, Setup, Side, SignalStatus
@@ -91,7 +92,7 @@ def test_text_lists_trades_pnl_win_rate_positions_controls_protections_and_dropp
         drift=[],
         controls={("trend_pullback", "XAUUSD"): control},
     )
-    text = summary.text()
+    text = summary_text(summary)
     assert "Daily summary Tue 10 Jun 2025" in text
     assert "trades closed: 3 · won 2 (67%) · P&amp;L +80.00 USD" in text
     assert "open positions: 1 (AUDUSD short)" in text
