@@ -42,7 +42,7 @@ from data.redaction import Redactor
 from data.sqlite.store import SqliteStore, StoreError
 from engine.calendars import SessionCalendar, calendar_warnings
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
-from engine.ports import BarProvider, CircuitView
+from engine.ports import BarProvider, BreakerState, CircuitView
 from engine.protections import alerts as protection_alerts
 from engine.protections import status as protection_status
 from engine.systems import ValidationStatus
