@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import data.sqlite.store as store_module
+import data.sqlite.connection as connection_module
 from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 from data.sqlite.store import DuplicateTradeError, SqliteStore, StoreError, UnknownRecordError
 from engine.domain import SIGNAL_TRANSITIONS, Side, SignalStatus
@@ -131,7 +131,7 @@ def fill_trade(fill: Fill) -> Trade:
 async def test_a_version_1_database_is_migrated_keeping_its_data(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr(connection_module, "MIGRATIONS", MIGRATIONS[:1])
     async with await SqliteStore.open(db_path) as old:
         assert old.schema_version == 1
         signal_id = await new_signal(old, "EURUSD")

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import data.sqlite.store as store_module
+import data.sqlite.connection as connection_module
+import data.sqlite.runs as runs_module
 from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from data.sqlite.store import (
     CorruptRecordError,
@@ -183,7 +184,7 @@ async def test_failing_migration_rolls_back_its_statements_and_version_bump(
     broken = Migration(
         next_version, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)", "INSERT INTO nowhere VALUES (1)")
     )
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(connection_module, "MIGRATIONS", (*MIGRATIONS, broken))
 
     with pytest.raises(StoreError, match=rf"migration {next_version} \(approvals\) failed.*no such table: nowhere"):
         await SqliteStore.open(db_path)
@@ -192,7 +193,7 @@ async def test_failing_migration_rolls_back_its_statements_and_version_bump(
     assert "approvals" not in {name for _, name, _ in schema(db_path)}
 
     fixed = Migration(next_version, "approvals", ("CREATE TABLE approvals (id INTEGER PRIMARY KEY)",))
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, fixed))
+    monkeypatch.setattr(connection_module, "MIGRATIONS", (*MIGRATIONS, fixed))
     async with await SqliteStore.open(db_path) as store:
         assert store.schema_version == next_version
     assert "approvals" in {name for _, name, _ in schema(db_path)}
@@ -437,13 +438,13 @@ async def assert_nothing_written_and_still_running(store: SqliteStore, db_path: 
 async def test_finish_run_is_atomic_when_a_write_step_raises(
     store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_insert_rejections = store_module._insert_rejections
+    real_insert_rejections = runs_module._insert_rejections
 
     async def failing_insert_rejections(*args: Any) -> None:
         await real_insert_rejections(*args)
         raise RuntimeError("simulated crash after the rejections were written")
 
-    monkeypatch.setattr(store_module, "_insert_rejections", failing_insert_rejections)
+    monkeypatch.setattr(runs_module, "_insert_rejections", failing_insert_rejections)
     run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
 
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -596,14 +597,14 @@ async def test_plain_reader_reads_while_the_store_holds_a_write_open(
     store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     holding, release = asyncio.Event(), asyncio.Event()
-    real_insert_rejections = store_module._insert_rejections
+    real_insert_rejections = runs_module._insert_rejections
 
     async def pausing_insert_rejections(*args: Any) -> None:
         await real_insert_rejections(*args)
         holding.set()
         await release.wait()
 
-    monkeypatch.setattr(store_module, "_insert_rejections", pausing_insert_rejections)
+    monkeypatch.setattr(runs_module, "_insert_rejections", pausing_insert_rejections)
     run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
     finishing = asyncio.create_task(store.finish_run(run_id, T0, [scored(make_setup())], [symbol_rejection()], []))
     await asyncio.wait_for(holding.wait(), timeout=5)
@@ -623,14 +624,14 @@ async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
     store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     holding = asyncio.Event()
-    real_insert_rejections = store_module._insert_rejections
+    real_insert_rejections = runs_module._insert_rejections
 
     async def hanging_insert_rejections(*args: Any) -> None:
         await real_insert_rejections(*args)
         holding.set()
         await asyncio.Event().wait()  # never set: only cancellation ends this
 
-    monkeypatch.setattr(store_module, "_insert_rejections", hanging_insert_rejections)
+    monkeypatch.setattr(runs_module, "_insert_rejections", hanging_insert_rejections)
     run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
     finishing = asyncio.create_task(store.finish_run(run_id, T0, [scored(make_setup())], [symbol_rejection()], []))
     await asyncio.wait_for(holding.wait(), timeout=5)
@@ -647,7 +648,7 @@ async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
 async def test_a_full_disk_fails_writes_clearly_pauses_them_keeps_reads_and_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "WRITE_PAUSE_SECONDS", 0.2)
+    monkeypatch.setattr(connection_module, "WRITE_PAUSE_SECONDS", 0.2)
     async with await SqliteStore.open(tmp_path / "bot.db") as store:
         await store.set_state("probe", "x")
         db = store._require_open()  # the disk fills up: SQLite may not grow the file by a single page

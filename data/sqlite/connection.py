@@ -1,0 +1,205 @@
+"""The store's connection: pragmas, migrations, the lock, transactions and redaction of what is written."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+import aiosqlite
+
+from data.redaction import Redactor
+from data.sqlite.errors import SchemaVersionError, StoreClosedError, StoreError, _storage_fault, storage_problem
+from data.sqlite.migrations import MIGRATIONS, Migration, check_sequence
+from data.sqlite.queries import _Connection, _execute, _scalar, _user_version
+
+BUSY_TIMEOUT_MS: Final = 5_000
+
+WRITE_PAUSE_SECONDS: Final = 5.0  # after a failed write, further writes fail at once for this long
+
+JOURNAL_MODE_WAL: Final = "wal"
+
+SYNCHRONOUS_NORMAL: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPragmas:
+    """The connection settings SQLite reports for the store's connection."""
+
+    journal_mode: str
+    busy_timeout_ms: int
+    foreign_keys: bool
+    synchronous: int
+
+
+@asynccontextmanager
+async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """Run the body inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error (or cancellation)."""
+    await _execute(db, "BEGIN IMMEDIATE")
+    try:
+        yield
+        await _execute(db, "COMMIT")
+    except BaseException:
+        if db.in_transaction:  # some errors (e.g. SQLITE_FULL) already rolled SQLite back
+            await _execute(db, "ROLLBACK")
+        raise
+
+
+async def _configure_and_migrate(
+    db: aiosqlite.Connection, path: Path, busy_timeout_ms: int, migrations: tuple[Migration, ...]
+) -> int:
+    """Set the connection pragmas and bring the schema up to date; return the resulting user_version."""
+    await _execute(db, f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+    await _execute(db, "PRAGMA foreign_keys = ON")
+    try:
+        current = await _user_version(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a usable SQLite database: {exc}") from exc
+    latest = check_sequence(migrations)
+    if current > latest:
+        raise SchemaVersionError(
+            f"{path} has schema version {current}, newer than the {latest} this tradebot knows; "
+            "it was written by a newer release: upgrade tradebot (the database is never downgraded)"
+        )
+    mode = await _scalar(db, f"PRAGMA journal_mode = {JOURNAL_MODE_WAL}")
+    if str(mode).lower() != JOURNAL_MODE_WAL:
+        raise StoreError(f"could not switch {path} to WAL journal mode (SQLite reports {mode!r})")
+    await _execute(db, "PRAGMA synchronous = NORMAL")
+    for migration in migrations[current:]:
+        await _apply_migration(db, path, migration)
+    return await _user_version(db)
+
+
+async def _apply_migration(db: aiosqlite.Connection, path: Path, migration: Migration) -> None:
+    """Apply one migration and its user_version bump in one transaction (skipped if another process did)."""
+    async with _transaction(db):
+        current = await _user_version(db)
+        if current >= migration.version:
+            return
+        if current != migration.version - 1:
+            raise StoreError(f"{path} is at schema version {current}, cannot apply migration {migration.version}")
+        # Deferred until COMMIT so a later migration may rebuild a referenced table; resets with the transaction.
+        await _execute(db, "PRAGMA defer_foreign_keys = ON")
+        for statement in migration.statements:
+            try:
+                await _execute(db, statement)
+            except sqlite3.Error as exc:
+                raise StoreError(f"migration {migration.version} ({migration.name}) failed on {path}: {exc}") from exc
+        await _execute(db, f"PRAGMA user_version = {migration.version:d}")
+
+
+class StoreBase:
+    """One SQLite connection, its lock and its transactions: what every part of the store builds on."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, schema_version: int, redactor: Redactor | None = None
+    ) -> None:
+        """Wrap an open, migrated connection; use `await SqliteStore.open(path)` instead."""
+        self._db: aiosqlite.Connection | None = db
+        self._path = path
+        self._schema_version = schema_version
+        self._lock = asyncio.Lock()
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._write_error: tuple[datetime, str] | None = None
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, secrets: Iterable[str] = ()) -> Self:
+        """Open (creating the file and its folder if needed) and migrate the database at `path`.
+
+        Every text any statement writes passes a `Redactor` of `secrets` (and token shapes) first: no secret
+        reaches the file, even inside an error text a broker echoed back.
+        """
+        if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be a non-negative integer, was {busy_timeout_ms!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        try:
+            db.row_factory = sqlite3.Row
+            version = await _configure_and_migrate(db, path, busy_timeout_ms, MIGRATIONS)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, version, Redactor(secrets))
+
+    async def close(self) -> None:
+        """Close the connection after any statement in progress; closing twice is harmless."""
+        async with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The `user_version` the database was at after opening."""
+        return self._schema_version
+
+    async def pragmas(self) -> ConnectionPragmas:
+        """Report journal mode, busy timeout, foreign keys and synchronous as set on this connection."""
+        async with self._read("read the connection pragmas") as db:
+            return ConnectionPragmas(
+                journal_mode=str(await _scalar(db, "PRAGMA journal_mode")).lower(),
+                busy_timeout_ms=int(await _scalar(db, "PRAGMA busy_timeout")),
+                foreign_keys=bool(await _scalar(db, "PRAGMA foreign_keys")),
+                synchronous=int(await _scalar(db, "PRAGMA synchronous")),
+            )
+
+    def _require_open(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreClosedError(f"the store for {self._path} is closed")
+        return self._db
+
+    @property
+    def last_write_error(self) -> tuple[datetime, str] | None:
+        """When the latest write failed and why (the disk full, the database locked), until a write succeeds."""
+        return self._write_error
+
+    @asynccontextmanager
+    async def _write(self, what: str) -> AsyncIterator[_Connection]:
+        """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done.
+
+        After a write failed (the disk full, the database held by another process), writes fail at once for
+        WRITE_PAUSE_SECONDS: each attempt would hold the store for the whole busy timeout, and every read and
+        command of the bot would queue behind it.
+        """
+        failed = self._write_error
+        if failed is not None and (datetime.now(UTC) - failed[0]).total_seconds() < WRITE_PAUSE_SECONDS:
+            raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
+        async with self._lock:
+            db = self._require_open()
+            try:
+                async with _transaction(db):
+                    yield _Connection(db, self._redactor.redact)
+            except sqlite3.Error as exc:
+                if _storage_fault(exc):  # the disk or another process, not this write's own content
+                    self._write_error = (datetime.now(UTC), storage_problem(exc))
+                raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
+            self._write_error = None
+
+    @asynccontextmanager
+    async def _read(self, what: str) -> AsyncIterator[_Connection]:
+        """Hold the lock for the body so it never sees another task's uncommitted writes."""
+        async with self._lock:
+            db = self._require_open()
+            try:
+                yield _Connection(db, self._redactor.redact)
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not {what} in {self._path}: {exc}") from exc

@@ -1,0 +1,30 @@
+"""The bot's key-value state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from data.sqlite.codecs import _SET_STATE_SQL, _check_text, _encode_ts
+from data.sqlite.connection import StoreBase
+from data.sqlite.queries import _execute, _fetchall
+
+
+class KeyValueState(StoreBase):
+    """The bot's key-value state."""
+
+    # --- bot state (BotStore) --------------------------------------------------------------------------------
+
+    async def get_state(self, key: str) -> str | None:
+        _check_text(key, "key")
+        async with self._read(f"read state {key}") as db:
+            rows = await _fetchall(db, "SELECT value FROM bot_state WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Insert or replace the value (updated_at is the wall-clock time, for people reading the file)."""
+        _check_text(key, "key")
+        if not isinstance(value, str):
+            raise TypeError(f"state {key} value must be a string, was {type(value).__name__}")
+        params = (key, value, _encode_ts(datetime.now(UTC), "updated_at"))
+        async with self._write(f"set state {key}") as db:
+            await _execute(db, _SET_STATE_SQL, params)

@@ -1,0 +1,291 @@
+"""Orders, fills and trades, and the trader's actions on open positions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from data.sqlite.codecs import (
+    _IN_CHUNK,
+    _check_fill_opens,
+    _check_int,
+    _check_text,
+    _encode_amount,
+    _encode_fill,
+    _encode_order,
+    _encode_trade,
+    _encode_ts,
+    _encode_ts_key,
+    _enum_arg,
+    _json,
+    _kinds_filter,
+    _ts_key,
+)
+from data.sqlite.connection import StoreBase
+from data.sqlite.errors import DuplicateTradeError
+from data.sqlite.queries import (
+    _cas_status,
+    _execute,
+    _fetchall,
+    _insert_order,
+    _insert_trade,
+    _open_trade_entry_time,
+    _order_may_be_placed,
+    _rowcount,
+    _store_fill,
+)
+from data.sqlite.records import _decode_decimal, _decode_fill, _decode_trade, _decode_ts
+from engine.domain import (
+    SignalStatus,
+)
+from engine.trading import ExitReason, Fill, OrderRequest, StopMove, Trade, TradeAction, TradeKind
+
+
+class TradeLedger(StoreBase):
+    """Orders, fills and trades, and the trader's actions on open positions."""
+
+    # --- orders and trades (BotStore) ------------------------------------------------------------------------
+
+    async def submit_order(self, signal_id: str, request: OrderRequest, at: datetime) -> bool:
+        """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False (nothing written) if that fails.
+
+        The order's client_order_id must be the signal id and its symbol and side the signal's (ValueError).
+        """
+        params = _encode_order(signal_id, request, at)
+        async with self._write(f"submit the order of signal {signal_id}") as db:
+            if not await _order_may_be_placed(db, request):
+                return False
+            if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, params[4]):
+                return False
+            await _insert_order(db, params)
+        return True
+
+    async def record_fill(self, fill: Fill, trade: Trade) -> bool:
+        """Atomically ORDER_SUBMITTED -> FILLED, store the fill and open the trade; False if already done.
+
+        `trade` must be the open PAPER or LIVE trade of that fill (same signal, symbol, side and quantity).
+        """
+        fill_params = _encode_fill(fill)
+        trade_params = _encode_trade(trade)
+        _check_fill_opens(fill, trade)
+        signal_id = fill.client_order_id
+        async with self._write(f"record the fill of order {signal_id}") as db:
+            filled_at = fill_params[3]
+            if not await _cas_status(db, signal_id, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED, filled_at):
+                return False
+            await _store_fill(db, signal_id, fill_params)
+            if not await _insert_trade(db, trade_params):
+                raise DuplicateTradeError(f"signal {signal_id} already has a {trade.kind} trade")
+        return True
+
+    async def order_fill(self, client_order_id: str) -> Fill | None:
+        """The fill of the order, or None if there is no such order or it is not filled yet."""
+        _check_text(client_order_id, "client_order_id")
+        async with self._read(f"read the fill of order {client_order_id}") as db:
+            rows = await _fetchall(
+                db, "SELECT * FROM orders WHERE client_order_id = ? AND filled_at IS NOT NULL", (client_order_id,)
+            )
+        return _decode_fill(rows[0]) if rows else None
+
+    async def open_shadow_trade(self, trade: Trade) -> bool:
+        """Track the hypothetical outcome of a rejected/expired signal; False if that signal already has one."""
+        params = _encode_trade(trade)
+        if trade.kind is not TradeKind.SHADOW or not trade.is_open:
+            raise ValueError(f"trade {trade.trade_id} must be an open {TradeKind.SHADOW} trade, was {trade.kind}")
+        async with self._write(f"open the shadow trade of signal {trade.signal_id}") as db:
+            return await _insert_trade(db, params)
+
+    async def record_external_trade(self, trade: Trade) -> None:
+        """Store a closed EXTERNAL trade; its signal_id need not be a stored signal (the caller checks if it must).
+
+        A signal has at most one external trade: reporting it again raises DuplicateTradeError.
+        """
+        params = _encode_trade(trade)
+        if trade.kind is not TradeKind.EXTERNAL or trade.is_open:
+            raise ValueError(f"trade {trade.trade_id} must be a closed {TradeKind.EXTERNAL} trade, was {trade.kind}")
+        async with self._write(f"record the external trade of signal {trade.signal_id}") as db:
+            if not await _insert_trade(db, params):
+                raise DuplicateTradeError(f"signal {trade.signal_id} already has a reported {trade.kind} trade")
+
+    async def close_trade(self, trade_id: str, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal) -> bool:
+        """Close an open trade; False if it was already closed, UnknownRecordError if there is no such trade."""
+        _check_text(trade_id, "trade_id")
+        params = (
+            _encode_ts(at, "at"),
+            _encode_amount(price, "exit price", positive=True),
+            _enum_arg(ExitReason, reason, "reason").value,
+            _encode_amount(fees, "exit fees", positive=False),
+            trade_id,
+        )
+        async with self._write(f"close trade {trade_id}") as db:
+            entry_time = await _open_trade_entry_time(db, trade_id)
+            if entry_time is None:
+                return False
+            if at < entry_time:
+                raise ValueError(f"trade {trade_id} cannot exit at {params[0]}, before its entry at {entry_time}")
+            return bool(
+                await _rowcount(
+                    db,
+                    "UPDATE trades SET exit_time = ?, exit_price = ?, exit_reason = ?, exit_fees = ?"
+                    " WHERE trade_id = ? AND exit_time IS NULL",
+                    params,
+                )
+            )
+
+    async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]:
+        """Open trades of the given kinds (all when None), oldest entry first."""
+        where, params = _kinds_filter(kinds)
+        async with self._read("read the open trades") as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT * FROM trades WHERE exit_time IS NULL{where} ORDER BY {_ts_key('entry_time')}, trade_id",
+                params,
+            )
+        return [_decode_trade(row) for row in rows]
+
+    async def trades(
+        self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
+    ) -> list[Trade]:
+        """Closed trades of `kinds` (all when None) exited at or after `closed_since`, oldest exit first."""
+        where, params = _kinds_filter(kinds)
+        if closed_since is not None:
+            where += f" AND {_ts_key('exit_time')} >= ?"
+            params.append(_encode_ts_key(closed_since, "closed_since"))
+        async with self._read("read the closed trades") as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT * FROM trades WHERE exit_time IS NOT NULL{where} ORDER BY {_ts_key('exit_time')}, trade_id",
+                params,
+            )
+        return [_decode_trade(row) for row in rows]
+
+    async def open_trade(self, trade_id: str) -> Trade | None:
+        """The trade if it is open, else None."""
+        params = (_check_text(trade_id, "trade_id"),)
+        async with self._read(f"read trade {trade_id}") as db:
+            rows = await _fetchall(db, "SELECT * FROM trades WHERE trade_id = ? AND exit_time IS NULL", params)
+        return _decode_trade(rows[0]) if rows else None
+
+    # --- the trader's actions on open positions (BotStore) ----------------------------------------------------
+
+    async def request_trade_action(self, trade_id: str, action: TradeAction, at: datetime, by: int) -> int | None:
+        """Claim an action on an open trade; its id, or None when the trade is closed or another action on it is
+        still in flight (so a double press, a second chat or a retry acts once)."""
+        params = (_check_text(trade_id, "trade_id"), _enum_arg(TradeAction, action, "action").value)
+        stamp = (_encode_ts(at, "at"), _check_int(by, "by"))
+        async with self._write(f"claim a {action} of trade {trade_id}") as db:
+            busy = await _fetchall(
+                db,
+                "SELECT 1 FROM trades t WHERE t.trade_id = ? AND (t.exit_time IS NOT NULL OR EXISTS"
+                " (SELECT 1 FROM trade_actions a WHERE a.trade_id = t.trade_id AND a.status = 'requested'))",
+                params[:1],
+            )
+            exists = await _fetchall(db, "SELECT 1 FROM trades WHERE trade_id = ?", params[:1])
+            if busy or not exists:
+                return None
+            cursor = await db.execute(
+                "INSERT INTO trade_actions (trade_id, action, status, requested_at, requested_by)"
+                " VALUES (?, ?, 'requested', ?, ?)",
+                (*params, *stamp),
+            )
+            action_id = cursor.lastrowid
+        assert action_id is not None
+        return action_id
+
+    async def finish_trade_action(self, action_id: int, done: bool, at: datetime, detail: str = "") -> None:
+        """Record how a claimed action ended (a failed one frees the trade for the next)."""
+        params = ("done" if done else "failed", _encode_ts(at, "at"), detail, _check_int(action_id, "id"))
+        async with self._write(f"finish trade action {action_id}") as db:
+            await _execute(
+                db,
+                "UPDATE trade_actions SET status = ?, finished_at = ?, detail = ?"
+                " WHERE id = ? AND status = 'requested'",
+                params,
+            )
+
+    async def move_trade_stop(self, action_id: int, trade_id: str, old: Decimal, new: Decimal, at: datetime) -> bool:
+        """Record the open trade's stop moved from `old` (its current stop) to `new` and finish the claimed action;
+        False if the trade closed or its stop changed meanwhile. The trade's own stop stays the one it entered
+        with: its risk, and so its R, is measured from that."""
+        params = (_check_text(trade_id, "trade_id"),)
+        async with self._write(f"move the stop of trade {trade_id}") as db:
+            rows = await _fetchall(db, "SELECT stop FROM trades WHERE trade_id = ? AND exit_time IS NULL", params)
+            if not rows:
+                return False
+            last = await _fetchall(
+                db,
+                "SELECT new_stop FROM trade_actions WHERE trade_id = ? AND action = 'stop' AND status = 'done'"
+                " ORDER BY id DESC LIMIT 1",
+                params,
+            )
+            current = Decimal(last[0][0] if last else rows[0][0])
+            if current != old:
+                return False
+            await _execute(
+                db,
+                "UPDATE trade_actions SET status = 'done', finished_at = ?, old_stop = ?, new_stop = ?"
+                " WHERE id = ? AND status = 'requested'",
+                (
+                    _encode_ts(at, "at"),
+                    _encode_amount(old, "stop", positive=True),
+                    _encode_amount(new, "stop", positive=True),
+                    _check_int(action_id, "id"),
+                ),
+            )
+        return True
+
+    async def stop_moves(self, trade_ids: Collection[str]) -> dict[str, list[StopMove]]:
+        """The stop moves of each trade, oldest first (trades without any are left out)."""
+        ids = sorted(set(trade_ids))
+        out: dict[str, list[StopMove]] = {}
+        async with self._read("read stop moves") as db:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                sql = (
+                    "SELECT trade_id, finished_at, old_stop, new_stop FROM trade_actions WHERE action = 'stop'"
+                    f" AND status = 'done' AND trade_id IN ({', '.join('?' * len(chunk))})"
+                    f" ORDER BY {_ts_key('finished_at')}, id"
+                )
+                for row in await _fetchall(db, sql, chunk):
+                    out.setdefault(row["trade_id"], []).append(
+                        StopMove(
+                            _decode_ts(row["finished_at"], "trade_actions.finished_at"),
+                            _decode_decimal(row["old_stop"], "trade_actions.old_stop"),
+                            _decode_decimal(row["new_stop"], "trade_actions.new_stop"),
+                        )
+                    )
+        return out
+
+    async def abandon_trade_actions(self, at: datetime) -> int:
+        """Fail the actions a stopped process left in flight (at start); return how many."""
+        async with self._write("fail interrupted trade actions") as db:
+            return await _rowcount(
+                db,
+                "UPDATE trade_actions SET status = 'failed', finished_at = ?, detail = 'interrupted by a restart'"
+                " WHERE status = 'requested'",
+                (_encode_ts(at, "at"),),
+            )
+
+    async def create_close_batch(self, trade_ids: Sequence[str], at: datetime, by: int) -> int:
+        """Keep the positions a "close all" confirmation shows; its id, for the button."""
+        params = (_json([_check_text(t, "trade_id") for t in trade_ids]), _encode_ts(at, "at"), _check_int(by, "by"))
+        async with self._write("keep a close-all confirmation") as db:
+            cursor = await db.execute(
+                "INSERT INTO close_batches (trade_ids, created_at, created_by) VALUES (?, ?, ?)", params
+            )
+            batch_id = cursor.lastrowid
+        assert batch_id is not None
+        return batch_id
+
+    async def use_close_batch(self, batch_id: int, at: datetime, by: int) -> list[str] | None:
+        """Mark a close-all confirmation used and return the trades it showed; None if used or unknown."""
+        params = (_encode_ts(at, "at"), _check_int(by, "by"), _check_int(batch_id, "id"))
+        async with self._write(f"use close-all confirmation {batch_id}") as db:
+            if not await _rowcount(
+                db, "UPDATE close_batches SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL", params
+            ):
+                return None
+            rows = await _fetchall(db, "SELECT trade_ids FROM close_batches WHERE id = ?", params[2:])
+        return [str(t) for t in json.loads(rows[0][0])]
