@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.bootstrap import open_store
 from bot.config import ConfigError, Settings, config_path, strategy_params
-from bot.config_file import adopt_pair_params, restore
+from bot.config.file import adopt_pair_params, restore
 from bot.ops.executors import make_executor
 from bot.services.configure import backtest_config, cache_dir, traded_systems
 from bot.services.systems import TradedSystem

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import load_settings
-from bot.config_file import adopt_pair_params, restore
+from bot.config.file import adopt_pair_params, restore
 
 TUNED = datetime(2025, 9, 30, 4, tzinfo=UTC)
 
