@@ -294,7 +294,7 @@ def _command(args: argparse.Namespace, settings: Settings, overrides: dict[str, 
         if args.command == "db":
             return run_db(settings, args)
         if args.command == "ops":
-            from bot.ops.cloudwatch import run_alarms  # noqa: PLC0415 - only this command needs boto3's alarms
+            from bot.ops.alarms import run_alarms  # noqa: PLC0415 - only this command needs boto3's alarms
 
             return run_alarms(settings, apply=args.apply)
         if args.command in ("pause", "resume"):

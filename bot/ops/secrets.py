@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from data import aws
+
 SECRET_KEYS: Final = ("TELEGRAM_BOT_TOKEN", "OANDA_TOKEN")
 SECRETS_ID_ENV: Final = "TRADEBOT_SECRETS_ID"
 REGION_ENVS: Final = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -40,15 +42,10 @@ class SecretsError(Exception):
 
 def secrets_client(region: str | None = None, *, endpoint_url: str | None = None) -> Any:
     """Return a Secrets Manager client with short timeouts and few retries (botocore errors propagate)."""
-    import boto3  # noqa: PLC0415 - only a configured secret needs the AWS SDK
-    from botocore.config import Config  # noqa: PLC0415
-
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+    config = aws.client_config(
+        READ_TIMEOUT_SECONDS, MAX_ATTEMPTS, connect_timeout=CONNECT_TIMEOUT_SECONDS, max_pool_connections=None
     )
-    return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config)
+    return aws.client("secretsmanager", region=region, endpoint_url=endpoint_url, config=config)
 
 
 def _region_of(secret_id: str) -> str | None:

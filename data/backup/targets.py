@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from data import aws
 from data.backup.common import (
     CHUNK_BYTES,
     S3_CONTENT_TYPE,
@@ -158,9 +159,7 @@ def _s3_errors(what: str) -> Iterator[None]:
 def default_s3_client() -> Any:
     """Create a boto3 S3 client with the SDK's own region and credential chain."""
     with _s3_errors("client setup"):
-        import boto3  # noqa: PLC0415 - only S3 targets need boto3
-
-        return boto3.client("s3")
+        return aws.client("s3")
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

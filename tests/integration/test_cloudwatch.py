@@ -18,24 +18,25 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from bot.config import AlarmSettings, MetricsSettings, Settings
-from bot.ops.cloudwatch import (
+from bot.ops.alarms import (
     AGENT_DISK_METRIC,
     AGENT_MEMORY_METRIC,
     AGENT_NAMESPACE,
     ALARM_PREFIX,
-    MAX_REQUEST_BYTES,
-    NO_CREDENTIALS,
     Alarm,
     AlarmAction,
     AlarmSpec,
-    CloudWatchSink,
     alarm_specs,
     apply_alarms,
-    aws_error_message,
-    build_metrics,
-    close_metrics,
     run_alarms,
     skipped_alarms,
+)
+from bot.ops.cloudwatch import (
+    MAX_REQUEST_BYTES,
+    NO_CREDENTIALS,
+    CloudWatchSink,
+    build_metrics,
+    close_metrics,
 )
 from bot.ops.metrics import (
     PUT_METRIC_DATA_MAX_DATUMS,
@@ -46,6 +47,7 @@ from bot.ops.metrics import (
     NullMetrics,
     Unit,
 )
+from data.aws import error_message
 from tests.fakes.aws import isolate_aws
 
 REGION = "eu-west-1"
@@ -460,7 +462,7 @@ def test_run_alarms_reports_access_denied_in_one_line(capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert err == "tradebot ops alarms: access denied: User: arn:aws:iam::123456789012:user/x is not authorized\n"
     expired = ClientError({"Error": {"Code": "ExpiredToken", "Message": "expired"}}, "PutMetricData")
-    assert aws_error_message(expired) == "AWS rejected the credentials (ExpiredToken): expired"
+    assert error_message(expired) == "AWS rejected the credentials (ExpiredToken): expired"
 
 
 def test_the_agent_config_publishes_exactly_the_dimensions_the_alarms_use() -> None:
