@@ -1,0 +1,424 @@
+"""The signal desk's core: its policy and outcomes, sizing and the checks both offers and clicks use, and
+placing, recording and failing orders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Final, Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from bot.ops.metrics import MetricName, Metrics, NullMetrics
+from bot.services.book import book_view
+from bot.services.events import Announcer, Notice, PositionOpened, Tone
+from bot.services.rates import RateBook
+from bot.services.state import PAUSED_KEY, BotState
+from bot.services.systems import SystemBook
+from data.market.news_feed import NewsSource
+from engine.calendars import SessionCalendar
+from engine.controls import PairControl
+from engine.costs import CostModel, commission
+from engine.domain import Instrument, ScoredSetup, Setup, SignalStatus
+from engine.news import EmbargoConfig, FeedFallback
+from engine.ports import (
+    BotStore,
+    Broker,
+    BrokerError,
+    BrokerErrorKind,
+    Clock,
+    SignalEstimate,
+    SignalRecord,
+)
+from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
+from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
+from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind
+
+log = logging.getLogger(__name__)
+
+
+def order_request(record: SignalRecord, quantity: Decimal | None = None) -> OrderRequest:
+    """The market order of a signal: its side and size, with its stop and target attached at the broker."""
+    setup = record.scored.setup
+    size = quantity if quantity is not None else record.quantity
+    if size is None:
+        raise ValueError(f"signal {record.signal_id} has no position size")
+    return OrderRequest(record.signal_id, setup.symbol, setup.side, size, stop=setup.stop, target=setup.target)
+
+
+COMMIT_ATTEMPTS: Final = 3  # checks re-run on a changed book at most this often before the press is refused
+DECISION_STATE_KEYS: Final = (PAUSED_KEY,)  # the persisted switches a decision to trade reads
+
+
+class InFlight:
+    """Which task owns each signal being decided or sent: one owner at a time, and only the owner lets go.
+
+    A press that loses the race must never clear the winner's mark (the settlement would then send the order a
+    second time); here it cannot, because it never owned it.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[str, object] = {}
+
+    def claim(self, signal_id: str) -> object | None:
+        """Own `signal_id` and return the token to release it with, or None when someone owns it already."""
+        if signal_id in self._owners:
+            return None
+        token = object()
+        self._owners[signal_id] = token
+        return token
+
+    def release(self, signal_id: str, token: object) -> None:
+        if self._owners.get(signal_id) is token:
+            del self._owners[signal_id]
+
+    def __contains__(self, signal_id: object) -> bool:
+        return signal_id in self._owners
+
+
+class OutcomeKind(StrEnum):
+    DONE = "done"  # the decision was taken
+    REFUSED = "refused"  # not now (paused, price drifted, no price); the signal stays pending
+    INVALID = "invalid"  # the button no longer applies (unknown, decided, expired)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    message: str
+
+
+@dataclass(frozen=True)
+class DeskPolicy:
+    """How signals are offered and executed (from the `[bot]` settings)."""
+
+    default_mode: ExecutionMode = ExecutionMode.MANUAL
+    auto_threshold: float = 80.0
+    ask_threshold: float = 60.0
+    ttl_bars: int = 2
+    max_price_drift_r: float = 0.25
+    cooldown: timedelta = timedelta(minutes=60)
+    digest_threshold: int = 4
+    max_signals_per_run: int = 12
+    equity: Decimal = Decimal("10000")  # the account's starting equity, in its currency
+    sizing: Sizing = field(default_factory=lambda: Sizing(account_currency="USD"))
+    costs: CostModel = field(default_factory=CostModel)
+    trade_failed_strategies: bool = False
+    protections: ProtectionConfig = field(default_factory=ProtectionConfig)
+    embargo: EmbargoConfig = field(default_factory=EmbargoConfig)
+    day_timezone: str = "America/New_York"
+    day_rollover_hour: int = 17
+
+    @property
+    def account_currency(self) -> str:
+        return self.sizing.account_currency or ""
+
+
+class Advisor(Protocol):
+    """What learning tells the desk: how to rank setups and the win estimate to show with a signal."""
+
+    def rank_key(self, scored: ScoredSetup) -> tuple[float, ...]:
+        """Sort key, smallest first: higher posterior expectancy, then higher quality, comes first."""
+        ...
+
+    def estimate(self, scored: ScoredSetup) -> SignalEstimate | None:
+        """The estimate to store and show with this signal; None before any learning run."""
+        ...
+
+    def score(self, scored: ScoredSetup) -> float:
+        """The score quality mode's thresholds compare: learned component weights where adopted, else the hand's."""
+        ...
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    signal_id: str
+    symbol: str
+    status: SignalStatus
+    reason: str
+
+
+class DeskCore:
+    """Offers, approves, rejects, expires and executes signals."""
+
+    def __init__(
+        self,
+        store: BotStore,
+        broker: Broker,
+        notifier: Announcer,
+        state: BotState,
+        clock: Clock,
+        instruments: Mapping[str, Instrument],
+        policy: DeskPolicy,
+        trade_kind: TradeKind = TradeKind.PAPER,
+        news: NewsSource | None = None,
+        rates: RateBook | None = None,
+        calendars: Mapping[str, SessionCalendar] | None = None,
+        advisor: Advisor | None = None,
+        metrics: Metrics | None = None,
+        systems: SystemBook | None = None,
+    ) -> None:
+        self.store = store
+        self.systems = systems if systems is not None else SystemBook(())
+        self.metrics: Metrics = metrics or NullMetrics()
+        self.advisor = advisor
+        self.broker = broker
+        self.notifier = notifier
+        self.state = state
+        self.clock = clock
+        self.instruments = dict(instruments)
+        self.policy = policy
+        self.trade_kind = trade_kind
+        self.news = news
+        self.rates = rates or RateBook({}, None)
+        self.calendars = dict(calendars or {})
+        self._unconverted: set[str] = set()
+        self._in_flight = InFlight()  # signals being decided or sent now: the settlement and other presses wait
+        self._news_status = ""
+        self._controls: dict[tuple[str, str], PairControl] = {}
+        self._returns: dict[str, np.ndarray] = {}
+
+    async def book(self, now: datetime) -> BookView:
+        """The account as the protections see it now (equity is the starting equity plus closed P&L)."""
+        p = self.policy
+        return await book_view(
+            self.store,
+            p.equity,
+            now,
+            timezone=p.day_timezone,
+            rollover_hour=p.day_rollover_hour,
+            returns=self._returns,
+            to_account=self.account_pnl,
+        )
+
+    def account_pnl(self, trade: Trade) -> Decimal:
+        """A closed trade's net P&L in the account currency, converted at its own exit price or a linking rate.
+
+        USDJPY in a USD account converts exactly at the trade's exit price; other pairs at the rate book's
+        latest price (the P&L of a closed cross is valued at today's rate). A trade whose rate is unknown
+        counts unconverted, and the log says so once.
+        """
+        pnl = trade.pnl
+        if pnl is None or trade.exit_price is None:
+            raise ValueError(f"trade {trade.trade_id} is open; only closed trades have a P&L")
+        instrument = self.instruments.get(trade.symbol)
+        if instrument is None:
+            return pnl
+        try:
+            return self.policy.sizing.to_account(instrument, pnl, trade.exit_price, self.rates.prices())
+        except ValueError as exc:
+            if trade.symbol not in self._unconverted:
+                self._unconverted.add(trade.symbol)
+                log.warning("P&L of %s trades counted unconverted: %s", trade.symbol, exc)
+            return pnl
+
+    def size(self, setup: Setup, equity: Decimal, open_trades: Sequence[Trade] = ()) -> SizedOrder | str:
+        """The order size for `setup` in the account's money, its expected costs inside the risk budget, within
+        the symbol's limits and the notional caps (what `open_trades` hold counts against the total), or why it
+        cannot be sized. The backtester sizes with the same `Sizing` on the same levels."""
+        instrument = self.instruments[setup.symbol]
+        sizing, prices = self.policy.sizing, self.rates.prices()
+        held = self.open_notional(open_trades)
+        return sizing.size(
+            instrument, setup.entry, setup.stop, equity, prices, costs=self.policy.costs, open_notional=held
+        )
+
+    def open_notional(self, trades: Sequence[Trade]) -> Decimal:
+        """The notional the open paper and live positions hold, in account money at their entry prices."""
+        total = Decimal(0)
+        for trade in trades:
+            instrument = self.instruments.get(trade.symbol)
+            if instrument is None or trade.kind not in (TradeKind.PAPER, TradeKind.LIVE):
+                continue
+            try:
+                total += self.policy.sizing.notional(instrument, trade.quantity, trade.entry_price, self.rates.prices())
+            except ValueError as exc:
+                log.warning("open notional of %s not counted: %s", trade.trade_id, exc)
+        return total
+
+    def exposure_block(self, record: SignalRecord, book: BookView) -> str | None:
+        """Why the signal's size may not be added to the book now (no equity, or over the total notional cap)."""
+        if book.equity <= 0:
+            return f"{NO_EQUITY}: realised equity is {book.equity:,.2f}"
+        if record.quantity is None:
+            return None
+        setup = record.scored.setup
+        try:
+            adding = self.policy.sizing.notional(
+                self.instruments[setup.symbol], record.quantity, setup.entry, self.rates.prices()
+            )
+        except ValueError as exc:
+            return f"{CANNOT_SIZE} {self.policy.sizing.account_currency}: {exc}"
+        cap = self.policy.sizing.exposure.max_total_leverage
+        total = self.open_notional(book.open_trades) + adding
+        if total > book.equity * cap:
+            return (
+                f"all open positions would hold {total:,.2f} ({total / book.equity:.1f}x equity), "
+                f"above the {cap:g}x cap"
+            )
+        return None
+
+    def rate_notes(self) -> list[str]:
+        """What the trader should know about conversion rates: the ones missing, and which symbols they stop."""
+        book, p = self.rates, self.policy
+        missing = set(book.missing())
+        return [
+            f"no {pair} rate: {', '.join(sorted(s for s, x in book.needs.items() if x == pair))} cannot be sized "
+            f"in {p.account_currency}; set [bot.fx_rates]"
+            for pair in sorted(missing)
+        ]
+
+    def split(self, request: OrderRequest) -> bool:
+        """Whether the order goes out as several child orders (above the symbol's freeze quantity)."""
+        limits = self.policy.sizing.limits.get(request.symbol)
+        freeze = limits.freeze_quantity if limits is not None else None
+        lot = self.instruments[request.symbol].lot_size
+        return len(split_children(request.quantity, freeze, lot)) > 1
+
+    def session_block(self, setup: Setup, now: datetime) -> str | None:
+        """Why the market's hours refuse an entry on `setup` now (close near, past the flat time), or None."""
+        calendar = self.calendars.get(setup.symbol)
+        return None if calendar is None else calendar.entry_block(now)
+
+    def blocks(self, view: BookView, setup: Setup, now: datetime) -> list[Block]:
+        """Every protection that stops a new entry on `setup` now."""
+        local_hour = now.astimezone(ZoneInfo(self.instruments[setup.symbol].timezone)).hour
+        candidate = Candidate(setup.symbol, setup.side, setup.strategy, now, local_hour)
+        return check_entry(self.policy.protections, view, candidate)
+
+    async def news_block(self, setup: Setup, now: datetime) -> str | None:
+        """Why news blocks an entry on `setup` now, or None; an unavailable calendar is told to the chat once."""
+        if self.news is None:
+            return None
+        result = await self.news.calendar(now)
+        if result.calendar is None:
+            if result.status != self._news_status:
+                self._news_status = result.status
+                await self.notifier.announce(Notice(result.status))
+            if self.policy.embargo.fallback is FeedFallback.BLOCK:
+                return f"{result.status}; entries blocked until it is back"
+            return None
+        self._news_status = ""
+        block = result.calendar.embargo(self.instruments[setup.symbol], now, self.policy.embargo)
+        return None if block is None else block.reason
+
+    async def _expire(self, record: SignalRecord, reason: str) -> bool:
+        moved = await self.store.transition(
+            record.signal_id, SignalStatus.PENDING, SignalStatus.EXPIRED, self.clock.now(), reason=reason
+        )
+        if moved:
+            fresh = await self.store.signal(record.signal_id)
+            await self._shadow(fresh or record)
+            await self.notifier.refresh(record.signal_id)
+        return moved
+
+    async def _place(
+        self, record: SignalRecord, request: OrderRequest, approver: int | None, latency: float | None
+    ) -> Outcome:
+        """Send a submitted order and record its fill; no answer leaves it unconfirmed, a refusal fails it.
+
+        The broker is idempotent by client order id, and an unconfirmed order is settled by `settle_unconfirmed`
+        (asked for by its id before anything is sent again).
+        """
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
+        try:
+            fill = await self.broker.place_order(instrument, request)
+        except BrokerError as exc:
+            if exc.kind is BrokerErrorKind.PENDING:  # accepted; its fill is settled by its client id
+                await self.notifier.announce(
+                    Notice(f"{setup.symbol} order {record.signal_id} placed: {exc}", Tone.WAITING)
+                )
+                return Outcome(OutcomeKind.DONE, f"Order placed: {exc}.")
+            if exc.transient:  # it may have reached the broker: settled later by its client id, never re-sent blind
+                await self.notifier.announce(
+                    Notice(
+                        f"{setup.symbol} order {record.signal_id} is unconfirmed: {exc}. "
+                        "It is checked with the broker every minute and never sent twice."
+                    )
+                )
+                return Outcome(OutcomeKind.REFUSED, f"Order unconfirmed: {exc}")
+            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, f"order refused: {exc}")
+            await self.notifier.announce(Notice(f"{setup.symbol} order for {record.signal_id} failed: {exc}"))
+            return Outcome(OutcomeKind.REFUSED, f"Order failed: {exc}")
+        return await self._open_trade(record, fill, approver, latency)
+
+    async def _open_trade(
+        self, record: SignalRecord, fill: Fill, approver: int | None, latency: float | None
+    ) -> Outcome:
+        """Record the fill of a submitted order as an open trade (or fail it when it filled through the stop)."""
+        setup = record.scored.setup
+        instrument = self.instruments[setup.symbol]
+        if setup.side.sign * (fill.price - setup.stop) <= 0:
+            reason = f"filled at {fill.price}, already through the stop {setup.stop}"
+            await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
+            await self.notifier.announce(Notice(f"{setup.symbol} {record.signal_id}: {reason}; no position was opened"))
+            return Outcome(OutcomeKind.REFUSED, f"Order not opened: {reason}.")
+        trade = Trade(
+            trade_id=record.signal_id,
+            signal_id=record.signal_id,
+            kind=self.trade_kind,
+            strategy=setup.strategy,
+            symbol=setup.symbol,
+            side=setup.side,
+            quantity=fill.quantity,
+            contract_size=instrument.contract_size,
+            entry_time=fill.filled_at,
+            entry_price=fill.price,
+            stop=setup.stop,
+            target=setup.target,
+            entry_fees=fill.fees,
+            approver_id=approver,
+            approval_latency_s=latency,
+        )
+        if not await self.store.record_fill(fill, trade):
+            return Outcome(OutcomeKind.INVALID, "This signal was already filled.")
+        partial = (
+            f" of {record.quantity} asked" if record.quantity is not None and fill.quantity < record.quantity else ""
+        )
+        await self.notifier.refresh(record.signal_id)
+        note = f" · partial: {fill.quantity}{partial}" if partial else ""
+        await self.notifier.announce(PositionOpened(trade, instrument, note))
+        return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
+
+    async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:
+        if await self.store.transition(signal_id, expected, SignalStatus.FAILED, self.clock.now(), reason=reason):
+            self.metrics.record(MetricName.ORDERS_FAILED, 1)
+        await self.notifier.refresh(signal_id)
+
+    async def _shadow(self, record: SignalRecord) -> None:
+        """Track the hypothetical trade of a signal nobody took, entered at its price when it was signalled."""
+        setup = record.scored.setup
+        instrument = self.instruments.get(setup.symbol)
+        if instrument is None:
+            return
+        quantity = record.quantity
+        if quantity is None:
+            sized = self.size(setup, self.policy.equity)
+            if isinstance(sized, str) or sized.quantity <= 0:
+                return
+            quantity = sized.quantity
+        entered = setup.bar_time + setup.timeframe.delta
+        fees = commission(setup.entry, quantity, instrument, self.policy.costs)
+        await self.store.open_shadow_trade(
+            Trade(
+                trade_id=f"{record.signal_id}-shadow",
+                signal_id=record.signal_id,
+                kind=TradeKind.SHADOW,
+                strategy=setup.strategy,
+                symbol=setup.symbol,
+                side=setup.side,
+                quantity=quantity,
+                contract_size=instrument.contract_size,
+                entry_time=entered,
+                entry_price=setup.entry,
+                stop=setup.stop,
+                target=setup.target,
+                entry_fees=fees,
+            )
+        )
