@@ -34,6 +34,7 @@ from bot.services.desk import DeskPolicy, SignalDesk
 from bot.services.drift_watch import DriftWatch
 from bot.services.learner import Learner
 from bot.services.monitor import PositionMonitor
+from bot.services.outcomes import OutcomeReports
 from bot.services.rates import RateBook, needed_pairs
 from bot.services.runtime import BotRuntime
 from bot.services.scan import ScanService
@@ -213,6 +214,7 @@ async def open_runtime(
             learner=learner,
             drift=DriftWatch(store, notifier, clock, settings.drift, metrics, systems),
             validation=BackgroundValidation(systems, store, notifier, clock, jobs_for, settings.db_path),
+            outcomes=OutcomeReports(store, clock, instruments),
             control=TradeControl(
                 store,
                 {TradeKind.PAPER: paper, TradeKind.LIVE: broker}

@@ -66,15 +66,23 @@ class Approvals(DeskCore):
         finally:
             self._in_flight.release(signal_id, token)
 
-    async def _click_checks(self, signal_id: str) -> tuple[SignalRecord, OrderRequest] | Outcome:
-        """The pending signal and its order if every click-time check passes now, else what to answer."""
+    async def decidable(self, signal_id: str) -> SignalRecord | Outcome:
+        """The signal if it still waits for a decision, else what a press on it is answered (an expired one expires
+        now): the first check of every decision, which a button handler may also ask before answering the press."""
         record = await self.store.signal(signal_id)
         if record is None or record.status is not SignalStatus.PENDING:
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
-        now = self.clock.now()
-        if record.expires_at is not None and now >= record.expires_at:
+        if record.expires_at is not None and self.clock.now() >= record.expires_at:
             await self._expire(record, "expired before approval")
             return Outcome(OutcomeKind.INVALID, "This signal has expired.")
+        return record
+
+    async def _click_checks(self, signal_id: str) -> tuple[SignalRecord, OrderRequest] | Outcome:
+        """The pending signal and its order if every click-time check passes now, else what to answer."""
+        record = await self.decidable(signal_id)
+        if isinstance(record, Outcome):
+            return record
+        now = self.clock.now()
         if await self.state.paused():
             return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
         setup = record.scored.setup

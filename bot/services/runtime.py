@@ -32,6 +32,7 @@ from bot.services.drift_watch import DriftWatch
 from bot.services.events import Announcer, ModelLearned, Notice, SummaryReady
 from bot.services.learner import LearnedModel, Learner
 from bot.services.monitor import PositionMonitor
+from bot.services.outcomes import OutcomeReports
 from bot.services.scan import ScanReport, ScanService
 from bot.services.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.services.state import BotState
@@ -80,6 +81,7 @@ class BotRuntime:
     drift: DriftWatch
     validation: BackgroundValidation
     control: TradeControl
+    outcomes: OutcomeReports
     breaker: CircuitView | None = None
     take_backup: Callable[[datetime], BackupResult] = _no_backup
     outbox_queued: asyncio.Event = field(default_factory=asyncio.Event)  # set when a message is queued

@@ -7,29 +7,13 @@ digits of any script (`١٢٣`). Here a P&L is a plain ASCII decimal of at most 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Final
+
+from bot.services.outcomes import ReportArgs, ReportedOutcome
 
 SIGNAL_ID: Final = re.compile(r"[0-9a-f]{10}")
 PLAIN_DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,8})?")
-BREAKEVEN_R: Final = Decimal("0.1")  # a "breakeven" P&L is within this many R of zero
-
-
-class ReportedOutcome(StrEnum):
-    WIN = "win"
-    LOSS = "loss"
-    BREAKEVEN = "breakeven"
-
-
-@dataclass(frozen=True)
-class ReportArgs:
-    """`/report <signal_id> <win|loss|breakeven> <pnl>`, parsed."""
-
-    signal_id: str
-    outcome: ReportedOutcome
-    pnl: Decimal
 
 
 def parse_money(text: str, what: str = "P&L") -> Decimal | str:
@@ -59,12 +43,3 @@ def parse_report(args: list[str]) -> ReportArgs | str:
     if outcome is ReportedOutcome.LOSS and pnl >= 0:
         return f"a loss has a negative P&L, not {pnl}"
     return ReportArgs(signal_id, outcome, pnl)
-
-
-def breakeven_refusal(pnl: Decimal, risk: Decimal) -> str | None:
-    """Why `pnl` is not a breakeven for a trade risking `risk` (more than BREAKEVEN_R of it away from zero)."""
-    limit = (risk * BREAKEVEN_R).quantize(Decimal("0.01"))
-    if abs(pnl) <= limit:
-        return None
-    word = "win" if pnl > 0 else "loss"
-    return f"a breakeven is within ±{limit} ({BREAKEVEN_R}R) of zero; {pnl} is a {word}"

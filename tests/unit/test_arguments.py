@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from bot.telegram.arguments import ReportArgs, ReportedOutcome, breakeven_refusal, parse_money, parse_report
+from bot.services.outcomes import ReportArgs, ReportedOutcome, breakeven_refusal
+from bot.telegram.arguments import parse_money, parse_report
 
 SIGNAL = "3f2a9c1b7d"
 
