@@ -76,9 +76,10 @@ def run_backup(settings: Settings, now: datetime) -> BackupResult:
     return backup(settings.db_path, backup_target(settings), settings.backup.keep, now)
 
 
-async def open_store(settings: Settings) -> SqliteStore:
-    """The bot's database, masking the configured secrets in everything written to it."""
-    return await SqliteStore.open(settings.db_path, secrets=settings.secret_values())
+async def open_store(settings: Settings, clock: Clock | None = None) -> SqliteStore:
+    """The bot's database, masking the configured secrets in everything written to it, stamped by `clock`."""
+    now = None if clock is None else clock.now
+    return await SqliteStore.open(settings.db_path, secrets=settings.secret_values(), now=now)
 
 
 @asynccontextmanager
@@ -150,7 +151,7 @@ async def open_runtime(
         log.warning(line)
     chats = target_chats(settings)
     costs = cost_model(settings)
-    store = await open_store(settings)
+    store = await open_store(settings, clock)
     exits = AsyncExitStack()
     try:
         state = BotState(store, settings.bot.mode)

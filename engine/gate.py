@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest import BacktestConfig, BacktestTrade, backtest
+from engine.backtest import BacktestConfig, backtest
 from engine.bars import from_nanos, to_nanos
 from engine.indicators import MarketContext
 from engine.montecarlo import MonteCarloReport, equity_curve, max_drawdown, monte_carlo
 from engine.pipeline import EngineConfig
+from engine.results import BacktestTrade
 from engine.sizing import CANNOT_SIZE
 from engine.strategy import Strategy
 from engine.systems import ScoreEdge

@@ -74,7 +74,7 @@ from engine.trading import Trade, TradeKind
 from engine.walkforward import WIN_R
 
 if TYPE_CHECKING:
-    from engine.backtest import BacktestTrade
+    from engine.results import BacktestTrade
 
 LOSS_R: Final = -WIN_R
 SECONDS_PER_DAY: Final = 86_400.0

@@ -49,7 +49,7 @@ from engine.bars import FloatArray
 from engine.performance import BREAKEVEN_BAND, R_PLACES, RATE_PLACES, summarize
 
 if TYPE_CHECKING:
-    from engine.backtest import BacktestTrade, EquityCurve
+    from engine.results import BacktestTrade, EquityCurve
 
 MIN_RETURN_DAYS: Final = 20
 MIN_CAGR_DAYS: Final = 90

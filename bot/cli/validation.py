@@ -33,13 +33,14 @@ from bot.services.validate import (
 )
 from data.market.csv_provider import write_bar_csv
 from data.market.providers import provider_from_source
-from engine.backtest import BacktestResult, BacktestTrade, backtest
+from engine.backtest import BacktestResult, backtest
 from engine.bars import from_nanos
 from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
 from engine.learning import CalibrationModel, Outcome, fit_calibration
 from engine.metrics import calibration
 from engine.ports import ProviderError
+from engine.results import BacktestTrade
 from engine.score_weights import compare_weights
 from engine.strategy import REGISTRY, Strategy
 from engine.systems import BaselineStats, Estimate, PairValidation, SystemSpec, ValidationStatus

@@ -37,7 +37,7 @@ from bot.services.configure import backtest_config, system_book
 from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
 from data.market.validation import validate_bars
-from engine.backtest import BacktestTrade, backtest
+from engine.backtest import backtest
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Instrument, ScoredSetup, SignalStatus
 from engine.indicators import MarketContext
@@ -57,6 +57,7 @@ from engine.learning import (
     trader_edge,
 )
 from engine.ports import BarProvider, BotStore, Clock, ModelVersion, SignalEstimate
+from engine.results import BacktestTrade
 from engine.score_weights import WeightsComparison, compare_weights
 from engine.trading import Trade, TradeKind
 

@@ -25,12 +25,13 @@ import pandas as pd
 
 from bot.services.scan import BarRules, ScanService, WatchItem
 from data.market.validation import validate_bars
-from engine.backtest import BacktestConfig, BacktestTrade, Simulation, rejection_key, simulate
+from engine.backtest import BacktestConfig, Simulation, rejection_key, simulate
 from engine.bars import from_nanos, to_nanos
 from engine.domain import ScoredSetup, ensure_utc
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.ports import BarProvider, ProviderError
+from engine.results import BacktestTrade
 
 REPLAY_HISTORY_BARS: Final = 10_000_000
 REPLAY_BAR_RULES: Final = BarRules(history_bars=REPLAY_HISTORY_BARS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,9 +99,16 @@ class StoreBase:
     """One SQLite connection, its lock and its transactions: what every part of the store builds on."""
 
     def __init__(
-        self, db: aiosqlite.Connection, path: Path, schema_version: int, redactor: Redactor | None = None
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        schema_version: int,
+        redactor: Redactor | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         """Wrap an open, migrated connection; use `await SqliteStore.open(path)` instead."""
+        self._now = now or _utc_now  # the clock of the stamps the store writes itself (updated_at, errors)
+        self._write_failed_at = 0.0
         self._db: aiosqlite.Connection | None = db
         self._path = path
         self._schema_version = schema_version
@@ -109,7 +117,14 @@ class StoreBase:
         self._write_error: tuple[datetime, str] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, secrets: Iterable[str] = ()) -> Self:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        secrets: Iterable[str] = (),
+        now: Callable[[], datetime] | None = None,
+    ) -> Self:
         """Open (creating the file and its folder if needed) and migrate the database at `path`.
 
         Every text any statement writes passes a `Redactor` of `secrets` (and token shapes) first: no secret
@@ -126,7 +141,7 @@ class StoreBase:
         except BaseException:
             await db.close()
             raise
-        return cls(db, path, version, Redactor(secrets))
+        return cls(db, path, version, Redactor(secrets), now)
 
     async def close(self) -> None:
         """Close the connection after any statement in progress; closing twice is harmless."""
@@ -181,7 +196,7 @@ class StoreBase:
         command of the bot would queue behind it.
         """
         failed = self._write_error
-        if failed is not None and (datetime.now(UTC) - failed[0]).total_seconds() < WRITE_PAUSE_SECONDS:
+        if failed is not None and time.monotonic() - self._write_failed_at < WRITE_PAUSE_SECONDS:
             raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
         async with self._lock:
             db = self._require_open()
@@ -190,7 +205,8 @@ class StoreBase:
                     yield _Connection(db, self._redactor.redact)
             except sqlite3.Error as exc:
                 if _storage_fault(exc):  # the disk or another process, not this write's own content
-                    self._write_error = (datetime.now(UTC), storage_problem(exc))
+                    self._write_error = (self._now(), storage_problem(exc))
+                    self._write_failed_at = time.monotonic()  # the pause is real time, whatever the bot clock
                 raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
             self._write_error = None
 
@@ -203,3 +219,8 @@ class StoreBase:
                 yield _Connection(db, self._redactor.redact)
             except sqlite3.Error as exc:
                 raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
+
+
+def _utc_now() -> datetime:
+    """Wall-clock UTC: the store's clock when none is passed in (the CLI's one-off commands)."""
+    return datetime.now(UTC)

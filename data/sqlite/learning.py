@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from data.sqlite.codecs import (
@@ -116,7 +116,7 @@ class LearningRecords(StoreBase):
             )
             version = cursor.lastrowid
             assert version is not None
-            await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(version), _encode_ts(datetime.now(UTC), "now")))
+            await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(version), _encode_ts(self._now(), "now")))
         return version
 
     async def active_model(self) -> ModelVersion | None:
@@ -144,7 +144,7 @@ class LearningRecords(StoreBase):
             if not rows:
                 return None
             previous = _decode_model(rows[0])
-            now = _encode_ts(datetime.now(UTC), "now")
+            now = _encode_ts(self._now(), "now")
             await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(previous.version), now))
         return previous
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from data.sqlite.codecs import _SET_STATE_SQL, _check_text, _encode_ts
 from data.sqlite.connection import StoreBase
 from data.sqlite.queries import _execute, _fetchall
@@ -25,6 +23,6 @@ class KeyValueState(StoreBase):
         _check_text(key, "key")
         if not isinstance(value, str):
             raise TypeError(f"state {key} value must be a string, was {type(value).__name__}")
-        params = (key, value, _encode_ts(datetime.now(UTC), "updated_at"))
+        params = (key, value, _encode_ts(self._now(), "updated_at"))
         async with self._write(f"set state {key}") as db:
             await _execute(db, _SET_STATE_SQL, params)

@@ -20,7 +20,7 @@ import pytest
 from bot.services.replay import replay
 from bot.services.scan import WatchItem
 from data.market.csv_provider import CsvProvider
-from engine.backtest import BacktestConfig, BacktestTrade, backtest, simulate
+from engine.backtest import BacktestConfig, backtest, simulate
 from engine.bars import from_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
@@ -28,6 +28,7 @@ from engine.costs import CostModel
 from engine.domain import ScoredSetup
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
+from engine.results import BacktestTrade
 from engine.strategy import build_strategy, strategy_names
 from tests.support import shared_bars
 

@@ -14,7 +14,6 @@ import pytest
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
 
-from engine.backtest import BacktestTrade
 from engine.domain import Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.learning import (
     CalibrationMethod,
@@ -33,6 +32,7 @@ from engine.learning import (
     recency_weight,
     trader_edge,
 )
+from engine.results import BacktestTrade
 from engine.trading import ExitReason, Trade, TradeKind
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)

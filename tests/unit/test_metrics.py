@@ -10,7 +10,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from engine.backtest import BacktestTrade, EquityCurve
 from engine.domain import Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.metrics import (
     MIN_RETURN_DAYS,
@@ -19,6 +18,7 @@ from engine.metrics import (
     quality_decile,
     trading_days_per_year,
 )
+from engine.results import BacktestTrade, EquityCurve
 from engine.trading import ExitReason, Trade, TradeKind
 
 D = Decimal
