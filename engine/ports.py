@@ -137,27 +137,6 @@ class SignalRecord:
         return self.scored.setup.signal_id
 
 
-class OutboxKind(StrEnum):
-    SIGNAL = "signal"  # a signal message with Approve / Reject buttons
-    TEXT = "text"  # a plain HTML message (fills, exits, alerts, digests)
-    EDIT = "edit"  # edit an existing message's text and drop its buttons
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A message waiting to be sent (persisted, so a Telegram outage or a restart loses nothing)."""
-
-    item_id: int
-    kind: OutboxKind
-    chat_id: int
-    payload: dict[str, Any]
-    created_at: datetime
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    signal_id: str | None = None
-    last_error: str | None = None
-
-
 @dataclass(frozen=True)
 class ModelVersion:
     """One learning run's output as stored: what it was fitted from and the model itself (both JSON objects)."""
@@ -222,28 +201,6 @@ class BotStore(SignalStore, Protocol):
         ...
 
     async def add_signal_message(self, signal_id: str, chat_id: int, message_id: int) -> None: ...
-
-    async def signal_messages(self, signal_id: str) -> list[tuple[int, int]]:
-        """(chat_id, message_id) of every message that shows this signal."""
-        ...
-
-    async def message_signals(self, chat_id: int, message_id: int) -> list[str]:
-        """Signal ids shown by one message (several for a digest), in the order they were added."""
-        ...
-
-    async def enqueue(
-        self, kind: OutboxKind, chat_id: int, payload: dict[str, Any], at: datetime, signal_id: str | None = None
-    ) -> int: ...
-
-    async def due_messages(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
-        """Unsent items whose next attempt is due, oldest first."""
-        ...
-
-    async def mark_sent(self, item_id: int, at: datetime) -> None: ...
-
-    async def mark_failed_attempt(self, item_id: int, next_attempt_at: datetime, error: str) -> None: ...
-
-    async def outbox_size(self) -> int: ...
 
     async def submit_order(self, signal_id: str, request: OrderRequest, at: datetime) -> bool:
         """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False if another caller won."""

@@ -19,9 +19,10 @@ from decimal import Decimal
 from typing import Protocol
 
 from bot.brokers.oanda import OandaRequest
+from data.shadow_orders import ShadowOrder
 from engine.domain import Instrument
 from engine.ports import Broker, BrokerError, Clock
-from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, ShadowOrder, Trade
+from engine.trading import BrokerExit, Fill, OrderRequest, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)
 

@@ -58,12 +58,13 @@ from bot.telegram.messages import (
 )
 from bot.telegram.plots import reliability_png
 from bot.telegram.sender import markup
+from data.outbox import OutboxKind
 from data.sqlite.store import DuplicateTradeError, StoreError, storage_problem
 from engine.controls import PairState
 from engine.domain import SignalStatus
 from engine.learning import CalibrationModel
 from engine.performance import summarize
-from engine.ports import BrokerError, OutboxKind
+from engine.ports import BrokerError
 from engine.protections import alerts as protection_alerts
 from engine.protections import status as protection_status
 from engine.trading import ExecutionMode, TradeKind

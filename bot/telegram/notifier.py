@@ -7,17 +7,26 @@ an error message is masked in the outbox (the database) and in the chat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from bot.services.events import Event
 from bot.telegram.events import render
 from bot.telegram.messages import digest_pages, signal_message, split_html
+from data.outbox import OutboxKind, OutboxStore
 from data.redaction import Redactor
 from engine.domain import Instrument, SignalStatus
-from engine.ports import BotStore, Clock, OutboxKind, SignalRecord
+from engine.ports import Clock, SignalEstimate, SignalRecord
+
+
+class NotifierStore(OutboxStore, Protocol):
+    """What the notifier reads and writes: the outbox, and the signals and estimates its messages show."""
+
+    async def signal(self, signal_id: str) -> SignalRecord | None: ...
+
+    async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]: ...
 
 
 class Notifier:
@@ -25,7 +34,7 @@ class Notifier:
 
     def __init__(
         self,
-        store: BotStore,
+        store: NotifierStore,
         chats: Sequence[int],
         instruments: Mapping[str, Instrument],
         clock: Clock,

@@ -24,9 +24,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.telegram.messages import MAX_MESSAGE_CHARS, plain_text, split_html
+from data.outbox import OutboxItem, OutboxKind, OutboxStore
 from data.redaction import Redactor
 from data.sqlite.store import StoreError
-from engine.ports import BotStore, OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class OutboxSender:
     def __init__(
         self,
         bot: Bot,
-        store: BotStore,
+        store: OutboxStore,
         *,
         min_interval: float = 1.0,
         poll_seconds: float = 0.5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from http import HTTPMethod
 
+from data.shadow_orders import ShadowOrder
 from data.sqlite.codecs import _check_positive_int, _check_text, _encode_amount, _encode_ts, _json, _ts_key
 from data.sqlite.connection import StoreBase
 from data.sqlite.queries import _fetchall, _rowcount
@@ -12,7 +13,7 @@ from engine.domain import (
     Side,
 )
 from engine.systems import Baseline
-from engine.trading import Fill, ShadowOrder
+from engine.trading import Fill
 
 
 class BaselineBook(StoreBase):

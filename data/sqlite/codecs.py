@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
+from data.outbox import OutboxKind
 from engine.domain import (
     SIGNAL_TRANSITIONS,
     Interval,
@@ -21,7 +22,6 @@ from engine.domain import (
     SignalStatus,
     ensure_utc,
 )
-from engine.ports import OutboxKind
 from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeAction, TradeKind
 
 _E = TypeVar(

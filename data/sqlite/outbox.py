@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from data.outbox import OutboxItem, OutboxKind
 from data.sqlite.codecs import (
     _check_int,
     _check_positive_int,
@@ -19,7 +20,6 @@ from data.sqlite.connection import StoreBase
 from data.sqlite.errors import StoreError
 from data.sqlite.queries import _fetchall, _require_outbox_item, _rowcount, _scalar
 from data.sqlite.records import _decode_outbox_item
-from engine.ports import OutboxItem, OutboxKind
 
 
 class Outbox(StoreBase):

@@ -9,6 +9,8 @@ from decimal import Decimal, InvalidOperation
 from http import HTTPMethod
 from typing import Any
 
+from data.outbox import OutboxItem, OutboxKind
+from data.shadow_orders import ShadowOrder
 from data.sqlite.codecs import _E, _TIMESTAMP_RE
 from data.sqlite.errors import CorruptRecordError
 from engine.controls import ControlSource, PairControl, PairState
@@ -24,10 +26,10 @@ from engine.domain import (
     Side,
     SignalStatus,
 )
-from engine.ports import ModelVersion, OutboxItem, OutboxKind, RunSummary, SignalRecord
+from engine.ports import ModelVersion, RunSummary, SignalRecord
 from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation, ScoreEdge
-from engine.trading import ExitReason, Fill, ShadowOrder, Trade, TradeKind
+from engine.trading import ExitReason, Fill, Trade, TradeKind
 
 
 def _decode_baseline(row: sqlite3.Row) -> Baseline:

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import data.sqlite.connection as connection_module
+from data.outbox import OutboxKind
 from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 from data.sqlite.store import DuplicateTradeError, SqliteStore, StoreError, UnknownRecordError
 from engine.domain import SIGNAL_TRANSITIONS, Side, SignalStatus
-from engine.ports import BotStore, OutboxKind, SignalRecord
+from engine.ports import BotStore, SignalRecord
 from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind
 from tests.integration.test_store import make_setup, plain, scalar, schema, scored
 

@@ -26,6 +26,7 @@ from bot.telegram.callbacks import Action, parse
 from bot.telegram.notifier import Notifier
 from data.market.csv_provider import CsvProvider
 from data.market.news_feed import NewsSource
+from data.outbox import OutboxKind
 from data.sqlite.store import SqliteStore
 from engine.backtest import BacktestConfig
 from engine.calendars import get_calendar
@@ -34,7 +35,6 @@ from engine.costs import CostModel
 from engine.domain import Instrument, SignalStatus
 from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
-from engine.ports import OutboxKind
 from engine.protections import ProtectionConfig
 from engine.sizing import Sizing
 from engine.strategy import REGISTRY, strategy_names

@@ -24,13 +24,14 @@ from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
 from bot.telegram.events import learned_text
 from bot.telegram.messages import signal_message
+from data.outbox import OutboxKind
 from data.sqlite.store import SqliteStore
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Side, SignalStatus
 from engine.learning import Verdict
-from engine.ports import OutboxKind, SignalEstimate
+from engine.ports import SignalEstimate
 from engine.score_weights import WeightsComparison, compare_weights
 from engine.systems import Baseline
 from engine.trading import ExecutionMode, ExitReason, Trade, TradeKind

@@ -24,12 +24,13 @@ from bot.services.desk import OutcomeKind
 from bot.services.rates import Rate, RateBook, RateSource, needed_pairs
 from bot.telegram.messages import exposure_line, report_text
 from data.market.csv_provider import CsvProvider, write_bar_csv
+from data.outbox import OutboxKind
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.catalog import default_instrument
 from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
 from engine.performance import summarize
-from engine.ports import BrokerError, BrokerErrorKind, OutboxKind, SignalRecord
+from engine.ports import BrokerError, BrokerErrorKind, SignalRecord
 from engine.protections import ProtectionConfig
 from engine.sizing import ExposureLimits, SizeLimits
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind

@@ -22,10 +22,10 @@ from bot.ops.clock import WallClock
 from bot.telegram.messages import MAX_MESSAGE_CHARS
 from bot.telegram.notifier import Notifier
 from bot.telegram.sender import OutboxSender
+from data.outbox import OutboxKind
 from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.domain import Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
-from engine.ports import OutboxKind
 from tests.fakes.telegram_server import FakeTelegram, fast_request
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"

@@ -27,12 +27,13 @@ from bot.brokers.oanda import OandaSettings, market_order
 from bot.brokers.paper import PaperBroker
 from bot.brokers.shadow import ShadowBroker, shadow_text
 from data.market.csv_provider import CsvProvider
+from data.shadow_orders import ShadowOrder
 from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Side
 from engine.ports import FixedClock
-from engine.trading import OrderRequest, ShadowOrder, TradeKind
+from engine.trading import OrderRequest, TradeKind
 from tests.fakes.oanda_server import FakeOanda, Route
 from tests.integration.live_support import AS_OF, approved_signal, bot, oanda_settings
 from tests.support import require_market_dir

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.telegram.notifier import Notifier
+from data.outbox import OutboxItem, OutboxKind
 from data.redaction import REDACTED, Redactor
 from data.sqlite.store import SqliteStore
-from engine.ports import OutboxItem, OutboxKind
 from tests.fakes.clock import SteppingClock
 
 NOW = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)
