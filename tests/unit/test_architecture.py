@@ -72,3 +72,7 @@ def test_no_file_is_too_long_to_read(package: str) -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_the_chat_adapter_does_not_reach_the_command_line() -> None:
+    assert [b for b in breaches("bot", ("bot.cli",)) if b.startswith("bot.telegram")] == []
