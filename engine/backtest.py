@@ -81,7 +81,7 @@ from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, v
 from engine.results import BacktestTrade, EquityCurve
 from engine.sizing import RateHistory, Sizing, pnl_to_account, to_money
 from engine.strategy import Strategy
-from engine.trading import ExitReason, Trade, TradeKind
+from engine.trading import ExitReason, TradeKind, trade_from_setup
 
 SESSION_CALENDARS: Final = frozenset({"XNSE", "XNYS"})
 ATR_PERIOD: Final = 14
@@ -446,26 +446,11 @@ class _Book:
             closing = Side.SHORT if side is Side.LONG else Side.LONG
             exit_price = self._atr_slipped(exit_fill_price(level, side, costs, instrument), closing, exit_atr)
             exited = (exit_at, exit_price, exit_reason, commission(exit_price, quantity, instrument, costs))
-        signal_id = setup.signal_id
-        trade = Trade(
-            trade_id=signal_id,
-            signal_id=signal_id,
-            kind=TradeKind.BACKTEST,
-            strategy=setup.strategy,
-            symbol=setup.symbol,
-            side=side,
-            quantity=quantity,
-            contract_size=instrument.contract_size,
-            entry_time=entered_at,
-            entry_price=price,
-            stop=setup.stop,
-            target=setup.target,
-            entry_fees=entry_fees,
-            exit_time=None if exited is None else exited[0],
-            exit_price=None if exited is None else exited[1],
-            exit_reason=None if exited is None else exited[2],
-            exit_fees=Decimal(0) if exited is None else exited[3],
+        trade = trade_from_setup(
+            setup, TradeKind.BACKTEST, quantity, instrument.contract_size, entered_at, price, entry_fees
         )
+        if exited is not None:
+            trade = trade.closed(*exited)
         entry_rate = sized.rate
         account_pnl = None
         if exited is not None and trade.pnl is not None and trade.exit_price is not None:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from engine.domain import Side, ensure_utc
+from engine.domain import Setup, Side, ensure_utc
 
 R_STEP: Final = Decimal("0.01")  # R multiples are reported to 0.01R
 
@@ -272,3 +272,37 @@ class BrokerExit:
     def costs(self) -> Decimal:
         """Exit costs as a trade records them: commission plus financing paid; a credit lowers them, not below 0."""
         return max(self.fees - self.financing, Decimal(0))
+
+
+def trade_from_setup(
+    setup: Setup,
+    kind: TradeKind,
+    quantity: Decimal,
+    contract_size: Decimal,
+    entry_time: datetime,
+    entry_price: Decimal,
+    entry_fees: Decimal = Decimal(0),
+    *,
+    trade_id: str | None = None,
+    approver_id: int | None = None,
+    approval_latency_s: float | None = None,
+) -> Trade:
+    """The open trade a setup became: its strategy, symbol, side, stop and target, entered as given (the one
+    place a trade is made from a setup, in backtests, at the desk, in shadow tracking and reported outcomes)."""
+    return Trade(
+        trade_id=trade_id or setup.signal_id,
+        signal_id=setup.signal_id,
+        kind=kind,
+        strategy=setup.strategy,
+        symbol=setup.symbol,
+        side=setup.side,
+        quantity=quantity,
+        contract_size=contract_size,
+        entry_time=entry_time,
+        entry_price=entry_price,
+        stop=setup.stop,
+        target=setup.target,
+        entry_fees=entry_fees,
+        approver_id=approver_id,
+        approval_latency_s=approval_latency_s,
+    )

@@ -37,7 +37,7 @@ from engine.ports import (
 )
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
-from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind
+from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 
 log = logging.getLogger(__name__)
 
@@ -359,20 +359,14 @@ class DeskCore:
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
             await self.notifier.announce(Notice(f"{setup.symbol} {record.signal_id}: {reason}; no position was opened"))
             return Outcome(OutcomeKind.REFUSED, f"Order not opened: {reason}.")
-        trade = Trade(
-            trade_id=record.signal_id,
-            signal_id=record.signal_id,
-            kind=self.trade_kind,
-            strategy=setup.strategy,
-            symbol=setup.symbol,
-            side=setup.side,
-            quantity=fill.quantity,
-            contract_size=instrument.contract_size,
-            entry_time=fill.filled_at,
-            entry_price=fill.price,
-            stop=setup.stop,
-            target=setup.target,
-            entry_fees=fill.fees,
+        trade = trade_from_setup(
+            setup,
+            self.trade_kind,
+            fill.quantity,
+            instrument.contract_size,
+            fill.filled_at,
+            fill.price,
+            fill.fees,
             approver_id=approver,
             approval_latency_s=latency,
         )
@@ -406,19 +400,14 @@ class DeskCore:
         entered = setup.bar_time + setup.timeframe.delta
         fees = commission(setup.entry, quantity, instrument, self.policy.costs)
         await self.store.open_shadow_trade(
-            Trade(
+            trade_from_setup(
+                setup,
+                TradeKind.SHADOW,
+                quantity,
+                instrument.contract_size,
+                entered,
+                setup.entry,
+                fees,
                 trade_id=f"{record.signal_id}-shadow",
-                signal_id=record.signal_id,
-                kind=TradeKind.SHADOW,
-                strategy=setup.strategy,
-                symbol=setup.symbol,
-                side=setup.side,
-                quantity=quantity,
-                contract_size=instrument.contract_size,
-                entry_time=entered,
-                entry_price=setup.entry,
-                stop=setup.stop,
-                target=setup.target,
-                entry_fees=fees,
             )
         )

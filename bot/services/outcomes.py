@@ -9,7 +9,7 @@ from typing import Final
 
 from engine.domain import Instrument, SignalStatus
 from engine.ports import BotStore, Clock
-from engine.trading import ExitReason, Trade, TradeKind
+from engine.trading import ExitReason, Trade, TradeKind, trade_from_setup
 
 BREAKEVEN_R: Final = Decimal("0.1")  # a "breakeven" P&L is within this many R of zero
 EXECUTED: Final = frozenset({SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED})
@@ -74,23 +74,16 @@ class OutcomeReports:
         if exit_price <= 0:
             return Refused(f"a P&L of {report.pnl} would mean an exit price of {exit_price:.5f}, below zero")
         entered = setup.bar_time + setup.timeframe.delta
-        trade = Trade(
+        opened = trade_from_setup(
+            setup,
+            TradeKind.EXTERNAL,
+            quantity,
+            contract,
+            entered,
+            setup.entry,
             trade_id=f"{record.signal_id}-external",
-            signal_id=record.signal_id,
-            kind=TradeKind.EXTERNAL,
-            strategy=setup.strategy,
-            symbol=setup.symbol,
-            side=setup.side,
-            quantity=quantity,
-            contract_size=contract,
-            entry_time=entered,
-            entry_price=setup.entry,
-            stop=setup.stop,
-            target=setup.target,
-            exit_time=max(self.clock.now(), entered),
-            exit_price=exit_price,
-            exit_reason=ExitReason.EXTERNAL,
             approver_id=user,
         )
+        trade = opened.closed(max(self.clock.now(), entered), exit_price, ExitReason.EXTERNAL)
         await self.store.record_external_trade(trade)
         return trade
