@@ -36,6 +36,8 @@ from engine.ports import (
     SignalRecord,
 )
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
+from engine.protections import alerts as protection_alerts
+from engine.protections import status as protection_status
 from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
 from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 
@@ -284,6 +286,11 @@ class DeskCore:
         """Why the market's hours refuse an entry on `setup` now (close near, past the flat time), or None."""
         calendar = self.calendars.get(setup.symbol)
         return None if calendar is None else calendar.entry_block(now)
+
+    def active_protections(self, view: BookView, now: datetime) -> list[str]:
+        """Every protection blocking entries now and every alert (a drawdown), as /status and the summary show."""
+        config = self.policy.protections
+        return [b.reason for b in (*protection_status(config, view, now), *protection_alerts(config, view))]
 
     def blocks(self, view: BookView, setup: Setup, now: datetime) -> list[Block]:
         """Every protection that stops a new entry on `setup` now."""

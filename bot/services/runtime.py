@@ -44,8 +44,6 @@ from data.sqlite.store import SqliteStore, StoreError
 from engine.calendars import SessionCalendar, calendar_warnings
 from engine.domain import Instrument, RejectionKind, RunStatus, SignalStatus
 from engine.ports import BarProvider, BreakerState, CircuitView
-from engine.protections import alerts as protection_alerts
-from engine.protections import status as protection_status
 from engine.systems import ValidationStatus
 
 log = logging.getLogger(__name__)
@@ -346,8 +344,7 @@ class BotRuntime:
         since = day_start(day, config.timezone)
         closed = await self.store.trades(TRADED_KINDS, closed_since=since)
         view = await self.desk.book(now)
-        protections = self.desk.policy.protections
-        active = [b.reason for b in (*protection_status(protections, view, now), *protection_alerts(protections, view))]
+        active = self.desk.active_protections(view, now)
         return DailySummary(
             day=day,
             timezone=config.timezone,

@@ -65,8 +65,6 @@ from engine.domain import SignalStatus
 from engine.learning import CalibrationModel
 from engine.performance import summarize
 from engine.ports import BrokerError
-from engine.protections import alerts as protection_alerts
-from engine.protections import status as protection_status
 from engine.trading import ExecutionMode, TradeKind
 
 log = logging.getLogger(__name__)
@@ -236,8 +234,7 @@ class TelegramFrontEnd:
             r = runs[0]
             last = f"#{r.run_id} at {r.started_at:%Y-%m-%d %H:%MZ}: {r.setups} setups, {len(r.errors)} errors"
         view = await self.rt.desk.book(now)
-        config = self.rt.desk.policy.protections
-        active = [b.reason for b in (*protection_status(config, view, now), *protection_alerts(config, view))]
+        active = self.rt.desk.active_protections(view, now)
         text = status_text(
             mode=await self.rt.state.mode(),
             paused=await self.rt.state.paused(),
