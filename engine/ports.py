@@ -166,8 +166,8 @@ class SignalEstimate:
             raise ValueError(f"estimate of {self.signal_id}: trades must be >= 0, was {self.trades}")
 
 
-class BotStore(SignalStore, Protocol):
-    """What the running bot persists besides analysis runs: signal lifecycle, outbox, orders, trades, state."""
+class SignalBook(Protocol):
+    """Signals after their run: lifecycle moves, messages, sizing and validation, the stamp a decision reads."""
 
     async def signal(self, signal_id: str) -> SignalRecord | None: ...
 
@@ -202,6 +202,26 @@ class BotStore(SignalStore, Protocol):
 
     async def add_signal_message(self, signal_id: str, chat_id: int, message_id: int) -> None: ...
 
+    async def set_signal_sizing(self, signal_id: str, sizing: SizingSummary) -> None:
+        """Keep what a new signal's size means in money with it."""
+        ...
+
+    async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
+        """A token of what a decision to trade reads that can change meanwhile (state keys, book, controls)."""
+        ...
+
+    async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:
+        """Keep the system's validation status with a signal being offered (shown with it from then on)."""
+        ...
+
+    async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
+        """The fingerprint of the system that found each signal, for the signals offered with one."""
+        ...
+
+
+class TradeLedger(Protocol):
+    """Orders, fills and trades (paper, live, shadow and reported), and the trader's actions on open positions."""
+
     async def submit_order(self, signal_id: str, request: OrderRequest, at: datetime) -> bool:
         """Atomically APPROVED -> ORDER_SUBMITTED and record the order; False if another caller won."""
         ...
@@ -220,14 +240,6 @@ class BotStore(SignalStore, Protocol):
     ) -> bool:
         """In one transaction approve the signal (from NEW or PENDING) and record its order intent; with `stamp`,
         only if nothing it covers changed since it was read (else raise the store's DecisionChanged)."""
-        ...
-
-    async def set_signal_sizing(self, signal_id: str, sizing: SizingSummary) -> None:
-        """Keep what a new signal's size means in money with it."""
-        ...
-
-    async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
-        """A token of what a decision to trade reads that can change meanwhile (state keys, book, controls)."""
         ...
 
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
@@ -280,6 +292,10 @@ class BotStore(SignalStore, Protocol):
         """Closed trades, oldest exit first."""
         ...
 
+
+class BaselineStore(Protocol):
+    """Validation baselines of the traded systems."""
+
     async def save_baseline(self, baseline: Baseline) -> int:
         """Store a validation result as the next version for its strategy x instrument; return the version."""
         ...
@@ -292,17 +308,17 @@ class BotStore(SignalStore, Protocol):
         """The newest validation result of every system (fingerprint) of every strategy x instrument."""
         ...
 
-    async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:
-        """Keep the system's validation status with a signal being offered (shown with it from then on)."""
-        ...
 
-    async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
-        """The fingerprint of the system that found each signal, for the signals offered with one."""
-        ...
+class KeyValueState(Protocol):
+    """The bot's persisted switches and markers."""
 
     async def get_state(self, key: str) -> str | None: ...
 
     async def set_state(self, key: str, value: str) -> None: ...
+
+
+class LearningStore(Protocol):
+    """Drift alerts, pair controls, learned models and signal estimates."""
 
     async def record_drift_alert(self, alert: DriftAlert) -> None: ...
 
@@ -333,6 +349,10 @@ class BotStore(SignalStore, Protocol):
     async def save_estimate(self, estimate: SignalEstimate) -> None: ...
 
     async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]: ...
+
+
+class BotStore(SignalStore, SignalBook, TradeLedger, BaselineStore, KeyValueState, LearningStore, Protocol):
+    """Everything the running bot persists (the SQLite store implements it all); a service asks for its slice."""
 
 
 class Broker(Protocol):

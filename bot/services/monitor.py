@@ -27,7 +27,7 @@ from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
 from engine.exits import find_exit_with_stops
 from engine.indicators import MarketContext
-from engine.ports import BarProvider, BotStore, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError
+from engine.ports import BarProvider, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError, TradeLedger
 from engine.trading import BrokerExit, StopMove, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class PositionMonitor:
 
     def __init__(
         self,
-        store: BotStore,
+        store: TradeLedger,
         provider: BarProvider,
         notifier: Announcer,
         clock: Clock,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
 from engine.domain import Instrument, SignalStatus
-from engine.ports import BotStore, Clock
+from engine.ports import Clock, SignalBook, TradeLedger
 from engine.trading import ExitReason, Trade, TradeKind, trade_from_setup
 
 BREAKEVEN_R: Final = Decimal("0.1")  # a "breakeven" P&L is within this many R of zero
@@ -47,10 +47,14 @@ class Refused:
     show_usage: bool = True
 
 
+class OutcomeStore(SignalBook, TradeLedger, Protocol):
+    """What recording an outcome reads and writes: the signal, and the ledger it adds a closed trade to."""
+
+
 class OutcomeReports:
     """Records the outcome of a signal the trader traded outside the bot, as a closed EXTERNAL trade."""
 
-    def __init__(self, store: BotStore, clock: Clock, instruments: dict[str, Instrument]) -> None:
+    def __init__(self, store: OutcomeStore, clock: Clock, instruments: dict[str, Instrument]) -> None:
         self.store = store
         self.clock = clock
         self.instruments = instruments

@@ -19,7 +19,7 @@ from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.desk import Outcome, OutcomeKind
 from bot.services.events import Announcer, PositionClosed, StopMoved
 from engine.domain import Instrument
-from engine.ports import BotStore, Broker, BrokerError, Clock
+from engine.ports import Broker, BrokerError, Clock, TradeLedger
 from engine.trading import BrokerExit, ExitReason, Trade, TradeAction, TradeKind
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class TradeControl:
 
     def __init__(
         self,
-        store: BotStore,
+        store: TradeLedger,
         brokers: Mapping[TradeKind, Broker],
         notifier: Announcer,
         clock: Clock,
