@@ -15,15 +15,14 @@ from bot.services.desk_core import (
     order_request,
 )
 from bot.services.events import Notice
-from engine.controls import PairState
-from engine.domain import SignalStatus
+from engine.domain import Setup, SignalStatus
+from engine.entry_gate import EntryCheck, EntryFacts, EntryRefusal, first_refusal
 from engine.ports import (
     BrokerError,
     DecisionChanged,
     SignalRecord,
     fill_from_status,
 )
-from engine.systems import ValidationStatus
 from engine.trading import OrderRequest
 
 
@@ -83,30 +82,24 @@ class Approvals(DeskCore):
         if isinstance(record, Outcome):
             return record
         now = self.clock.now()
-        if await self.state.paused():
-            return Outcome(OutcomeKind.REFUSED, "The bot is paused; /resume first.")
         setup = record.scored.setup
-        control = (await self.store.pair_controls()).get((setup.strategy, setup.symbol))
-        if control is not None and control.state is PairState.DISABLED:  # turned off since the offer
-            why = f"{control.source.value}: {control.reason}"
-            return Outcome(
-                OutcomeKind.REFUSED, f"Refused: {setup.strategy} on {setup.symbol} is disabled ({why}); /enable first."
-            )
         validation = (await self.systems.refresh(self.store)).validation(setup.strategy, setup.symbol, now)
         offered = record.validation.fingerprint if record.validation is not None else ""
         if offered and validation.fingerprint != offered:  # the config changed across a restart: not what trades
             changed = f"{setup.strategy} on {setup.symbol} trades other parameters or rules since this was offered"
             await self._expire(record, changed)
             return Outcome(OutcomeKind.INVALID, f"Refused: {changed}; the signal has expired.")
-        if validation.status is ValidationStatus.FAILED and not self.policy.trade_failed_strategies:
-            failed = f"{setup.strategy} on {setup.symbol} failed pre-deploy validation v{validation.version}"
-            return Outcome(OutcomeKind.REFUSED, f"Refused: {failed} since this was offered: {validation.reason}.")
-        if (session := self.session_block(setup, now)) is not None:
-            return Outcome(OutcomeKind.REFUSED, f"Refused: {session}.")
-        book = await self.book(now)
-        blocked = self.blocks(book, setup, now)
-        if blocked:  # the book changed since the offer (a loss, another position): the entry is not taken now
-            return Outcome(OutcomeKind.REFUSED, "Refused by protection: " + "; ".join(b.reason for b in blocked))
+        book = await self.book(now)  # it may have changed since the offer (a loss, another position)
+        facts = EntryFacts(
+            await self.state.paused(),
+            (await self.store.pair_controls()).get((setup.strategy, setup.symbol)),
+            validation,
+            self.policy.trade_failed_strategies,
+            self.session_block(setup, now),
+            self.blocks(book, setup, now),
+        )
+        if (refusal := first_refusal(facts)) is not None:
+            return Outcome(OutcomeKind.REFUSED, _refused_because(refusal, setup))
         if (over := self.exposure_block(record, book)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {over}.")
         if (news := await self.news_block(setup, now)) is not None:
@@ -221,3 +214,19 @@ class Approvals(DeskCore):
             await self.notifier.announce(Notice(f"{request.symbol} order {signal_id} was not filled: {exc}"))
             return
         await self._open_trade(record, fill, record.decided_by, None)
+
+
+def _refused_because(refusal: EntryRefusal, setup: Setup) -> str:
+    """A press's answer for the gate's refusal."""
+    pair = f"{setup.strategy} on {setup.symbol}"
+    match refusal.check:
+        case EntryCheck.PAUSED:
+            return "The bot is paused; /resume first."
+        case EntryCheck.DISABLED:  # turned off since the offer
+            return f"Refused: {pair} is disabled ({refusal.reason}); /enable first."
+        case EntryCheck.FAILED_VALIDATION:
+            failed, _, why = refusal.reason.partition(": ")
+            return f"Refused: {pair} {failed} since this was offered: {why}."
+        case EntryCheck.PROTECTION:
+            return f"Refused by protection: {refusal.reason}"
+    return f"Refused: {refusal.reason}."

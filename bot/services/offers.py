@@ -11,7 +11,8 @@ from bot.services.book import close_returns
 from bot.services.desk_core import COMMIT_ATTEMPTS, DECISION_STATE_KEYS, DeskCore, OfferDecision, log, order_request
 from engine.bars import Bars
 from engine.controls import PairState
-from engine.domain import ScoredSetup, SignalStatus, human_duration
+from engine.domain import ScoredSetup, Setup, SignalStatus, human_duration
+from engine.entry_gate import EntryCheck, EntryFacts, EntryRefusal, first_refusal
 from engine.ports import (
     DecisionChanged,
     SignalRecord,
@@ -146,9 +147,21 @@ class Offers(DeskCore):
         setup = record.scored.setup
         control = self._controls.get((setup.strategy, setup.symbol))
         why = "" if control is None else f"{control.source.value} {control.at:%Y-%m-%d}: {control.reason}"
-        if control is not None and control.state is PairState.DISABLED and not paused:
-            return SignalStatus.DROPPED, f"{setup.strategy} on {setup.symbol} disabled by {why} (/enable)", None
-        status, reason, sized = await self._decide_by_mode(record, validation, mode, paused, now, offered, view)
+        facts = EntryFacts(
+            paused,
+            control,
+            validation,
+            self.policy.trade_failed_strategies,
+            self.session_block(setup, now),
+            self.blocks(view, setup, now),
+        )
+        refusal = first_refusal(facts)
+        if refusal is not None:
+            return SignalStatus.DROPPED, _dropped_because(refusal, setup, why), None
+        if validation.status is ValidationStatus.FAILED:
+            failed = f"failed pre-deploy validation v{validation.version}: {validation.reason}"
+            log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, failed)
+        status, reason, sized = await self._decide_by_mode(record, mode, now, offered, view)
         if status is SignalStatus.APPROVED and not validation.validated:  # only the validated system acts alone
             return SignalStatus.PENDING, f"{validation.status.value}, so asking instead of executing", sized
         if control is not None and control.state is PairState.ASK_ONLY and status is SignalStatus.APPROVED:
@@ -156,30 +169,12 @@ class Offers(DeskCore):
         return status, reason, sized
 
     async def _decide_by_mode(
-        self,
-        record: SignalRecord,
-        validation: PairValidation,
-        mode: ExecutionMode,
-        paused: bool,
-        now: datetime,
-        offered: int,
-        view: BookView,
+        self, record: SignalRecord, mode: ExecutionMode, now: datetime, offered: int, view: BookView
     ) -> tuple[SignalStatus, str, SizedOrder | None]:
+        """The offer's own rules after the entry gate: news, cooldown, size, the per-run cap, then the mode."""
         setup = record.scored.setup
         score = record.scored.score.total if self.advisor is None else self.advisor.score(record.scored)
         p = self.policy
-        if paused:
-            return SignalStatus.DROPPED, "bot paused (/resume)", None
-        if validation.status is ValidationStatus.FAILED:
-            why = f"failed pre-deploy validation v{validation.version}: {validation.reason}"
-            if not p.trade_failed_strategies:
-                return SignalStatus.DROPPED, why, None
-            log.warning("OVERRIDE: offering %s on %s although it %s", setup.strategy, setup.symbol, why)
-        if (session := self.session_block(setup, now)) is not None:
-            return SignalStatus.DROPPED, session, None
-        blocked = self.blocks(view, setup, now)
-        if blocked:
-            return SignalStatus.DROPPED, "protection: " + "; ".join(b.reason for b in blocked), None
         if (news := await self.news_block(setup, now)) is not None:
             return SignalStatus.DROPPED, news, None
         last = await self.store.last_offered_at(setup.symbol)
@@ -212,3 +207,15 @@ class Offers(DeskCore):
                 await self.notifier.signals([record])
         else:
             await self.notifier.signals(records)
+
+
+def _dropped_because(refusal: EntryRefusal, setup: Setup, control_why: str) -> str:
+    """A dropped signal's reason for the gate's refusal (the control's reason with its date)."""
+    match refusal.check:
+        case EntryCheck.PAUSED:
+            return "bot paused (/resume)"
+        case EntryCheck.DISABLED:
+            return f"{setup.strategy} on {setup.symbol} disabled by {control_why} (/enable)"
+        case EntryCheck.PROTECTION:
+            return f"protection: {refusal.reason}"
+    return refusal.reason
