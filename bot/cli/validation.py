@@ -35,9 +35,10 @@ from data.market.csv_provider import write_bar_csv
 from data.market.providers import provider_from_source
 from engine.backtest import BacktestResult, backtest
 from engine.bars import from_nanos
+from engine.calibration import CalibrationModel, fit_calibration
 from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
-from engine.learning import CalibrationModel, Outcome, fit_calibration
+from engine.learning import Outcome
 from engine.metrics import calibration
 from engine.ports import ProviderError
 from engine.results import BacktestTrade

@@ -38,19 +38,18 @@ from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
 from data.market.validation import validate_bars
 from engine.backtest import backtest
+from engine.calibration import CalibrationModel, fit_calibration
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Instrument, ScoredSetup, SignalStatus
 from engine.indicators import MarketContext
 from engine.learning import (
     CalibrationMethod,
-    CalibrationModel,
     LearningConfig,
     Outcome,
     Posterior,
     TraderEdge,
     Verdict,
     demotion,
-    fit_calibration,
     posterior_for,
     posteriors,
     rank_key,

@@ -60,9 +60,9 @@ from bot.telegram.plots import reliability_png
 from bot.telegram.sender import markup
 from data.outbox import OutboxKind
 from data.sqlite.store import DuplicateTradeError, StoreError, storage_problem
+from engine.calibration import CalibrationModel
 from engine.controls import PairState
 from engine.domain import SignalStatus
-from engine.learning import CalibrationModel
 from engine.performance import summarize
 from engine.ports import BrokerError
 from engine.trading import ExecutionMode, TradeKind

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from engine.backtest import BacktestResult
-from engine.learning import CalibrationModel
+from engine.calibration import CalibrationModel
 
 
 def equity_png(result: BacktestResult, path: Path) -> Path:

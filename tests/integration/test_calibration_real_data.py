@@ -9,7 +9,8 @@ import pytest
 
 from bot.telegram.plots import reliability_png
 from engine.backtest import BacktestConfig, backtest
-from engine.learning import CalibrationMethod, CalibrationModel, LearningConfig, Outcome, fit_calibration
+from engine.calibration import CalibrationModel, fit_calibration
+from engine.learning import CalibrationMethod, LearningConfig, Outcome
 from engine.pipeline import EngineConfig
 from engine.strategy import build_strategy
 from tests.support import shared_context

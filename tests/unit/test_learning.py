@@ -14,10 +14,10 @@ import pytest
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
 
+from engine.calibration import CalibrationModel, fit_calibration
 from engine.domain import Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.learning import (
     CalibrationMethod,
-    CalibrationModel,
     LearningConfig,
     Outcome,
     OutcomeSource,
@@ -25,7 +25,6 @@ from engine.learning import (
     Verdict,
     bucket_key,
     demotion,
-    fit_calibration,
     posterior_for,
     posteriors,
     rank_key,
