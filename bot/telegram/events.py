@@ -39,9 +39,10 @@ def render(event: Event) -> tuple[str, Buttons | None]:
         case PositionClosed(trade, by):
             return exit_text(trade) + ("" if by is None else f" · closed by <code>{by}</code>"), None
         case StopMoved(trade, old, new, by):
+            at_entry = " (entry; fees not covered)" if new == trade.entry_price else ""
             return (
-                f"🛡 {escape(trade.symbol)} stop moved <code>{old}</code> → <code>{new}</code> (entry; fees not "
-                f"covered) · <code>{escape(trade.trade_id)}</code> · by <code>{by}</code>"
+                f"🛡 {escape(trade.symbol)} stop moved <code>{old}</code> → <code>{new}</code>{at_entry} · "
+                f"<code>{escape(trade.trade_id)}</code> · by <code>{by}</code>"
             ), None
         case DriftFound():
             return drift_alert_text(event)
