@@ -56,11 +56,13 @@ from engine.drift import (  # noqa: E402
     FloatArray,
     Severity,
     assess,
-    bootstrap_sequences,
-    degraded_sequences,
     detector_rates,
     detector_threshold,
     first_high_checks,
+)
+from engine.drift_simulation import (  # noqa: E402
+    bootstrap_sequences,
+    degraded_sequences,
     fixed_sample_power_bound,
     simulate_estimated_detection,
     simulate_estimated_false_alarms,
