@@ -176,14 +176,13 @@ class TradeLedger(StoreBase):
         params = (_check_text(trade_id, "trade_id"), _enum_arg(TradeAction, action, "action").value)
         stamp = (_encode_ts(at, "at"), _check_int(by, "by"))
         async with self._write(f"claim a {action} of trade {trade_id}") as db:
-            busy = await _fetchall(
+            free = await _fetchall(
                 db,
-                "SELECT 1 FROM trades t WHERE t.trade_id = ? AND (t.exit_time IS NOT NULL OR EXISTS"
-                " (SELECT 1 FROM trade_actions a WHERE a.trade_id = t.trade_id AND a.status = 'requested'))",
+                "SELECT 1 FROM trades t WHERE t.trade_id = ? AND t.exit_time IS NULL AND NOT EXISTS"
+                " (SELECT 1 FROM trade_actions a WHERE a.trade_id = t.trade_id AND a.status = 'requested')",
                 params[:1],
             )
-            exists = await _fetchall(db, "SELECT 1 FROM trades WHERE trade_id = ?", params[:1])
-            if busy or not exists:
+            if not free:  # no such trade, closed, or another action on it in flight
                 return None
             cursor = await db.execute(
                 "INSERT INTO trade_actions (trade_id, action, status, requested_at, requested_by)"
