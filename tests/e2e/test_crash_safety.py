@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import sys
 import time
+from asyncio.subprocess import Process
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,32 @@ async def until(condition: object, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+COMMAND = (sys.executable, "-m", "bot.cli", "run")
+
+
+async def approve_until_committed(workdir: Path, tg: FakeTelegram, oanda: FakeOanda) -> tuple[Process, str]:
+    """Start the real bot, offer GBPUSD and approve it; return the process once the order intent is committed and
+    its request reached the (faulty) broker, with the signal id."""
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, cwd=workdir, env=bot_env(workdir, tg, oanda), stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await tg.wait_for_polling(timeout=30)
+        tg.user_message(TRADER, "/signal")
+        message = await tg.wait_for_message(
+            lambda m: "GBPUSD" in m.body and "Approve" in str(m.buttons), since=0, timeout=30
+        )
+        tg.click(TRADER, message, button="✅ Approve")
+        await until(lambda: len(oanda.requests_for(Route.ORDERS)) == 1)
+        ((signal_id, status),) = status_of(workdir / "bot.db")
+        assert status == "order_submitted"  # the approval and the order intent are committed
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, str(signal_id)
+
+
 @pytest.mark.parametrize(
     ("fault", "posts"),
     [
@@ -97,19 +124,8 @@ async def test_kill_9_between_approval_and_fill_leaves_exactly_one_order(
     async with FakeTelegram(token=TOKEN) as tg, FakeOanda(token=OANDA_TOKEN, account_id=ACCOUNT) as oanda:
         oanda.set_price("GBP_USD", "1.35645", "1.35657")
         oanda.inject(Route.ORDERS, fault)
-        command = [sys.executable, "-m", "bot.cli", "run"]
-        env = bot_env(workdir, tg, oanda)
-        proc = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        proc, signal_id = await approve_until_committed(workdir, tg, oanda)
         try:
-            await tg.wait_for_polling(timeout=30)
-            tg.user_message(TRADER, "/signal")
-            message = await tg.wait_for_message(
-                lambda m: "GBPUSD" in m.body and "Approve" in str(m.buttons), since=0, timeout=30
-            )
-            tg.click(TRADER, message, button="✅ Approve")
-            await until(lambda: len(oanda.requests_for(Route.ORDERS)) == 1)
-            ((signal_id, status),) = status_of(db)
-            assert status == "order_submitted"  # the approval and the order intent are committed
             proc.send_signal(signal.SIGKILL)
             assert await proc.wait() == -signal.SIGKILL
         finally:
@@ -117,7 +133,8 @@ async def test_kill_9_between_approval_and_fill_leaves_exactly_one_order(
                 proc.kill()
                 await proc.wait()
 
-        restarted = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        env = bot_env(workdir, tg, oanda)
+        restarted = await asyncio.create_subprocess_exec(*COMMAND, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
         try:
             await until(lambda: status_of(db) == [(signal_id, "filled")])
         finally:
@@ -140,19 +157,8 @@ async def test_sigterm_while_the_broker_hangs_exits_0_in_time_and_the_restart_se
     async with FakeTelegram(token=TOKEN) as tg, FakeOanda(token=OANDA_TOKEN, account_id=ACCOUNT) as oanda:
         oanda.set_price("GBP_USD", "1.35645", "1.35657")
         oanda.inject(Route.ORDERS, Fault.timeout(120.0))  # the order request hangs and never reaches OANDA
-        command = [sys.executable, "-m", "bot.cli", "run"]
-        env = bot_env(workdir, tg, oanda)
-        proc = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        proc, signal_id = await approve_until_committed(workdir, tg, oanda)
         try:
-            await tg.wait_for_polling(timeout=30)
-            tg.user_message(TRADER, "/signal")
-            message = await tg.wait_for_message(
-                lambda m: "GBPUSD" in m.body and "Approve" in str(m.buttons), since=0, timeout=30
-            )
-            tg.click(TRADER, message, button="✅ Approve")
-            await until(lambda: len(oanda.requests_for(Route.ORDERS)) == 1)
-            ((signal_id, status),) = status_of(db)
-            assert status == "order_submitted"
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(proc.communicate(), timeout=15)
@@ -167,7 +173,8 @@ async def test_sigterm_while_the_broker_hangs_exits_0_in_time_and_the_restart_se
         assert "cancelled 1 command(s) or click(s) still running" in text
         assert status_of(db) == [(signal_id, "order_submitted")]  # left for reconciliation, not failed
 
-        restarted = await asyncio.create_subprocess_exec(*command, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
+        env = bot_env(workdir, tg, oanda)
+        restarted = await asyncio.create_subprocess_exec(*COMMAND, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
         try:
             await until(lambda: status_of(db) == [(signal_id, "filled")])
         finally:
