@@ -78,7 +78,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from engine.walkforward import WIN_R, TradeStats
+from engine.performance import WIN_R, TradeStats
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -19,7 +19,7 @@ from engine.drift import (
     _check_open,
     first_high_checks,
 )
-from engine.walkforward import WIN_R
+from engine.performance import WIN_R
 
 
 def bootstrap_sequences(

@@ -35,12 +35,13 @@ from engine.backtest import BacktestConfig, backtest
 from engine.bars import from_nanos, to_nanos
 from engine.indicators import MarketContext
 from engine.montecarlo import MonteCarloReport, equity_curve, max_drawdown, monte_carlo
+from engine.performance import TradeStats
 from engine.pipeline import EngineConfig
 from engine.results import BacktestTrade
 from engine.sizing import CANNOT_SIZE
 from engine.strategy import Strategy
 from engine.systems import ScoreEdge
-from engine.walkforward import TradeStats, WalkForwardConfig
+from engine.walkforward import WalkForwardConfig
 
 SECONDS_PER_YEAR = 365.25 * 86_400
 

@@ -66,8 +66,8 @@ import numpy as np
 from scipy import stats
 
 from engine.domain import ensure_utc
+from engine.performance import WIN_R
 from engine.trading import Trade, TradeKind
-from engine.walkforward import WIN_R
 
 if TYPE_CHECKING:
     from engine.results import BacktestTrade

@@ -13,21 +13,93 @@ Decisions, so every number means one thing:
   quote currency: `net_pnl_by_symbol` keeps symbols apart, and `net_pnl` is money only when they share one.
 * Best and worst trade are by net R; ties go to the earlier exit.
 * Zero trades give a summary with `is_empty` true, counts of 0 and None for every ratio.
+
+`TradeStats` is the one place these rules are computed. It measures exact Decimal R multiples (the reports:
+`/report`, `/profit`, the backtest's metrics) and float R multiples (the walk-forward, the gate and drift,
+which measure thousands of candidate runs) with the same code; only the sums differ (Decimal is exact,
+floats use `math.fsum`). It also gives the per-trade Sharpe of R: mean / sample standard deviation, None
+with fewer than two trades or no dispersion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from engine.trading import Trade
 
 BREAKEVEN_BAND: Final = Decimal("0.05")
 R_PLACES: Final = Decimal("0.01")
 RATE_PLACES: Final = Decimal("0.0001")
+WIN_R: Final = float(BREAKEVEN_BAND)  # the band for float R multiples
+FLAT_SPREAD: Final = 1e-12  # a sample std at most this x max(1, |mean|) is rounding noise: no dispersion
+
+N = TypeVar("N", float, Decimal)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeStats(Generic[N]):
+    """Counts and R statistics of a sequence of closed trades' net R multiples (rules in the module docstring)."""
+
+    trades: int
+    wins: int
+    losses: int
+    win_rate: N | None
+    profit_factor: N | None
+    expectancy_r: N | None
+    average_win_r: N | None
+    average_loss_r: N | None
+    sharpe: N | None
+    total_r: N
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.wins + self.losses <= self.trades:
+            raise ValueError(f"wins + losses must be within 0..trades, were {self.wins} + {self.losses}")
+
+    @property
+    def breakevens(self) -> int:
+        return self.trades - self.wins - self.losses
+
+    @classmethod
+    def of(cls, r_multiples: Sequence[N]) -> TradeStats[N]:
+        """Measure R multiples: all Decimal (exact) or all float."""
+        rs = list(r_multiples)
+        exact = bool(rs) and isinstance(rs[0], Decimal)
+        if any(isinstance(r, Decimal) != exact for r in rs):
+            raise ValueError("R multiples must be all Decimal or all float, not a mix")
+        total: Callable[[Sequence[N]], N] = _exact_sum if exact else math.fsum  # type: ignore[assignment]
+        band = BREAKEVEN_BAND if exact else WIN_R
+        wins = [r for r in rs if r >= band]
+        losses = [r for r in rs if r <= -band]
+        n = len(rs)
+        count: Callable[[int], N] = Decimal if exact else float  # type: ignore[assignment]
+        lost = -total([r for r in rs if r < 0])
+        mean = total(rs) / n if n else None
+        sharpe = None
+        if n >= 2 and mean is not None:
+            variance = total([(r - mean) ** 2 for r in rs]) / (n - 1)
+            sd = variance.sqrt() if isinstance(variance, Decimal) else math.sqrt(variance)
+            sharpe = mean / sd if sd > FLAT_SPREAD * max(1.0, abs(float(mean))) else None
+        return cls(
+            trades=n,
+            wins=len(wins),
+            losses=len(losses),
+            win_rate=count(len(wins)) / count(n) if n else None,
+            profit_factor=total([r for r in rs if r > 0]) / lost if lost > 0 else None,
+            expectancy_r=mean,
+            average_win_r=total(wins) / len(wins) if wins else None,
+            average_loss_r=total(losses) / len(losses) if losses else None,
+            sharpe=sharpe,
+            total_r=total(rs),
+        )
+
+
+def _exact_sum(values: Sequence[Decimal]) -> Decimal:
+    return sum(values, Decimal(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,28 +169,23 @@ def _summary(
     money: Callable[[Trade], Decimal],
     by_strategy: Mapping[str, PerformanceSummary] | None = None,
 ) -> PerformanceSummary:
-    n = len(rows)
-    rs = [r for _, r in rows]
-    win_rs = [r for r in rs if r >= BREAKEVEN_BAND]
-    loss_rs = [r for r in rs if r <= -BREAKEVEN_BAND]
-    gained = sum((r for r in rs if r > 0), Decimal(0))
-    lost = -sum((r for r in rs if r < 0), Decimal(0))
+    stats = TradeStats.of([r for _, r in rows])
     net: dict[str, Decimal] = {}
     for trade, _ in rows:
         net[trade.symbol] = net.get(trade.symbol, Decimal(0)) + money(trade)
     best = max(rows, key=lambda row: row[1], default=None)  # max/min keep the first of equals: earlier exit
     worst = min(rows, key=lambda row: row[1], default=None)
     return PerformanceSummary(
-        trades=n,
-        wins=len(win_rs),
-        losses=len(loss_rs),
-        breakevens=n - len(win_rs) - len(loss_rs),
-        win_rate=(Decimal(len(win_rs)) / n).quantize(RATE_PLACES) if n else None,
-        profit_factor=(gained / lost).quantize(R_PLACES) if lost else None,
-        expectancy_r=_mean(rs),
-        average_win_r=_mean(win_rs),
-        average_loss_r=_mean(loss_rs),
-        total_r=sum(rs, Decimal(0)),
+        trades=stats.trades,
+        wins=stats.wins,
+        losses=stats.losses,
+        breakevens=stats.breakevens,
+        win_rate=_places(stats.win_rate, RATE_PLACES),
+        profit_factor=_places(stats.profit_factor, R_PLACES),
+        expectancy_r=_places(stats.expectancy_r, R_PLACES),
+        average_win_r=_places(stats.average_win_r, R_PLACES),
+        average_loss_r=_places(stats.average_loss_r, R_PLACES),
+        total_r=Decimal(stats.total_r),  # 0.0 when empty: nothing tells an empty list's type
         net_pnl=sum(net.values(), Decimal(0)),
         net_pnl_by_symbol={symbol: net[symbol] for symbol in sorted(net)},
         best=best[0] if best else None,
@@ -134,7 +201,5 @@ def _pnl(trade: Trade) -> Decimal:
     return pnl
 
 
-def _mean(values: list[Decimal]) -> Decimal | None:
-    if not values:
-        return None
-    return (sum(values, Decimal(0)) / len(values)).quantize(R_PLACES)
+def _places(value: Decimal | None, places: Decimal) -> Decimal | None:
+    return None if value is None else value.quantize(places)

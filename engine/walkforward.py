@@ -46,11 +46,9 @@ from enum import StrEnum
 from typing import Any, Final
 
 from engine.montecarlo import equity_curve, max_drawdown
-from engine.performance import BREAKEVEN_BAND
+from engine.performance import TradeStats
 from engine.strategy import StrategyParams
 
-WIN_R: Final = float(BREAKEVEN_BAND)
-FLAT_SPREAD: Final = 1e-12  # a sample std at most this x max(1, |mean|) is rounding noise: no dispersion
 DEFAULT_GRID_POINTS: Final = 5  # values per parameter declared without a step
 _ENUMERATE_LIMIT: Final = 10_000  # grids up to this size are walked in a shuffled order, larger ones sampled
 _ATTEMPTS_PER_CANDIDATE: Final = 100
@@ -227,47 +225,6 @@ class EvalResult:
             win_rate=stats.win_rate,
             r_multiples=tuple(r_multiples),
             pnl=tuple(pnl),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TradeStats:
-    """Counts and R statistics of a sequence of trades (conventions in the module docstring)."""
-
-    trades: int
-    wins: int
-    losses: int
-    win_rate: float | None
-    profit_factor: float | None
-    expectancy_r: float | None
-    sharpe: float | None
-    total_r: float
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.wins + self.losses <= self.trades:
-            raise ValueError(f"wins + losses must be within 0..trades, were {self.wins} + {self.losses}")
-
-    @classmethod
-    def of(cls, r_multiples: Sequence[float]) -> TradeStats:
-        """Measure a sequence of trade R multiples."""
-        rs = [float(r) for r in r_multiples]
-        n = len(rs)
-        lost = -math.fsum(r for r in rs if r < 0)
-        mean = math.fsum(rs) / n if n else None
-        sharpe = None
-        if n >= 2 and mean is not None:
-            sd = math.sqrt(math.fsum((r - mean) ** 2 for r in rs) / (n - 1))
-            sharpe = mean / sd if sd > FLAT_SPREAD * max(1.0, abs(mean)) else None
-        wins = sum(r >= WIN_R for r in rs)
-        return cls(
-            trades=n,
-            wins=wins,
-            losses=sum(r <= -WIN_R for r in rs),
-            win_rate=wins / n if n else None,
-            profit_factor=math.fsum(r for r in rs if r > 0) / lost if lost > 0 else None,
-            expectancy_r=mean,
-            sharpe=sharpe,
-            total_r=math.fsum(rs),
         )
 
 

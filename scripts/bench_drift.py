@@ -67,7 +67,7 @@ from engine.drift_simulation import (  # noqa: E402
     simulate_estimated_detection,
     simulate_estimated_false_alarms,
 )
-from engine.walkforward import TradeStats  # noqa: E402
+from engine.performance import TradeStats  # noqa: E402
 
 FA_TARGET = 0.05
 DETECTION_TARGET = 0.90

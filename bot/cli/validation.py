@@ -40,12 +40,13 @@ from engine.domain import Instrument, Interval
 from engine.indicators import MarketContext
 from engine.learning import Outcome
 from engine.metrics import calibration
+from engine.performance import WIN_R
 from engine.ports import ProviderError
 from engine.results import BacktestTrade
 from engine.score_weights import compare_weights
 from engine.strategy import REGISTRY, Strategy
 from engine.systems import BaselineStats, Estimate, PairValidation, SystemSpec, ValidationStatus
-from engine.walkforward import WIN_R, WalkForwardReport, walk_forward
+from engine.walkforward import WalkForwardReport, walk_forward
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

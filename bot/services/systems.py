@@ -21,11 +21,11 @@ from typing import Any, Final
 from engine.backtest import BacktestConfig
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument
+from engine.performance import WIN_R
 from engine.pipeline import EngineConfig
 from engine.ports import BotStore
 from engine.strategy import Strategy
 from engine.systems import Baseline, PairValidation, SystemSpec, ValidationStatus, judge
-from engine.walkforward import WIN_R
 
 TRADE_PATH: Final = (
     "engine.backtest",

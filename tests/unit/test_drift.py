@@ -33,7 +33,7 @@ from engine.drift_simulation import (
     simulate_estimated_false_alarms,
     simulate_false_alarms,
 )
-from engine.walkforward import TradeStats
+from engine.performance import TradeStats
 
 # A 20-point drop tested against the bound at the 5 % false-alarm level, within 50 trades.
 DROP, WITHIN, ALPHA = 0.20, 50, 0.05

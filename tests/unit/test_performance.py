@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from engine.domain import Side
-from engine.performance import PerformanceSummary, format_ratio, summarize
+from engine.performance import PerformanceSummary, TradeStats, format_ratio, summarize
 from engine.trading import ExitReason, Trade, TradeKind
 
 D = Decimal
@@ -128,3 +128,21 @@ def test_open_trades_are_refused() -> None:
 def test_counts_must_add_up() -> None:
     with pytest.raises(ValueError, match="wins \\+ losses \\+ breakevens must equal trades"):
         PerformanceSummary(3, 1, 1, 0, None, None, None, None, None, D(0), D(0), {}, None, None)
+
+
+def test_one_statistics_type_measures_exact_and_float_r_alike() -> None:
+    rs = ["2", "-1", "0.02", "-0.04", "1", "-0.05", "0.05"]
+    exact = TradeStats.of([Decimal(r) for r in rs])
+    fast = TradeStats.of([float(r) for r in rs])
+    assert (exact.trades, exact.wins, exact.losses, exact.breakevens) == (7, 3, 2, 2)
+    assert (fast.trades, fast.wins, fast.losses, fast.breakevens) == (7, 3, 2, 2)
+    assert exact.win_rate == Decimal(3) / 7 and isinstance(exact.win_rate, Decimal)
+    assert exact.profit_factor == Decimal("3.07") / Decimal("1.09")
+    assert exact.total_r == Decimal("1.98")
+    for name in ("win_rate", "profit_factor", "expectancy_r", "average_win_r", "average_loss_r", "sharpe"):
+        assert float(getattr(exact, name)) == pytest.approx(getattr(fast, name)), name
+
+
+def test_statistics_refuse_a_mix_of_exact_and_float_r() -> None:
+    with pytest.raises(ValueError, match="all Decimal or all float"):
+        TradeStats.of([Decimal("1"), -1.0])  # type: ignore[list-item]

@@ -16,6 +16,7 @@ from scipy import stats
 
 from engine.domain import Interval
 from engine.gate import GateCriteria
+from engine.performance import TradeStats
 from engine.systems import (
     MIN_SCORE_TRADES,
     Baseline,
@@ -27,7 +28,6 @@ from engine.systems import (
     canonical_json,
     judge,
 )
-from engine.walkforward import TradeStats
 from tests.builders import baseline_for
 
 NOW = datetime(2026, 7, 10, tzinfo=UTC)
@@ -160,7 +160,16 @@ def test_a_score_that_ranks_outcomes_has_an_edge_and_noise_has_none() -> None:
 
 def test_gate_failure_reasons_show_a_figure_that_differs_from_its_limit() -> None:
     oos = TradeStats(
-        trades=40, wins=16, losses=24, win_rate=0.4, profit_factor=1.197, expectancy_r=0.1, sharpe=0.4, total_r=4.0
+        trades=40,
+        wins=16,
+        losses=24,
+        win_rate=0.4,
+        profit_factor=1.197,
+        expectancy_r=0.1,
+        average_win_r=None,
+        average_loss_r=None,
+        sharpe=0.4,
+        total_r=4.0,
     )
     reasons = GateCriteria().failures(oos, sharpe=0.499, drawdown=0.2503, win_rate_ratio=0.846)
 

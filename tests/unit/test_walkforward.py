@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 
+from engine.performance import TradeStats
 from engine.strategies.trend_pullback import TrendPullbackParams
 from engine.walkforward import (
     DEFAULT_GRID_POINTS,
@@ -21,7 +22,6 @@ from engine.walkforward import (
     Phase,
     Search,
     Space,
-    TradeStats,
     WalkForwardConfig,
     WindowScheme,
     parameter_sets,
