@@ -29,6 +29,7 @@ class ExitReason(StrEnum):
     TARGET = "target"
     TIME = "time"
     SESSION_END = "session_end"
+    EXPIRY = "expiry"  # held to its option expiry
     MANUAL = "manual"  # closed by the trader (/stop with close-all, or reported)
     EXTERNAL = "external"  # outcome of a trade executed outside the bot, reported with /report
 

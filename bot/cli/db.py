@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.bootstrap import default_backup_dir
+from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.config import Settings
 from data.backup import (
     S3_SCHEME,
@@ -27,7 +28,6 @@ from data.backup import (
     target_from_url,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_KEEP: Final = 10_000  # as `[backup] keep`
 
 

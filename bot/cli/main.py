@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.bootstrap import open_store, scan_service
 from bot.cli.db import add_db_parser, run_db
-from bot.cli.render import scan_json, scan_text
+from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE, scan_json, scan_text
 from bot.cli.validation import parse_params, run_backtest, run_optimise, run_validate
 from bot.config import ConfigError, SecretsUnavailable, Settings, load_settings
 from bot.ops.logs import configure, redacted_output
@@ -27,10 +27,6 @@ from bot.telegram.messages import plain_text
 from data.redaction import Redactor
 from data.sqlite.store import SqliteStore
 from engine.domain import Interval
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("tradebot")
 

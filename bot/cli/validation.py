@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.bootstrap import open_store
+from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bot.cli.zones import STRATEGY as ZONE_STRATEGY
+from bot.cli.zones import run_zone_backtest
 from bot.config import ConfigError, Settings, config_path, strategy_params
 from bot.config.file import adopt_pair_params, restore
 from bot.ops.executors import make_executor
@@ -47,8 +50,6 @@ from engine.score_weights import compare_weights
 from engine.strategy import REGISTRY, Strategy
 from engine.systems import BaselineStats, Estimate, PairValidation, SystemSpec, ValidationStatus
 from engine.walkforward import WalkForwardReport, walk_forward
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def progress_bar(label: str, stream: Any = sys.stderr) -> Callable[[int, int], None]:
@@ -480,6 +481,16 @@ def run_backtest(
     instrument = instruments[symbol]
     if interval is not None:
         instrument = replace(instrument, interval=Interval(interval))
+    if strategy == ZONE_STRATEGY:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                data_dir = prepare_data(settings, [instrument], data_source or settings.data_source, Path(tmp))
+            except (ProviderError, ValueError) as exc:
+                print(f"tradebot backtest: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            return run_zone_backtest(
+                settings, instrument, start=start, end=end, data_dir=data_dir, params=params, as_json=as_json
+            )
     try:
         if strategy not in REGISTRY:
             raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(REGISTRY))}")

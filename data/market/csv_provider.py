@@ -7,6 +7,9 @@ duplicates, unsorted rows) are passed through raw: `data.market.validation.valid
 
 Parsed files are memoised by (path, mtime, size, inode), so a bot re-scanning every few minutes parses
 each file once until it changes.
+
+NSE hourly bars start at 09:15 IST, not on the clock hour: for an XNSE instrument at 1h with no
+`SYMBOL_1h.csv`, the provider builds them from `SYMBOL_5m.csv` (`engine.session_hours.nse_hours`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from engine.bars import OHLCV_COLUMNS, to_nanos
+from engine.bars import OHLCV_COLUMNS, Bars, to_nanos
 from engine.domain import Instrument, Interval, ensure_utc
 from engine.ports import ProviderError
+from engine.session_hours import nse_hours
 
 CSV_HEADER: Final = ("timestamp", *OHLCV_COLUMNS)
 TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+NSE_CALENDAR: Final = "XNSE"
 INDEX_NAME: Final = "timestamp"
 
 
@@ -135,6 +140,7 @@ class CsvProvider:
         self.directory = directory
         self.name = f"csv:{directory}"
         self.reader = reader or BarFileReader()
+        self._hours: dict[Path, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
     def path_for(self, instrument: Instrument) -> Path:
         return self.directory / f"{instrument.symbol}_{instrument.interval.value}.csv"
@@ -142,11 +148,29 @@ class CsvProvider:
     def fetch(self, instrument: Instrument, end: datetime, bars: int) -> pd.DataFrame:
         """Return the last `bars` bars of the instrument's file closed by `end`, oldest first."""
         path = self.path_for(instrument)
+        five = self.directory / f"{instrument.symbol}_{Interval.M5.value}.csv"
+        if not path.is_file() and _nse_hourly(instrument) and five.is_file():
+            return closed_tail(self._nse_hours(five), instrument.interval, end, bars)
         if not path.is_file():
             raise ProviderError(
                 f"no data file for {instrument.symbol} {instrument.interval.value}: {path} does not exist"
             )
         return closed_tail(self.reader.read(path), instrument.interval, end, bars)
+
+    def _nse_hours(self, five: Path) -> pd.DataFrame:
+        """NSE hours of a 5-minute file, rebuilt only when the file was re-read."""
+        frame = self.reader.read(five)
+        hit = self._hours.get(five)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+        ordered = frame[~frame.index.duplicated(keep="first")].sort_index()
+        hours = nse_hours(Bars.from_frame(ordered, Interval.M5)).bars.to_frame()
+        self._hours[five] = (frame, hours)
+        return hours
+
+
+def _nse_hourly(instrument: Instrument) -> bool:
+    return instrument.calendar == NSE_CALENDAR and instrument.interval is Interval.H1
 
 
 def _parse_timestamps(path: Path, column: pd.Series) -> pd.DatetimeIndex:

@@ -235,3 +235,23 @@ def test_factory_rejects_missing_csv_directory(tmp_path: Path) -> None:
 def test_factory_csv_provider_serves_shared_data(market_dir: Path, tmp_path: Path) -> None:
     provider = provider_from_source(f"csv:{market_dir}", tmp_path / "cache")
     assert len(provider.fetch(default_instrument("EURUSD"), FAR_FUTURE, 250)) == 250
+
+
+def test_nse_hourly_bars_are_built_from_the_five_minute_file_when_no_hourly_file_exists(tmp_path: Path) -> None:
+    times = pd.date_range("2025-01-06T03:45:00Z", periods=75, freq="5min")  # one session, 09:15-15:25 IST
+    close = np.arange(75, dtype=float) + 100.0
+    five = pd.DataFrame(
+        {"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close, "volume": 0.0},
+        index=pd.DatetimeIndex(times, name="timestamp"),
+    )
+    write_bar_csv(five, tmp_path / "NIFTY50_5m.csv")
+    provider = CsvProvider(tmp_path)
+    hourly = replace(default_instrument("NIFTY50"), interval=Interval.H1)
+    frame = provider.fetch(hourly, FAR_FUTURE, 100)
+    assert [t.strftime("%H:%M") for t in frame.index] == ["03:45", "04:45", "05:45", "06:45", "07:45", "08:45", "09:45"]
+    assert frame["close"].iloc[-1] == 174.0 and frame["open"].iloc[0] == 99.5
+    provider.fetch(hourly, FAR_FUTURE, 100)
+    assert provider.reader.files_parsed == 1  # the 5-minute file is parsed once while it is unchanged
+    us = replace(default_instrument("SPY"), interval=Interval.H1)
+    with pytest.raises(ProviderError, match="SPY_1h.csv does not exist"):
+        provider.fetch(us, FAR_FUTURE, 100)  # only NSE hours are built: other markets' hours are clock hours

@@ -1,0 +1,210 @@
+"""The weekly-zone system's backtest: every signal of the history, its close-only exit, and its spread.
+
+Spec §8 and what the issue adds. One trade per signal (weeks are independent: an open position does not
+block the next week's signal), entered at the trigger bar's close, left by `engine.weekly_zones`'s exit.
+Two results, never mixed:
+
+* the UNDERLYING, measured exactly as the spec scores it: points (exit - entry for a long, entry - exit for
+  a short, index points, no costs) and R = points / |entry - stop|; win = not stopped (`spec_win`); the R
+  statistics are `engine.performance.TradeStats` like every strategy's;
+* the SPREAD's P&L in INR, MODELLED (`engine.options.model_spread`: Black-Scholes at the realised volatility
+  of the previous 140 hourly closes, costs per lot and leg), labelled "modelled" wherever it is shown.
+  A trade without enough history for the volatility gets no modelled figure (None), not a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from engine.domain import Side
+from engine.options import MODELLED, ModelledSpread, Spread, model_spread, realised_vol, spread_for
+from engine.performance import TradeStats
+from engine.session_hours import SessionHours
+from engine.trading import ExitReason
+from engine.weekly_zones import (
+    Expiry,
+    ZoneRule,
+    ZoneSignal,
+    expiries,
+    find_zone_exit,
+    position_expiry,
+    scan,
+)
+
+YEAR_NS: Final = 365.25 * 86_400 * 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneTrade:
+    """One weekly-zone trade: its signal, exit (None while open), option spread and modelled spread result."""
+
+    signal: ZoneSignal
+    entry_time: datetime  # the trigger bar's close
+    expiry: date | None
+    exit_time: datetime | None
+    exit_price: float | None
+    exit_reason: ExitReason | None
+    spread: Spread | None
+    modelled: ModelledSpread | None
+
+    @property
+    def rule(self) -> ZoneRule:
+        return self.signal.rule
+
+    @property
+    def side(self) -> Side:
+        return self.signal.side
+
+    @property
+    def points(self) -> float | None:
+        if self.exit_price is None:
+            return None
+        return (self.exit_price - self.signal.entry) * self.side.sign
+
+    @property
+    def r(self) -> float | None:
+        points = self.points
+        return None if points is None else points / abs(self.signal.entry - self.signal.stop)
+
+    @property
+    def spec_win(self) -> bool | None:
+        """The spec's scoring: a win is a trade that was not stopped."""
+        return None if self.exit_reason is None else self.exit_reason is not ExitReason.STOP
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.signal
+        out: dict[str, Any] = {
+            "rule": s.rule.value,
+            "side": s.side.value,
+            "entry_time": self.entry_time.isoformat().replace("+00:00", "Z"),
+            "entry": round(s.entry, 2),
+            "stop": round(s.stop, 2),
+            "expiry": self.expiry.isoformat() if self.expiry else None,
+            "exit_time": self.exit_time.isoformat().replace("+00:00", "Z") if self.exit_time else None,
+            "exit": None if self.exit_price is None else round(self.exit_price, 2),
+            "exit_reason": self.exit_reason.value if self.exit_reason else None,
+            "points": None if self.points is None else round(self.points, 2),
+            "r": None if self.r is None else round(self.r, 3),
+            "zones": {
+                "resistance": [round(s.context.rb, 2), round(s.context.rt, 2)],
+                "support": [round(s.context.sb, 2), round(s.context.st, 2)],
+                "pwh": s.context.pwh,
+                "pwl": s.context.pwl,
+                "pwc": s.context.pwc,
+                "bias": s.context.bias.value,
+            },
+        }
+        if self.spread is not None:
+            out["spread"] = {
+                "hedge": self.spread.hedge.label,
+                "main": self.spread.main.label,
+                "lots": self.spread.lots,
+                "lot_size": self.spread.lot_size,
+            }
+        if self.modelled is not None:
+            m = self.modelled
+            out[MODELLED] = {
+                "note": "option prices modelled: Black-Scholes at realised volatility, not quotes",
+                "volatility": round(m.vol, 4),
+                "hedge_entry": round(m.hedge_entry, 2),
+                "main_entry": round(m.main_entry, 2),
+                "hedge_exit": round(m.hedge_exit, 2),
+                "main_exit": round(m.main_exit, 2),
+                "costs_inr": str(m.costs),
+                "pnl_inr": str(m.pnl),
+            }
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneBacktest:
+    """Every trade, the underlying's statistics in R, points, spec wins, and the modelled spread P&L."""
+
+    trades: tuple[ZoneTrade, ...]
+
+    @property
+    def closed(self) -> tuple[ZoneTrade, ...]:
+        return tuple(t for t in self.trades if t.exit_reason is not None)
+
+    @property
+    def stats(self) -> TradeStats[float]:
+        return TradeStats.of([t.r for t in self.closed if t.r is not None])
+
+    @property
+    def points(self) -> float:
+        return sum(t.points or 0.0 for t in self.closed)
+
+    @property
+    def spec_wins(self) -> int:
+        return sum(1 for t in self.closed if t.spec_win)
+
+    @property
+    def modelled_pnl(self) -> Decimal | None:
+        values = [t.modelled.pnl for t in self.closed if t.modelled is not None]
+        return sum(values, Decimal(0)) if values else None
+
+    def by_rule(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.trades:
+            counts[t.rule.value] = counts.get(t.rule.value, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def zone_backtest(
+    hours: SessionHours,
+    *,
+    lots: int = 1,
+    wednesday_exit: bool = False,
+    start_ns: int | None = None,
+    cost_per_lot_leg: Decimal | None = None,
+) -> ZoneBacktest:
+    """Backtest the weekly-zone signals of `hours` (triggers from `start_ns` on; earlier weeks are context)."""
+    known = expiries(hours)
+    trades = []
+    for signal in scan(hours):
+        if start_ns is not None and hours.bars.time[signal.index] < start_ns:
+            continue
+        trades.append(_trade(hours, signal, known, lots, wednesday_exit, cost_per_lot_leg))
+    return ZoneBacktest(tuple(trades))
+
+
+def _trade(
+    hours: SessionHours,
+    signal: ZoneSignal,
+    known: Sequence[Expiry],
+    lots: int,
+    wednesday_exit: bool,
+    cost_per_lot_leg: Decimal | None,
+) -> ZoneTrade:
+    expiry = position_expiry(hours, signal.index, list(known))
+    found = find_zone_exit(hours, signal, list(known), wednesday_exit=wednesday_exit)
+    spread = spread_for(signal.side, signal.stop, expiry.day, lots) if expiry is not None else None
+    modelled = None
+    vol = realised_vol(hours.bars.close, signal.index)
+    if spread is not None and expiry is not None and found is not None and vol is not None:
+        expiry_close = int(hours.close_ns[expiry.last_bar])
+        entry_ns, exit_ns = int(hours.close_ns[signal.index]), int(hours.close_ns[found.index])
+        kwargs = {} if cost_per_lot_leg is None else {"cost_per_lot_leg": cost_per_lot_leg}
+        modelled = model_spread(
+            spread,
+            signal.entry,
+            (expiry_close - entry_ns) / YEAR_NS,
+            found.price,
+            (expiry_close - exit_ns) / YEAR_NS,
+            vol,
+            **kwargs,
+        )
+    return ZoneTrade(
+        signal=signal,
+        entry_time=hours.close_time(signal.index),
+        expiry=expiry.day if expiry is not None else None,
+        exit_time=found.at if found else None,
+        exit_price=found.price if found else None,
+        exit_reason=found.reason if found else None,
+        spread=spread,
+        modelled=modelled,
+    )
