@@ -253,5 +253,5 @@ def test_nse_hourly_bars_are_built_from_the_five_minute_file_when_no_hourly_file
     provider.fetch(hourly, FAR_FUTURE, 100)
     assert provider.reader.files_parsed == 1  # the 5-minute file is parsed once while it is unchanged
     us = replace(default_instrument("SPY"), interval=Interval.H1)
-    with pytest.raises(ProviderError, match="SPY_1h.csv does not exist"):
+    with pytest.raises(ProviderError, match=r"SPY_1h\.csv does not exist"):
         provider.fetch(us, FAR_FUTURE, 100)  # only NSE hours are built: other markets' hours are clock hours

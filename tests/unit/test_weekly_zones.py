@@ -173,7 +173,7 @@ def test_s3_resistance_hold_on_bar_two_when_bearish() -> None:
 
 def test_one_signal_per_week_and_none_without_the_previous_week() -> None:
     bar1, bar2 = (20000.0, 20050.0, 19950.0, 20010.0), (20010.0, 20200.0, 20000.0, 20150.0)
-    week = {date(2025, 1, 13): [bar1, bar2, (20150.0, 20400.0, 20140.0, 20390.0)] + flat_day(4)}
+    week = {date(2025, 1, 13): [bar1, bar2, (20150.0, 20400.0, 20140.0, 20390.0), *flat_day(4)]}
     assert len(scan(hours_of(NEUTRAL_PREV | week))) == 1
     later = {date(2025, 1, 27): [bar1, bar2]}  # the week of 01-20 has no bars
     assert [s.index for s in scan(hours_of(NEUTRAL_PREV | week | later))] == [8]
