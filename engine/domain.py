@@ -35,6 +35,10 @@ class Side(StrEnum):
     def sign(self) -> int:
         return 1 if self is Side.LONG else -1
 
+    @property
+    def opposite(self) -> Side:
+        return Side.SHORT if self is Side.LONG else Side.LONG
+
 
 class AssetClass(StrEnum):
     EQUITY = "equity"

@@ -432,6 +432,7 @@ class BrokerErrorKind(StrEnum):
     REJECTED = "rejected"  # the broker said no (margin, market closed, size): never retried
     UNAVAILABLE = "unavailable"  # the circuit breaker is open: refused without calling the broker
     PENDING = "pending"  # accepted, not filled yet (e.g. at the next bar's open): settled later by its client id
+    SESSION = "session"  # no valid broker session (Kite's daily login): refused until the owner logs in
 
 
 class BrokerError(Exception):

@@ -140,7 +140,7 @@ class CircuitBreaker:
         except BrokerError as exc:
             if exc.kind is BrokerErrorKind.TRANSIENT:
                 await self._failed(probe, str(exc))
-            elif exc.kind in (BrokerErrorKind.REJECTED, BrokerErrorKind.PENDING):
+            elif exc.kind in (BrokerErrorKind.REJECTED, BrokerErrorKind.PENDING, BrokerErrorKind.SESSION):
                 await self._succeeded(probe)  # the broker answered: it is up
             raise
         finally:
