@@ -238,3 +238,68 @@ def model_spread(
     costs = cost_per_lot_leg * spread.lots * 4  # two legs in, two legs out
     pnl = (Decimal(repr(per_unit)) * spread.quantity - costs).quantize(Decimal("0.01"))
     return ModelledSpread(hedge_in, main_in, hedge_out, main_out, vol, costs, pnl)
+
+
+TAG_ROLE: Final = {LegRole.HEDGE: "h", LegRole.MAIN: "m"}
+
+
+class LegAction(StrEnum):
+    OPEN = "o"
+    CLOSE = "c"
+    ROLLBACK = "r"  # undoing a hedge whose main leg failed
+
+
+@dataclass(frozen=True, slots=True)
+class LegOrder:
+    """One child order of one leg: its broker tag, the contract's tradingsymbol, buy or sell, and units."""
+
+    tag: str
+    tradingsymbol: str
+    buy: bool
+    quantity: int
+
+    def __post_init__(self) -> None:
+        if not self.tag or len(self.tag) > 20 or not self.tag.isalnum():
+            raise ValueError(f"a leg order's tag must be 1-20 letters and digits, was {self.tag!r}")
+        if self.quantity < 1:
+            raise ValueError(f"leg order {self.tag}: quantity must be positive, was {self.quantity}")
+
+
+@dataclass(frozen=True, slots=True)
+class LegFill:
+    """What one leg order filled: units and the average premium (never more than ordered)."""
+
+    tag: str
+    tradingsymbol: str
+    buy: bool
+    quantity: int
+    price: Decimal
+    modelled: bool = False  # priced by the model, not by a market
+
+    def __post_init__(self) -> None:
+        if self.quantity < 0 or not self.price.is_finite() or self.price < 0:
+            raise ValueError(f"leg fill {self.tag}: quantity and price must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadPlan:
+    """The contracts and sizes one spread trades: the child orders of each leg, in the spec's order."""
+
+    signal_id: str
+    hedge_symbol: str  # the venue's tradingsymbol of the hedge contract
+    main_symbol: str
+    quantity: int
+    lot: int
+    freeze: int = DEFAULT_FREEZE_QUANTITY
+
+    def __post_init__(self) -> None:
+        child_quantities(self.quantity, self.lot, self.freeze)  # whole lots within the freeze limit, or raise
+
+    def orders(self, role: LegRole, action: LegAction, quantity: int | None = None) -> tuple[LegOrder, ...]:
+        """One leg's child orders for `action`, tagged `<signal id><h|m><o|c|r><n>`; `quantity` defaults to all."""
+        symbol = self.hedge_symbol if role is LegRole.HEDGE else self.main_symbol
+        opening = action is LegAction.OPEN
+        buy = opening if role is LegRole.HEDGE else not opening  # the hedge is bought, the main leg sold
+        sizes = child_quantities(quantity or self.quantity, self.lot, self.freeze)
+        prefix = f"{self.signal_id}{TAG_ROLE[role]}{action.value}"
+        return tuple(LegOrder(f"{prefix}{n}", symbol, buy, size) for n, size in enumerate(sizes, start=1))

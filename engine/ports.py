@@ -16,6 +16,7 @@ import pandas as pd
 
 from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
+from engine.options import LegFill, LegOrder
 from engine.sizing import SizingSummary
 from engine.systems import Baseline, PairValidation
 from engine.trading import (
@@ -395,6 +396,22 @@ class Broker(Protocol):
     async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
         """Move the stop-loss of the open `trade` to `stop` at the broker (paper: nothing to do, the monitor
         watches the stop the store holds)."""
+        ...
+
+
+class LegVenue(Protocol):
+    """Where option legs trade (Kite NFO, or paper at quotes or modelled prices); idempotent by tag."""
+
+    name: str
+
+    async def leg_fill(self, order: LegOrder) -> LegFill:
+        """Fill `order` once: an order already at the venue under its tag returns that order's fill.
+
+        Raises BrokerError: REJECTED with the venue's words when nothing filled; TRANSIENT when unknown."""
+        ...
+
+    async def leg_status(self, tag: str) -> LegFill | None:
+        """What the order with this tag filled, or None when the venue never received it."""
         ...
 
 

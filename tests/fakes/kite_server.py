@@ -146,6 +146,7 @@ class FakeKite:
         self.funds = Decimal("500000.00")
         self.quotes: dict[str, tuple[Decimal, Decimal, Decimal]] = {}  # "NSE:SBIN" -> bid, ask, last
         self.instruments: list[dict[str, Any]] = []
+        self.refuse: dict[str, str] = {}  # tradingsymbol -> the rejection message every order on it gets
         self.requests: list[Recorded] = []
         self._faults: dict[Route, list[Fault]] = {}
         self._state = _State()
@@ -226,6 +227,10 @@ class FakeKite:
     def orders(self) -> list[dict[str, Any]]:
         """Each order's latest state, in placement order."""
         return [history[-1] for history in self._state.orders.values()]
+
+    @property
+    def positions(self) -> list[dict[str, Any]]:
+        return [dict(p) for p in self._state.positions.values()]
 
     def orders_tagged(self, tag: str) -> list[dict[str, Any]]:
         return [o for o in self.orders if o.get("tag") == tag]
@@ -367,8 +372,9 @@ class FakeKite:
             "guid": f"guid{order_id}",
         }
         history = [dict(base, status="PUT ORDER REQ RECEIVED"), dict(base, status="VALIDATION PENDING")]
-        if fault is not None and fault.kind is FaultKind.REJECT:
-            history.append(dict(base, status="REJECTED", status_message=fault.message, pending_quantity=0))
+        refusal = fault.message if fault is not None and fault.kind is FaultKind.REJECT else self.refuse.get(symbol)
+        if refusal is not None:
+            history.append(dict(base, status="REJECTED", status_message=refusal, pending_quantity=0))
         elif price <= 0:
             history.append(
                 dict(base, status="REJECTED", status_message="No quote for the instrument.", pending_quantity=0)

@@ -27,8 +27,10 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from bot.brokers.kite.client import KiteClient, RateClass
+from bot.brokers.kite.instruments import InstrumentMaster
 from bot.brokers.kite.session import KiteSession, KiteSettings, session_expiry
 from engine.domain import Instrument, Side
+from engine.options import LegFill, LegOrder
 from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
 
@@ -193,6 +195,7 @@ class KiteBroker:
         self.poll_attempts = poll_attempts
         self.session: KiteSession | None = None
         self._levels: dict[str, tuple[Decimal, Decimal]] = {}  # tag -> (stop, target) of orders placed here
+        self._master: InstrumentMaster | None = None
 
     def __repr__(self) -> str:
         return f"KiteBroker({self.client.settings.api_key}, {'logged in' if self.session else 'no session'})"
@@ -376,6 +379,52 @@ class KiteBroker:
     async def move_stop(self, instrument: Instrument, trade: Trade, stop: Decimal) -> None:
         """Nothing to change at Kite: the monitor watches the stop the store holds."""
         del instrument, trade, stop
+
+    # ------------------------------------------------------------------------------------------ options
+
+    async def leg_fill(self, order: LegOrder) -> LegFill:
+        """Fill one NFO option child order (NRML), once by its tag."""
+        side = Side.LONG if order.buy else Side.SHORT
+        done = await self.submit(
+            OrderSpec(Exchange.NFO, order.tradingsymbol, side, order.quantity, Product.NRML, order.tag)
+        )
+        if done.filled_quantity <= 0:
+            reason = self.client.scrub(done.message or done.status.lower())
+            raise BrokerError(f"Kite rejected {order.tradingsymbol} ({order.tag}): {reason}")
+        return LegFill(order.tag, order.tradingsymbol, order.buy, done.filled_quantity, done.average_price)
+
+    async def leg_status(self, tag: str) -> LegFill | None:
+        found = await self.find(tag)
+        if found is None or found.filled_quantity <= 0:
+            return None
+        return LegFill(tag, found.tradingsymbol, found.side is Side.LONG, found.filled_quantity, found.average_price)
+
+    async def master(self) -> InstrumentMaster:
+        """Today's NFO option contracts (`GET /instruments/NFO`), fetched once per IST day."""
+        today = (self.now() + IST).date()
+        if self._master is None or self._master.day != today:
+            text = await self.client.text("/instruments/NFO", what="Kite NFO instruments")
+            self._master = InstrumentMaster.parse(text, today)
+        return self._master
+
+    async def basket_margin(self, orders: list[LegOrder]) -> Decimal:
+        """The margin Kite requires for these legs together (`POST /margins/basket`, the hedge counted)."""
+        body = [
+            {
+                "exchange": Exchange.NFO.value,
+                "tradingsymbol": o.tradingsymbol,
+                "transaction_type": "BUY" if o.buy else "SELL",
+                "variety": "regular",
+                "product": Product.NRML.value,
+                "order_type": OrderType.MARKET.value,
+                "quantity": o.quantity,
+            }
+            for o in orders
+        ]
+        data = await self.client.call(
+            "POST", "/margins/basket", params={"consider_positions": "true"}, json_body=body, what="Kite basket margin"
+        )
+        return _decimal(((data or {}).get("final") or {}).get("total"), "basket margin")
 
     # ------------------------------------------------------------------------------------------ orders
 
