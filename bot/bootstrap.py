@@ -174,6 +174,7 @@ async def open_runtime(
             max_hold_bars=settings.bot.max_hold_bars,
             costs=costs,
             broker=broker,
+            stop_triggers={s.name: s.stop_trigger for item in items for s in item.strategies},
         )
         traded = {t.spec.pair: t for t in traded_systems(settings, items)}
         systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)

@@ -26,7 +26,8 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.service
   reason. The fill then lands where it lands: a gap or costs towards the stop risk a little more than the
   budget, and fees and exit slippage come on top, so a full stop-out is a little worse than -1R.
 * Exit: `engine.exits.scan_exit` (the kernel of `find_exit`) from the entry bar itself (the entry is at
-  its open, so its high and low happen after the entry): stop first when a bar touches both, gaps fill at
+  its open, so its high and low happen after the entry), with the strategy's stop trigger (a touch, or a
+  close beyond the stop: `Strategy.stop_trigger`): stop first when a bar touches both, gaps fill at
   the open, `max_hold_bars`, and with `session_end_exit` intraday positions on exchange calendars (XNSE,
   XNYS) close at the close of the last bar that starts before the calendar's flat time or (early) close
   (`MarketContext.exit_session`; NSE 5m: the 15:10 bar, flat at 15:15). The exit level is quantised to the
@@ -74,7 +75,7 @@ from engine.domain import (
     quantize_to_step,
     to_decimal,
 )
-from engine.exits import scan_exit
+from engine.exits import StopTrigger, scan_exit
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
@@ -122,6 +123,7 @@ class BacktestConfig:
     session_end_exit: bool = True
     one_position_per_symbol: bool = True
     score_setups: bool = True
+    stop_triggers: Mapping[str, StopTrigger] = field(default_factory=dict)  # by strategy; default: a touch
 
     def __post_init__(self) -> None:
         if not isinstance(self.equity, Decimal) or not self.equity.is_finite() or self.equity <= 0:
@@ -200,6 +202,9 @@ def backtest(
     if not config.score_setups and engine.min_score > 0:
         raise ValueError(f"score_setups=False cannot apply the engine's minimum quality score {engine.min_score:g}")
 
+    if strategy.stop_trigger is not StopTrigger.TOUCH:
+        triggers = {**config.stop_triggers, strategy.name: strategy.stop_trigger}
+        config = dataclasses.replace(config, stop_triggers=MappingProxyType(triggers))
     signals = strategy.signals(ctx)
     fired = signals.fired()
     fired = fired[(fired >= start) & (fired < stop_at)]
@@ -436,7 +441,8 @@ class _Book:
         entry_fees = commission(price, quantity, instrument, costs)
         local = int(self.local_time[j])
         hour, weekday = (local // _HOUR_NS) % 24, (local // _DAY_NS + _EPOCH_WEEKDAY) % 7
-        found = self._exit(j, side, stop, target)
+        trigger = self.config.stop_triggers.get(setup.strategy, StopTrigger.TOUCH)
+        found = self._exit(j, side, stop, target, trigger)
         exit_index: int | None = None
         exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None
         if found is not None:
@@ -497,7 +503,9 @@ class _Book:
         while self.pending and self.pending[0][0] < j:
             self.equity += heapq.heappop(self.pending)[2]
 
-    def _exit(self, j: int, side: Side, stop: float, target: float) -> tuple[datetime, int, float, ExitReason] | None:
+    def _exit(
+        self, j: int, side: Side, stop: float, target: float, trigger: StopTrigger
+    ) -> tuple[datetime, int, float, ExitReason] | None:
         """The exit of a position entered at bar `j`'s open: (close time, bar index, fill level, reason) or None."""
         bars = self.bars
         found = scan_exit(
@@ -511,6 +519,7 @@ class _Book:
             target,
             max_bars=self.config.max_hold_bars,
             session_day=self.session_day,
+            stop_trigger=trigger,
         )
         if found is None:
             return None

@@ -10,6 +10,10 @@ Shared by live position monitoring and the backtester, so both judge an exit the
   the stop. The one order we do know is the open: a bar that OPENS beyond a level reached it first.
 * Gaps: a bar opening beyond the stop fills at the open (worse than the stop); a bar opening beyond the
   target fills at the open (a resting limit fills at the better price). Otherwise the fill is the level.
+* Close-only stops (`StopTrigger.CLOSE`, for systems whose rules check the stop on bar closes only): the stop
+  fires when a bar CLOSES at or beyond it, filled at that close; highs, lows and opens never stop. The
+  target still fills on a touch, and wins a bar whose close is beyond the stop (it was reached before the
+  close that decided the stop).
 * Time exit: a position is held at most `max_bars` bars (`start` is the first); if nothing was hit, it
   exits at the close of bar `start + max_bars - 1`, reason TIME.
 * Session end: with `session_day` given the position is intraday and exits at the close of the last bar of
@@ -30,6 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Final
 
 import numpy as np
@@ -37,6 +42,13 @@ import numpy as np
 from engine.bars import Bars, FloatArray, IntArray, from_nanos, to_nanos
 from engine.domain import Side, ensure_utc
 from engine.trading import ExitReason
+
+
+class StopTrigger(StrEnum):
+    """What fires a stop: any touch of the level inside a bar, or only a bar's close beyond it."""
+
+    TOUCH = "touch"
+    CLOSE = "close"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +80,14 @@ def find_exit(
     *,
     max_bars: int | None = None,
     session_day: IntArray | None = None,
+    stop_trigger: StopTrigger = StopTrigger.TOUCH,
 ) -> ExitEvent | None:
     """Return the first exit from bar `start` on, or None while the position is still open."""
     _check_arguments(len(bars), start, side, stop, target, max_bars, session_day)
     arrays = (bars.open, bars.high, bars.low, bars.close)
-    found = scan_exit(*arrays, start, side, stop, target, max_bars=max_bars, session_day=session_day)
+    found = scan_exit(
+        *arrays, start, side, stop, target, max_bars=max_bars, session_day=session_day, stop_trigger=stop_trigger
+    )
     if found is None:
         return None
     index, price, reason = found
@@ -88,6 +103,7 @@ def find_exit_with_stops(
     *,
     max_bars: int | None = None,
     session_day: IntArray | None = None,
+    stop_trigger: StopTrigger = StopTrigger.TOUCH,
 ) -> ExitEvent | None:
     """The first exit from bar `start` of a position whose stop was moved: `stops` holds its first stop (time
     None) and each later one with the time it was set. Each stop watches the bars that opened from its time on;
@@ -106,7 +122,10 @@ def find_exit_with_stops(
             continue
         left = None if max_bars is None else max_bars - (lo - start)
         bounded = k < len(stops) - 1 and (left is None or hi - lo < left)  # ends at the next move, not the hold
-        event = find_exit(bars, lo, side, stop, target, max_bars=hi - lo if bounded else left, session_day=session_day)
+        hold = hi - lo if bounded else left
+        event = find_exit(
+            bars, lo, side, stop, target, max_bars=hold, session_day=session_day, stop_trigger=stop_trigger
+        )
         if event is None:
             return None
         if not (bounded and event.reason is ExitReason.TIME):  # else: the end of this stop's bars; go on
@@ -126,6 +145,7 @@ def scan_exit(
     *,
     max_bars: int | None = None,
     session_day: IntArray | None = None,
+    stop_trigger: StopTrigger = StopTrigger.TOUCH,
 ) -> tuple[int, float, ExitReason] | None:
     """The kernel of `find_exit` on raw arrays (arguments unchecked): (bar index, fill level, reason) or None.
 
@@ -139,6 +159,7 @@ def scan_exit(
         end, timed = start + max_bars - 1, ExitReason.TIME
     day = None if session_day is None or start >= n else session_day[start]
     long = side is Side.LONG
+    on_close = stop_trigger is StopTrigger.CLOSE
     lo, size = start, FIRST_CHUNK
     while lo <= end:
         hi = min(lo + size, end + 1)
@@ -148,15 +169,22 @@ def scan_exit(
                 end, timed = lo + int(changed[0]) - 1, ExitReason.SESSION_END
                 hi = end + 1
         lows_, highs_ = lows[lo:hi], highs[lo:hi]
-        stop_hit = lows_ <= stop if long else highs_ >= stop
-        hit = stop_hit | (highs_ >= target if long else lows_ <= target)
+        stop_side = closes[lo:hi] if on_close else (lows_ if long else highs_)
+        stop_hit = stop_side <= stop if long else stop_side >= stop
+        target_hit = highs_ >= target if long else lows_ <= target
+        hit = stop_hit | target_hit
         k = int(hit.argmax()) if len(hit) else 0
         if len(hit) and hit[k]:
             index = lo + k
             opened = float(opens[index])
+            gapped_target = (opened >= target) if long else (opened <= target)
+            if on_close:  # the close decides the stop at the end of the bar: a touched target came first
+                if target_hit[k]:
+                    return index, opened if gapped_target else float(target), ExitReason.TARGET
+                return index, float(closes[index]), ExitReason.STOP
             if (opened <= stop) if long else (opened >= stop):  # the open came first: gapped through the stop
                 return index, opened, ExitReason.STOP
-            if (opened >= target) if long else (opened <= target):
+            if gapped_target:
                 return index, opened, ExitReason.TARGET
             if stop_hit[k]:  # also when the target was touched in the same bar: assume the worse
                 return index, float(stop), ExitReason.STOP

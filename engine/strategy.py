@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from engine.bars import FloatArray, IntArray
 from engine.domain import Instrument, Side
+from engine.exits import StopTrigger
 from engine.indicators import MarketContext
 
 LONG = np.int8(1)
@@ -103,6 +104,13 @@ class Strategy(ABC, Generic[P]):
         """Whether this strategy is meant for the instrument (asset class, interval)."""
         del instrument
         return True
+
+    @property
+    def stop_trigger(self) -> StopTrigger:
+        """What fires this strategy's stops: a touch (default), or a close beyond it when its parameters declare
+        `stop_trigger = StopTrigger.CLOSE` (backtester, replay and live monitor alike)."""
+        trigger = getattr(self.params, "stop_trigger", StopTrigger.TOUCH)
+        return StopTrigger(trigger)
 
     @property
     def warmup(self) -> int:

@@ -25,7 +25,7 @@ from engine.bars import Bars, to_nanos
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
-from engine.exits import find_exit_with_stops
+from engine.exits import StopTrigger, find_exit_with_stops
 from engine.indicators import MarketContext
 from engine.ports import BarProvider, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError, TradeLedger
 from engine.trading import BrokerExit, StopMove, Trade, TradeKind
@@ -52,6 +52,7 @@ class PositionMonitor:
         max_hold_bars: int,
         costs: CostModel,
         broker: Broker | None = None,
+        stop_triggers: Mapping[str, StopTrigger] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker  # asked how LIVE trades ended at the broker (`check_live`); None: not checked
@@ -63,6 +64,7 @@ class PositionMonitor:
         self.history_bars = history_bars
         self.max_hold_bars = max_hold_bars
         self.costs = costs
+        self.stop_triggers = dict(stop_triggers or {})  # by strategy: a close-only stop where its rules say so
 
     async def check(
         self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
@@ -183,6 +185,7 @@ class PositionMonitor:
                 float(trade.target),
                 max_bars=self.max_hold_bars,
                 session_day=session_day,
+                stop_trigger=self.stop_triggers.get(trade.strategy, StopTrigger.TOUCH),
             )
             if event is None:
                 continue

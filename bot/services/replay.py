@@ -15,6 +15,7 @@ tests/e2e/test_bot_parity.py, which runs the bot itself on its clock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from data.market.validation import validate_bars
 from engine.backtest import BacktestConfig, Simulation, rejection_key, simulate
 from engine.bars import from_nanos, to_nanos
 from engine.domain import ScoredSetup, ensure_utc
+from engine.exits import StopTrigger
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.ports import BarProvider, ProviderError
@@ -109,6 +111,9 @@ async def replay(
     settle = settle_until if settle_until is not None else (closes[-1] if closes else end)
     ctx = _settlement_context(provider, item, settle, rules.history_bars)
     setups = tuple(sorted(found.values(), key=lambda s: (s.setup.bar_time, s.setup.strategy, s.setup.side.value)))
+    triggers = {s.name: s.stop_trigger for s in item.strategies if s.stop_trigger is not StopTrigger.TOUCH}
+    if triggers:
+        config = dataclasses.replace(config, stop_triggers={**config.stop_triggers, **triggers})
     simulation = simulate(ctx, setups, config, rules=engine.rules)
     return ReplayResult(
         symbol=instrument.symbol,

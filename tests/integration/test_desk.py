@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,10 +30,12 @@ from data.market.news_feed import NewsSource
 from data.outbox import OutboxKind
 from data.sqlite.store import SqliteStore
 from engine.backtest import BacktestConfig
+from engine.bars import Bars, to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Instrument, SignalStatus
+from engine.exits import StopTrigger, find_exit
 from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
 from engine.protections import ProtectionConfig
@@ -617,3 +620,21 @@ async def test_twenty_presses_while_the_order_hangs_send_it_exactly_once(d: Desk
     }
     await d.desk.settle_unconfirmed()
     assert [o.client_order_id for o in d.broker.orders] == [gbp] and await d.status(gbp) is SignalStatus.FILLED
+
+
+async def test_the_monitor_stops_a_close_only_strategy_on_a_close_not_a_wick(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    await d.desk.approve(signal_id, TRADER)
+    [trade] = await d.store.open_trades([TradeKind.PAPER])
+    d.monitor.stop_triggers[trade.strategy] = StopTrigger.CLOSE
+    d.clock.advance(timedelta(days=5))
+    (closed,) = [t for t in await d.monitor.check() if t.kind is TradeKind.PAPER]
+    instrument = default_instrument(trade.symbol)
+    frame = d.provider.fetch(instrument, d.clock.now(), 2000)
+    bars = Bars.from_frame(frame, instrument.interval)
+    start = int(np.searchsorted(bars.time, to_nanos(trade.entry_time)))
+    close_only = find_exit(bars, start, trade.side, float(trade.stop), float(trade.target), max_bars=48,
+                           stop_trigger=StopTrigger.CLOSE)  # fmt: skip
+    assert close_only is not None and closed.exit_time == close_only.at and closed.exit_reason is close_only.reason
+    if closed.exit_reason is ExitReason.STOP:  # filled at the close beyond the stop (plus costs), not at the level
+        assert close_only.price == float(bars.close[close_only.bar_index])

@@ -8,7 +8,7 @@ A test-only strategy (not registered) fires exactly where each test says.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -32,6 +32,7 @@ from engine.backtest import (
 from engine.bars import from_nanos
 from engine.costs import CostModel
 from engine.domain import Interval, ScoredSetup, Side
+from engine.exits import StopTrigger
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.sizing import RateHistory, SizeLimits, Sizing
@@ -491,3 +492,27 @@ def test_the_symbols_limits_cap_the_backtest_as_they_cap_the_desk() -> None:
     tiny = Sizing(limits={"RELIANCE": SizeLimits(min_quantity=D(50))})
     result = run(context(rows), long_at(2), BacktestConfig(sizing=tiny, score_setups=False))
     assert result.trades == () and dict(result.skips) == {"# is under the minimum size #": 1}
+
+
+@dataclass(frozen=True)
+class CloseStopParams(StrategyParams):
+    stop_trigger: StopTrigger = StopTrigger.CLOSE
+
+
+class ScriptedOnCloses(Scripted):
+    """The scripted strategy whose rules check its stop on bar closes only."""
+
+    params_type = CloseStopParams
+
+    def __init__(self, fires: Mapping[int, tuple[Side, float, float, float]]) -> None:
+        super().__init__(fires)
+        self.params = CloseStopParams()
+
+
+def test_a_strategy_declaring_close_only_stops_is_stopped_by_a_close_not_a_wick() -> None:
+    rows = [QUIET] * 3 + [QUIET, (100.0, 101.0, 90.0, 100.0), (100.0, 100.5, 94.0, 94.5), QUIET]
+    fires = {2: (Side.LONG, 100.0, 95.0, 110.0)}
+    (touch,) = run(context(rows), Scripted(fires)).trades
+    (close,) = run(context(rows), ScriptedOnCloses(fires)).trades
+    assert (touch.exit_index, touch.trade.exit_price) == (4, D("95.00"))  # the wick stopped it at the level
+    assert (close.exit_index, close.trade.exit_reason, close.trade.exit_price) == (5, ExitReason.STOP, D("94.50"))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.bars import Bars, IntArray
 from engine.domain import Side
-from engine.exits import FIRST_CHUNK, ExitEvent, find_exit
+from engine.exits import FIRST_CHUNK, ExitEvent, StopTrigger, find_exit
 from engine.trading import ExitReason
 from tests.builders import make_bars
 
@@ -298,3 +298,29 @@ def test_a_session_change_on_a_search_window_edge_ends_the_position_before_it(at
     event = find_exit(bars, 0, Side.LONG, 90.0, 110.0, session_day=days)
     assert event is not None
     assert (event.bar_index, event.reason) == (at - 1, ExitReason.SESSION_END)
+
+
+# Close-only stops -----------------------------------------------------------------------------------------
+
+
+def test_a_close_only_stop_ignores_wicks_and_gaps_and_fills_at_the_close() -> None:
+    bars = ohlc(
+        [
+            (100, 101, 90, 99),  # wick far through the stop: not stopped
+            (94, 96, 93, 96),  # opens below the stop, closes above: not stopped
+            (96, 97, 93, 94.5),  # closes below the stop: stopped at that close
+        ]
+    )
+    event = find_exit(bars, 0, Side.LONG, 95.0, 110.0, stop_trigger=StopTrigger.CLOSE)
+    assert event == ExitEvent(2, close_at(4, 0), 94.5, ExitReason.STOP)
+    touch = find_exit(bars, 0, Side.LONG, 95.0, 110.0)
+    assert touch is not None and touch.bar_index == 0 and touch.price == 95.0  # the default: the wick stops
+
+
+def test_a_close_only_stop_lets_a_target_touched_in_the_bar_win_and_mirrors_for_shorts() -> None:
+    bars = ohlc([(100, 111, 99, 94)])  # touches the target, then closes below the stop
+    event = find_exit(bars, 0, Side.LONG, 95.0, 110.0, stop_trigger=StopTrigger.CLOSE)
+    assert event is not None and (event.reason, event.price) == (ExitReason.TARGET, 110.0)
+    short = ohlc([(100, 108, 99, 101), (101, 106, 100, 105.5)])
+    event = find_exit(short, 0, Side.SHORT, 105.0, 90.0, stop_trigger=StopTrigger.CLOSE)
+    assert event is not None and (event.bar_index, event.reason, event.price) == (1, ExitReason.STOP, 105.5)
