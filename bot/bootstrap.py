@@ -22,6 +22,7 @@ from bot.ops.clock import BotClock, WallClock
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.background_validation import BackgroundValidation
 from bot.services.configure import (
+    accounts,
     bar_rules,
     baseline_max_age,
     cache_dir,
@@ -123,6 +124,7 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         day_timezone=b.protections.day_timezone,
         day_rollover_hour=b.protections.day_rollover_hour,
         embargo=b.news.embargo(),
+        accounts=accounts(settings),
     )
 
 

@@ -51,7 +51,7 @@ from bot.config.operations import (
     MetricsSettings,
     SummarySettings,
 )
-from bot.config.trading import BotConfig, BrokerConfig, BrokerKind
+from bot.config.trading import BotConfig, BrokerConfig, BrokerKind, NseBroker
 from bot.ops.secrets import SecretsError, secret_overrides
 from data.market.calendars import market_calendar
 from data.market.sources import parse_source
@@ -148,10 +148,12 @@ class Settings(BaseSettings):
     telegram_owner_id: int | None = Field(default=None, validation_alias="TELEGRAM_OWNER_ID")
     telegram_api_base_url: str | None = Field(default=None, validation_alias="TELEGRAM_API_BASE_URL")
     oanda_token: SecretStr | None = Field(default=None, validation_alias="OANDA_TOKEN")
+    kite_api_secret: SecretStr | None = Field(default=None, validation_alias="KITE_API_SECRET")
 
     def secret_values(self) -> list[str]:
         """Every secret value in the settings: masked wherever text leaves the process (logs, stderr, chat, DB)."""
-        return [s.get_secret_value() for s in (self.telegram_bot_token, self.oanda_token) if s is not None]
+        held = (self.telegram_bot_token, self.oanda_token, self.kite_api_secret)
+        return [s.get_secret_value() for s in held if s is not None]
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -188,6 +190,10 @@ class Settings(BaseSettings):
             self.oanda_token is None or not self.oanda_token.get_secret_value()
         ):
             raise ValueError("broker kind 'oanda' needs the OANDA_TOKEN environment variable")
+        if self.broker.nse is NseBroker.KITE and (
+            self.kite_api_secret is None or not self.kite_api_secret.get_secret_value()
+        ):
+            raise ValueError("broker nse = 'kite' needs the KITE_API_SECRET environment variable")
         return self
 
     @model_validator(mode="after")

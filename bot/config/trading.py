@@ -20,6 +20,7 @@ from data.market.news_feed import NewsSource
 from engine.calendars import get_calendar
 from engine.news import EmbargoConfig, FeedFallback, Impact
 from engine.protections import ProtectionConfig
+from engine.routing import Market
 from engine.sizing import (
     DEFAULT_MAX_LEVERAGE,
     DEFAULT_MAX_TOTAL_LEVERAGE,
@@ -146,6 +147,15 @@ class ExposureConfig(_Frozen):
         return ExposureLimits(dict(self.max_leverage), dict(per_symbol), self.max_total_leverage)
 
 
+class AccountConfig(_Frozen):
+    """`[bot.accounts.<market>]` (fx, nse, other): a routed broker account's money and its own protections."""
+
+    currency: Annotated[str, Field(pattern=CURRENCY_PATTERN)]
+    equity: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    risk_per_trade: Annotated[Decimal, Field(gt=0, le=Decimal("0.05"), allow_inf_nan=False)] | None = None
+    protections: ProtectionsConfig = Field(default_factory=ProtectionsConfig)
+
+
 class BotConfig(_Frozen):
     """How the running bot offers, executes and tracks signals."""
 
@@ -171,6 +181,9 @@ class BotConfig(_Frozen):
     protections: ProtectionsConfig = Field(default_factory=ProtectionsConfig)
     news: NewsConfig = Field(default_factory=NewsConfig)
     schedules: tuple[ScheduleConfig, ...] = ()
+    # Routed broker accounts by market (fx, nse, other), each with its own money and protections; the markets
+    # not listed trade in the account above. `[bot.protections]` stay the overall limits over all of them.
+    accounts: dict[Market, AccountConfig] = Field(default_factory=dict)
 
     @field_validator("fx_rates", mode="before")
     @classmethod
@@ -190,6 +203,11 @@ class BotConfig(_Frozen):
 class BrokerKind(StrEnum):
     PAPER = "paper"  # simulated fills against the bar provider (the default)
     OANDA = "oanda"  # OANDA v20 REST (practice by default)
+
+
+class NseBroker(StrEnum):
+    PAPER = "paper"
+    KITE = "kite"  # Zerodha Kite Connect v3, with the owner's daily login
 
 
 LIVE_CONFIRMATION: Final = "I understand this trades real money"
@@ -213,6 +231,13 @@ class BrokerConfig(_Frozen):
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
     live_trading: bool = False  # 1 of 2: allow the live environment at all
     live_confirmation: str = ""  # 2 of 2: must be exactly LIVE_CONFIRMATION
+    nse: NseBroker = NseBroker.PAPER  # where NSE cash and F&O orders go; FX and gold follow `kind`
+    kite_api_key: str = ""
+    kite_base_url: str | None = None  # overrides https://api.kite.trade (a local test server)
+    kite_login_url: str | None = None  # overrides https://kite.zerodha.com/connect/login
+    kite_product: Literal["MIS", "CNC"] = "MIS"  # NSE cash: intraday (flat by 15:15 IST) or delivery
+    kite_reminder_minutes: Annotated[int, Field(ge=5, le=600)] = 45  # before the NSE open, without a session
+    nfo_freeze_quantity: Annotated[int, Field(ge=1, le=100_000)] = 1800  # NIFTY options: larger legs are split
     retry_attempts: Annotated[int, Field(ge=1, le=10)] = 4
     breaker_failures: Annotated[int, Field(ge=1, le=100)] = 5
     breaker_cool_down_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -226,6 +251,8 @@ class BrokerConfig(_Frozen):
             )
         if self.kind is BrokerKind.OANDA and not self.oanda_account_id:
             raise ValueError("broker kind 'oanda' needs oanda_account_id")
+        if self.nse is NseBroker.KITE and not self.kite_api_key.isalnum():
+            raise ValueError("broker nse = 'kite' needs kite_api_key (the Kite Connect app's key)")
         if self.sends_orders and self.oanda_environment == "live":
             if not self.live_trading:
                 raise ValueError("the OANDA live environment needs live_trading = true")

@@ -96,11 +96,12 @@ class Approvals(DeskCore):
             validation,
             self.policy.trade_failed_strategies,
             self.session_block(setup, now),
-            self.blocks(book, setup, now),
+            [*self.blocks(book, setup, now), *await self.account_blocks(setup, now)],
         )
         if (refusal := first_refusal(facts)) is not None:
             return Outcome(OutcomeKind.REFUSED, _refused_because(refusal, setup))
-        if (over := self.exposure_block(record, book)) is not None:
+        account_view, sizing = await self.sizing_book(setup, book, now)
+        if (over := self.exposure_block(record, account_view, sizing)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {over}.")
         if (news := await self.news_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {news}.")

@@ -48,12 +48,14 @@ async def book_view(
     rollover_hour: int,
     returns: Mapping[str, np.ndarray] | None = None,
     to_account: Callable[[Trade], Decimal] | None = None,
+    symbols: frozenset[str] | None = None,
 ) -> BookView:
     """Build the protections' view of the account: equity is the starting equity plus every closed P&L.
 
-    `to_account` converts a closed trade's P&L into the account currency (default: taken as it is).
+    `to_account` converts a closed trade's P&L into the account currency (default: taken as it is);
+    `symbols` keeps one broker account's trades only (default: every trade, the bot's overall book).
     """
-    closed = await store.trades(list(REAL_KINDS))
+    closed = [t for t in await store.trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols]
     account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
     equity = peak = starting_equity
     for trade in closed:  # oldest exit first: the realised equity curve and its peak
@@ -61,7 +63,7 @@ async def book_view(
         peak = max(peak, equity)
     day_start, next_day = trading_day(now, timezone, rollover_hour)
     return BookView(
-        open_trades=await store.open_trades(list(REAL_KINDS)),
+        open_trades=[t for t in await store.open_trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols],
         closed_trades=closed,
         equity=equity,
         equity_peak=peak,

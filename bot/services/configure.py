@@ -3,6 +3,7 @@ build backtests (the learner, the gate jobs)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from bot.services.scan import BarRules, WatchItem
 from bot.services.systems import SystemBook, TradedSystem, system_spec
 from engine.backtest import BacktestConfig
 from engine.costs import CostModel
+from engine.routing import Account, Market
 from engine.sizing import RateHistory, Sizing
 from engine.strategy import Strategy
 
@@ -72,6 +74,22 @@ def sizing(settings: Settings) -> Sizing:
         limits={w.symbol: w.size_limits() for w in settings.watchlist},
         exposure=b.exposure.limits({w.symbol: w.max_leverage for w in settings.watchlist if w.max_leverage}),
     )
+
+
+def accounts(settings: Settings) -> dict[Market, Account]:
+    """The routed broker accounts of `[bot.accounts]`: each market's money, sizing and protections."""
+    base = sizing(settings)
+    return {
+        market: Account(
+            name=market.value,
+            equity=a.equity,
+            sizing=dataclasses.replace(
+                base, account_currency=a.currency, risk_fraction=a.risk_per_trade or base.risk_fraction
+            ),
+            protections=a.protections.engine_config(),
+        )
+        for market, a in settings.bot.accounts.items()
+    }
 
 
 def backtest_config(settings: Settings, rates: RateHistory | None = None) -> BacktestConfig:

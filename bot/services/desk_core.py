@@ -3,6 +3,7 @@ placing, recording and failing orders."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from engine.ports import (
 from engine.protections import Block, BookView, Candidate, ProtectionConfig, check_entry
 from engine.protections import alerts as protection_alerts
 from engine.protections import status as protection_status
+from engine.routing import Account, Market, market_of
 from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_children
 from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 
@@ -115,6 +117,7 @@ class DeskPolicy:
     embargo: EmbargoConfig = field(default_factory=EmbargoConfig)
     day_timezone: str = "America/New_York"
     day_rollover_hour: int = 17
+    accounts: Mapping[Market, Account] = field(default_factory=dict)  # routed broker accounts; others: this one
 
     @property
     def account_currency(self) -> str:
@@ -198,7 +201,47 @@ class DeskCore:
             to_account=self.account_pnl,
         )
 
-    def account_pnl(self, trade: Trade) -> Decimal:
+    def account_of(self, symbol: str) -> Account | None:
+        """The routed broker account `symbol` trades in, or None for the bot's default account."""
+        instrument = self.instruments.get(symbol)
+        return None if instrument is None else self.policy.accounts.get(market_of(instrument))
+
+    async def account_book(self, account: Account, now: datetime) -> BookView:
+        """One routed account's book: its trades only, its starting equity, P&L in its currency."""
+        p = self.policy
+        symbols = frozenset(s for s in self.instruments if self.account_of(s) is account)
+        return await book_view(
+            self.store,
+            account.equity,
+            now,
+            timezone=p.day_timezone,
+            rollover_hour=p.day_rollover_hour,
+            returns=self._returns,
+            to_account=lambda trade: self.account_pnl(trade, account.sizing),
+            symbols=symbols,
+        )
+
+    async def sizing_book(self, setup: Setup, view: BookView, now: datetime) -> tuple[BookView, Sizing]:
+        """The book and sizing an entry on `setup` is sized with: its routed account's, or the default ones."""
+        account = self.account_of(setup.symbol)
+        if account is None:
+            return view, self.policy.sizing
+        return await self.account_book(account, now), account.sizing
+
+    async def account_blocks(self, setup: Setup, now: datetime) -> list[Block]:
+        """The routed account's own protections on an entry (the overall ones are `blocks`)."""
+        account = self.account_of(setup.symbol)
+        if account is None:
+            return []
+        view = await self.account_book(account, now)
+        local_hour = now.astimezone(ZoneInfo(self.instruments[setup.symbol].timezone)).hour
+        candidate = Candidate(setup.symbol, setup.side, setup.strategy, now, local_hour)
+        return [
+            dataclasses.replace(b, reason=f"{account.name} account: {b.reason}")
+            for b in check_entry(account.protections, view, candidate)
+        ]
+
+    def account_pnl(self, trade: Trade, sizing: Sizing | None = None) -> Decimal:
         """A closed trade's net P&L in the account currency, converted at its own exit price or a linking rate.
 
         USDJPY in a USD account converts exactly at the trade's exit price; other pairs at the rate book's
@@ -212,52 +255,56 @@ class DeskCore:
         if instrument is None:
             return pnl
         try:
-            return self.policy.sizing.to_account(instrument, pnl, trade.exit_price, self.rates.prices())
+            return (sizing or self.policy.sizing).to_account(instrument, pnl, trade.exit_price, self.rates.prices())
         except ValueError as exc:
             if trade.symbol not in self._unconverted:
                 self._unconverted.add(trade.symbol)
                 log.warning("P&L of %s trades counted unconverted: %s", trade.symbol, exc)
             return pnl
 
-    def size(self, setup: Setup, equity: Decimal, open_trades: Sequence[Trade] = ()) -> SizedOrder | str:
+    def size(
+        self, setup: Setup, equity: Decimal, open_trades: Sequence[Trade] = (), sizing: Sizing | None = None
+    ) -> SizedOrder | str:
         """The order size for `setup` in the account's money, its expected costs inside the risk budget, within
         the symbol's limits and the notional caps (what `open_trades` hold counts against the total), or why it
-        cannot be sized. The backtester sizes with the same `Sizing` on the same levels."""
+        cannot be sized. The backtester sizes with the same `Sizing` on the same levels. `sizing` is the routed
+        account's (default: the bot's)."""
         instrument = self.instruments[setup.symbol]
-        sizing, prices = self.policy.sizing, self.rates.prices()
-        held = self.open_notional(open_trades)
+        sizing, prices = sizing or self.policy.sizing, self.rates.prices()
+        held = self.open_notional(open_trades, sizing)
         return sizing.size(
             instrument, setup.entry, setup.stop, equity, prices, costs=self.policy.costs, open_notional=held
         )
 
-    def open_notional(self, trades: Sequence[Trade]) -> Decimal:
+    def open_notional(self, trades: Sequence[Trade], sizing: Sizing | None = None) -> Decimal:
         """The notional the open paper and live positions hold, in account money at their entry prices."""
+        sizing = sizing or self.policy.sizing
         total = Decimal(0)
         for trade in trades:
             instrument = self.instruments.get(trade.symbol)
             if instrument is None or trade.kind not in (TradeKind.PAPER, TradeKind.LIVE):
                 continue
             try:
-                total += self.policy.sizing.notional(instrument, trade.quantity, trade.entry_price, self.rates.prices())
+                total += sizing.notional(instrument, trade.quantity, trade.entry_price, self.rates.prices())
             except ValueError as exc:
                 log.warning("open notional of %s not counted: %s", trade.trade_id, exc)
         return total
 
-    def exposure_block(self, record: SignalRecord, book: BookView) -> str | None:
-        """Why the signal's size may not be added to the book now (no equity, or over the total notional cap)."""
+    def exposure_block(self, record: SignalRecord, book: BookView, sizing: Sizing | None = None) -> str | None:
+        """Why the signal's size may not be added to the book now (no equity, or over the total notional cap);
+        `book` and `sizing` are the routed account's when it has one."""
+        sizing = sizing or self.policy.sizing
         if book.equity <= 0:
             return f"{NO_EQUITY}: realised equity is {book.equity:,.2f}"
         if record.quantity is None:
             return None
         setup = record.scored.setup
         try:
-            adding = self.policy.sizing.notional(
-                self.instruments[setup.symbol], record.quantity, setup.entry, self.rates.prices()
-            )
+            adding = sizing.notional(self.instruments[setup.symbol], record.quantity, setup.entry, self.rates.prices())
         except ValueError as exc:
-            return f"{CANNOT_SIZE} {self.policy.sizing.account_currency}: {exc}"
-        cap = self.policy.sizing.exposure.max_total_leverage
-        total = self.open_notional(book.open_trades) + adding
+            return f"{CANNOT_SIZE} {sizing.account_currency}: {exc}"
+        cap = sizing.exposure.max_total_leverage
+        total = self.open_notional(book.open_trades, sizing) + adding
         if total > book.equity * cap:
             return (
                 f"all open positions would hold {total:,.2f} ({total / book.equity:.1f}x equity), "
@@ -400,7 +447,9 @@ class DeskCore:
             return
         quantity = record.quantity
         if quantity is None:
-            sized = self.size(setup, self.policy.equity)
+            account = self.account_of(setup.symbol)
+            equity, sizing = (account.equity, account.sizing) if account else (self.policy.equity, self.policy.sizing)
+            sized = self.size(setup, equity, sizing=sizing)
             if isinstance(sized, str) or sized.quantity <= 0:
                 return
             quantity = sized.quantity

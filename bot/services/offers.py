@@ -90,7 +90,9 @@ class Offers(DeskCore):
                 status, reason, sized = await self._decide(record, validation, mode, paused, now, offered, view)
             quantity = None if sized is None else sized.quantity
             if sized is not None:
-                summary = sized.summary(self.policy.sizing.currency(self.instruments[setup.symbol]))
+                account = self.account_of(setup.symbol)
+                sizing = account.sizing if account is not None else self.policy.sizing
+                summary = sized.summary(sizing.currency(self.instruments[setup.symbol]))
                 await self.store.set_signal_sizing(record.signal_id, summary)
             try:
                 if status is SignalStatus.APPROVED and quantity is not None:
@@ -153,7 +155,7 @@ class Offers(DeskCore):
             validation,
             self.policy.trade_failed_strategies,
             self.session_block(setup, now),
-            self.blocks(view, setup, now),
+            [*self.blocks(view, setup, now), *await self.account_blocks(setup, now)],
         )
         refusal = first_refusal(facts)
         if refusal is not None:
@@ -184,7 +186,8 @@ class Offers(DeskCore):
                 f"cooldown: {setup.symbol} was signalled {human_duration(now - last)} ago",
                 None,
             )
-        sized = self.size(setup, view.equity, view.open_trades)
+        account_view, sizing = await self.sizing_book(setup, view, now)
+        sized = self.size(setup, account_view.equity, account_view.open_trades, sizing)
         if isinstance(sized, str):
             return SignalStatus.DROPPED, sized, None
         if sized.quantity <= 0:

@@ -34,11 +34,12 @@ from engine.bars import Bars, to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.costs import CostModel
-from engine.domain import Instrument, SignalStatus
+from engine.domain import Instrument, Setup, Side, SignalStatus
 from engine.exits import StopTrigger, find_exit
 from engine.news import EmbargoConfig, FeedFallback
 from engine.pipeline import EngineConfig
 from engine.protections import ProtectionConfig
+from engine.routing import Account, Market
 from engine.sizing import Sizing
 from engine.strategy import REGISTRY, strategy_names
 from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
@@ -638,3 +639,38 @@ async def test_the_monitor_stops_a_close_only_strategy_on_a_close_not_a_wick(d: 
     assert close_only is not None and closed.exit_time == close_only.at and closed.exit_reason is close_only.reason
     if closed.exit_reason is ExitReason.STOP:  # filled at the close beyond the stop (plus costs), not at the level
         assert close_only.price == float(bars.close[close_only.bar_index])
+
+
+async def test_a_routed_account_sizes_with_its_own_equity_and_refuses_with_its_own_protections(
+    tmp_path: Path,
+) -> None:
+    async for first in build(tmp_path / "default"):
+        plain = {s: (await first.store.signal(s)) for s in await first.offer()}
+    oanda = Account("oanda", Decimal("5000"), Sizing(account_currency="USD"), ProtectionConfig(max_open_positions=1))
+    async for d in build(tmp_path / "routed", accounts={Market.FX: oanda}):
+        offered = await d.offer()
+        for signal_id in offered:
+            record, before = await d.store.signal(signal_id), plain[signal_id]
+            assert record is not None and before is not None and record.quantity is not None
+            assert before.quantity is not None and record.quantity < before.quantity  # half the equity, less size
+        assert (await d.desk.approve(offered[0], TRADER)).kind is OutcomeKind.DONE
+        refused = await d.desk.approve(offered[1], TRADER)
+        assert refused.kind is OutcomeKind.REFUSED and "oanda account" in refused.message
+        assert "open positions" in refused.message
+
+
+def test_an_inr_account_sizes_an_nse_trade_without_any_usdinr_rate() -> None:
+    sbin = default_instrument("SBIN")
+    kite = Account("kite", Decimal("500000"), Sizing(account_currency="INR"))
+    policy = DeskPolicy(sizing=Sizing(account_currency="USD"), accounts={Market.NSE: kite})
+    desk = SignalDesk(None, None, None, None, SteppingClock(AS_OF), {"SBIN": sbin}, policy)  # type: ignore[arg-type]
+    setup = Setup(
+        "defining_order", "SBIN", Side.LONG, Decimal("812.00"), Decimal("804.00"), (Decimal("828.00"),),
+        AS_OF, sbin.interval,
+    )  # fmt: skip
+    assert desk.account_of("SBIN") is kite and desk.account_of("GBPUSD") is None
+    refused = desk.size(setup, policy.equity)
+    assert isinstance(refused, str) and "USD" in refused  # the USD account cannot price INR without a rate
+    sized = desk.size(setup, kite.equity, sizing=kite.sizing)
+    assert not isinstance(sized, str) and sized.quantity > 0
+    assert sized.summary("INR").risk <= kite.equity * kite.sizing.risk_fraction
