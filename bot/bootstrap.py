@@ -13,14 +13,21 @@ from pathlib import Path
 from typing import Any, Final
 
 from bot.brokers.children import ChildOrderBroker
+from bot.brokers.kite.broker import KiteBroker, Product
+from bot.brokers.kite.client import KiteClient
+from bot.brokers.kite.session import API_URL, LOGIN_URL, KiteSettings, TokenFile
 from bot.brokers.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
 from bot.brokers.paper import FillModel, PaperBroker
 from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
+from bot.brokers.routing import RoutingBroker
 from bot.brokers.shadow import ShadowBroker
 from bot.config import BrokerKind, Settings
+from bot.config.trading import NseBroker
 from bot.ops.clock import BotClock, WallClock
+from bot.ops.logs import add_secret
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.background_validation import BackgroundValidation
+from bot.services.broker_login import BrokerLogin
 from bot.services.configure import (
     accounts,
     bar_rules,
@@ -53,10 +60,12 @@ from engine.calendars import calendar_warnings
 from engine.costs import CostModel
 from engine.domain import Instrument
 from engine.ports import BarProvider, Broker, Clock
+from engine.routing import NSE_CALENDAR, Market, market_of
 from engine.systems import SystemSpec
 from engine.trading import TradeKind
 
 log = logging.getLogger(__name__)
+KITE_SESSION_FILE = "kite-session.json"  # beside the database, 0600: today's Kite session across restarts
 
 
 BACKUP_DIR_NAME: Final = "backups"
@@ -105,6 +114,14 @@ def target_chats(settings: Settings) -> tuple[int, ...]:
     return tuple(settings.telegram_allowed_users)
 
 
+def live_markets(settings: Settings) -> frozenset[Market]:
+    """The markets whose orders a real broker fills (their trades are LIVE)."""
+    live = {Market.FX} if settings.broker.sends_orders else set()
+    if settings.broker.nse is NseBroker.KITE:
+        live.add(Market.NSE)
+    return frozenset(live)
+
+
 def desk_policy(settings: Settings) -> DeskPolicy:
     b = settings.bot
     return DeskPolicy(
@@ -125,6 +142,7 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         day_rollover_hour=b.protections.day_rollover_hour,
         embargo=b.news.embargo(),
         accounts=accounts(settings),
+        live_markets=live_markets(settings),
     )
 
 
@@ -163,6 +181,18 @@ async def open_runtime(
         broker, breaker, paper = await _broker(
             settings, provider, instruments, clock, costs, notifier, exits, store, metrics
         )
+
+        def mask(secret: str) -> None:  # a daily broker token: masked in logs, the database and the chat
+            add_secret(secret)
+            store.mask(secret)
+            notifier.redactor = notifier.redactor.with_secrets([secret])
+
+        kite = _kite(settings, instruments, clock, exits, mask)
+        if kite is not None:
+            kite_breaker = _breaker(kite.name, settings, clock, notifier, metrics)
+            routed = ResilientBroker(kite, kite_breaker, RetryPolicy(attempts=settings.broker.retry_attempts))
+            broker = RoutingBroker({Market.FX: broker, Market.NSE: routed}, paper)
+            breaker = breaker or kite_breaker
         if freeze:
             broker = ChildOrderBroker(broker, freeze)
         monitor = PositionMonitor(
@@ -177,6 +207,7 @@ async def open_runtime(
             costs=costs,
             broker=broker,
             stop_triggers={s.name: s.stop_trigger for item in items for s in item.strategies},
+            managed_live=[s for s, i in instruments.items() if kite is not None and market_of(i) is Market.NSE],
         )
         traded = {t.spec.pair: t for t in traded_systems(settings, items)}
         systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)
@@ -222,7 +253,7 @@ async def open_runtime(
             control=TradeControl(
                 store,
                 {TradeKind.PAPER: paper, TradeKind.LIVE: broker}
-                if settings.broker.sends_orders
+                if settings.broker.sends_orders or kite is not None
                 else {TradeKind.PAPER: broker},
                 notifier,
                 clock,
@@ -235,6 +266,16 @@ async def open_runtime(
             outbox_queued=queued,
             metrics=metrics,
             redactor=redactor or Redactor(),
+            login=None
+            if kite is None
+            else BrokerLogin(
+                kite,
+                store,
+                notifier,
+                clock,
+                settings.calendar(NSE_CALENDAR),
+                remind_before=timedelta(minutes=settings.broker.kite_reminder_minutes),
+            ),
         )
     finally:
         await exits.aclose()
@@ -247,6 +288,54 @@ def _news(settings: Settings) -> NewsSource | None:
     if news.source == "none":
         return None
     return NewsSource(news.source, cache_dir(settings) / "news", news.fallback)
+
+
+def _breaker(name: str, settings: Settings, clock: BotClock, notifier: Notifier, metrics: Metrics) -> CircuitBreaker:
+    """A circuit breaker that tells the chat and the metrics when it opens or closes."""
+    b = settings.broker
+
+    async def alert(state: BreakerState, reason: str) -> None:
+        metrics.record(MetricName.CIRCUIT_OPEN, int(state is BreakerState.OPEN))
+        await notifier.text(f"⚠️ broker {name}: circuit {state.value}: {reason}")
+
+    return CircuitBreaker(
+        name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
+    )
+
+
+def _kite(
+    settings: Settings,
+    instruments: dict[str, Instrument],
+    clock: BotClock,
+    exits: AsyncExitStack,
+    mask: Callable[[str], None],
+) -> KiteBroker | None:
+    """Kite for NSE when configured, with the session saved today (0600 file beside the database) restored."""
+    b = settings.broker
+    if b.nse is not NseBroker.KITE:
+        return None
+    assert settings.kite_api_secret is not None  # the settings refuse kite without it
+    kite_settings = KiteSettings(
+        b.kite_api_key,
+        settings.kite_api_secret,
+        base_url=b.kite_base_url or API_URL,
+        login_base=b.kite_login_url or LOGIN_URL,
+        timeout_s=b.timeout_seconds,
+    )
+    client = KiteClient(kite_settings)
+    exits.push_async_callback(client.aclose)
+    nse = {s: i for s, i in instruments.items() if market_of(i) is Market.NSE}
+    kite = KiteBroker(
+        client,
+        nse,
+        product=Product(b.kite_product),
+        now=clock.now,
+        session_file=TokenFile(settings.db_path.parent / KITE_SESSION_FILE),
+        on_token=mask,
+    )
+    restored = kite.restore_saved()
+    log.warning("NSE orders go to Kite (%s); %s", b.kite_product, "session restored" if restored else "no session yet")
+    return kite
 
 
 async def _broker(
@@ -294,13 +383,6 @@ async def _broker(
         return shadow, None, paper
     oanda = OandaBroker(oanda_settings, instruments)
     exits.push_async_callback(oanda.aclose)
-
-    async def alert(state: BreakerState, reason: str) -> None:
-        metrics.record(MetricName.CIRCUIT_OPEN, int(state is BreakerState.OPEN))
-        await notifier.text(f"⚠️ broker {oanda.name}: circuit {state.value}: {reason}")
-
-    breaker = CircuitBreaker(
-        oanda.name, b.breaker_failures, timedelta(seconds=b.breaker_cool_down_seconds), clock, on_change=alert
-    )
+    breaker = _breaker(oanda.name, settings, clock, notifier, metrics)
     log.warning("orders go to OANDA %s (account %s)", b.oanda_environment, b.oanda_account_id)
     return ResilientBroker(oanda, breaker, RetryPolicy(attempts=b.retry_attempts)), breaker, paper

@@ -415,6 +415,38 @@ class LegVenue(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BrokerSession:
+    """A broker's login as the chat shows it (never its token)."""
+
+    broker: str
+    user_id: str
+    user_name: str
+    expires_at: datetime
+
+
+class DailyLogin(Protocol):
+    """A broker whose session the owner renews by logging in through a browser (Kite: every morning)."""
+
+    name: str
+
+    @property
+    def login_url(self) -> str: ...
+
+    def current_session(self) -> BrokerSession | None:
+        """Today's session while it is valid, else None."""
+        ...
+
+    async def login_from(self, text: str) -> BrokerSession:
+        """Log in with what the owner sent back (the redirect address or the request token); ValueError when
+        it holds no token, BrokerError when the broker refuses it."""
+        ...
+
+    async def funds(self) -> Decimal:
+        """The money available in the account, in its currency."""
+        ...
+
+
 class BreakerState(StrEnum):
     CLOSED = "closed"  # calls go through
     OPEN = "open"  # calls are refused until the cool-down ends

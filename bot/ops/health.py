@@ -38,6 +38,7 @@ class CheckName(StrEnum):
     BOT = "bot"
     BROKER = "broker"
     TELEGRAM = "telegram"
+    SESSION = "session"  # a broker's daily login (Kite): missing while its market is open is unhealthy
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,15 @@ def configure(level: int, secrets: Iterable[str] = (), fmt: LogFormat | str = "t
     return redactor
 
 
+def add_secret(value: str) -> None:
+    """Mask one more secret learnt at run time (a broker's daily access token) in every later log line."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _TradebotHandler):
+            for found in handler.filters:
+                if isinstance(found, RedactSecrets):
+                    found.redactor = found.redactor.with_secrets([value])
+
+
 def current_redactor() -> Redactor:
     """Return the redactor of the handler `configure` installed (token shapes only when not configured)."""
     for handler in logging.getLogger().handlers:

@@ -118,6 +118,7 @@ class DeskPolicy:
     day_timezone: str = "America/New_York"
     day_rollover_hour: int = 17
     accounts: Mapping[Market, Account] = field(default_factory=dict)  # routed broker accounts; others: this one
+    live_markets: frozenset[Market] = frozenset()  # markets whose orders a real broker fills: their trades are LIVE
 
     @property
     def account_currency(self) -> str:
@@ -413,9 +414,10 @@ class DeskCore:
             await self._fail(record.signal_id, SignalStatus.ORDER_SUBMITTED, reason)
             await self.notifier.announce(Notice(f"{setup.symbol} {record.signal_id}: {reason}; no position was opened"))
             return Outcome(OutcomeKind.REFUSED, f"Order not opened: {reason}.")
+        live = market_of(instrument) in self.policy.live_markets
         trade = trade_from_setup(
             setup,
-            self.trade_kind,
+            TradeKind.LIVE if live else self.trade_kind,
             fill.quantity,
             instrument.contract_size,
             fill.filled_at,

@@ -11,6 +11,7 @@ how each open LIVE trade ended and records the exit at the broker's price and ti
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -19,7 +20,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from bot.services.events import Announcer, PositionClosed
+from bot.services.events import Announcer, Notice, PositionClosed
 from data.market.validation import validate_bars
 from engine.bars import Bars, to_nanos
 from engine.calendars import SessionCalendar
@@ -28,7 +29,7 @@ from engine.domain import Instrument
 from engine.exits import StopTrigger, find_exit_with_stops
 from engine.indicators import MarketContext
 from engine.ports import BarProvider, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError, TradeLedger
-from engine.trading import BrokerExit, StopMove, Trade, TradeKind
+from engine.trading import BrokerExit, ExitReason, StopMove, Trade, TradeKind
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class PositionMonitor:
         costs: CostModel,
         broker: Broker | None = None,
         stop_triggers: Mapping[str, StopTrigger] | None = None,
+        managed_live: Collection[str] = (),
     ) -> None:
         self.store = store
         self.broker = broker  # asked how LIVE trades ended at the broker (`check_live`); None: not checked
@@ -65,6 +67,9 @@ class PositionMonitor:
         self.max_hold_bars = max_hold_bars
         self.costs = costs
         self.stop_triggers = dict(stop_triggers or {})  # by strategy: a close-only stop where its rules say so
+        # Symbols whose LIVE trades the bot closes itself (a broker that holds no stop, such as Kite): their exits
+        # are found on bars like paper ones, then sent to the broker as a closing order and recorded at its fill.
+        self.managed_live = frozenset(managed_live)
 
     async def check(
         self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
@@ -73,9 +78,11 @@ class PositionMonitor:
 
         `bars` are clean bars a scan just loaded at the same instant; symbols without them are fetched.
         """
-        open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW])
+        open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW, TradeKind.LIVE])
         by_symbol: dict[str, list[Trade]] = defaultdict(list)
         for trade in open_trades:
+            if trade.kind is TradeKind.LIVE and trade.symbol not in self.managed_live:
+                continue  # the broker holds its exits: `check_live` asks how it ended
             if (symbols is None or trade.symbol in symbols) and trade.symbol in self.instruments:
                 by_symbol[trade.symbol].append(trade)
         closed: list[Trade] = []
@@ -95,6 +102,8 @@ class PositionMonitor:
             return []
         closed: list[Trade] = []
         for trade in await self.store.open_trades([TradeKind.LIVE]):
+            if trade.symbol in self.managed_live:
+                continue  # the bot closes these itself (`check`)
             try:
                 ended = await self.broker.trade_exit(trade.signal_id)
             except BrokerError as exc:
@@ -144,6 +153,23 @@ class PositionMonitor:
         await self.notifier.announce(PositionClosed(done))
         return done
 
+    async def _close_live(self, instrument: Instrument, trade: Trade, reason: ExitReason) -> Trade | None:
+        """Send the closing order of a LIVE trade whose exit the bars show; record it at the broker's fill.
+
+        A broker that cannot close it now leaves the trade open (the chat is told); the next check tries again.
+        """
+        if self.broker is None:
+            return None
+        try:
+            ended = await self.broker.close_trade(instrument, trade)
+        except BrokerError as exc:
+            log.warning("LIVE trade %s reached its %s but the close failed: %s", trade.trade_id, reason.value, exc)
+            await self.notifier.announce(
+                Notice(f"{trade.symbol} {trade.trade_id} reached its {reason.value}; the closing order failed: {exc}")
+            )
+            return None
+        return await self._record_live_exit(trade, dataclasses.replace(ended, reason=reason))
+
     async def _load(self, symbol: str) -> Bars | None:
         instrument, calendar = self.instruments[symbol], self.calendars[symbol]
         now = self.clock.now()
@@ -188,6 +214,11 @@ class PositionMonitor:
                 stop_trigger=self.stop_triggers.get(trade.strategy, StopTrigger.TOUCH),
             )
             if event is None:
+                continue
+            if trade.kind is TradeKind.LIVE:
+                done_live = await self._close_live(instrument, trade, event.reason)
+                if done_live is not None:
+                    closed.append(done_live)
                 continue
             level = instrument.price(event.price, ROUND_HALF_EVEN)
             price = exit_fill_price(level, trade.side, self.costs, instrument)

@@ -17,6 +17,8 @@ from bot.config import Settings
 from bot.ops.clock import BotClock
 from bot.ops.health import (
     HEARTBEAT_KEY,
+    Check,
+    CheckName,
     HealthReport,
     HeartbeatRecord,
     check_database_file,
@@ -27,6 +29,7 @@ from bot.ops.logs import log_context
 from bot.ops.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.services.background_validation import BackgroundValidation
 from bot.services.book import TRADED_KINDS, trading_day
+from bot.services.broker_login import BrokerLogin
 from bot.services.desk import OfferDecision, SignalDesk
 from bot.services.drift_watch import DriftWatch
 from bot.services.events import Announcer, ModelLearned, Notice, SummaryReady
@@ -85,6 +88,7 @@ class BotRuntime:
     outbox_queued: asyncio.Event = field(default_factory=asyncio.Event)  # set when a message is queued
     metrics: Metrics = field(default_factory=NullMetrics)
     redactor: Redactor = field(default_factory=Redactor)
+    login: BrokerLogin | None = None  # the owner's daily broker login (Kite), when a broker needs one
 
     def __post_init__(self) -> None:
         self._run_lock = asyncio.Lock()
@@ -155,7 +159,8 @@ class BotRuntime:
 
     def status_notes(self, now: datetime) -> list[str]:
         """Warnings for /status: holiday data running out, conversion rates that are missing."""
-        return calendar_warnings(self.calendars.values(), now) + self.desk.rate_notes()
+        login = [self.login.status()] if self.login is not None else []
+        return calendar_warnings(self.calendars.values(), now) + self.desk.rate_notes() + login
 
     async def validation_status(self, now: datetime) -> str:
         """One line for /status: how many traded systems are validated, and the background run's progress."""
@@ -237,6 +242,8 @@ class BotRuntime:
             ("the daily summary", lambda: self.summary_if_due(now), True),
             ("starting the daily backup", lambda: self._start_backup(now), False),
         ]
+        if self.login is not None:
+            steps.append(("the broker login check", self.login.check, True))
         for what, step, tell in steps:
             try:
                 await step()
@@ -297,7 +304,7 @@ class BotRuntime:
             with contextlib.suppress(StoreError):
                 record = await self.heartbeat()
         database = with_write_error(database, self.store.last_write_error)
-        return await health_report(
+        report = await health_report(
             self.settings,
             self.redactor,
             database,
@@ -307,6 +314,12 @@ class BotRuntime:
             now=datetime.now(UTC),
             run_time=self.clock.now(),
         )
+        if self.login is None:
+            return report
+        live = self.login.broker.current_session() is not None
+        trading = self.login.calendar.is_open(self.clock.now())
+        check = Check(CheckName.SESSION, live or not trading, self.login.status())
+        return HealthReport((*report.checks, check))
 
     async def today_pnl(self, now: datetime) -> Decimal:
         """Realised P&L of the trading day, in the account currency (the protections' day)."""

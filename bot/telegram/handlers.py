@@ -45,10 +45,14 @@ from bot.telegram.messages import (
     BREAKEVEN_USAGE,
     BUTTON_INVALID,
     CLOSE_USAGE,
+    LOGIN_OWNER_ONLY,
     MODE_USAGE,
+    NO_DAILY_LOGIN,
     NOT_AUTHORISED,
     REPORT_USAGE,
     close_all_buttons,
+    login_done_text,
+    login_link_text,
     position_buttons,
     positions_text,
     report_text,
@@ -149,6 +153,7 @@ class TelegramFrontEnd:
             "enable": self.enable,
             "learn": self.learn,
             "health": self.health,
+            "login": self.login,
         }
         for name, handler in commands.items():
             app.add_handler(CommandHandler(name, self.authorised(handler)))
@@ -368,6 +373,34 @@ class TelegramFrontEnd:
             return
         await self.rt.state.set_mode(ExecutionMode(args[0]))
         await self._reply(update, f"mode set to <b>{args[0]}</b>.")
+
+    async def login(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        login = self.rt.login
+        if login is None:
+            await self._reply(update, escape(NO_DAILY_LOGIN))
+            return
+        user = update.effective_user.id if update.effective_user else 0
+        if user != self.rt.settings.owner:
+            await self._reply(update, escape(LOGIN_OWNER_ONLY))
+            return
+        name = login.broker.name
+        args = context.args or []
+        if not args:
+            await self._reply(update, login_link_text(name, login.link, login.status()))
+            return
+        deleted = False
+        if update.effective_message is not None:  # the token leaves the chat before anything else happens
+            with contextlib.suppress(TelegramError):
+                deleted = bool(await update.effective_message.delete())
+        try:
+            done = await login.complete(" ".join(args))
+        except (ValueError, BrokerError) as exc:
+            await self._reply(update, f"❌ {escape(name)} login failed: {escape(str(exc))}")
+            return
+        s = done.session
+        funds = None if done.funds is None else f"{done.funds:,.2f}"
+        expires = f"{s.expires_at:%Y-%m-%d %H:%M} UTC"
+        await self._reply(update, login_done_text(name, s.user_name, s.user_id, expires, funds, deleted))
 
     async def health(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, (await self.rt.health()).html())

@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("enable", "turn a disabled or demoted pair back on: /enable [STRATEGY SYMBOL]"),
     ("learn", "refit the learned model now; /learn rollback returns to the previous one"),
     ("health", "database, runs on schedule, broker circuit, Telegram: healthy or not"),
+    ("login", "the daily Kite login (owner): /login sends the link, /login <redirect address> completes it"),
 )
 
 REPORT_USAGE = (
@@ -51,6 +52,30 @@ CLOSE_USAGE = "usage: /close <position id>  or  /close all"
 BREAKEVEN_USAGE = "usage: /breakeven <position id>  (moves its stop to its entry price)"
 BUTTON_INVALID = "This button is no longer valid."
 NOT_AUTHORISED = "You are not authorised to use this bot."
+LOGIN_OWNER_ONLY = "Only the owner may log in to the broker."
+NO_DAILY_LOGIN = "No broker of this bot needs a daily login."
+
+
+def login_link_text(broker: str, link: str, status: str) -> str:
+    """The login link and how to finish the login."""
+    return (
+        f"🔑 <b>{escape(broker)} login</b>\n{escape(status)}\n"
+        f'1. Open <a href="{escape(link, quote=True)}">the {escape(broker)} login page</a> and log in.\n'
+        "2. Copy the address it sends you to (it holds <code>request_token=</code>) and send\n"
+        "<code>/login &lt;that address&gt;</code>. I delete that message as soon as I have read it."
+    )
+
+
+def login_done_text(broker: str, user_name: str, user_id: str, expires: str, funds: str | None, deleted: bool) -> str:
+    """The confirmation of a completed login (never the token)."""
+    lines = [
+        f"✅ <b>{escape(broker)}</b>: logged in as {escape(user_name)} ({escape(user_id)}) until {escape(expires)}."
+    ]
+    lines.append(f"Funds available: {escape(funds)}" if funds is not None else "Funds: could not be read just now.")
+    if not deleted:
+        lines.append("⚠️ I could not delete your message with the login token: delete it yourself.")
+    return "\n".join(lines)
+
 
 _SIDE_ICON = {Side.LONG: "🟢 LONG", Side.SHORT: "🔴 SHORT"}
 _STATUS_LINE = {

@@ -177,6 +177,10 @@ class StoreBase:
                 synchronous=int(await _scalar(db, "PRAGMA synchronous")),
             )
 
+    def mask(self, secret: str) -> None:
+        """Mask one more secret (learnt at run time) in every text written from now on."""
+        self._redactor = self._redactor.with_secrets([secret])
+
     def _require_open(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StoreClosedError(f"the store for {self._path} is closed")

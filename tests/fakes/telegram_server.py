@@ -595,6 +595,7 @@ class FakeTelegram:
         self._blocked: set[int] = set()
         self._last_message_id: dict[int, int] = {}
         self._user_messages: set[tuple[int, int]] = set()
+        self.deleted_user_messages: list[tuple[int, int]] = []  # (chat, message id) the bot deleted
         self._messages: dict[tuple[int, int], SentMessage] = {}
         self._sent: list[SentMessage] = []
         self._edits: list[SentMessage] = []
@@ -1610,6 +1611,7 @@ class FakeTelegram:
         key = (chat_id, message_id)
         if key in self._user_messages:
             self._user_messages.discard(key)
+            self.deleted_user_messages.append(key)
             return True
         current = self._messages.get(key)
         if current is None or current.deleted:

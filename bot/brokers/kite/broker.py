@@ -28,10 +28,10 @@ from pydantic import SecretStr
 
 from bot.brokers.kite.client import KiteClient, RateClass
 from bot.brokers.kite.instruments import InstrumentMaster
-from bot.brokers.kite.session import KiteSession, KiteSettings, session_expiry
+from bot.brokers.kite.session import KiteSession, KiteSettings, TokenFile, request_token_from, session_expiry
 from engine.domain import Instrument, Side
 from engine.options import LegFill, LegOrder
-from engine.ports import BrokerError, BrokerErrorKind
+from engine.ports import BrokerError, BrokerErrorKind, BrokerSession
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ class KiteBroker:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_interval_s: float = 0.2,
         poll_attempts: int = 10,
+        session_file: TokenFile | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.instruments = dict(instruments)
@@ -194,6 +196,9 @@ class KiteBroker:
         self.poll_interval_s = poll_interval_s
         self.poll_attempts = poll_attempts
         self.session: KiteSession | None = None
+        self.session_file = session_file
+        self.on_token = on_token  # told each new access token (to mask it in every log line)
+        client.on_session_expired = self.expire
         self._levels: dict[str, tuple[Decimal, Decimal]] = {}  # tag -> (stop, target) of orders placed here
         self._master: InstrumentMaster | None = None
 
@@ -212,11 +217,42 @@ class KiteBroker:
     def restore(self, session: KiteSession | None) -> None:
         """Use a saved session (None: no session)."""
         self.session = session if session is not None and session.valid_at(self.now()) else None
-        self.client.use_token(self.session.access_token.get_secret_value() if self.session else None)
+        token = self.session.access_token.get_secret_value() if self.session else None
+        self.client.use_token(token)
+        if token and self.on_token is not None:
+            self.on_token(token)
+
+    def restore_saved(self) -> bool:
+        """Use the session saved in the token file if it is still valid; whether there was one."""
+        if self.session_file is None:
+            return False
+        self.restore(self.session_file.load(self.now()))
+        return self.session is not None
+
+    @property
+    def login_url(self) -> str:
+        return self.settings.login_url
+
+    def current_session(self) -> BrokerSession | None:
+        if self.session is None or not self.session.valid_at(self.now()):
+            return None
+        s = self.session
+        return BrokerSession(self.name, s.user_id, s.user_name, s.expires_at)
+
+    async def login_from(self, text: str) -> BrokerSession:
+        """Log in with the redirect address or request token the owner sent; save the session (0600)."""
+        session = await self.login(request_token_from(text))
+        if self.session_file is not None:
+            self.session_file.save(session)
+        current = self.current_session()
+        assert current is not None
+        return current
 
     def expire(self) -> None:
-        """Forget the session Kite said has expired."""
+        """Forget the session Kite said has expired (and its file)."""
         self.restore(None)
+        if self.session_file is not None:
+            self.session_file.clear()
 
     async def login(self, request_token: str) -> KiteSession:
         """Exchange the request token for today's access token (`POST /session/token`)."""

@@ -77,6 +77,7 @@ class KiteClient:
     ) -> None:
         self.settings = settings
         self._token: str | None = None
+        self.on_session_expired: Callable[[], None] | None = None  # Kite said the token no longer works
         self._redactor = Redactor([settings.api_secret.get_secret_value()])
         self._limiter = limiter or RateLimiter()
         self._client = httpx.AsyncClient(
@@ -175,6 +176,8 @@ class KiteClient:
         kind_name = str(body.get("error_type") or "")
         message = self.scrub(str(body.get("message") or f"HTTP {status}"))
         if kind_name == SESSION_EXCEPTION:
+            if self._token is not None and self.on_session_expired is not None:
+                self.on_session_expired()
             raise BrokerError(
                 f"{what}: the Kite session has expired ({message}); the owner must log in with /login",
                 BrokerErrorKind.SESSION,
