@@ -674,3 +674,21 @@ def test_an_inr_account_sizes_an_nse_trade_without_any_usdinr_rate() -> None:
     sized = desk.size(setup, kite.equity, sizing=kite.sizing)
     assert not isinstance(sized, str) and sized.quantity > 0
     assert sized.summary("INR").risk <= kite.equity * kite.sizing.risk_fraction
+
+
+async def test_a_live_position_at_a_broker_without_stops_is_closed_by_the_bot_with_a_closing_order(
+    tmp_path: Path,
+) -> None:
+    async for d in build(tmp_path, live_markets=frozenset({Market.FX})):
+        d.monitor.broker = d.broker
+        d.monitor.managed_live = frozenset(SYMBOLS)
+        signal_id, _ = await d.offer()
+        await d.desk.approve(signal_id, TRADER)
+        [trade] = await d.store.open_trades([TradeKind.LIVE])
+        assert await d.monitor.check_live() == []  # the broker holds no exit for it: not asked
+        d.clock.advance(timedelta(days=5))
+        [closed] = await d.monitor.check()
+        assert closed.kind is TradeKind.LIVE and d.broker.closes == [trade.trade_id]  # one closing order, sent
+        assert closed.exit_reason in {ExitReason.STOP, ExitReason.TARGET, ExitReason.TIME}
+        assert await d.store.open_trades([TradeKind.LIVE]) == []
+        assert await d.monitor.check() == [] and d.broker.closes == [trade.trade_id]  # never closed twice
