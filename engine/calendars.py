@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from engine.bars import IntArray
-from engine.domain import ensure_utc
+from engine.domain import Interval, ensure_utc
 
 _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
@@ -224,6 +224,23 @@ class SessionCalendar:
             cut = np.where(early_days[at] == day, np.minimum(cut, early_cut[at]), cut)
         late_minute = 1 + (from_open - day * _DAY_NS) // _MINUTE_NS  # 1..1440
         return day * _EXIT_IDS_PER_DAY + np.where(since_midnight >= cut, late_minute, 0)
+
+    def bar_closes(self, times: IntArray, interval: Interval) -> IntArray:
+        """When each bar opening at `times` closes: open + interval, but never after its session's close.
+
+        NSE's hourly bars start 09:15, so the last one (15:15) closes at 15:30, not 16:15; a bar outside any
+        session (a weekend crypto bar on an exchange calendar) keeps open + interval.
+        """
+        ends = times + interval.nanos
+        if not interval.is_intraday or len(times) == 0:
+            return ends
+        day = self.session_day(times)
+        epoch = date(1970, 1, 1)
+        caps = np.empty(len(day), dtype=np.int64)
+        for d in np.unique(day).tolist():
+            bounds = self.session(epoch + timedelta(days=int(d)))
+            caps[day == d] = _to_ns(bounds[1] - datetime(1970, 1, 1, tzinfo=UTC)) if bounds else np.iinfo(np.int64).max
+        return np.minimum(ends, caps)
 
     def minutes_from_open(self, times: IntArray) -> IntArray:
         """Minutes since that trading date's session open, for each UTC instant."""

@@ -47,16 +47,17 @@ class ScheduleGroup:
     delay: timedelta
 
     @property
-    def trigger(self) -> CronTrigger:
-        return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+    def triggers(self) -> list[CronTrigger]:
+        """One trigger per cron expression; `cron` may hold several separated by `|`."""
+        return [CronTrigger.from_crontab(part.strip(), timezone=self.timezone) for part in self.cron.split("|")]
 
     def next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (UTC), including the delay for bars to arrive."""
         probe = after - self.delay + timedelta(microseconds=1)
-        fire = self.trigger.get_next_fire_time(None, probe)
-        if fire is None:
+        fires = [f for f in (t.get_next_fire_time(None, probe) for t in self.triggers) if f is not None]
+        if not fires:
             raise ValueError(f"schedule {self.name} ({self.cron}) never fires again")
-        return fire.astimezone(after.tzinfo) + self.delay
+        return min(fires).astimezone(after.tzinfo) + self.delay
 
 
 def build_groups(
@@ -92,7 +93,7 @@ def build_groups(
     return [
         ScheduleGroup(
             f"{calendar.lower()}-{interval.value}",
-            DEFAULT_CRON[interval],
+            session_cron(calendars[members[0].symbol], interval),
             calendars[members[0].symbol].timezone,
             tuple(i.symbol for i in members),
             interval.delta,
@@ -100,6 +101,22 @@ def build_groups(
         )
         for (calendar, interval), members in by_key.items()
     ]
+
+
+def session_cron(calendar: SessionCalendar, interval: Interval) -> str:
+    """The cron of bar closes: the clock grid, or for hourly bars of a session that does not open on the hour
+    (NSE 09:15) each hour after its open and the session's close (10:15, 11:15, ..., 15:15, then 15:30)."""
+    if interval is not Interval.H1:
+        return DEFAULT_CRON[interval]
+    open_min, close_min = calendar.open_minute, calendar.open_minute + calendar.session_minutes
+    if open_min % 60 == 0 and calendar.session_minutes % 60 == 0:
+        return DEFAULT_CRON[interval]
+    first, last = open_min + 60, open_min + 60 * (calendar.session_minutes // 60)
+    hours = f"{first // 60}-{last // 60}" if last > first else f"{first // 60}"
+    crons = [f"{first % 60} {hours} * * *"]
+    if close_min != last:
+        crons.append(f"{close_min % 60} {close_min // 60} * * *")
+    return " | ".join(crons)
 
 
 def open_symbols(group: ScheduleGroup, calendars: Mapping[str, SessionCalendar], at: datetime) -> list[str]:

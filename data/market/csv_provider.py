@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from engine.bars import OHLCV_COLUMNS, Bars, to_nanos
+from engine.calendars import SessionCalendar, get_calendar
 from engine.domain import Instrument, Interval, ensure_utc
 from engine.ports import ProviderError
 from engine.session_hours import nse_hours
@@ -83,12 +84,19 @@ def write_bar_csv(frame: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def closed_tail(frame: pd.DataFrame, interval: Interval, end: datetime, bars: int) -> pd.DataFrame:
-    """The latest `bars` rows closed by `end` (open + interval <= end), keeping the frame's own row order."""
+def closed_tail(
+    frame: pd.DataFrame, interval: Interval, end: datetime, bars: int, calendar: SessionCalendar | None = None
+) -> pd.DataFrame:
+    """The latest `bars` rows closed by `end` (open + interval <= end, or the session's close when earlier:
+    `calendar`), keeping the frame's own row order."""
     if bars < 1:
         raise ValueError(f"bars must be at least 1, was {bars}")
-    cutoff = to_nanos(ensure_utc(end, "end")) - interval.nanos
     times = frame.index.as_unit("ns").asi8
+    if calendar is not None and interval.is_intraday:
+        closed = np.flatnonzero(calendar.bar_closes(times, interval) <= to_nanos(ensure_utc(end, "end")))
+        latest = closed[np.argsort(times[closed], kind="stable")][-bars:]
+        return frame.iloc[np.sort(latest)]
+    cutoff = to_nanos(ensure_utc(end, "end")) - interval.nanos
     if frame.index.is_monotonic_increasing:
         stop = int(np.searchsorted(times, cutoff, side="right"))
         return frame.iloc[max(stop - bars, 0) : stop]
@@ -150,12 +158,12 @@ class CsvProvider:
         path = self.path_for(instrument)
         five = self.directory / f"{instrument.symbol}_{Interval.M5.value}.csv"
         if not path.is_file() and _nse_hourly(instrument) and five.is_file():
-            return closed_tail(self._nse_hours(five), instrument.interval, end, bars)
+            return closed_tail(self._nse_hours(five), instrument.interval, end, bars, get_calendar(instrument.calendar))
         if not path.is_file():
             raise ProviderError(
                 f"no data file for {instrument.symbol} {instrument.interval.value}: {path} does not exist"
             )
-        return closed_tail(self.reader.read(path), instrument.interval, end, bars)
+        return closed_tail(self.reader.read(path), instrument.interval, end, bars, session_calendar(instrument))
 
     def _nse_hours(self, five: Path) -> pd.DataFrame:
         """NSE hours of a 5-minute file, rebuilt only when the file was re-read."""
@@ -167,6 +175,19 @@ class CsvProvider:
         hours = nse_hours(Bars.from_frame(ordered, Interval.M5)).bars.to_frame()
         self._hours[five] = (frame, hours)
         return hours
+
+
+def session_calendar(instrument: Instrument) -> SessionCalendar | None:
+    """The instrument's calendar when a session's last intraday bar closes before open + interval (its session
+    is not a whole number of intervals, e.g. NSE 1h), else None: then open + interval is every bar's close."""
+    if not instrument.interval.is_intraday:
+        return None
+    try:
+        calendar = get_calendar(instrument.calendar)
+    except (KeyError, ValueError):
+        return None
+    uneven = (calendar.close_offset - calendar.open_offset) % instrument.interval.delta != timedelta(0)
+    return calendar if uneven else None
 
 
 def _nse_hourly(instrument: Instrument) -> bool:

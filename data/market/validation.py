@@ -108,7 +108,7 @@ def validate_bars(
         notes.append(f"dropped {duplicates} duplicate-timestamp row(s), keeping the last (latest revision) of each")
 
     open_ns = times[keep]
-    forming = open_ns + instrument.interval.nanos > to_nanos(now)
+    forming = calendar.bar_closes(open_ns, instrument.interval) > to_nanos(now)
     if forming.any():
         first_forming = from_nanos(int(open_ns[forming][0]))
         notes.append(f"dropped {int(forming.sum())} bar(s) not closed at {_ts(now)} (first opens {_ts(first_forming)})")
@@ -136,7 +136,7 @@ def validate_bars(
     if len(times) < min_bars:
         return reject(f"insufficient history: {len(times)} bars, need {min_bars}")
 
-    last_close = from_nanos(int(times[-1]) + instrument.interval.nanos)
+    last_close = from_nanos(int(calendar.bar_closes(times[-1:], instrument.interval)[0]))
     session = calendar.close_offset - calendar.open_offset
     limit = min(instrument.interval.delta, session) * stale_bars
     age = calendar.open_duration(last_close, now)

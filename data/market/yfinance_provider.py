@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from data.market.cache import BarCache, merge_bars
-from data.market.csv_provider import INDEX_NAME, closed_tail, empty_bar_frame
+from data.market.csv_provider import INDEX_NAME, closed_tail, empty_bar_frame, session_calendar
 from engine.bars import OHLCV_COLUMNS
 from engine.calendars import get_calendar
 from engine.domain import Instrument, Interval, ensure_utc
@@ -246,11 +246,12 @@ class YFinanceProvider:
         if earliest is not None:
             start = max(start, earliest)
 
+        calendar = session_calendar(instrument)  # a session's last bar may close early (NSE 1h: 15:15-15:30)
         base = self.cache.load(instrument.ticker, interval) if self.cache is not None else empty_bar_frame()
         if not base.empty:
             first = base.index[0].to_pydatetime()
             last = base.index[-1].to_pydatetime()
-            closed = closed_tail(base, interval, end, bars)
+            closed = closed_tail(base, interval, end, bars, calendar)
             enough = len(closed) >= bars or first <= start + BACKFILL_SLACK
             if enough and last + interval.delta > end:
                 return closed
@@ -262,11 +263,11 @@ class YFinanceProvider:
                 start = resume
 
         fresh = self._download_with_retries(instrument, yahoo_interval, start, end, base)
-        fresh = closed_tail(fresh, interval, end, len(fresh)) if len(fresh) else fresh
+        fresh = closed_tail(fresh, interval, end, len(fresh), calendar) if len(fresh) else fresh
         merged = merge_bars(base, fresh)
         if self.cache is not None and not fresh.empty:
             self.cache.save(instrument.ticker, interval, merged)
-        return closed_tail(merged, interval, end, bars)
+        return closed_tail(merged, interval, end, bars, calendar)
 
     def _download_with_retries(
         self, instrument: Instrument, yahoo_interval: str, start: datetime, end: datetime, cached: pd.DataFrame

@@ -252,6 +252,9 @@ def test_nse_hourly_bars_are_built_from_the_five_minute_file_when_no_hourly_file
     assert frame["close"].iloc[-1] == 174.0 and frame["open"].iloc[0] == 99.5
     provider.fetch(hourly, FAR_FUTURE, 100)
     assert provider.reader.files_parsed == 1  # the 5-minute file is parsed once while it is unchanged
+    at_close = datetime(2025, 1, 6, 10, 0, 20, tzinfo=UTC)  # 15:30:20 IST: the 15:15 hour has just closed
+    assert len(provider.fetch(hourly, at_close, 100)) == 7
+    assert len(provider.fetch(hourly, at_close - timedelta(minutes=1), 100)) == 6
     us = replace(default_instrument("SPY"), interval=Interval.H1)
     with pytest.raises(ProviderError, match=r"SPY_1h\.csv does not exist"):
         provider.fetch(us, FAR_FUTURE, 100)  # only NSE hours are built: other markets' hours are clock hours

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.config import ScheduleConfig, load_settings
 from bot.ops.clock import BotClock
 from bot.services.scheduler import ScheduleGroup, Scheduler, build_groups
 from bot.telegram.callbacks import MAX_CALLBACK_BYTES, Action, Callback, parse
+from engine.bars import from_nanos, to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import DEFAULT_WATCHLIST, default_instrument
+from engine.domain import Interval
 
 START = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)
 
@@ -166,3 +170,28 @@ def test_callback_data_round_trips_and_fits_telegram() -> None:
 )
 def test_malformed_or_forged_callback_data_is_rejected(data: str | None) -> None:
     assert parse(data) is None
+
+
+def test_nse_hourly_runs_follow_its_0915_grid_and_the_1530_close() -> None:
+    nifty = default_instrument("NIFTY50")
+    hourly = [replace(nifty, interval=Interval.H1)]
+    [group] = build_groups((), hourly, {"NIFTY50": get_calendar("XNSE")})
+    assert group.cron == "15 10-15 * * * | 30 15 * * *"
+    at = datetime(2025, 6, 12, 3, 45, tzinfo=UTC)  # 09:15 IST
+    fires = []
+    for _ in range(8):
+        at = group.next_fire(at)
+        fires.append((at + timedelta(hours=5, minutes=30)).strftime("%H:%M:%S"))
+    assert fires == ["10:15:20", "11:15:20", "12:15:20", "13:15:20", "14:15:20", "15:15:20", "15:30:20", "10:15:20"]
+
+
+def test_the_last_nse_hour_is_closed_at_1530_not_1615() -> None:
+    calendar = get_calendar("XNSE")
+    opens = np.array(
+        [to_nanos(datetime(2025, 6, 12, 8, 45, tzinfo=UTC)), to_nanos(datetime(2025, 6, 12, 9, 45, tzinfo=UTC))]
+    )
+    closes = calendar.bar_closes(opens, Interval.H1)
+    assert [from_nanos(int(c)) for c in closes] == [
+        datetime(2025, 6, 12, 9, 45, tzinfo=UTC),  # 14:15-15:15 IST
+        datetime(2025, 6, 12, 10, 0, tzinfo=UTC),  # 15:15-15:30 IST
+    ]
