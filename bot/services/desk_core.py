@@ -190,7 +190,10 @@ class DeskCore:
         self._returns: dict[str, np.ndarray] = {}
 
     async def book(self, now: datetime) -> BookView:
-        """The account as the protections see it now (equity is the starting equity plus closed P&L)."""
+        """The bot's overall book as the protections see it now (equity is the starting equity plus closed P&L).
+
+        A routed account's trade whose P&L cannot be converted into the bot's currency counts 0 in the overall
+        money figures (its own account's limits hold it), never its raw amount in another currency."""
         p = self.policy
         return await book_view(
             self.store,
@@ -199,8 +202,28 @@ class DeskCore:
             timezone=p.day_timezone,
             rollover_hour=p.day_rollover_hour,
             returns=self._returns,
-            to_account=self.account_pnl,
+            to_account=self._overall_pnl,
         )
+
+    def _overall_pnl(self, trade: Trade) -> Decimal:
+        account = self.account_of(trade.symbol)
+        if account is None or account.currency == self.policy.account_currency:
+            return self.account_pnl(trade)
+        instrument, pnl = self.instruments[trade.symbol], trade.pnl
+        if pnl is None or trade.exit_price is None:
+            raise ValueError(f"trade {trade.trade_id} is open; only closed trades have a P&L")
+        try:
+            return self.policy.sizing.to_account(instrument, pnl, trade.exit_price, self.rates.prices())
+        except ValueError:
+            if trade.symbol not in self._unconverted:
+                self._unconverted.add(trade.symbol)
+                log.warning(
+                    "%s P&L is kept in the %s account only (no rate into %s)",
+                    trade.symbol,
+                    account.name,
+                    self.policy.account_currency,
+                )
+            return Decimal(0)
 
     def account_of(self, symbol: str) -> Account | None:
         """The routed broker account `symbol` trades in, or None for the bot's default account."""

@@ -42,7 +42,7 @@ from engine.protections import ProtectionConfig
 from engine.routing import Account, Market
 from engine.sizing import Sizing
 from engine.strategy import REGISTRY, strategy_names
-from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind
+from engine.trading import ExecutionMode, ExitReason, OrderRequest, TradeKind, trade_from_setup
 from tests.builders import baseline_for
 from tests.fakes.broker import PinnedQuoteBroker
 from tests.fakes.clock import SteppingClock
@@ -674,6 +674,11 @@ def test_an_inr_account_sizes_an_nse_trade_without_any_usdinr_rate() -> None:
     sized = desk.size(setup, kite.equity, sizing=kite.sizing)
     assert not isinstance(sized, str) and sized.quantity > 0
     assert sized.summary("INR").risk <= kite.equity * kite.sizing.risk_fraction
+    entered = AS_OF - timedelta(hours=2)
+    lost = trade_from_setup(setup, TradeKind.LIVE, Decimal(100), Decimal(1), entered, Decimal("812.00"), Decimal(0))
+    lost = lost.closed(AS_OF, Decimal("804.00"), ExitReason.STOP, Decimal(0))
+    assert desk.account_pnl(lost, kite.sizing) == Decimal("-800.00")  # in the INR account
+    assert desk._overall_pnl(lost) == 0  # never -800 "USD" in the overall daily loss: no USDINR rate
 
 
 async def test_a_live_position_at_a_broker_without_stops_is_closed_by_the_bot_with_a_closing_order(
