@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.brokers.kite.client import KiteClient
 from bot.brokers.kite.session import API_URL, LOGIN_URL, KiteSettings, TokenFile
 from bot.brokers.oanda import OandaBroker, OandaEnvironment, OandaSettings, market_order
 from bot.brokers.paper import FillModel, PaperBroker
+from bot.brokers.paper_options import PaperOptionLegs
 from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from bot.brokers.routing import RoutingBroker
 from bot.brokers.shadow import ShadowBroker
@@ -50,6 +52,7 @@ from bot.services.state import BotState
 from bot.services.systems import SystemBook
 from bot.services.trade_control import TradeControl
 from bot.services.validate import GateJob, gate_jobs
+from bot.services.zones import ZoneConfig, ZoneDesk
 from bot.telegram.notifier import Notifier
 from data.backup import BackupResult, BackupTarget, backup, default_s3_client, target_from_url
 from data.market.news_feed import NewsSource
@@ -58,7 +61,7 @@ from data.redaction import Redactor
 from data.sqlite.store import SqliteStore
 from engine.calendars import calendar_warnings
 from engine.costs import CostModel
-from engine.domain import Instrument
+from engine.domain import Instrument, Interval
 from engine.ports import BarProvider, Broker, Clock
 from engine.routing import NSE_CALENDAR, Market, market_of
 from engine.systems import SystemSpec
@@ -266,6 +269,7 @@ async def open_runtime(
             outbox_queued=queued,
             metrics=metrics,
             redactor=redactor or Redactor(),
+            zones=_zones(settings, store, provider, instruments, notifier, clock, kite),
             login=None
             if kite is None
             else BrokerLogin(
@@ -336,6 +340,29 @@ def _kite(
     restored = kite.restore_saved()
     log.warning("NSE orders go to Kite (%s); %s", b.kite_product, "session restored" if restored else "no session yet")
     return kite
+
+
+def _zones(
+    settings: Settings,
+    store: SqliteStore,
+    provider: BarProvider,
+    instruments: dict[str, Instrument],
+    notifier: Notifier,
+    clock: BotClock,
+    kite: KiteBroker | None,
+) -> ZoneDesk | None:
+    """The weekly-zone desk when enabled: its legs through Kite when NSE is routed there, else modelled paper."""
+    z = settings.weekly_zones
+    if not z.enabled:
+        return None
+    instrument = replace(instruments[z.symbol], interval=Interval.H1)
+    config = ZoneConfig(z.lots, z.wednesday_exit, settings.broker.nfo_freeze_quantity)
+    calendar = settings.calendar(NSE_CALENDAR)
+    if kite is not None:
+        return ZoneDesk(store, provider, kite, kite, notifier, clock, instrument, calendar, config, margins=kite)
+    paper = PaperOptionLegs()
+    log.warning("weekly-zone spreads fill on paper at modelled option prices")
+    return ZoneDesk(store, provider, paper, paper, notifier, clock, instrument, calendar, config, market=paper)
 
 
 async def _broker(

@@ -5,7 +5,7 @@ Adapters live in `data/` (market data, SQLite) and `bot/` (clocks, brokers); tes
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +18,7 @@ from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
 from engine.options import LegFill, LegOrder
 from engine.sizing import SizingSummary
+from engine.spread_book import SpreadRecord, SpreadStatus
 from engine.systems import Baseline, PairValidation
 from engine.trading import (
     BrokerExit,
@@ -354,6 +355,22 @@ class LearningStore(Protocol):
 
 class BotStore(SignalStore, SignalBook, TradeLedger, BaselineStore, KeyValueState, LearningStore, Protocol):
     """Everything the running bot persists (the SQLite store implements it all); a service asks for its slice."""
+
+
+class SpreadBook(Protocol):
+    """Hedged option spreads from offer to outcome, and their leg fills."""
+
+    async def offer_spread(self, record: SpreadRecord) -> bool: ...
+
+    async def move_spread(self, record: SpreadRecord, expected: SpreadStatus) -> bool:
+        """Store `record` iff the spread is in `expected` now."""
+        ...
+
+    async def add_spread_fills(self, spread_id: str, fills: Iterable[LegFill]) -> None: ...
+
+    async def spread(self, spread_id: str) -> SpreadRecord | None: ...
+
+    async def spreads(self, statuses: Collection[SpreadStatus]) -> list[SpreadRecord]: ...
 
 
 class Broker(Protocol):

@@ -23,6 +23,7 @@ week. It reads plain numpy arrays, never pandas rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -373,3 +374,27 @@ def _wednesday_bar(hours: SessionHours, signal_index: int, expiry: Expiry) -> in
     if len(found) == 0 or int(found[0]) <= signal_index:
         return None
     return int(found[0])
+
+
+def scheduled_expiry(monday: date, is_trading_day: Callable[[date], bool]) -> date | None:
+    """The expiry of the week starting `monday` by the exchange calendar: its Thursday (Tuesday for weeks from
+    2025-09-01), or the latest earlier trading day of that week when that day is a holiday."""
+    day = monday + timedelta(days=_TUESDAY if monday >= TUESDAY_EXPIRY_FROM else _THURSDAY)
+    while day >= monday:
+        if is_trading_day(day):
+            return day
+        day -= timedelta(days=1)
+    return None
+
+
+def live_expiry(signal_day: date, signal_close: datetime, session_close: Callable[[date], datetime | None]) -> date:
+    """The expiry a live position opened at `signal_close` (on trading date `signal_day`) trades: the first whose
+    session closes strictly after it (a signal at the expiry day's last bar rolls to the next week's)."""
+    monday = signal_day - timedelta(days=signal_day.weekday())
+    for week in range(3):
+        start = monday + timedelta(days=7 * week)
+        day = scheduled_expiry(start, lambda d: session_close(d) is not None)
+        close = session_close(day) if day is not None else None
+        if day is not None and close is not None and close > signal_close:
+            return day
+    raise ValueError(f"no NIFTY expiry found within three weeks of {signal_day}")

@@ -51,7 +51,7 @@ from bot.config.operations import (
     MetricsSettings,
     SummarySettings,
 )
-from bot.config.trading import BotConfig, BrokerConfig, BrokerKind, NseBroker
+from bot.config.trading import BotConfig, BrokerConfig, BrokerKind, NseBroker, WeeklyZonesConfig
 from bot.ops.secrets import SecretsError, secret_overrides
 from data.market.calendars import market_calendar
 from data.market.sources import parse_source
@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     bot: BotConfig = Field(default_factory=BotConfig)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    weekly_zones: WeeklyZonesConfig = Field(default_factory=WeeklyZonesConfig)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -201,6 +202,17 @@ class Settings(BaseSettings):
         owner = self.telegram_owner_id
         if owner is not None and owner not in self.telegram_allowed_users:
             raise ValueError(f"TELEGRAM_OWNER_ID {owner} must be one of TELEGRAM_ALLOWED_USERS")
+        return self
+
+    @model_validator(mode="after")
+    def _zones_symbol(self) -> Settings:
+        if not self.weekly_zones.enabled:
+            return self
+        match = [w for w in self.watchlist if w.symbol == self.weekly_zones.symbol]
+        if not match:
+            raise ValueError(f"weekly_zones.symbol {self.weekly_zones.symbol} is not in the watchlist")
+        if match[0].calendar != "XNSE":
+            raise ValueError(f"weekly_zones.symbol {self.weekly_zones.symbol} must trade on the XNSE calendar")
         return self
 
     @property

@@ -264,3 +264,12 @@ class BrokerConfig(_Frozen):
     def sends_orders(self) -> bool:
         """Whether orders really go to a broker (OANDA, not in shadow mode); otherwise they fill on paper."""
         return self.kind is BrokerKind.OANDA and not self.shadow
+
+
+class WeeklyZonesConfig(_Frozen):
+    """`[weekly_zones]`: the NIFTY weekly-zone system, offered as hedged option spreads (manual approval only)."""
+
+    enabled: bool = False
+    symbol: str = "NIFTY50"  # a watchlist index on the XNSE calendar; its hourly bars are built on the 09:15 grid
+    lots: Annotated[int, Field(ge=1, le=1000)] = 1
+    wednesday_exit: bool = False  # exit at Wednesday's 14:15 bar close before a Thursday/Tuesday expiry

@@ -15,6 +15,7 @@ from engine.controls import PairControl
 from engine.domain import Instrument
 from engine.drift import DriftReport
 from engine.ports import SignalRecord
+from engine.spread_book import SpreadRecord
 from engine.trading import Trade
 
 if TYPE_CHECKING:
@@ -99,8 +100,31 @@ class ModelLearned:
     model: LearnedModel
 
 
+class SpreadStage(StrEnum):
+    OFFERED = "offered"  # with Approve / Reject
+    OPENED = "opened"
+    ROLLED_BACK = "rolled_back"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class SpreadEvent:
+    """A hedged option spread reached a stage the trader should see."""
+
+    stage: SpreadStage
+    spread: SpreadRecord
+
+
 Event = (
-    Notice | PositionOpened | PositionClosed | StopMoved | DriftFound | ValidationFinished | SummaryReady | ModelLearned
+    Notice
+    | PositionOpened
+    | PositionClosed
+    | StopMoved
+    | DriftFound
+    | ValidationFinished
+    | SummaryReady
+    | ModelLearned
+    | SpreadEvent
 )
 
 

@@ -37,10 +37,11 @@ from bot.services.learner import LearnedModel, Learner
 from bot.services.monitor import PositionMonitor
 from bot.services.outcomes import OutcomeReports
 from bot.services.scan import ScanReport, ScanService
-from bot.services.scheduler import ScheduleGroup, Scheduler, build_groups
+from bot.services.scheduler import DEFAULT_DELAY, ScheduleGroup, Scheduler, build_groups, session_cron
 from bot.services.state import BotState
 from bot.services.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
 from bot.services.trade_control import TradeControl
+from bot.services.zones import ZONES_GROUP, ZoneDesk
 from data.backup import BackupResult, backup_line
 from data.redaction import Redactor
 from data.sqlite.store import SqliteStore, StoreError
@@ -89,6 +90,7 @@ class BotRuntime:
     metrics: Metrics = field(default_factory=NullMetrics)
     redactor: Redactor = field(default_factory=Redactor)
     login: BrokerLogin | None = None  # the owner's daily broker login (Kite), when a broker needs one
+    zones: ZoneDesk | None = None  # the NIFTY weekly-zone spreads, when `[weekly_zones] enabled`
 
     def __post_init__(self) -> None:
         self._run_lock = asyncio.Lock()
@@ -97,7 +99,14 @@ class BotRuntime:
         self._backed_up: date | None = None  # today's backup was taken (even if its date could not be stored)
         self._backup_failed: datetime | None = None
         groups = build_groups(self.settings.bot.schedules, list(self.instruments.values()), self.calendars)
-        self.scheduler = Scheduler(groups, self.calendars, self.clock, self.scheduled_run)
+        calendars = dict(self.calendars)
+        if self.zones is not None:  # after each NSE hourly close (10:15:20 ... 15:15:20, 15:30:20 IST)
+            zone = self.zones.instrument
+            calendars[zone.symbol] = self.zones.calendar
+            tz = self.zones.calendar.timezone
+            cron = session_cron(self.zones.calendar, zone.interval)
+            groups.append(ScheduleGroup(ZONES_GROUP, cron, tz, (zone.symbol,), zone.interval.delta, DEFAULT_DELAY))
+        self.scheduler = Scheduler(groups, calendars, self.clock, self.scheduled_run)
 
     async def analyse(self, symbols: Collection[str] | None = None) -> tuple[ScanReport, list[OfferDecision]]:
         """Run one analysis now, offer what it found and check open positions (one run at a time)."""
@@ -157,6 +166,16 @@ class BotRuntime:
             m.record(MetricName.SIGNAL_QUALITY, scored.score.total, Unit.NONE)
         m.record(MetricName.DATA_ERRORS, sum(not o.evaluated for o in report.outcomes))
 
+    async def spread_lines(self) -> list[str]:
+        """One line per open option spread, for /status."""
+        if self.zones is None:
+            return []
+        return [
+            f"spread {s.spread_id} {s.rule} {s.side.value} {s.status.value}: index entry {s.entry}, close-only stop "
+            f"{s.stop}, expiry {s.expiry:%a %d %b}, {s.open_quantity} units"
+            for s in await self.zones.open_spreads()
+        ]
+
     def status_notes(self, now: datetime) -> list[str]:
         """Warnings for /status: holiday data running out, conversion rates that are missing."""
         login = [self.login.status()] if self.login is not None else []
@@ -209,6 +228,14 @@ class BotRuntime:
 
     async def scheduled_run(self, group: ScheduleGroup, symbols: list[str]) -> None:
         """A scheduled run: failures are reported, and the scheduler arms the next run anyway."""
+        if group.name == ZONES_GROUP and self.zones is not None:
+            try:
+                async with self._run_lock:
+                    await self.zones.run()
+            except Exception as exc:
+                log.exception("the weekly-zone run failed")
+                await self.notifier.announce(Notice(f"the weekly-zone run failed: {type(exc).__name__}: {exc}"))
+            return
         try:
             report, decisions = await self.analyse(symbols)
             log.info(

@@ -246,6 +246,8 @@ async def _run_app(
         settled = await runtime.desk.reconcile()
         if settled:
             log.warning("settled %d signal(s) left half-way by the last run", settled)
+        if runtime.zones is not None and (resumed := await runtime.zones.reconcile()):
+            log.warning("finished the legs of %d spread(s) left half-way by the last run", resumed)
         await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
         runtime.scheduler.start(app.job_queue)
         tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)

@@ -17,11 +17,13 @@ class Action(StrEnum):
     CLOSE_TRADE = "cl"  # close one open position; carries its trade id
     BREAKEVEN = "be"  # move one open position's stop to its entry; carries its trade id
     CLOSE_BATCH = "cb"  # close the positions a "close all" confirmation listed; carries its id
+    SPREAD_APPROVE = "sa"  # approve an offered option spread; carries its spread id
+    SPREAD_REJECT = "sr"
 
 
-_SIGNAL_ACTIONS = frozenset({Action.APPROVE, Action.REJECT})
+_SIGNAL_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.SPREAD_APPROVE, Action.SPREAD_REJECT})
 _TRADE_ACTIONS = frozenset({Action.CLOSE_TRADE, Action.BREAKEVEN})
-_PATTERN = re.compile(r"(ap|rj|ko):([0-9a-f]{10}|-)")
+_PATTERN = re.compile(r"(ap|rj|ko|sa|sr):([0-9a-f]{10}|-)")
 _NUMBERED_PATTERN = re.compile(r"(en|cb):([1-9][0-9]{0,17})")
 _TRADE_PATTERN = re.compile(r"(cl|be):([A-Za-z0-9][A-Za-z0-9._-]{0,59})")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from html import escape
 
@@ -15,6 +16,8 @@ from bot.services.events import (
     Notice,
     PositionClosed,
     PositionOpened,
+    SpreadEvent,
+    SpreadStage,
     StopMoved,
     SummaryReady,
     ValidationFinished,
@@ -24,7 +27,9 @@ from bot.services.summary import TOP_REASONS, DailySummary
 from bot.telegram.callbacks import Action, Callback
 from bot.telegram.messages import exit_text, fill_text, position_buttons
 from engine.controls import ALL_SYMBOLS, PairControl, PairState
+from engine.domain import Side
 from engine.drift import Severity
+from engine.spread_book import SpreadRecord
 
 Buttons = list[list[list[str]]]
 
@@ -52,7 +57,53 @@ def render(event: Event) -> tuple[str, Buttons | None]:
             return summary_text(summary), None
         case ModelLearned(model):
             return learned_text(model), None
+        case SpreadEvent(stage, spread):
+            return spread_text(stage, spread)
     raise TypeError(f"no chat message for {type(event).__name__}")
+
+
+IST = timedelta(hours=5, minutes=30)
+
+
+def spread_text(stage: SpreadStage, s: SpreadRecord) -> tuple[str, Buttons | None]:
+    """An option spread's offer (with its buttons), opening, rollback or outcome."""
+    side = "🟢 LONG" if s.side is Side.LONG else "🔴 SHORT"
+    title = escape(str(s.zones.get("rule_title", "")))
+    head = f"<b>{escape(s.symbol)} weekly zones {escape(s.rule)}</b> ({title}) {side}"
+    ident = f"<code>{escape(s.spread_id)}</code>"
+    modelled = " (modelled)" if s.modelled else ""
+    if stage is SpreadStage.OFFERED:
+        z = s.zones
+        lines = [
+            f"🧭 {head}",
+            f"index <code>{s.entry}</code> at the {(s.signal_time + IST):%H:%M} IST close · close-only stop "
+            f"<code>{s.stop}</code> · expiry {s.expiry:%a %d %b}",
+            f"buy <code>{escape(s.plan.hedge_symbol)}</code> (hedge, first) · "
+            f"sell <code>{escape(s.plan.main_symbol)}</code> · {s.plan.quantity // s.plan.lot} lot(s) × {s.plan.lot}",
+            f"zones: resistance {z.get('resistance')} · support {z.get('support')} · PWC {z.get('pwc')} · "
+            f"bias {escape(str(z.get('bias')))}",
+            f"validation: none: this system has no gate baseline; its 2025 backtest is in the README · venue "
+            f"{escape(s.venue)}",
+        ]
+        if s.expires_at is not None:
+            lines.append(f"expires {(s.expires_at + IST):%H:%M} IST ({s.expires_at:%H:%M}Z) · {ident}")
+        approve = Callback(Action.SPREAD_APPROVE, s.spread_id).encode()
+        reject = Callback(Action.SPREAD_REJECT, s.spread_id).encode()
+        return "\n".join(lines), [[["✅ Approve", approve], ["❌ Reject", reject]]]
+    legs = " · ".join(
+        f"{'bought' if f.buy else 'sold'} {f.quantity} <code>{escape(f.tradingsymbol)}</code> @ {f.price}"
+        for f in s.fills
+    )
+    if stage is SpreadStage.OPENED:
+        return f"✅ spread {ident} open{modelled}: {legs}", None
+    if stage is SpreadStage.ROLLED_BACK:
+        return f"⚠️ spread {ident} not opened: {escape(s.reason or '')}; the hedge was sold back: {legs}", None
+    pnl = f"{s.pnl:+,.2f} INR before charges{modelled}"
+    return (
+        f"🏁 spread {ident} closed: {escape(str(s.exit_reason))} at index <code>{s.exit_level}</code> "
+        f"({s.points:+,} points, {s.r:+}R on the index) · {legs} · P&amp;L {pnl}",
+        None,
+    )
 
 
 def drift_alert_text(event: DriftFound) -> tuple[str, Buttons | None]:

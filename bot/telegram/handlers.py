@@ -254,7 +254,7 @@ class TelegramFrontEnd:
             protections=active,
             broker=self.rt.broker_status(),
             currency=self.rt.desk.policy.account_currency,
-            notes=self.rt.status_notes(now),
+            notes=self.rt.status_notes(now) + await self.rt.spread_lines(),
             validation=await self.rt.validation_status(now),
         )
         await self._reply(update, text)
@@ -480,6 +480,9 @@ class TelegramFrontEnd:
             await self._enable(update, callback.control_id, user)
             return
         assert callback.signal_id is not None  # parse guarantees it for signal actions
+        if callback.action in (Action.SPREAD_APPROVE, Action.SPREAD_REJECT):
+            await self._spread_button(update, query, callback.action, callback.signal_id, user)
+            return
         waiting = await self.rt.desk.decidable(callback.signal_id)
         if isinstance(waiting, Outcome):
             await self._answer(query, waiting.message)
@@ -490,6 +493,20 @@ class TelegramFrontEnd:
         with log_context(signal_id=callback.signal_id):
             outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
         if outcome.kind is not OutcomeKind.DONE:
+            await self._reply(update, escape(outcome.message))
+
+    async def _spread_button(self, update: Update, query: CallbackQuery, action: Action, sid: str, user: int) -> None:
+        """Approve or reject an offered option spread; the message loses its buttons once decided."""
+        zones = self.rt.zones
+        if zones is None:
+            await self._answer(query, BUTTON_INVALID)
+            return
+        approving = action is Action.SPREAD_APPROVE
+        await self._answer(query, "Approving: hedge first…" if approving else "Rejecting…")
+        with log_context(signal_id=sid):
+            outcome = await (zones.approve if approving else zones.reject)(sid, user)
+        await self._drop_buttons(update)
+        if outcome.kind is not OutcomeKind.DONE or not approving:
             await self._reply(update, escape(outcome.message))
 
     async def _position_button(self, update: Update, query: CallbackQuery, callback: Callback, user: int) -> None:

@@ -382,6 +382,32 @@ _V7_EXPOSURE_AND_CONTROL: Final = Migration(
     ),
 )
 
+_V8_SPREADS: Final = Migration(
+    version=8,
+    name="hedged option spreads and their leg fills",
+    statements=(
+        # One row per spread, its whole record as JSON; `status` moves by compare-and-set.
+        """
+        CREATE TABLE spreads (
+            spread_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'open', 'closing', 'closed',
+                                                   'rolled_back', 'rejected', 'expired')),
+            updated_at TEXT NOT NULL,
+            record TEXT NOT NULL CHECK (json_valid(record))
+        )
+        """,
+        "CREATE INDEX spreads_status ON spreads (status)",
+        # Every child order's fill, once by its tag (`<spread id><h|m><o|c|r><n>`).
+        """
+        CREATE TABLE spread_fills (
+            tag TEXT PRIMARY KEY,
+            spread_id TEXT NOT NULL REFERENCES spreads (spread_id),
+            fill TEXT NOT NULL CHECK (json_valid(fill))
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
@@ -390,6 +416,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V5_DRIFT_AND_LEARNING,
     _V6_SYSTEMS,
     _V7_EXPOSURE_AND_CONTROL,
+    _V8_SPREADS,
 )
 
 

@@ -16,7 +16,8 @@ and a losing connection waits up to the busy timeout for the winner's transactio
 
 The store is one class over one connection, written in one module per aggregate: runs (`runs`), signals
 (`signals`), the outbox (`outbox`), orders, trades and the trader's actions (`trades`), baselines and shadow
-orders (`baselines`), drift alerts, controls and models (`learning`), key-value state (`state`); the connection
+orders (`baselines`), drift alerts, controls and models (`learning`), key-value state (`state`), option
+spreads and their leg fills (`spreads`); the connection
 in `connection`, the codecs in `codecs`, shared statements in `queries`.
 """
 
@@ -39,6 +40,7 @@ from data.sqlite.learning import LearningRecords
 from data.sqlite.outbox import Outbox
 from data.sqlite.runs import RunLog
 from data.sqlite.signals import SignalBook
+from data.sqlite.spreads import SpreadLedger
 from data.sqlite.state import KeyValueState
 from data.sqlite.trades import TradeLedger
 
@@ -59,5 +61,5 @@ __all__ = [
 ]
 
 
-class SqliteStore(RunLog, SignalBook, Outbox, TradeLedger, BaselineBook, LearningRecords, KeyValueState):
+class SqliteStore(RunLog, SignalBook, Outbox, TradeLedger, BaselineBook, LearningRecords, KeyValueState, SpreadLedger):
     """Persistence of the bot's state in one SQLite file (implements `SignalStore` and `BotStore`)."""

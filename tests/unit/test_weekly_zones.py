@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.bars import Bars, to_nanos
+from engine.calendars import get_calendar
 from engine.domain import Interval, Side
 from engine.session_hours import nse_hours, session_hours
 from engine.trading import ExitReason
@@ -17,8 +18,10 @@ from engine.weekly_zones import (
     ZoneRule,
     expiries,
     find_zone_exit,
+    live_expiry,
     position_expiry,
     scan,
+    scheduled_expiry,
     week_context,
 )
 
@@ -246,3 +249,18 @@ def test_the_optional_wednesday_exit_at_the_1415_bar() -> None:
     hours, signal = zone_week(stopped_first)
     found = find_zone_exit(hours, signal, expiries(hours), wednesday_exit=True)
     assert found is not None and found.reason is ExitReason.STOP
+
+
+def test_live_expiry_follows_the_exchange_calendar_and_rolls_after_the_expiry_bar() -> None:
+    nse = get_calendar("XNSE").with_holidays(frozenset({date(2025, 4, 10)}))  # Mahavir Jayanti
+
+    def close(day: date) -> datetime | None:
+        bounds = nse.session(day)
+        return None if bounds is None else bounds[1]
+
+    assert scheduled_expiry(date(2025, 4, 7), nse.is_trading_day) == date(2025, 4, 9)  # 04-10 a holiday
+    assert scheduled_expiry(date(2025, 9, 1), nse.is_trading_day) == date(2025, 9, 2)  # Tuesdays from September
+    monday = datetime(2025, 3, 10, 9, 45, tzinfo=UTC)
+    assert live_expiry(date(2025, 3, 10), monday, close) == date(2025, 3, 13)
+    at_expiry_close = datetime(2025, 3, 13, 10, 0, tzinfo=UTC)  # the 15:15 bar of the expiry day closes 15:30
+    assert live_expiry(date(2025, 3, 13), at_expiry_close, close) == date(2025, 3, 20)

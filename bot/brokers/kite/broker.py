@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -30,7 +30,7 @@ from bot.brokers.kite.client import KiteClient, RateClass
 from bot.brokers.kite.instruments import InstrumentMaster
 from bot.brokers.kite.session import KiteSession, KiteSettings, TokenFile, request_token_from, session_expiry
 from engine.domain import Instrument, Side
-from engine.options import LegFill, LegOrder
+from engine.options import LegFill, LegOrder, OptionType
 from engine.ports import BrokerError, BrokerErrorKind, BrokerSession
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
 
@@ -442,6 +442,13 @@ class KiteBroker:
             text = await self.client.text("/instruments/NFO", what="Kite NFO instruments")
             self._master = InstrumentMaster.parse(text, today)
         return self._master
+
+    async def option_contract(self, name: str, expiry: date, strike: int, kind: OptionType) -> tuple[str, int]:
+        """The listed contract's tradingsymbol and lot size, from today's instrument master."""
+        contract = (await self.master()).contract(name, expiry, strike, kind)
+        if contract is None:
+            raise BrokerError(f"Kite lists no {name} {expiry.isoformat()} {strike} {kind.value} contract")
+        return contract.tradingsymbol, contract.lot_size
 
     async def basket_margin(self, orders: list[LegOrder]) -> Decimal:
         """The margin Kite requires for these legs together (`POST /margins/basket`, the hedge counted)."""

@@ -1,0 +1,180 @@
+"""The weekly-zone desk on the shared NIFTY data: offer, approve (hedge first), exit, outcome with both legs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.brokers.kite.broker import KiteBroker
+from bot.brokers.kite.client import KiteClient, RateClass, RateLimiter
+from bot.brokers.kite.session import KiteSettings
+from bot.brokers.paper_options import PaperOptionLegs
+from bot.services.desk_core import OutcomeKind
+from bot.services.events import SpreadEvent, SpreadStage
+from bot.services.zones import ZoneConfig, ZoneDesk
+from data.market.calendars import market_calendar
+from data.market.csv_provider import CsvProvider
+from data.sqlite.store import SqliteStore
+from engine.catalog import default_instrument
+from engine.domain import Interval, Side
+from engine.spread_book import SpreadStatus
+from engine.trading import ExitReason
+from tests.fakes.clock import SteppingClock
+from tests.fakes.kite_server import API_KEY, API_SECRET, FakeKite
+from tests.support import require_market_dir
+
+NIFTY = replace(default_instrument("NIFTY50"), interval=Interval.H1)
+S3_SIGNAL = datetime(2025, 3, 10, 9, 45, 20, tzinfo=UTC)  # 15:15:20 IST: S3 short fired on the 14:15 bar
+EXPIRY_CLOSE = datetime(2025, 3, 13, 10, 0, 20, tzinfo=UTC)  # Thursday 15:30:20 IST
+CALL_MAIN, CALL_HEDGE = "NIFTY2531322650CE", "NIFTY2531322850CE"
+
+
+class Chat:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    async def announce(self, event: object) -> None:
+        self.events.append(event)
+
+    def stages(self) -> list[SpreadStage]:
+        return [e.stage for e in self.events if isinstance(e, SpreadEvent)]
+
+
+async def paper_desk(tmp_path: Path, clock: SteppingClock, chat: Chat) -> tuple[ZoneDesk, SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    legs = PaperOptionLegs()
+    provider = CsvProvider(require_market_dir())
+    desk = ZoneDesk(store, provider, legs, legs, chat, clock, NIFTY, market_calendar("XNSE"), ZoneConfig(), market=legs)
+    return desk, store
+
+
+async def test_a_signal_is_offered_once_approved_hedge_first_and_closed_at_expiry_with_both_legs(
+    tmp_path: Path,
+) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    desk, store = await paper_desk(tmp_path, clock, chat)
+    await desk.run()
+    await desk.run()  # the same bar seen again: offered once
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    assert (offer.rule, offer.side, offer.entry, offer.stop) == (
+        "S3",
+        Side.SHORT,
+        Decimal("22469.65"),
+        Decimal("22633.80"),
+    )
+    assert offer.expiry.isoformat() == "2025-03-13" and offer.plan.quantity == 75
+    assert (offer.plan.main_symbol, offer.plan.hedge_symbol) == (
+        "NIFTY 2025-03-13 22650 CE",
+        "NIFTY 2025-03-13 22850 CE",
+    )
+    assert chat.stages() == [SpreadStage.OFFERED]
+    outcomes = await asyncio.gather(*(desk.approve(offer.spread_id, 42) for _ in range(5)))
+    assert [o.kind for o in outcomes].count(OutcomeKind.DONE) == 1
+    [opened] = await store.spreads([SpreadStatus.OPEN])
+    assert [f.tag[-3:] for f in opened.fills] == ["ho1", "mo1"] and opened.modelled
+    assert opened.fills[0].buy and not opened.fills[1].buy and opened.open_quantity == 75
+    clock.at = EXPIRY_CLOSE
+    await desk.run()
+    [closed] = await store.spreads([SpreadStatus.CLOSED])
+    assert (closed.exit_reason, closed.exit_level, closed.points) == (
+        ExitReason.EXPIRY,
+        Decimal("22383.30"),
+        Decimal("86.35"),
+    )
+    assert [f.tag[-3:] for f in closed.fills] == ["ho1", "mo1", "mc1", "hc1"]  # out: the main leg first
+    assert closed.pnl == sum((f.price * f.quantity * (-1 if f.buy else 1) for f in closed.fills), Decimal(0))
+    assert chat.stages() == [SpreadStage.OFFERED, SpreadStage.OPENED, SpreadStage.CLOSED]
+    await store.close()
+
+
+async def test_an_unanswered_offer_expires_at_the_next_close_and_a_press_then_is_refused(tmp_path: Path) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    desk, store = await paper_desk(tmp_path, clock, chat)
+    await desk.run()
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    clock.advance(timedelta(hours=1))
+    assert (await desk.approve(offer.spread_id, 42)).kind is OutcomeKind.INVALID
+    assert [s.status for s in await store.spreads([SpreadStatus.EXPIRED])] == [SpreadStatus.EXPIRED]
+    await store.close()
+
+
+async def test_an_approved_spread_left_by_a_crash_is_finished_at_restart(tmp_path: Path) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    desk, store = await paper_desk(tmp_path, clock, chat)
+    await desk.run()
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    await store.move_spread(offer.moved(SpreadStatus.APPROVED, decided_by=42), SpreadStatus.PENDING)  # then killed
+    assert await desk.reconcile() == 1
+    [opened] = await store.spreads([SpreadStatus.OPEN])
+    assert opened.open_quantity == 75
+    await store.close()
+
+
+@pytest.fixture
+async def kite() -> AsyncIterator[FakeKite]:
+    async with FakeKite() as server:
+        server.add_instrument(CALL_MAIN, "2025-03-13", 22650, "CE")
+        server.add_instrument(CALL_HEDGE, "2025-03-13", 22850, "CE")
+        server.set_quote(f"NFO:{CALL_MAIN}", "41.00", "41.50")
+        server.set_quote(f"NFO:{CALL_HEDGE}", "9.10", "9.40")
+        yield server
+
+
+async def test_through_kite_the_live_contracts_trade_and_a_refused_main_leg_rolls_the_hedge_back(
+    tmp_path: Path, kite: FakeKite
+) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
+    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
+    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    await broker.login(kite.issue_request_token())
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    provider = CsvProvider(require_market_dir())
+    desk = ZoneDesk(store, provider, broker, broker, chat, clock, NIFTY, market_calendar("XNSE"), ZoneConfig())
+    await desk.run()
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    assert (offer.plan.main_symbol, offer.plan.hedge_symbol, offer.plan.lot) == (CALL_MAIN, CALL_HEDGE, 75)
+    kite.refuse[CALL_MAIN] = "Insufficient funds. Required margin is 95417.84 but available margin is 74251.80"
+    outcome = await desk.approve(offer.spread_id, 42)
+    assert outcome.kind is OutcomeKind.REFUSED and "the hedge was sold back" in outcome.message
+    [rolled] = await store.spreads([SpreadStatus.ROLLED_BACK])
+    assert [(o["tag"][-3:], o["transaction_type"], o["status"]) for o in kite.orders] == [
+        ("ho1", "BUY", "COMPLETE"),
+        ("mo1", "SELL", "REJECTED"),
+        ("hr1", "SELL", "COMPLETE"),
+    ]
+    assert "Insufficient funds" in (rolled.reason or "") and chat.stages()[-1] is SpreadStage.ROLLED_BACK
+    assert all(p["quantity"] == 0 for p in kite.positions)
+    await store.close()
+    await client.aclose()
+
+
+async def test_a_spread_the_account_cannot_margin_is_refused_before_any_leg_is_sent(
+    tmp_path: Path, kite: FakeKite
+) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
+    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
+    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    await broker.login(kite.issue_request_token())
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    provider = CsvProvider(require_market_dir())
+    calendar = market_calendar("XNSE")
+    desk = ZoneDesk(store, provider, broker, broker, chat, clock, NIFTY, calendar, ZoneConfig(), margins=broker)
+    await desk.run()
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    kite.funds = Decimal("20000.00")  # the hedged basket needs 36,000 at the fake's rates
+    outcome = await desk.approve(offer.spread_id, 42)
+    assert outcome.kind is OutcomeKind.REFUSED and "needs 36,000.00 INR of margin" in outcome.message
+    assert kite.orders == [] and [s.spread_id for s in await store.spreads([SpreadStatus.PENDING])] == [offer.spread_id]
+    kite.funds = Decimal("500000.00")
+    assert (await desk.approve(offer.spread_id, 42)).kind is OutcomeKind.DONE
+    await store.close()
+    await client.aclose()
