@@ -358,10 +358,10 @@ def _zones(
     instrument = replace(instruments[z.symbol], interval=Interval.H1)
     config = ZoneConfig(z.lots, z.wednesday_exit, settings.broker.nfo_freeze_quantity)
     calendar = settings.calendar(NSE_CALENDAR)
-    if kite is not None:
+    if kite is not None and not z.paper:
         return ZoneDesk(store, provider, kite, kite, notifier, clock, instrument, calendar, config, margins=kite)
-    paper = PaperOptionLegs()
-    log.warning("weekly-zone spreads fill on paper at modelled option prices")
+    paper = PaperOptionLegs(kite)
+    log.warning("weekly-zone spreads fill on %s", paper.name)
     return ZoneDesk(store, provider, paper, paper, notifier, clock, instrument, calendar, config, market=paper)
 
 

@@ -273,3 +273,4 @@ class WeeklyZonesConfig(_Frozen):
     symbol: str = "NIFTY50"  # a watchlist index on the XNSE calendar; its hourly bars are built on the 09:15 grid
     lots: Annotated[int, Field(ge=1, le=1000)] = 1
     wednesday_exit: bool = False  # exit at Wednesday's 14:15 bar close before a Thursday/Tuesday expiry
+    paper: bool = False  # with nse = "kite": fill the legs on paper at Kite's quotes (modelled without a session)

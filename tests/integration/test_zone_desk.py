@@ -24,6 +24,7 @@ from data.market.csv_provider import CsvProvider
 from data.sqlite.store import SqliteStore
 from engine.catalog import default_instrument
 from engine.domain import Interval, Side
+from engine.options import LegOrder, OptionType
 from engine.spread_book import SpreadStatus
 from engine.trading import ExitReason
 from tests.fakes.clock import SteppingClock
@@ -176,5 +177,32 @@ async def test_a_spread_the_account_cannot_margin_is_refused_before_any_leg_is_s
     assert kite.orders == [] and [s.spread_id for s in await store.spreads([SpreadStatus.PENDING])] == [offer.spread_id]
     kite.funds = Decimal("500000.00")
     assert (await desk.approve(offer.spread_id, 42)).kind is OutcomeKind.DONE
+    await store.close()
+    await client.aclose()
+
+
+async def test_paper_legs_fill_at_kites_quotes_with_a_session_and_are_modelled_without(
+    tmp_path: Path, kite: FakeKite
+) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
+    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
+    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    legs = PaperOptionLegs(broker)
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    provider = CsvProvider(require_market_dir())
+    desk = ZoneDesk(store, provider, legs, legs, chat, clock, NIFTY, market_calendar("XNSE"), ZoneConfig(), market=legs)
+    await desk.run()  # no session: modelled contracts
+    [modelled] = await store.spreads([SpreadStatus.PENDING])
+    assert modelled.plan.main_symbol == "NIFTY 2025-03-13 22650 CE"
+    await desk.approve(modelled.spread_id, 42)
+    [opened] = await store.spreads([SpreadStatus.OPEN])
+    assert opened.modelled and kite.orders == []
+    await broker.login(kite.issue_request_token())
+    assert await legs.option_contract("NIFTY", opened.expiry, 22650, OptionType.CALL) == (CALL_MAIN, 75)
+    hedge = await legs.leg_fill(LegOrder("a1b2c3d4e5ho1", CALL_HEDGE, True, 75))
+    main = await legs.leg_fill(LegOrder("a1b2c3d4e5mo1", CALL_MAIN, False, 75))
+    assert (hedge.price, main.price, hedge.modelled, main.modelled) == (Decimal("9.40"), Decimal("41.00"), False, False)
+    assert kite.orders == []  # paper: nothing is sent to Kite
     await store.close()
     await client.aclose()

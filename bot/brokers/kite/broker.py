@@ -298,16 +298,19 @@ class KiteBroker:
         data = await self.client.call(
             "GET", "/quote", params={"i": key}, rate=RateClass.QUOTE, what=f"Kite quote {key}"
         )
-        raw = (data or {}).get(key)
+        return self._quote_of((data or {}).get(key), instrument.symbol)
+
+    def _quote_of(self, raw: Any, symbol: str) -> Quote:
+        """The best bid and ask of one instrument in a `/quote` answer."""
         if not isinstance(raw, dict):
-            raise BrokerError(f"no Kite quote for {instrument.symbol}")
+            raise BrokerError(f"no Kite quote for {symbol}")
         depth = raw.get("depth") or {}
         bids = [b for b in depth.get("buy") or [] if _decimal(b.get("price", 0), "bid") > 0]
         asks = [a for a in depth.get("sell") or [] if _decimal(a.get("price", 0), "ask") > 0]
         if not bids or not asks:
-            raise BrokerError(f"no Kite bid and ask for {instrument.symbol}: the market is closed or halted")
+            raise BrokerError(f"no Kite bid and ask for {symbol}: the market is closed or halted")
         at = kite_time(raw.get("timestamp")) or self.now()
-        return Quote(instrument.symbol, _decimal(bids[0]["price"], "bid"), _decimal(asks[0]["price"], "ask"), at)
+        return Quote(symbol, _decimal(bids[0]["price"], "bid"), _decimal(asks[0]["price"], "ask"), at)
 
     async def place_order(self, instrument: Instrument, request: OrderRequest) -> Fill:
         spec = OrderSpec(
@@ -442,6 +445,13 @@ class KiteBroker:
             text = await self.client.text("/instruments/NFO", what="Kite NFO instruments")
             self._master = InstrumentMaster.parse(text, today)
         return self._master
+
+    async def option_quote(self, tradingsymbol: str) -> Quote:
+        """The best bid and ask of an NFO contract."""
+        key = f"{Exchange.NFO.value}:{tradingsymbol}"
+        what = f"Kite quote {key}"
+        data = await self.client.call("GET", "/quote", params={"i": key}, rate=RateClass.QUOTE, what=what)
+        return self._quote_of((data or {}).get(key), tradingsymbol)
 
     async def option_contract(self, name: str, expiry: date, strike: int, kind: OptionType) -> tuple[str, int]:
         """The listed contract's tradingsymbol and lot size, from today's instrument master."""
