@@ -21,6 +21,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from engine.domain import Side
+from engine.gate import GateCriteria, annualised_sharpe
+from engine.montecarlo import equity_curve, max_drawdown
 from engine.options import MODELLED, ModelledSpread, Spread, model_spread, realised_vol, spread_for
 from engine.performance import TradeStats
 from engine.session_hours import SessionHours
@@ -208,3 +210,46 @@ def _trade(
         spread=spread,
         modelled=modelled,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneVerdict:
+    """The pre-deploy gate's criteria applied to the zone system's index R (no parameter is tuned here)."""
+
+    stats: TradeStats[float]
+    sharpe: float | None
+    max_drawdown: float
+    first_half_win_rate: float | None
+    second_half_win_rate: float | None
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def zone_verdict(
+    result: ZoneBacktest, start: datetime, end: datetime, criteria: GateCriteria, risk_fraction: float
+) -> ZoneVerdict:
+    """Apply `criteria` to every closed trade's index R over [start, end] (drawdown compounding `risk_fraction`).
+
+    The rules are the spec's, fixed before this data was seen, so every trade counts as out of sample; the
+    win-rate stability check compares the later half of the trades with the earlier half (the gate compares
+    out-of-sample with in-sample for tuned systems).
+    """
+    rs = [t.r for t in result.closed if t.r is not None]
+    stats = TradeStats.of(rs)
+    half = len(rs) // 2
+    early, late = TradeStats.of(rs[:half]), TradeStats.of(rs[half:])
+    ratio = None
+    if early.win_rate and late.win_rate is not None:
+        ratio = late.win_rate / early.win_rate
+    sharpe = annualised_sharpe(stats, start, end)
+    drawdown = max_drawdown(equity_curve(rs, risk_fraction)) if rs else 0.0
+    failures = [
+        f.replace("out-of-sample win rate is", "the later half's win rate is").replace(
+            "of in-sample", "of the earlier's"
+        )
+        for f in criteria.failures(stats, sharpe, drawdown, ratio)
+    ]
+    return ZoneVerdict(stats, sharpe, drawdown, early.win_rate, late.win_rate, tuple(failures))

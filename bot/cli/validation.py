@@ -18,7 +18,7 @@ from typing import Any
 from bot.bootstrap import open_store
 from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.cli.zones import STRATEGY as ZONE_STRATEGY
-from bot.cli.zones import run_zone_backtest
+from bot.cli.zones import run_zone_backtest, validate_zones
 from bot.config import ConfigError, Settings, config_path, strategy_params
 from bot.config.file import adopt_pair_params, restore
 from bot.ops.executors import make_executor
@@ -185,6 +185,8 @@ def run_validate(
     """Validate every traded system with the parameters it trades on data up to `until` (default now); print the
     table; store the baselines."""
     source = data_source or settings.data_source
+    if strategies is not None and ZONE_STRATEGY in strategies:
+        return validate_zones(settings, strategies, source, until or datetime.now(UTC), as_json, prepare_data)
     systems = chosen_systems(settings, strategies, symbols)
     if not systems:
         print("tradebot validate: no enabled strategy applies to the chosen symbols", file=sys.stderr)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,10 +16,13 @@ from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.config import Settings
 from bot.services.validate import load_bars
 from engine.domain import Instrument, Interval
+from engine.gate import GateCriteria
 from engine.options import MODELLED
+from engine.performance import WIN_R
 from engine.ports import ProviderError
 from engine.session_hours import session_hours
-from engine.zone_backtest import ZoneBacktest, zone_backtest
+from engine.systems import BaselineStats
+from engine.zone_backtest import ZoneBacktest, zone_backtest, zone_verdict
 
 STRATEGY: Final = "weekly_zones"
 PARAMS: Final = frozenset({"lots", "wednesday_exit", "cost_per_lot_leg"})
@@ -139,3 +145,77 @@ def zone_text(result: ZoneBacktest, instrument: Instrument) -> str:
     )
     lines.append(f"spread P&L (modelled): {'n/a' if pnl is None else f'{pnl:+,} INR'}")
     return "\n".join(lines)
+
+
+def validate_zones(
+    settings: Settings,
+    strategies: Sequence[str],
+    source: str,
+    end: datetime,
+    as_json: bool,
+    prepare: Callable[[Settings, Sequence[Instrument], str, Path], str],
+) -> int:
+    """`tradebot validate --strategies weekly_zones`: the zone system alone, on the source's NIFTY hourly bars."""
+    if len(strategies) > 1:
+        print(f"tradebot validate: validate {STRATEGY} on its own", file=sys.stderr)
+        return EXIT_USAGE
+    found = [i for i in settings.instruments if i.symbol == settings.weekly_zones.symbol]
+    if not found:
+        print(f"tradebot validate: {STRATEGY} needs {settings.weekly_zones.symbol} in the watchlist", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            data_dir = prepare(settings, [replace(found[0], interval=Interval.H1)], source, Path(tmp))
+        except (ProviderError, ValueError) as exc:
+            print(f"tradebot validate: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        return run_zone_validate(settings, data_dir, end, as_json)
+
+
+def run_zone_validate(settings: Settings, data_dir: Path | str, end: datetime, as_json: bool) -> int:
+    """The gate's criteria on the zone system's whole history (its rules are fixed: nothing is tuned here)."""
+    symbol = settings.weekly_zones.symbol
+    found = [i for i in settings.instruments if i.symbol == symbol]
+    if not found:
+        print(f"tradebot validate: {STRATEGY} needs {symbol} in the watchlist", file=sys.stderr)
+        return EXIT_USAGE
+    instrument = replace(found[0], interval=Interval.H1)
+    try:
+        bars = load_bars(str(data_dir), instrument, settings.calendar(instrument.calendar)).visible_at(end)
+        hours = session_hours(bars)
+    except (ProviderError, ValueError) as exc:
+        print(f"tradebot validate: {STRATEGY}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if len(hours) == 0:
+        print(f"tradebot validate: {STRATEGY}: no {symbol} hourly bars", file=sys.stderr)
+        return EXIT_FAILED
+    result = zone_backtest(hours, lots=settings.weekly_zones.lots, wednesday_exit=settings.weekly_zones.wednesday_exit)
+    criteria = GateCriteria(**settings.backtest.gate.model_dump())
+    start, stop = hours.bars.bar_time(0), hours.close_time(len(hours) - 1)
+    verdict = zone_verdict(result, start, stop, criteria, float(settings.bot.risk_per_trade))
+    figures = BaselineStats.of([t.r for t in result.closed if t.r is not None], WIN_R)
+    if as_json:
+        out = {
+            "strategy": STRATEGY,
+            "symbol": symbol,
+            "passed": verdict.passed,
+            "failures": list(verdict.failures),
+            "trades": verdict.stats.trades,
+            "expectancy_r": verdict.stats.expectancy_r,
+            "profit_factor": verdict.stats.profit_factor,
+            "sharpe": verdict.sharpe,
+            "max_drawdown": verdict.max_drawdown,
+            "win_rate": {"first_half": verdict.first_half_win_rate, "second_half": verdict.second_half_win_rate},
+            "figures": figures.text(),
+            "note": "rules fixed by the spec: no parameter was tuned on this data; index R, not the spread's money",
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        state = "PASS" if verdict.passed else "FAIL: " + "; ".join(verdict.failures)
+        sharpe = "n/a" if verdict.sharpe is None else f"{verdict.sharpe:.2f}"
+        print(
+            f"{STRATEGY} on {symbol} (index R; rules fixed by the spec, nothing tuned on this data): "
+            f"{figures.text()} · Sharpe {sharpe} · max DD {verdict.max_drawdown:.1%} → {state}"
+        )
+        print("Not stored as a baseline: weekly-zone spreads are only ever offered for approval.")
+    return EXIT_OK if verdict.passed else EXIT_FAILED

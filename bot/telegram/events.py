@@ -82,8 +82,8 @@ def spread_text(stage: SpreadStage, s: SpreadRecord) -> tuple[str, Buttons | Non
             f"sell <code>{escape(s.plan.main_symbol)}</code> · {s.plan.quantity // s.plan.lot} lot(s) × {s.plan.lot}",
             f"zones: resistance {z.get('resistance')} · support {z.get('support')} · PWC {z.get('pwc')} · "
             f"bias {escape(str(z.get('bias')))}",
-            f"validation: none: this system has no gate baseline; its 2025 backtest is in the README · venue "
-            f"{escape(s.venue)}",
+            "validation: not gated: the spec fixes its rules; <code>tradebot validate --strategies weekly_zones</code> "
+            f"applies the gate's criteria to its history · venue {escape(s.venue)}",
         ]
         if s.expires_at is not None:
             lines.append(f"expires {(s.expires_at + IST):%H:%M} IST ({s.expires_at:%H:%M}Z) · {ident}")

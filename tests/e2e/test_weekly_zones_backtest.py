@@ -116,3 +116,18 @@ def test_the_wednesday_exit_and_bad_parameters(tmp_path: Path) -> None:
         tmp_path, "backtest", "--strategy", "weekly_zones", "--symbol", "NIFTY50", "--data-source", f"csv:{market}"
     )
     assert wrong.returncode == 2 and "NSE hourly bars" in wrong.stderr
+
+
+def test_validate_applies_the_gates_criteria_to_the_zone_system(tmp_path: Path) -> None:
+    market = require_market_dir()
+    done = tradebot(tmp_path, "validate", "--strategies", "weekly_zones", "--data-source", f"csv:{market}", "--json")
+    assert done.returncode == 1, done.stderr  # fails the stability check, and says by how much
+    out = json.loads(done.stdout)
+    assert (out["trades"], out["passed"]) == (40, False)
+    assert out["failures"] == ["the later half's win rate is 84.6% of the earlier's (< 85%)"]
+    assert out["win_rate"] == {"first_half": 0.65, "second_half": 0.55}
+    assert "no parameter was tuned" in out["note"]
+    mixed = tradebot(
+        tmp_path, "validate", "--strategies", "weekly_zones,trend_pullback", "--data-source", f"csv:{market}"
+    )
+    assert mixed.returncode == 2 and "on its own" in mixed.stderr
