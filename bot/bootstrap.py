@@ -356,7 +356,7 @@ def _zones(
     if not z.enabled:
         return None
     instrument = replace(instruments[z.symbol], interval=Interval.H1)
-    config = ZoneConfig(z.lots, z.wednesday_exit, settings.broker.nfo_freeze_quantity)
+    config = ZoneConfig(z.lots, z.wednesday_exit, settings.broker.nfo_freeze_quantity, z.risk_per_spread)
     calendar = settings.calendar(NSE_CALENDAR)
     if kite is not None and not z.paper:
         return ZoneDesk(store, provider, kite, kite, notifier, clock, instrument, calendar, config, margins=kite)

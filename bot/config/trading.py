@@ -272,5 +272,8 @@ class WeeklyZonesConfig(_Frozen):
     enabled: bool = False
     symbol: str = "NIFTY50"  # a watchlist index on the XNSE calendar; its hourly bars are built on the 09:15 grid
     lots: Annotated[int, Field(ge=1, le=1000)] = 1
+    # Instead of fixed lots: as many lots as keep the spread's maximum loss (the 200-point width x the lot,
+    # before the credit received) within this many INR; a spread whose one lot exceeds it is not offered.
+    risk_per_spread: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
     wednesday_exit: bool = False  # exit at Wednesday's 14:15 bar close before a Thursday/Tuesday expiry
     paper: bool = False  # with nse = "kite": fill the legs on paper at Kite's quotes (modelled without a session)

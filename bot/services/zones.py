@@ -33,6 +33,7 @@ from engine.bars import to_nanos
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument
 from engine.options import (
+    HEDGE_DISTANCE,
     LegAction,
     LegOrder,
     LegRole,
@@ -86,6 +87,13 @@ class ZoneConfig:
     lots: int = 1
     wednesday_exit: bool = False
     freeze_quantity: int = 1800
+    risk_per_spread: Decimal | None = None  # INR: size by the maximum loss instead of fixed lots
+
+    def lots_for(self, lot: int) -> int:
+        """Fixed lots, or the most whose maximum loss (width x lot, the credit not counted) fits the budget."""
+        if self.risk_per_spread is None:
+            return self.lots
+        return int(self.risk_per_spread // (HEDGE_DISTANCE * lot))
 
 
 class ZoneDesk:
@@ -162,7 +170,17 @@ class ZoneDesk:
             )
             return None
         sid = spread_id(SYSTEM, self.instrument.symbol, closed_at, signal.side)
-        plan = SpreadPlan(sid, hedge_symbol, main_symbol, self.config.lots * lot, lot, self.config.freeze_quantity)
+        lots = self.config.lots_for(lot)
+        if lots < 1:
+            loss = HEDGE_DISTANCE * lot
+            await self.announcer.announce(
+                Notice(
+                    f"weekly zones {signal.rule} {signal.side} not offered: one lot can lose {loss:,} INR, "
+                    f"above the {self.config.risk_per_spread:,} INR risk per spread"
+                )
+            )
+            return None
+        plan = SpreadPlan(sid, hedge_symbol, main_symbol, lots * lot, lot, self.config.freeze_quantity)
         ctx = signal.context
         zones = {
             "resistance": [round(ctx.rb, 2), round(ctx.rt, 2)],

@@ -206,3 +206,18 @@ async def test_paper_legs_fill_at_kites_quotes_with_a_session_and_are_modelled_w
     assert kite.orders == []  # paper: nothing is sent to Kite
     await store.close()
     await client.aclose()
+
+
+async def test_risk_based_lots_keep_the_spreads_maximum_loss_within_the_budget(tmp_path: Path) -> None:
+    assert ZoneConfig(risk_per_spread=Decimal("50000")).lots_for(75) == 3  # 200 x 75 = 15,000 a lot
+    assert ZoneConfig(risk_per_spread=Decimal("10000")).lots_for(75) == 0
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    legs = PaperOptionLegs()
+    provider = CsvProvider(require_market_dir())
+    config = ZoneConfig(risk_per_spread=Decimal("10000"))
+    desk = ZoneDesk(store, provider, legs, legs, chat, clock, NIFTY, market_calendar("XNSE"), config, market=legs)
+    await desk.run()
+    assert await store.spreads([SpreadStatus.PENDING]) == []
+    assert "one lot can lose 15,000 INR, above the 10,000 INR risk per spread" in str(chat.events[-1])
+    await store.close()
