@@ -271,6 +271,8 @@ class BotRuntime:
         ]
         if self.login is not None:
             steps.append(("the broker login check", self.login.check, True))
+        if self.zones is not None:
+            steps.append(("finishing unconfirmed spread legs", self.zones.reconcile, False))
         for what, step, tell in steps:
             try:
                 await step()

@@ -127,6 +127,7 @@ class ZoneDesk:
         self.executor = SpreadExecutor(venue)
         self._in_flight = InFlight()
         self._last: SessionHours | None = None  # the bars of the latest run, for the model's inputs
+        self._told: set[str] = set()  # spreads whose unconfirmed legs the chat was told of (once each)
 
     # ---------------------------------------------------------------------------------------------- runs
 
@@ -269,9 +270,10 @@ class ZoneDesk:
         await self._observe()
         try:
             result = await self.executor.open(record.plan)
-        except BrokerError as exc:  # unknown or not now: the legs are re-run by tag at the next reconcile
-            await self.announcer.announce(Notice(f"spread {record.spread_id}: legs not confirmed yet ({exc})"))
+        except BrokerError as exc:  # unknown or not now: the legs are re-run by tag every minute
+            await self._tell_once(record, f"spread {record.spread_id}: legs not confirmed yet, retried ({exc})")
             return Outcome(OutcomeKind.REFUSED, f"Approved; the legs are not confirmed yet: {exc}")
+        self._told.discard(record.spread_id)
         await self.store.add_spread_fills(record.spread_id, result.fills)
         fills = tuple({f.tag: f for f in (*result.fills, *record.fills)}.values())  # a stored fill stands
         if result.state is SpreadState.ROLLED_BACK:
@@ -296,10 +298,16 @@ class ZoneDesk:
             index, reason = found
             at, level = hours.close_time(index), self.instrument.price(float(hours.bars.close[index]))
             closing = record.moved(SpreadStatus.CLOSING, exit_time=at, exit_level=level, exit_reason=reason)
-            if await self.store.move_spread(closing, SpreadStatus.OPEN):
-                done = await self._close(closing)
-                if done is not None:
-                    closed.append(done)
+            token = self._in_flight.claim(record.spread_id)
+            if token is None:
+                continue
+            try:
+                if await self.store.move_spread(closing, SpreadStatus.OPEN):
+                    done = await self._close(closing)
+                    if done is not None:
+                        closed.append(done)
+            finally:
+                self._in_flight.release(record.spread_id, token)
         return closed
 
     def _exit(self, hours: SessionHours, record: SpreadRecord) -> tuple[int, ExitReason] | None:
@@ -322,10 +330,10 @@ class ZoneDesk:
         try:
             result = await self.executor.close(record.plan, record.open_quantity)
         except BrokerError as exc:
-            await self.announcer.announce(
-                Notice(f"spread {record.spread_id} reached its {record.exit_reason}; closing the legs failed: {exc}")
-            )
+            why = f"spread {record.spread_id} reached its {record.exit_reason}; closing the legs failed, retried: {exc}"
+            await self._tell_once(record, why)
             return None
+        self._told.discard(record.spread_id)
         await self.store.add_spread_fills(record.spread_id, result.fills)
         fills = tuple({f.tag: f for f in (*result.fills, *record.fills)}.values())  # a stored fill stands
         done = record.moved(SpreadStatus.CLOSED, fills=fills)
@@ -334,15 +342,25 @@ class ZoneDesk:
         return done
 
     async def reconcile(self) -> int:
-        """After a restart: finish the legs of approved spreads and of spreads being closed (by tag)."""
+        """Finish the legs of approved spreads and of spreads being closed (by tag): after a restart, and every
+        minute for legs an unknown answer or an outage left unconfirmed. A spread being decided now is skipped."""
         touched = 0
-        for record in await self.store.spreads([SpreadStatus.APPROVED]):
-            touched += 1
-            await self._open(record)
-        for record in await self.store.spreads([SpreadStatus.CLOSING]):
-            touched += 1
-            await self._close(record)
+        for status in (SpreadStatus.APPROVED, SpreadStatus.CLOSING):
+            for record in await self.store.spreads([status]):
+                token = self._in_flight.claim(record.spread_id)
+                if token is None:
+                    continue
+                try:
+                    touched += 1
+                    await (self._open if status is SpreadStatus.APPROVED else self._close)(record)
+                finally:
+                    self._in_flight.release(record.spread_id, token)
         return touched
+
+    async def _tell_once(self, record: SpreadRecord, text: str) -> None:
+        if record.spread_id not in self._told:
+            self._told.add(record.spread_id)
+            await self.announcer.announce(Notice(text))
 
     async def open_spreads(self) -> list[SpreadRecord]:
         return await self.store.spreads([SpreadStatus.APPROVED, SpreadStatus.OPEN, SpreadStatus.CLOSING])

@@ -28,7 +28,7 @@ from engine.options import LegOrder, OptionType
 from engine.spread_book import SpreadStatus
 from engine.trading import ExitReason
 from tests.fakes.clock import SteppingClock
-from tests.fakes.kite_server import API_KEY, API_SECRET, FakeKite
+from tests.fakes.kite_server import API_KEY, API_SECRET, FakeKite, Fault, Route
 from tests.support import require_market_dir
 
 NIFTY = replace(default_instrument("NIFTY50"), interval=Interval.H1)
@@ -221,3 +221,29 @@ async def test_risk_based_lots_keep_the_spreads_maximum_loss_within_the_budget(t
     assert await store.spreads([SpreadStatus.PENDING]) == []
     assert "one lot can lose 15,000 INR, above the 10,000 INR risk per spread" in str(chat.events[-1])
     await store.close()
+
+
+async def test_legs_left_unconfirmed_by_an_outage_are_finished_by_the_minute_retry_told_once(
+    tmp_path: Path, kite: FakeKite
+) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL), Chat()
+    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
+    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
+    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    await broker.login(kite.issue_request_token())
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    provider = CsvProvider(require_market_dir())
+    desk = ZoneDesk(store, provider, broker, broker, chat, clock, NIFTY, market_calendar("XNSE"), ZoneConfig())
+    await desk.run()
+    [offer] = await store.spreads([SpreadStatus.PENDING])
+    kite.inject(Route.PLACE, Fault.accept_then_fail(), Fault.unavailable())  # the hedge's answer lost; then down
+    outcome = await desk.approve(offer.spread_id, 42)
+    assert outcome.kind is OutcomeKind.REFUSED and "not confirmed" in outcome.message
+    assert await desk.reconcile() == 1  # the main leg meets the outage: stays approved, not told again
+    assert [s.status for s in await store.spreads([SpreadStatus.APPROVED])] == [SpreadStatus.APPROVED]
+    assert sum("not confirmed" in str(e) for e in chat.events) == 1
+    assert await desk.reconcile() == 1
+    assert [s.open_quantity for s in await store.spreads([SpreadStatus.OPEN])] == [75]
+    assert [o["tag"][-3:] for o in kite.orders] == ["ho1", "mo1"]  # the hedge found by its tag, never twice
+    await store.close()
+    await client.aclose()
