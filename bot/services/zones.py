@@ -58,6 +58,7 @@ UNDERLYING: Final = "NIFTY"
 HISTORY_BARS: Final = 7 * 5 * 6  # six weeks of hourly bars: the week, the one before, and the volatility window
 _NEVER_STALE: Final = 10**6
 YEAR: Final = timedelta(days=365.25)
+OFFER_FOR: Final = timedelta(hours=1)  # an offer lives until the next bar closes; a late feed offers nothing
 
 
 class ContractSource(Protocol):
@@ -149,6 +150,11 @@ class ZoneDesk:
         if not fired:
             return None
         signal = fired[0]
+        if self.clock.now() >= hours.close_time(signal.index) + OFFER_FOR:
+            log.warning(
+                "weekly zones %s on the bar closed %s seen too late to offer", signal.rule, hours.close_time(last)
+            )
+            return None
         record = await self._record(hours, signal)
         if record is None or not await self.store.offer_spread(record):
             return None
@@ -209,7 +215,7 @@ class ZoneDesk:
             status=SpreadStatus.PENDING,
             venue=self.venue.name,
             zones=zones,
-            expires_at=closed_at + timedelta(hours=1),
+            expires_at=closed_at + OFFER_FOR,
         )
 
     async def expire_due(self) -> int:

@@ -247,3 +247,22 @@ async def test_legs_left_unconfirmed_by_an_outage_are_finished_by_the_minute_ret
     assert [o["tag"][-3:] for o in kite.orders] == ["ho1", "mo1"]  # the hedge found by its tag, never twice
     await store.close()
     await client.aclose()
+
+
+async def test_a_signal_seen_after_its_offer_would_have_expired_is_not_offered(tmp_path: Path) -> None:
+    clock, chat = SteppingClock(S3_SIGNAL + timedelta(hours=1)), Chat()  # the feed is an hour late
+    desk, store = await paper_desk(tmp_path, clock, chat)
+    desk.provider = LateFeed(desk.provider, S3_SIGNAL)  # type: ignore[assignment]
+    await desk.run()
+    assert await store.spreads([SpreadStatus.PENDING, SpreadStatus.EXPIRED]) == [] and chat.events == []
+    await store.close()
+
+
+class LateFeed:
+    """The shared CSV provider, serving only the bars closed by `until` whatever is asked."""
+
+    def __init__(self, inner: CsvProvider, until: datetime) -> None:
+        self.inner, self.until = inner, until
+
+    def fetch(self, instrument: object, end: datetime, bars: int) -> object:
+        return self.inner.fetch(instrument, min(end, self.until), bars)  # type: ignore[arg-type]
