@@ -1,6 +1,7 @@
 """The embedded Telegram Bot API server: the part of the Bot API tradebot uses, spoken over real HTTP.
 
-The sandbox and the end-to-end tests run the real bot against this one implementation. The bot talks to `BotApiServer.base_url` (`http://127.0.0.1:PORT/bot`) exactly as it would talk to
+The sandbox and the end-to-end tests run the real bot against this one implementation. The bot talks to
+`BotApiServer.base_url` (`http://127.0.0.1:PORT/bot`) exactly as it would talk to
 `https://api.telegram.org/bot`: PTB posts `{base_url}{token}/{method}` with form-encoded parameters (objects such
 as `reply_markup` JSON-encoded as strings) or multipart/form-data when a file is uploaded, and reads back
 `{"ok": true, "result": ...}` or `{"ok": false, "error_code": ..., "description": ..., "parameters": ...}`.
