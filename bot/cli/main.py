@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,15 @@ from data.sqlite.store import SqliteStore
 from engine.domain import Interval
 
 log = logging.getLogger("tradebot")
+
+
+def _duration(text: str) -> timedelta:
+    from bot.cli.sandbox import duration  # noqa: PLC0415
+
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _instant(text: str) -> datetime:
@@ -70,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the run as JSON")
     scan.add_argument("--verbose", action="store_true", help="also list rejected setups and symbols with reasons")
     commands.add_parser("run", help="run the Telegram bot until SIGTERM/SIGINT")
+    sandbox = commands.add_parser("sandbox", help="run the bot with no account, chatting in a local web page")
+    sandbox.add_argument("--port", type=int, default=8765, help="the chat page's port on 127.0.0.1 (default 8765)")
+    sandbox.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
+    sandbox.add_argument("--replay", type=_duration, help="replay the last DURATION (e.g. 5d) on the bot clock at 60x")
+    sandbox.add_argument("--clock-start", type=_instant, help="start the bot clock at this instant (UTC)")
+    sandbox.add_argument("--clock-speed", type=float, help="bot seconds per real second")
     shadow = commands.add_parser("shadow", help="list the orders shadow mode recorded, beside their paper fills")
     shadow.add_argument("--limit", type=_positive, default=20, help="how many, newest first (default 20)")
     shadow.add_argument("--json", action="store_true", help="print them as JSON")
@@ -253,10 +268,20 @@ def _run(settings: Settings) -> int:
     return asyncio.run(serve(settings, redactor=_redactor(settings)))
 
 
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.sandbox import run_sandbox, sandbox_clock  # noqa: PLC0415 - only this command serves pages
+
+    if args.clock_speed is not None and args.clock_speed <= 0:
+        print("tradebot sandbox: --clock-speed must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    clock = sandbox_clock(settings, args.replay, args.clock_start, args.clock_speed)
+    return asyncio.run(run_sandbox(settings, port=args.port, clock=clock))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tradebot` console script."""
     args = build_parser().parse_args(argv)
-    level = logging.INFO if args.command == "run" or getattr(args, "verbose", False) else logging.WARNING
+    level = logging.INFO if args.command in ("run", "sandbox") or getattr(args, "verbose", False) else logging.WARNING
     configure(level)
     overrides: dict[str, Any] = {}
     if getattr(args, "data_source", None):
@@ -279,6 +304,8 @@ def _command(args: argparse.Namespace, settings: Settings, overrides: dict[str, 
     try:
         if args.command == "run":
             return _run(settings)
+        if args.command == "sandbox":
+            return _sandbox(settings, args)
         if args.command == "shadow":
             return asyncio.run(_shadow(settings, args))
         if args.command == "learn":

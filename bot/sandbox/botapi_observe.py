@@ -85,6 +85,10 @@ class _Observing(_State):
 
     # ----------------------------------------------------------------------------------------- waiting
 
+    async def wait_or_none(self, predicate: Callable[[], T | None], timeout: float) -> T | None:
+        """The first truthy `predicate()`, or None after `timeout` (no error: for a page that polls on)."""
+        return await self._wait(predicate, timeout)
+
     async def wait_until(
         self, predicate: Callable[[], T | None], timeout: float = 5.0, *, what: str = "condition"
     ) -> T:

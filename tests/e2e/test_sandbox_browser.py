@@ -1,0 +1,99 @@
+"""`tradebot sandbox` in a real headless Chromium: the chat page, /start and /signal on the shared data, a
+signal with its buttons, Approve, and the fill arriving live. Screenshots go to the test's folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import require_market_dir
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[str]:
+    """A running `tradebot sandbox` on the shared data with the bot clock at 2025-06-12 09:40 UTC; its URL."""
+    market = require_market_dir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env |= {"TRADEBOT_DATA_SOURCE": f"csv:{market}", "TRADEBOT_BACKTEST__VALIDATE_IN_BACKGROUND": "false"}
+    args = [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--clock-start", "2025-06-12T09:40:00Z"]
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "chat with the bot at http://127.0.0.1:" in line, line + (
+            process.stderr.read() if process.stderr else ""
+        )
+        yield line.split(" at ", 1)[1].split(" ", 1)[0]
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+    assert (tmp_path / "var" / "sandbox.db").is_file() and not (tmp_path / "var" / "tradebot.db").exists()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver  # noqa: PLC0415 - only the browser tests need selenium
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+        "--window-size=900,1000",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(condition, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "the page did not show it in time"
+        time.sleep(0.1)
+
+
+def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.common.keys import Keys  # noqa: PLC0415
+
+    driver = browser
+    driver.get(sandbox)
+    assert "SANDBOX" in driver.find_element(By.CLASS_NAME, "badge").text
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#menu button"))  # the command menu from setMyCommands
+    box = driver.find_element(By.ID, "text")
+    box.send_keys("/start", Keys.ENTER)
+    wait_for(lambda: "trading signals with your approval" in driver.find_element(By.ID, "log").text)
+    box.send_keys("/signal", Keys.ENTER)
+    approve = wait_for(
+        lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, ".bot .keyboard button") if "Approve" in b.text]
+    )
+    signal = approve[0].find_element(By.XPATH, "./ancestor::div[contains(@class, 'line')]")
+    assert "GBPUSD" in signal.text and "LONG" in signal.text and "stop" in signal.text
+    assert signal.find_elements(By.TAG_NAME, "b") or signal.find_elements(By.TAG_NAME, "code")  # HTML rendered
+    driver.save_screenshot(str(tmp_path / "sandbox-signal.png"))
+    approve[0].click()
+    wait_for(lambda: "filled" in driver.find_element(By.ID, "log").text)
+    driver.save_screenshot(str(tmp_path / "sandbox-chat.png"))
+    if os.environ.get("TRADEBOT_DOCS_SCREENSHOTS"):  # refresh the README's picture on demand
+        shutil.copy(tmp_path / "sandbox-chat.png", DOCS / "sandbox-chat.png")
