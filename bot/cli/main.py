@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the run as JSON")
     scan.add_argument("--verbose", action="store_true", help="also list rejected setups and symbols with reasons")
     commands.add_parser("run", help="run the Telegram bot until SIGTERM/SIGINT")
+    web_commands = commands.add_parser("web", help="the web dashboard").add_subparsers(
+        dest="web_command", required=True
+    )
+    web_commands.add_parser("token", help="issue a dashboard token (needed off loopback); printed once, kept hashed")
     sandbox = commands.add_parser("sandbox", help="run the bot with no account, chatting in a local web page")
     sandbox.add_argument("--port", type=int, default=8765, help="the chat page's port on 127.0.0.1 (default 8765)")
     sandbox.add_argument("--data-source", help="yfinance or csv:DIR (default: TRADEBOT_DATA_SOURCE)")
@@ -265,7 +270,23 @@ def _run(settings: Settings) -> int:
         return EXIT_USAGE
     from bot.telegram.app import serve  # noqa: PLC0415 - the scan command does not need the Telegram stack
 
-    return asyncio.run(serve(settings, redactor=_redactor(settings)))
+    hook = None
+    if settings.web.enabled:
+        from bot.web.server import start_dashboard  # noqa: PLC0415 - only a bot with [web] enabled serves pages
+
+        hook = partial(start_dashboard, settings=settings)
+    return asyncio.run(serve(settings, redactor=_redactor(settings), on_runtime=hook))
+
+
+async def _web_token(settings: Settings) -> int:
+    from bot.web.server import issue_token  # noqa: PLC0415
+
+    async with await open_store(settings) as store:
+        token = await issue_token(store)
+    print(f"dashboard token (shown once; only its hash is kept): {token}")
+    address = f"http://{settings.web.host}:{settings.web.port}/dashboard"
+    print(f"open {address}/login?token=<token>, or send it in the Authorization header")
+    return EXIT_OK
 
 
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -306,6 +327,8 @@ def _command(args: argparse.Namespace, settings: Settings, overrides: dict[str, 
             return _run(settings)
         if args.command == "sandbox":
             return _sandbox(settings, args)
+        if args.command == "web":
+            return asyncio.run(_web_token(settings))
         if args.command == "shadow":
             return asyncio.run(_shadow(settings, args))
         if args.command == "learn":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Final
 
 from pydantic import SecretStr
@@ -17,6 +18,7 @@ from bot.config import Settings
 from bot.ops.clock import BotClock
 from bot.sandbox.botapi import BotApiServer
 from bot.sandbox.chat import SANDBOX_USER, ChatPage
+from bot.services.runtime import BotRuntime
 
 SANDBOX_TOKEN: Final = "1000000001:SandboxLocalTokenNotATelegramToken00"
 SANDBOX_DB: Final = "sandbox.db"
@@ -68,11 +70,20 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
         try:
             sandboxed = sandbox_settings(settings, server)
             print(
-                f"tradebot sandbox: chat with the bot at {page.url} (data {settings.data_source}; "
+                f"tradebot sandbox: chat with the bot at {page.url} (dashboard {page.url}dashboard; "
+                f"data {settings.data_source}; "
                 f"bot clock {clock.now():%Y-%m-%d %H:%M}Z x{clock.speed:g}; database {sandboxed.db_path}). "
                 "Ctrl-C stops it.",
                 flush=True,
             )
-            return await serve(sandboxed, None, clock)
+            return await serve(sandboxed, None, clock, on_runtime=partial(_attach_dashboard, page))
         finally:
             await page.stop()
+
+
+async def _attach_dashboard(page: ChatPage, runtime: BotRuntime) -> None:
+    """The sandbox's dashboard, on the chat page's server (loopback only: no token)."""
+    from bot.services.dashboard import Dashboard  # noqa: PLC0415
+    from bot.web.server import DashboardSite  # noqa: PLC0415
+
+    page.site = DashboardSite(Dashboard(runtime), runtime.store, require_token=False, banner="sandbox")

@@ -137,3 +137,11 @@ class LoggingSettings(_Frozen):
     """`[logging]`: the service's log lines."""
 
     format: LogFormat = LogFormat.TEXT
+
+
+class WebSettings(_Frozen):
+    """`[web]`: the dashboard, served by `tradebot run` at /dashboard (always on in the sandbox)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # any other address needs a token from `tradebot web token` on every request
+    port: Annotated[int, Field(ge=1, le=65535)] = 8766

@@ -50,6 +50,7 @@ from bot.config.operations import (
     LoggingSettings,
     MetricsSettings,
     SummarySettings,
+    WebSettings,
 )
 from bot.config.trading import BotConfig, BrokerConfig, BrokerKind, NseBroker, WeeklyZonesConfig
 from bot.ops.secrets import SecretsError, secret_overrides
@@ -133,6 +134,7 @@ class Settings(BaseSettings):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     summary: SummarySettings = Field(default_factory=SummarySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets_id: str | None = None  # TRADEBOT_SECRETS_ID: an AWS Secrets Manager secret read at startup

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 from aiohttp import web
@@ -25,6 +25,9 @@ from aiohttp import web
 from bot.sandbox.botapi import BotApiServer
 from bot.sandbox.botapi_state import SentMessage
 from bot.sandbox.listen import listen
+
+if TYPE_CHECKING:
+    from bot.web.server import DashboardSite
 
 HERE: Final = Path(__file__).parent
 SANDBOX_USER: Final = 1001  # the sandbox trader's Telegram user id (a private chat has the user's id)
@@ -51,6 +54,7 @@ class ChatPage:
         self.csrf = secrets.token_urlsafe(32)
         self._lines: list[UserLine] = []
         self._runner: web.AppRunner | None = None
+        self.site: DashboardSite | None = None  # the dashboard, once the bot's runtime is up
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
         )
@@ -67,6 +71,8 @@ class ChatPage:
         app.router.add_get("/api/events", self._events)
         app.router.add_post("/api/send", self._send)
         app.router.add_post("/api/click", self._click)
+        app.router.add_get("/dashboard", self._dashboard_page)
+        app.router.add_post("/dashboard/stop", self._dashboard_stop)
         self._runner, self.port = await listen(app, self.port, host=self.host, handler_cancellation=True)
         return self
 
@@ -121,6 +127,16 @@ class ChatPage:
     def _version(self) -> tuple[int, int, int]:
         messages = self.server.messages_in(SANDBOX_USER)
         return len(self.server.sent), len(self.server.edits), len(messages)
+
+    async def _dashboard_page(self, request: web.Request) -> web.StreamResponse:
+        if self.site is None:
+            raise web.HTTPServiceUnavailable(text="the bot is starting; reload in a moment")
+        return await self.site.page(request)
+
+    async def _dashboard_stop(self, request: web.Request) -> web.StreamResponse:
+        if self.site is None:
+            raise web.HTTPServiceUnavailable(text="the bot is starting; reload in a moment")
+        return await self.site.stop(request)
 
     # ---------------------------------------------------------------------------------------------- actions
 

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,11 +86,15 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return builder.build()
 
 
+RuntimeHook = Callable[[BotRuntime], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
 async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
     clock: BotClock | None = None,
     redactor: Redactor | None = None,
+    on_runtime: RuntimeHook | None = None,
 ) -> int:
     """Run the bot until SIGTERM/SIGINT (or `stop` is set); shut down gracefully; return the exit code.
 
@@ -107,7 +111,7 @@ async def serve(
     try:
         metrics = await build_metrics(settings.metrics, WallClock().now)
         try:
-            return await _serve(settings, stop or asyncio.Event(), clock, redactor, metrics, systemd)
+            return await _serve(settings, stop or asyncio.Event(), clock, redactor, metrics, systemd, on_runtime)
         finally:
             await close_metrics(metrics)
     finally:
@@ -169,12 +173,13 @@ async def _serve(
     redactor: Redactor | None,
     metrics: Metrics,
     systemd: SystemdNotifier,
+    on_runtime: RuntimeHook | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await _serve_runtime(settings, stop, clock, redactor, metrics, systemd)
+        return await _serve_runtime(settings, stop, clock, redactor, metrics, systemd, on_runtime)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -187,32 +192,43 @@ async def _serve_runtime(
     redactor: Redactor | None,
     metrics: Metrics,
     systemd: SystemdNotifier,
+    on_runtime: RuntimeHook | None = None,
 ) -> int:
     async with open_runtime(settings, clock, metrics, redactor) as runtime:
-        app = build_application(settings)
-        front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
-        front.install(app)
-        sender = OutboxSender(
-            app.bot,
-            runtime.store,
-            min_interval=settings.bot.send_interval_seconds,
-            redactor=runtime.redactor,
-            after_signals=runtime.notifier.refresh_decided,
-            wakeup=runtime.outbox_queued,
-        )
-        watchdog: list[asyncio.Task[None]] = []
-
-        def announce(status: str) -> None:
-            """READY with a status; the watchdog pings from then on."""
-            systemd.ready(status)
-            if not watchdog and (task := systemd.start_watchdog()) is not None:
-                watchdog.append(task)
-
+        cleanup = await on_runtime(runtime) if on_runtime is not None else None
         try:
-            return await _run_app(app, front, runtime, sender, settings, stop, systemd, announce)
+            return await _serve_built(runtime, settings, stop, systemd)
         finally:
-            for task in watchdog:
-                task.cancel()
+            if cleanup is not None:
+                await cleanup()
+
+
+async def _serve_built(runtime: BotRuntime, settings: Settings, stop: asyncio.Event, systemd: SystemdNotifier) -> int:
+    """Run the Telegram application over a built runtime until `stop`."""
+    app = build_application(settings)
+    front = TelegramFrontEnd(runtime, frozenset(settings.telegram_allowed_users))
+    front.install(app)
+    sender = OutboxSender(
+        app.bot,
+        runtime.store,
+        min_interval=settings.bot.send_interval_seconds,
+        redactor=runtime.redactor,
+        after_signals=runtime.notifier.refresh_decided,
+        wakeup=runtime.outbox_queued,
+    )
+    watchdog: list[asyncio.Task[None]] = []
+
+    def announce(status: str) -> None:
+        """READY with a status; the watchdog pings from then on."""
+        systemd.ready(status)
+        if not watchdog and (task := systemd.start_watchdog()) is not None:
+            watchdog.append(task)
+
+    try:
+        return await _run_app(app, front, runtime, sender, settings, stop, systemd, announce)
+    finally:
+        for task in watchdog:
+            task.cancel()
 
 
 async def _run_app(

@@ -66,6 +66,14 @@ class SignalBook(StoreBase):
             rows = await _fetchall(db, f"{sql} ORDER BY {_ts_key('created_at')}, rowid", params)
         return [_decode_signal_record(row) for row in rows]
 
+    async def recent_signals(self, limit: int = 20) -> list[SignalRecord]:
+        """The newest `limit` signals, newest first, whatever their status."""
+        async with self._read("read the recent signals") as db:
+            rows = await _fetchall(
+                db, f"SELECT * FROM signals ORDER BY {_ts_key('created_at')} DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        return [_decode_signal_record(row) for row in rows]
+
     async def transition(
         self,
         signal_id: str,

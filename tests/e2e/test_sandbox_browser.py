@@ -1,5 +1,6 @@
 """`tradebot sandbox` in a real headless Chromium: the chat page, /start and /signal on the shared data, a
-signal with its buttons, Approve, and the fill arriving live. Screenshots go to the test's folder."""
+signal with its buttons, Approve, the fill arriving live; then the dashboard with the position and its
+emergency stop pausing the bot and closing it. Screenshots go to the test's folder."""
 
 from __future__ import annotations
 
@@ -95,5 +96,16 @@ def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str,
     approve[0].click()
     wait_for(lambda: "filled" in driver.find_element(By.ID, "log").text)
     driver.save_screenshot(str(tmp_path / "sandbox-chat.png"))
-    if os.environ.get("TRADEBOT_DOCS_SCREENSHOTS"):  # refresh the README's picture on demand
+    driver.get(sandbox + "dashboard")  # the dashboard: the position, then the emergency stop
+    wait_for(lambda: "GBPUSD" in driver.find_element(By.ID, "positions").text)
+    assert "SANDBOX" in driver.find_element(By.CLASS_NAME, "badge").text
+    assert "▶️ running" in driver.find_element(By.ID, "state").text
+    driver.save_screenshot(str(tmp_path / "dashboard.png"))
+    driver.find_element(By.NAME, "confirm").send_keys("STOP")
+    driver.find_element(By.ID, "stop-button").click()
+    wait_for(lambda: "paused" in driver.find_element(By.ID, "state").text)
+    assert "Closed 1 of 1 listed position(s)" in driver.find_element(By.ID, "notice").text
+    assert "No open positions." in driver.find_element(By.ID, "positions").text
+    if os.environ.get("TRADEBOT_DOCS_SCREENSHOTS"):  # refresh the README's pictures on demand
         shutil.copy(tmp_path / "sandbox-chat.png", DOCS / "sandbox-chat.png")
+        shutil.copy(tmp_path / "dashboard.png", DOCS / "dashboard.png")
