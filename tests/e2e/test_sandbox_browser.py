@@ -65,9 +65,16 @@ def browser() -> Iterator[object]:
 
 
 def wait_for(condition, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+    """Poll `condition` until truthy; an element replaced while it was read (the page re-rendered or navigated)
+    counts as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: PLC0415
+
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except (StaleElementReferenceException, NoSuchElementException):
+            value = None
         if value:
             return value
         assert time.monotonic() < deadline, "the page did not show it in time"
@@ -86,14 +93,28 @@ def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str,
     box.send_keys("/start", Keys.ENTER)
     wait_for(lambda: "trading signals with your approval" in driver.find_element(By.ID, "log").text)
     box.send_keys("/signal", Keys.ENTER)
-    approve = wait_for(
-        lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, ".bot .keyboard button") if "Approve" in b.text]
-    )
-    signal = approve[0].find_element(By.XPATH, "./ancestor::div[contains(@class, 'line')]")
-    assert "GBPUSD" in signal.text and "LONG" in signal.text and "stop" in signal.text
-    assert signal.find_elements(By.TAG_NAME, "b") or signal.find_elements(By.TAG_NAME, "code")  # HTML rendered
+
+    def signal_text() -> str | None:
+        for button in driver.find_elements(By.CSS_SELECTOR, ".bot .keyboard button"):
+            if "Approve" in button.text:
+                return button.find_element(By.XPATH, "./ancestor::div[contains(@class, 'line')]").get_attribute(
+                    "innerHTML"
+                )
+        return None
+
+    signal = wait_for(signal_text)
+    assert "GBPUSD" in signal and "LONG" in signal and "stop" in signal
+    assert "<b>" in signal or "<code>" in signal  # the bot's HTML rendered, not shown as text
     driver.save_screenshot(str(tmp_path / "sandbox-signal.png"))
-    approve[0].click()
+
+    def press_approve() -> bool | None:
+        buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, ".bot .keyboard button") if "Approve" in b.text]
+        if not buttons:
+            return None
+        buttons[0].click()
+        return True
+
+    wait_for(press_approve)
     wait_for(lambda: "filled" in driver.find_element(By.ID, "log").text)
     driver.save_screenshot(str(tmp_path / "sandbox-chat.png"))
     driver.get(sandbox + "dashboard")  # the dashboard: the position, then the emergency stop
@@ -106,6 +127,7 @@ def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str,
     wait_for(lambda: "paused" in driver.find_element(By.ID, "state").text)
     assert "Closed 1 of 1 listed position(s)" in driver.find_element(By.ID, "notice").text
     assert "No open positions." in driver.find_element(By.ID, "positions").text
+    assert driver.find_elements(By.CSS_SELECTOR, "#equity svg polyline")  # the closed trade: an equity curve
     if os.environ.get("TRADEBOT_DOCS_SCREENSHOTS"):  # refresh the README's pictures on demand
         shutil.copy(tmp_path / "sandbox-chat.png", DOCS / "sandbox-chat.png")
         shutil.copy(tmp_path / "dashboard.png", DOCS / "dashboard.png")
