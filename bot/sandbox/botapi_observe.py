@@ -36,6 +36,11 @@ class _Observing(_State):
                 key=lambda m: m.message_id,
             )
 
+    def image(self, chat_id: int, message_id: int) -> bytes | None:
+        """The photo a bot message uploaded, as uploaded (None for text or a photo sent by id or URL)."""
+        with self._lock:
+            return self._images.get((chat_id, message_id))
+
     def message(self, chat_id: int, message_id: int) -> SentMessage:
         """Return the current state of one bot message (after edits)."""
         with self._lock:

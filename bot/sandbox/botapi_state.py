@@ -218,6 +218,7 @@ class _State:
         self._sent: list[SentMessage] = []
         self._edits: list[SentMessage] = []
         self._files: dict[str, int] = {}
+        self._images: dict[tuple[int, int], bytes] = {}  # uploaded photos by (chat, message id)
         self._updates: deque[dict[str, Any]] = deque()
         self._next_update_id = 1
         self._allowed_updates: frozenset[str] = frozenset()

@@ -71,6 +71,7 @@ class ChatPage:
         app.router.add_get("/api/events", self._events)
         app.router.add_post("/api/send", self._send)
         app.router.add_post("/api/click", self._click)
+        app.router.add_get("/api/photo/{message_id}", self._photo)
         app.router.add_get("/dashboard", self._dashboard_page)
         app.router.add_post("/dashboard/stop", self._dashboard_stop)
         self._runner, self.port = await listen(app, self.port, host=self.host, handler_cancellation=True)
@@ -127,6 +128,17 @@ class ChatPage:
     def _version(self) -> tuple[int, int, int]:
         messages = self.server.messages_in(SANDBOX_USER)
         return len(self.server.sent), len(self.server.edits), len(messages)
+
+    async def _photo(self, request: web.Request) -> web.Response:
+        try:
+            message_id = int(request.match_info["message_id"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        image = self.server.image(SANDBOX_USER, message_id)
+        if image is None:
+            raise web.HTTPNotFound()
+        kind = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
+        return web.Response(body=image, content_type=kind, headers={"Cache-Control": "private, max-age=3600"})
 
     async def _dashboard_page(self, request: web.Request) -> web.StreamResponse:
         if self.site is None:
@@ -191,6 +203,7 @@ def _bot_line(m: SentMessage) -> dict[str, Any]:
         "message_id": m.message_id,
         "html": m.source if m.source is not None else _escape(m.body),
         "photo": bool(m.photo),
+        "image": f"/api/photo/{m.message_id}" if m.photo else None,
         "edited": m.edits > 0,
         "order": m.message_id,
         "buttons": [[{"text": text, "data": data} for text, data in row] for row in m.keyboard],

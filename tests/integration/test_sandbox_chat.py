@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -52,3 +54,31 @@ def test_replay_durations() -> None:
     assert duration("5d") == timedelta(days=5) and duration("90m") == timedelta(minutes=90)
     with pytest.raises(ValueError, match="a duration is a number and m, h or d"):
         duration("5 days")
+
+
+def tiny_png() -> bytes:
+    """A valid 2x1 PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 2, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + b"\xff\x00\x00" * 2)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+async def test_a_photo_the_bot_uploads_is_shown_in_the_page(page: tuple[ChatPage, BotApiServer]) -> None:
+    chat, server = page
+    png = tiny_png()
+    async with httpx.AsyncClient() as bot:  # the bot's side: sendPhoto with an upload, as PTB sends it
+        sent = await bot.post(
+            f"{server.base_url}{server.token}/sendPhoto",
+            data={"chat_id": str(SANDBOX_USER), "caption": "<b>calibration</b>", "parse_mode": "HTML"},
+            files={"photo": ("chart.png", png, "image/png")},
+        )
+    assert sent.json()["ok"], sent.text
+    async with httpx.AsyncClient(base_url=chat.url) as client:
+        [line] = (await client.get("/api/state")).json()["lines"]
+        assert line["image"] == f"/api/photo/{line['message_id']}" and "<b>calibration</b>" in line["html"]
+        shown = await client.get(line["image"])
+        assert shown.status_code == 200 and shown.content == png and shown.headers["content-type"] == "image/png"
+        assert (await client.get("/api/photo/999")).status_code == 404

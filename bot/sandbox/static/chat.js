@@ -36,7 +36,14 @@ function render(state) {
       const body = document.createElement("div");
       body.className = "body";
       body.innerHTML = line.html;  // the bot's Telegram HTML, validated by the Bot API server's parser
-      if (line.photo) body.prepend("🖼 ");
+      if (line.image) {
+        const img = document.createElement("img");
+        img.src = line.image;
+        img.alt = "chart";
+        img.className = "photo";
+        img.onerror = () => img.replaceWith("🖼 ");
+        div.appendChild(img);
+      }
       div.appendChild(body);
       if (line.edited) {
         const mark = document.createElement("span");
