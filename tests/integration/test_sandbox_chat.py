@@ -58,6 +58,7 @@ def test_replay_durations() -> None:
 
 def tiny_png() -> bytes:
     """A valid 2x1 PNG."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
