@@ -7,7 +7,9 @@ The sandbox has its own database file (`sandbox.db` beside the bot's), so it nev
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Final
@@ -23,6 +25,9 @@ from bot.services.runtime import BotRuntime
 SANDBOX_TOKEN: Final = "1000000001:SandboxLocalTokenNotATelegramToken00"
 SANDBOX_DB: Final = "sandbox.db"
 REPLAY_SPEED: Final = 60.0  # bot seconds per real second when replaying recent history
+DEFAULT_REPLAY: Final = timedelta(days=5)  # what the chat's Replay button replays
+REPLAY_DB: Final = "sandbox-replay.db"
+QUIET_SECONDS: Final = 60.0  # real seconds without a signal before the chat offers the replay
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 
 
@@ -76,14 +81,61 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
                 "Ctrl-C stops it.",
                 flush=True,
             )
-            return await serve(sandboxed, None, clock, on_runtime=partial(_attach_dashboard, page))
+            while True:
+                stop, replay = asyncio.Event(), asyncio.Event()
+
+                def request_replay(stop: asyncio.Event = stop, replay: asyncio.Event = replay) -> None:
+                    replay.set()
+                    stop.set()
+
+                hook = partial(_attached, page, request_replay)
+                code = await serve(sandboxed, stop, clock, on_runtime=hook)
+                if not replay.is_set():
+                    return code
+                clock = BotClock(datetime.now(UTC) - DEFAULT_REPLAY, REPLAY_SPEED)
+                db = settings.db_path.with_name(REPLAY_DB)
+                for old in db.parent.glob(f"{REPLAY_DB}*"):
+                    old.unlink()
+                sandboxed = sandboxed.model_copy(update={"db_path": db})
+                print(
+                    f"tradebot sandbox: replaying the last {DEFAULT_REPLAY.days} days at {REPLAY_SPEED:g}x", flush=True
+                )
         finally:
             await page.stop()
 
 
-async def _attach_dashboard(page: ChatPage, runtime: BotRuntime) -> None:
-    """The sandbox's dashboard, on the chat page's server (loopback only: no token)."""
+async def _attached(
+    page: ChatPage, request_replay: Callable[[], None], runtime: BotRuntime
+) -> Callable[[], Awaitable[None]] | None:
+    """Once the bot is up: its dashboard on the chat page's server (loopback only: no token), and, when no
+    watched market is open, a word in the chat offering a replay of recent history at speed."""
     from bot.services.dashboard import Dashboard  # noqa: PLC0415
     from bot.web.server import DashboardSite  # noqa: PLC0415
 
     page.site = DashboardSite(Dashboard(runtime), runtime.store, require_token=False, banner="sandbox")
+    now = runtime.clock.now()
+    page.notice, page.on_replay = None, None
+    if not any(calendar.is_open(now) for calendar in runtime.calendars.values()):
+        page.notice = (
+            f"No watched market is open at {now:%a %d %b %H:%M}Z (bot clock), so no signal will come soon. "
+            f"Replay the last {DEFAULT_REPLAY.days} days at {REPLAY_SPEED:g}x instead?"
+        )
+        page.on_replay = request_replay
+        return None
+    quiet = asyncio.get_running_loop().call_later(QUIET_SECONDS, _offer_if_quiet, page, request_replay)
+
+    async def cancel() -> None:  # this bot run ended (a stop, or the replay): its offer would be stale
+        quiet.cancel()
+
+    return cancel
+
+
+def _offer_if_quiet(page: ChatPage, request_replay: Callable[[], None]) -> None:
+    """Nothing offered a minute after the start: say so, and offer the replay."""
+    if page.has_signal() or page.notice is not None:
+        return
+    page.notice = (
+        f"No signal in the first minute: markets move slowly at real speed. Replay the last "
+        f"{DEFAULT_REPLAY.days} days at {REPLAY_SPEED:g}x to see signals, approvals and exits now?"
+    )
+    page.on_replay = request_replay

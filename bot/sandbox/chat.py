@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,8 @@ class ChatPage:
         self._lines: list[UserLine] = []
         self._runner: web.AppRunner | None = None
         self.site: DashboardSite | None = None  # the dashboard, once the bot's runtime is up
+        self.notice: str | None = None  # the sandbox's own word in the chat (not the bot's), e.g. markets closed
+        self.on_replay: Callable[[], None] | None = None  # offered with the notice: replay recent history
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
         )
@@ -72,6 +75,7 @@ class ChatPage:
         app.router.add_post("/api/send", self._send)
         app.router.add_post("/api/click", self._click)
         app.router.add_get("/api/photo/{message_id}", self._photo)
+        app.router.add_post("/api/replay", self._replay)
         app.router.add_get("/dashboard", self._dashboard_page)
         app.router.add_post("/dashboard/stop", self._dashboard_stop)
         self._runner, self.port = await listen(app, self.port, host=self.host, handler_cancellation=True)
@@ -102,7 +106,13 @@ class ChatPage:
         ]
         lines += [_bot_line(m) for m in self.server.messages_in(SANDBOX_USER)]
         lines.sort(key=lambda line: line["order"])
-        return {"lines": lines, "commands": [{"command": c, "description": d} for c, d in self.server.commands]}
+        commands = [{"command": c, "description": d} for c, d in self.server.commands]
+        notice = None if self.notice is None else {"text": self.notice, "replay": self.on_replay is not None}
+        return {"lines": lines, "commands": commands, "notice": notice}
+
+    def has_signal(self) -> bool:
+        """Whether the bot has sent a message with buttons (a signal) in the sandbox chat."""
+        return any(m.keyboard for m in self.server.messages_in(SANDBOX_USER))
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: `changed` whenever the bot sent, edited or deleted a message."""
@@ -128,6 +138,14 @@ class ChatPage:
     def _version(self) -> tuple[int, int, int]:
         messages = self.server.messages_in(SANDBOX_USER)
         return len(self.server.sent), len(self.server.edits), len(messages)
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        self._check(request)
+        if self.on_replay is None:
+            raise web.HTTPConflict(text="nothing to replay")
+        replay, self.on_replay, self.notice = self.on_replay, None, "Restarting on recent history at speed…"
+        replay()
+        return web.json_response({"ok": True})
 
     async def _photo(self, request: web.Request) -> web.Response:
         try:

@@ -76,6 +76,23 @@ function render(state) {
     }
     log.appendChild(div);
   }
+  const notice = document.getElementById("notice");
+  notice.replaceChildren();
+  if (state.notice) {
+    const text = document.createElement("span");
+    text.textContent = state.notice.text;
+    notice.appendChild(text);
+    if (state.notice.replay) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Replay recent history";
+      button.addEventListener("click", async () => {
+        try { await post("/api/replay", {}); await refresh(); } catch (e) { toast(String(e.message || e)); }
+      });
+      notice.appendChild(button);
+    }
+  }
+  notice.hidden = !state.notice;
   menu.replaceChildren();
   for (const c of state.commands) {
     const button = document.createElement("button");
