@@ -132,12 +132,14 @@ class ChatPage:
         except (ConnectionResetError, asyncio.CancelledError):
             return response
 
-    def _changed(self, seen: tuple[int, int, int]) -> bool | None:
+    def _changed(self, seen: tuple[object, ...]) -> bool | None:
         return self._version() != seen or None
 
-    def _version(self) -> tuple[int, int, int]:
+    def _version(self) -> tuple[object, ...]:
+        """What the page shows: messages sent, edited and kept, the command menu, and the sandbox's notice (seen
+        at the next keep-alive at the latest, as it does not wake the server's waiters)."""
         messages = self.server.messages_in(SANDBOX_USER)
-        return len(self.server.sent), len(self.server.edits), len(messages)
+        return len(self.server.sent), len(self.server.edits), len(messages), len(self.server.commands), self.notice
 
     async def _replay(self, request: web.Request) -> web.Response:
         self._check(request)

@@ -93,6 +93,7 @@ class BotRuntime:
     zones: ZoneDesk | None = None  # the NIFTY weekly-zone spreads, when `[weekly_zones] enabled`
 
     def __post_init__(self) -> None:
+        self.stopping = False  # set when the shutdown begins: a step cut short by it is not an error
         self._run_lock = asyncio.Lock()
         self._learning: asyncio.Task[LearnedModel | str] | None = None
         self._backup: asyncio.Task[BackupResult | None] | None = None
@@ -279,6 +280,9 @@ class BotRuntime:
             except StoreError as exc:
                 log.warning("%s skipped: %s", what, exc)
             except Exception as exc:
+                if self.stopping:  # the shutdown closed what the step was using; it runs again at the next start
+                    log.warning("%s cut short by the shutdown: %s: %s", what, type(exc).__name__, exc)
+                    continue
                 log.exception("%s failed", what)
                 if tell:
                     with contextlib.suppress(StoreError):

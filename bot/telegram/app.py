@@ -278,6 +278,7 @@ async def _run_app(
         )
         announce(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
         await stop.wait()
+        runtime.stopping = True
         systemd.stopping("stopping: finishing in-flight work")
         log.info("stopping: no new updates; finishing in-flight work")
         started = time.monotonic()

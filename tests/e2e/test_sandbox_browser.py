@@ -16,7 +16,6 @@ import pytest
 
 from tests.support import require_market_dir
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -27,41 +26,18 @@ def sandbox(tmp_path: Path) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
     env |= {"TRADEBOT_DATA_SOURCE": f"csv:{market}", "TRADEBOT_BACKTEST__VALIDATE_IN_BACKGROUND": "false"}
     args = [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--clock-start", "2025-06-12T09:40:00Z"]
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = (tmp_path / "sandbox.log").open("w")  # a file, not a pipe: a full pipe would stall the bot's logging
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert "chat with the bot at http://127.0.0.1:" in line, line + (
-            process.stderr.read() if process.stderr else ""
-        )
+        assert "chat with the bot at http://127.0.0.1:" in line, line + (tmp_path / "sandbox.log").read_text()
         yield line.split(" at ", 1)[1].split(" ", 1)[0]
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0
+        log.close()
     assert (tmp_path / "var" / "sandbox.db").is_file() and not (tmp_path / "var" / "tradebot.db").exists()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    from selenium import webdriver  # noqa: PLC0415 - only the browser tests need selenium
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-        "--window-size=900,1000",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.implicitly_wait(0)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(condition, timeout: float = 90.0):  # type: ignore[no-untyped-def]

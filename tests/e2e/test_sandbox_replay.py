@@ -23,7 +23,8 @@ def test_a_closed_market_offers_the_replay_and_the_replay_restarts_the_bot(tmp_p
     env |= {"TRADEBOT_DATA_SOURCE": f"csv:{market}", "TRADEBOT_CONFIG": str(tmp_path / "tradebot.toml")}
     saturday = "2025-06-14T12:00:00Z"  # FX is closed
     args = [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--clock-start", saturday]
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = (tmp_path / "sandbox.log").open("w")  # a file, not a pipe: a full pipe would stall the bot's logging
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split(" at ", 1)[1].split(" ", 1)[0]
@@ -48,3 +49,4 @@ def test_a_closed_market_offers_the_replay_and_the_replay_restarts_the_bot(tmp_p
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+        log.close()
