@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from engine.domain import Side, ensure_utc
-from engine.options import LegAction, LegFill, LegRole, SpreadPlan
+from engine.options import TAG_ROLE, LegAction, LegFill, LegRole, SpreadPlan
 from engine.trading import ExitReason
 
 
@@ -100,7 +100,7 @@ class SpreadRecord:
 
     def filled(self, role: LegRole, action: LegAction) -> int:
         """Units filled by the child orders of one leg and action (found by their tags)."""
-        prefix = f"{self.spread_id}{'h' if role is LegRole.HEDGE else 'm'}{action.value}"
+        prefix = f"{self.spread_id}{TAG_ROLE[role]}{action.value}"
         return sum(f.quantity for f in self.fills if f.tag.startswith(prefix))
 
     @property

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import threading
@@ -47,7 +48,6 @@ from bot.sandbox.botapi_state import (
     _DROPPED,
     _SEND_METHODS,
     _STATUS_TEXT,
-    DEFAULT_TOKEN,
     Call,
     SentMessage,
     _ApiError,
@@ -62,31 +62,10 @@ from bot.sandbox.listen import listen
 class BotApiServer(_Observing, _Methods):
     """A local Bot API server: drive it as users, inject faults, and observe what the bot did."""
 
-    def __init__(
-        self,
-        token: str = DEFAULT_TOKEN,
-        *,
-        port: int = 0,
-        bot_name: str = "TradeBot Test",
-        bot_username: str = "tradebot_test_bot",
-        strict_chats: bool = False,
-        callback_ttl: float | None = None,
-        group_messages_per_minute: int | None = None,
-    ) -> None:
-        """Configure the server; nothing listens until `start()` / `async with` / `with`.
-
-        `group_messages_per_minute`: enforce Telegram's limit on sends to one group (20) with 429s.
-        """
-        super().__init__(
-            token,
-            port=port,
-            bot_name=bot_name,
-            bot_username=bot_username,
-            strict_chats=strict_chats,
-            callback_ttl=callback_ttl,
-            group_messages_per_minute=group_messages_per_minute,
-        )
-        self._handlers: dict[str, Callable[[dict[str, Any], dict[str, bytes]], Any]] = {
+    @functools.cached_property
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any], dict[str, bytes]], Any]]:
+        """The Bot API methods this server implements, by their lower-case name."""
+        return {
             "getme": self._get_me,
             "logout": lambda p, f: True,
             "close": lambda p, f: True,

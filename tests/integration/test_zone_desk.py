@@ -128,13 +128,18 @@ async def kite() -> AsyncIterator[FakeKite]:
         yield server
 
 
+def kite_broker(kite: FakeKite, clock: SteppingClock) -> KiteBroker:
+    """A Kite broker on the fake server, on the test's clock, at the tests' own pace (no session yet)."""
+    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
+    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
+    return KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+
+
 async def test_through_kite_the_live_contracts_trade_and_a_refused_main_leg_rolls_the_hedge_back(
     tmp_path: Path, kite: FakeKite
 ) -> None:
     clock, chat = SteppingClock(S3_SIGNAL), Chat()
-    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
-    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
-    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    broker = kite_broker(kite, clock)
     await broker.login(kite.issue_request_token())
     store = await SqliteStore.open(tmp_path / "bot.db")
     provider = CsvProvider(require_market_dir())
@@ -154,16 +159,14 @@ async def test_through_kite_the_live_contracts_trade_and_a_refused_main_leg_roll
     assert "Insufficient funds" in (rolled.reason or "") and chat.stages()[-1] is SpreadStage.ROLLED_BACK
     assert all(p["quantity"] == 0 for p in kite.positions)
     await store.close()
-    await client.aclose()
+    await broker.client.aclose()
 
 
 async def test_a_spread_the_account_cannot_margin_is_refused_before_any_leg_is_sent(
     tmp_path: Path, kite: FakeKite
 ) -> None:
     clock, chat = SteppingClock(S3_SIGNAL), Chat()
-    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
-    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
-    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    broker = kite_broker(kite, clock)
     await broker.login(kite.issue_request_token())
     store = await SqliteStore.open(tmp_path / "bot.db")
     provider = CsvProvider(require_market_dir())
@@ -178,16 +181,14 @@ async def test_a_spread_the_account_cannot_margin_is_refused_before_any_leg_is_s
     kite.funds = Decimal("500000.00")
     assert (await desk.approve(offer.spread_id, 42)).kind is OutcomeKind.DONE
     await store.close()
-    await client.aclose()
+    await broker.client.aclose()
 
 
 async def test_paper_legs_fill_at_kites_quotes_with_a_session_and_are_modelled_without(
     tmp_path: Path, kite: FakeKite
 ) -> None:
     clock, chat = SteppingClock(S3_SIGNAL), Chat()
-    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
-    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
-    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    broker = kite_broker(kite, clock)
     legs = PaperOptionLegs(broker)
     store = await SqliteStore.open(tmp_path / "bot.db")
     provider = CsvProvider(require_market_dir())
@@ -205,7 +206,7 @@ async def test_paper_legs_fill_at_kites_quotes_with_a_session_and_are_modelled_w
     assert (hedge.price, main.price, hedge.modelled, main.modelled) == (Decimal("9.40"), Decimal("41.00"), False, False)
     assert kite.orders == []  # paper: nothing is sent to Kite
     await store.close()
-    await client.aclose()
+    await broker.client.aclose()
 
 
 async def test_risk_based_lots_keep_the_spreads_maximum_loss_within_the_budget(tmp_path: Path) -> None:
@@ -227,9 +228,7 @@ async def test_legs_left_unconfirmed_by_an_outage_are_finished_by_the_minute_ret
     tmp_path: Path, kite: FakeKite
 ) -> None:
     clock, chat = SteppingClock(S3_SIGNAL), Chat()
-    settings = KiteSettings(API_KEY, SecretStr(API_SECRET), base_url=kite.base_url, timeout_s=1.0)
-    client = KiteClient(settings, limiter=RateLimiter(dict.fromkeys(RateClass, 1000.0)))
-    broker = KiteBroker(client, {}, poll_interval_s=0.01, now=clock.now)
+    broker = kite_broker(kite, clock)
     await broker.login(kite.issue_request_token())
     store = await SqliteStore.open(tmp_path / "bot.db")
     provider = CsvProvider(require_market_dir())
@@ -246,7 +245,7 @@ async def test_legs_left_unconfirmed_by_an_outage_are_finished_by_the_minute_ret
     assert [s.open_quantity for s in await store.spreads([SpreadStatus.OPEN])] == [75]
     assert [o["tag"][-3:] for o in kite.orders] == ["ho1", "mo1"]  # the hedge found by its tag, never twice
     await store.close()
-    await client.aclose()
+    await broker.client.aclose()
 
 
 async def test_a_signal_seen_after_its_offer_would_have_expired_is_not_offered(tmp_path: Path) -> None:
