@@ -229,7 +229,7 @@ class SessionCalendar:
         """When each bar opening at `times` closes: open + interval, but never after its session's close.
 
         NSE's hourly bars start 09:15, so the last one (15:15) closes at 15:30, not 16:15; a bar outside any
-        session (a weekend crypto bar on an exchange calendar) keeps open + interval.
+        session (a weekend crypto bar on an exchange calendar), or in a round-the-clock one, keeps open + interval.
         """
         ends = times + interval.nanos
         if not interval.is_intraday or len(times) == 0:
@@ -237,9 +237,12 @@ class SessionCalendar:
         day = self.session_day(times)
         epoch = date(1970, 1, 1)
         caps = np.empty(len(day), dtype=np.int64)
+        never = np.iinfo(np.int64).max
         for d in np.unique(day).tolist():
             bounds = self.session(epoch + timedelta(days=int(d)))
-            caps[day == d] = _to_ns(bounds[1] - datetime(1970, 1, 1, tzinfo=UTC)) if bounds else np.iinfo(np.int64).max
+            # A round-the-clock session (crypto, FX) runs on into the next: its end does not cut a bar short.
+            closes = bounds is not None and bounds[1] - bounds[0] < timedelta(days=1)
+            caps[day == d] = _to_ns(bounds[1] - datetime(1970, 1, 1, tzinfo=UTC)) if closes and bounds else never
         return np.minimum(ends, caps)
 
     def minutes_from_open(self, times: IntArray) -> IntArray:
