@@ -23,15 +23,19 @@ from bot.brokers.paper_options import PaperOptionLegs
 from bot.brokers.resilience import BreakerState, CircuitBreaker, ResilientBroker, RetryPolicy
 from bot.brokers.routing import RoutingBroker
 from bot.brokers.shadow import ShadowBroker
+from bot.charts.worker import ChartWorker
 from bot.config import BrokerKind, Settings
+from bot.config.settings import config_path
 from bot.config.trading import NseBroker
 from bot.ops.clock import BotClock, WallClock
 from bot.ops.logs import add_secret
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.background_validation import BackgroundValidation
 from bot.services.broker_login import BrokerLogin
+from bot.services.charts import SignalCharts
 from bot.services.configure import (
     accounts,
+    backtest_config,
     bar_rules,
     baseline_max_age,
     cache_dir,
@@ -51,6 +55,7 @@ from bot.services.scan import ScanService
 from bot.services.state import BotState
 from bot.services.systems import SystemBook
 from bot.services.trade_control import TradeControl
+from bot.services.users import UserDirectory
 from bot.services.validate import GateJob, gate_jobs
 from bot.services.zones import ZoneConfig, ZoneDesk
 from bot.telegram.notifier import Notifier
@@ -59,6 +64,7 @@ from data.market.news_feed import NewsSource
 from data.market.providers import provider_from_source
 from data.redaction import Redactor
 from data.sqlite.store import SqliteStore
+from engine.audit import BOT_ACTOR, AuditEvent, AuditKind
 from engine.calendars import calendar_warnings
 from engine.costs import CostModel
 from engine.domain import Instrument, Interval
@@ -177,10 +183,30 @@ async def open_runtime(
     store = await open_store(settings, clock)
     exits = AsyncExitStack()
     try:
+        loaded = f"settings sha256 {settings.fingerprint()[:16]}, mode {settings.bot.mode.value}"
+        loaded += f", broker {settings.broker.kind.value}"
+        await store.audit(AuditEvent(clock.now(), AuditKind.CONFIG_LOADED, BOT_ACTOR, str(config_path()), loaded))
         state = BotState(store, settings.bot.mode)
         freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
         queued = asyncio.Event()
-        notifier = Notifier(store, chats, instruments, clock, queued.set, freeze=freeze, redactor=redactor)
+        charts_dir = settings.db_path.parent / "charts"
+        users = UserDirectory(store)
+        notifier = Notifier(
+            store,
+            chats,
+            instruments,
+            clock,
+            queued.set,
+            freeze=freeze,
+            redactor=redactor,
+            charts_dir=charts_dir,
+            users=users,
+        )
+        charts = None
+        if settings.bot.charts:
+            worker = ChartWorker()
+            exits.callback(worker.close)
+            charts = SignalCharts(items, worker)
         broker, breaker, paper = await _broker(
             settings, provider, instruments, clock, costs, notifier, exits, store, metrics
         )
@@ -210,6 +236,7 @@ async def open_runtime(
             costs=costs,
             broker=broker,
             stop_triggers={s.name: s.stop_trigger for item in items for s in item.strategies},
+            exit_plans=backtest_config(settings).exit_plans,
             managed_live=[s for s, i in instruments.items() if kite is not None and market_of(i) is Market.NSE],
         )
         traded = {t.spec.pair: t for t in traded_systems(settings, items)}
@@ -244,6 +271,7 @@ async def open_runtime(
                 learner,
                 metrics,
                 systems,
+                charts,
             ),
             monitor=monitor,
             instruments=instruments,
@@ -270,6 +298,8 @@ async def open_runtime(
             metrics=metrics,
             redactor=redactor or Redactor(),
             zones=_zones(settings, store, provider, instruments, notifier, clock, kite),
+            users=users,
+            charts=charts,
             login=None
             if kite is None
             else BrokerLogin(

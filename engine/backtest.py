@@ -75,7 +75,16 @@ from engine.domain import (
     quantize_to_step,
     to_decimal,
 )
-from engine.exits import StopTrigger, scan_exit
+from engine.exits import (
+    TRAIL_ATR_PERIOD,
+    ExitPlan,
+    ManagedExit,
+    StopTrigger,
+    TrailBy,
+    manage_exit,
+    managed_fill,
+    scan_exit,
+)
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
@@ -124,6 +133,7 @@ class BacktestConfig:
     one_position_per_symbol: bool = True
     score_setups: bool = True
     stop_triggers: Mapping[str, StopTrigger] = field(default_factory=dict)  # by strategy; default: a touch
+    exit_plans: Mapping[str, ExitPlan] = field(default_factory=dict)  # trade management by strategy; default none
 
     def __post_init__(self) -> None:
         if not isinstance(self.equity, Decimal) or not self.equity.is_finite() or self.equity <= 0:
@@ -442,9 +452,17 @@ class _Book:
         local = int(self.local_time[j])
         hour, weekday = (local // _HOUR_NS) % 24, (local // _DAY_NS + _EPOCH_WEEKDAY) % 7
         trigger = self.config.stop_triggers.get(setup.strategy, StopTrigger.TOUCH)
-        found = self._exit(j, side, stop, target, trigger)
+        plan = self.config.exit_plans.get(setup.strategy)
         exit_index: int | None = None
         exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None
+        found = None
+        if plan is not None and plan.active:
+            managed = self._managed(j, side, float(price), stop, target, plan)
+            if managed.done:
+                exit_index = managed.legs[-1].bar_index
+                exited = managed_fill(managed, quantity, side, instrument, costs, self._close_time(exit_index))
+        else:
+            found = self._exit(j, side, stop, target, trigger)
         if found is not None:
             exit_at, exit_index, exit_level, exit_reason = found
             level = instrument.price(exit_level, ROUND_HALF_EVEN)
@@ -525,6 +543,31 @@ class _Book:
             return None
         index, level, reason = found
         return _utc(int(bars.time[index]) + self.interval_ns), index, level, reason
+
+    def _close_time(self, index: int) -> datetime:
+        return _utc(int(self.bars.time[index]) + self.interval_ns)
+
+    def _managed(self, j: int, side: Side, entry: float, stop: float, target: float, plan: ExitPlan) -> ManagedExit:
+        """The legs of a managed position entered at bar `j`'s open (`engine.exits.manage_exit`)."""
+        bars = self.bars
+        atr = None
+        if plan.trail_by is TrailBy.ATR:
+            atr = self.ctx.ind.atr(TRAIL_ATR_PERIOD)
+        return manage_exit(
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            j,
+            side,
+            entry,
+            stop,
+            target,
+            plan,
+            atr=atr,
+            max_bars=self.config.max_hold_bars,
+            session_day=self.session_day,
+        )
 
     def _atr_slipped(self, price: Decimal, side: Side, atr: float) -> Decimal:
         """Move a fill by `slippage_atr` x `atr` against the trader (buys up, sells down), rounded to the tick."""

@@ -34,13 +34,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Final
 
 import numpy as np
 
 from engine.bars import Bars, FloatArray, IntArray, from_nanos, to_nanos
-from engine.domain import Side, ensure_utc
+from engine.costs import CostModel, commission, exit_fill_price
+from engine.domain import Instrument, Side, ensure_utc
 from engine.trading import ExitReason
 
 
@@ -216,3 +218,204 @@ def _check_arguments(
         raise ValueError(f"max_bars must be at least 1, was {max_bars}")
     if session_day is not None and len(session_day) != n:
         raise ValueError(f"session_day has {len(session_day)} values, expected {n} like the bars")
+
+
+class TrailBy(StrEnum):
+    """How far a trailing stop follows the best price: a multiple of the entry's risk, or of the bar's ATR."""
+
+    R = "r"
+    ATR = "atr"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """Trade management on top of the stop and target: breakeven, a trailing stop and partial targets.
+
+    * `breakeven_r`: once the best price since entry is `breakeven_r` R in profit, the stop moves to the entry.
+    * `trail_by`/`trail_distance`/`trail_after_r`: once `trail_after_r` R in profit, the stop follows the best
+      price at `trail_distance` R (or ATRs of the last closed bar); it never moves back.
+    * `partials`: (R, fraction of the original quantity) pairs: that fraction is sold at entry + R x risk; the
+      rest runs to the final target, the (moved) stop or the time exit.
+
+    The moves are decided at a bar's close and act from the next bar, so no bar is judged with a level set after
+    it. One plan serves the backtester, the replay and the live monitor.
+    """
+
+    breakeven_r: float | None = None
+    trail_by: TrailBy | None = None
+    trail_distance: float = 1.0
+    trail_after_r: float = 1.0
+    partials: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.breakeven_r is not None and not (math.isfinite(self.breakeven_r) and self.breakeven_r > 0):
+            raise ValueError(f"breakeven_r must be a positive number of R, was {self.breakeven_r}")
+        if not (math.isfinite(self.trail_distance) and self.trail_distance > 0):
+            raise ValueError(f"trail_distance must be positive, was {self.trail_distance}")
+        if not (math.isfinite(self.trail_after_r) and self.trail_after_r >= 0):
+            raise ValueError(f"trail_after_r must be zero or more R, was {self.trail_after_r}")
+        levels = [r for r, _ in self.partials]
+        if levels != sorted(set(levels)) or any(not (math.isfinite(r) and r > 0) for r in levels):
+            raise ValueError(f"partial targets must be distinct positive R levels in rising order, were {levels}")
+        fractions = [f for _, f in self.partials]
+        if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1:
+            raise ValueError(
+                f"partial fractions must each be in (0, 1) and leave some of the position, were {fractions}"
+            )
+
+    @property
+    def active(self) -> bool:
+        return self.breakeven_r is not None or self.trail_by is not None or bool(self.partials)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitLeg:
+    """Part of a position leaving the market: bar index, fill level, fraction of the original quantity, reason."""
+
+    bar_index: int
+    price: float
+    fraction: float
+    reason: ExitReason
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedExit:
+    """What a plan did to a position so far: its exit legs, its stop moves (effective bar, new stop), and whether
+    the whole position is out."""
+
+    legs: tuple[ExitLeg, ...]
+    stop_moves: tuple[tuple[int, float], ...]
+    done: bool
+
+    @property
+    def stop(self) -> float | None:
+        """The stop in force now (after the last move), or None when it never moved."""
+        return self.stop_moves[-1][1] if self.stop_moves else None
+
+    def r_multiple(self, side: Side, entry: float, risk: float) -> float:
+        """The legs' gross R, weighted by their fractions (all legs together when `done`)."""
+        return sum(leg.fraction * side.sign * (leg.price - entry) / risk for leg in self.legs)
+
+
+def manage_exit(
+    opens: FloatArray,
+    highs: FloatArray,
+    lows: FloatArray,
+    closes: FloatArray,
+    start: int,
+    side: Side,
+    entry: float,
+    stop: float,
+    target: float,
+    plan: ExitPlan,
+    *,
+    atr: FloatArray | None = None,
+    max_bars: int | None = None,
+    session_day: IntArray | None = None,
+    set_stops: Sequence[tuple[int, float]] = (),
+) -> ManagedExit:
+    """Walk a managed position bar by bar from `start` (loop over this trade's bars: its stop depends on its path).
+
+    Within a bar the rules of `scan_exit` hold: a gap beyond a level fills at the open; a bar touching the stop
+    and a target takes the stop (the worse); partial targets fill at their levels in order, then the final target.
+    A time or session exit closes the rest at that bar's close. After each bar the best price updates the stop
+    for the next bar (breakeven, trailing). `entry` is the position's fill price; R is `abs(entry - stop)`.
+    `set_stops` (bar index, stop): stops the trader set, in force from that bar when better than the plan's.
+    """
+    sign = side.sign
+    risk = abs(entry - stop)
+    if risk <= 0 or not math.isfinite(risk):
+        raise ValueError(f"a managed position needs a positive risk, entry {entry} stop {stop}")
+    if plan.trail_by is TrailBy.ATR and atr is None:
+        raise ValueError("a trailing stop by ATR needs the ATR of the bars")
+    n = len(opens)
+    end = n - 1
+    timed: ExitReason | None = None
+    if max_bars is not None and start + max_bars - 1 <= end:
+        end, timed = start + max_bars - 1, ExitReason.TIME
+    day = None if session_day is None or start >= n else session_day[start]
+    levels = [(entry + sign * r * risk, f) for r, f in plan.partials]
+    left = 1.0
+    legs: list[ExitLeg] = []
+    moves: list[tuple[int, float]] = []
+    current, best, moved = stop, entry, False
+    k = start
+    while k <= end:
+        if day is not None and session_day is not None and k + 1 < n and session_day[k + 1] != day:
+            end, timed = k, ExitReason.SESSION_END  # this is the session's last bar: a later session's bar exists
+        for at, level in set_stops:
+            if at <= k and sign * (level - current) > 0:
+                current, moved = level, True
+        o, h, lo, c = float(opens[k]), float(highs[k]), float(lows[k]), float(closes[k])
+        stop_reason = ExitReason.TRAILING_STOP if moved else ExitReason.STOP
+        if sign * (o - current) <= 0:  # opened beyond the stop
+            legs.append(ExitLeg(k, o, left, stop_reason))
+            return ManagedExit(tuple(legs), tuple(moves), True)
+        if sign * ((lo if sign > 0 else h) - current) <= 0:  # touched the stop: taken first, the worse case
+            legs.append(ExitLeg(k, current, left, stop_reason))
+            return ManagedExit(tuple(legs), tuple(moves), True)
+        reach = h if sign > 0 else lo
+        while levels and sign * (reach - levels[0][0]) >= 0:
+            level, fraction = levels.pop(0)
+            fill = o if sign * (o - level) >= 0 else level
+            legs.append(ExitLeg(k, fill, fraction, ExitReason.PARTIAL))
+            left -= fraction
+        if sign * (reach - target) >= 0:
+            legs.append(ExitLeg(k, o if sign * (o - target) >= 0 else target, left, ExitReason.TARGET))
+            return ManagedExit(tuple(legs), tuple(moves), True)
+        if k == end and timed is not None:
+            legs.append(ExitLeg(k, c, left, timed))
+            return ManagedExit(tuple(legs), tuple(moves), True)
+        best = max(best, reach) if sign > 0 else min(best, reach)
+        gained = sign * (best - entry) / risk
+        candidate = current
+        if plan.breakeven_r is not None and gained >= plan.breakeven_r:
+            candidate = entry if sign * (entry - candidate) > 0 else candidate
+        if plan.trail_by is not None and gained >= plan.trail_after_r:
+            distance = plan.trail_distance * (risk if plan.trail_by is TrailBy.R else float(atr[k]))  # type: ignore[index]
+            if math.isfinite(distance) and distance > 0:
+                trailed = best - sign * distance
+                candidate = trailed if sign * (trailed - candidate) > 0 else candidate
+        if sign * (candidate - current) > 0:  # acts from the next bar on
+            current, moved = candidate, True
+            moves.append((k + 1, current))
+        k += 1
+    return ManagedExit(tuple(legs), tuple(moves), False)
+
+
+TRAIL_ATR_PERIOD: Final = 14  # the ATR a trailing stop by ATR measures its distance with
+AVERAGE_PLACES: Final = Decimal("1E-12")  # a partly closed position's average exit price is kept to 12 places
+
+
+def leg_quantities(quantity: Decimal, legs: Sequence[ExitLeg], lot: Decimal) -> list[Decimal]:
+    """Each leg's quantity in whole lots (a partial's share rounded down; the last leg takes what is left)."""
+    sizes: list[Decimal] = []
+    left = quantity
+    for leg in legs[:-1]:
+        size = min((quantity * Decimal(repr(leg.fraction)) / lot).to_integral_value(ROUND_FLOOR) * lot, left)
+        sizes.append(size)
+        left -= size
+    return [*sizes, left]
+
+
+def managed_fill(
+    managed: ManagedExit, quantity: Decimal, side: Side, instrument: Instrument, costs: CostModel, at: datetime
+) -> tuple[datetime, Decimal, ExitReason, Decimal]:
+    """A finished managed position as one exit: (time, quantity-weighted average fill, final reason, total fees).
+
+    Each leg fills at its level with spread and slippage and pays its own commission, so the trade's P&L and R
+    are those of its partial fills together. A leg too small for a whole lot is not taken (its share stays on).
+    """
+    if not managed.done:
+        raise ValueError("only a finished managed position has an exit")
+    sizes = leg_quantities(quantity, managed.legs, instrument.lot_size)
+    value, fees = Decimal(0), Decimal(0)
+    for leg, size in zip(managed.legs, sizes, strict=True):
+        if size <= 0:
+            continue
+        level = instrument.price(leg.price, ROUND_HALF_EVEN)
+        fill = exit_fill_price(level, side, costs, instrument)
+        value += fill * size
+        fees += commission(fill, size, instrument, costs)
+    average = (value / quantity).quantize(AVERAGE_PLACES, ROUND_HALF_EVEN)
+    return at, average, managed.legs[-1].reason, fees

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from engine.audit import AuditEvent
 from engine.controls import DriftAlert, PairControl
 from engine.domain import Instrument, Rejection, RunStatus, ScoredSetup, SignalStatus
 from engine.options import LegFill, LegOrder
@@ -27,6 +28,7 @@ from engine.trading import (
     OrderRequest,
     OrderState,
     OrderStatus,
+    PartialExit,
     Quote,
     StopMove,
     Trade,
@@ -280,6 +282,12 @@ class TradeLedger(Protocol):
 
     async def stop_moves(self, trade_ids: Collection[str]) -> dict[str, list[StopMove]]: ...
 
+    async def record_partial_exit(self, exit: PartialExit) -> bool:
+        """Record a partial exit once by its number; False when it was recorded already or the trade closed."""
+        ...
+
+    async def partial_exits(self, trade_ids: Collection[str]) -> dict[str, list[PartialExit]]: ...
+
     async def abandon_trade_actions(self, at: datetime) -> int: ...
 
     async def create_close_batch(self, trade_ids: Sequence[str], at: datetime, by: int) -> int: ...
@@ -316,7 +324,9 @@ class KeyValueState(Protocol):
 
     async def get_state(self, key: str) -> str | None: ...
 
-    async def set_state(self, key: str, value: str) -> None: ...
+    async def set_state(self, key: str, value: str, *, audit_by: str | None = None, detail: str | None = None) -> None:
+        """Set a value; with `audit_by` the change is also recorded in the audit trail, atomically."""
+        ...
 
 
 class LearningStore(Protocol):
@@ -353,7 +363,17 @@ class LearningStore(Protocol):
     async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]: ...
 
 
-class BotStore(SignalStore, SignalBook, TradeLedger, BaselineStore, KeyValueState, LearningStore, Protocol):
+class AuditLog(Protocol):
+    """The append-only audit trail (the store also appends to it inside the writes it records)."""
+
+    async def audit(self, event: AuditEvent) -> None: ...
+
+    async def audit_events(self, since: datetime | None = None, limit: int = 50) -> list[AuditEvent]:
+        """The newest `limit` events at or after `since`, newest first."""
+        ...
+
+
+class BotStore(SignalStore, SignalBook, TradeLedger, BaselineStore, KeyValueState, LearningStore, AuditLog, Protocol):
     """Everything the running bot persists (the SQLite store implements it all); a service asks for its slice."""
 
 

@@ -134,6 +134,11 @@ class Strategy(ABC, Generic[P]):
     def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:
         """Short human-readable reasons why bar `i` fired on `side`."""
 
+    def overlays(self, ctx: MarketContext) -> dict[str, FloatArray]:
+        """The indicator lines this strategy decides on, one value per bar, named for a chart's legend."""
+        del ctx
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 

@@ -26,7 +26,9 @@ class ExecutionMode(StrEnum):
 
 class ExitReason(StrEnum):
     STOP = "stop"
+    TRAILING_STOP = "trailing_stop"  # the stop after a trailing or breakeven move took the rest
     TARGET = "target"
+    PARTIAL = "partial"  # a partial target took part of the position
     TIME = "time"
     SESSION_END = "session_end"
     EXPIRY = "expiry"  # held to its option expiry
@@ -48,6 +50,23 @@ class StopMove:
     at: datetime
     old: Decimal
     new: Decimal
+
+
+@dataclass(frozen=True)
+class PartialExit:
+    """Part of an open position closed by a partial target: its number, when, at what fill, how much, fees."""
+
+    trade_id: str
+    seq: int
+    at: datetime
+    price: Decimal
+    quantity: Decimal
+    fees: Decimal
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.at, "partial exit time")
+        if self.seq < 1 or self.quantity <= 0 or self.price <= 0:
+            raise ValueError(f"partial exit {self.seq} of {self.trade_id}: number, quantity and price must be positive")
 
 
 class TradeKind(StrEnum):

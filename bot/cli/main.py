@@ -239,11 +239,12 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
 async def _pause(settings: Settings, paused: bool) -> int:
     """Set the persisted pause flag the running bot reads on every offer and click."""
     from bot.services.state import BotState  # noqa: PLC0415
+    from engine.audit import CLI_ACTOR  # noqa: PLC0415
 
     async with await open_store(settings) as store:
         state = BotState(store, settings.bot.mode)
         was = await state.paused()
-        await state.set_paused(paused)
+        await state.set_paused(paused, CLI_ACTOR)
     word = "paused" if paused else "running"
     already = " (it already was)" if was == paused else ""
     print(f"tradebot is {word}{already}: {settings.db_path}")

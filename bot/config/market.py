@@ -19,6 +19,7 @@ from pydantic import (
 from bot.config.base import CURRENCY_PATTERN, PositiveDecimal, Weight, _Frozen
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, clock_text, get_calendar
 from engine.domain import AssetClass, Instrument, Interval
+from engine.exits import ExitPlan, TrailBy
 from engine.quality import DEFAULT_WEIGHTS, Component
 from engine.sizing import (
     SizeLimits,
@@ -132,6 +133,26 @@ class PairConfig(_Frozen):
         return _utc_instant(value)
 
 
+class ExitsConfig(_Frozen):
+    """Trade management of a strategy's positions (`engine.exits.ExitPlan`): the backtester, the replay and the live
+    monitor apply the same, and the system's validation covers it (a change needs a new validation)."""
+
+    breakeven_r: Annotated[float, Field(gt=0, le=20)] | None = None  # move the stop to the entry after +x R
+    trail_by: TrailBy | None = None  # "r" or "atr": a trailing stop
+    trail_distance: Annotated[float, Field(gt=0, le=50)] = 1.0  # in R or in ATR(14)
+    trail_after_r: Annotated[float, Field(ge=0, le=20)] = 1.0  # the trail starts after +x R
+    partials: tuple[tuple[Annotated[float, Field(gt=0, le=20)], Annotated[float, Field(gt=0, lt=1)]], ...] = ()
+
+    def plan(self) -> ExitPlan:
+        """The engine's exit plan (ValueError names a partial rule that does not add up)."""
+        return ExitPlan(self.breakeven_r, self.trail_by, self.trail_distance, self.trail_after_r, self.partials)
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> ExitsConfig:
+        self.plan()
+        return self
+
+
 class StrategyConfig(_Frozen):
     """Whether a strategy runs, on which symbols (default: every one it applies to) and its parameters.
 
@@ -144,6 +165,7 @@ class StrategyConfig(_Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     tuned_until: datetime | None = None
     pairs: dict[str, PairConfig] = Field(default_factory=dict)
+    exits: ExitsConfig = Field(default_factory=ExitsConfig)  # trade management (breakeven, trailing, partials)
 
     @field_validator("tuned_until")
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 import tomllib
@@ -216,6 +218,12 @@ class Settings(BaseSettings):
         if match[0].calendar != "XNSE":
             raise ValueError(f"weekly_zones.symbol {self.weekly_zones.symbol} must trade on the XNSE calendar")
         return self
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the effective settings with every secret left out: equal hashes, the same configuration."""
+        secrets = {"telegram_bot_token", "oanda_token", "kite_api_secret"}
+        shown = self.model_dump(mode="json", exclude=secrets)
+        return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
     def owner(self) -> int | None:

@@ -175,6 +175,7 @@ class BotConfig(_Frozen):
     risk_per_trade: Annotated[Decimal, Field(gt=0, le=Decimal("0.1"), allow_inf_nan=False)] = Decimal("0.01")
     max_hold_bars: Annotated[int, Field(ge=1, le=10_000)] = 48
     send_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    charts: bool = True  # each signal as a photo of its chart (drawn in a worker process); false: text only
     trade_failed_strategies: bool = False  # override the pre-deploy gate (logged loudly on every signal)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     exposure: ExposureConfig = Field(default_factory=ExposureConfig)

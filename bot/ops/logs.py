@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -126,10 +128,42 @@ def configure(level: int, secrets: Iterable[str] = (), fmt: LogFormat | str = "t
     return redactor
 
 
+RECENT_LINES = 200  # warnings and errors kept in memory for /logs
+
+
+class RecentLogs(logging.Handler):
+    """The latest warnings and errors, redacted, in memory: what `/logs` shows."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: deque[str] = deque(maxlen=RECENT_LINES)
+        self.addFilter(RedactSecrets(redactor))
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%m-%d %H:%M:%SZ"))
+        self.formatter.converter = time.gmtime  # type: ignore[union-attr]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record).splitlines()[0])
+
+    def last(self, count: int) -> list[str]:
+        """The newest `count` lines, oldest first."""
+        return list(self.lines)[-count:] if count > 0 else []
+
+
+def recent_logs(redactor: Redactor | None = None) -> RecentLogs:
+    """The recent-warnings handler on the root logger, installed on first use (with `redactor`, or the log's)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, RecentLogs):
+            return handler
+    handler = RecentLogs(redactor if redactor is not None else current_redactor())
+    root.addHandler(handler)
+    return handler
+
+
 def add_secret(value: str) -> None:
     """Mask one more secret learnt at run time (a broker's daily access token) in every later log line."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, _TradebotHandler):
+        if isinstance(handler, _TradebotHandler | RecentLogs):
             for found in handler.filters:
                 if isinstance(found, RedactSecrets):
                     found.redactor = found.redactor.with_secrets([value])

@@ -25,6 +25,9 @@ from engine.ports import (
 )
 from engine.trading import OrderRequest
 
+APPROVED_IN_CHAT = "approved in the chat"  # replaces the offer's reason ("manual mode: asking")
+REJECTED_IN_CHAT = "rejected in the chat"
+
 
 class Approvals(DeskCore):
     """Approves, rejects and expires signals, and settles unconfirmed orders."""
@@ -50,7 +53,13 @@ class Approvals(DeskCore):
                 now = self.clock.now()
                 try:
                     committed = await self.store.approve_order(
-                        signal_id, SignalStatus.PENDING, request, now, by=user_id, stamp=(stamp, DECISION_STATE_KEYS)
+                        signal_id,
+                        SignalStatus.PENDING,
+                        request,
+                        now,
+                        by=user_id,
+                        reason=APPROVED_IN_CHAT,
+                        stamp=(stamp, DECISION_STATE_KEYS),
                     )
                 except DecisionChanged:
                     log.info("approval of %s: the book changed during its checks; checking again", signal_id)
@@ -132,7 +141,10 @@ class Approvals(DeskCore):
     async def reject(self, signal_id: str, user_id: int) -> Outcome:
         """Reject a pending signal and start tracking what it would have made."""
         now = self.clock.now()
-        if not await self.store.transition(signal_id, SignalStatus.PENDING, SignalStatus.REJECTED, now, by=user_id):
+        rejected = await self.store.transition(
+            signal_id, SignalStatus.PENDING, SignalStatus.REJECTED, now, by=user_id, reason=REJECTED_IN_CHAT
+        )
+        if not rejected:
             return Outcome(OutcomeKind.INVALID, "This button is no longer valid.")
         record = await self.store.signal(signal_id)
         if record is not None:

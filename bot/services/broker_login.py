@@ -12,11 +12,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, Protocol
 
 from bot.services.events import Announcer, Notice, Tone
+from engine.audit import AuditEvent, AuditKind, actor_of
 from engine.calendars import SessionCalendar
-from engine.ports import BrokerError, BrokerSession, Clock, DailyLogin, KeyValueState
+from engine.ports import AuditLog, BrokerError, BrokerSession, Clock, DailyLogin, KeyValueState
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,17 @@ class LoginDone:
     funds: Decimal | None
 
 
+class LoginStore(KeyValueState, AuditLog, Protocol):
+    """The reminder's day and the audit trail's login lines."""
+
+
 class BrokerLogin:
     """Lets the owner renew a broker's daily session from the chat, and reminds them before the open."""
 
     def __init__(
         self,
         broker: DailyLogin,
-        state: KeyValueState,
+        state: LoginStore,
         announcer: Announcer,
         clock: Clock,
         calendar: SessionCalendar,
@@ -56,10 +61,12 @@ class BrokerLogin:
     def link(self) -> str:
         return self.broker.login_url
 
-    async def complete(self, text: str) -> LoginDone:
+    async def complete(self, text: str, by: int | None = None) -> LoginDone:
         """Exchange what the owner sent for today's session; ValueError or BrokerError say why not."""
         session = await self.broker.login_from(text)
         self._had_session = True
+        until = f"session for {session.user_id} until {session.expires_at:%Y-%m-%d %H:%M}Z"
+        await self.state.audit(AuditEvent(self.clock.now(), AuditKind.LOGIN, actor_of(by), session.broker, until))
         try:
             funds: Decimal | None = await self.broker.funds()
         except BrokerError as exc:

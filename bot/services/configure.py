@@ -106,6 +106,7 @@ def backtest_config(settings: Settings, rates: RateHistory | None = None) -> Bac
         costs=cost_model(settings),
         slippage_atr=settings.backtest.slippage_atr,
         max_hold_bars=b.max_hold_bars,
+        exit_plans={name: c.exits.plan() for name, c in settings.strategies.items() if c.exits.plan().active},
     )
 
 

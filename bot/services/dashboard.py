@@ -16,6 +16,7 @@ from decimal import Decimal
 from bot.services.book import REAL_KINDS, TRADED_KINDS
 from bot.services.runtime import BotRuntime
 from bot.services.summary import realised
+from engine.audit import DASHBOARD_ACTOR
 from engine.drift import Severity
 from engine.ports import BrokerError, SignalRecord
 from engine.trading import Trade
@@ -140,7 +141,7 @@ class Dashboard:
         the owner's authority: whoever reaches the dashboard is trusted (loopback, or a token)."""
         rt = self.rt
         user = rt.control.owner
-        await rt.state.set_paused(True)
+        await rt.state.set_paused(True, DASHBOARD_ACTOR)
         log.warning("emergency stop from the dashboard")
         offer = await rt.control.offer_close_all(user)
         if offer is None:

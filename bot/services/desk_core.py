@@ -17,6 +17,7 @@ import numpy as np
 
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.book import book_view
+from bot.services.charts import SignalCharts
 from bot.services.events import Announcer, Notice, PositionOpened, Tone
 from bot.services.rates import RateBook
 from bot.services.state import PAUSED_KEY, BotState
@@ -168,8 +169,10 @@ class DeskCore:
         advisor: Advisor | None = None,
         metrics: Metrics | None = None,
         systems: SystemBook | None = None,
+        charts: SignalCharts | None = None,
     ) -> None:
         self.store = store
+        self.charts = charts  # draws each offered signal's chart; None: signals go as text
         self.systems = systems if systems is not None else SystemBook(())
         self.metrics: Metrics = metrics or NullMetrics()
         self.advisor = advisor

@@ -5,7 +5,7 @@ Services never format chat messages: they say what happened, in these types, to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -133,7 +133,9 @@ class Announcer(Protocol):
 
     async def announce(self, event: Event) -> None: ...
 
-    async def signals(self, records: Sequence[SignalRecord]) -> None: ...
+    async def signals(self, records: Sequence[SignalRecord], charts: Mapping[str, bytes] | None = None) -> None:
+        """Offer these signals, each with its chart (PNG bytes by signal id) where there is one."""
+        ...
 
     async def refresh(self, signal_id: str) -> None: ...
 

@@ -20,18 +20,28 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from bot.services.events import Announcer, Notice, PositionClosed
+from bot.services.events import Announcer, Notice, PositionClosed, StopMoved
 from data.market.validation import validate_bars
-from engine.bars import Bars, to_nanos
+from engine.bars import Bars, IntArray, from_nanos, to_nanos
 from engine.calendars import SessionCalendar
 from engine.costs import CostModel, commission, exit_fill_price
 from engine.domain import Instrument
-from engine.exits import StopTrigger, find_exit_with_stops
+from engine.exits import (
+    TRAIL_ATR_PERIOD,
+    ExitPlan,
+    StopTrigger,
+    find_exit_with_stops,
+    leg_quantities,
+    manage_exit,
+    managed_fill,
+)
 from engine.indicators import MarketContext
 from engine.ports import BarProvider, Broker, BrokerError, BrokerErrorKind, Clock, ProviderError, TradeLedger
-from engine.trading import BrokerExit, ExitReason, StopMove, Trade, TradeKind
+from engine.trading import BrokerExit, ExitReason, PartialExit, StopMove, Trade, TradeAction, TradeKind
 
 log = logging.getLogger(__name__)
+
+BOT_USER = 0  # the user id of a change the bot makes by its rules (a plan's stop move)
 
 _NEVER_STALE = 10**9
 _SESSION_CALENDARS = frozenset({"XNSE", "XNYS"})
@@ -55,6 +65,7 @@ class PositionMonitor:
         broker: Broker | None = None,
         stop_triggers: Mapping[str, StopTrigger] | None = None,
         managed_live: Collection[str] = (),
+        exit_plans: Mapping[str, ExitPlan] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker  # asked how LIVE trades ended at the broker (`check_live`); None: not checked
@@ -70,6 +81,9 @@ class PositionMonitor:
         # Symbols whose LIVE trades the bot closes itself (a broker that holds no stop, such as Kite): their exits
         # are found on bars like paper ones, then sent to the broker as a closing order and recorded at its fill.
         self.managed_live = frozenset(managed_live)
+        # Trade management by strategy (breakeven, trailing, partials), as the backtester applies it; paper and
+        # shadow trades only: a live position's stops and partial closes stay with its broker.
+        self.exit_plans = {k: p for k, p in (exit_plans or {}).items() if p.active}
 
     async def check(
         self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
@@ -202,6 +216,13 @@ class PositionMonitor:
             start = int(np.searchsorted(bars.time, entered, side="left"))
             if start >= len(bars):
                 continue
+            plan = self.exit_plans.get(trade.strategy)
+            if plan is not None and trade.kind is not TradeKind.LIVE:
+                done = await self._manage(
+                    trade, plan, instrument, bars, start, session_day, moves.get(trade.trade_id, [])
+                )
+                closed += [done] if done is not None else []
+                continue
             stops = stop_schedule(trade.stop, moves.get(trade.trade_id, ()))
             event = find_exit_with_stops(
                 bars,
@@ -237,6 +258,85 @@ class PositionMonitor:
                 if trade.kind is TradeKind.PAPER:
                     await self.notifier.announce(PositionClosed(done))
         return closed
+
+    async def _manage(
+        self,
+        trade: Trade,
+        plan: ExitPlan,
+        instrument: Instrument,
+        bars: Bars,
+        start: int,
+        session_day: IntArray | None,
+        moves: list[StopMove],
+    ) -> Trade | None:
+        """Apply the plan to a paper or shadow position: record and tell each stop move and partial exit, and close
+        it (at the average of its fills) when the rest is out. The same kernel as the backtester's."""
+        atr = MarketContext(instrument, bars, self.calendars[trade.symbol]).ind.atr(TRAIL_ATR_PERIOD)
+        managed = manage_exit(
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            start,
+            trade.side,
+            float(trade.entry_price),
+            float(trade.stop),
+            float(trade.target),
+            plan,
+            atr=atr,
+            max_bars=self.max_hold_bars,
+            session_day=session_day,
+            set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
+        )
+        now = self.clock.now()
+        told = trade.kind is TradeKind.PAPER
+        current = moves[-1].new if moves else trade.stop
+        plan_stop = managed.stop
+        if plan_stop is not None and not managed.done:
+            level = instrument.price(plan_stop, ROUND_HALF_EVEN)
+            if trade.side.sign * (level - current) > 0:
+                await self._move_stop(trade, current, level, now, told)
+        sizes = leg_quantities(trade.quantity, managed.legs, instrument.lot_size) if managed.legs else []
+        partials = [
+            (leg, size) for leg, size in zip(managed.legs, sizes, strict=True) if leg.reason is ExitReason.PARTIAL
+        ]
+        for seq, (leg, size) in enumerate(partials, start=1):
+            if size <= 0:
+                continue
+            price = exit_fill_price(instrument.price(leg.price, ROUND_HALF_EVEN), trade.side, self.costs, instrument)
+            at = from_nanos(int(bars.time[leg.bar_index]) + bars.interval.nanos)
+            fees = commission(price, size, instrument, self.costs)
+            if await self.store.record_partial_exit(PartialExit(trade.trade_id, seq, at, price, size, fees)) and told:
+                r = trade.side.sign * (price - trade.entry_price) / abs(trade.entry_price - trade.stop)
+                await self.notifier.announce(
+                    Notice(f"{trade.symbol} partial exit {seq}: {size} @ {price} ({r:+.2f}R) · {trade.trade_id}")
+                )
+        if not managed.done:
+            return None
+        at = from_nanos(int(bars.time[managed.legs[-1].bar_index]) + bars.interval.nanos)
+        _, price, reason, fees = managed_fill(managed, trade.quantity, trade.side, instrument, self.costs, at)
+        if not await self.store.close_trade(trade.trade_id, at, price, reason, fees):
+            return None
+        done = trade.closed(at, price, reason, fees)
+        if told:
+            await self.notifier.announce(PositionClosed(done))
+        return done
+
+    async def _move_stop(self, trade: Trade, old: Decimal, new: Decimal, now: datetime, told: bool) -> None:
+        """Record the plan's stop move as the bot's action (the trader's stays possible after it), and tell it."""
+        action = await self.store.request_trade_action(trade.trade_id, TradeAction.STOP, now, BOT_USER)
+        if action is None:
+            return  # the trader's own action on it is in flight: the next check moves it
+        if not await self.store.move_trade_stop(action, trade.trade_id, old, new, now):
+            await self.store.finish_trade_action(action, False, now, "the stop changed meanwhile")
+            return
+        log.info("%s trade %s: stop moved by its plan %s -> %s", trade.symbol, trade.trade_id, old, new)
+        if told:
+            await self.notifier.announce(StopMoved(trade, old, new, BOT_USER))
+
+
+def _bar_index(bars: Bars, at: datetime) -> int:
+    return int(np.searchsorted(bars.time, to_nanos(at), side="left"))
 
 
 def stop_schedule(stop: Decimal, moves: Sequence[StopMove]) -> list[tuple[datetime | None, float]]:

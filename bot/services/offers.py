@@ -66,7 +66,7 @@ class Offers(DeskCore):
                     view = await self.book(now)
             finally:
                 self._in_flight.release(record.signal_id, token)
-        await self._send_offers(to_ask)
+        await self._send_offers(to_ask, bars or {})
         return decisions
 
     async def _offer_one(
@@ -204,12 +204,14 @@ class Offers(DeskCore):
             return SignalStatus.PENDING, f"quality {score:.0f}: asking", sized
         return SignalStatus.PENDING, "manual mode: asking", sized
 
-    async def _send_offers(self, records: Sequence[SignalRecord]) -> None:
+    async def _send_offers(self, records: Sequence[SignalRecord], bars: Mapping[str, Bars]) -> None:
+        """Send the signals to ask about, each with its chart when one could be drawn in time."""
+        charts = await self.charts.for_signals(records, bars) if self.charts is not None and records else {}
         if len(records) <= self.policy.digest_threshold:
             for record in records:
-                await self.notifier.signals([record])
+                await self.notifier.signals([record], charts)
         else:
-            await self.notifier.signals(records)
+            await self.notifier.signals(records, charts)
 
 
 def _dropped_because(refusal: EntryRefusal, setup: Setup, control_why: str) -> str:

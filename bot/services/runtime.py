@@ -30,6 +30,7 @@ from bot.ops.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.services.background_validation import BackgroundValidation
 from bot.services.book import TRADED_KINDS, trading_day
 from bot.services.broker_login import BrokerLogin
+from bot.services.charts import SignalCharts
 from bot.services.desk import OfferDecision, SignalDesk
 from bot.services.drift_watch import DriftWatch
 from bot.services.events import Announcer, ModelLearned, Notice, SummaryReady
@@ -41,6 +42,7 @@ from bot.services.scheduler import DEFAULT_DELAY, ScheduleGroup, Scheduler, buil
 from bot.services.state import BotState
 from bot.services.summary import SUMMARY_KEY, DailySummary, day_start, realised, summary_day
 from bot.services.trade_control import TradeControl
+from bot.services.users import UserDirectory
 from bot.services.zones import ZONES_GROUP, ZoneDesk
 from data.backup import BackupResult, backup_line
 from data.redaction import Redactor
@@ -91,9 +93,12 @@ class BotRuntime:
     redactor: Redactor = field(default_factory=Redactor)
     login: BrokerLogin | None = None  # the owner's daily broker login (Kite), when a broker needs one
     zones: ZoneDesk | None = None  # the NIFTY weekly-zone spreads, when `[weekly_zones] enabled`
+    users: UserDirectory | None = None  # the names of the chat's users, for messages and the audit trail
+    charts: SignalCharts | None = None  # draws signal and /chart pictures; None: text only
 
     def __post_init__(self) -> None:
         self.stopping = False  # set when the shutdown begins: a step cut short by it is not an error
+        self.started_at = self.clock.now()
         self._run_lock = asyncio.Lock()
         self._learning: asyncio.Task[LearnedModel | str] | None = None
         self._backup: asyncio.Task[BackupResult | None] | None = None
@@ -353,6 +358,22 @@ class BotRuntime:
         trading = self.login.calendar.is_open(self.clock.now())
         check = Check(CheckName.SESSION, live or not trading, self.login.status())
         return HealthReport((*report.checks, check))
+
+    async def symbol_chart(self, symbol: str) -> tuple[bytes, str] | str:
+        """The current chart of `symbol` with its open positions drawn (PNG, caption), or why there is none."""
+        if self.charts is None:
+            return "Charts are off ([bot] charts = false)."
+        bars = await asyncio.to_thread(self.scan.clean_bars, symbol, self.clock.now())
+        if isinstance(bars, str):
+            return f"No chart: {bars}."
+        positions = [t for t in await self.control.open_positions() if t.symbol == symbol]
+        stops = await self.control.current_stops(positions)
+        spec = await asyncio.to_thread(self.charts.symbol_spec, symbol, bars, positions, stops)
+        png = await self.charts.renderer.render(spec)
+        if png is None:
+            return f"The chart of {symbol} could not be drawn now (the log says why)."
+        held = f"{len(positions)} open position{'' if len(positions) == 1 else 's'}"
+        return png, f"{symbol} {bars.interval} · {held} · last bar {bars.bar_time(len(bars) - 1):%Y-%m-%d %H:%M} UTC"
 
     async def today_pnl(self, now: datetime) -> Decimal:
         """Realised P&L of the trading day, in the account currency (the protections' day)."""

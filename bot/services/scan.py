@@ -175,6 +175,26 @@ class ScanService:
             await self.store.finish_run(run_id, self.clock.now(), report.setups, report.rejections, report.errors)
         return report
 
+    def clean_bars(self, symbol: str, now: datetime) -> Bars | str:
+        """The validated bars of `symbol` a scan would use now, or why there are none."""
+        item = next((w for w in self.watchlist if w.instrument.symbol == symbol), None)
+        if item is None:
+            return f"{symbol} is not in the watchlist"
+        try:
+            frame = self.provider.fetch(item.instrument, now, self.history_bars(item))
+            check = validate_bars(
+                frame,
+                item.instrument,
+                item.calendar,
+                now,
+                min_bars=self.rules.min_bars,
+                stale_bars=self.rules.stale_bars,
+                max_bad_fraction=self.rules.max_bad_fraction,
+            )
+        except Exception as exc:  # the data source's own words: a missing file, an unreachable feed
+            return f"no data for {symbol}: {exc}"
+        return check.bars if check.bars is not None else f"{symbol}: {check.rejection or 'bar data rejected'}"
+
     def evaluate(self, item: WatchItem, now: datetime) -> SymbolOutcome:
         """Fetch, validate and scan one instrument; never raises."""
         symbol = item.instrument.symbol

@@ -8,6 +8,7 @@ stale until the gate has run again on the new code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 from collections import Counter
@@ -110,10 +111,18 @@ def system_spec(
         symbol=instrument.symbol,
         interval=instrument.interval,
         params=params,
-        rules=system_rules(instrument, calendar, engine, config),
+        rules=system_rules(instrument, calendar, engine, config) | management(strategy.name, config),
         code=code_version(type(strategy).__module__),
         tuned_until=tuned_until,
     )
+
+
+def management(strategy: str, config: BacktestConfig) -> dict[str, Any]:
+    """The strategy's trade management as part of its system (absent when it has none, as before it existed)."""
+    plan = config.exit_plans.get(strategy)
+    if plan is None or not plan.active:
+        return {}
+    return {"management": dataclasses.asdict(plan)}
 
 
 @dataclass(frozen=True)

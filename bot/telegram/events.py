@@ -24,6 +24,7 @@ from bot.services.events import (
 )
 from bot.services.learner import LearnedModel
 from bot.services.summary import TOP_REASONS, DailySummary
+from bot.services.users import who
 from bot.telegram.callbacks import Action, Callback
 from bot.telegram.messages import exit_text, fill_text, position_buttons
 from engine.controls import ALL_SYMBOLS, PairControl, PairState
@@ -34,20 +35,21 @@ from engine.spread_book import SpreadRecord
 Buttons = list[list[list[str]]]
 
 
-def render(event: Event) -> tuple[str, Buttons | None]:
-    """The chat message of an event, and its buttons."""
+def render(event: Event, names: dict[int, str] | None = None) -> tuple[str, Buttons | None]:
+    """The chat message of an event (people named where `names` knows them), and its buttons."""
+    names = names or {}
     match event:
         case Notice(text, tone):
             return f"{tone.value} {escape(text)}", None
         case PositionOpened(trade, instrument, note):
             return fill_text(trade, instrument) + escape(note), position_buttons([trade])
         case PositionClosed(trade, by):
-            return exit_text(trade) + ("" if by is None else f" · closed by <code>{by}</code>"), None
+            return exit_text(trade) + ("" if by is None else f" · closed by {escape(who(by, names))}"), None
         case StopMoved(trade, old, new, by):
             at_entry = " (entry; fees not covered)" if new == trade.entry_price else ""
             return (
                 f"🛡 {escape(trade.symbol)} stop moved <code>{old}</code> → <code>{new}</code>{at_entry} · "
-                f"<code>{escape(trade.trade_id)}</code> · by <code>{by}</code>"
+                f"<code>{escape(trade.trade_id)}</code> · by {escape(who(by, names))}"
             ), None
         case DriftFound():
             return drift_alert_text(event)

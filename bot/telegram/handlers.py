@@ -31,7 +31,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.ops.logs import log_context
+from bot.ops.logs import log_context, recent_logs
 from bot.services.book import TRADED_KINDS
 from bot.services.desk import Outcome, OutcomeKind
 from bot.services.drift_watch import enable_pair
@@ -61,6 +61,7 @@ from bot.telegram.messages import (
     welcome_text,
 )
 from bot.telegram.plots import reliability_png
+from bot.telegram.report_commands import ReportCommands
 from bot.telegram.sender import markup
 from data.outbox import OutboxKind
 from data.sqlite.store import DuplicateTradeError, StoreError, storage_problem
@@ -79,7 +80,7 @@ Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None
 STRANGER_REPLY_SECONDS = 600.0  # a stranger gets one refusal message per this long, in a private chat only
 
 
-class TelegramFrontEnd:
+class TelegramFrontEnd(ReportCommands):
     """Command and button handlers over one BotRuntime."""
 
     def __init__(self, runtime: BotRuntime, allowed_users: frozenset[int]) -> None:
@@ -97,6 +98,7 @@ class TelegramFrontEnd:
             if user is None or user.id not in self.allowed:
                 await self._refuse(update, handler.__name__, user.id if user else None)
                 return
+            await self._remember(user.id, user.full_name)
             task = asyncio.current_task()
             if task is not None:
                 self._handling.add(task)
@@ -107,6 +109,15 @@ class TelegramFrontEnd:
                     self._handling.discard(task)
 
         return guarded
+
+    async def _remember(self, user_id: int, name: str) -> None:
+        """Keep the user's name for messages and the audit trail; never a reason to refuse a command."""
+        if self.rt.users is None:
+            return
+        try:
+            await self.rt.users.seen(user_id, name)
+        except StoreError as exc:
+            log.warning("could not remember the name of user %s: %s", user_id, exc)
 
     async def cancel_in_flight(self, grace: float) -> int:
         """Cancel the handlers still running (at shutdown, after their grace); return how many there were."""
@@ -154,7 +165,10 @@ class TelegramFrontEnd:
             "learn": self.learn,
             "health": self.health,
             "login": self.login,
+            "chart": self.chart,
+            **self.report_commands(),
         }
+        recent_logs(self.rt.redactor)  # /logs shows the warnings and errors from here on
         for name, handler in commands.items():
             app.add_handler(CommandHandler(name, self.authorised(handler)))
         app.add_handler(CallbackQueryHandler(self.authorised(self.button)))
@@ -352,15 +366,15 @@ class TelegramFrontEnd:
         await self._reply(update, f"Recorded {parsed.outcome.value} of {pnl} for <code>{recorded.signal_id}</code>.")
 
     async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.rt.state.set_paused(True)
         user = update.effective_user.id if update.effective_user else 0
+        await self.rt.state.set_paused(True, user)
         log.warning("emergency stop by user %s", user)
         await self._offer_close_all(
             update, user, "⏸ <b>Stopped</b>: no new signals, approvals refused. /resume to continue.\n"
         )
 
     async def resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.rt.state.set_paused(False)
+        await self.rt.state.set_paused(False, update.effective_user.id if update.effective_user else None)
         await self._reply(update, "▶️ Resumed.")
 
     async def mode(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -371,7 +385,9 @@ class TelegramFrontEnd:
         if len(args) != 1 or args[0] not in set(ExecutionMode):
             await self._reply(update, escape(MODE_USAGE))
             return
-        await self.rt.state.set_mode(ExecutionMode(args[0]))
+        await self.rt.state.set_mode(
+            ExecutionMode(args[0]), update.effective_user.id if update.effective_user else None
+        )
         await self._reply(update, f"mode set to <b>{args[0]}</b>.")
 
     async def login(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -393,7 +409,7 @@ class TelegramFrontEnd:
             with contextlib.suppress(TelegramError):
                 deleted = bool(await update.effective_message.delete())
         try:
-            done = await login.complete(" ".join(args))
+            done = await login.complete(" ".join(args), user)
         except (ValueError, BrokerError) as exc:
             await self._reply(update, f"❌ {escape(name)} login failed: {escape(str(exc))}")
             return
@@ -401,6 +417,27 @@ class TelegramFrontEnd:
         funds = None if done.funds is None else f"{done.funds:,.2f}"
         expires = f"{s.expires_at:%Y-%m-%d %H:%M} UTC"
         await self._reply(update, login_done_text(name, s.user_name, s.user_id, expires, funds, deleted))
+
+    async def chart(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = [a.upper() for a in (context.args or [])]
+        if len(args) != 1 or args[0] not in self.rt.instruments:
+            known = ", ".join(sorted(self.rt.instruments))
+            await self._reply(update, f"usage: /chart SYMBOL — symbols: {escape(known)}")
+            return
+        charts, chat = self.rt.charts, update.effective_chat
+        if charts is None or chat is None:
+            await self._reply(update, "Charts are off (<code>[bot] charts = false</code>).")
+            return
+        picture = await self.rt.symbol_chart(args[0])
+        if isinstance(picture, str):
+            await self._reply(update, escape(picture))
+            return
+        png, caption = picture
+        try:
+            await update.get_bot().send_photo(chat.id, png, caption=caption)
+        except TelegramError as exc:
+            log.warning("sending the chart of %s failed: %s", args[0], exc)
+            await self._reply(update, f"The chart could not be sent ({escape(str(exc))}).")
 
     async def health(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, (await self.rt.health()).html())

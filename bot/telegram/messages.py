@@ -42,6 +42,19 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("learn", "refit the learned model now; /learn rollback returns to the previous one"),
     ("health", "database, runs on schedule, broker circuit, Telegram: healthy or not"),
     ("login", "the daily Kite login (owner): /login sends the link, /login <redirect address> completes it"),
+    ("chart", "a symbol's chart now with its open positions: /chart SYMBOL"),
+    ("profit", "closed and open P&L, win rate, expectancy in R, best and worst, drawdown"),
+    ("daily", "P&L per day: /daily [n]"),
+    ("weekly", "P&L per ISO week: /weekly [n]"),
+    ("monthly", "P&L per month: /monthly [n]"),
+    ("performance", "per pair and per strategy, with validation status"),
+    ("trades", "the last closed trades: /trades [n]"),
+    ("balance", "equity per broker account, open exposure and leverage"),
+    ("count", "open positions and today's entries against their limits"),
+    ("audit", "who decided and changed what, newest first: /audit [n]"),
+    ("logs", "recent warnings and errors, redacted: /logs [n]"),
+    ("show_config", "the configuration in use, secrets masked"),
+    ("version", "the running version"),
 )
 
 REPORT_USAGE = (
@@ -154,18 +167,24 @@ def signal_buttons(signal_ids: Sequence[str], labelled: bool = False) -> Buttons
     return rows
 
 
-def _decision(record: SignalRecord) -> str:
+def _decision(record: SignalRecord, names: Mapping[int, str] | None = None) -> str:
     line = _STATUS_LINE.get(record.status)
     if line is None:
         return ""
-    who = f" by <code>{record.decided_by}</code>" if record.decided_by is not None else ""
+    by = record.decided_by
+    name = (names or {}).get(by) if by is not None else None
+    who = "" if by is None else f" by {escape(name)}" if name else f" by <code>{by}</code>"
     when = f" at {record.decided_at:%Y-%m-%d %H:%MZ}" if record.decided_at is not None else ""
     why = f": {escape(record.reason)}" if record.reason else ""
     return f"{line}{who}{when}{why}"
 
 
 def signal_detail(
-    record: SignalRecord, instrument: Instrument, estimate: str | None = None, freeze: Decimal | None = None
+    record: SignalRecord,
+    instrument: Instrument,
+    estimate: str | None = None,
+    freeze: Decimal | None = None,
+    names: Mapping[int, str] | None = None,
 ) -> str:
     """The full signal message for one setup."""
     s, q = record.scored.setup, record.scored.score
@@ -192,7 +211,7 @@ def signal_detail(
     if record.expires_at is not None:
         parts.append(f"expires {_local(record.expires_at, instrument)}")
     parts.append(f"id <code>{s.signal_id}</code>")
-    decision = _decision(record)
+    decision = _decision(record, names)
     if decision:
         parts.append(decision)
     return "\n".join(parts)
@@ -220,10 +239,16 @@ def score_text(validation: PairValidation | None) -> str:
     return validation.score.text()
 
 
-def signal_line(n: int, record: SignalRecord, estimate: str | None = None, instrument: Instrument | None = None) -> str:
+def signal_line(
+    n: int,
+    record: SignalRecord,
+    estimate: str | None = None,
+    instrument: Instrument | None = None,
+    names: Mapping[int, str] | None = None,
+) -> str:
     """One compact digest line."""
     s, q = record.scored.setup, record.scored.score
-    decision = _decision(record)
+    decision = _decision(record, names)
     tail = f" — {decision}" if decision else ""
     est = f" ({escape(estimate)})" if estimate else ""
     validation = record.validation
@@ -264,6 +289,7 @@ def signal_message(
     instruments: dict[str, Instrument],
     freeze: Mapping[str, Decimal] | None = None,
     estimates: Mapping[str, SignalEstimate] | None = None,
+    names: Mapping[int, str] | None = None,
 ) -> RenderedMessage:
     """A message showing one signal in full, or several as a digest with the best first."""
     pending = [r.signal_id for r in records if r.status is SignalStatus.PENDING]
@@ -272,13 +298,13 @@ def signal_message(
         record = records[0]
         symbol = record.scored.setup.symbol
         estimate = estimate_text(shown.get(record.signal_id))
-        text = signal_detail(record, instruments[symbol], estimate, (freeze or {}).get(symbol))
+        text = signal_detail(record, instruments[symbol], estimate, (freeze or {}).get(symbol), names)
         return RenderedMessage(text, signal_buttons(pending))
     lines = [f"<b>{len(records)} signals</b> (best first; buttons are numbered like the list)"]
     if any(r.validation is not None and not r.validation.validated for r in records):
         lines.append("⚠️ signals not marked ✅ are not validated: never executed automatically, trade on your judgement")
     lines += [
-        signal_line(n, r, estimate_text(shown.get(r.signal_id)), instruments.get(r.scored.setup.symbol))
+        signal_line(n, r, estimate_text(shown.get(r.signal_id)), instruments.get(r.scored.setup.symbol), names)
         for n, r in enumerate(records, start=1)
     ]
     buttons: Buttons = []

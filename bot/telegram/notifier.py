@@ -7,18 +7,26 @@ an error message is masked in the outbox (the database) and in the chat.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from bot.services.events import Event
+from bot.services.users import UserDirectory
 from bot.telegram.events import render
 from bot.telegram.messages import digest_pages, signal_message, split_html
 from data.outbox import OutboxKind, OutboxStore
 from data.redaction import Redactor
 from engine.domain import Instrument, SignalStatus
 from engine.ports import Clock, SignalEstimate, SignalRecord
+
+log = logging.getLogger(__name__)
+
+CHART_DAYS = 7  # a chart file is kept this long: enough for any retry of its message
 
 
 class NotifierStore(OutboxStore, Protocol):
@@ -42,6 +50,8 @@ class Notifier:
         freeze: Mapping[str, Decimal] | None = None,
         *,
         redactor: Redactor | None = None,
+        charts_dir: Path | None = None,
+        users: UserDirectory | None = None,
     ) -> None:
         if not chats:
             raise ValueError("the notifier needs at least one chat to talk to")
@@ -52,6 +62,8 @@ class Notifier:
         self.wake = wake
         self.freeze = dict(freeze or {})  # lots per order by symbol: larger signals go out as child orders
         self.redactor = redactor if redactor is not None else Redactor()  # default: token shapes only
+        self.users = users  # the names shown for who decided a signal or moved a position
+        self.charts_dir = charts_dir  # where signal charts wait for their message; None: text only
 
     def _now(self) -> datetime:
         return self.clock.now()
@@ -65,8 +77,12 @@ class Notifier:
             stored["text"] = self.redactor.redact(stored["text"])
         await self.store.enqueue(kind, chat, stored, self._now(), signal_id)
 
-    async def signals(self, records: Sequence[SignalRecord]) -> None:
-        """Send these signals to every chat: one message, or a digest in pages that each fit a message."""
+    async def signals(self, records: Sequence[SignalRecord], charts: Mapping[str, bytes] | None = None) -> None:
+        """Send these signals to every chat: one message, or a digest in pages that each fit a message.
+
+        A signal with a chart goes out as a photo with its text as the caption and the buttons; a digest page
+        shows the chart of its best charted entry.
+        """
         if not records:
             return
         estimates = await self.store.estimates([r.signal_id for r in records])
@@ -76,10 +92,36 @@ class Notifier:
         for page in pages:
             ids = [r.signal_id for r in page]
             rendered = signal_message(page, self.instruments, self.freeze, estimates)
-            payload = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
+            payload: dict[str, Any] = {"text": rendered.text, "buttons": rendered.buttons, "signal_ids": ids}
+            best = next((r for r in page if (charts or {}).get(r.signal_id)), None)
+            if best is not None and charts is not None and (path := self._keep_chart(best.signal_id, charts)):
+                setup = best.scored.setup
+                payload["photo"] = str(path)
+                payload["photo_caption"] = f"{setup.symbol} {setup.timeframe} {setup.strategy} {setup.side.value}"
             for chat in self.chats:
                 await self._enqueue(OutboxKind.SIGNAL, chat, payload, ids[0])
         self.wake()
+
+    def _keep_chart(self, signal_id: str, charts: Mapping[str, bytes]) -> Path | None:
+        """Write a signal's chart where its message will find it; None (text only) when that fails."""
+        if self.charts_dir is None:
+            return None
+        try:
+            self.charts_dir.mkdir(parents=True, exist_ok=True)
+            self._prune_charts()
+            path = self.charts_dir / f"{signal_id}.png"
+            path.write_bytes(charts[signal_id])
+        except OSError as exc:  # a full disk costs the picture, never the signal
+            log.warning("the chart of %s could not be kept (%s); sent as text", signal_id, exc)
+            return None
+        return path
+
+    def _prune_charts(self) -> None:
+        assert self.charts_dir is not None
+        old = time.time() - CHART_DAYS * 86_400
+        for path in self.charts_dir.glob("*.png"):
+            if path.stat().st_mtime < old:
+                path.unlink(missing_ok=True)
 
     async def text(self, html: str, buttons: list[list[list[str]]] | None = None) -> None:
         """Tell every chat something (fills, exits, alerts), with inline buttons when given; a text longer than a
@@ -95,7 +137,9 @@ class Notifier:
 
     async def announce(self, event: Event) -> None:
         """Tell every chat what a service reports, rendered for the chat."""
-        html, buttons = render(event)
+        by = getattr(event, "by", None)
+        names = {} if self.users is None or not isinstance(by, int) else await self.users.names([by])
+        html, buttons = render(event, names)
         await self.text(html, buttons)
 
     async def refresh_decided(self, signal_ids: Sequence[str]) -> None:
@@ -114,7 +158,8 @@ class Notifier:
             if not records:
                 continue
             estimates = await self.store.estimates(ids)
-            rendered = signal_message(records, self.instruments, self.freeze, estimates)
+            names = {} if self.users is None else await self.users.names(r.decided_by for r in records)
+            rendered = signal_message(records, self.instruments, self.freeze, estimates, names)
             payload = {"text": rendered.text, "buttons": rendered.buttons, "message_id": message_id}
             await self._enqueue(OutboxKind.EDIT, chat, payload, signal_id)
         self.wake()

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 300.0
 STORE_PAUSE = 5.0  # after the store failed to record a delivery
 NOT_MODIFIED = "message is not modified"
+NO_TEXT = "there is no text in the message to edit"  # the message is a photo: its caption is edited instead
+MAX_CAPTION_CHARS = 1024
 TOO_LONG = "too long"
 CANNOT_PARSE = "can't parse entities"
 
@@ -191,20 +194,56 @@ class OutboxSender:
         keyboard = markup(payload.get("buttons"))
         mode = None if payload.get("plain") else ParseMode.HTML
         if item.kind is OutboxKind.EDIT:
-            await self.bot.edit_message_text(
-                chat_id=item.chat_id,
-                message_id=int(payload["message_id"]),
-                text=payload["text"],
-                parse_mode=mode,
-                reply_markup=keyboard,
-            )
+            await self._edit(item.chat_id, int(payload["message_id"]), payload["text"], mode, keyboard)
         else:
-            message = await self.bot.send_message(
-                chat_id=item.chat_id, text=payload["text"], parse_mode=mode, reply_markup=keyboard
-            )
+            message = await self._send_new(item, mode, keyboard)
             shown = list(payload.get("signal_ids", []))
             for signal_id in shown:
                 await self.store.add_signal_message(signal_id, item.chat_id, message.message_id)
             if shown and self.after_signals is not None:  # decided while this copy was on its way
                 await self.after_signals(shown)
         await self.store.mark_sent(item.item_id, datetime.now(UTC))
+
+    async def _edit(self, chat: int, message_id: int, text: str, mode: str | None, keyboard: Any) -> None:
+        """Edit a message's text, or its caption when it is a photo (shortened to fit a caption)."""
+        try:
+            await self.bot.edit_message_text(
+                chat_id=chat, message_id=message_id, text=text, parse_mode=mode, reply_markup=keyboard
+            )
+        except BadRequest as exc:
+            if NO_TEXT not in str(exc).lower():
+                raise
+            await self.bot.edit_message_caption(
+                chat_id=chat, message_id=message_id, caption=_caption(text), parse_mode=mode, reply_markup=keyboard
+            )
+
+    async def _send_new(self, item: OutboxItem, mode: str | None, keyboard: Any) -> Any:
+        """Send a new message: a photo with the text as its caption when it has a chart and the text fits one (else
+        the photo first, then the text with the buttons); a chart file that is gone leaves the text alone."""
+        payload = item.payload
+        text = payload["text"]
+        photo = _chart_bytes(payload.get("photo"))
+        if photo is not None and len(plain_text(text)) <= MAX_CAPTION_CHARS:
+            return await self.bot.send_photo(
+                chat_id=item.chat_id, photo=photo, caption=text, parse_mode=mode, reply_markup=keyboard
+            )
+        if photo is not None:
+            await self.bot.send_photo(chat_id=item.chat_id, photo=photo, caption=str(payload.get("photo_caption", "")))
+        return await self.bot.send_message(chat_id=item.chat_id, text=text, parse_mode=mode, reply_markup=keyboard)
+
+
+def _chart_bytes(path: object) -> bytes | None:
+    if not isinstance(path, str):
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        log.warning("chart %s is gone (%s); the message goes as text", path, exc)
+        return None
+
+
+def _caption(text: str) -> str:
+    """`text` cut to fit a photo's caption, at a line end."""
+    if len(plain_text(text)) <= MAX_CAPTION_CHARS:
+        return text
+    return split_html(text, MAX_CAPTION_CHARS - 200)[0] + "\n…"

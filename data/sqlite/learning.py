@@ -7,6 +7,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from data.sqlite.audit import append_audit
 from data.sqlite.codecs import (
     _IN_CHUNK,
     _SET_STATE_SQL,
@@ -21,6 +22,7 @@ from data.sqlite.codecs import (
 from data.sqlite.connection import StoreBase
 from data.sqlite.queries import _execute, _fetchall
 from data.sqlite.records import _decode_control, _decode_model, _decode_ts
+from engine.audit import BOT_ACTOR, AuditEvent, AuditKind, actor_of
 from engine.controls import ControlSource, DriftAlert, PairControl, PairState
 from engine.ports import ModelVersion, SignalEstimate
 from engine.sizing import SizingSummary
@@ -89,6 +91,10 @@ class LearningRecords(StoreBase):
                 params,
             )
             control_id = cursor.lastrowid
+            subject = f"{control.strategy}/{control.symbol}"
+            detail = f"{subject}: {PairState(control.state).value} ({control.source}: {control.reason})"
+            event = AuditEvent(control.at, AuditKind.PAIR_CONTROL, actor_of(control.by), subject, detail)
+            await append_audit(db, event)
         assert control_id is not None
         return dataclasses.replace(control, control_id=control_id)
 
@@ -117,6 +123,10 @@ class LearningRecords(StoreBase):
             version = cursor.lastrowid
             assert version is not None
             await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(version), _encode_ts(self._now(), "now")))
+            learned = f"v{version} active ({len(summary)} summary fields)"
+            await append_audit(
+                db, AuditEvent(created_at, AuditKind.MODEL_LEARNED, BOT_ACTOR, f"model v{version}", learned)
+            )
         return version
 
     async def active_model(self) -> ModelVersion | None:
@@ -146,6 +156,9 @@ class LearningRecords(StoreBase):
             previous = _decode_model(rows[0])
             now = _encode_ts(self._now(), "now")
             await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(previous.version), now))
+            back = f"v{active[0][0]} -> v{previous.version}"
+            event = AuditEvent(self._now(), AuditKind.MODEL_ROLLED_BACK, BOT_ACTOR, f"model v{previous.version}", back)
+            await append_audit(db, event)
         return previous
 
     async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:

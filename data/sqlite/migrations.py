@@ -408,6 +408,46 @@ _V8_SPREADS: Final = Migration(
     ),
 )
 
+_V9_AUDIT: Final = Migration(
+    9,
+    "audit trail and partial exits",
+    (
+        # Append-only: every decision and setting change, written in the transaction of the change itself.
+        """
+        CREATE TABLE audit_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX audit_events_at ON audit_events (at)",
+        """
+        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+        """,
+        """
+        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+        """,
+        # Partial exits of a managed position (a partial target), once each by its number; the trade closes
+        # with the quantity-weighted average of these and its last fill.
+        """
+        CREATE TABLE partial_exits (
+            trade_id TEXT NOT NULL REFERENCES trades (trade_id),
+            seq INTEGER NOT NULL CHECK (seq >= 1),
+            at TEXT NOT NULL,
+            price TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            fees TEXT NOT NULL,
+            PRIMARY KEY (trade_id, seq)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
@@ -417,6 +457,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V6_SYSTEMS,
     _V7_EXPOSURE_AND_CONTROL,
     _V8_SPREADS,
+    _V9_AUDIT,
 )
 
 

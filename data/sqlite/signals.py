@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from data.sqlite.audit import audit_order, audit_signal_move
 from data.sqlite.codecs import (
     _TRANSITION_SQL,
     _check_int,
@@ -96,7 +97,10 @@ class SignalBook(StoreBase):
         expected, to = _check_transition(expected, to)
         params = _transition_params(signal_id, expected, to, at, by, reason, quantity, expires_at)
         async with self._write(f"move signal {signal_id} from {expected} to {to}") as db:
-            return await _rowcount(db, _TRANSITION_SQL, params) == 1
+            if await _rowcount(db, _TRANSITION_SQL, params) != 1:
+                return False
+            await audit_signal_move(db, signal_id, to, at, by, reason)
+            return True
 
     async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
         """A token of everything a decision to trade reads that another task or process can change meanwhile: the
@@ -142,6 +146,8 @@ class SignalBook(StoreBase):
             if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, order[4]):
                 raise StoreError(f"signal {signal_id} left approved inside its own transaction")
             await _insert_order(db, order)
+            await audit_signal_move(db, signal_id, SignalStatus.APPROVED, at, by, reason)
+            await audit_order(db, signal_id, request, at)
         return True
 
     async def last_offered_at(self, symbol: str) -> datetime | None:

@@ -23,6 +23,7 @@ in `connection`, the codecs in `codecs`, shared statements in `queries`.
 
 from __future__ import annotations
 
+from data.sqlite.audit import AuditTrail
 from data.sqlite.baselines import BaselineBook
 from data.sqlite.connection import BUSY_TIMEOUT_MS, WRITE_PAUSE_SECONDS, ConnectionPragmas
 from data.sqlite.errors import (
@@ -61,5 +62,7 @@ __all__ = [
 ]
 
 
-class SqliteStore(RunLog, SignalBook, Outbox, TradeLedger, BaselineBook, LearningRecords, KeyValueState, SpreadLedger):
+class SqliteStore(
+    AuditTrail, RunLog, SignalBook, Outbox, TradeLedger, BaselineBook, LearningRecords, KeyValueState, SpreadLedger
+):
     """Persistence of the bot's state in one SQLite file (implements `SignalStore` and `BotStore`)."""

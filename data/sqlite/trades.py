@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from data.sqlite.audit import append_audit, audit_order
 from data.sqlite.codecs import (
     _IN_CHUNK,
     _check_fill_opens,
@@ -37,10 +38,11 @@ from data.sqlite.queries import (
     _store_fill,
 )
 from data.sqlite.records import _decode_decimal, _decode_fill, _decode_trade, _decode_ts
+from engine.audit import BOT_ACTOR, AuditEvent, AuditKind, actor_of
 from engine.domain import (
     SignalStatus,
 )
-from engine.trading import ExitReason, Fill, OrderRequest, StopMove, Trade, TradeAction, TradeKind
+from engine.trading import ExitReason, Fill, OrderRequest, PartialExit, StopMove, Trade, TradeAction, TradeKind
 
 
 class TradeLedger(StoreBase):
@@ -60,6 +62,7 @@ class TradeLedger(StoreBase):
             if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, params[4]):
                 return False
             await _insert_order(db, params)
+            await audit_order(db, signal_id, request, at)
         return True
 
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
@@ -78,6 +81,10 @@ class TradeLedger(StoreBase):
             await _store_fill(db, signal_id, fill_params)
             if not await _insert_trade(db, trade_params):
                 raise DuplicateTradeError(f"signal {signal_id} already has a {trade.kind} trade")
+            detail = (
+                f"{trade.kind.value} {trade.side.value} {fill.quantity} {trade.symbol} @ {fill.price}, fees {fill.fees}"
+            )
+            await append_audit(db, AuditEvent(fill.filled_at, AuditKind.ORDER_FILLED, BOT_ACTOR, signal_id, detail))
         return True
 
     async def order_fill(self, client_order_id: str) -> Fill | None:
@@ -125,14 +132,23 @@ class TradeLedger(StoreBase):
                 return False
             if at < entry_time:
                 raise ValueError(f"trade {trade_id} cannot exit at {params[0]}, before its entry at {entry_time}")
-            return bool(
-                await _rowcount(
-                    db,
-                    "UPDATE trades SET exit_time = ?, exit_price = ?, exit_reason = ?, exit_fees = ?"
-                    " WHERE trade_id = ? AND exit_time IS NULL",
-                    params,
-                )
+            closed = await _rowcount(
+                db,
+                "UPDATE trades SET exit_time = ?, exit_price = ?, exit_reason = ?, exit_fees = ?"
+                " WHERE trade_id = ? AND exit_time IS NULL",
+                params,
             )
+            if closed:
+                who = await _fetchall(
+                    db,
+                    "SELECT requested_by FROM trade_actions WHERE trade_id = ? AND action = 'close'"
+                    " AND status IN ('requested', 'done')",
+                    (trade_id,),
+                )
+                actor = actor_of(int(who[0][0]) if who else None)
+                detail = f"{reason.value} @ {price}, fees {fees}"
+                await append_audit(db, AuditEvent(at, AuditKind.POSITION_CLOSED, actor, trade_id, detail))
+            return bool(closed)
 
     async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]:
         """Open trades of the given kinds (all when None), oldest entry first."""
@@ -233,7 +249,58 @@ class TradeLedger(StoreBase):
                     _check_int(action_id, "id"),
                 ),
             )
+            who = await _fetchall(db, "SELECT requested_by FROM trade_actions WHERE id = ?", (action_id,))
+            actor = actor_of(int(who[0][0]) if who and who[0][0] is not None else None)
+            await append_audit(db, AuditEvent(at, AuditKind.STOP_MOVED, actor, trade_id, f"stop {old} -> {new}"))
         return True
+
+    async def record_partial_exit(self, exit: PartialExit) -> bool:
+        """Record a partial exit of an open trade once (by its number); False when it was recorded already."""
+        params = (
+            _check_text(exit.trade_id, "trade_id"),
+            _check_int(exit.seq, "seq"),
+            _encode_ts(exit.at, "at"),
+            _encode_amount(exit.price, "partial exit price", positive=True),
+            _encode_amount(exit.quantity, "partial exit quantity", positive=True),
+            _encode_amount(exit.fees, "partial exit fees", positive=False),
+        )
+        async with self._write(f"record partial exit {exit.seq} of trade {exit.trade_id}") as db:
+            if await _open_trade_entry_time(db, exit.trade_id) is None:
+                return False
+            inserted = await _rowcount(
+                db,
+                "INSERT OR IGNORE INTO partial_exits (trade_id, seq, at, price, quantity, fees)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            if inserted:
+                detail = f"{exit.quantity} @ {exit.price}, fees {exit.fees}"
+                await append_audit(db, AuditEvent(exit.at, AuditKind.PARTIAL_EXIT, BOT_ACTOR, exit.trade_id, detail))
+        return bool(inserted)
+
+    async def partial_exits(self, trade_ids: Collection[str]) -> dict[str, list[PartialExit]]:
+        """The partial exits of each trade, in order (trades without any are left out)."""
+        ids = sorted(set(trade_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        async with self._read("read partial exits") as db:
+            rows = await _fetchall(
+                db, f"SELECT * FROM partial_exits WHERE trade_id IN ({marks}) ORDER BY trade_id, seq", ids
+            )
+        found: dict[str, list[PartialExit]] = {}
+        for r in rows:
+            found.setdefault(r["trade_id"], []).append(
+                PartialExit(
+                    r["trade_id"],
+                    int(r["seq"]),
+                    _decode_ts(r["at"], "partial exit time"),
+                    Decimal(r["price"]),
+                    Decimal(r["quantity"]),
+                    Decimal(r["fees"]),
+                )
+            )
+        return found
 
     async def stop_moves(self, trade_ids: Collection[str]) -> dict[str, list[StopMove]]:
         """The stop moves of each trade, oldest first (trades without any are left out)."""

@@ -186,6 +186,13 @@ class DefiningOrderBreakout(Strategy[DefiningOrderParams]):
         at_slot = day[at] - first_day
         return lookup_high[at_slot], lookup_low[at_slot]
 
+    def overlays(self, ctx: MarketContext) -> dict[str, FloatArray]:
+        """The defining range's high and low from the end of each day's range period."""
+        every = np.arange(len(ctx), dtype=np.int64)
+        high, low = self._range_levels(ctx, every)
+        settled = ctx.minutes_from_open >= self.params.range_minutes
+        return {"range high": np.where(settled, high, np.nan), "range low": np.where(settled, low, np.nan)}
+
     def _bias(self, ctx: MarketContext) -> npt.NDArray[np.int8]:
         """+1 / -1 / 0 per base bar: the last closed 1h close above / below / not comparable to its SMA."""
         htf = ctx.higher(_BIAS_INTERVAL)

@@ -164,6 +164,11 @@ class PatternReversal(Strategy[PatternReversalParams]):
             upper_band=upper,
         )
 
+    def overlays(self, ctx: MarketContext) -> dict[str, FloatArray]:
+        """The Bollinger bands a reversal must reach."""
+        lv = self._levels(ctx)
+        return {"upper band": lv.upper_band, "lower band": lv.lower_band}
+
     @staticmethod
     def _any_pattern(ctx: MarketContext, names: tuple[str, ...], sign: int) -> BoolArray:
         hit = np.zeros(len(ctx), dtype=np.bool_)

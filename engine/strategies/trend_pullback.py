@@ -150,6 +150,16 @@ class TrendPullback(Strategy[TrendPullbackParams]):
             ctx.ind.rsi(p.rsi_period),
         )
 
+    def overlays(self, ctx: MarketContext) -> dict[str, FloatArray]:
+        """The pullback EMA and the higher timeframe's trend EMAs (of its last closed bin) on every bar."""
+        p = self.params
+        lv = self._levels(ctx)
+        return {
+            f"EMA{p.pullback_ema}": lv.ema,
+            f"{p.trend_interval} EMA{p.trend_fast}": lv.htf.on_base(lv.htf_fast),
+            f"{p.trend_interval} EMA{p.trend_slow}": lv.htf.on_base(lv.htf_slow),
+        }
+
     def _touches(self, ctx: MarketContext, lv: _Levels, idx: IntArray, sign: FloatArray) -> BoolArray:
         """Pullback touches: column k says whether bar idx - k reached the EMA band on the side of `sign`."""
         p = self.params

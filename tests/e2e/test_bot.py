@@ -198,7 +198,7 @@ async def test_approve_gives_one_order_and_one_fill(tg: FakeTelegram, env: Path)
         fill = await tg.wait_for_message(lambda m: "filled" in m.body and "GBPUSD" in m.body, since=0, timeout=20)
         assert "filled 0.27 lots @ 1.35671 (fees 3.66)" in fill.body  # ask 1.35657 + 1 bp slippage, tick up; 1 bp fee
         edited = await tg.wait_for_edit(message.chat_id, message.message_id, lambda m: "filled" in m.body, timeout=20)
-        assert edited.buttons == [] and f"by {TRADER}" in edited.body
+        assert edited.buttons == [] and "filled by Tester at" in edited.body  # the approver by name
         assert b.query("SELECT COUNT(*) FROM orders") == [(1,)]
         assert b.query("SELECT kind, quantity, entry_price FROM trades") == [("paper", "0.27", "1.35671")]
 
@@ -342,12 +342,13 @@ async def test_telegram_errors_delay_signals_but_lose_none(tg: FakeTelegram, env
     async with bot(tg, env) as b:
         tg.fail_next("sendMessage", times=2, status=502)
         await b.command("/signal")  # the reply goes straight out (and may be the one that fails)
-        tg.fail_next("sendMessage", times=1, status=429, retry_after=1)
+        tg.fail_next("sendPhoto", times=1, status=429, retry_after=1)  # the signals go out as charts
         gbp = await tg.wait_for_message(lambda m: "GBPUSD" in m.body and bool(m.buttons), since=0, timeout=30)
         xau = await tg.wait_for_message(lambda m: "XAUUSD" in m.body and bool(m.buttons), since=0, timeout=30)
         assert gbp and xau
         failures = [c for c in tg.calls_to("sendMessage") if c.status in (429, 502)]
         assert len(failures) >= 2
+        assert [c for c in tg.calls_to("sendPhoto") if c.status == 429]
         await b.eventually(lambda: b.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)])
 
 
@@ -359,10 +360,11 @@ async def test_signals_to_one_chat_are_paced(tg: FakeTelegram, env: Path) -> Non
         await tg.wait_for_message(lambda m: "GBPUSD" in m.body and bool(m.buttons), since=0, timeout=30)
         signal_sends = [
             c
-            for c in tg.calls_to("sendMessage", status=200)
+            for c in tg.calls_to("sendPhoto", status=200)
             if c.params.get("reply_markup") and c.params.get("chat_id") == TRADER
         ]
-        assert len(signal_sends) == 2
+        assert len(signal_sends) == 2, "each signal goes out as its chart with the caption and the buttons"
+        assert not [c for c in tg.calls_to("sendMessage") if c.params.get("reply_markup")]
         assert signal_sends[1].at - signal_sends[0].at >= 0.95
 
 

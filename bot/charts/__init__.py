@@ -1,0 +1,1 @@
+"""Price charts: what a chart shows (`spec`), how it is drawn (`render`, matplotlib) and where (`worker`)."""

@@ -1,0 +1,145 @@
+"""Gather the trader's reports from the running bot's services (the figures are computed in `reports`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.services.book import REAL_KINDS, TRADED_KINDS
+from bot.services.reports import (
+    CENT,
+    BalanceRow,
+    PerformanceRow,
+    Period,
+    PeriodRow,
+    ProfitReport,
+    balance_row,
+    by_period,
+    performance_rows,
+    profit,
+)
+from bot.services.runtime import BotRuntime
+from engine.ports import BrokerError
+from engine.routing import Account
+from engine.sizing import Sizing
+from engine.trading import Trade
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CountReport:
+    open_positions: int
+    max_open: int
+    trades_today: int
+    max_per_day: int | None
+    by_symbol: dict[str, int]
+
+
+class Reporting:
+    """The figures behind /profit, /daily, /weekly, /monthly, /performance, /trades, /balance and /count."""
+
+    def __init__(self, runtime: BotRuntime) -> None:
+        self.rt = runtime
+
+    @property
+    def currency(self) -> str:
+        return self.rt.desk.policy.account_currency
+
+    async def _closed(self) -> list[Trade]:
+        return await self.rt.store.trades(TRADED_KINDS)
+
+    async def marks(self, trades: list[Trade]) -> dict[str, Decimal]:
+        """The broker's mid price of each open position's symbol (left out when the broker cannot say)."""
+        marks: dict[str, Decimal] = {}
+        for trade in trades:
+            broker = self.rt.control.brokers.get(trade.kind)
+            instrument = self.rt.instruments.get(trade.symbol)
+            if trade.symbol in marks or broker is None or instrument is None:
+                continue
+            try:
+                marks[trade.symbol] = (await broker.quote(instrument)).mid
+            except BrokerError as exc:
+                log.info("no mark for %s: %s", trade.symbol, exc)
+        return marks
+
+    def open_pnl(self, trade: Trade, mark: Decimal | None, sizing: Sizing | None = None) -> Decimal | None:
+        """An open position's P&L at `mark` in the account currency (entry fees counted); None if unknown."""
+        instrument = self.rt.instruments.get(trade.symbol)
+        if mark is None or instrument is None:
+            return None
+        raw = (mark - trade.entry_price) * trade.side.sign * trade.quantity * trade.contract_size - trade.entry_fees
+        try:
+            converted = (sizing or self.rt.desk.policy.sizing).to_account(
+                instrument, raw, mark, self.rt.desk.rates.prices()
+            )
+        except ValueError:
+            return None
+        return converted.quantize(CENT)
+
+    async def profit(self) -> ProfitReport:
+        closed = await self._closed()
+        positions = await self.rt.control.open_positions()
+        marks = await self.marks(positions)
+        open_pnl = {t.trade_id: self.open_pnl(t, marks.get(t.symbol)) for t in positions}
+        money = self.rt.desk.account_pnl
+        return profit(closed, money, open_pnl, self.rt.desk.policy.equity, self.currency)
+
+    async def periods(self, period: Period, count: int) -> list[PeriodRow]:
+        today = self.rt.clock.now().date()
+        return by_period(await self._closed(), self.rt.desk.account_pnl, period, count, today)
+
+    async def performance(self) -> tuple[list[PerformanceRow], list[PerformanceRow]]:
+        now = self.rt.clock.now()
+        systems = await self.rt.desk.systems.refresh(self.rt.store)
+        return performance_rows(await self._closed(), self.rt.desk.account_pnl, systems, now)
+
+    async def trades(self, count: int) -> list[tuple[Trade, Decimal]]:
+        """The newest `count` closed trades with their P&L in the account currency, newest first."""
+        closed = [t for t in await self._closed() if t.exit_time is not None]
+        closed.sort(key=lambda t: (t.exit_time, t.trade_id), reverse=True)
+        return [(t, self.rt.desk.account_pnl(t).quantize(CENT)) for t in closed[:count]]
+
+    async def balance(self) -> list[BalanceRow]:
+        """Each broker account's equity, open positions, exposure and leverage (the default account first)."""
+        desk = self.rt.desk
+        closed = await self.rt.store.trades(list(REAL_KINDS))
+        positions = await self.rt.control.open_positions()
+        marks = await self.marks(positions)
+        rows = []
+        accounts: list[tuple[Account | None, Sizing, Decimal, str]] = [
+            (None, desk.policy.sizing, desk.policy.equity, self.rt.settings.broker.kind.value)
+        ]
+        accounts += [(a, a.sizing, a.equity, f"{m.value}: {a.name}") for m, a in desk.policy.accounts.items()]
+        for account, sizing, start, name in accounts:
+            mine = [t for t in closed if desk.account_of(t.symbol) is account]
+            held = [t for t in positions if desk.account_of(t.symbol) is account]
+            pnl = sum((desk.account_pnl(t, sizing) for t in mine), Decimal(0))
+            exposure: Decimal | None = Decimal(0)
+            for trade in held:
+                instrument = self.rt.instruments.get(trade.symbol)
+                price = marks.get(trade.symbol, trade.entry_price)
+                try:
+                    assert instrument is not None
+                    notional = sizing.notional(instrument, trade.quantity, price, desk.rates.prices())
+                except (AssertionError, ValueError):
+                    exposure = None
+                    break
+                exposure = (exposure or Decimal(0)) + notional
+            currency = sizing.account_currency or ""
+            rows.append(balance_row(account, name, start, currency, pnl, len(held), exposure))
+        return rows
+
+    async def count(self) -> CountReport:
+        now = self.rt.clock.now()
+        view = await self.rt.desk.book(now)
+        limits = self.rt.desk.policy.protections
+        today = [t for t in view.closed_trades if t.entry_time >= view.day_start]
+        today += [t for t in view.open_trades if t.entry_time >= view.day_start]
+        symbols: dict[str, int] = {}
+        for trade in view.open_trades:
+            symbols[trade.symbol] = symbols.get(trade.symbol, 0) + 1
+        return CountReport(
+            len(view.open_trades), limits.max_open_positions, len(today), limits.max_trades_per_day, symbols
+        )
