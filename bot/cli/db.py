@@ -10,25 +10,19 @@ import argparse
 import sqlite3
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Final
 
 from bot.bootstrap import default_backup_dir
 from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.config import Settings
 from data.backup import (
-    S3_SCHEME,
     BackupError,
     RestoreResult,
     backup,
     backup_line,
-    parse_s3_url,
     restore,
     size_text,
     target_from_url,
 )
-
-MAX_KEEP: Final = 10_000  # as `[backup] keep`
 
 
 def restore_line(result: RestoreResult) -> str:
@@ -40,43 +34,6 @@ def restore_line(result: RestoreResult) -> str:
         f"restored {result.source} into {result.db_path} (schema v{result.schema_version}, {result.pages:,} pages,"
         f" {size_text(result.bytes)}); {previous}"
     )
-
-
-def _destination(text: str) -> str:
-    if text.startswith(S3_SCHEME):
-        try:
-            parse_s3_url(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    elif not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory or s3://bucket/prefix")
-    return text
-
-
-def _keep(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= MAX_KEEP:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_KEEP}, was {value}")
-    return value
-
-
-def add_db_parser(commands: argparse._SubParsersAction) -> None:
-    """Add `db backup [--to DIR|s3://bucket/prefix] [--keep N]` and `db restore SOURCE [--db PATH]`."""
-    db = commands.add_parser("db", help="back up or restore the bot's database")
-    actions = db.add_subparsers(dest="db_command", required=True)
-    save = actions.add_parser("backup", help="snapshot the database (safe while the bot runs), gzip it, keep N")
-    save.add_argument(
-        "--to", type=_destination, help="a directory or s3://bucket/prefix (default: [backup] to, else backups/)"
-    )
-    save.add_argument("--keep", type=_keep, help="how many backups to keep there (default: [backup] keep)")
-    back = actions.add_parser("restore", help="replace the database with a backup (the bot must be stopped)")
-    back.add_argument(
-        "source", help="a .db.gz file, a directory or s3://bucket/prefix (its newest), or s3://bucket/key.db.gz"
-    )
-    back.add_argument("--db", type=Path, help="the database to replace (default: TRADEBOT_DB_PATH)")
 
 
 def run_db(settings: Settings, args: argparse.Namespace, now: datetime | None = None) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
 from dataclasses import replace
@@ -53,24 +54,31 @@ from engine.walkforward import WalkForwardReport, walk_forward
 
 
 def progress_bar(label: str, stream: Any = sys.stderr) -> Callable[[int, int], None]:
-    """A one-line text progress bar for long walk-forwards (stderr, so --json output stays clean)."""
-
+    """An overall progress bar with the elapsed time and an ETA (tqdm on a terminal; on stderr, so --json output
+    stays clean). A log file gets a line at each quarter with the ETA, not a carriage-return storm."""
     interactive = bool(getattr(stream, "isatty", lambda: False)())
     shown: set[int] = set()
+    started = time.monotonic()
+    bar: Any = None
 
     def show(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
+        nonlocal bar
         if interactive:
-            stream.write(f"\r{label:<32} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if bar is None:
+                from tqdm import tqdm  # noqa: PLC0415 - only a terminal shows the bar
+
+                bar = tqdm(total=total, desc=label, unit="task", file=stream, dynamic_ncols=True)
+            bar.update(done - bar.n)
             if done >= total:
-                stream.write("\n")
-        else:  # a log file gets a line at each quarter, not a carriage-return storm
-            quarter = 4 * done // max(total, 1)
-            if quarter in shown:
-                return
-            shown.add(quarter)
-            stream.write(f"{label}: {done}/{total} tasks\n")
+                bar.close()
+            return
+        quarter = 4 * done // max(total, 1)
+        if quarter in shown:
+            return
+        shown.add(quarter)
+        elapsed = time.monotonic() - started
+        eta = "" if done == 0 or done >= total else f", about {elapsed * (total - done) / done:.0f} s left"
+        stream.write(f"{label}: {done}/{total} tasks in {elapsed:.0f} s{eta}\n")
         stream.flush()
 
     return show

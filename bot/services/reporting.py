@@ -40,8 +40,9 @@ class CountReport:
 class Reporting:
     """The figures behind /profit, /daily, /weekly, /monthly, /performance, /trades, /balance and /count."""
 
-    def __init__(self, runtime: BotRuntime) -> None:
+    def __init__(self, runtime: BotRuntime, *, quotes: bool = True) -> None:
         self.rt = runtime
+        self.quotes = quotes  # False: open positions are not priced (the shell's report never waits on a broker)
 
     @property
     def currency(self) -> str:
@@ -53,7 +54,7 @@ class Reporting:
     async def marks(self, trades: list[Trade]) -> dict[str, Decimal]:
         """The broker's mid price of each open position's symbol (left out when the broker cannot say)."""
         marks: dict[str, Decimal] = {}
-        for trade in trades:
+        for trade in trades if self.quotes else []:
             broker = self.rt.control.brokers.get(trade.kind)
             instrument = self.rt.instruments.get(trade.symbol)
             if trade.symbol in marks or broker is None or instrument is None:

@@ -1,8 +1,7 @@
 """`tradebot db backup` and `tradebot db restore` as an operator runs them.
 
-The subprocess tests go through the real entry point (`python -m bot.cli db ...`) and need `add_db_parser` /
-`run_db` wired into bot/cli/main.py; until then they skip, saying so. The in-process tests drive `run_db` through
-the parser `add_db_parser` builds, so they run either way.
+The subprocess tests go through the real entry point (`python -m bot.cli db ...`); the in-process tests drive
+`run_db` through the parser `add_db_parser` builds.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
-import importlib.util
 import io
 import os
 import re
@@ -28,7 +26,8 @@ import pytest
 from moto import mock_aws
 
 from bot.bootstrap import backup_target, default_backup_dir
-from bot.cli.db import add_db_parser, run_db
+from bot.cli.db import run_db
+from bot.cli.parser import add_db_parser
 from bot.config import BackupSettings, Settings
 from data.backup import DatabaseLock, LocalTarget, S3Target
 from data.sqlite.store import SqliteStore
@@ -162,15 +161,15 @@ def test_usage_errors_exit_2() -> None:
     assert run_db(settings(Path("/nonexistent")), argparse.Namespace(), NOW) == 2
 
 
-# --- through the real entry point (needs the wiring in bot/cli/main.py) -----------------------------------------
+# --- through the real entry point ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def wired() -> None:
-    """Skip until bot/cli/main.py adds the `db` command (read from its source: importing it costs seconds)."""
-    spec = importlib.util.find_spec("bot.cli.main")
-    if spec is None or spec.origin is None or "add_db_parser" not in Path(spec.origin).read_text():
-        pytest.skip("`tradebot db` is not wired into bot/cli/main.py yet (add_db_parser / run_db)")
+    """The `db` command is on the real entry point's parser."""
+    from bot.cli.parser import build_parser  # noqa: PLC0415
+
+    assert build_parser().parse_args(["db", "backup"]).command == "db"
 
 
 def start(home: Path, args: Sequence[str]) -> subprocess.Popen[str]:
