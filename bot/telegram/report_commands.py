@@ -133,9 +133,11 @@ class ReportCommands:
     async def show_config(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         settings = self.rt.settings
         shown: dict[str, Any] = settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
-        for name in SECRET_SETTINGS:
-            shown[name] = "set (masked)" if getattr(settings, name) is not None else "not set"
         lines = [f"<b>Configuration</b> (sha256 {settings.fingerprint()[:16]}; secrets masked)"]
+        for name in SECRET_SETTINGS:  # first: whether each secret is there, never its value
+            lines.append(
+                f"<code>{name} = {'set (masked)' if getattr(settings, name) is not None else 'not set'}</code>"
+            )
         for key, value in flatten(shown):
             lines.append(f"<code>{escape(self.rt.redactor.redact(f'{key} = {value}'))}</code>")
         await self._reply(update, "\n".join(lines))

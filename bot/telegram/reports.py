@@ -42,7 +42,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) 
         parts = [c.ljust(w) if k < left else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths, strict=True))]
         return " ".join(parts).rstrip()
 
-    lines = [line(headers), "-" * min(sum(widths) + len(widths) - 1, PHONE_COLUMNS), *(line(r) for r in rows)]
+    rule = "-" * min(sum(widths) + len(widths) - 1, PHONE_COLUMNS)
+    head = [line(headers), rule] if any(headers) else []  # a key-value list needs no header
+    lines = [*head, *(line(r) for r in rows)]
     return "<pre>" + escape("\n".join(lines)) + "</pre>"
 
 
@@ -86,24 +88,24 @@ def periods_text(rows: Sequence[PeriodRow], title: str, currency: str) -> str:
 
 
 def performance_text(pairs: Sequence[PerformanceRow], strategies: Sequence[PerformanceRow], currency: str) -> str:
+    """Per strategy (best net first): its symbols with their validation status, then the strategy overall."""
     if not pairs:
         return "<b>Performance</b>: no closed trades yet."
-    lines = [f"<b>Performance</b> per pair ({escape(currency)}, net of costs)"]
-    lines.append(
-        table(
-            ["pair", "n", "win", "exp", "net"],
-            [[p.name, str(p.trades), percent(p.win_rate), r_value(p.expectancy_r), money(p.net)] for p in pairs],
+    lines = [f"<b>Performance</b> per strategy and symbol ({escape(currency)}, net of costs)"]
+    for strategy in strategies:
+        mine = [p for p in pairs if p.name.split(" ", 1)[0] == strategy.name]
+        rows = [_performance_cells(p.name.split(" ", 1)[1], p) for p in mine]
+        rows.append(_performance_cells("all", strategy))
+        lines.append(f"<b>{escape(strategy.name)}</b>")
+        lines.append(table(["symbol", "n", "win", "exp", "net"], rows))
+        lines.append(
+            "validation: " + "; ".join(f"{escape(p.name.split(' ', 1)[1])} {escape(p.validation)}" for p in mine)
         )
-    )
-    lines.append("validation: " + "; ".join(f"{escape(p.name)} {escape(p.validation)}" for p in pairs))
-    lines.append("<b>per strategy</b>")
-    lines.append(
-        table(
-            ["strategy", "n", "win", "exp", "net"],
-            [[s.name, str(s.trades), percent(s.win_rate), r_value(s.expectancy_r), money(s.net)] for s in strategies],
-        )
-    )
     return "\n".join(lines)
+
+
+def _performance_cells(label: str, row: PerformanceRow) -> list[str]:
+    return [label, str(row.trades), percent(row.win_rate), r_value(row.expectancy_r), money(row.net)]
 
 
 def trades_text(rows: Sequence[tuple[Trade, Decimal]], currency: str) -> str:
@@ -114,19 +116,19 @@ def trades_text(rows: Sequence[tuple[Trade, Decimal]], currency: str) -> str:
         assert trade.exit_time is not None and trade.exit_reason is not None
         body.append(
             [
-                f"{trade.exit_time:%m-%d %H:%M}",
+                f"{trade.exit_time:%m-%d}",
                 f"{trade.symbol} {'L' if trade.side.sign > 0 else 'S'}",
                 trade.exit_reason.value,
                 r_value(trade.pnl_r),
                 money(pnl),
             ]
         )
-    head = f"<b>Last {plural(len(rows), 'closed trade')}</b> ({escape(currency)}, exit time UTC)"
+    head = f"<b>Last {plural(len(rows), 'closed trade')}</b> ({escape(currency)}, exit date UTC)"
     return head + "\n" + table(["exit", "trade", "why", "R", "P&L"], body, left=3)
 
 
 def balance_text(rows: Sequence[BalanceRow]) -> str:
-    lines = ["<b>Balance</b> per broker account (equity = start + closed P&amp;L)"]
+    lines = ["<b>Balance</b> per broker account: equity = start + the bot's closed P&amp;L (outside trades apart)"]
     for row in rows:
         exposure = "unknown (no conversion rate)" if row.exposure is None else f"{money(row.exposure, False)}"
         leverage = "n/a" if row.leverage is None else f"{row.leverage:.2f}x"
