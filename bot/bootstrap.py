@@ -116,6 +116,9 @@ async def scan_service(
         await store.close()
 
 
+REPORT_ONLY_CHAT = 0  # the chat of a runtime that only reads (a report from the shell): nothing is sent to it
+
+
 def target_chats(settings: Settings) -> tuple[int, ...]:
     """TELEGRAM_CHAT_ID, or each allowed user's private chat (a private chat's id is the user's id)."""
     if settings.telegram_chat_id is not None:
@@ -168,8 +171,14 @@ async def open_runtime(
     clock: BotClock | None = None,
     metrics: Metrics | None = None,
     redactor: Redactor | None = None,
+    *,
+    read_only: bool = False,
 ) -> AsyncIterator[BotRuntime]:
-    """Build the runtime over one SQLite connection; close it on exit (after the current transaction)."""
+    """Build the runtime over one SQLite connection; close it on exit (after the current transaction).
+
+    `read_only`: for a report from the shell: it talks to no chat (messages would stay queued, so none is made)
+    and records no start in the audit trail.
+    """
     clock = clock or BotClock(settings.clock_start, settings.clock_speed)
     metrics = metrics or NullMetrics()
     provider = provider_from_source(settings.data_source, cache_dir(settings))
@@ -178,14 +187,16 @@ async def open_runtime(
     calendars = {w.instrument.symbol: w.calendar for w in items}
     for line in calendar_warnings(calendars.values(), clock.now()):
         log.warning(line)
-    chats = target_chats(settings)
+    chats = target_chats(settings) or ((REPORT_ONLY_CHAT,) if read_only else ())
     costs = cost_model(settings)
     store = await open_store(settings, clock)
     exits = AsyncExitStack()
     try:
-        loaded = f"settings sha256 {settings.fingerprint()[:16]}, mode {settings.bot.mode.value}"
-        loaded += f", broker {settings.broker.kind.value}"
-        await store.audit(AuditEvent(clock.now(), AuditKind.CONFIG_LOADED, BOT_ACTOR, str(config_path()), loaded))
+        if not read_only:
+            loaded = f"settings sha256 {settings.fingerprint()[:16]}, mode {settings.bot.mode.value}"
+            loaded += f", broker {settings.broker.kind.value}"
+            event = AuditEvent(clock.now(), AuditKind.CONFIG_LOADED, BOT_ACTOR, str(config_path()), loaded)
+            await store.audit(event)
         state = BotState(store, settings.bot.mode)
         freeze = {w.symbol: w.freeze_quantity for w in settings.watchlist if w.freeze_quantity is not None}
         queued = asyncio.Event()

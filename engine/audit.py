@@ -28,6 +28,7 @@ class AuditKind(StrEnum):
     STOP_MOVED = "stop_moved"
     PARTIAL_EXIT = "partial_exit"
     POSITION_CLOSED = "position_closed"
+    OUTCOME_REPORTED = "outcome_reported"  # a trade done outside the bot, reported with /report
     SETTING_CHANGED = "setting_changed"  # mode, pause/resume and other bot state
     PAIR_CONTROL = "pair_control"  # enable, disable, ask-only
     LOGIN = "login"

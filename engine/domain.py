@@ -136,6 +136,11 @@ def ensure_utc(ts: datetime, name: str) -> datetime:
     return ts
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 trade`, `2 trades` (or the given plural form)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def human_duration(delta: timedelta) -> str:
     """A short human reading of a duration: "45 min", "3.5 h", "2.0 days"."""
     minutes = int(delta.total_seconds() // 60)

@@ -18,7 +18,7 @@ from bot.services.reporting import Reporting
 from bot.services.reports import DEFAULT_PERIODS, Period
 from bot.services.runtime import BotRuntime
 from bot.telegram.messages import plain_text
-from bot.telegram.report_commands import DEFAULT_TRADES, USER_NAME_PREFIX
+from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES, USER_NAME_PREFIX
 from bot.telegram.reports import (
     audit_text,
     balance_text,
@@ -68,7 +68,7 @@ def to_json(value: Any) -> Any:
 async def _runtime(settings: Settings) -> AsyncIterator[BotRuntime]:
     from bot.bootstrap import open_runtime  # noqa: PLC0415 - the report reads through the bot's own services
 
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, read_only=True) as runtime:
         yield runtime
 
 
@@ -84,7 +84,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
         data: Any
         if period is not None:
             data = await reporting.periods(period, args.count or DEFAULT_PERIODS[period])
-            text = periods_text(data, period.value.capitalize() + "ly", currency)
+            text = periods_text(data, PERIOD_TITLES[period], currency)
         elif args.pairs:
             pairs, strategies = await reporting.performance()
             data, text = {"pairs": pairs, "strategies": strategies}, performance_text(pairs, strategies, currency)

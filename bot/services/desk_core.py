@@ -4,6 +4,7 @@ placing, recording and failing orders."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from engine.sizing import CANNOT_SIZE, NO_EQUITY, SizedOrder, Sizing, split_chil
 from engine.trading import ExecutionMode, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 
 log = logging.getLogger(__name__)
+
+PAUSES_KEY = "announced_pauses"  # the entry pauses the chat was told of, so each is told once
 
 
 def order_request(record: SignalRecord, quantity: Decimal | None = None) -> OrderRequest:
@@ -361,6 +364,24 @@ class DeskCore:
         calendar = self.calendars.get(setup.symbol)
         return None if calendar is None else calendar.entry_block(now)
 
+    async def announce_pauses(self) -> None:
+        """Tell the chat once when an entry pause (daily loss, loss streak, drawdown) starts and once when it lifts;
+        what was told is kept, so a restart does not tell it again."""
+        now = self.clock.now()
+        view = await self.book(now)
+        active = {b.kind.value: b for b in protection_status(self.policy.protections, view, now) if b.pauses}
+        told = set(json.loads(await self.store.get_state(PAUSES_KEY) or "[]"))
+        started, lifted = sorted(set(active) - told), sorted(told - set(active))
+        if not started and not lifted:
+            return
+        await self.store.set_state(PAUSES_KEY, json.dumps(sorted(active)))
+        for kind in started:
+            await self.notifier.announce(Notice(f"entries paused: {active[kind].reason}", Tone.WARNING))
+        for kind in lifted:
+            await self.notifier.announce(
+                Notice(f"entries allowed again: the {kind.replace('_', ' ')} pause lifted", Tone.DONE)
+            )
+
     def active_protections(self, view: BookView, now: datetime) -> list[str]:
         """Every protection blocking entries now and every alert (a drawdown), as /status and the summary show."""
         config = self.policy.protections
@@ -459,7 +480,14 @@ class DeskCore:
         )
         await self.notifier.refresh(record.signal_id)
         note = f" · partial: {fill.quantity}{partial}" if partial else ""
-        await self.notifier.announce(PositionOpened(trade, instrument, note))
+        why: tuple[str, ...] = ()
+        if approver is None:  # executed by the mode's rule: the trader never saw the offer, so say what it was
+            scored = record.scored
+            rule = (
+                f"{setup.strategy} {setup.timeframe} · quality {scored.score.total:.0f}/100 · {record.reason or 'auto'}"
+            )
+            why = (rule, *setup.reasons[:3])
+        await self.notifier.announce(PositionOpened(trade, instrument, note, why))
         return Outcome(OutcomeKind.DONE, f"Filled {fill.quantity}{partial} @ {fill.price}.")
 
     async def _fail(self, signal_id: str, expected: SignalStatus, reason: str) -> None:

@@ -46,6 +46,7 @@ class PositionOpened:
     trade: Trade
     instrument: Instrument | None
     note: str = ""
+    why: tuple[str, ...] = ()  # an execution nobody approved: the rule, its quality and reasons
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,7 @@ class BotRuntime:
         steps: list[tuple[str, Callable[[], Awaitable[object]], bool]] = [
             ("the expiry check", self._expire, False),
             ("settling unconfirmed orders", self._settle, False),
+            ("the entry pause check", self.desk.announce_pauses, False),
             ("the drift check", self.drift.check_if_due, True),
             ("starting the daily learning run", lambda: self._start_learning(now), False),
             ("starting the background validation", lambda: self.revalidate_if_due(now), False),

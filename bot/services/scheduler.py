@@ -23,6 +23,8 @@ from engine.domain import Instrument, Interval
 
 log = logging.getLogger(__name__)
 
+MAX_LOOKAHEAD_FIRES = 2_000  # a week of 5-minute fires: enough to cross any weekend or holiday run
+
 DEFAULT_CRON: Mapping[Interval, str] = {
     Interval.M1: "* * * * *",
     Interval.M5: "*/5 * * * *",
@@ -170,7 +172,18 @@ class Scheduler:
             self._arm(job_queue, group, now)
 
     def next_run(self) -> datetime | None:
-        return min(self.next_runs.values(), default=None)
+        """When the next analysis really runs: the earliest armed fire with a market open (a fire on a weekend or a
+        holiday does nothing, so it is not the next run)."""
+        runs = []
+        by_name = {g.name: g for g in self.groups}
+        for name, armed in self.next_runs.items():
+            group, fire = by_name.get(name), armed
+            for _ in range(MAX_LOOKAHEAD_FIRES):
+                if group is None or self.open_symbols(group, fire):
+                    runs.append(fire)
+                    break
+                fire = group.next_fire(fire)
+        return min(runs, default=None)
 
     def open_symbols(self, group: ScheduleGroup, at: datetime) -> list[str]:
         """Symbols whose market was open at some point during the bar that just closed."""

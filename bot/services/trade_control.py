@@ -18,7 +18,7 @@ from typing import Final
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.services.desk import Outcome, OutcomeKind
 from bot.services.events import Announcer, PositionClosed, StopMoved
-from engine.domain import Instrument
+from engine.domain import Instrument, plural
 from engine.ports import Broker, BrokerError, Clock, TradeLedger
 from engine.trading import BrokerExit, ExitReason, Trade, TradeAction, TradeKind
 
@@ -177,6 +177,6 @@ class TradeControl:
 def close_all_text(trade_ids: Sequence[str], outcomes: Sequence[Outcome]) -> str:
     """What a close-all did: how many it closed of those it listed, and why each other one was not."""
     closed = sum(o.kind is OutcomeKind.DONE for o in outcomes)
-    lines = [f"Closed {closed} of {len(trade_ids)} listed position(s)."]
+    lines = [f"Closed {closed} of {plural(len(trade_ids), 'listed position')}."]
     lines += [f"  {o.message}" for o in outcomes if o.kind is not OutcomeKind.DONE]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from bot.services.users import who
 from bot.telegram.callbacks import Action, Callback
 from bot.telegram.messages import exit_text, fill_text, position_buttons
 from engine.controls import ALL_SYMBOLS, PairControl, PairState
-from engine.domain import Side
+from engine.domain import Side, plural
 from engine.drift import Severity
 from engine.spread_book import SpreadRecord
 
@@ -41,8 +41,9 @@ def render(event: Event, names: dict[int, str] | None = None) -> tuple[str, Butt
     match event:
         case Notice(text, tone):
             return f"{tone.value} {escape(text)}", None
-        case PositionOpened(trade, instrument, note):
-            return fill_text(trade, instrument) + escape(note), position_buttons([trade])
+        case PositionOpened(trade, instrument, note, why):
+            reasons = "".join(f"\n  – {escape(line)}" for line in why)
+            return fill_text(trade, instrument) + escape(note) + reasons, position_buttons([trade])
         case PositionClosed(trade, by):
             return exit_text(trade) + ("" if by is None else f" · closed by {escape(who(by, names))}"), None
         case StopMoved(trade, old, new, by):
@@ -175,7 +176,7 @@ def _drift_line(self: DailySummary) -> str:
     worst = max(pairs, key=lambda r: r.report.severity)
     counts = Counter(r.report.severity for r in pairs if r.report.severity > Severity.NONE)
     if not counts:
-        return f"drift: all {len(pairs)} pair(s) in line with their baselines"
+        return f"drift: all {plural(len(pairs), 'pair')} in line with their baselines"
     by = ", ".join(f"{n} {sev.name}" for sev, n in sorted(counts.items(), reverse=True))
     return f"drift: {by} (worst {escape(worst.label)})"
 
@@ -186,7 +187,7 @@ def learned_text(model: LearnedModel) -> str:
     outcomes = ", ".join(f"{n:,} {source}" for source, n in s.get("outcomes", {}).items()) or "no outcomes"
     lines = [
         f"🧠 <b>learned model v{model.version}</b> ({escape(str(s.get('trigger', '')))}): {outcomes}; "
-        f"{s.get('baselines', 0)} baseline(s)",
+        f"{plural(int(s.get('baselines', 0)), 'baseline')}",
         f"calibration: {escape(model.calibration_note)}",
     ]
     lines += [f"score weights: {escape(w.verdict())}" for w in model.score_weights.values()]

@@ -67,7 +67,7 @@ from data.outbox import OutboxKind
 from data.sqlite.store import DuplicateTradeError, StoreError, storage_problem
 from engine.calibration import CalibrationModel
 from engine.controls import PairState
-from engine.domain import SignalStatus
+from engine.domain import SignalStatus, plural
 from engine.performance import summarize
 from engine.ports import BrokerError
 from engine.trading import ExecutionMode, TradeKind
@@ -230,11 +230,12 @@ class TelegramFrontEnd(ReportCommands):
         report, decisions = await self.rt.analyse(args or None)
         offered = [d for d in decisions if d.status is not SignalStatus.DROPPED]
         dropped = [d for d in decisions if d.status is SignalStatus.DROPPED]
-        lines = [f"Run {report.run_id}: {len(report.symbols)} symbol(s), {report.evaluated} evaluated."]
+        lines = [f"Run {report.run_id}: {plural(len(report.symbols), 'symbol')}, {report.evaluated} evaluated."]
         if not report.setups:
             lines.append("No setups.")
         else:
-            lines.append(f"{len(report.setups)} setup(s): {len(offered)} new signal(s) sent, {len(dropped)} dropped.")
+            found = f"{plural(len(report.setups), 'setup')}: {plural(len(offered), 'new signal')} sent"
+            lines.append(f"{found}, {len(dropped)} dropped.")
             lines += [f"  dropped {escape(d.symbol)}: {escape(d.reason)}" for d in dropped[:5]]
             already = len(report.setups) - len(decisions)
             if already:

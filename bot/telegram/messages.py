@@ -16,7 +16,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from bot.telegram.callbacks import Action, Callback
-from engine.domain import Instrument, Side, SignalStatus
+from engine.domain import Instrument, Side, SignalStatus, plural
 from engine.performance import PerformanceSummary
 from engine.ports import SignalEstimate, SignalRecord
 from engine.sizing import quote_currency, split_children
@@ -276,7 +276,9 @@ def estimate_text(estimate: SignalEstimate | None) -> str | None:
         return None
     learned = "" if estimate.learned_score is None else f"learned score {estimate.learned_score:.0f} · "
     if estimate.p_win is None:
-        note = estimate.note.removeprefix("n/a: ")
+        note = estimate.note
+        while note.startswith("n/a: "):  # the reason already says n/a: once in the line is enough
+            note = note.removeprefix("n/a: ")
         return f"{learned}est. win n/a: {note}" if note else f"{learned}est. win n/a"
     text = f"{learned}est. win {estimate.p_win:.0%} (n={estimate.trades})"
     if estimate.expected_r is not None:
@@ -405,7 +407,7 @@ def positions_text(
     price and open P&L (quote currency, fees paid)."""
     if not trades:
         return "No open positions."
-    lines = [f"<b>{len(trades)} open position(s)</b>"]
+    lines = [f"<b>{plural(len(trades), 'open position')}</b>"]
     for t in trades:
         mark = marks.get(t.symbol)
         upnl = None
@@ -444,7 +446,7 @@ def _summary_line(s: PerformanceSummary, currency: str = "") -> str:
     win = "n/a" if s.win_rate is None else f"{s.win_rate:.0%}"
     exp = "n/a" if s.expectancy_r is None else f"{s.expectancy_r:+.2f}R"
     unit = f" {currency}" if currency else ""
-    return f"{s.trades} trades · win {win} · PF {pf} · expectancy {exp} · net {_money(s.net_pnl)}{unit}"
+    return f"{plural(s.trades, 'trade')} · win {win} · PF {pf} · expectancy {exp} · net {_money(s.net_pnl)}{unit}"
 
 
 def status_text(

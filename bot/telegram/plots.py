@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.backtest import BacktestResult
 from engine.calibration import CalibrationModel
+from engine.domain import plural
 
 
 def equity_png(result: BacktestResult, path: Path) -> Path:
@@ -24,18 +25,28 @@ def equity_png(result: BacktestResult, path: Path) -> Path:
     peak = np.maximum.accumulate(equity)
     drawdown = np.where(peak > 0, equity / peak - 1.0, 0.0)
     m = result.metrics
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=(3, 1))
+    currency = next((t.currency for t in result.trades if t.currency), "")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, height_ratios=(3, 1))
     top.plot(times, equity, color="#1f6feb", linewidth=1.2, label="equity (marked to market)")
     top.axhline(float(m.initial_equity), color="#888888", linewidth=0.8, linestyle="--", label="start")
+    exits = [(t.trade.exit_time, t.trade.pnl or 0) for t in result.trades if t.trade.exit_time is not None]
+    if exits:  # each closed trade on the curve at its exit: green a win, red a loss
+        nanos = np.array([int(at.timestamp()) * 1_000_000_000 for at, _ in exits], dtype=np.int64)
+        index = np.clip(np.searchsorted(curve.time, nanos, side="left"), 0, len(equity) - 1)
+        at = nanos.astype("datetime64[ns]").astype("datetime64[ms]").astype(object)
+        level = equity[index]
+        won = np.array([pnl > 0 for _, pnl in exits])
+        top.scatter(at[won], level[won], s=14, color="#1a7f37", zorder=3, label="winning trade (exit)")
+        top.scatter(at[~won], level[~won], s=14, color="#d1242f", zorder=3, label="losing trade (exit)")
     pf = "n/a" if m.profit_factor is None else f"{float(m.profit_factor):.2f}"
     exp = "n/a" if m.expectancy_r is None else f"{float(m.expectancy_r):+.2f}R"
     dd = "n/a" if m.max_drawdown is None else f"{m.max_drawdown:.1%}"
-    top.set_title(
-        f"{result.strategy} · {result.symbol} {result.interval.value} · {m.trades} trades · PF {pf} · "
+    fig.suptitle(
+        f"{result.strategy} · {result.symbol} {result.interval.value} · {plural(m.trades, 'trade')} · PF {pf} · "
         f"expectancy {exp} · max DD {dd}"
     )
-    top.set_ylabel("equity")
-    top.legend(loc="upper left")
+    top.set_ylabel(f"equity ({currency})" if currency else "equity")
+    top.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, frameon=False, fontsize=9)  # above, off the curve
     top.grid(alpha=0.3)
     bottom.fill_between(times, drawdown * 100, 0, color="#d1242f", alpha=0.35, step="post")
     bottom.set_ylabel("drawdown %")

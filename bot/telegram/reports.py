@@ -10,14 +10,10 @@ from html import escape
 from bot.services.reporting import CountReport
 from bot.services.reports import BalanceRow, PerformanceRow, PeriodRow, ProfitReport
 from engine.audit import AuditEvent
+from engine.domain import plural
 from engine.trading import Trade
 
 PHONE_COLUMNS = 40
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 trade`, `2 trades` (or the given plural)."""
-    return f"{count} {word if count == 1 else (many or word + 's')}"
 
 
 def money(value: Decimal | None, signed: bool = True) -> str:

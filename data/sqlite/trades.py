@@ -115,6 +115,12 @@ class TradeLedger(StoreBase):
         async with self._write(f"record the external trade of signal {trade.signal_id}") as db:
             if not await _insert_trade(db, params):
                 raise DuplicateTradeError(f"signal {trade.signal_id} already has a reported {trade.kind} trade")
+            assert trade.exit_time is not None  # checked above: a reported trade is closed
+            detail = f"{trade.symbol} {trade.side.value} {trade.quantity} @ {trade.entry_price} -> {trade.exit_price}"
+            event = AuditEvent(
+                trade.exit_time, AuditKind.OUTCOME_REPORTED, actor_of(trade.approver_id), trade.signal_id, detail
+            )
+            await append_audit(db, event)
 
     async def close_trade(self, trade_id: str, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal) -> bool:
         """Close an open trade; False if it was already closed, UnknownRecordError if there is no such trade."""

@@ -186,7 +186,7 @@ async def test_signal_command_sends_signals_with_buttons_from_real_data(tg: Fake
         assert [label for label, _ in gbp.buttons] == ["✅ Approve", "❌ Reject"]
         assert all(len(data.encode()) <= 64 for _, data in gbp.buttons if data)
         done = await tg.wait_for_message(lambda m: m.body.startswith("Run 1:"), since=0, timeout=20)
-        assert "2 setup(s): 2 new signal(s) sent, 0 dropped." in done.body
+        assert "2 setups: 2 new signals sent, 0 dropped." in done.body
 
 
 async def test_approve_gives_one_order_and_one_fill(tg: FakeTelegram, env: Path) -> None:
@@ -321,7 +321,7 @@ async def test_report_records_an_outside_trade_and_summarises(tg: FakeTelegram, 
         again = await b.command(f"/report {signal_id} win 120.50")
         assert "already reported" in again.body
         report = await b.command("/report")
-        assert "1 trades · win 100%" in report.body and "net 120.50" in report.body
+        assert "1 trade · win 100%" in report.body and "net 120.50" in report.body
         assert "Score calibration: no learned model yet" in report.body
 
 
@@ -454,7 +454,7 @@ async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTeleg
         tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
         await b.eventually(lambda: b.query("SELECT COUNT(*) FROM trades") == [(1,)])
         stopped = await b.command("/stop")
-        assert stopped.body.startswith("⏸ Stopped") and "1 open position(s)" in stopped.body
+        assert stopped.body.startswith("⏸ Stopped") and "1 open position" in stopped.body
         assert [label for label, _ in stopped.buttons] == ["Close these 1", "Keep them open"]
         # Resumed, a second position opens after that confirmation: its button closes only the one it listed.
         await b.command("/resume")
@@ -463,7 +463,7 @@ async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTeleg
         since = len(tg.sent)
         tg.click(TRADER, stopped, button="Close these 1")
         done = await tg.wait_for_message(lambda m: m.body.startswith("Closed "), since=since, timeout=20)
-        assert done.body == "Closed 1 of 1 listed position(s)."
+        assert done.body == "Closed 1 of 1 listed position."
         assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]
         since = len(tg.sent)
         tg.click(TRADER, stopped, data=stopped.buttons[0][1], allow_stale=True)

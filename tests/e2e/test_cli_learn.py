@@ -41,7 +41,7 @@ def test_drift_prints_the_table_and_learn_stores_versions_and_rolls_back(tmp_pat
 
     first = tradebot(tmp_path, "learn", "--no-backtests")
     assert first.returncode == 0, first.stderr
-    assert "learned model v1 (command): 30 external; 1 baseline(s)" in first.stdout
+    assert "learned model v1 (command): 30 external; 1 baseline" in first.stdout
     assert "calibration: n/a: 30 scored outcomes; at least 100 are needed" in first.stdout  # no backtests
     # The losses closed in 2025 and the CLI learns at today's date: 0.5^(age / 90 days) leaves them little weight.
     weight = re.search(r"30 recorded outcomes \(weight (\d+\.\d)\)", first.stdout)

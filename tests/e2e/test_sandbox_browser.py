@@ -101,7 +101,7 @@ def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str,
     driver.find_element(By.NAME, "confirm").send_keys("STOP")
     driver.find_element(By.ID, "stop-button").click()
     wait_for(lambda: "paused" in driver.find_element(By.ID, "state").text)
-    assert "Closed 1 of 1 listed position(s)" in driver.find_element(By.ID, "notice").text
+    assert "Closed 1 of 1 listed position" in driver.find_element(By.ID, "notice").text
     assert "No open positions." in driver.find_element(By.ID, "positions").text
     assert driver.find_elements(By.CSS_SELECTOR, "#equity svg polyline")  # the closed trade: an equity curve
     if os.environ.get("TRADEBOT_DOCS_SCREENSHOTS"):  # refresh the README's pictures on demand

@@ -71,7 +71,7 @@ async def test_the_dashboard_shows_the_book_and_its_emergency_stop_pauses_and_cl
             assert done.status_code == 303 and await runtime.state.paused()
             assert await runtime.store.open_trades([TradeKind.PAPER]) == []
             after = await client.get(done.headers["location"])
-            assert "⏸ paused" in after.text and "Closed 1 of 1 listed position(s)" in after.text
+            assert "⏸ paused" in after.text and "Closed 1 of 1 listed position" in after.text
     finally:
         await runner.cleanup()
 

@@ -207,7 +207,7 @@ async def test_learn_fits_v1_makes_it_active_and_demotes_the_losing_pair_to_ask_
     assert await lab.store.get_state(LAST_RUN_KEY) == "2025-06-12"
 
     text = learned_text(model)
-    assert text.startswith("🧠 <b>learned model v1</b> (command): 40 external, 2 shadow; 1 baseline(s)")
+    assert text.startswith("🧠 <b>learned model v1</b> (command): 40 external, 2 shadow; 1 baseline")
     assert f"⬇️ trend_pullback EURUSD → ask_only: {escape(DEMOTION)}" in text
 
 

@@ -107,7 +107,7 @@ async def test_close_all_closes_what_it_listed_and_only_once(d: Desk) -> None:
     assert (await hands.close(gbp.trade_id, TRADER)).kind is OutcomeKind.DONE
     outcome = await hands.close_batch(offer.batch_id, TRADER)
     assert outcome.kind is OutcomeKind.DONE
-    assert outcome.message == f"Closed 1 of 2 listed position(s).\n  No open position {gbp.trade_id}."
+    assert outcome.message == f"Closed 1 of 2 listed positions.\n  No open position {gbp.trade_id}."
     assert await d.store.open_trades() == []
     assert d.broker.closes == [gbp.trade_id, gold.trade_id]
     used = await hands.close_batch(offer.batch_id, TRADER)
@@ -122,7 +122,7 @@ async def test_a_close_all_confirmation_leaves_positions_opened_after_it(d: Desk
     assert offer is not None and len(offer.trades) == 1
     assert (await d.desk.approve(signals[1], TRADER)).kind is OutcomeKind.DONE  # opened after the confirmation
     outcome = await hands.close_batch(offer.batch_id, TRADER)
-    assert outcome.message == "Closed 1 of 1 listed position(s)."
+    assert outcome.message == "Closed 1 of 1 listed position."
     [still] = await d.store.open_trades()
     assert still.trade_id == signals[1]
 

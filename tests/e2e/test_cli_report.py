@@ -1,0 +1,76 @@
+"""`tradebot report`, `tradebot audit` and the command line's conventions, as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.cli.parser import INTERVALS
+from engine.domain import Interval
+from tests.e2e.test_cli_learn import tradebot
+from tests.e2e.test_drift_learning import seed
+
+
+def test_the_parser_lists_every_interval() -> None:
+    assert tuple(i.value for i in Interval) == INTERVALS
+
+
+def test_version_and_help_need_no_configuration(tmp_path: Path) -> None:
+    version = tradebot(tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == "tradebot 0.1.0"
+    helped = tradebot(tmp_path, "report", "--help")
+    assert helped.returncode == 0 and "--daily" in helped.stdout and "-c CONFIG, --config CONFIG" in helped.stdout
+
+
+def test_a_config_flag_on_any_command_is_read_and_a_missing_one_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("[bot]\naccount_currency = 'EUR'\n")
+    done = tradebot(tmp_path, "report", "--daily", "-n", "2", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    missing = tradebot(tmp_path, "-c", str(tmp_path / "nope.toml"), "audit")
+    assert (
+        missing.returncode == 2
+        and missing.stderr.strip() == f"tradebot: --config {tmp_path / 'nope.toml'}: no such file"
+    )
+
+
+def test_report_and_audit_read_the_recorded_trades(tmp_path: Path) -> None:
+    asyncio.run(seed(tmp_path / "bot.db"))
+    profit = tradebot(tmp_path, "report", "--json")
+    assert profit.returncode == 0, profit.stderr
+    figures = json.loads(profit.stdout)
+    assert figures["closed"]["trades"] == 30 and figures["currency"] == "USD"
+    assert figures["closed"]["net_pnl"].startswith("-")  # exact money as a string
+
+    trades = tradebot(tmp_path, "report", "--trades", "-n", "3")
+    assert trades.returncode == 0 and "Last 3 closed trades (USD, exit date UTC)" in trades.stdout
+    assert "<b>" not in trades.stdout
+
+    pairs = tradebot(tmp_path, "report", "--pairs", "--json")
+    assert json.loads(pairs.stdout)["pairs"][0]["name"] == "trend_pullback GBPUSD"
+
+    audit = tradebot(tmp_path, "audit", "--json", "-n", "5")
+    assert audit.returncode == 0, audit.stderr
+    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert events and all({"at", "kind", "actor", "subject", "detail"} <= set(e) for e in events)
+
+
+def test_a_reader_leaving_the_pipe_ends_quietly(tmp_path: Path) -> None:
+    asyncio.run(seed(tmp_path / "bot.db"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env["TRADEBOT_DB_PATH"] = str(tmp_path / "bot.db")
+    done = subprocess.run(
+        f"{sys.executable} -m bot.cli report --daily -n 60 | head -1",
+        shell=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.startswith("Daily P&L") and "Traceback" not in done.stderr and "Error" not in done.stderr
