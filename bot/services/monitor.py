@@ -81,9 +81,12 @@ class PositionMonitor:
         # Symbols whose LIVE trades the bot closes itself (a broker that holds no stop, such as Kite): their exits
         # are found on bars like paper ones, then sent to the broker as a closing order and recorded at its fill.
         self.managed_live = frozenset(managed_live)
-        # Trade management by strategy (breakeven, trailing, partials), as the backtester applies it; paper and
-        # shadow trades only: a live position's stops and partial closes stay with its broker.
+        # Trade management by strategy (breakeven, trailing, partials), as the backtester applies it. A live
+        # position whose broker holds its exits gets the plan's stop moved at the broker after each bar (so the
+        # broker's stop is the validated one, and it protects the position while the bot is down); its partial
+        # targets are not sent (the position runs whole, and the log says so).
         self.exit_plans = {k: p for k, p in (exit_plans or {}).items() if p.active}
+        self._partials_warned: set[str] = set()
 
     async def check(
         self, symbols: Collection[str] | None = None, bars: Mapping[str, Bars] | None = None
@@ -95,8 +98,9 @@ class PositionMonitor:
         open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW, TradeKind.LIVE])
         by_symbol: dict[str, list[Trade]] = defaultdict(list)
         for trade in open_trades:
-            if trade.kind is TradeKind.LIVE and trade.symbol not in self.managed_live:
-                continue  # the broker holds its exits: `check_live` asks how it ended
+            broker_exits = trade.kind is TradeKind.LIVE and trade.symbol not in self.managed_live
+            if broker_exits and (trade.strategy not in self.exit_plans or self.broker is None):
+                continue  # the broker holds its exits: `check_live` asks how it ended (a plan's stop is moved there)
             if (symbols is None or trade.symbol in symbols) and trade.symbol in self.instruments:
                 by_symbol[trade.symbol].append(trade)
         closed: list[Trade] = []
@@ -217,6 +221,11 @@ class PositionMonitor:
             if start >= len(bars):
                 continue
             plan = self.exit_plans.get(trade.strategy)
+            if plan is not None and trade.kind is TradeKind.LIVE and trade.symbol not in self.managed_live:
+                await self._manage_live_stop(
+                    trade, plan, instrument, bars, start, session_day, moves.get(trade.trade_id, [])
+                )
+                continue
             if plan is not None and trade.kind is not TradeKind.LIVE:
                 done = await self._manage(
                     trade, plan, instrument, bars, start, session_day, moves.get(trade.trade_id, [])
@@ -321,6 +330,53 @@ class PositionMonitor:
         if told:
             await self.notifier.announce(PositionClosed(done))
         return done
+
+    async def _manage_live_stop(
+        self,
+        trade: Trade,
+        plan: ExitPlan,
+        instrument: Instrument,
+        bars: Bars,
+        start: int,
+        session_day: IntArray | None,
+        moves: list[StopMove],
+    ) -> None:
+        """Move a live position's stop at its broker to where the plan has it after the last closed bar."""
+        if plan.partials and trade.trade_id not in self._partials_warned:
+            self._partials_warned.add(trade.trade_id)
+            log.warning(
+                "%s %s: partial targets are not sent to the broker; the live position runs whole",
+                trade.symbol,
+                trade.trade_id,
+            )
+        atr = MarketContext(instrument, bars, self.calendars[trade.symbol]).ind.atr(TRAIL_ATR_PERIOD)
+        managed = manage_exit(
+            bars.open, bars.high, bars.low, bars.close, start, trade.side, float(trade.entry_price),
+            float(trade.stop), float(trade.target), plan, atr=atr, max_bars=self.max_hold_bars,
+            session_day=session_day, set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
+        )  # fmt: skip
+        if managed.done or managed.stop is None or self.broker is None:
+            return  # out by the rules: the broker's own stop, target or the time exit decides; `check_live` records it
+        current = moves[-1].new if moves else trade.stop
+        level = instrument.price(managed.stop, ROUND_HALF_EVEN)
+        if trade.side.sign * (level - current) <= 0:
+            return
+        now = self.clock.now()
+        action = await self.store.request_trade_action(trade.trade_id, TradeAction.STOP, now, BOT_USER)
+        if action is None:
+            return
+        try:
+            await self.broker.move_stop(instrument, trade, level)
+        except BrokerError as exc:
+            await self.store.finish_trade_action(action, False, now, str(exc))
+            log.warning(
+                "%s %s: the plan's stop %s was not moved at the broker: %s", trade.symbol, trade.trade_id, level, exc
+            )
+            return
+        if not await self.store.move_trade_stop(action, trade.trade_id, current, level, now):
+            await self.store.finish_trade_action(action, False, now, "the stop changed meanwhile")
+            return
+        await self.notifier.announce(StopMoved(trade, current, level, BOT_USER))
 
     async def _move_stop(self, trade: Trade, old: Decimal, new: Decimal, now: datetime, told: bool) -> None:
         """Record the plan's stop move as the bot's action (the trader's stays possible after it), and tell it."""

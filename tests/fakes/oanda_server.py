@@ -155,6 +155,7 @@ class FakeOanda:
     def __init__(self, token: str = DEFAULT_TOKEN, account_id: str = DEFAULT_ACCOUNT) -> None:
         self.token = token
         self.account_id = account_id
+        self.now: datetime | None = None  # the server's clock for its transactions (None: the wall clock)
         self.nav = Decimal("100000.0000")
         self.commission = Decimal("0.0000")
         self.prices: dict[str, _Price] = {}
@@ -364,7 +365,12 @@ class FakeOanda:
 
     def _transaction(self, fields: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
         self._state.last_id += 1
-        tx = {"id": str(self._state.last_id), "time": oanda_time(at), "accountID": self.account_id, **fields}
+        tx = {
+            "id": str(self._state.last_id),
+            "time": oanda_time(at or self.now),
+            "accountID": self.account_id,
+            **fields,
+        }
         self._state.transactions[tx["id"]] = tx
         return tx
 

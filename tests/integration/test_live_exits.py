@@ -16,15 +16,18 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.bootstrap import open_runtime
 from bot.brokers.oanda import OandaBroker, OandaSettings, exit_reason, parse_time
 from bot.brokers.paper import PaperBroker
 from bot.brokers.resilience import CircuitBreaker, ResilientBroker, RetryPolicy
+from bot.ops.clock import BotClock
 from data.market.csv_provider import CsvProvider
 from engine.catalog import default_instrument
 from engine.costs import CostModel
 from engine.domain import Side
 from engine.ports import BrokerError, BrokerErrorKind, FixedClock
 from engine.trading import BrokerExit, ExitReason, OrderRequest, Trade, TradeKind
+from tests.e2e.test_bot import ManualMonotonic
 from tests.fakes.oanda_server import CloseReason, FakeOanda, Fault, Route
 from tests.integration.live_support import AS_OF, approved_signal, bot, chat_texts, oanda_settings
 from tests.support import require_market_dir
@@ -245,3 +248,27 @@ async def test_oanda_unavailable_during_the_check_loses_nothing_and_the_next_che
         [done] = await rt.store.trades([TradeKind.LIVE])
         assert (done.exit_reason, done.exit_price, done.exit_time) == (ExitReason.STOP, Decimal("1.35347"), T_CLOSE)
         assert sum("closed (stop)" in t for t in await chat_texts(rt)) == 1
+
+
+async def test_a_live_positions_plan_stop_is_moved_at_oanda_after_the_bar_that_earned_it(
+    tmp_path: Path, oanda: FakeOanda
+) -> None:
+    settings = oanda_settings(tmp_path / "bot.db", oanda)
+    plan = {"trend_pullback": {"exits": {"breakeven_r": 0.2, "partials": [[1.0, 0.5]]}}}
+    settings = type(settings).model_validate(settings.model_dump() | {"strategies": plan})
+    mono = ManualMonotonic()
+    oanda.now = AS_OF + timedelta(seconds=2)  # fills stamped on the bot's clock, so the 09:00 bar follows the entry
+    async with open_runtime(settings, BotClock(AS_OF, 1.0, monotonic=mono)) as rt:
+        signal_id = await approved_signal(rt)
+        [opened] = await rt.store.open_trades([TradeKind.LIVE])
+        mono.t += 3600  # 10:40: the 09:00 bar closed high, but it began before the entry: it does not count
+        assert await rt.monitor.check() == [] and oanda.requests_for(Route.TRADE_ORDERS) == []
+        mono.t += 3600  # 11:40: the 10:00 bar (the first after the entry) reached 1.35969, past the plan's +0.2R
+        assert await rt.monitor.check() == []  # the broker holds the exit; only the stop moves
+        [moved] = oanda.requests_for(Route.TRADE_ORDERS)
+        assert moved.path.endswith(f"/trades/@{signal_id}/orders")
+        [move] = (await rt.store.stop_moves([signal_id]))[signal_id]
+        assert (move.old, move.new) == (opened.stop, opened.entry_price)
+        assert any("stop moved" in t and "by the bot" in t for t in await chat_texts(rt))
+        await rt.monitor.check()
+        assert len(oanda.requests_for(Route.TRADE_ORDERS)) == 1  # once, not at every check
