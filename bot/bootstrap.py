@@ -155,6 +155,7 @@ def desk_policy(settings: Settings) -> DeskPolicy:
         embargo=b.news.embargo(),
         accounts=accounts(settings),
         live_markets=live_markets(settings),
+        exit_plans=backtest_config(settings).exit_plans,
     )
 
 

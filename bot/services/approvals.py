@@ -114,6 +114,8 @@ class Approvals(DeskCore):
             return Outcome(OutcomeKind.REFUSED, f"Refused: {over}.")
         if (news := await self.news_block(setup, now)) is not None:
             return Outcome(OutcomeKind.REFUSED, f"Refused: {news}.")
+        if (unmanaged := self.management_block(setup)) is not None:
+            return Outcome(OutcomeKind.REFUSED, f"Refused: {unmanaged}.")
         instrument = self.instruments[setup.symbol]
         try:
             quote = await self.broker.quote(instrument)

@@ -28,6 +28,7 @@ from engine.calendars import SessionCalendar
 from engine.controls import PairControl
 from engine.costs import CostModel, commission
 from engine.domain import Instrument, ScoredSetup, Setup, SignalStatus
+from engine.exits import ExitPlan
 from engine.news import EmbargoConfig, FeedFallback
 from engine.ports import (
     BotStore,
@@ -123,6 +124,7 @@ class DeskPolicy:
     day_rollover_hour: int = 17
     accounts: Mapping[Market, Account] = field(default_factory=dict)  # routed broker accounts; others: this one
     live_markets: frozenset[Market] = frozenset()  # markets whose orders a real broker fills: their trades are LIVE
+    exit_plans: Mapping[str, ExitPlan] = field(default_factory=dict)  # trade management by strategy
 
     @property
     def account_currency(self) -> str:
@@ -358,6 +360,19 @@ class DeskCore:
         freeze = limits.freeze_quantity if limits is not None else None
         lot = self.instruments[request.symbol].lot_size
         return len(split_children(request.quantity, freeze, lot)) > 1
+
+    def management_block(self, setup: Setup) -> str | None:
+        """Why a live broker cannot trade `setup` as it was validated (partial targets it would not send), or None."""
+        plan = self.policy.exit_plans.get(setup.strategy)
+        instrument = self.instruments.get(setup.symbol)
+        if plan is None or not plan.partials or instrument is None:
+            return None
+        if market_of(instrument) not in self.policy.live_markets:
+            return None
+        return (
+            f"{setup.strategy} takes partial targets, which the bot does not send to a live broker yet: a live "
+            "trade would not be the validated system (remove [strategies.*.exits] partials, or trade it on paper)"
+        )
 
     def session_block(self, setup: Setup, now: datetime) -> str | None:
         """Why the market's hours refuse an entry on `setup` now (close near, past the flat time), or None."""

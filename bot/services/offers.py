@@ -179,6 +179,8 @@ class Offers(DeskCore):
         p = self.policy
         if (news := await self.news_block(setup, now)) is not None:
             return SignalStatus.DROPPED, news, None
+        if (unmanaged := self.management_block(setup)) is not None:
+            return SignalStatus.DROPPED, unmanaged, None
         last = await self.store.last_offered_at(setup.symbol)
         if last is not None and now - last < p.cooldown:
             return (

@@ -254,7 +254,7 @@ async def test_a_live_positions_plan_stop_is_moved_at_oanda_after_the_bar_that_e
     tmp_path: Path, oanda: FakeOanda
 ) -> None:
     settings = oanda_settings(tmp_path / "bot.db", oanda)
-    plan = {"trend_pullback": {"exits": {"breakeven_r": 0.2, "partials": [[1.0, 0.5]]}}}
+    plan = {"trend_pullback": {"exits": {"breakeven_r": 0.2}}}
     settings = type(settings).model_validate(settings.model_dump() | {"strategies": plan})
     mono = ManualMonotonic()
     oanda.now = AS_OF + timedelta(seconds=2)  # fills stamped on the bot's clock, so the 09:00 bar follows the entry
@@ -272,3 +272,16 @@ async def test_a_live_positions_plan_stop_is_moved_at_oanda_after_the_bar_that_e
         assert any("stop moved" in t and "by the bot" in t for t in await chat_texts(rt))
         await rt.monitor.check()
         assert len(oanda.requests_for(Route.TRADE_ORDERS)) == 1  # once, not at every check
+
+
+async def test_a_system_with_partial_targets_is_not_traded_live_where_they_would_not_be_sent(
+    tmp_path: Path, oanda: FakeOanda
+) -> None:
+    settings = oanda_settings(tmp_path / "bot.db", oanda)
+    plan = {"trend_pullback": {"exits": {"partials": [[1.0, 0.5]]}}}
+    settings = type(settings).model_validate(settings.model_dump() | {"strategies": plan})
+    async with bot(settings) as rt:
+        _, decisions = await rt.analyse()
+        [dropped] = decisions
+        assert dropped.status.value == "dropped" and "partial targets" in dropped.reason
+        assert oanda.requests_for(Route.ORDERS) == []
