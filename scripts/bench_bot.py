@@ -42,8 +42,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -63,6 +62,7 @@ from bot.telegram import app as telegram_app  # noqa: E402
 from bot.telegram.callbacks import Action, Callback  # noqa: E402
 from engine.catalog import DEFAULT_WATCHLIST  # noqa: E402
 from engine.domain import Instrument, ScoredSetup, SignalStatus  # noqa: E402
+from engine.sizing import quote_currency  # noqa: E402
 from engine.trading import Fill, OrderRequest, Trade, TradeKind  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram, SentMessage  # noqa: E402
 
@@ -116,43 +116,40 @@ class Tally(logging.Handler):
         self.counts[f"{record.levelname} {record.name}: {str(record.msg)[:90]}"] += 1
 
 
-def instrument_bot(probe: Probe) -> None:
-    """Make `serve` hand its runtime to `probe` and time its scans and orders (no code path is skipped)."""
-    original = telegram_app.open_runtime
+def instrument_bot(probe: Probe) -> Any:
+    """A `serve` runtime hook that hands the runtime to `probe` and times its scans and orders (no code path is
+    skipped: the wrappers call the real methods)."""
 
-    @asynccontextmanager
-    async def capturing(settings: Settings, clock: BotClock | None = None) -> AsyncIterator[BotRuntime]:
-        async with original(settings, clock) as runtime:
-            scan = runtime.scan.scan
+    async def hook(runtime: BotRuntime) -> None:
+        scan = runtime.scan.scan
 
-            async def timed_scan(*args: Any, **kwargs: Any) -> ScanReport:
-                started = time.monotonic()
-                report = await scan(*args, **kwargs)
-                probe.scans += 1
-                probe.last_scan = (started, time.monotonic(), report)  # only the latest: no growth from here
-                return report
+        async def timed_scan(*args: Any, **kwargs: Any) -> ScanReport:
+            started = time.monotonic()
+            report = await scan(*args, **kwargs)
+            probe.scans += 1
+            probe.last_scan = (started, time.monotonic(), report)  # only the latest: no growth from here
+            return report
 
-            runtime.scan.scan = timed_scan  # type: ignore[method-assign]
-            store = runtime.store
-            submit_order, record_fill = store.submit_order, store.record_fill
+        runtime.scan.scan = timed_scan  # type: ignore[method-assign]
+        store = runtime.store
+        approve_order, record_fill = store.approve_order, store.record_fill
 
-            async def timed_submit(signal_id: str, request: OrderRequest, at: datetime) -> bool:
-                done = await submit_order(signal_id, request, at)
-                probe.submitted[signal_id] = time.monotonic()
-                return done
+        async def timed_approve(signal_id: str, *args: Any, **kwargs: Any) -> bool:
+            done = await approve_order(signal_id, *args, **kwargs)  # the approval and its order intent, together
+            probe.submitted[signal_id] = time.monotonic()
+            return done
 
-            async def timed_fill(fill: Fill, trade: Trade) -> bool:
-                done = await record_fill(fill, trade)
-                probe.filled[fill.client_order_id] = time.monotonic()
-                probe.recorded.set()
-                return done
+        async def timed_fill(fill: Fill, trade: Trade) -> bool:
+            done = await record_fill(fill, trade)
+            probe.filled[fill.client_order_id] = time.monotonic()
+            probe.recorded.set()
+            return done
 
-            store.submit_order = timed_submit  # type: ignore[method-assign]
-            store.record_fill = timed_fill  # type: ignore[method-assign]
-            probe.runtime = runtime
-            yield runtime
+        store.approve_order = timed_approve  # type: ignore[method-assign]
+        store.record_fill = timed_fill  # type: ignore[method-assign]
+        probe.runtime = runtime
 
-    telegram_app.open_runtime = capturing  # type: ignore[assignment]
+    return hook
 
 
 def build_market(source: Path, target: Path, count: int) -> list[Instrument]:
@@ -169,6 +166,11 @@ def build_market(source: Path, target: Path, count: int) -> list[Instrument]:
     return instruments
 
 
+def quote_of(instrument: Instrument) -> str:
+    """The quote currency of a (renamed) copy: its original's."""
+    return quote_currency(replace(instrument, symbol=instrument.symbol.split("-")[0]))
+
+
 def config_text(instruments: Sequence[Instrument]) -> str:
     """Render the TOML config: no pacing, no cooldown, every signal in its own message, no schedules."""
     lines = [
@@ -177,6 +179,22 @@ def config_text(instruments: Sequence[Instrument]) -> str:
         "symbol_cooldown_minutes = 0",
         f"digest_threshold = {OFFER_BATCH}",
         f"max_signals_per_run = {OFFER_BATCH}",
+        "",
+        'account_equity = "10000000"',
+        'risk_per_trade = "0.0005"  # small against the equity: a hundred positions stay within the exposure caps',
+        "trade_failed_strategies = true  # offered whatever their validation: the benchmark times the path, not edges",
+        "",
+        "[bot.protections]  # the benchmark approves up to 100 derived signals: the limits would refuse them",
+        "max_open_positions = 100",
+        "one_position_per_symbol = false",
+        "max_trades_per_day = 1000",
+        "max_consecutive_losses = 100",
+        'daily_loss_fraction = "0.99"',
+        "symbol_cooldown_minutes = 0",
+        "correlation_threshold = 1.0",
+        "",
+        "[backtest]",
+        "validate_in_background = false  # no validation competing with the measured clicks for the 2 cores",
         "",
         "[[bot.schedules]]  # the benchmark makes the runs; the default schedules would fire on the real clock",
         'name = "bench-off"',
@@ -197,6 +215,7 @@ def config_text(instruments: Sequence[Instrument]) -> str:
             f'calendar = "{i.calendar}"',
             f'timezone = "{i.timezone}"',
             f'spread = "{i.spread}"',
+            f'quote_currency = "{quote_of(i)}"',
             f"has_volume = {'true' if i.has_volume else 'false'}",
         ]
     return "\n".join(lines) + "\n"
@@ -521,7 +540,7 @@ async def bench(args: argparse.Namespace) -> int:
     tally = Tally()
     logging.basicConfig(level=logging.WARNING, handlers=[tally], force=True)
     probe = Probe()
-    instrument_bot(probe)
+    hook = instrument_bot(probe)
     with tempfile.TemporaryDirectory(prefix="bench_bot_") as tmp:
         work = Path(tmp)
         market = work / "market"
@@ -535,7 +554,7 @@ async def bench(args: argparse.Namespace) -> int:
             mono = ManualMonotonic()
             clock = BotClock(COLD_AT, 1.0, monotonic=mono)
             stop = asyncio.Event()
-            task = asyncio.create_task(telegram_app.serve(settings, stop, clock))
+            task = asyncio.create_task(telegram_app.serve(settings, stop, clock, on_runtime=hook))
             try:
                 await tg.wait_for_polling(timeout=30)
                 take_interrupts(stop)
@@ -696,7 +715,7 @@ def main() -> int:
     """Parse the flags and run the benchmark; exit 0 when it ran (targets missed included)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--approvals", type=int, default=200)
+    parser.add_argument("--approvals", type=int, default=80, help="at most 100 with --during-scan (open-position cap)")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
     parser.add_argument("--trace-growth", action="store_true", help="show where memory grew after the first sample")
