@@ -11,9 +11,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
-from scipy import stats
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from engine.bars import FloatArray
 from engine.domain import ensure_utc
@@ -326,6 +323,8 @@ def _paired_p_value(gain: FloatArray) -> float | None:
     """Return the one-sided t-test p-value that the mean per-trade Brier gain is not above 0 (None if undefined)."""
     if len(gain) < 2 or float(np.std(gain)) == 0.0:
         return None
+    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
+
     p = float(stats.ttest_1samp(gain, 0.0, alternative="greater").pvalue)
     return p if math.isfinite(p) else None
 
@@ -338,6 +337,8 @@ def _quality(o: Outcome) -> float:
 
 def _fit_isotonic(fit: Sequence[Outcome], y: FloatArray) -> _Params:
     x = np.array([_quality(o) for o in fit], dtype=np.float64)
+    from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415 - only when fitting
+
     model = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(x, y)
     return _Params(
         features=(QUALITY_FEATURE,),
@@ -357,6 +358,8 @@ def _fit_logistic(fit: Sequence[Outcome], y: FloatArray) -> _Params:
     means = x.mean(axis=0)
     sd = x.std(axis=0)
     scales = np.where(sd > 0, sd, 1.0)
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 - only when fitting
+
     model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER).fit((x - means) / scales, y)
     return _Params(
         features=(QUALITY_FEATURE, *names),

@@ -76,7 +76,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from engine.performance import WIN_R, TradeStats
 
@@ -302,6 +301,8 @@ def assess(live_r: Sequence[float], baseline_r: Sequence[float], config: DriftCo
     elif p0 is None or ls.win_rate is None or ls.expectancy_r is None:
         raise RuntimeError("both samples hold trades here: min_trades and min_baseline are at least 1")
     else:
+        from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
+
         binom_p = float(stats.binomtest(ls.wins, ls.trades, p0, alternative="less").pvalue)
         ks_significant = ks_p is not None and ks_p < config.ks_alpha
         confirmed = ks_significant or binom_p < config.ks_alpha
@@ -371,6 +372,8 @@ def ks_worse(live_r: Sequence[float] | FloatArray, baseline_r: Sequence[float] |
     live, base = _as_r(live_r, "live_r"), _as_r(baseline_r, "baseline_r")
     if live.size == 0 or base.size == 0:
         raise ValueError(f"the KS test needs values on both sides, had {live.size} live and {base.size} baseline")
+    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
+
     result = stats.ks_2samp(live, base, alternative="greater")
     return float(result.statistic), float(result.pvalue)
 
@@ -490,6 +493,8 @@ def _allowed_alarms(simulations: int, false_alarm: float, confidence: float) -> 
     """Return the most alarms among `simulations` whose Clopper-Pearson upper bound stays within false_alarm."""
     # The upper bound for k alarms is at most false_alarm exactly when P(Binomial(n, false_alarm) <= k) <= 1 - c.
     counts = np.arange(simulations + 1)
+    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
+
     within = stats.binom.cdf(counts, simulations, false_alarm) <= 1.0 - confidence
     return int(np.flatnonzero(within)[-1])
 

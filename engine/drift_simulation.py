@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from engine.bars import FloatArray
 from engine.drift import (
@@ -149,6 +148,8 @@ def fixed_sample_power_bound(p0: float, p1: float, trades: int, alpha: float) ->
     _check_open(alpha, "alpha", 0.0, 1.0)
     # Neyman-Pearson: reject for few wins, randomising on the boundary count to use exactly alpha.
     counts = np.arange(trades + 1)
+    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
+
     below = stats.binom.cdf(counts, trades, p0) <= alpha
     k = int(np.flatnonzero(below)[-1]) if below.any() else -1
     size = float(stats.binom.cdf(k, trades, p0)) if k >= 0 else 0.0

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
 import numpy as np
 
 from engine.backtest import BacktestResult
@@ -17,8 +12,21 @@ from engine.calibration import CalibrationModel
 from engine.domain import plural
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend, imported when a picture is drawn (not when the bot starts)."""
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
 def equity_png(result: BacktestResult, path: Path) -> Path:
     """Write a PNG with the equity curve (trades marked) above the drawdown from the running peak."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+
+    plt = _pyplot()
     curve = result.equity
     times = (curve.time.astype("datetime64[ns]")).astype("datetime64[ms]").astype(object)
     equity = np.asarray(curve.equity, dtype=float)
@@ -62,6 +70,7 @@ def equity_png(result: BacktestResult, path: Path) -> Path:
 
 def reliability_png(model: CalibrationModel, path: Path, title: str) -> Path:
     """Write a PNG of predicted vs observed win rate per bin on the held-out trades, with the counts below."""
+    plt = _pyplot()
     bins = model.bins
     predicted = np.array([b.mean_predicted for b in bins], dtype=float)
     observed = np.array([b.observed for b in bins], dtype=float)

@@ -1,0 +1,98 @@
+"""Benchmark the memory of the real `tradebot run` process: RSS over repeated full analyses, and its flatness.
+
+The bot runs as its own process (`python -m bot.cli run`, paper broker, the CSV source on the shared data, the
+default 16-instrument watchlist) against the Bot API server built into tradebot (in this process, so its records
+do not count). The trader sends /signal `--runs` times; after each run's summary the bot process's VmRSS is read
+from /proc. Reference in the same run: the RSS of a bare interpreter that only imports what `tradebot run`
+imports before it serves (the floor the bot cannot go below).
+
+Goal: at most 150 MB after the runs, and flat (growth from the 5th run to the last at most 5 MB).
+
+    .venv/bin/python scripts/bench_rss.py [--runs 40] [--data ../shared/data/market]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.sandbox.botapi import BotApiServer  # noqa: E402
+
+TOKEN = "123456789:AAHbenchTokenForRssOnly_abcdefghijkl"
+TRADER = 42
+GOAL_MB, FLAT_MB = 150.0, 5.0
+IMPORTS = "import bot.bootstrap, bot.telegram.app, bot.telegram.handlers, bot.cli.commands"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def floor_mb() -> float:
+    """RSS of an interpreter that imported what the bot imports at start, and nothing else."""
+    code = f"{IMPORTS}\nimport os\nprint(open(f'/proc/{{os.getpid()}}/status').read())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    line = next(x for x in out.splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/market")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"no market data folder at {args.data}", file=sys.stderr)
+        return 2
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory() as work:
+        async with BotApiServer(token=TOKEN) as tg:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+            env |= tg.env() | {
+                "TELEGRAM_ALLOWED_USERS": str(TRADER),
+                "TRADEBOT_DATA_SOURCE": f"csv:{args.data}",
+                "TRADEBOT_DB_PATH": str(Path(work) / "bot.db"),
+                "TRADEBOT_CLOCK_START": "2025-06-12T09:40:00Z",
+                "TRADEBOT_METRICS__ENABLED": "false",
+                "TRADEBOT_BACKTEST__VALIDATE_IN_BACKGROUND": "false",
+            }
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "run", cwd=work, env=env, stderr=asyncio.subprocess.DEVNULL
+            )
+            try:
+                await tg.wait_for_polling(timeout=60)
+                for run in range(1, args.runs + 1):
+                    since = len(tg.sent)
+                    tg.user_message(TRADER, "/signal")
+                    await tg.wait_for_message(lambda m: m.body.startswith("Run "), since=since, timeout=120)
+                    samples.append(rss_mb(proc.pid))
+                    if run % 10 == 0 or run == 1:
+                        print(f"  run {run:4d}: RSS {samples[-1]:6.1f} MB")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), timeout=30)
+    floor = floor_mb()
+    last, early = samples[-1], samples[min(4, len(samples) - 1)]
+    growth = last - early
+    print(f"tradebot run RSS after {len(samples)} analyses: {last:.1f} MB (peak sampled {max(samples):.1f} MB)")
+    print(f"reference, the start-up imports alone: {floor:.1f} MB; ratio {last / floor:.2f}x")
+    print(f"growth from run 5 to run {len(samples)}: {growth:+.1f} MB")
+    ok = last <= GOAL_MB and growth <= FLAT_MB
+    print(f"{'PASS' if ok else 'FAIL'}: goal <= {GOAL_MB:.0f} MB and flat (growth <= {FLAT_MB:.0f} MB)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
