@@ -73,7 +73,7 @@ WARM_AT = datetime(2025, 6, 12, 18, 0, tzinfo=UTC)  # BTCUSDT and ETHUSDT trend_
 RSS_FROM = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # a Monday: 1,000 runs 5 minutes apart stay on weekdays
 RUN_STEP = timedelta(minutes=5)
 OFFER_BATCH = 50  # the most signals one offer may ask about (max_signals_per_run, digest_threshold)
-P99_TARGET_MS = 50.0
+P99_TARGET_MS = 10.0  # the click goal, also while an analysis runs
 RSS_TARGET_MB = 300.0
 TRACE_FRAMES = 25  # stack depth kept by --trace-growth
 FLAT_TOLERANCE_MB = 5.0  # growth from the first sample after warm-up to the last that still counts as flat
@@ -116,7 +116,7 @@ class Tally(logging.Handler):
         self.counts[f"{record.levelname} {record.name}: {str(record.msg)[:90]}"] += 1
 
 
-def instrument_bot(probe: Probe) -> Any:
+def instrument_bot(probe: Probe, gil_switch: float | None = None) -> Any:
     """A `serve` runtime hook that hands the runtime to `probe` and times its scans and orders (no code path is
     skipped: the wrappers call the real methods)."""
 
@@ -147,6 +147,12 @@ def instrument_bot(probe: Probe) -> Any:
 
         store.approve_order = timed_approve  # type: ignore[method-assign]
         store.record_fill = timed_fill  # type: ignore[method-assign]
+        # The renamed copies are the same series: the correlation guard would refuse every second copy. It is off
+        # here (a TOML file cannot say None); every other check of a click runs.
+        policy = runtime.desk.policy
+        runtime.desk.policy = replace(policy, protections=replace(policy.protections, correlation_threshold=None))
+        if gil_switch is not None:  # an A/B of the bot's GIL switch interval
+            sys.setswitchinterval(gil_switch)
         probe.runtime = runtime
 
     return hook
@@ -191,7 +197,6 @@ def config_text(instruments: Sequence[Instrument]) -> str:
         "max_consecutive_losses = 100",
         'daily_loss_fraction = "0.99"',
         "symbol_cooldown_minutes = 0",
-        "correlation_threshold = 1.0",
         "",
         "[backtest]",
         "validate_in_background = false  # no validation competing with the measured clicks for the 2 cores",
@@ -540,7 +545,7 @@ async def bench(args: argparse.Namespace) -> int:
     tally = Tally()
     logging.basicConfig(level=logging.WARNING, handlers=[tally], force=True)
     probe = Probe()
-    hook = instrument_bot(probe)
+    hook = instrument_bot(probe, args.gil_switch)
     with tempfile.TemporaryDirectory(prefix="bench_bot_") as tmp:
         work = Path(tmp)
         market = work / "market"
@@ -586,6 +591,8 @@ async def bench(args: argparse.Namespace) -> int:
                 orders = query(work / "bot.db", "SELECT COUNT(*), COUNT(filled_at) FROM orders")[0]
                 refusals = [m for m in tg.sent if m.body.startswith(("Refused", "No fresh", "The bot is paused"))]
                 print(f"  orders in SQLite: {orders[0]} ({orders[1]} filled); refusals sent: {len(refusals)}")
+                for reason, n in Counter(m.body[:110] for m in refusals).most_common(3):
+                    print(f"    {n} x {reason}")
 
                 print(f"\n[3] RSS over {args.runs} analysis runs of {len(instruments)} symbols, 5 bot minutes apart")
                 memory = await memory_over_runs(runtime, tg, mono, args)
@@ -690,7 +697,7 @@ def summary(
     if during.filled_ms:
         d99 = percentile(during.filled_ms, 99)
         rows.append(("click -> order p99, mid-run", f"{d99:.1f} ms", f"quiet p99 {p99:.1f} ms", f"{d99 / p99:.1f}x",
-                     "-", "-"))  # fmt: skip
+                     f"<= {P99_TARGET_MS:g} ms", "yes" if d99 <= P99_TARGET_MS else "NO"))  # fmt: skip
     rows += [
         (f"RSS after {last[0]} runs", f"{last[1]:.1f} MB", f"max sampled {rss_max:.1f} MB", "-",
          f"<= {RSS_TARGET_MB:g} MB", "yes" if rss_max <= RSS_TARGET_MB else "NO"),
@@ -718,6 +725,7 @@ def main() -> int:
     parser.add_argument("--approvals", type=int, default=80, help="at most 100 with --during-scan (open-position cap)")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
+    parser.add_argument("--gil-switch", type=float, help="override the bot's GIL switch interval (seconds), for an A/B")
     parser.add_argument("--trace-growth", action="store_true", help="show where memory grew after the first sample")
     parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
     args = parser.parse_args()

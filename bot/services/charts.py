@@ -7,6 +7,7 @@ None: the caller sends text, on time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -28,6 +29,10 @@ class ChartRenderer(Protocol):
     """Draws a chart: PNG bytes, or None when it failed or took too long."""
 
     async def render(self, spec: ChartSpec) -> bytes | None: ...
+
+    async def warm(self) -> None:
+        """Get ready to draw (start a worker, import the drawing libraries), so the first chart is not late."""
+        ...
 
 
 def price_format(instrument: Instrument) -> str:
@@ -55,6 +60,12 @@ class SignalCharts:
     def __init__(self, watchlist: Sequence[WatchItem], renderer: ChartRenderer) -> None:
         self.items = {w.instrument.symbol: w for w in watchlist}
         self.renderer = renderer
+        self._warming: asyncio.Task[None] | None = None
+
+    def prepare(self) -> None:
+        """Start getting the renderer ready in the background (called as an analysis begins, so it overlaps it)."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(self.renderer.warm(), name="chart-worker-warm-up")
 
     def signal_spec(self, setup: Setup, bars: Bars) -> ChartSpec | None:
         """The chart of a setup over `bars` (its signal bar marked); None when the bars do not hold its bar."""

@@ -208,12 +208,14 @@ class Offers(DeskCore):
 
     async def _send_offers(self, records: Sequence[SignalRecord], bars: Mapping[str, Bars]) -> None:
         """Send the signals to ask about, each with its chart when one could be drawn in time."""
-        charts = await self.charts.for_signals(records, bars) if self.charts is not None and records else {}
         if len(records) <= self.policy.digest_threshold:
-            for record in records:
-                await self.notifier.signals([record], charts)
-        else:
-            await self.notifier.signals(records, charts)
+            for record in records:  # each as soon as its own chart is drawn: the first is not kept for the last
+                await self.notifier.signals([record], await self._charts([record], bars))
+        elif records:
+            await self.notifier.signals(records, await self._charts(records, bars))
+
+    async def _charts(self, records: Sequence[SignalRecord], bars: Mapping[str, Bars]) -> dict[str, bytes]:
+        return {} if self.charts is None else await self.charts.for_signals(records, bars)
 
 
 def _dropped_because(refusal: EntryRefusal, setup: Setup, control_why: str) -> str:

@@ -118,6 +118,8 @@ class BotRuntime:
         """Run one analysis now, offer what it found and check open positions (one run at a time)."""
         async with self._run_lock:
             started = time.monotonic()
+            if self.charts is not None:
+                self.charts.prepare()  # the chart worker starts while the scan runs
             report = await self.scan.scan(symbols=symbols)
             await self._record_scan(report, time.monotonic() - started)
             with log_context(run_id=report.run_id):
