@@ -23,7 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tradebot` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return _main(args)
+        code = _main(args)
+        sys.stdout.flush()  # inside the guard: a reader that left shows here, not as a message at exit
+        return code
     except BrokenPipeError:  # `tradebot report | head`: the reader left; nothing more to say, and no traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

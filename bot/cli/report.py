@@ -17,8 +17,9 @@ from bot.config import Settings
 from bot.services.reporting import Reporting
 from bot.services.reports import DEFAULT_PERIODS, Period
 from bot.services.runtime import BotRuntime
+from bot.services.users import UserDirectory, actor_names
 from bot.telegram.messages import plain_text
-from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES, USER_NAME_PREFIX
+from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES
 from bot.telegram.reports import (
     audit_text,
     balance_text,
@@ -111,10 +112,7 @@ async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     async with await open_store(settings) as store:
         events = await store.audit_events(args.since, args.count)
-        names = {}
-        for actor in {e.actor for e in events if e.actor.isdigit()}:
-            if (name := await store.get_state(USER_NAME_PREFIX + actor)) is not None:
-                names[actor] = name
+        names = await actor_names(UserDirectory(store), {e.actor for e in events})
     if args.json:
         for event in events:
             print(json.dumps(to_json(event) | {"actor_name": names.get(event.actor)}))

@@ -29,6 +29,7 @@ from engine.domain import Instrument
 from engine.exits import (
     TRAIL_ATR_PERIOD,
     ExitPlan,
+    ManagedExit,
     StopTrigger,
     find_exit_with_stops,
     leg_quantities,
@@ -280,23 +281,7 @@ class PositionMonitor:
     ) -> Trade | None:
         """Apply the plan to a paper or shadow position: record and tell each stop move and partial exit, and close
         it (at the average of its fills) when the rest is out. The same kernel as the backtester's."""
-        atr = MarketContext(instrument, bars, self.calendars[trade.symbol]).ind.atr(TRAIL_ATR_PERIOD)
-        managed = manage_exit(
-            bars.open,
-            bars.high,
-            bars.low,
-            bars.close,
-            start,
-            trade.side,
-            float(trade.entry_price),
-            float(trade.stop),
-            float(trade.target),
-            plan,
-            atr=atr,
-            max_bars=self.max_hold_bars,
-            session_day=session_day,
-            set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
-        )
+        managed = self._walk(trade, plan, instrument, bars, start, session_day, moves)
         now = self.clock.now()
         told = trade.kind is TradeKind.PAPER
         current = moves[-1].new if moves else trade.stop
@@ -349,46 +334,57 @@ class PositionMonitor:
                 trade.symbol,
                 trade.trade_id,
             )
-        atr = MarketContext(instrument, bars, self.calendars[trade.symbol]).ind.atr(TRAIL_ATR_PERIOD)
-        managed = manage_exit(
-            bars.open, bars.high, bars.low, bars.close, start, trade.side, float(trade.entry_price),
-            float(trade.stop), float(trade.target), plan, atr=atr, max_bars=self.max_hold_bars,
-            session_day=session_day, set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
-        )  # fmt: skip
+        managed = self._walk(trade, plan, instrument, bars, start, session_day, moves)
         if managed.done or managed.stop is None or self.broker is None:
             return  # out by the rules: the broker's own stop, target or the time exit decides; `check_live` records it
         current = moves[-1].new if moves else trade.stop
         level = instrument.price(managed.stop, ROUND_HALF_EVEN)
         if trade.side.sign * (level - current) <= 0:
             return
-        now = self.clock.now()
-        action = await self.store.request_trade_action(trade.trade_id, TradeAction.STOP, now, BOT_USER)
-        if action is None:
-            return
-        try:
-            await self.broker.move_stop(instrument, trade, level)
-        except BrokerError as exc:
-            await self.store.finish_trade_action(action, False, now, str(exc))
-            log.warning(
-                "%s %s: the plan's stop %s was not moved at the broker: %s", trade.symbol, trade.trade_id, level, exc
-            )
-            return
-        if not await self.store.move_trade_stop(action, trade.trade_id, current, level, now):
-            await self.store.finish_trade_action(action, False, now, "the stop changed meanwhile")
-            return
-        await self.notifier.announce(StopMoved(trade, current, level, BOT_USER))
+        await self._move_stop(trade, current, level, self.clock.now(), True, instrument)
 
-    async def _move_stop(self, trade: Trade, old: Decimal, new: Decimal, now: datetime, told: bool) -> None:
-        """Record the plan's stop move as the bot's action (the trader's stays possible after it), and tell it."""
+    async def _move_stop(
+        self, trade: Trade, old: Decimal, new: Decimal, now: datetime, told: bool, at_broker: Instrument | None = None
+    ) -> None:
+        """Record the plan's stop move as the bot's action (the trader's stays possible after it), moving it at the
+        broker first for a position the broker holds (`at_broker`), and tell it."""
         action = await self.store.request_trade_action(trade.trade_id, TradeAction.STOP, now, BOT_USER)
         if action is None:
             return  # the trader's own action on it is in flight: the next check moves it
+        if at_broker is not None and self.broker is not None:
+            try:
+                await self.broker.move_stop(at_broker, trade, new)
+            except BrokerError as exc:
+                await self.store.finish_trade_action(action, False, now, str(exc))
+                log.warning(
+                    "%s %s: the plan's stop %s not moved at the broker: %s", trade.symbol, trade.trade_id, new, exc
+                )
+                return
         if not await self.store.move_trade_stop(action, trade.trade_id, old, new, now):
             await self.store.finish_trade_action(action, False, now, "the stop changed meanwhile")
             return
         log.info("%s trade %s: stop moved by its plan %s -> %s", trade.symbol, trade.trade_id, old, new)
         if told:
             await self.notifier.announce(StopMoved(trade, old, new, BOT_USER))
+
+    def _walk(
+        self,
+        trade: Trade,
+        plan: ExitPlan,
+        instrument: Instrument,
+        bars: Bars,
+        start: int,
+        session_day: IntArray | None,
+        moves: list[StopMove],
+    ) -> ManagedExit:
+        """The plan's path for this position over the bars since its entry (the backtester's kernel), with the
+        stops the trader set in force from their bars."""
+        atr = MarketContext(instrument, bars, self.calendars[trade.symbol]).ind.atr(TRAIL_ATR_PERIOD)
+        return manage_exit(
+            bars.open, bars.high, bars.low, bars.close, start, trade.side, float(trade.entry_price),
+            float(trade.stop), float(trade.target), plan, atr=atr, max_bars=self.max_hold_bars,
+            session_day=session_day, set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
+        )  # fmt: skip
 
 
 def _bar_index(bars: Bars, at: datetime) -> int:

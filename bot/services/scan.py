@@ -12,10 +12,10 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.ops.logs import log_context
-from data.market.validation import validate_bars
+from data.market.validation import BarCheck, validate_bars
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument, Rejection, RejectionKind, ScoredSetup, ensure_utc
@@ -23,6 +23,9 @@ from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig, scan_instrument
 from engine.ports import BarProvider, Clock, ProviderError, SignalStore
 from engine.strategy import Strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -175,22 +178,26 @@ class ScanService:
             await self.store.finish_run(run_id, self.clock.now(), report.setups, report.rejections, report.errors)
         return report
 
+    def _validated(self, item: WatchItem, frame: pd.DataFrame, now: datetime) -> BarCheck:
+        """The bars of `frame` checked by this scan's rules."""
+        rules = self.rules
+        return validate_bars(
+            frame,
+            item.instrument,
+            item.calendar,
+            now,
+            min_bars=rules.min_bars,
+            stale_bars=rules.stale_bars,
+            max_bad_fraction=rules.max_bad_fraction,
+        )
+
     def clean_bars(self, symbol: str, now: datetime) -> Bars | str:
         """The validated bars of `symbol` a scan would use now, or why there are none."""
         item = next((w for w in self.watchlist if w.instrument.symbol == symbol), None)
         if item is None:
             return f"{symbol} is not in the watchlist"
         try:
-            frame = self.provider.fetch(item.instrument, now, self.history_bars(item))
-            check = validate_bars(
-                frame,
-                item.instrument,
-                item.calendar,
-                now,
-                min_bars=self.rules.min_bars,
-                stale_bars=self.rules.stale_bars,
-                max_bad_fraction=self.rules.max_bad_fraction,
-            )
+            check = self._validated(item, self.provider.fetch(item.instrument, now, self.history_bars(item)), now)
         except Exception as exc:  # the data source's own words: a missing file, an unreachable feed
             return f"no data for {symbol}: {exc}"
         return check.bars if check.bars is not None else f"{symbol}: {check.rejection or 'bar data rejected'}"
@@ -206,15 +213,7 @@ class ScanService:
             log.exception("fetching %s failed", symbol)
             return SymbolOutcome(symbol, error=f"fetching bars failed: {type(exc).__name__}: {exc}")
         try:
-            check = validate_bars(
-                frame,
-                item.instrument,
-                item.calendar,
-                now,
-                min_bars=self.rules.min_bars,
-                stale_bars=self.rules.stale_bars,
-                max_bad_fraction=self.rules.max_bad_fraction,
-            )
+            check = self._validated(item, frame, now)
             if check.bars is None:
                 reason = check.rejection or "bar data rejected"
                 return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, reason),), notes=check.notes)

@@ -41,6 +41,12 @@ class UserDirectory:
         return found
 
 
+async def actor_names(users: UserDirectory, actors: Iterable[str]) -> dict[str, str]:
+    """Display names of the Telegram users among audit actors (user ids as text; 'bot', 'cli' stay as they are)."""
+    known = await users.names(int(a) for a in actors if a.isdigit())
+    return {str(user_id): name for user_id, name in known.items()}
+
+
 def who(user_id: int | None, names: dict[int, str]) -> str:
     """A user's name with the id, or the id alone when the name is unknown."""
     if not user_id:

@@ -19,6 +19,7 @@ from bot.ops.logs import recent_logs
 from bot.services.reporting import Reporting
 from bot.services.reports import DEFAULT_PERIODS, MAX_PERIODS, Period
 from bot.services.runtime import BotRuntime
+from bot.services.users import UserDirectory, actor_names
 from bot.telegram.reports import (
     audit_text,
     balance_text,
@@ -38,7 +39,6 @@ MAX_AUDIT = 100
 DEFAULT_LOGS = 10
 MAX_LOGS = 50
 SECRET_SETTINGS = ("telegram_bot_token", "oanda_token", "kite_api_secret")
-USER_NAME_PREFIX = "user_name:"
 
 PERIOD_TITLES = {Period.DAY: "Daily", Period.WEEK: "Weekly", Period.MONTH: "Monthly"}
 
@@ -155,12 +155,5 @@ class ReportCommands:
             await self._reply(update, count)
             return
         events = await self.rt.store.audit_events(limit=count)
-        await self._reply(update, audit_text(events, await self.user_names({e.actor for e in events})))
-
-    async def user_names(self, actors: set[str]) -> dict[str, str]:
-        """Display names of the Telegram users among `actors` (as last seen by the bot)."""
-        names = {}
-        for actor in actors:
-            if actor.isdigit() and (name := await self.rt.store.get_state(USER_NAME_PREFIX + actor)):
-                names[actor] = name
-        return names
+        users = self.rt.users or UserDirectory(self.rt.store)
+        await self._reply(update, audit_text(events, await actor_names(users, {e.actor for e in events})))

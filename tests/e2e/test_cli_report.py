@@ -73,4 +73,5 @@ def test_a_reader_leaving_the_pipe_ends_quietly(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    assert done.stdout.startswith("Daily P&L") and "Traceback" not in done.stderr and "Error" not in done.stderr
+    assert done.stdout.startswith("Daily P&L"), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
