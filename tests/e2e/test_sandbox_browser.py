@@ -90,8 +90,17 @@ def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str,
         buttons[0].click()
         return True
 
-    wait_for(press_approve)
-    wait_for(lambda: "filled" in driver.find_element(By.ID, "log").text)
+    # The signals arrive one by one (each with its chart) and the page redraws as each comes: a press that lands
+    # during a redraw is lost, so press again until the fill shows (a second press is refused harmlessly).
+    filled = None
+    for _ in range(12):
+        wait_for(press_approve)
+        try:
+            filled = wait_for(lambda: "filled" in driver.find_element(By.ID, "log").text, timeout=5.0)
+            break
+        except AssertionError:
+            continue
+    assert filled, "no fill after pressing Approve"
     driver.save_screenshot(str(tmp_path / "sandbox-chat.png"))
     driver.get(sandbox + "dashboard")  # the dashboard: the position, then the emergency stop
     wait_for(lambda: "GBPUSD" in driver.find_element(By.ID, "positions").text)

@@ -79,8 +79,17 @@ async def test_an_approved_position_exits_as_bot_time_runs(
             buttons[0].click()
             return True
 
-        await until(press_approve)
-        await until(lambda: "filled" in log())
+        # The signals arrive one by one (each with its chart) and the page redraws as each comes: a press that
+        # lands during a redraw is lost, so press again until the fill shows (a second press is refused harmlessly).
+        filled = None
+        for _ in range(12):
+            await until(press_approve)
+            try:
+                filled = await until(lambda: "filled" in log(), timeout=5.0)
+                break
+            except AssertionError:
+                continue
+        assert filled, f"no fill after pressing Approve; the chat shows: {log()[-1500:]}"
         mono.t += timedelta(days=5).total_seconds()  # five days of bot time pass
         box = await asyncio.to_thread(driver.find_element, By.ID, "text")
         await asyncio.to_thread(box.send_keys, "/signal", Keys.ENTER)  # a run checks the open positions
