@@ -69,16 +69,21 @@ def render_png(spec: ChartSpec) -> bytes:
                 marker, type="scatter", marker="^" if spec.marked_long else "v", markersize=180, color="#111111"
             )
         )
-    hlines = None
+    options: dict[str, object] = {}  # mplfinance refuses None for these: given only when there is something
+    if extra:
+        options["addplot"] = extra
     if spec.levels:
         colours = [LEVEL_COLOURS[lv.kind] for lv in spec.levels]
-        hlines = {"hlines": [lv.price for lv in spec.levels], "colors": colours, "linestyle": "--", "linewidths": 1.4}
+        options["hlines"] = {
+            "hlines": [lv.price for lv in spec.levels],
+            "colors": colours,
+            "linestyle": "--",
+            "linewidths": 1.4,
+        }
     fig, axes = mpf.plot(
         frame,
         type="candle",
         style=STYLE,
-        addplot=extra or None,
-        hlines=hlines,
         figsize=FIGSIZE,
         datetime_format="%d %b\n%H:%M",
         xrotation=0,
@@ -86,6 +91,7 @@ def render_png(spec: ChartSpec) -> bytes:
         warn_too_much_data=10_000,
         ylim=(low, high),
         scale_padding={"left": 0.3, "right": 1.25, "top": 0.9, "bottom": 1.0},
+        **options,
     )
     ax = axes[0]
     ax.set_ylabel("")

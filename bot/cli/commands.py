@@ -274,6 +274,8 @@ def run_command(args: argparse.Namespace, settings: Settings, overrides: dict[st
         return asyncio.run(_scan(settings, args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # the reader of a pipe left (`| head`): `main` ends quietly, no failure to report
     except Exception as exc:
         log.exception("tradebot %s failed", args.command)
         print(f"tradebot {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -98,3 +98,9 @@ async def test_a_signal_chart_shows_its_strategys_lines_and_levels_from_the_bars
     png = await worker.render(spec)
     assert png is not None and png.startswith(PNG)
     assert SignalCharts([item], worker).signal_spec(setup, bars.head(len(bars) - 1)) is None  # its bar is not there
+
+
+async def test_a_chart_with_nothing_but_candles_is_drawn(worker: ChartWorker) -> None:
+    bare = small_spec(levels=(), marked=None)  # e.g. /chart of a symbol with no strategy lines and no position
+    png = await worker.render(bare)
+    assert png is not None and png.startswith(PNG)

@@ -146,3 +146,54 @@ async def test_a_copy_delivered_after_the_decision_loses_its_buttons(tg: FakeTel
         [copy] = [m for m in tg.sent if m.chat_id == chat]
         final = tg.message(chat, copy.message_id)
         assert final.buttons == [] and "rejected" in final.body
+
+
+def png(tmp_path: Path) -> bytes:
+    """A real chart's PNG (small), drawn as the chart worker draws."""
+    import numpy as np  # noqa: PLC0415
+
+    from bot.charts.render import render_png  # noqa: PLC0415
+    from bot.charts.spec import ChartSpec  # noqa: PLC0415
+
+    close = 1.35 + np.arange(20) / 1000
+    spec = ChartSpec("GBPUSD 1h", "UTC", np.arange(20, dtype=np.int64) * 3_600_000_000_000, close, close, close, close)
+    return render_png(spec)
+
+
+async def test_a_charted_signal_is_a_photo_with_its_buttons_and_its_decision_edits_the_caption(
+    tg: FakeTelegram, store: SqliteStore, tmp_path: Path
+) -> None:
+    [signal_id] = await pending(store, 1)
+    record = await store.signal(signal_id)
+    assert record is not None
+    notifier = Notifier(store, [CHAT], {"GBPUSD": default_instrument("GBPUSD")}, WallClock(), charts_dir=tmp_path)
+    await notifier.signals([record], {signal_id: png(tmp_path)})
+    async with bot_for(tg) as bot:
+        await drain(tg, store, OutboxSender(bot, store, min_interval=0))
+        [photo] = [m for m in tg.sent if m.chat_id == CHAT]
+        assert photo.photo and "GBPUSD" in photo.body and [label for label, _ in photo.buttons][:1] == ["✅ Approve"]
+        assert await store.signal_messages(signal_id) == [(CHAT, photo.message_id)]
+        assert await store.transition(signal_id, SignalStatus.PENDING, SignalStatus.REJECTED, AT, by=7)
+        await notifier.refresh(signal_id)
+        await drain(tg, store, OutboxSender(bot, store, min_interval=0))
+    edited = tg.message(CHAT, photo.message_id)
+    assert "rejected by" in edited.body and edited.buttons == [] and edited.photo  # the caption, not a new message
+    assert [c.status for c in tg.calls_to("editMessageText")] == [400]  # a photo has no text: its caption instead
+    assert [c.status for c in tg.calls_to("editMessageCaption")] == [200]
+
+
+async def test_a_chart_file_that_is_gone_leaves_the_signal_as_text_on_time(
+    tg: FakeTelegram, store: SqliteStore, tmp_path: Path
+) -> None:
+    [signal_id] = await pending(store, 1)
+    record = await store.signal(signal_id)
+    assert record is not None
+    notifier = Notifier(store, [CHAT], {"GBPUSD": default_instrument("GBPUSD")}, WallClock(), charts_dir=tmp_path)
+    await notifier.signals([record], {signal_id: png(tmp_path)})
+    for chart in tmp_path.glob("*.png"):
+        chart.unlink()  # e.g. a full disk was cleaned, or the folder was lost in a restore
+    async with bot_for(tg) as bot:
+        await drain(tg, store, OutboxSender(bot, store, min_interval=0))
+    [text] = [m for m in tg.sent if m.chat_id == CHAT]
+    assert not text.photo and "GBPUSD" in text.body and text.buttons
+    assert tg.calls_to("sendPhoto") == []
