@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +21,7 @@ from engine.bars import Bars, FloatArray, to_nanos
 from engine.domain import Instrument, Setup, Side
 from engine.indicators import MarketContext
 from engine.ports import SignalRecord
+from engine.strategy import Strategy
 from engine.trading import Trade
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class SignalCharts:
             window(bars, at),
             title=f"{setup.symbol} {setup.timeframe} · {setup.strategy} {setup.side.value}",
             timezone=item.calendar.timezone,
-            overlays=self._overlays(strategy, item, bars),
+            overlays=self._overlays([] if strategy is None else [strategy], item, bars),
             levels=setup_levels(setup),
             marked=at,
             marked_long=setup.side is Side.LONG,
@@ -91,7 +93,9 @@ class SignalCharts:
             price_format=price_format(instrument),
         )
 
-    def symbol_spec(self, symbol: str, bars: Bars, positions: Sequence[Trade], stops: Mapping[str, Any]) -> ChartSpec:
+    def symbol_spec(
+        self, symbol: str, bars: Bars, positions: Sequence[Trade], stops: Mapping[str, Decimal]
+    ) -> ChartSpec:
         """The current chart of `symbol`: the last bars, its strategies' lines, each open position's levels."""
         item = self.items[symbol]
         levels: list[Level] = []
@@ -100,9 +104,7 @@ class SignalCharts:
             levels.append(Level(LevelKind.POSITION, f"{tag} entry", float(trade.entry_price)))
             levels.append(Level(LevelKind.STOP, f"{tag} stop", float(stops.get(trade.trade_id, trade.stop))))
             levels.append(Level(LevelKind.TARGET, f"{tag} target", float(trade.target)))
-        overlays: dict[str, FloatArray] = {}
-        for strategy in item.strategies:
-            overlays.update(self._overlays(strategy, item, bars))
+        overlays = self._overlays(item.strategies, item, bars)
         last = len(bars) - 1
         return chart_of(
             bars,
@@ -117,14 +119,18 @@ class SignalCharts:
         )
 
     @staticmethod
-    def _overlays(strategy: Any, item: WatchItem, bars: Bars) -> dict[str, FloatArray]:
-        if strategy is None or bars.interval != item.instrument.interval:
+    def _overlays(strategies: Sequence[Strategy[Any]], item: WatchItem, bars: Bars) -> dict[str, FloatArray]:
+        """The strategies' indicator lines over `bars` (one context: each indicator computed once)."""
+        if not strategies or bars.interval != item.instrument.interval:
             return {}
-        try:
-            return dict(strategy.overlays(MarketContext(item.instrument, bars, item.calendar)))
-        except Exception as exc:  # the lines are a help: a chart without them is still worth sending
-            log.warning("no indicator lines for %s on %s: %s", strategy.name, item.instrument.symbol, exc)
-            return {}
+        ctx = MarketContext(item.instrument, bars, item.calendar)
+        lines: dict[str, FloatArray] = {}
+        for strategy in strategies:
+            try:
+                lines.update(strategy.overlays(ctx))
+            except Exception as exc:  # the lines are a help: a chart without them is still worth sending
+                log.warning("no indicator lines for %s on %s: %s", strategy.name, item.instrument.symbol, exc)
+        return lines
 
     async def for_signals(self, records: Sequence[SignalRecord], bars: Mapping[str, Bars]) -> dict[str, bytes]:
         """PNG charts of these signals by signal id (those that could be drawn)."""
