@@ -117,20 +117,25 @@ class Reporting:
             mine = [t for t in closed if desk.account_of(t.symbol) is account]
             held = [t for t in positions if desk.account_of(t.symbol) is account]
             pnl = sum((desk.account_pnl(t, sizing) for t in mine), Decimal(0))
-            exposure: Decimal | None = Decimal(0)
-            for trade in held:
-                instrument = self.rt.instruments.get(trade.symbol)
-                price = marks.get(trade.symbol, trade.entry_price)
-                try:
-                    assert instrument is not None
-                    notional = sizing.notional(instrument, trade.quantity, price, desk.rates.prices())
-                except (AssertionError, ValueError):
-                    exposure = None
-                    break
-                exposure = (exposure or Decimal(0)) + notional
+            exposure = self._notional(held, marks, sizing)
             currency = sizing.account_currency or ""
             rows.append(balance_row(account, name, start, currency, pnl, len(held), exposure))
         return rows
+
+    def _notional(self, held: list[Trade], marks: dict[str, Decimal], sizing: Sizing) -> Decimal | None:
+        """The open positions' notional in the account's money at their marks (entry where there is none); None
+        when an instrument or a conversion rate is unknown."""
+        total = Decimal(0)
+        for trade in held:
+            instrument = self.rt.instruments.get(trade.symbol)
+            if instrument is None:
+                return None
+            price = marks.get(trade.symbol, trade.entry_price)
+            try:
+                total += sizing.notional(instrument, trade.quantity, price, self.rt.desk.rates.prices())
+            except ValueError:  # no conversion rate into the account's currency
+                return None
+        return total
 
     async def count(self) -> CountReport:
         now = self.rt.clock.now()
