@@ -398,24 +398,43 @@ def leg_quantities(quantity: Decimal, legs: Sequence[ExitLeg], lot: Decimal) -> 
     return [*sizes, left]
 
 
+@dataclass(frozen=True, slots=True)
+class LegFill:
+    """One exit leg priced as a fill: its quantity in whole lots, its fill with spread and slippage, its fees."""
+
+    leg: ExitLeg
+    quantity: Decimal
+    price: Decimal
+    fees: Decimal
+
+
+def leg_fills(
+    legs: Sequence[ExitLeg], quantity: Decimal, side: Side, instrument: Instrument, costs: CostModel
+) -> list[LegFill]:
+    """The legs as fills, the one pricing the backtester and the live monitor share. A leg too small for a whole
+    lot is left out (its share stays on in the later legs)."""
+    if not legs:
+        return []
+    fills = []
+    for leg, size in zip(legs, leg_quantities(quantity, legs, instrument.lot_size), strict=True):
+        if size <= 0:
+            continue
+        fill = exit_fill_price(instrument.price(leg.price, ROUND_HALF_EVEN), side, costs, instrument)
+        fills.append(LegFill(leg, size, fill, commission(fill, size, instrument, costs)))
+    return fills
+
+
 def managed_fill(
     managed: ManagedExit, quantity: Decimal, side: Side, instrument: Instrument, costs: CostModel, at: datetime
 ) -> tuple[datetime, Decimal, ExitReason, Decimal]:
     """A finished managed position as one exit: (time, quantity-weighted average fill, final reason, total fees).
 
     Each leg fills at its level with spread and slippage and pays its own commission, so the trade's P&L and R
-    are those of its partial fills together. A leg too small for a whole lot is not taken (its share stays on).
+    are those of its partial fills together.
     """
     if not managed.done:
         raise ValueError("only a finished managed position has an exit")
-    sizes = leg_quantities(quantity, managed.legs, instrument.lot_size)
-    value, fees = Decimal(0), Decimal(0)
-    for leg, size in zip(managed.legs, sizes, strict=True):
-        if size <= 0:
-            continue
-        level = instrument.price(leg.price, ROUND_HALF_EVEN)
-        fill = exit_fill_price(level, side, costs, instrument)
-        value += fill * size
-        fees += commission(fill, size, instrument, costs)
+    fills = leg_fills(managed.legs, quantity, side, instrument, costs)
+    value = sum((f.price * f.quantity for f in fills), Decimal(0))
     average = (value / quantity).quantize(AVERAGE_PLACES, ROUND_HALF_EVEN)
-    return at, average, managed.legs[-1].reason, fees
+    return at, average, managed.legs[-1].reason, sum((f.fees for f in fills), Decimal(0))

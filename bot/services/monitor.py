@@ -32,7 +32,7 @@ from engine.exits import (
     ManagedExit,
     StopTrigger,
     find_exit_with_stops,
-    leg_quantities,
+    leg_fills,
     manage_exit,
     managed_fill,
 )
@@ -282,24 +282,14 @@ class PositionMonitor:
         """Apply the plan to a paper or shadow position: record and tell each stop move and partial exit, and close
         it (at the average of its fills) when the rest is out. The same kernel as the backtester's."""
         managed = self._walk(trade, plan, instrument, bars, start, session_day, moves)
-        now = self.clock.now()
         told = trade.kind is TradeKind.PAPER
-        current = moves[-1].new if moves else trade.stop
-        plan_stop = managed.stop
-        if plan_stop is not None and not managed.done:
-            level = instrument.price(plan_stop, ROUND_HALF_EVEN)
-            if trade.side.sign * (level - current) > 0:
-                await self._move_stop(trade, current, level, now, told)
-        sizes = leg_quantities(trade.quantity, managed.legs, instrument.lot_size) if managed.legs else []
-        partials = [
-            (leg, size) for leg, size in zip(managed.legs, sizes, strict=True) if leg.reason is ExitReason.PARTIAL
-        ]
-        for seq, (leg, size) in enumerate(partials, start=1):
-            if size <= 0:
-                continue
-            price = exit_fill_price(instrument.price(leg.price, ROUND_HALF_EVEN), trade.side, self.costs, instrument)
-            at = from_nanos(int(bars.time[leg.bar_index]) + bars.interval.nanos)
-            fees = commission(price, size, instrument, self.costs)
+        if not managed.done and (move := _plan_move(managed, moves, trade, instrument)) is not None:
+            await self._move_stop(trade, *move, self.clock.now(), told)
+        fills = leg_fills(managed.legs, trade.quantity, trade.side, instrument, self.costs)
+        partials = [f for f in fills if f.leg.reason is ExitReason.PARTIAL]
+        for seq, fill in enumerate(partials, start=1):
+            price, size, fees = fill.price, fill.quantity, fill.fees
+            at = from_nanos(int(bars.time[fill.leg.bar_index]) + bars.interval.nanos)
             if await self.store.record_partial_exit(PartialExit(trade.trade_id, seq, at, price, size, fees)) and told:
                 r = trade.side.sign * (price - trade.entry_price) / abs(trade.entry_price - trade.stop)
                 await self.notifier.announce(
@@ -335,13 +325,10 @@ class PositionMonitor:
                 trade.trade_id,
             )
         managed = self._walk(trade, plan, instrument, bars, start, session_day, moves)
-        if managed.done or managed.stop is None or self.broker is None:
+        if managed.done or self.broker is None:
             return  # out by the rules: the broker's own stop, target or the time exit decides; `check_live` records it
-        current = moves[-1].new if moves else trade.stop
-        level = instrument.price(managed.stop, ROUND_HALF_EVEN)
-        if trade.side.sign * (level - current) <= 0:
-            return
-        await self._move_stop(trade, current, level, self.clock.now(), True, instrument)
+        if (move := _plan_move(managed, moves, trade, instrument)) is not None:
+            await self._move_stop(trade, *move, self.clock.now(), True, instrument)
 
     async def _move_stop(
         self, trade: Trade, old: Decimal, new: Decimal, now: datetime, told: bool, at_broker: Instrument | None = None
@@ -385,6 +372,17 @@ class PositionMonitor:
             float(trade.stop), float(trade.target), plan, atr=atr, max_bars=self.max_hold_bars,
             session_day=session_day, set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
         )  # fmt: skip
+
+
+def _plan_move(
+    managed: ManagedExit, moves: list[StopMove], trade: Trade, instrument: Instrument
+) -> tuple[Decimal, Decimal] | None:
+    """(the stop now, the plan's stop on the tick) when the plan moved the stop beyond the one in force, else None."""
+    if managed.stop is None:
+        return None
+    current = moves[-1].new if moves else trade.stop
+    level = instrument.price(managed.stop, ROUND_HALF_EVEN)
+    return (current, level) if trade.side.sign * (level - current) > 0 else None
 
 
 def _bar_index(bars: Bars, at: datetime) -> int:

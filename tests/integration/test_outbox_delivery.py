@@ -148,7 +148,7 @@ async def test_a_copy_delivered_after_the_decision_loses_its_buttons(tg: FakeTel
         assert final.buttons == [] and "rejected" in final.body
 
 
-def png(tmp_path: Path) -> bytes:
+def png() -> bytes:
     """A real chart's PNG (small), drawn as the chart worker draws."""
     import numpy as np  # noqa: PLC0415
 
@@ -160,14 +160,20 @@ def png(tmp_path: Path) -> bytes:
     return render_png(spec)
 
 
-async def test_a_charted_signal_is_a_photo_with_its_buttons_and_its_decision_edits_the_caption(
-    tg: FakeTelegram, store: SqliteStore, tmp_path: Path
-) -> None:
+async def charted_signal(store: SqliteStore, charts: Path) -> tuple[str, Notifier]:
+    """One pending signal queued with its chart (kept in `charts`); its id and the notifier that queued it."""
     [signal_id] = await pending(store, 1)
     record = await store.signal(signal_id)
     assert record is not None
-    notifier = Notifier(store, [CHAT], {"GBPUSD": default_instrument("GBPUSD")}, WallClock(), charts_dir=tmp_path)
-    await notifier.signals([record], {signal_id: png(tmp_path)})
+    notifier = Notifier(store, [CHAT], {"GBPUSD": default_instrument("GBPUSD")}, WallClock(), charts_dir=charts)
+    await notifier.signals([record], {signal_id: png()})
+    return signal_id, notifier
+
+
+async def test_a_charted_signal_is_a_photo_with_its_buttons_and_its_decision_edits_the_caption(
+    tg: FakeTelegram, store: SqliteStore, tmp_path: Path
+) -> None:
+    signal_id, notifier = await charted_signal(store, tmp_path)
     async with bot_for(tg) as bot:
         await drain(tg, store, OutboxSender(bot, store, min_interval=0))
         [photo] = [m for m in tg.sent if m.chat_id == CHAT]
@@ -185,11 +191,7 @@ async def test_a_charted_signal_is_a_photo_with_its_buttons_and_its_decision_edi
 async def test_a_chart_file_that_is_gone_leaves_the_signal_as_text_on_time(
     tg: FakeTelegram, store: SqliteStore, tmp_path: Path
 ) -> None:
-    [signal_id] = await pending(store, 1)
-    record = await store.signal(signal_id)
-    assert record is not None
-    notifier = Notifier(store, [CHAT], {"GBPUSD": default_instrument("GBPUSD")}, WallClock(), charts_dir=tmp_path)
-    await notifier.signals([record], {signal_id: png(tmp_path)})
+    await charted_signal(store, tmp_path)
     for chart in tmp_path.glob("*.png"):
         chart.unlink()  # e.g. a full disk was cleaned, or the folder was lost in a restore
     async with bot_for(tg) as bot:
