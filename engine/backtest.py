@@ -394,7 +394,7 @@ class _Book:
         self.closed: list[BacktestTrade] = []
         self.still_open: list[BacktestTrade] = []
         self.skips: Counter[str] = Counter()
-        self.open_notional: list[tuple[int, Decimal]] = []  # (exit bar, notional) of each position taken
+        self.open_notional: list[tuple[int, int, Decimal]] = []  # heap of (exit bar, sequence, notional) still held
 
     def busy(self, i: int) -> bool:
         """Whether a signal at bar `i` must be skipped because the symbol still holds a position at its close."""
@@ -438,7 +438,7 @@ class _Book:
             self.skips[SKIP_NO_EQUITY] += 1
             return
         sizing, prices = self.config.sizing, self.config.rates.prices_at(_utc(signal_close))
-        held = sum((n for k, n in self.open_notional if k > i), Decimal(0))
+        held = self._held_notional(i)
         sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, prices, costs=costs, open_notional=held)
         if isinstance(sized, str):
             self.skips[sized] += 1
@@ -471,10 +471,8 @@ class _Book:
             exit_price = self._atr_slipped(exit_fill_price(level, side, costs, instrument), closing, exit_atr)
             exited = (exit_at, exit_price, exit_reason, commission(exit_price, quantity, instrument, costs))
         trade = trade_from_setup(
-            setup, TradeKind.BACKTEST, quantity, instrument.contract_size, entered_at, price, entry_fees
+            setup, TradeKind.BACKTEST, quantity, instrument.contract_size, entered_at, price, entry_fees, exited=exited
         )
-        if exited is not None:
-            trade = trade.closed(*exited)
         entry_rate = sized.rate
         account_pnl = None
         if exited is not None and trade.pnl is not None and trade.exit_price is not None:
@@ -495,7 +493,9 @@ class _Book:
             account_pnl=account_pnl,
             entry_rate=float(entry_rate),
         )
-        self.open_notional.append((self.n if exit_index is None else exit_index, sized.notional))
+        heapq.heappush(
+            self.open_notional, (self.n if exit_index is None else exit_index, len(self.open_notional), sized.notional)
+        )
         if exit_index is None or account_pnl is None:
             self.still_open.append(record)
             self.busy_until = self.n
@@ -515,6 +515,12 @@ class _Book:
             return self.config.sizing.to_account(self.instrument, pnl, exit_price, prices)
         except ValueError:
             return pnl_to_account(pnl, entry_rate)
+
+    def _held_notional(self, i: int) -> Decimal:
+        """The notional of the positions still open at bar `i`'s close (signals come in bar order: the rest are gone)."""
+        while self.open_notional and self.open_notional[0][0] <= i:
+            heapq.heappop(self.open_notional)
+        return sum((notional for _, _, notional in self.open_notional), Decimal(0))
 
     def _realise(self, j: int) -> None:
         """Add to equity the account-money net P&L of every trade that exited before bar `j` opened."""

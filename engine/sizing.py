@@ -225,24 +225,28 @@ def size_order(
     if rate <= 0:
         raise ValueError(f"the quote-to-account rate must be positive, was {rate}")
     limits = limits or SizeLimits()
-    lot, contract = Fraction(instrument.lot_size), Fraction(instrument.contract_size)
-    per_unit, fixed = (Fraction(0), Fraction(0)) if costs is None else expected_costs(instrument, entry, stop, costs)
-    price_loss = abs(Fraction(entry) - Fraction(stop)) * contract * lot * rate
-    cost_per_step = per_unit * contract * lot * rate
-    budget = Fraction(equity) * Fraction(risk_fraction) - fixed * rate
-    steps = max(math.floor(budget / (price_loss + cost_per_step)), 0)
+    # Exact rationals as (numerator, denominator) pairs of ints, never reduced: the same figures as Fraction
+    # arithmetic, without a gcd per operation (sizing runs once per trade in a backtest).
+    lot, contract = instrument.lot_size.as_integer_ratio(), instrument.contract_size.as_integer_ratio()
+    fx = (rate.numerator, rate.denominator)
+    per_unit, fixed = ((0, 1), (0, 1)) if costs is None else _expected_costs(instrument, entry, stop, costs)
+    price_loss = _mul(_abs_diff(entry, stop), contract, lot, fx)
+    cost_per_step = _mul(per_unit, contract, lot, fx)
+    fixed_money = _mul(fixed, fx)
+    budget = _sub(_mul(equity.as_integer_ratio(), risk_fraction.as_integer_ratio()), fixed_money)
+    steps = max(_floor_div(budget, _add(price_loss, cost_per_step)), 0)
     notes: list[str] = []
     if limits.max_quantity is not None:
-        cap = math.floor(Fraction(limits.max_quantity) / lot)
+        cap = _floor_div(limits.max_quantity.as_integer_ratio(), lot)
         if steps > cap:
             steps = cap
             notes.append(f"capped at the maximum size {limits.max_quantity}")
-    step_notional = Fraction(entry) * contract * lot * rate
+    step_notional = _mul(entry.as_integer_ratio(), contract, lot, fx)
     caps = list(notional_caps)
     if limits.max_notional is not None:
         caps.append((limits.max_notional, f"the maximum notional {limits.max_notional}"))
     for money, words in caps:
-        cap = max(math.floor(Fraction(money) / step_notional), 0)
+        cap = max(_floor_div(money.as_integer_ratio(), step_notional), 0)
         if steps > cap:
             steps = cap
             notes.append(f"capped at {words}")
@@ -255,12 +259,59 @@ def size_order(
     children = split_children(quantity, limits.freeze_quantity, instrument.lot_size)
     if len(children) > 1:
         notes.append(f"sent as {len(children)} child orders of at most {limits.freeze_quantity}")
-    risk = Fraction(steps) * price_loss
-    notional = Fraction(steps) * step_notional
-    spent = Fraction(steps) * cost_per_step + (fixed * rate if steps else 0)
-    money = to_money(notional)
+    many = (steps, 1)
+    risk = _mul(many, price_loss)
+    notional = _mul(many, step_notional)
+    spent = _add(_mul(many, cost_per_step), fixed_money if steps else (0, 1))
+    money = _cents(notional)
     leverage = (money / equity).quantize(CENT)
-    return SizedOrder(quantity, children, to_money(risk), money, tuple(notes), rate, to_money(spent), leverage)
+    return SizedOrder(quantity, children, _cents(risk), money, tuple(notes), rate, _cents(spent), leverage)
+
+
+_Ratio = tuple[int, int]  # numerator, positive denominator
+
+
+def _mul(*factors: _Ratio) -> _Ratio:
+    num, den = 1, 1
+    for n, d in factors:
+        num, den = num * n, den * d
+    return num, den
+
+
+def _add(a: _Ratio, b: _Ratio) -> _Ratio:
+    return a[0] * b[1] + b[0] * a[1], a[1] * b[1]
+
+
+def _sub(a: _Ratio, b: _Ratio) -> _Ratio:
+    return a[0] * b[1] - b[0] * a[1], a[1] * b[1]
+
+
+def _abs_diff(a: Decimal, b: Decimal) -> _Ratio:
+    an, ad = a.as_integer_ratio()
+    bn, bd = b.as_integer_ratio()
+    return abs(an * bd - bn * ad), ad * bd
+
+
+def _floor_div(a: _Ratio, b: _Ratio) -> int:
+    """floor(a / b) for b > 0."""
+    return (a[0] * b[1]) // (a[1] * b[0])
+
+
+def _cents(value: _Ratio) -> Decimal:
+    """Round a ratio of money half-even to 0.01."""
+    q, r = divmod(value[0] * 100, value[1])
+    if 2 * r > value[1] or (2 * r == value[1] and q % 2):
+        q += 1
+    return (Decimal(q) / 100).quantize(CENT)
+
+
+def _expected_costs(instrument: Instrument, entry: Decimal, stop: Decimal, costs: CostModel) -> tuple[_Ratio, _Ratio]:
+    """`expected_costs` as ratios."""
+    bps = _add(costs.slippage_bps.as_integer_ratio(), costs.commission_bps.as_integer_ratio())
+    levels = _add(entry.as_integer_ratio(), stop.as_integer_ratio())
+    per_unit = _add(instrument.spread.as_integer_ratio(), _mul(bps, levels, (1, 10_000)))
+    per_order = costs.commission_per_order.as_integer_ratio()
+    return per_unit, (2 * per_order[0], per_order[1])
 
 
 def expected_costs(
@@ -269,10 +320,8 @@ def expected_costs(
     """The round trip's expected costs to the stop, in the quote currency: per unit of the instrument (the whole
     spread, slippage and the commission's basis points on the entry and on the stop) and per trade (the
     per-order commission, twice)."""
-    bps = Fraction(10_000)
-    rate = Fraction(costs.slippage_bps + costs.commission_bps) / bps
-    per_unit = Fraction(instrument.spread) + rate * (Fraction(entry) + Fraction(stop))
-    return per_unit, 2 * Fraction(costs.commission_per_order)
+    per_unit, per_trade = _expected_costs(instrument, entry, stop, costs)
+    return Fraction(*per_unit), Fraction(*per_trade)
 
 
 def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> tuple[Decimal, ...]:
@@ -294,13 +343,12 @@ def _lots(steps: int, lot: Decimal) -> Decimal:
 
 def to_money(value: Fraction) -> Decimal:
     """Round a Fraction of money half-even to 0.01."""
-    cents = round(value * 100)
-    return (Decimal(cents) / 100).quantize(CENT)
+    return _cents((value.numerator, value.denominator))
 
 
 def pnl_to_account(pnl: Decimal, rate: Fraction) -> Decimal:
     """A P&L in the instrument's quote currency as account money, exactly converted, to 0.01."""
-    return to_money(Fraction(pnl) * rate)
+    return _cents(_mul(pnl.as_integer_ratio(), (rate.numerator, rate.denominator)))
 
 
 class ExposureClass(StrEnum):

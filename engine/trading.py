@@ -306,9 +306,12 @@ def trade_from_setup(
     trade_id: str | None = None,
     approver_id: int | None = None,
     approval_latency_s: float | None = None,
+    exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None,
 ) -> Trade:
-    """The open trade a setup became: its strategy, symbol, side, stop and target, entered as given (the one
-    place a trade is made from a setup, in backtests, at the desk, in shadow tracking and reported outcomes)."""
+    """The trade a setup became: its strategy, symbol, side, stop and target, entered as given, and closed when
+    `exited` (time, price, reason, fees) is given (the one place a trade is made from a setup, in backtests, at the
+    desk, in shadow tracking and reported outcomes)."""
+    exit_time, exit_price, exit_reason, exit_fees = exited or (None, None, None, Decimal(0))
     return Trade(
         trade_id=trade_id or setup.signal_id,
         signal_id=setup.signal_id,
@@ -323,6 +326,10 @@ def trade_from_setup(
         stop=setup.stop,
         target=setup.target,
         entry_fees=entry_fees,
+        exit_time=exit_time,
+        exit_price=exit_price,
+        exit_reason=exit_reason,
+        exit_fees=exit_fees,
         approver_id=approver_id,
         approval_latency_s=approval_latency_s,
     )

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from decimal import Decimal as D
 from fractions import Fraction
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from engine.catalog import default_instrument
+from engine.costs import CostModel
 from engine.domain import AssetClass, Instrument
-from engine.sizing import SizeLimits, quote_currency, quote_to_account, size_order, split_children
+from engine.sizing import (
+    SizeLimits,
+    pnl_to_account,
+    quote_currency,
+    quote_to_account,
+    size_order,
+    split_children,
+    to_money,
+)
 
 EURUSD = default_instrument("EURUSD")
 XAUUSD = default_instrument("XAUUSD")
@@ -98,3 +110,45 @@ def test_invalid_inputs_name_the_rule() -> None:
         size_order(EURUSD, D("1.1"), D("1.1"), D(100), D("0.01"), Fraction(1))
     with pytest.raises(ValueError, match="min_quantity must not exceed max_quantity"):
         SizeLimits(min_quantity=D(2), max_quantity=D(1))
+
+
+def _fraction_sizing(
+    instrument: Instrument, entry: D, stop: D, equity: D, risk: D, rate: Fraction, costs: CostModel
+) -> tuple[int, Fraction, Fraction, Fraction]:
+    """The sizing formula in plain Fractions (the oracle): steps, and the risk, notional and costs as Fractions."""
+    lot, contract = Fraction(instrument.lot_size), Fraction(instrument.contract_size)
+    per_unit = Fraction(instrument.spread) + Fraction(costs.slippage_bps + costs.commission_bps) / 10_000 * (
+        Fraction(entry) + Fraction(stop)
+    )
+    fixed = 2 * Fraction(costs.commission_per_order)
+    loss = abs(Fraction(entry) - Fraction(stop)) * contract * lot * rate
+    per_step = per_unit * contract * lot * rate
+    steps = max(math.floor((Fraction(equity) * Fraction(risk) - fixed * rate) / (loss + per_step)), 0)
+    spent = steps * per_step + (fixed * rate if steps else 0)
+    return steps, steps * loss, steps * Fraction(entry) * contract * lot * rate, spent
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entry=st.decimals(min_value=D("0.0001"), max_value=D(100000), places=4),
+    distance=st.decimals(min_value=D("0.0001"), max_value=D(500), places=4),
+    equity=st.decimals(min_value=D(1), max_value=D(10_000_000), places=2),
+    risk=st.sampled_from([D("0.001"), D("0.005"), D("0.01"), D("0.02")]),
+    rate=st.fractions(min_value=Fraction(1, 1000), max_value=1000, max_denominator=10**6),
+    slippage=st.decimals(min_value=0, max_value=D(50), places=2),
+    per_order=st.decimals(min_value=0, max_value=D(20), places=2),
+    short=st.booleans(),
+)
+def test_integer_sizing_equals_the_fraction_formula(
+    entry: D, distance: D, equity: D, risk: D, rate: Fraction, slippage: D, per_order: D, short: bool
+) -> None:
+    stop = entry + distance if short else entry - distance
+    assume(stop > 0)
+    costs = CostModel(slippage_bps=slippage, commission_bps=D("2.5"), commission_per_order=per_order)
+    sized = size_order(XAUUSD, entry, stop, equity, risk, rate, costs=costs)
+    steps, loss, notional, spent = _fraction_sizing(XAUUSD, entry, stop, equity, risk, rate, costs)
+    assert sized.quantity == (D(steps) * XAUUSD.lot_size).quantize(XAUUSD.lot_size)
+    cents = [D(round(x * 100)) / 100 for x in (loss, notional, spent)]  # Fraction rounds half-even
+    assert [sized.risk_money, sized.notional, sized.costs] == cents
+    assert to_money(loss) == cents[0]
+    assert pnl_to_account(D("-12.345"), rate) == D(round(Fraction("-12.345") * rate * 100)) / 100
