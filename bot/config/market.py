@@ -224,7 +224,7 @@ class GateConfig(_Frozen):
 class BacktestSettings(_Frozen):
     """Backtests, walk-forward validation and the executor they run on."""
 
-    executor: str = "process"  # process, thread, serial, dask:local or dask://host:port
+    executor: str = "auto"  # auto, process, thread, serial, dask:local or dask://host:port
     workers: Annotated[int, Field(ge=1, le=512)] | None = None
     folds: Annotated[int, Field(ge=1, le=50)] = 6
     scheme: Literal["anchored", "rolling"] = "anchored"

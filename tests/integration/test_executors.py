@@ -11,6 +11,7 @@ from concurrent.futures import Executor
 import pytest
 
 from bot.ops.executors import (
+    AdaptiveExecutor,
     ExecutorKind,
     ExecutorSpec,
     SerialExecutor,
@@ -36,7 +37,9 @@ def run_on(executor: Executor) -> tuple[WalkForwardReport, list[tuple[int, int]]
     return report, calls
 
 
-@pytest.mark.parametrize(("spec", "workers"), [("serial", None), ("thread", 3), ("process", 2), ("dask:local", 2)])
+@pytest.mark.parametrize(
+    ("spec", "workers"), [("auto", None), ("serial", None), ("thread", 3), ("process", 2), ("dask:local", 2)]
+)
 def test_every_executor_gives_the_in_process_report(
     spec: str, workers: int | None, in_process: WalkForwardReport
 ) -> None:
@@ -76,6 +79,53 @@ def test_the_serial_executor_is_a_real_executor() -> None:
         executor.submit(pow, 2, 3)
 
 
+def test_auto_keeps_small_work_in_this_process() -> None:
+    # The walk-forward's tasks take milliseconds: a pool's start-up would cost more than all of them.
+    with make_executor("auto", 2) as executor:
+        assert isinstance(executor, AdaptiveExecutor)
+        pids = {executor.submit(os.getpid).result() for _ in range(20)}
+        assert pids == {os.getpid()} and executor.pool is None
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_auto_hands_the_rest_to_a_pool_when_the_measured_cost_says_so(in_process: WalkForwardReport) -> None:
+    # 0.2 s tasks, 9 left after the first: 1.8 s x (1 - 1/2) = 0.9 s > a 0.5 s start-up -> the pool takes them.
+    with AdaptiveExecutor(2, start_s=0.5) as executor:
+        futures = [executor.submit(_pid_after, 0.2) for _ in range(10)]
+        pids = [f.result() for f in futures]
+        assert pids[0] == os.getpid() and os.getpid() not in pids[1:] and executor.pool is not None
+        assert executor.submit(os.getpid).result() != os.getpid()  # later tasks go straight to the pool
+    with AdaptiveExecutor(2, start_s=0.0) as executor:  # the same report as in-process when the pool is used
+        report, _ = run_on(executor)
+        assert executor.pool is not None
+    assert report == in_process
+
+
+def test_auto_on_one_free_cpu_never_starts_a_pool() -> None:
+    with AdaptiveExecutor(1, start_s=0.0) as executor:
+        assert [executor.submit(_pid_after, 0.01).result() for _ in range(5)] == [os.getpid()] * 5
+        assert executor.pool is None
+
+
+def test_auto_reports_failures_and_cancels_what_is_queued_on_shutdown() -> None:
+    executor = AdaptiveExecutor(2, start_s=1e9)
+    failed = executor.submit(int, "not a number")
+    assert isinstance(failed.exception(timeout=5), ValueError)
+    slow = executor.submit(time.sleep, 0.3)
+    while not slow.running():
+        time.sleep(0.001)
+    queued = [executor.submit(abs, -k) for k in range(5)]
+    executor.shutdown(wait=True, cancel_futures=True)
+    assert slow.done() and not slow.cancelled()
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(abs, -1)
+
+
 def test_process_pools_never_fork() -> None:
     assert process_start_method() in ("forkserver", "spawn")
     if sys.platform == "linux":
@@ -88,6 +138,7 @@ def test_process_pools_never_fork() -> None:
 @pytest.mark.parametrize(
     ("spec", "parsed"),
     [
+        ("auto", ExecutorSpec(ExecutorKind.AUTO)),
         ("process", ExecutorSpec(ExecutorKind.PROCESS)),
         (" thread ", ExecutorSpec(ExecutorKind.THREAD)),
         ("serial", ExecutorSpec(ExecutorKind.SERIAL)),
