@@ -108,11 +108,13 @@ async def scan_service(
     """A ScanService over the configured provider and the SQLite store, closed on exit."""
     provider = provider_from_source(data_source or settings.data_source, cache_dir(settings))
     store = await open_store(settings)
+    scan = ScanService(
+        provider, store, watchlist(settings), settings.engine_config(), bar_rules(settings), clock or WallClock()
+    )
     try:
-        yield ScanService(
-            provider, store, watchlist(settings), settings.engine_config(), bar_rules(settings), clock or WallClock()
-        )
+        yield scan
     finally:
+        scan.close()
         await store.close()
 
 
@@ -260,12 +262,14 @@ async def open_runtime(
             return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
 
         await learner.refresh()
+        scan = ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock)
+        exits.callback(scan.close)
         yield BotRuntime(
             settings=settings,
             store=store,
             clock=clock,
             provider=provider,
-            scan=ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock),
+            scan=scan,
             state=state,
             notifier=notifier,
             desk=SignalDesk(

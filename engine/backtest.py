@@ -517,7 +517,7 @@ class _Book:
             return pnl_to_account(pnl, entry_rate)
 
     def _held_notional(self, i: int) -> Decimal:
-        """The notional of the positions still open at bar `i`'s close (signals come in bar order: the rest are gone)."""
+        """The notional of the positions open at bar `i`'s close (signals come in bar order: earlier ones are gone)."""
         while self.open_notional and self.open_notional[0][0] <= i:
             heapq.heappop(self.open_notional)
         return sum((notional for _, _, notional in self.open_notional), Decimal(0))

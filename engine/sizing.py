@@ -22,7 +22,6 @@ backtest the prices as of each trade's time (`RateHistory`: the linking pair's b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -8,8 +8,10 @@ recorded against that symbol and the run goes on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -124,6 +126,14 @@ class ScanService:
         self.engine = engine
         self.rules = rules
         self.clock = clock
+        # Fetches wait on the network in up to MAX_CONCURRENT_FETCHES threads; the CPU work (validation,
+        # indicators, strategies, scores) runs on this one thread, symbol after symbol: more threads would not
+        # compute faster under the GIL, and each one more competes with the event loop (a click) for it.
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+
+    def close(self) -> None:
+        """Stop the compute thread (a run in progress finishes its current symbol)."""
+        self._compute.shutdown(wait=False, cancel_futures=True)
 
     def history_bars(self, item: WatchItem) -> int:
         """Bars fetched for `item`: what its strategies and the score need to converge, at least the configured.
@@ -161,10 +171,15 @@ class ScanService:
         self, items: list[WatchItem], started_at: datetime, now: datetime, run_id: int | None
     ) -> ScanReport:
         gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
+        loop = asyncio.get_running_loop()
 
         async def one(item: WatchItem) -> SymbolOutcome:
             async with gate:
-                return await asyncio.to_thread(self.evaluate, item, now)
+                fetched = await asyncio.to_thread(self.fetch, item, now)
+            if isinstance(fetched, SymbolOutcome):
+                return fetched
+            context = contextvars.copy_context()  # the compute thread's log lines carry the run id too
+            return await loop.run_in_executor(self._compute, context.run, self.evaluate_bars, item, fetched, now)
 
         try:
             outcomes = tuple(await asyncio.gather(*(one(i) for i in items)))
@@ -204,14 +219,23 @@ class ScanService:
 
     def evaluate(self, item: WatchItem, now: datetime) -> SymbolOutcome:
         """Fetch, validate and scan one instrument; never raises."""
+        fetched = self.fetch(item, now)
+        return fetched if isinstance(fetched, SymbolOutcome) else self.evaluate_bars(item, fetched, now)
+
+    def fetch(self, item: WatchItem, now: datetime) -> pd.DataFrame | SymbolOutcome:
+        """The bars of one instrument from the provider, or the outcome saying why there are none; never raises."""
         symbol = item.instrument.symbol
         try:
-            frame = self.provider.fetch(item.instrument, now, self.history_bars(item))
+            return self.provider.fetch(item.instrument, now, self.history_bars(item))
         except ProviderError as exc:
             return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, f"no data: {exc}"),))
         except Exception as exc:
             log.exception("fetching %s failed", symbol)
             return SymbolOutcome(symbol, error=f"fetching bars failed: {type(exc).__name__}: {exc}")
+
+    def evaluate_bars(self, item: WatchItem, frame: pd.DataFrame, now: datetime) -> SymbolOutcome:
+        """Validate and scan one instrument's fetched bars; never raises."""
+        symbol = item.instrument.symbol
         try:
             check = self._validated(item, frame, now)
             if check.bars is None:

@@ -8,6 +8,7 @@ connection. The handlers are in `bot.telegram.handlers`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -119,10 +120,21 @@ async def serve(
         try:
             return await _serve(settings, stop or asyncio.Event(), clock, redactor, metrics, systemd, on_runtime)
         finally:
+            gc.unfreeze()  # what was frozen at start can be collected again once the bot has stopped
             await close_metrics(metrics)
     finally:
         systemd.close()
         lock.release()
+
+
+def freeze_heap() -> None:
+    """Keep what start-up built (modules, settings, the runtime) out of the cyclic collector's full passes.
+
+    A full collection walks every tracked object: on the running bot's heap that paused the event loop for 30-45 ms,
+    the worst clicks' latency. Frozen objects are never walked again; they are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class TokenRejected(Exception):
@@ -282,6 +294,7 @@ async def _run_app(
         log.info(
             "tradebot running (bot time %s, %gx); chats %s", runtime.clock.now(), runtime.clock.speed, runtime.chats
         )
+        freeze_heap()
         announce(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
         await stop.wait()
         runtime.stopping = True
