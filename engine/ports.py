@@ -302,6 +302,11 @@ class TradeLedger(Protocol):
         """Closed trades, oldest exit first."""
         ...
 
+    async def closed_count(self, kinds: Collection[TradeKind] | None = None) -> int:
+        """How many trades of `kinds` have closed (a trade closes once and never changes after: the count says
+        whether anything closed since it was last read)."""
+        ...
+
 
 class BaselineStore(Protocol):
     """Validation baselines of the traded systems."""

@@ -495,8 +495,9 @@ class Sizing:
         self, instrument: Instrument, quantity: Decimal, price: Decimal, prices: Mapping[str, Decimal]
     ) -> Decimal:
         """A position's notional in account money at `price` (ValueError names a missing conversion pair)."""
-        units = Fraction(quantity) * Fraction(instrument.contract_size)
-        return to_money(units * Fraction(price) * self.rate(instrument, price, prices))
+        rate = self.rate(instrument, price, prices)
+        ratios = (quantity, instrument.contract_size, price)
+        return _cents(_mul(*(x.as_integer_ratio() for x in ratios), (rate.numerator, rate.denominator)))
 
     def to_account(
         self, instrument: Instrument, pnl: Decimal, exit_price: Decimal, prices: Mapping[str, Decimal]

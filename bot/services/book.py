@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -39,6 +41,54 @@ def close_returns(bars: Mapping[str, Bars], lookback: int) -> dict[str, np.ndarr
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedFold:
+    """The closed side of a book: its trades, their P&L in account money, the realised equity and its peak."""
+
+    trades: tuple[Trade, ...]
+    account_pnl: Mapping[str, Decimal]
+    equity: Decimal
+    peak: Decimal
+
+
+class ClosedBooks:
+    """Folds of the closed trades, read and converted again only when a trade has closed since, or the key changed.
+
+    A trade closes once and never changes after, so the count of closed trades says whether the store holds
+    anything new. `key` must name everything else the fold depends on: the starting equity, the account and the
+    conversion prices in use (a cross's P&L is converted at the rate book's latest price).
+    """
+
+    def __init__(self, store: BotStore) -> None:
+        self.store = store
+        self._folds: dict[Hashable, tuple[int, ClosedFold]] = {}
+        self.reads = 0  # how often the closed trades were read from the store (for tests and benchmarks)
+
+    async def fold(
+        self,
+        key: Hashable,
+        starting_equity: Decimal,
+        to_account: Callable[[Trade], Decimal] | None = None,
+        symbols: frozenset[str] | None = None,
+    ) -> ClosedFold:
+        """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
+        count = await self.store.closed_count(list(REAL_KINDS))
+        known = self._folds.get(key)
+        if known is not None and known[0] == count:
+            return known[1]
+        everything = await self.store.trades(list(REAL_KINDS))
+        self.reads += 1
+        closed = tuple(t for t in everything if symbols is None or t.symbol in symbols)
+        account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
+        equity = peak = starting_equity
+        for trade in closed:  # oldest exit first: the realised equity curve and its peak
+            equity += account_pnl[trade.trade_id]
+            peak = max(peak, equity)
+        fold = ClosedFold(closed, MappingProxyType(account_pnl), equity, peak)
+        self._folds[key] = (len(everything), fold)
+        return fold
+
+
 async def book_view(
     store: BotStore,
     starting_equity: Decimal,
@@ -49,26 +99,24 @@ async def book_view(
     returns: Mapping[str, np.ndarray] | None = None,
     to_account: Callable[[Trade], Decimal] | None = None,
     symbols: frozenset[str] | None = None,
+    closed: ClosedFold | None = None,
 ) -> BookView:
     """Build the protections' view of the account: equity is the starting equity plus every closed P&L.
 
     `to_account` converts a closed trade's P&L into the account currency (default: taken as it is);
-    `symbols` keeps one broker account's trades only (default: every trade, the bot's overall book).
+    `symbols` keeps one broker account's trades only (default: every trade, the bot's overall book); `closed`
+    is the closed side already folded (`ClosedBooks`), read from the store when None.
     """
-    closed = [t for t in await store.trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols]
-    account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
-    equity = peak = starting_equity
-    for trade in closed:  # oldest exit first: the realised equity curve and its peak
-        equity += account_pnl[trade.trade_id]
-        peak = max(peak, equity)
+    if closed is None:
+        closed = await ClosedBooks(store).fold(None, starting_equity, to_account, symbols)
     day_start, next_day = trading_day(now, timezone, rollover_hour)
     return BookView(
         open_trades=[t for t in await store.open_trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols],
-        closed_trades=closed,
-        equity=equity,
-        equity_peak=peak,
+        closed_trades=closed.trades,
+        equity=closed.equity,
+        equity_peak=closed.peak,
         day_start=day_start,
         next_session=next_day,
         returns=dict(returns or {}),
-        account_pnl=account_pnl,
+        account_pnl=closed.account_pnl,
     )

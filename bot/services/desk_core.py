@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
-from bot.services.book import book_view
+from bot.services.book import ClosedBooks, book_view
 from bot.services.charts import SignalCharts
 from bot.services.events import Announcer, Notice, PositionOpened, Tone
 from bot.services.rates import RateBook
@@ -196,6 +196,7 @@ class DeskCore:
         self._news_status = ""
         self._controls: dict[tuple[str, str], PairControl] = {}
         self._returns: dict[str, np.ndarray] = {}
+        self.closed_books = ClosedBooks(store)  # closed trades re-read only when one has closed since
 
     async def book(self, now: datetime) -> BookView:
         """The bot's overall book as the protections see it now (equity is the starting equity plus closed P&L).
@@ -203,6 +204,7 @@ class DeskCore:
         A routed account's trade whose P&L cannot be converted into the bot's currency counts 0 in the overall
         money figures (its own account's limits hold it), never its raw amount in another currency."""
         p = self.policy
+        closed = await self.closed_books.fold((None, p.equity, self._rates_key()), p.equity, self._overall_pnl)
         return await book_view(
             self.store,
             p.equity,
@@ -210,8 +212,12 @@ class DeskCore:
             timezone=p.day_timezone,
             rollover_hour=p.day_rollover_hour,
             returns=self._returns,
-            to_account=self._overall_pnl,
+            closed=closed,
         )
+
+    def _rates_key(self) -> tuple[tuple[str, Decimal], ...]:
+        """The conversion prices in use, as part of a closed fold's key (a cross's P&L is converted at them)."""
+        return tuple(sorted(self.rates.prices().items()))
 
     def _overall_pnl(self, trade: Trade) -> Decimal:
         account = self.account_of(trade.symbol)
@@ -242,6 +248,12 @@ class DeskCore:
         """One routed account's book: its trades only, its starting equity, P&L in its currency."""
         p = self.policy
         symbols = frozenset(s for s in self.instruments if self.account_of(s) is account)
+        closed = await self.closed_books.fold(
+            (account.name, account.equity, self._rates_key()),
+            account.equity,
+            lambda trade: self.account_pnl(trade, account.sizing),
+            symbols,
+        )
         return await book_view(
             self.store,
             account.equity,
@@ -249,8 +261,8 @@ class DeskCore:
             timezone=p.day_timezone,
             rollover_hour=p.day_rollover_hour,
             returns=self._returns,
-            to_account=lambda trade: self.account_pnl(trade, account.sizing),
             symbols=symbols,
+            closed=closed,
         )
 
     async def sizing_book(self, setup: Setup, view: BookView, now: datetime) -> tuple[BookView, Sizing]:

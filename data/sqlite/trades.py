@@ -183,6 +183,13 @@ class TradeLedger(StoreBase):
             )
         return [_decode_trade(row) for row in rows]
 
+    async def closed_count(self, kinds: Collection[TradeKind] | None = None) -> int:
+        """How many trades of `kinds` (all when None) have closed."""
+        where, params = _kinds_filter(kinds)
+        async with self._read("count the closed trades") as db:
+            rows = await _fetchall(db, f"SELECT COUNT(*) FROM trades WHERE exit_time IS NOT NULL{where}", params)
+        return int(rows[0][0])
+
     async def open_trade(self, trade_id: str) -> Trade | None:
         """The trade if it is open, else None."""
         params = (_check_text(trade_id, "trade_id"),)

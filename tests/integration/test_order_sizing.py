@@ -19,6 +19,7 @@ import pytest
 from bot.bootstrap import desk_policy
 from bot.brokers.children import ChildOrderBroker, child_ids
 from bot.config import load_settings
+from bot.services.book import book_view
 from bot.services.configure import backtest_config
 from bot.services.desk import OutcomeKind
 from bot.services.rates import Rate, RateBook, RateSource, needed_pairs
@@ -390,6 +391,39 @@ async def test_all_open_positions_together_stay_under_the_total_cap(d: Desk) -> 
     room = d.desk.size(second.scored.setup, D(10000), [held])
     assert not isinstance(room, str) and room.notional <= D(10000) * cap - d.desk.open_notional([held])
     assert any("cap on all open positions" in n for n in room.notes)
+
+
+async def test_the_book_reads_the_closed_trades_again_only_after_a_close(d: Desk) -> None:
+    gbp, gold = await offered_pair(d)
+    books = d.desk.closed_books
+    first = await d.desk.book(d.clock.now())
+    reads = books.reads
+    assert (await d.desk.approve(gbp, TRADER)).kind is OutcomeKind.DONE  # an entry: nothing closed
+    for _ in range(3):
+        await d.desk.book(d.clock.now())
+    assert books.reads == reads and (await d.desk.book(d.clock.now())).equity == first.equity
+    [trade] = await d.store.open_trades()
+    assert await d.store.close_trade(trade.trade_id, d.clock.now(), D("1.36000"), ExitReason.MANUAL, D(0))
+    after = await d.desk.book(d.clock.now())
+    assert books.reads == reads + 1 and [t.trade_id for t in after.closed_trades] == [trade.trade_id]
+    # The same view as one read straight from the store, without the cache.
+    fresh = await book_view(
+        d.store,
+        d.desk.policy.equity,
+        d.clock.now(),
+        timezone=d.desk.policy.day_timezone,
+        rollover_hour=d.desk.policy.day_rollover_hour,
+        to_account=d.desk.account_pnl,
+    )
+    assert (after.equity, after.equity_peak, dict(after.account_pnl)) == (
+        fresh.equity,
+        fresh.equity_peak,
+        dict(fresh.account_pnl),
+    )
+    assert after.equity != first.equity
+    assert (await d.desk.approve(gold, TRADER)).kind is OutcomeKind.DONE
+    await d.desk.book(d.clock.now())
+    assert books.reads == reads + 1
 
 
 async def test_no_equity_left_refuses_entries_with_the_reason(d: Desk) -> None:
