@@ -23,7 +23,11 @@ replaced by one that never fires: the benchmark makes the runs). Three figures:
    the same process and keeps every call and message; the bytes its records hold are measured at each
    sample and the growth is also given net of them. `--trace-growth` names the lines whose allocations grew.
 
+Before the clicks, `--closed-trades` (2,000) closed paper trades are stored, a day and more before them: the
+history a bot has after a year, which the protections look at on every click.
+
 Usage: python scripts/bench_bot.py [--symbols 50] [--approvals 200] [--during-scan 20] [--runs 1000]
+                                   [--closed-trades 2000]
                                    [--market-dir DIR] [--trace-growth]
 """
 
@@ -60,10 +64,11 @@ from bot.services.runtime import BotRuntime  # noqa: E402
 from bot.services.scan import ScanReport  # noqa: E402
 from bot.telegram import app as telegram_app  # noqa: E402
 from bot.telegram.callbacks import Action, Callback  # noqa: E402
+from data.sqlite.codecs import _TRADE_COLUMNS, _encode_trade  # noqa: E402
 from engine.catalog import DEFAULT_WATCHLIST  # noqa: E402
-from engine.domain import Instrument, ScoredSetup, SignalStatus  # noqa: E402
+from engine.domain import Instrument, ScoredSetup, Side, SignalStatus  # noqa: E402
 from engine.sizing import quote_currency  # noqa: E402
-from engine.trading import Fill, OrderRequest, Trade, TradeKind  # noqa: E402
+from engine.trading import ExitReason, Fill, OrderRequest, Trade, TradeKind  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram, SentMessage  # noqa: E402
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
@@ -272,6 +277,39 @@ def derive(scored: ScoredSetup, k: int) -> ScoredSetup:
     return ScoredSetup(replace(scored.setup, bar_time=scored.setup.bar_time - timedelta(seconds=k)), scored.score)
 
 
+def seed_closed_trades(db: Path, instruments: Sequence[Instrument], count: int) -> None:
+    """Store `count` closed paper trades, one an hour up to a day before the first click: a year of history the
+    protections fold on every click (wins and losses alternate, so no loss streak or daily limit pauses)."""
+    end = COLD_AT - timedelta(days=1)
+    rows = []
+    for k in range(count):
+        instrument = instruments[k % len(instruments)]
+        entry_at = end - timedelta(hours=count - k)
+        price = Decimal("100.00")
+        exit_price = Decimal("100.50") if k % 2 == 0 else Decimal("99.60")
+        trade = Trade(
+            trade_id=f"seed{k}",
+            signal_id=f"seed{k}",
+            kind=TradeKind.PAPER,
+            strategy="trend_pullback",
+            symbol=instrument.symbol,
+            side=Side.LONG,
+            quantity=Decimal("0.01"),
+            contract_size=Decimal(1),
+            entry_time=entry_at,
+            entry_price=price,
+            stop=Decimal("99.00"),
+            target=Decimal("102.00"),
+            exit_time=entry_at + timedelta(minutes=30),
+            exit_price=exit_price,
+            exit_reason=ExitReason.TARGET if k % 2 == 0 else ExitReason.STOP,
+        )
+        rows.append(_encode_trade(trade))
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as con, con:
+        marks = ", ".join("?" * len(rows[0])) if rows else ""
+        con.executemany(f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES ({marks})", rows)
+
+
 async def seed_pending(runtime: BotRuntime, base: Sequence[ScoredSetup], count: int, first_k: int) -> list[str]:
     """Store `count` signals derived from real setups as runs do, offer them through the desk; return the ids."""
     derived = [derive(base[i % len(base)], first_k + i) for i in range(count)]
@@ -403,10 +441,14 @@ class Reference:
     refused: int
 
 
-async def reference_without_telegram(settings: Settings, count: int) -> Reference:
-    """Time `SignalDesk.approve` and the bare store sequence on a second runtime with no Telegram at all."""
+async def reference_without_telegram(
+    settings: Settings, count: int, instruments: Sequence[Instrument], closed_trades: int
+) -> Reference:
+    """Time `SignalDesk.approve` and the bare store sequence on a second runtime with no Telegram at all (and the
+    same closed trades in its book)."""
     mono = ManualMonotonic()
     async with open_runtime(settings, BotClock(WARM_AT, 1.0, monotonic=mono)) as ref:
+        seed_closed_trades(settings.db_path, instruments, closed_trades)
         report = await ref.scan.scan()  # parses the CSV files, as the bot had by click time
         ids = await seed_pending(ref, report.setups, 2 * count, first_k=1)
         desk_ms, store_ms, refused = [], [], 0
@@ -575,8 +617,10 @@ async def bench(args: argparse.Namespace) -> int:
                 print_latency("warm", WARM_AT, warm)
 
                 print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
+                seed_closed_trades(work / "bot.db", instruments, args.closed_trades)
+                print(f"  {args.closed_trades:,} closed paper trades in the book (the protections fold them per click)")
                 reference = await reference_without_telegram(
-                    load_settings(db_path=work / "reference.db"), args.approvals
+                    load_settings(db_path=work / "reference.db"), args.approvals, instruments, args.closed_trades
                 )
                 assert probe.last_scan is not None
                 base = probe.last_scan[2].setups
@@ -724,6 +768,7 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--approvals", type=int, default=80, help="at most 100 with --during-scan (open-position cap)")
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--closed-trades", type=int, default=2000, help="closed trades seeded into the book first")
     parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
     parser.add_argument("--gil-switch", type=float, help="override the bot's GIL switch interval (seconds), for an A/B")
     parser.add_argument("--trace-growth", action="store_true", help="show where memory grew after the first sample")

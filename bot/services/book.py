@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from engine.ports import BotStore
 from engine.protections import BookView
 from engine.trading import Trade, TradeKind
 
+RECENT_MARGIN = timedelta(days=1)  # kept beyond what the protections' windows need
 REAL_KINDS = (TradeKind.PAPER, TradeKind.LIVE)  # trades that moved the account's money
 TRADED_KINDS = (*REAL_KINDS, TradeKind.EXTERNAL)  # and the trader's own trades reported with /report
 
@@ -43,12 +45,41 @@ def close_returns(bars: Mapping[str, Bars], lookback: int) -> dict[str, np.ndarr
 
 @dataclass(frozen=True, slots=True)
 class ClosedFold:
-    """The closed side of a book: its trades, their P&L in account money, the realised equity and its peak."""
+    """The closed side of a book: its trades (oldest exit first), their P&L in account money, the realised equity
+    and its peak."""
 
     trades: tuple[Trade, ...]
     account_pnl: Mapping[str, Decimal]
     equity: Decimal
     peak: Decimal
+    exits: tuple[datetime, ...] = ()  # each trade's exit time, in the same order
+    last_gain: int = -1  # index of the latest trade that did not lose (P&L >= 0), -1 when none
+
+    def recent(self, cutoff: datetime) -> tuple[Trade, ...]:
+        """What the protections look at: the trades exited at or after `cutoff`, and before them the current run of
+        losses back to the latest trade that did not lose (with every trade exited at that same time, so the run's
+        start is the same in any tie order). All trades when none did not lose."""
+        if self.last_gain < 0:
+            return self.trades
+        start = min(bisect_left(self.exits, cutoff), bisect_left(self.exits, self.exits[self.last_gain]))
+        return self.trades[start:]
+
+
+def fold_closed(
+    closed: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None = None
+) -> ClosedFold:
+    """Fold closed trades, oldest exit first: their account-money P&L, the realised equity and its peak."""
+    account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
+    equity = peak = starting_equity
+    last_gain = -1
+    for k, trade in enumerate(closed):
+        pnl = account_pnl[trade.trade_id]
+        equity += pnl
+        peak = max(peak, equity)
+        if pnl >= 0:
+            last_gain = k
+    exits = tuple(_exit_time(t) for t in closed)
+    return ClosedFold(tuple(closed), MappingProxyType(account_pnl), equity, peak, exits, last_gain)
 
 
 class ClosedBooks:
@@ -78,13 +109,9 @@ class ClosedBooks:
             return known[1]
         everything = await self.store.trades(list(REAL_KINDS))
         self.reads += 1
-        closed = tuple(t for t in everything if symbols is None or t.symbol in symbols)
-        account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
-        equity = peak = starting_equity
-        for trade in closed:  # oldest exit first: the realised equity curve and its peak
-            equity += account_pnl[trade.trade_id]
-            peak = max(peak, equity)
-        fold = ClosedFold(closed, MappingProxyType(account_pnl), equity, peak)
+        fold = fold_closed(
+            [t for t in everything if symbols is None or t.symbol in symbols], starting_equity, to_account
+        )
         self._folds[key] = (len(everything), fold)
         return fold
 
@@ -100,19 +127,38 @@ async def book_view(
     to_account: Callable[[Trade], Decimal] | None = None,
     symbols: frozenset[str] | None = None,
     closed: ClosedFold | None = None,
+    reach: timedelta | None = None,
 ) -> BookView:
     """Build the protections' view of the account: equity is the starting equity plus every closed P&L.
 
     `to_account` converts a closed trade's P&L into the account currency (default: taken as it is);
     `symbols` keeps one broker account's trades only (default: every trade, the bot's overall book); `closed`
-    is the closed side already folded (`ClosedBooks`), read from the store when None.
+    is the closed side already folded (`ClosedBooks`), read from the store when None. With `reach` (the longest
+    symbol cooldown), the view holds only the closed trades the protections need (`ClosedFold.recent`: those
+    exited since the day start or `reach` before `now`, a day earlier still, and the current losing run).
     """
     if closed is None:
         closed = await ClosedBooks(store).fold(None, starting_equity, to_account, symbols)
+    held = [t for t in await store.open_trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols]
+    return view_of(closed, held, now, timezone=timezone, rollover_hour=rollover_hour, returns=returns, reach=reach)
+
+
+def view_of(
+    closed: ClosedFold,
+    open_trades: Sequence[Trade],
+    now: datetime,
+    *,
+    timezone: str,
+    rollover_hour: int,
+    returns: Mapping[str, np.ndarray] | None = None,
+    reach: timedelta | None = None,
+) -> BookView:
+    """The protections' view of a closed fold and the open trades at `now` (see `book_view`)."""
     day_start, next_day = trading_day(now, timezone, rollover_hour)
+    trades = closed.trades if reach is None else closed.recent(min(day_start, now - reach) - RECENT_MARGIN)
     return BookView(
-        open_trades=[t for t in await store.open_trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols],
-        closed_trades=closed.trades,
+        open_trades=list(open_trades),
+        closed_trades=trades,
         equity=closed.equity,
         equity_peak=closed.peak,
         day_start=day_start,
@@ -120,3 +166,9 @@ async def book_view(
         returns=dict(returns or {}),
         account_pnl=closed.account_pnl,
     )
+
+
+def _exit_time(trade: Trade) -> datetime:
+    if trade.exit_time is None:
+        raise ValueError(f"trade {trade.trade_id} is open; the closed book holds closed trades only")
+    return trade.exit_time

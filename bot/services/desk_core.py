@@ -213,6 +213,7 @@ class DeskCore:
             rollover_hour=p.day_rollover_hour,
             returns=self._returns,
             closed=closed,
+            reach=p.protections.symbol_cooldown,
         )
 
     def _rates_key(self) -> tuple[tuple[str, Decimal], ...]:
@@ -263,6 +264,7 @@ class DeskCore:
             returns=self._returns,
             symbols=symbols,
             closed=closed,
+            reach=account.protections.symbol_cooldown,
         )
 
     async def sizing_book(self, setup: Setup, view: BookView, now: datetime) -> tuple[BookView, Sizing]:

@@ -1,0 +1,118 @@
+"""The protections see the same blocks on the trimmed closed book (`ClosedFold.recent`) as on the whole book."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.services.book import fold_closed, view_of
+from engine.domain import Side
+from engine.protections import Candidate, ProtectionConfig, alerts, check_entry, status
+from engine.trading import ExitReason, Trade, TradeKind
+
+START = datetime(2025, 3, 3, tzinfo=UTC)
+SYMBOLS = ("EURUSD", "GBPUSD", "XAUUSD")
+PNL = {"win": Decimal("100.05"), "loss": Decimal("99.90"), "flat": Decimal("100.00")}  # exit prices, entry 100
+
+
+def closed_trade(k: int, symbol: str, exit_after_minutes: int, outcome: str, held_minutes: int = 30) -> Trade:
+    entry = START + timedelta(minutes=exit_after_minutes - held_minutes)
+    return Trade(
+        trade_id=f"t{k:04d}",
+        signal_id=f"t{k:04d}",
+        kind=TradeKind.PAPER,
+        strategy="trend_pullback",
+        symbol=symbol,
+        side=Side.LONG,
+        quantity=Decimal(1),
+        contract_size=Decimal(100),
+        entry_time=entry,
+        entry_price=Decimal(100),
+        stop=Decimal(99),
+        target=Decimal(102),
+        exit_time=START + timedelta(minutes=exit_after_minutes),
+        exit_price=PNL[outcome],
+        exit_reason=ExitReason.MANUAL,
+    )
+
+
+histories = st.lists(
+    st.tuples(
+        st.sampled_from(SYMBOLS),
+        st.integers(min_value=0, max_value=12 * 24 * 60).map(lambda m: m - m % 240),  # exits over 12 days: ties
+        st.sampled_from(["win", "loss", "loss", "loss", "flat"]),
+        st.integers(min_value=1, max_value=600),  # held: the loss-streak order breaks exit ties by entry time
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    history=histories,
+    now_minutes=st.integers(min_value=0, max_value=13 * 24 * 60),
+    cooldown_hours=st.integers(min_value=0, max_value=72),
+    streak=st.integers(min_value=1, max_value=5),
+    symbol=st.sampled_from(SYMBOLS),
+)
+def test_the_recent_book_blocks_exactly_as_the_whole_book(
+    history: list[tuple[str, int, str, int]], now_minutes: int, cooldown_hours: int, streak: int, symbol: str
+) -> None:
+    now = START + timedelta(minutes=now_minutes)
+    trades = [
+        closed_trade(k, s, m, o, h) for k, (s, m, o, h) in enumerate(history) if START + timedelta(minutes=m) <= now
+    ]
+    trades.sort(key=lambda t: (t.exit_time, t.trade_id))  # the store's order
+    cooldown = timedelta(hours=cooldown_hours)
+    config = ProtectionConfig(
+        max_consecutive_losses=streak,
+        symbol_cooldown=cooldown,
+        max_trades_per_day=4,
+        daily_loss_money=Decimal(15),
+        daily_loss_fraction=None,
+    )
+    fold = fold_closed(trades, Decimal(1000))
+    whole = view_of(fold, [], now, timezone="America/New_York", rollover_hour=17)
+    recent = view_of(fold, [], now, timezone="America/New_York", rollover_hour=17, reach=cooldown)
+    assert set(recent.closed_trades) <= set(whole.closed_trades)
+    candidate = Candidate(symbol, Side.LONG, "trend_pullback", now, 10)
+    assert check_entry(config, recent, candidate) == check_entry(config, whole, candidate)
+    assert status(config, recent, now) == status(config, whole, now)
+    assert alerts(config, recent) == alerts(config, whole)
+
+
+def test_a_losing_run_that_began_days_ago_still_pauses() -> None:
+    # Three losses in a row, the first four days before the other two: the run pauses entries today.
+    trades = [closed_trade(0, "EURUSD", 0, "win"), closed_trade(1, "EURUSD", 60, "loss")]
+    trades += [closed_trade(2, "GBPUSD", 4 * 1440 + 60, "loss"), closed_trade(3, "XAUUSD", 4 * 1440 + 120, "loss")]
+    now = START + timedelta(days=4, hours=3)
+    fold = fold_closed(trades, Decimal(100000))
+    recent = view_of(fold, [], now, timezone="America/New_York", rollover_hour=17, reach=timedelta(hours=2))
+    config = ProtectionConfig(max_consecutive_losses=3)
+    [block] = status(config, recent, now)
+    assert block.reason.startswith("consecutive losses: 3 losing trades in a row")
+    assert [t.trade_id for t in recent.closed_trades] == ["t0000", "t0001", "t0002", "t0003"]
+
+
+def test_a_loss_tied_with_the_last_win_but_entered_later_stays_in_the_run() -> None:
+    # t0001 lost and t0002 won, both exiting at 01:00; t0001 entered later, so the streak order (exit, entry) puts
+    # the win first and the loss starts the run that two more losses today complete.
+    trades = [closed_trade(1, "EURUSD", 60, "loss", held_minutes=10), closed_trade(2, "GBPUSD", 60, "win", 50)]
+    trades += [closed_trade(3, "XAUUSD", 4 * 1440 + 60, "loss"), closed_trade(4, "EURUSD", 4 * 1440 + 120, "loss")]
+    now = START + timedelta(days=4, hours=3)
+    recent = view_of(
+        fold_closed(trades, Decimal(100000)), [], now, timezone="America/New_York", rollover_hour=17, reach=timedelta(0)
+    )
+    [block] = status(ProtectionConfig(max_consecutive_losses=3), recent, now)
+    assert block.reason.startswith("consecutive losses: 3 losing trades in a row")
+
+
+def test_a_long_history_is_trimmed_to_the_days_the_protections_look_at() -> None:
+    trades = [closed_trade(k, SYMBOLS[k % 3], 60 * k, "win" if k % 2 else "loss") for k in range(24 * 12)]
+    fold = fold_closed(trades, Decimal(1000))
+    now = START + timedelta(days=12)
+    recent = view_of(fold, [], now, timezone="America/New_York", rollover_hour=17, reach=timedelta(hours=2))
+    assert 24 <= len(recent.closed_trades) <= 3 * 24 and recent.equity == fold.equity
