@@ -30,6 +30,7 @@ from bot.config.trading import NseBroker
 from bot.ops.clock import BotClock, WallClock
 from bot.ops.logs import add_secret
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
+from bot.ops.worker import WorkerProcess
 from bot.services.background_validation import BackgroundValidation
 from bot.services.broker_login import BrokerLogin
 from bot.services.charts import SignalCharts
@@ -216,11 +217,9 @@ async def open_runtime(
             charts_dir=charts_dir,
             users=users,
         )
-        charts = None
-        if settings.bot.charts:
-            worker = ChartWorker()
-            exits.callback(worker.close)
-            charts = SignalCharts(items, worker)
+        worker = WorkerProcess()  # the scan's and the charts' CPU work, off the event loop
+        exits.callback(worker.close)
+        charts = SignalCharts(items, ChartWorker(worker)) if settings.bot.charts else None
         broker, breaker, paper = await _broker(
             settings, provider, instruments, clock, costs, notifier, exits, store, metrics
         )
@@ -262,7 +261,7 @@ async def open_runtime(
             return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
 
         await learner.refresh()
-        scan = ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock)
+        scan = ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock, worker)
         exits.callback(scan.close)
         yield BotRuntime(
             settings=settings,

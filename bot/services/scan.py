@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import traceback
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.ops.logs import log_context
+from bot.ops.worker import WorkerFailed, WorkerProcess
 from data.market.validation import BarCheck, validate_bars
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_FETCHES = 4
+WORKER_DEADLINE_SECONDS = 60.0  # one symbol's evaluation in the worker process (its start included)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class ScanService:
         engine: EngineConfig,
         rules: BarRules,
         clock: Clock,
+        worker: WorkerProcess | None = None,
     ) -> None:
         self.provider = provider
         self.store = store
@@ -127,8 +131,11 @@ class ScanService:
         self.rules = rules
         self.clock = clock
         # Fetches wait on the network in up to MAX_CONCURRENT_FETCHES threads; the CPU work (validation,
-        # indicators, strategies, scores) runs on this one thread, symbol after symbol: more threads would not
-        # compute faster under the GIL, and each one more competes with the event loop (a click) for it.
+        # indicators, strategies, scores) runs in the worker process when there is one (the running bot: a click
+        # never waits for the GIL behind a scan), else on this one thread, symbol after symbol (more threads would
+        # not compute faster under the GIL; each one more competes with the event loop for it). A worker that dies
+        # or misses its deadline costs nothing: that symbol is computed here.
+        self.worker = worker
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
 
     def close(self) -> None:
@@ -172,12 +179,31 @@ class ScanService:
     ) -> ScanReport:
         gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         loop = asyncio.get_running_loop()
+        if self.worker is not None:
+            self.worker.start(__name__)  # until it is ready, this process computes: a cold start waits for nothing
 
         async def one(item: WatchItem) -> SymbolOutcome:
             async with gate:
                 fetched = await asyncio.to_thread(self.fetch, item, now)
             if isinstance(fetched, SymbolOutcome):
                 return fetched
+            if self.worker is not None and self.worker.ready:
+                try:
+                    return _reported(
+                        item,
+                        await self.worker.call(
+                            WORKER_DEADLINE_SECONDS,
+                            evaluate_frame,
+                            item,
+                            fetched,
+                            now,
+                            self.engine,
+                            self.rules,
+                            self.history_bars(item),
+                        ),
+                    )
+                except WorkerFailed as exc:
+                    log.warning("the scan worker failed on %s (%s); computed in the bot", item.instrument.symbol, exc)
             context = contextvars.copy_context()  # the compute thread's log lines carry the run id too
             return await loop.run_in_executor(self._compute, context.run, self.evaluate_bars, item, fetched, now)
 
@@ -193,26 +219,15 @@ class ScanService:
             await self.store.finish_run(run_id, self.clock.now(), report.setups, report.rejections, report.errors)
         return report
 
-    def _validated(self, item: WatchItem, frame: pd.DataFrame, now: datetime) -> BarCheck:
-        """The bars of `frame` checked by this scan's rules."""
-        rules = self.rules
-        return validate_bars(
-            frame,
-            item.instrument,
-            item.calendar,
-            now,
-            min_bars=rules.min_bars,
-            stale_bars=rules.stale_bars,
-            max_bad_fraction=rules.max_bad_fraction,
-        )
-
     def clean_bars(self, symbol: str, now: datetime) -> Bars | str:
         """The validated bars of `symbol` a scan would use now, or why there are none."""
         item = next((w for w in self.watchlist if w.instrument.symbol == symbol), None)
         if item is None:
             return f"{symbol} is not in the watchlist"
         try:
-            check = self._validated(item, self.provider.fetch(item.instrument, now, self.history_bars(item)), now)
+            check = checked_bars(
+                item, self.provider.fetch(item.instrument, now, self.history_bars(item)), now, self.rules
+            )
         except Exception as exc:  # the data source's own words: a missing file, an unreachable feed
             return f"no data for {symbol}: {exc}"
         return check.bars if check.bars is not None else f"{symbol}: {check.rejection or 'bar data rejected'}"
@@ -234,22 +249,51 @@ class ScanService:
             return SymbolOutcome(symbol, error=f"fetching bars failed: {type(exc).__name__}: {exc}")
 
     def evaluate_bars(self, item: WatchItem, frame: pd.DataFrame, now: datetime) -> SymbolOutcome:
-        """Validate and scan one instrument's fetched bars; never raises."""
-        symbol = item.instrument.symbol
-        try:
-            check = self._validated(item, frame, now)
-            if check.bars is None:
-                reason = check.rejection or "bar data rejected"
-                return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, reason),), notes=check.notes)
-            ctx = MarketContext(item.instrument, check.bars, item.calendar)
-            result = scan_instrument(ctx, list(item.strategies), self.engine, now)
-        except Exception as exc:
-            log.exception("evaluating %s failed", symbol)
-            return SymbolOutcome(symbol, error=f"evaluation failed: {type(exc).__name__}: {exc}")
-        notes = check.notes
-        if len(check.bars) < (needed := self.history_bars(item)):
-            notes = (*notes, short_history_note(len(check.bars), needed))
-        return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars)
+        """Validate and scan one instrument's fetched bars here; never raises."""
+        return _reported(item, evaluate_frame(item, frame, now, self.engine, self.rules, self.history_bars(item)))
+
+
+def _reported(item: WatchItem, evaluated: tuple[SymbolOutcome, str | None]) -> SymbolOutcome:
+    """The outcome of `evaluate_frame`, its failure's traceback logged here (in the bot, with its redaction)."""
+    outcome, failure = evaluated
+    if failure is not None:
+        log.error("evaluating %s failed\n%s", item.instrument.symbol, failure)
+    return outcome
+
+
+def checked_bars(item: WatchItem, frame: pd.DataFrame, now: datetime, rules: BarRules) -> BarCheck:
+    """The bars of `frame` checked by a scan's rules."""
+    return validate_bars(
+        frame,
+        item.instrument,
+        item.calendar,
+        now,
+        min_bars=rules.min_bars,
+        stale_bars=rules.stale_bars,
+        max_bad_fraction=rules.max_bad_fraction,
+    )
+
+
+def evaluate_frame(
+    item: WatchItem, frame: pd.DataFrame, now: datetime, engine: EngineConfig, rules: BarRules, needed: int
+) -> tuple[SymbolOutcome, str | None]:
+    """Validate and scan one instrument's fetched bars (pure: it runs in the worker process too); the outcome, and
+    the traceback of a failure for the caller to log. Never raises."""
+    symbol = item.instrument.symbol
+    try:
+        check = checked_bars(item, frame, now, rules)
+        if check.bars is None:
+            reason = check.rejection or "bar data rejected"
+            return SymbolOutcome(symbol, rejections=(_symbol_rejection(symbol, reason),), notes=check.notes), None
+        ctx = MarketContext(item.instrument, check.bars, item.calendar)
+        result = scan_instrument(ctx, list(item.strategies), engine, now)
+    except Exception as exc:
+        error = f"evaluation failed: {type(exc).__name__}: {exc}"
+        return SymbolOutcome(symbol, error=error), traceback.format_exc()
+    notes = check.notes
+    if len(check.bars) < needed:
+        notes = (*notes, short_history_note(len(check.bars), needed))
+    return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars), None
 
 
 def short_history_note(bars: int, needed: int) -> str:

@@ -1,0 +1,118 @@
+"""One worker process for the bot's CPU work (a scan's indicators and strategies, charts), off the event loop.
+
+A thread computing in the bot's process holds the GIL that the event loop (a click) needs; a process does not.
+The worker is a fresh interpreter (spawn: no copy of the bot's memory, its threads or its locks), starts on the
+first call or `warm`, dies with the bot even on kill -9 (PR_SET_PDEATHSIG) and is replaced when it dies or
+misses a deadline. Functions run in it must be module-level and their arguments picklable. It logs nothing of
+its own: what goes wrong comes back to the bot as an exception or a value, and the bot's logging (with its
+redaction) says it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Final, ParamSpec, TypeVar
+
+PR_SET_PDEATHSIG: Final = 1  # prctl(2): the signal a process gets when its parent dies
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class WorkerFailed(Exception):
+    """The worker process died or missed the deadline; it is replaced for the next call."""
+
+
+def _die_with_the_bot() -> None:
+    """Ask Linux to kill this worker when the bot's process dies (even by kill -9), so no worker outlives it holding
+    its pipes; silence this process's own logging."""
+    logging.disable(logging.CRITICAL)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the worker ends when its task pipe closes
+        pass
+    if os.getppid() == 1:  # the bot died before the request took effect
+        os._exit(0)
+
+
+def _import(modules: tuple[str, ...]) -> bool:
+    for name in modules:
+        __import__(name)
+    return True
+
+
+class WorkerProcess:
+    """The bot's worker process: `call` runs a function there within a deadline."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready = False
+        self._warming: asyncio.Task[bool] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker has started and imported what it was warmed with (calls then start at once)."""
+        return self._ready and self._pool is not None
+
+    def start(self, *modules: str) -> None:
+        """Start the worker and import `modules` there in the background (once; again after it was replaced)."""
+        if self.ready or (self._warming is not None and not self._warming.done()):
+            return
+        self._warming = asyncio.get_running_loop().create_task(self.warm(*modules), name="worker-warm-up")
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            spawn = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(1, mp_context=spawn, initializer=_die_with_the_bot)
+        return self._pool
+
+    async def warm(self, *modules: str) -> bool:
+        """Start the worker and import `modules` there now, so the first real call is not late; False if it failed."""
+        try:
+            self._ready = await self.call(120.0, _import, modules)
+        except Exception:
+            self._ready = False
+        return self._ready
+
+    async def call(self, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)` in the worker; its own exception as raised there; WorkerFailed when the worker died
+        or took longer than `deadline` seconds (it is then replaced)."""
+        try:
+            future = self._executor().submit(fn, *args, **kwargs)
+            return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
+        except TimeoutError:
+            self.restart()
+            raise WorkerFailed(f"no answer within {deadline:.0f} s") from None
+        except BrokenProcessPool:
+            self.restart()
+            raise WorkerFailed("the worker process died") from None
+
+    def restart(self) -> None:
+        """Abandon the worker (killing what it runs); the next call starts a new one."""
+        pool, self._pool, self._ready = self._pool, None, False
+        if pool is not None:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
+
+    def pid(self) -> int | None:
+        """The worker's process id while it runs (for tests and diagnostics)."""
+        processes: dict[int, Any] = dict(getattr(self._pool, "_processes", None) or {})
+        return next(iter(processes), None)
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        if self._warming is not None:
+            self._warming.cancel()
+        pool, self._pool, self._ready = self._pool, None, False
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

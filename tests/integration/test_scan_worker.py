@@ -1,0 +1,137 @@
+"""The scan's CPU work in the bot's worker process: the same outcomes as here, and a worker that dies costs nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.config import load_settings
+from bot.ops.clock import BotClock
+from bot.ops.worker import WorkerProcess
+from bot.services.configure import bar_rules, watchlist
+from bot.services.scan import ScanReport, ScanService, SymbolOutcome
+from data.market.csv_provider import CsvProvider
+from tests.support import require_market_dir
+
+AT = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)  # GBPUSD and XAUUSD trend_pullback longs
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[WorkerProcess]:
+    process = WorkerProcess()
+    yield process
+    process.close()
+
+
+def scan_service(tmp_path: Path, worker: WorkerProcess | None) -> ScanService:
+    market = require_market_dir()
+    settings = load_settings({}, data_source=f"csv:{market}", db_path=tmp_path / "bot.db")
+    items = watchlist(settings)
+    return ScanService(
+        CsvProvider(market), None, items, settings.engine_config(), bar_rules(settings), BotClock(AT), worker
+    )
+
+
+def same(a: ScanReport, b: ScanReport) -> None:
+    assert a.outcomes == b.outcomes and len(a.setups) >= 2
+    for mine, theirs in zip(a.outcomes, b.outcomes, strict=True):
+        assert (mine.bars is None) == (theirs.bars is None)
+        if mine.bars is not None and theirs.bars is not None:
+            assert np.array_equal(mine.bars.close, theirs.bars.close) and np.array_equal(
+                mine.bars.time, theirs.bars.time
+            )
+
+
+def _computed_here(*_: object) -> SymbolOutcome:
+    raise AssertionError("computed in the bot's process, not the worker's")
+
+
+async def test_a_scan_in_the_worker_finds_what_a_scan_here_finds(tmp_path: Path, worker: WorkerProcess) -> None:
+    here = scan_service(tmp_path, None)
+    expected = await here.scan(AT)
+    assert await worker.warm("bot.services.scan") and worker.ready
+    there = scan_service(tmp_path, worker)
+    there.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    same(await there.scan(AT), expected)
+    here.close()
+    there.close()
+
+
+async def test_a_cold_worker_is_not_waited_for(tmp_path: Path, worker: WorkerProcess) -> None:
+    scan = scan_service(tmp_path, worker)
+    expected = await scan_service(tmp_path, None).scan(AT)
+    same(await scan.scan(AT), expected)  # computed here while the worker starts
+    for _ in range(600):
+        if worker.ready:
+            break
+        await asyncio.sleep(0.05)
+    assert worker.ready  # and the next scan goes to it
+    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    same(await scan.scan(AT), expected)
+    scan.close()
+
+
+async def test_a_worker_killed_mid_scan_costs_nothing(
+    tmp_path: Path, worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = await scan_service(tmp_path, None).scan(AT)
+    assert await worker.warm("bot.services.scan")
+    pid = worker.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    scan = scan_service(tmp_path, worker)
+    with caplog.at_level(logging.WARNING, logger="bot.services.scan"):
+        same(await scan.scan(AT), expected)  # every symbol: computed here when the worker was gone
+    assert "the scan worker failed on" in caplog.text and "computed in the bot" in caplog.text
+    assert not worker.ready
+    assert await worker.warm("bot.services.scan") and worker.pid() not in (None, pid)  # a new one
+    scan.close()
+
+
+CHILD = """
+import asyncio, sys
+from bot.ops.worker import WorkerProcess
+async def main():
+    w = WorkerProcess()
+    assert await w.warm("bot.services.scan")
+    print(w.pid(), flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+def test_the_worker_dies_with_the_bot_even_on_kill_9() -> None:
+    # Its stderr is dropped: after a kill -9 its multiprocessing resource tracker says it cleaned up after it.
+    bot = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert bot.stdout is not None
+        worker_pid = int(bot.stdout.readline())
+        os.kill(worker_pid, 0)  # it runs
+        bot.kill()
+        bot.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(worker_pid):
+            time.sleep(0.05)
+        assert not _alive(worker_pid)
+    finally:
+        bot.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper is gone for our purpose
+        return stat.read().split()[2] != "Z"
