@@ -40,6 +40,19 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def children_mb(pid: int) -> float:
+    """RSS of the bot's child processes (its worker: the scan's and the charts' CPU work; the multiprocessing
+    resource tracker), summed."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += rss_mb(int(child)) + children_mb(int(child))
+            except (FileNotFoundError, RuntimeError):
+                continue  # it ended meanwhile
+    return total
+
+
 def floor_mb() -> float:
     """RSS of an interpreter that imported what the bot imports at start, and nothing else."""
     code = f"{IMPORTS}\nimport os\nprint(open(f'/proc/{{os.getpid()}}/status').read())"
@@ -57,6 +70,7 @@ async def main() -> int:
         print(f"no market data folder at {args.data}", file=sys.stderr)
         return 2
     samples: list[float] = []
+    children: list[float] = []
     with tempfile.TemporaryDirectory() as work:
         async with BotApiServer(token=TOKEN) as tg:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
@@ -78,8 +92,9 @@ async def main() -> int:
                     tg.user_message(TRADER, "/signal")
                     await tg.wait_for_message(lambda m: m.body.startswith("Run "), since=since, timeout=120)
                     samples.append(rss_mb(proc.pid))
+                    children.append(children_mb(proc.pid))
                     if run % 10 == 0 or run == 1:
-                        print(f"  run {run:4d}: RSS {samples[-1]:6.1f} MB")
+                        print(f"  run {run:4d}: RSS {samples[-1]:6.1f} MB; its child processes {children[-1]:6.1f} MB")
             finally:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), timeout=30)
@@ -89,6 +104,10 @@ async def main() -> int:
     print(f"tradebot run RSS after {len(samples)} analyses: {last:.1f} MB (peak sampled {max(samples):.1f} MB)")
     print(f"reference, the start-up imports alone: {floor:.1f} MB; ratio {last / floor:.2f}x")
     print(f"growth from run 5 to run {len(samples)}: {growth:+.1f} MB")
+    print(
+        f"its child processes (the worker, the resource tracker): {children[-1]:.1f} MB more "
+        f"({last + children[-1]:.1f} MB in all; not in the goal, which is the bot's own process)"
+    )
     ok = last <= GOAL_MB and growth <= FLAT_MB
     print(f"{'PASS' if ok else 'FAIL'}: goal <= {GOAL_MB:.0f} MB and flat (growth <= {FLAT_MB:.0f} MB)")
     return 0 if ok else 1
