@@ -47,6 +47,7 @@ from engine.catalog import default_instrument  # noqa: E402
 from engine.domain import QualityScore, ScoredSetup, Setup, Side, SignalStatus  # noqa: E402
 from engine.ports import FixedClock  # noqa: E402
 from engine.protections import ProtectionConfig  # noqa: E402
+from engine.sizing import ExposureLimits, Sizing  # noqa: E402
 from engine.trading import ExecutionMode, TradeKind  # noqa: E402
 from tests.fakes.oanda_server import FakeOanda, Fault, Route  # noqa: E402
 
@@ -65,6 +66,10 @@ OPEN = ProtectionConfig(
     symbol_cooldown=timedelta(0),
     correlation_threshold=None,
 )
+
+
+# A thousand positions stay open here: the notional caps must not refuse them (each is sized as the desk does).
+ROOMY = Sizing(exposure=ExposureLimits(max_total_leverage=Decimal(10**6)))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -106,7 +111,12 @@ async def run(approvals: int, fault_rate: float, seed: int, workdir: Path) -> in
         state = BotState(store, ExecutionMode.MANUAL)
         notifier = Notifier(store, [TRADER], {"GBPUSD": instrument}, clock)
         policy = DeskPolicy(
-            protections=OPEN, cooldown=timedelta(0), max_signals_per_run=10**6, digest_threshold=10**6, ttl_bars=10**4
+            protections=OPEN,
+            cooldown=timedelta(0),
+            max_signals_per_run=10**6,
+            digest_threshold=10**6,
+            ttl_bars=10**4,
+            sizing=ROOMY,
         )
         desk = SignalDesk(store, broker, notifier, state, clock, {"GBPUSD": instrument}, policy, TradeKind.LIVE)
         ids: list[str] = []

@@ -6,7 +6,7 @@ Specs:
   the measured mean task time times the tasks left says a pool would finish sooner, start-up included (a
   worker's start and imports, `POOL_START_S`), the rest go to a process pool of the CPUs that are free (the
   CPUs this process may use less the load average). So a small validation never pays a pool's start-up, and a
-  machine already busy is not oversubscribed: the default is never slower than serial by more than one task.
+  machine already busy is not oversubscribed by a pool that would only make it slower.
 * `process`: a `ProcessPoolExecutor` of `workers` (default: every CPU this process may use). Its
   workers start with the "forkserver" method (where the platform has it, else "spawn"), never "fork": the
   bot runs threads (asyncio, the Telegram job queue, logging handlers) and forking a threaded process can
