@@ -281,9 +281,10 @@ def seed_closed_trades(db: Path, instruments: Sequence[Instrument], count: int) 
     """Store `count` closed paper trades, one an hour up to a day before the first click: a year of history the
     protections fold on every click (wins and losses alternate, so no loss streak or daily limit pauses)."""
     end = COLD_AT - timedelta(days=1)
+    dollars = [i for i in instruments if quote_of(i) == "USD"]  # no conversion needed: no warnings
     rows = []
     for k in range(count):
-        instrument = instruments[k % len(instruments)]
+        instrument = dollars[k % len(dollars)]
         entry_at = end - timedelta(hours=count - k)
         price = Decimal("100.00")
         exit_price = Decimal("100.50") if k % 2 == 0 else Decimal("99.60")
