@@ -307,6 +307,12 @@ class TradeLedger(Protocol):
         whether anything closed since it was last read)."""
         ...
 
+    async def closed_trade_ids(self, kinds: Collection[TradeKind] | None = None) -> list[str]: ...
+
+    async def closed_trades_by_id(self, trade_ids: Collection[str]) -> list[Trade]:
+        """The closed trades among `trade_ids`, oldest exit first."""
+        ...
+
 
 class BaselineStore(Protocol):
     """Validation baselines of the traded systems."""

@@ -294,6 +294,13 @@ class BrokerExit:
         return max(self.fees - self.financing, Decimal(0))
 
 
+def closed_order(trade: Trade) -> tuple[datetime, str]:
+    """The order closed trades are listed in: oldest exit first, then by trade id."""
+    if trade.exit_time is None:
+        raise ValueError(f"trade {trade.trade_id} is open; only closed trades have an exit to order by")
+    return trade.exit_time, trade.trade_id
+
+
 def trade_from_setup(
     setup: Setup,
     kind: TradeKind,

@@ -24,7 +24,9 @@ replaced by one that never fires: the benchmark makes the runs). Three figures:
    sample and the growth is also given net of them. `--trace-growth` names the lines whose allocations grew.
 
 Before the clicks, `--closed-trades` (2,000) closed paper trades are stored, a day and more before them: the
-history a bot has after a year, which the protections look at on every click.
+history a bot has after a year, which the protections look at on every click. Each position is closed at its
+target after its click is timed (and after each reference approval), so the open book stays a handful, as a
+real account's, and every click comes after a close.
 
 Usage: python scripts/bench_bot.py [--symbols 50] [--approvals 200] [--during-scan 20] [--runs 1000]
                                    [--closed-trades 2000]
@@ -380,8 +382,21 @@ class ClickTimes:
     unseen: int = 0  # orders whose fill a separate sqlite3 reader did not see once the bot had recorded it
 
 
-async def approve_by_click(tg: FakeTelegram, probe: Probe, db: Path, messages: dict[str, SentMessage]) -> ClickTimes:
-    """Click Approve on each signal message in turn; time the order, the answer and the fill message.
+async def close_position(runtime: BotRuntime, signal_id: str) -> None:
+    """Close the position of a filled signal at its target, as its exit would (after the click is timed), so the
+    open book stays a handful of positions, as a real account's, and the closed book grows."""
+    trade = await runtime.store.open_trade(signal_id)
+    if trade is not None:
+        await runtime.store.close_trade(
+            trade.trade_id, runtime.clock.now(), trade.target, ExitReason.TARGET, Decimal(0)
+        )
+
+
+async def approve_by_click(
+    tg: FakeTelegram, probe: Probe, db: Path, messages: dict[str, SentMessage], runtime: BotRuntime
+) -> ClickTimes:
+    """Click Approve on each signal message in turn; time the order, the answer and the fill message; then close
+    the position (`close_position`).
 
     The order is timed when the bot's `record_fill` (and `submit_order`) transaction has committed and
     returned; a separate sqlite3 connection then checks that the filled order is really in the file.
@@ -413,6 +428,7 @@ async def approve_by_click(tg: FakeTelegram, probe: Probe, db: Path, messages: d
             )
             times.fill_message_ms.append((fill.at - started) * 1000)
             await tg.wait_for_edit(message.chat_id, message.message_id, lambda m: not m.buttons, timeout=15)
+            await close_position(runtime, signal_id)
     finally:
         conn.close()
     return times
@@ -426,7 +442,7 @@ async def approve_during_scans(
     for signal_id, message in messages.items():
         run = asyncio.create_task(runtime.analyse())
         await asyncio.sleep(0.05)
-        one = await approve_by_click(tg, probe, db, {signal_id: message})
+        one = await approve_by_click(tg, probe, db, {signal_id: message}, runtime)
         await run
         assert probe.last_scan is not None
         times.filled_ms += one.filled_ms
@@ -458,6 +474,7 @@ async def reference_without_telegram(
             outcome = await ref.desk.approve(signal_id, TRADER)
             desk_ms.append((time.perf_counter() - started) * 1000)
             refused += outcome.kind is not OutcomeKind.DONE
+            await close_position(ref, signal_id)
         now = ref.clock.now()
         for signal_id in ids[count:]:
             record = await ref.store.signal(signal_id)
@@ -630,7 +647,7 @@ async def bench(args: argparse.Namespace) -> int:
                 messages = await offered_messages(tg, ids)
                 quiet = dict(list(messages.items())[: args.approvals])
                 busy = dict(list(messages.items())[args.approvals :])
-                clicks = await approve_by_click(tg, probe, work / "bot.db", quiet)
+                clicks = await approve_by_click(tg, probe, work / "bot.db", quiet, runtime)
                 during = await approve_during_scans(tg, probe, runtime, work / "bot.db", busy)
                 print_clicks(clicks, during, reference)
                 orders = query(work / "bot.db", "SELECT COUNT(*), COUNT(filled_at) FROM orders")[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +15,7 @@ import numpy as np
 from engine.bars import Bars
 from engine.ports import BotStore
 from engine.protections import BookView
-from engine.trading import Trade, TradeKind
+from engine.trading import Trade, TradeKind, closed_order
 
 RECENT_MARGIN = timedelta(days=1)  # kept beyond what the protections' windows need
 REAL_KINDS = (TradeKind.PAPER, TradeKind.LIVE)  # trades that moved the account's money
@@ -64,12 +64,52 @@ class ClosedFold:
         start = min(bisect_left(self.exits, cutoff), bisect_left(self.exits, self.exits[self.last_gain]))
         return self.trades[start:]
 
+    def extended(
+        self, new: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
+    ) -> ClosedFold:
+        """This fold with `new` closed trades (not in it) in their places in exit order: only they are converted, and
+        the equity is folded again from the first of them (usually the last place: a close after all others)."""
+        trades, exits = list(self.trades), list(self.exits)
+        account_pnl = dict(self.account_pnl)
+        first = len(trades)
+        for trade in new:
+            at = bisect_right(trades, closed_order(trade), key=closed_order)
+            trades.insert(at, trade)
+            exits.insert(at, _exit_time(trade))
+            account_pnl[trade.trade_id] = to_account(trade) if to_account else trade.pnl or Decimal(0)
+            first = min(first, at)
+        if first == len(self.trades):
+            equity, peak, last_gain = self.equity, self.peak, self.last_gain
+        else:
+            equity = peak = starting_equity
+            last_gain, first = -1, 0
+        for k in range(first, len(trades)):
+            pnl = account_pnl[trades[k].trade_id]
+            equity += pnl
+            peak = max(peak, equity)
+            if pnl >= 0:
+                last_gain = k
+        return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain)
+
 
 def fold_closed(
-    closed: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None = None
+    closed: Sequence[Trade],
+    starting_equity: Decimal,
+    to_account: Callable[[Trade], Decimal] | None = None,
+    known: Mapping[str, Decimal] | None = None,
 ) -> ClosedFold:
-    """Fold closed trades, oldest exit first: their account-money P&L, the realised equity and its peak."""
-    account_pnl = {t.trade_id: to_account(t) if to_account else t.pnl or Decimal(0) for t in closed}
+    """Fold closed trades, oldest exit first: their account-money P&L, the realised equity and its peak.
+
+    `known` holds P&L already converted with the same conversion (reused, not converted again)."""
+    known = known or {}
+
+    def converted(trade: Trade) -> Decimal:
+        done = known.get(trade.trade_id)
+        if done is not None:
+            return done
+        return to_account(trade) if to_account else trade.pnl or Decimal(0)
+
+    account_pnl = {t.trade_id: converted(t) for t in closed}
     equity = peak = starting_equity
     last_gain = -1
     for k, trade in enumerate(closed):
@@ -83,17 +123,19 @@ def fold_closed(
 
 
 class ClosedBooks:
-    """Folds of the closed trades, read and converted again only when a trade has closed since, or the key changed.
+    """Folds of the closed trades, brought up to date only when a trade has closed since, or the key changed.
 
     A trade closes once and never changes after, so the count of closed trades says whether the store holds
-    anything new. `key` must name everything else the fold depends on: the starting equity, the account and the
-    conversion prices in use (a cross's P&L is converted at the rate book's latest price).
+    anything new, and then only the new ones are read and converted (a close reconciled late, with an earlier
+    exit, takes its place in exit order). `key` must name everything else a fold depends on: the starting equity,
+    the account and the conversion prices in use (a cross's P&L is converted at the rate book's latest price).
     """
 
     def __init__(self, store: BotStore) -> None:
         self.store = store
+        self._trades: dict[str, Trade] = {}  # every closed paper and live trade read so far, by id
         self._folds: dict[Hashable, tuple[int, ClosedFold]] = {}
-        self.reads = 0  # how often the closed trades were read from the store (for tests and benchmarks)
+        self.reads = 0  # trades read from the store (for tests and benchmarks)
 
     async def fold(
         self,
@@ -107,12 +149,23 @@ class ClosedBooks:
         known = self._folds.get(key)
         if known is not None and known[0] == count:
             return known[1]
-        everything = await self.store.trades(list(REAL_KINDS))
-        self.reads += 1
-        fold = fold_closed(
-            [t for t in everything if symbols is None or t.symbol in symbols], starting_equity, to_account
-        )
-        self._folds[key] = (len(everything), fold)
+        new: list[Trade] = []
+        if count != len(self._trades):
+            ids = await self.store.closed_trade_ids(list(REAL_KINDS))
+            new = await self.store.closed_trades_by_id(set(ids) - self._trades.keys())
+            self.reads += len(new)
+            self._trades.update((t.trade_id, t) for t in new)
+            count = len(ids)
+        mine = [t for t in new if symbols is None or t.symbol in symbols]
+        folded, before = (0, None) if known is None else known
+        if before is not None and count == folded + len(new):
+            fold = before.extended(mine, starting_equity, to_account)  # only the new closes are converted
+        else:
+            chosen = sorted(
+                (t for t in self._trades.values() if symbols is None or t.symbol in symbols), key=closed_order
+            )
+            fold = fold_closed(chosen, starting_equity, to_account, None if before is None else before.account_pnl)
+        self._folds[key] = (count, fold)
         return fold
 
 

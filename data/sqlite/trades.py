@@ -42,7 +42,17 @@ from engine.audit import BOT_ACTOR, AuditEvent, AuditKind, actor_of
 from engine.domain import (
     SignalStatus,
 )
-from engine.trading import ExitReason, Fill, OrderRequest, PartialExit, StopMove, Trade, TradeAction, TradeKind
+from engine.trading import (
+    ExitReason,
+    Fill,
+    OrderRequest,
+    PartialExit,
+    StopMove,
+    Trade,
+    TradeAction,
+    TradeKind,
+    closed_order,
+)
 
 
 class TradeLedger(StoreBase):
@@ -189,6 +199,28 @@ class TradeLedger(StoreBase):
         async with self._read("count the closed trades") as db:
             rows = await _fetchall(db, f"SELECT COUNT(*) FROM trades WHERE exit_time IS NOT NULL{where}", params)
         return int(rows[0][0])
+
+    async def closed_trade_ids(self, kinds: Collection[TradeKind] | None = None) -> list[str]:
+        """The ids of the closed trades of `kinds` (all when None)."""
+        where, params = _kinds_filter(kinds)
+        async with self._read("list the closed trades") as db:
+            rows = await _fetchall(db, f"SELECT trade_id FROM trades WHERE exit_time IS NOT NULL{where}", params)
+        return [str(row[0]) for row in rows]
+
+    async def closed_trades_by_id(self, trade_ids: Collection[str]) -> list[Trade]:
+        """The closed trades among `trade_ids`, oldest exit first."""
+        ids = sorted({_check_text(t, "trade_id") for t in trade_ids})
+        found: list[Trade] = []
+        async with self._read("read closed trades by id") as db:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                rows = await _fetchall(
+                    db,
+                    f"SELECT * FROM trades WHERE exit_time IS NOT NULL AND trade_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found += [_decode_trade(row) for row in rows]
+        return sorted(found, key=closed_order)
 
     async def open_trade(self, trade_id: str) -> Trade | None:
         """The trade if it is open, else None."""

@@ -1,0 +1,84 @@
+"""The protections' closed book, kept up to date from a real SQLite file: new closes are read, nothing else is."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from bot.services.book import ClosedBooks, fold_closed
+from data.sqlite.codecs import _TRADE_COLUMNS, _encode_trade
+from data.sqlite.store import SqliteStore
+from engine.domain import Side
+from engine.trading import ExitReason, Trade, TradeKind
+
+START = datetime(2025, 3, 3, tzinfo=UTC)
+
+
+def trade(k: int, exit_hours: float, exit_price: str, kind: TradeKind = TradeKind.PAPER) -> Trade:
+    exit_at = START + timedelta(hours=exit_hours)
+    return Trade(
+        trade_id=f"t{k:03d}",
+        signal_id=f"t{k:03d}",
+        kind=kind,
+        strategy="trend_pullback",
+        symbol="EURUSD" if k % 2 else "XAUUSD",
+        side=Side.LONG,
+        quantity=Decimal("0.10"),
+        contract_size=Decimal(100000),
+        entry_time=exit_at - timedelta(hours=1),
+        entry_price=Decimal("1.08000"),
+        stop=Decimal("1.07800"),
+        target=Decimal("1.08400"),
+        exit_time=exit_at,
+        exit_price=Decimal(exit_price),
+        exit_reason=ExitReason.MANUAL,
+    )
+
+
+def insert(db: Path, *trades: Trade) -> None:
+    with closing(sqlite3.connect(db)) as con, con:
+        marks = ", ".join("?" * len(_TRADE_COLUMNS.split(",")))
+        con.executemany(f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES ({marks})", [_encode_trade(t) for t in trades])
+
+
+async def test_only_new_closes_are_read_and_the_fold_is_the_whole_books(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    try:
+        books = ClosedBooks(store)
+        insert(tmp_path / "bot.db", *(trade(k, 10 * k, "1.08100" if k % 3 else "1.07900") for k in range(1, 40)))
+        first = await books.fold("overall", Decimal(10000))
+        assert books.reads == 39 and len(first.trades) == 39
+        assert await books.fold("overall", Decimal(10000)) is first  # nothing closed: no read at all
+        # A close reconciled late (its exit before the others'), one more, and a shadow trade that does not count.
+        insert(tmp_path / "bot.db", trade(40, 5, "1.07850"), trade(41, 500, "1.08300"))
+        insert(tmp_path / "bot.db", trade(42, 7, "1.07000", TradeKind.SHADOW))
+        later = await books.fold("overall", Decimal(10000))
+        assert books.reads == 41  # the two new ones only
+        whole = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000))
+        assert later.trades == whole.trades and [t.trade_id for t in later.trades][:2] == ["t040", "t001"]
+        assert (later.equity, later.peak, later.last_gain, dict(later.account_pnl)) == (
+            whole.equity,
+            whole.peak,
+            whole.last_gain,
+            dict(whole.account_pnl),
+        )
+        # The usual close, after every other: appended to the fold, the same as folding the whole book again.
+        insert(tmp_path / "bot.db", trade(43, 600, "1.07700"))
+        appended = await books.fold("overall", Decimal(10000))
+        again = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000))
+        assert books.reads == 42 and appended.trades == again.trades and appended.trades[-1].trade_id == "t043"
+        assert (appended.equity, appended.peak, appended.last_gain, appended.exits) == (
+            again.equity,
+            again.peak,
+            again.last_gain,
+            again.exits,
+        )
+        # Another key (an account's symbols, other money) folds from what was read: no read.
+        gold = await books.fold("gold account", Decimal(5000), symbols=frozenset({"XAUUSD"}))
+        assert books.reads == 42 and {t.symbol for t in gold.trades} == {"XAUUSD"}
+        assert gold.equity == Decimal(5000) + sum((t.pnl or Decimal(0) for t in gold.trades), Decimal(0))
+    finally:
+        await store.close()
