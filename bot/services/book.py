@@ -67,29 +67,44 @@ class ClosedFold:
     def extended(
         self, new: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
     ) -> ClosedFold:
-        """This fold with `new` closed trades (not in it) in their places in exit order: only they are converted, and
-        the equity is folded again from the first of them (usually the last place: a close after all others)."""
+        """This fold with `new` closed trades (not in it) in their places in exit order; only they are converted.
+        When they all close after every other (the usual close) only they are folded into the equity; otherwise
+        the equity is folded again from the start."""
         trades, exits = list(self.trades), list(self.exits)
         account_pnl = dict(self.account_pnl)
-        first = len(trades)
+        appended = True
         for trade in new:
             at = bisect_right(trades, closed_order(trade), key=closed_order)
+            appended = appended and at == len(trades)
             trades.insert(at, trade)
             exits.insert(at, _exit_time(trade))
-            account_pnl[trade.trade_id] = to_account(trade) if to_account else trade.pnl or Decimal(0)
-            first = min(first, at)
-        if first == len(self.trades):
-            equity, peak, last_gain = self.equity, self.peak, self.last_gain
-        else:
-            equity = peak = starting_equity
-            last_gain, first = -1, 0
-        for k in range(first, len(trades)):
-            pnl = account_pnl[trades[k].trade_id]
-            equity += pnl
-            peak = max(peak, equity)
-            if pnl >= 0:
-                last_gain = k
-        return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain)
+            account_pnl[trade.trade_id] = _converted(trade, to_account)
+        if appended:
+            return _folded(trades, exits, account_pnl, len(self.trades), self.equity, self.peak, self.last_gain)
+        return _folded(trades, exits, account_pnl, 0, starting_equity, starting_equity, -1)
+
+
+def _converted(trade: Trade, to_account: Callable[[Trade], Decimal] | None) -> Decimal:
+    return to_account(trade) if to_account else trade.pnl or Decimal(0)
+
+
+def _folded(
+    trades: Sequence[Trade],
+    exits: Sequence[datetime],
+    account_pnl: dict[str, Decimal],
+    first: int,
+    equity: Decimal,
+    peak: Decimal,
+    last_gain: int,
+) -> ClosedFold:
+    """The fold of `trades` (oldest exit first), the equity, its peak and the last gain carried up to `first`."""
+    for k in range(first, len(trades)):
+        pnl = account_pnl[trades[k].trade_id]
+        equity += pnl
+        peak = max(peak, equity)
+        if pnl >= 0:
+            last_gain = k
+    return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain)
 
 
 def fold_closed(
@@ -102,24 +117,9 @@ def fold_closed(
 
     `known` holds P&L already converted with the same conversion (reused, not converted again)."""
     known = known or {}
-
-    def converted(trade: Trade) -> Decimal:
-        done = known.get(trade.trade_id)
-        if done is not None:
-            return done
-        return to_account(trade) if to_account else trade.pnl or Decimal(0)
-
-    account_pnl = {t.trade_id: converted(t) for t in closed}
-    equity = peak = starting_equity
-    last_gain = -1
-    for k, trade in enumerate(closed):
-        pnl = account_pnl[trade.trade_id]
-        equity += pnl
-        peak = max(peak, equity)
-        if pnl >= 0:
-            last_gain = k
-    exits = tuple(_exit_time(t) for t in closed)
-    return ClosedFold(tuple(closed), MappingProxyType(account_pnl), equity, peak, exits, last_gain)
+    account_pnl = {t.trade_id: known[t.trade_id] if t.trade_id in known else _converted(t, to_account) for t in closed}
+    exits = [_exit_time(t) for t in closed]
+    return _folded(closed, exits, account_pnl, 0, starting_equity, starting_equity, -1)
 
 
 class ClosedBooks:
@@ -158,7 +158,7 @@ class ClosedBooks:
             count = len(ids)
         mine = [t for t in new if symbols is None or t.symbol in symbols]
         folded, before = (0, None) if known is None else known
-        if before is not None and count == folded + len(new):
+        if before is not None and count == folded + len(new):  # this key's fold lacks exactly the trades just read
             fold = before.extended(mine, starting_equity, to_account)  # only the new closes are converted
         else:
             chosen = sorted(
