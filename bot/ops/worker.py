@@ -22,6 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, ParamSpec, TypeVar
 
 PR_SET_PDEATHSIG: Final = 1  # prctl(2): the signal a process gets when its parent dies
+WARM_DEADLINE_SECONDS: Final = 120.0  # a cold start imports pandas, TA-Lib and matplotlib: seconds on a small box
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,8 +81,9 @@ class WorkerProcess:
     async def warm(self, *modules: str) -> bool:
         """Start the worker and import `modules` there now, so the first real call is not late; False if it failed."""
         try:
-            self._ready = await self.call(120.0, _import, modules)
-        except Exception:
+            self._ready = await self.call(WARM_DEADLINE_SECONDS, _import, modules)
+        except Exception as exc:  # the bot computes in its own process meanwhile
+            log.warning("the worker process did not start (%s: %s); its work runs in the bot", type(exc).__name__, exc)
             self._ready = False
         return self._ready
 

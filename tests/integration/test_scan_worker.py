@@ -135,3 +135,15 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper is gone for our purpose
         return stat.read().split()[2] != "Z"
+
+
+async def test_a_worker_that_cannot_start_is_said_once_and_the_bot_computes(
+    tmp_path: Path, worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bot.ops.worker"):
+        assert not await worker.warm("no_such_module_here")
+    assert not worker.ready
+    assert "the worker process did not start (ModuleNotFoundError" in caplog.text
+    scan = scan_service(tmp_path, None)
+    same(await scan_service(tmp_path, worker).scan(AT), await scan.scan(AT))
+    scan.close()
