@@ -215,8 +215,8 @@ class Trade:
             raise ValueError(f"stop must be below entry for a long, was {self.stop} vs entry {self.entry_price}")
         if self.side is Side.SHORT and self.stop <= self.entry_price:
             raise ValueError(f"stop must be above entry for a short, was {self.stop} vs entry {self.entry_price}")
-        closed = (self.exit_time, self.exit_price, self.exit_reason)
-        if any(v is not None for v in closed) and any(v is None for v in closed):
+        unset = (self.exit_time is None) + (self.exit_price is None) + (self.exit_reason is None)
+        if unset not in (0, 3):
             raise ValueError(f"trade {self.trade_id}: exit time, price and reason are set together")
         if self.exit_time is not None:
             ensure_utc(self.exit_time, "exit_time")
