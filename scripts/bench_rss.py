@@ -1,7 +1,7 @@
 """Benchmark the memory of the real `tradebot run` process: RSS over repeated full analyses, and its flatness.
 
 The bot runs as its own process (`python -m bot.cli run`, paper broker, the CSV source on the shared data, the
-default 16-instrument watchlist) against the Bot API server built into tradebot (in this process, so its records
+default 16-instrument watchlist, the malloc arena limit of trading-bot.service) against the Bot API server built into tradebot (in this process, so its records
 do not count). The trader sends /signal `--runs` times; after each run's summary the bot process's VmRSS is read
 from /proc. Reference in the same run: the RSS of a bare interpreter that only imports what `tradebot run`
 imports before it serves (the floor the bot cannot go below).
@@ -81,6 +81,7 @@ async def main() -> int:
                 "TRADEBOT_CLOCK_START": "2025-06-12T09:40:00Z",
                 "TRADEBOT_METRICS__ENABLED": "false",
                 "TRADEBOT_BACKTEST__VALIDATE_IN_BACKGROUND": "false",
+                "MALLOC_ARENA_MAX": "2",  # as trading-bot.service runs it
             }
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot.cli", "run", cwd=work, env=env, stderr=asyncio.subprocess.DEVNULL

@@ -133,9 +133,12 @@ def test_runs_as_tradebot_with_its_state_directory(unit: dict[str, list[tuple[st
     assert one(service, "WorkingDirectory") == STATE_DIR
     assert one(service, "EnvironmentFile") == "/etc/tradebot/tradebot.env"
     environment = " ".join(values(service, "Environment")).split()
-    assert {"HOME=/var/lib/tradebot", "MPLCONFIGDIR=/var/lib/tradebot/.matplotlib", "PYTHONUNBUFFERED=1"} <= set(
-        environment
-    )
+    assert {
+        "HOME=/var/lib/tradebot",
+        "MPLCONFIGDIR=/var/lib/tradebot/.matplotlib",
+        "PYTHONUNBUFFERED=1",
+        "MALLOC_ARENA_MAX=2",
+    } <= set(environment)
     assert one(service, "SyslogIdentifier") == "tradebot"
 
 
