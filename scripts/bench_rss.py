@@ -1,10 +1,11 @@
 """Benchmark the memory of the real `tradebot run` process: RSS over repeated full analyses, and its flatness.
 
 The bot runs as its own process (`python -m bot.cli run`, paper broker, the CSV source on the shared data, the
-default 16-instrument watchlist, the malloc arena limit of trading-bot.service) against the Bot API server built into tradebot (in this process, so its records
-do not count). The trader sends /signal `--runs` times; after each run's summary the bot process's VmRSS is read
-from /proc. Reference in the same run: the RSS of a bare interpreter that only imports what `tradebot run`
-imports before it serves (the floor the bot cannot go below).
+default 16-instrument watchlist, the malloc arena limit of trading-bot.service) against the Bot API server
+built into tradebot (in this process, so its records do not count). The trader sends /signal `--runs` times;
+after each run's summary the bot process's VmRSS is read from /proc. Reference in the same run: the RSS of a
+bare interpreter that only imports what `tradebot run` imports before it serves (the floor the bot cannot go
+below).
 
 Goal: at most 150 MB after the runs, and flat (growth from the 5th run to the last at most 5 MB).
 
