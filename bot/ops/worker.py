@@ -90,23 +90,26 @@ class WorkerProcess:
     async def call(self, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` in the worker; its own exception as raised there; WorkerFailed when the worker died
         or took longer than `deadline` seconds (it is then replaced)."""
+        pool = self._executor()
         try:
-            future = self._executor().submit(fn, *args, **kwargs)
+            future = pool.submit(fn, *args, **kwargs)
             return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
         except TimeoutError:
-            self.restart()
+            self._abandon(pool)
             raise WorkerFailed(f"no answer within {deadline:.0f} s") from None
         except BrokenProcessPool:
-            self.restart()
+            self._abandon(pool)
             raise WorkerFailed("the worker process died") from None
 
-    def restart(self) -> None:
-        """Abandon the worker (killing what it runs); the next call starts a new one."""
-        pool, self._pool, self._ready = self._pool, None, False
-        if pool is not None:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
+    def _abandon(self, pool: ProcessPoolExecutor) -> None:
+        """Kill `pool`'s process and forget it, if it is still the current one (calls that failed together with it
+        must not abandon the worker that replaced it)."""
+        if pool is not self._pool:
+            return
+        self._pool, self._ready = None, False
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
 
     def pid(self) -> int | None:
         """The worker's process id while it runs (for tests and diagnostics)."""

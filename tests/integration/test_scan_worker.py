@@ -18,7 +18,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.ops.clock import BotClock
-from bot.ops.worker import WorkerProcess
+from bot.ops.worker import WorkerFailed, WorkerProcess
 from bot.services.configure import bar_rules, watchlist
 from bot.services.scan import ScanReport, ScanService, SymbolOutcome
 from data.market.csv_provider import CsvProvider
@@ -101,7 +101,7 @@ async def test_a_worker_killed_mid_scan_costs_nothing(
 
 CHILD = """
 import asyncio, sys
-from bot.ops.worker import WorkerProcess
+from bot.ops.worker import WorkerFailed, WorkerProcess
 async def main():
     w = WorkerProcess()
     assert await w.warm("bot.services.scan")
@@ -147,3 +147,19 @@ async def test_a_worker_that_cannot_start_is_said_once_and_the_bot_computes(
     scan = scan_service(tmp_path, None)
     same(await scan_service(tmp_path, worker).scan(AT), await scan.scan(AT))
     scan.close()
+
+
+async def test_a_failure_seen_late_does_not_abandon_the_worker_that_replaced_it(worker: WorkerProcess) -> None:
+    # A call past its deadline abandons the worker; another call queued on that worker fails a moment later, when a
+    # new worker has already taken over: that late failure must leave the new one alone.
+    assert await worker.warm("os")
+    first = worker.pid()
+    late = asyncio.create_task(worker.call(1.0, time.sleep, 5))
+    queued = asyncio.create_task(worker.call(30, time.sleep, 5))
+    with pytest.raises(WorkerFailed, match="no answer within 1 s"):
+        await late
+    replacement = asyncio.create_task(worker.call(30, os.getpid))  # starts the new worker before `queued` fails
+    with pytest.raises(WorkerFailed, match="the worker process died"):
+        await queued
+    assert await replacement not in (None, first)
+    assert worker.pid() == await replacement and await worker.call(30, os.getpid) == await replacement
