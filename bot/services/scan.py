@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.ops.logs import log_context
-from bot.ops.worker import WorkerFailed, WorkerProcess
+from bot.ops.worker import WorkerProcess
 from data.market.validation import BarCheck, validate_bars
 from engine.bars import Bars
 from engine.calendars import SessionCalendar
@@ -202,8 +202,11 @@ class ScanService:
                             self.history_bars(item),
                         ),
                     )
-                except WorkerFailed as exc:
-                    log.warning("the scan worker failed on %s (%s); computed in the bot", item.instrument.symbol, exc)
+                except Exception as exc:  # it died, was late, or could not take the task (pickling): compute here
+                    symbol = item.instrument.symbol
+                    log.warning(
+                        "the scan worker failed on %s (%s: %s); computed in the bot", symbol, type(exc).__name__, exc
+                    )
             context = contextvars.copy_context()  # the compute thread's log lines carry the run id too
             return await loop.run_in_executor(self._compute, context.run, self.evaluate_bars, item, fetched, now)
 

@@ -12,8 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bot.config import load_settings
@@ -163,3 +165,27 @@ async def test_a_failure_seen_late_does_not_abandon_the_worker_that_replaced_it(
         await queued
     assert await replacement not in (None, first)
     assert worker.pid() == await replacement and await worker.call(30, os.getpid) == await replacement
+
+
+class UnpicklableFrames(CsvProvider):
+    """The CSV provider, its frames carrying a lambda that pickle refuses (as an odd provider's might)."""
+
+    def fetch(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        frame = super().fetch(*args, **kwargs).copy()
+        frame.attrs["made_by"] = lambda: "a provider"
+        return frame
+
+
+async def test_a_task_the_worker_cannot_take_is_computed_here(
+    tmp_path: Path, worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = await scan_service(tmp_path, None).scan(AT)
+    assert await worker.warm("bot.services.scan")
+    scan = scan_service(tmp_path, worker)
+    scan.provider = UnpicklableFrames(require_market_dir())
+    with caplog.at_level(logging.WARNING, logger="bot.services.scan"):
+        report = await scan.scan(AT)
+    assert "the scan worker failed on" in caplog.text and "computed in the bot" in caplog.text
+    same(report, expected)
+    assert worker.ready  # the worker itself is fine
+    scan.close()
