@@ -8,27 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from engine.domain import Side
-from engine.trading import ExitReason, Trade, TradeKind
+from engine.trading import ExitReason
+from tests.builders import gbpusd_trade
 
 START = datetime(2025, 3, 3, 10, tzinfo=UTC)
-CLOSED = Trade(
-    trade_id="t0000",
-    signal_id="t0000",
-    kind=TradeKind.PAPER,
-    strategy="trend_pullback",
-    symbol="EURUSD",
-    side=Side.LONG,
-    quantity=Decimal(1),
-    contract_size=Decimal(100),
-    entry_time=START,
-    entry_price=Decimal(100),
-    stop=Decimal(99),
-    target=Decimal(102),
-    exit_time=START,
-    exit_price=Decimal("100.05"),
-    exit_reason=ExitReason.TARGET,
-)
 
 
 @pytest.mark.parametrize(
@@ -42,8 +25,8 @@ CLOSED = Trade(
     ],
 )
 def test_a_trade_sets_its_exit_time_price_and_reason_together(start: str, exit_fields: dict[str, object]) -> None:
-    closed = CLOSED
+    closed = gbpusd_trade(0, True, START)
     opened = dataclasses.replace(closed, exit_time=None, exit_price=None, exit_reason=None)
     assert opened.is_open and not closed.is_open
-    with pytest.raises(ValueError, match="t0000: exit time, price and reason are set together"):
+    with pytest.raises(ValueError, match="t0000-external: exit time, price and reason are set together"):
         dataclasses.replace(opened if start == "open" else closed, **exit_fields)  # type: ignore[arg-type]
