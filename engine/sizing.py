@@ -128,6 +128,9 @@ class SizeLimits:
             )
 
 
+NO_LIMITS: Final = SizeLimits()
+
+
 @dataclass(frozen=True)
 class SizedOrder:
     """The size that gets sent: total quantity, its child orders, and what it risks, with why it is capped."""
@@ -221,9 +224,9 @@ def size_order(
         raise ValueError(f"risk_fraction must be within (0, {MAX_RISK_FRACTION}], was {risk_fraction!r}")
     if entry <= 0 or stop <= 0 or entry == stop:
         raise ValueError(f"{instrument.symbol}: entry and stop must be distinct positive prices, were {entry}, {stop}")
-    if rate <= 0:
+    if rate.numerator <= 0:  # a Fraction's denominator is positive
         raise ValueError(f"the quote-to-account rate must be positive, was {rate}")
-    limits = limits or SizeLimits()
+    limits = limits or NO_LIMITS
     # Exact rationals as (numerator, denominator) pairs of ints, never reduced: the same figures as Fraction
     # arithmetic, without a gcd per operation (sizing runs once per trade in a backtest).
     lot, contract = instrument.lot_size.as_integer_ratio(), instrument.contract_size.as_integer_ratio()
