@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -125,6 +126,32 @@ def make_executor(spec: str = "auto", workers: int | None = None) -> Iterator[Ex
     executor.shutdown(wait=True)
 
 
+def die_with(pid: int) -> None:
+    """Make this worker process end when process `pid` (the one that started it) ends, even by kill -9.
+
+    A pool worker forked from the fork server is not the starter's child and holds the server's keep-alive pipe,
+    so neither a parent-death signal nor the server's exit would end it, and its task queue never reads EOF (it
+    holds both ends): a thread waits on the starter itself (a pidfd; every second a liveness check where there is
+    none) and exits the process when it is gone, so no worker computes on for a bot or a command that is dead."""
+    threading.Thread(target=_exit_when_gone, args=(pid,), name="die-with-starter", daemon=True).start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    try:
+        watched = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+    select.select([watched], [], [])  # readable once the process has ended
+    os._exit(0)
+
+
 def process_start_method() -> str:
     """The multiprocessing start method of the process pool: forkserver where available, else spawn."""
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -148,8 +175,12 @@ def free_cpus() -> int:
 
 def process_pool(workers: int | None) -> ProcessPoolExecutor:
     """A process pool of `workers` (default: every CPU this process may use), started without fork."""
-    context = multiprocessing.get_context(process_start_method())
-    return ProcessPoolExecutor(max_workers=workers or available_cpus(), mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=workers or available_cpus(),
+        mp_context=multiprocessing.get_context(process_start_method()),
+        initializer=die_with,
+        initargs=(os.getpid(),),
+    )
 
 
 class AdaptiveExecutor(Executor):

@@ -2,7 +2,7 @@
 
 A thread computing in the bot's process holds the GIL that the event loop (a click) needs; a process does not.
 The worker is a fresh interpreter (spawn: no copy of the bot's memory, its threads or its locks), starts on the
-first call or `warm`, dies with the bot even on kill -9 (PR_SET_PDEATHSIG) and is replaced when it dies or
+first call or `warm`, dies with the bot even on kill -9 (`bot.ops.executors.die_with`) and is replaced when it dies or
 misses a deadline. Functions run in it must be module-level and their arguments picklable. It logs nothing of
 its own: what goes wrong comes back to the bot as an exception or a value, and the bot's logging (with its
 redaction) says it.
@@ -11,17 +11,16 @@ redaction) says it.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, ParamSpec, TypeVar
 
-PR_SET_PDEATHSIG: Final = 1  # prctl(2): the signal a process gets when its parent dies
+from bot.ops.executors import die_with
+
 WARM_DEADLINE_SECONDS: Final = 120.0  # a cold start imports pandas, TA-Lib and matplotlib: seconds on a small box
 
 log = logging.getLogger(__name__)
@@ -34,17 +33,11 @@ class WorkerFailed(Exception):
     """The worker process died or missed the deadline; it is replaced for the next call."""
 
 
-def _die_with_the_bot() -> None:
-    """Ask Linux to kill this worker when the bot's process dies (even by kill -9), so no worker outlives it holding
-    its pipes; silence this process's own logging."""
+def _die_with_the_bot(bot: int) -> None:
+    """End this worker when the bot's process ends (even by kill -9), so no worker outlives it holding its pipes;
+    silence this process's own logging."""
     logging.disable(logging.CRITICAL)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the worker ends when its task pipe closes
-        pass
-    if os.getppid() == 1:  # the bot died before the request took effect
-        os._exit(0)
+    die_with(bot)
 
 
 def _import(modules: tuple[str, ...]) -> bool:
@@ -75,7 +68,9 @@ class WorkerProcess:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             spawn = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(1, mp_context=spawn, initializer=_die_with_the_bot)
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=spawn, initializer=_die_with_the_bot, initargs=(os.getpid(),)
+            )
         return self._pool
 
     async def warm(self, *modules: str) -> bool:
