@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -44,3 +46,30 @@ def shared_context(symbol: str, interval: str | None = None, n: int | None = Non
     if n is not None:
         bars = bars.head(n)
     return MarketContext(instrument, bars, get_calendar(instrument.calendar))
+
+
+def worker_outlives_kill_9(argv: list[str], cwd: Path | None = None, seconds: float = 10.0) -> bool:
+    """Run `argv` (a process that starts a worker and prints its pid), kill it with -9, and say whether the worker
+    is still running `seconds` later (a zombie waiting for its reaper counts as gone)."""
+    # Its stderr is dropped: after a kill -9 its multiprocessing resource tracker says it cleaned up after it.
+    starter = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd)
+    try:
+        assert starter.stdout is not None
+        worker = int(starter.stdout.readline())
+        assert _running(worker), "the worker was not running before the kill"
+        starter.kill()
+        starter.wait(10)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and _running(worker):
+            time.sleep(0.05)
+        return _running(worker)
+    finally:
+        starter.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from bot.ops.executors import (
     process_start_method,
 )
 from engine.walkforward import Search, WalkForwardConfig, WalkForwardReport, parameter_sets, walk_forward
+from tests.support import worker_outlives_kill_9
 from tests.walkforward_support import DEFAULTS, N_BARS, SPACE, synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,27 +198,5 @@ if __name__ == "__main__":
 def test_a_pool_worker_ends_with_the_process_that_started_it_even_on_kill_9(tmp_path: Path) -> None:
     script = tmp_path / "starter.py"
     script.write_text(POOL_CHILD)
-    # Its stderr is dropped: after a kill -9 its multiprocessing resource tracker says it cleaned up after it.
-    starter = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
-    )
-    try:
-        assert starter.stdout is not None
-        worker = int(starter.stdout.readline())
-        os.kill(worker, 0)  # it runs, forked from the fork server: not the starter's child
-        starter.kill()
-        starter.wait(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _running(worker):
-            time.sleep(0.05)
-        assert not _running(worker)
-    finally:
-        starter.kill()
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    # Its worker is forked from the fork server: not the starter's child.
+    assert not worker_outlives_kill_9([sys.executable, str(script)], cwd=ROOT)

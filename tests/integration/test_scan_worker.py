@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ from bot.ops.worker import WorkerFailed, WorkerProcess
 from bot.services.configure import bar_rules, watchlist
 from bot.services.scan import ScanReport, ScanService, SymbolOutcome
 from data.market.csv_provider import CsvProvider
-from tests.support import require_market_dir
+from tests.support import require_market_dir, worker_outlives_kill_9
 
 AT = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)  # GBPUSD and XAUUSD trend_pullback longs
 
@@ -114,29 +113,7 @@ asyncio.run(main())
 
 
 def test_the_worker_dies_with_the_bot_even_on_kill_9() -> None:
-    # Its stderr is dropped: after a kill -9 its multiprocessing resource tracker says it cleaned up after it.
-    bot = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert bot.stdout is not None
-        worker_pid = int(bot.stdout.readline())
-        os.kill(worker_pid, 0)  # it runs
-        bot.kill()
-        bot.wait(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(worker_pid):
-            time.sleep(0.05)
-        assert not _alive(worker_pid)
-    finally:
-        bot.kill()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper is gone for our purpose
-        return stat.read().split()[2] != "Z"
+    assert not worker_outlives_kill_9([sys.executable, "-c", CHILD])
 
 
 async def test_a_worker_that_cannot_start_is_said_once_and_the_bot_computes(
