@@ -46,7 +46,7 @@ def close_returns(bars: Mapping[str, Bars], lookback: int) -> dict[str, np.ndarr
 @dataclass(frozen=True, slots=True)
 class ClosedFold:
     """The closed side of a book: its trades (oldest exit first), their P&L in account money, the realised equity
-    and its peak."""
+    and its peak, with each of them after every trade (so a late close refolds only from its place)."""
 
     trades: tuple[Trade, ...]
     account_pnl: Mapping[str, Decimal]
@@ -54,6 +54,7 @@ class ClosedFold:
     peak: Decimal
     exits: tuple[datetime, ...] = ()  # each trade's exit time, in the same order
     last_gain: int = -1  # index of the latest trade that did not lose (P&L >= 0), -1 when none
+    carried: tuple[tuple[Decimal, Decimal, int], ...] = ()  # (equity, peak, last_gain) after each trade
 
     def recent(self, cutoff: datetime) -> tuple[Trade, ...]:
         """What the protections look at: the trades exited at or after `cutoff`, and before them the current run of
@@ -67,21 +68,21 @@ class ClosedFold:
     def extended(
         self, new: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
     ) -> ClosedFold:
-        """This fold with `new` closed trades (not in it) in their places in exit order; only they are converted.
-        When they all close after every other (the usual close) only they are folded into the equity; otherwise
-        the equity is folded again from the start."""
+        """This fold with `new` closed trades (not in it) in their places in exit order; only they are converted,
+        and the equity is folded again only from the earliest place one of them took (for the usual close, after
+        every other, only the new trade; closes at the same time as others, a bar's close, land among them)."""
         trades, exits = list(self.trades), list(self.exits)
         account_pnl = dict(self.account_pnl)
-        appended = True
+        first = len(trades)
         for trade in new:
             at = bisect_right(trades, closed_order(trade), key=closed_order)
-            appended = appended and at == len(trades)
+            first = min(first, at)
             trades.insert(at, trade)
             exits.insert(at, _exit_time(trade))
             account_pnl[trade.trade_id] = _converted(trade, to_account)
-        if appended:
-            return _folded(trades, exits, account_pnl, len(self.trades), self.equity, self.peak, self.last_gain)
-        return _folded(trades, exits, account_pnl, 0, starting_equity, starting_equity, -1)
+        if first == 0 or len(self.carried) < first:  # nothing to carry: fold from the start
+            return _folded(trades, exits, account_pnl, (), (starting_equity, starting_equity, -1))
+        return _folded(trades, exits, account_pnl, self.carried[:first], self.carried[first - 1])
 
 
 def _converted(trade: Trade, to_account: Callable[[Trade], Decimal] | None) -> Decimal:
@@ -92,19 +93,21 @@ def _folded(
     trades: Sequence[Trade],
     exits: Sequence[datetime],
     account_pnl: dict[str, Decimal],
-    first: int,
-    equity: Decimal,
-    peak: Decimal,
-    last_gain: int,
+    carried: Sequence[tuple[Decimal, Decimal, int]],
+    start: tuple[Decimal, Decimal, int],
 ) -> ClosedFold:
-    """The fold of `trades` (oldest exit first), the equity, its peak and the last gain carried up to `first`."""
-    for k in range(first, len(trades)):
+    """The fold of `trades` (oldest exit first) from `start` (equity, peak, last gain) after the first
+    `len(carried)` of them, whose values `carried` holds."""
+    equity, peak, last_gain = start
+    after = list(carried)
+    for k in range(len(carried), len(trades)):
         pnl = account_pnl[trades[k].trade_id]
         equity += pnl
         peak = max(peak, equity)
         if pnl >= 0:
             last_gain = k
-    return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain)
+        after.append((equity, peak, last_gain))
+    return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain, tuple(after))
 
 
 def fold_closed(
@@ -119,7 +122,7 @@ def fold_closed(
     known = known or {}
     account_pnl = {t.trade_id: known[t.trade_id] if t.trade_id in known else _converted(t, to_account) for t in closed}
     exits = [_exit_time(t) for t in closed]
-    return _folded(closed, exits, account_pnl, 0, starting_equity, starting_equity, -1)
+    return _folded(closed, exits, account_pnl, (), (starting_equity, starting_equity, -1))
 
 
 class ClosedBooks:

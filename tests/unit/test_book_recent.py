@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,3 +117,27 @@ def test_a_long_history_is_trimmed_to_the_days_the_protections_look_at() -> None
     now = START + timedelta(days=12)
     recent = view_of(fold, [], now, timezone="America/New_York", rollover_hour=17, reach=timedelta(hours=2))
     assert 24 <= len(recent.closed_trades) <= 3 * 24 and recent.equity == fold.equity
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=histories, cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=6))
+def test_a_fold_extended_batch_by_batch_is_the_whole_books_fold(
+    history: list[tuple[str, int, str, int]], cuts: list[int]
+) -> None:
+    """Closes arrive in batches in any exit order (ties at one bar's close, a close reconciled late): each extended
+    fold equals folding every trade so far from the start, with the values carried after each trade."""
+    trades = [closed_trade(k, s, m, o, h) for k, (s, m, o, h) in enumerate(history)]
+    bounds = sorted({0, len(trades), *(c for c in cuts if c < len(trades))})
+    fold = fold_closed([], Decimal(1000))
+    for lo, hi in pairwise(bounds):
+        fold = fold.extended(trades[lo:hi], Decimal(1000), None)
+        whole = fold_closed(sorted(trades[:hi], key=lambda t: (t.exit_time, t.trade_id)), Decimal(1000))
+        assert (fold.trades, fold.exits, fold.equity, fold.peak, fold.last_gain, fold.carried) == (
+            whole.trades,
+            whole.exits,
+            whole.equity,
+            whole.peak,
+            whole.last_gain,
+            whole.carried,
+        )
+    assert len(fold.carried) == len(trades)
