@@ -22,6 +22,7 @@ from data.sqlite.queries import _Connection, _execute, _scalar, _user_version
 
 BUSY_TIMEOUT_MS: Final = 5_000
 
+MIN_SQLITE: Final = (3, 35, 0)  # RETURNING: a statement and the rows it changed in one trip to the connection
 WRITE_PAUSE_SECONDS: Final = 5.0  # after a failed write, further writes fail at once for this long
 
 JOURNAL_MODE_WAL: Final = "wal"
@@ -132,6 +133,11 @@ class StoreBase:
         """
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be a non-negative integer, was {busy_timeout_ms!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: tradebot needs {'.'.join(map(str, MIN_SQLITE))} or newer "
+                "(RETURNING); upgrade the system's libsqlite3 or use a Python built against a newer one"
+            )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)

@@ -123,7 +123,8 @@ async def _close_run(
     counts: tuple[int, int, int],
 ) -> None:
     setups, rejected_setups, rejected_symbols = counts
-    async with db.execute(
+    closed = await _rowcount(
+        db,
         "UPDATE analysis_runs SET finished_at = ?, status = ?, errors = ?, setups_count = ?,"
         " rejected_setups_count = ?, rejected_symbols_count = ? WHERE id = ? AND status = ?",
         (
@@ -136,14 +137,14 @@ async def _close_run(
             run_id,
             RunStatus.RUNNING.value,
         ),
-    ) as cursor:
-        if cursor.rowcount != 1:
-            raise RunStateError(f"analysis run {run_id} was not running when it was to be closed")
+    )
+    if closed != 1:
+        raise RunStateError(f"analysis run {run_id} was not running when it was to be closed")
 
 
 async def _execute(db: _Db, sql: str, params: Sequence[Any] = ()) -> None:
-    async with db.execute(sql, params):
-        pass
+    """Run one statement in a single trip to the connection's thread (no cursor is left to close after)."""
+    await db.execute_fetchall(sql, params)
 
 
 async def _executemany(db: _Db, sql: str, params: Iterable[Sequence[Any]]) -> None:
@@ -165,8 +166,8 @@ async def _user_version(db: _Db) -> int:
 
 
 async def _rowcount(db: _Db, sql: str, params: Sequence[Any]) -> int:
-    async with db.execute(sql, params) as cursor:
-        return cursor.rowcount
+    """Run an INSERT, UPDATE or DELETE in a single trip to the connection's thread; the rows it changed."""
+    return len(list(await db.execute_fetchall(f"{sql} RETURNING 1", params)))
 
 
 async def _cas_status(db: _Db, signal_id: str, expected: SignalStatus, to: SignalStatus, at: str) -> bool:

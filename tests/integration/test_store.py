@@ -219,6 +219,16 @@ async def test_connection_pragmas_are_set(store: SqliteStore, db_path: Path) -> 
     assert scalar(db_path, "PRAGMA journal_mode") == "wal"  # persistent: seen by other connections too
 
 
+async def test_a_sqlite_without_returning_is_refused_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"SQLite 3\.31\.1 is too old: tradebot needs 3\.35\.0 or newer"):
+        await SqliteStore.open(tmp_path / "old.db")
+    assert not (tmp_path / "old.db").exists()  # refused before anything is created
+
+
 async def test_busy_timeout_is_configurable(tmp_path: Path) -> None:
     async with await SqliteStore.open(tmp_path / "t.db", busy_timeout_ms=1234) as store:
         assert (await store.pragmas()).busy_timeout_ms == 1234
