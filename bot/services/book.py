@@ -184,6 +184,7 @@ async def book_view(
     symbols: frozenset[str] | None = None,
     closed: ClosedFold | None = None,
     reach: timedelta | None = None,
+    sent: Sequence[Trade] = (),
 ) -> BookView:
     """Build the protections' view of the account: equity is the starting equity plus every closed P&L.
 
@@ -191,11 +192,15 @@ async def book_view(
     `symbols` keeps one broker account's trades only (default: every trade, the bot's overall book); `closed`
     is the closed side already folded (`ClosedBooks`), read from the store when None. With `reach` (the longest
     symbol cooldown), the view holds only the closed trades the protections need (`ClosedFold.recent`: those
-    exited since the day start or `reach` before `now`, a day earlier still, and the current losing run).
+    exited since the day start or `reach` before `now`, a day earlier still, and the current losing run). `sent`
+    are orders on their way, as open trades (read before this reads the open trades): each counts once, as a
+    trade once its fill is recorded.
     """
     if closed is None:
         closed = await ClosedBooks(store).fold(None, starting_equity, to_account, symbols)
     held = [t for t in await store.open_trades(list(REAL_KINDS)) if symbols is None or t.symbol in symbols]
+    filled = {t.signal_id for t in held}
+    held += [t for t in sent if t.signal_id not in filled and (symbols is None or t.symbol in symbols)]
     return view_of(closed, held, now, timezone=timezone, rollover_hour=rollover_hour, returns=returns, reach=reach)
 
 

@@ -214,7 +214,23 @@ class DeskCore:
             returns=self._returns,
             closed=closed,
             reach=p.protections.symbol_cooldown,
+            sent=await self.orders_sent(now),
         )
+
+    async def orders_sent(self, now: datetime) -> list[Trade]:
+        """The orders committed but not filled yet (being sent, or working at the broker) as the positions they
+        become: the protections and the exposure count them, so two approvals checked at once cannot both pass a
+        one-position limit while the first one's order is still on its way. Read before the open trades (a fill
+        in between is then seen twice and counted once, never missed)."""
+        sent = []
+        for record in await self.store.signals_with_status(SignalStatus.ORDER_SUBMITTED):
+            setup = record.scored.setup
+            instrument = self.instruments.get(setup.symbol)
+            if instrument is None or record.quantity is None or record.quantity <= 0:
+                continue
+            quantity, size, entered = record.quantity, instrument.contract_size, record.decided_at or now
+            sent.append(trade_from_setup(setup, TradeKind.PAPER, quantity, size, entered, setup.entry))
+        return sent
 
     def _rates_key(self) -> tuple[tuple[str, Decimal], ...]:
         """The conversion prices in use, as part of a closed fold's key (a cross's P&L is converted at them)."""
@@ -265,6 +281,7 @@ class DeskCore:
             symbols=symbols,
             closed=closed,
             reach=account.protections.symbol_cooldown,
+            sent=await self.orders_sent(now),
         )
 
     async def sizing_book(self, setup: Setup, view: BookView, now: datetime) -> tuple[BookView, Sizing]:

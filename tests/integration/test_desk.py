@@ -602,6 +602,25 @@ async def test_a_position_opened_while_an_approval_is_checked_is_judged_at_its_c
         assert len(d.broker.orders) == 1 and len(await d.store.open_trades([TradeKind.PAPER])) == 1
 
 
+async def test_an_order_still_on_its_way_counts_as_a_position_for_the_next_approval(tmp_path: Path) -> None:
+    async for d in build(tmp_path, protections=ProtectionConfig(max_open_positions=1)):
+        gbp, xau = await d.offer()
+        d.broker.order_gate = asyncio.Event()  # the first order reaches the broker and waits for its answer
+        first = asyncio.create_task(d.desk.approve(gbp, TRADER))
+        while not d.broker.orders:
+            await asyncio.sleep(0.01)
+        assert await d.store.open_trades([TradeKind.PAPER]) == []  # no fill yet: only the order is on its way
+        second = await asyncio.wait_for(d.desk.approve(xau, TRADER), timeout=5)
+        assert (second.kind, second.message) == (
+            OutcomeKind.REFUSED,
+            "Refused by protection: max open positions: 1 open >= limit 1",
+        )
+        d.broker.order_gate.set()
+        assert (await first).kind is OutcomeKind.DONE
+        assert [o.client_order_id for o in d.broker.orders] == [gbp]
+        assert await d.status(xau) is SignalStatus.PENDING  # refused, still offered: a press after the close works
+
+
 async def test_twenty_presses_while_the_order_hangs_send_it_exactly_once(d: Desk) -> None:
     gbp, _ = await d.offer()
     d.broker.quote_gate = asyncio.Event()
