@@ -80,7 +80,7 @@ class ClosedFold:
             trades.insert(at, trade)
             exits.insert(at, _exit_time(trade))
             account_pnl[trade.trade_id] = _converted(trade, to_account)
-        if first == 0 or len(self.carried) < first:  # nothing to carry: fold from the start
+        if first == 0:  # a close before every other: nothing to carry
             return _folded(trades, exits, account_pnl, (), (starting_equity, starting_equity, -1))
         return _folded(trades, exits, account_pnl, self.carried[:first], self.carried[first - 1])
 
