@@ -33,6 +33,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from multiprocessing.context import BaseContext
 from typing import Any, Final, ParamSpec, TypeVar
 
 DASK_PREFIX: Final = "dask://"
@@ -157,6 +158,25 @@ def process_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+_PRELOAD: set[str] = {"__main__"}  # the standard library's default: the main script, for functions defined there
+
+
+def preload_in_workers(*modules: str) -> None:
+    """Start worker processes with `modules` already imported: the fork server imports them once and each worker
+    is forked from it, so a new or replaced worker does not import pandas, TA-Lib or matplotlib again.
+
+    Takes effect when the fork server starts (with this process's first worker), so call it at import time
+    of the module whose workers need them; without a fork server (spawn) each worker imports as usual."""
+    _PRELOAD.update(modules)
+    if process_start_method() == "forkserver":
+        multiprocessing.get_context("forkserver").set_forkserver_preload(sorted(_PRELOAD))
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context worker processes start from (`process_start_method`)."""
+    return multiprocessing.get_context(process_start_method())
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity where the platform reports it, else every CPU)."""
     if hasattr(os, "sched_getaffinity"):
@@ -177,7 +197,7 @@ def process_pool(workers: int | None) -> ProcessPoolExecutor:
     """A process pool of `workers` (default: every CPU this process may use), started without fork."""
     return ProcessPoolExecutor(
         max_workers=workers or available_cpus(),
-        mp_context=multiprocessing.get_context(process_start_method()),
+        mp_context=worker_context(),
         initializer=die_with,
         initargs=(os.getpid(),),
     )

@@ -1,7 +1,8 @@
 """One worker process for the bot's CPU work (a scan's indicators and strategies, charts), off the event loop.
 
 A thread computing in the bot's process holds the GIL that the event loop (a click) needs; a process does not.
-The worker is a fresh interpreter (spawn: no copy of the bot's memory, its threads or its locks), starts on the
+The worker is forked from a fork server that imported the worker's libraries once (`PRELOAD`; never a fork of the
+bot itself: no copy of its memory, its threads or its locks; spawn where there is no fork server), starts on the
 first call or `warm`, dies with the bot even on kill -9 (`bot.ops.executors.die_with`) and is replaced when it dies or
 misses a deadline. Functions run in it must be module-level and their arguments picklable. It logs nothing of
 its own: what goes wrong comes back to the bot as an exception or a value, and the bot's logging (with its
@@ -12,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, ParamSpec, TypeVar
 
-from bot.ops.executors import die_with
+from bot.ops.executors import die_with, preload_in_workers, worker_context
 
+PRELOAD: Final = ("bot.services.scan", "bot.charts.render")  # what the bot's work runs on: imported once, forked
 WARM_DEADLINE_SECONDS: Final = 120.0  # a cold start imports pandas, TA-Lib and matplotlib: seconds on a small box
+
+preload_in_workers(*PRELOAD)  # before any worker of this process starts the fork server
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,8 @@ class WorkerProcess:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            spawn = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                1, mp_context=spawn, initializer=_die_with_the_bot, initargs=(os.getpid(),)
+                1, mp_context=worker_context(), initializer=_die_with_the_bot, initargs=(os.getpid(),)
             )
         return self._pool
 

@@ -166,3 +166,16 @@ async def test_a_task_the_worker_cannot_take_is_computed_here(
     same(report, expected)
     assert worker.ready  # the worker itself is fine
     scan.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+async def test_a_new_or_replaced_worker_starts_with_the_scan_and_chart_libraries_loaded(worker: WorkerProcess) -> None:
+    # Forked from a server that imported them once: a replaced worker does not import pandas, TA-Lib and
+    # matplotlib again (seconds on a small box) before its first task.
+    for _ in range(2):
+        pid = await worker.call(60, os.getpid)  # the first task: nothing imported for it
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "talib" in maps and "ft2font" in maps and "pandas" in maps
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailed, match="died"):
+            await worker.call(60, time.sleep, 5)
