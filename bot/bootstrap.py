@@ -99,7 +99,9 @@ def run_backup(settings: Settings, now: datetime) -> BackupResult:
 async def open_store(settings: Settings, clock: Clock | None = None) -> SqliteStore:
     """The bot's database, masking the configured secrets in everything written to it, stamped by `clock`."""
     now = None if clock is None else clock.now
-    return await SqliteStore.open(settings.db_path, secrets=settings.secret_values(), now=now)
+    return await SqliteStore.open(
+        settings.db_path, busy_timeout_ms=settings.db_busy_timeout_ms, secrets=settings.secret_values(), now=now
+    )
 
 
 @asynccontextmanager

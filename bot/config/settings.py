@@ -118,6 +118,8 @@ class Settings(BaseSettings):
 
     data_source: str = "yfinance"
     db_path: Path = Field(default_factory=_default_db_path)
+    # How long a write waits for another process's lock before it fails (and writes then pause as long).
+    db_busy_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 5_000
     cache_dir: Path | None = None
     watchlist: tuple[InstrumentConfig, ...] = Field(
         default_factory=lambda: tuple(InstrumentConfig.from_instrument(i) for i in DEFAULT_WATCHLIST)

@@ -23,7 +23,6 @@ from data.sqlite.queries import _Connection, _execute, _scalar, _user_version
 BUSY_TIMEOUT_MS: Final = 5_000
 
 MIN_SQLITE: Final = (3, 35, 0)  # RETURNING: a statement and the rows it changed in one trip to the connection
-WRITE_PAUSE_SECONDS: Final = 5.0  # after a failed write, further writes fail at once for this long
 
 JOURNAL_MODE_WAL: Final = "wal"
 
@@ -106,9 +105,11 @@ class StoreBase:
         schema_version: int,
         redactor: Redactor | None = None,
         now: Callable[[], datetime] | None = None,
+        write_pause_s: float = BUSY_TIMEOUT_MS / 1000,
     ) -> None:
         """Wrap an open, migrated connection; use `await SqliteStore.open(path)` instead."""
         self._now = now or _utc_now  # the clock of the stamps the store writes itself (updated_at, errors)
+        self._write_pause_s = write_pause_s
         self._write_failed_at = 0.0
         self._db: aiosqlite.Connection | None = db
         self._path = path
@@ -147,7 +148,7 @@ class StoreBase:
         except BaseException:
             await db.close()
             raise
-        return cls(db, path, version, Redactor(secrets), now)
+        return cls(db, path, version, Redactor(secrets), now, write_pause_s=busy_timeout_ms / 1000)
 
     async def close(self) -> None:
         """Close the connection after any statement in progress; closing twice is harmless."""
@@ -201,12 +202,12 @@ class StoreBase:
     async def _write(self, what: str) -> AsyncIterator[_Connection]:
         """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done.
 
-        After a write failed (the disk full, the database held by another process), writes fail at once for
-        WRITE_PAUSE_SECONDS: each attempt would hold the store for the whole busy timeout, and every read and
+        After a write failed (the disk full, the database held by another process), writes fail at once for as
+        long as the busy timeout: each attempt would hold the store for the whole busy timeout, and every read and
         command of the bot would queue behind it.
         """
         failed = self._write_error
-        if failed is not None and time.monotonic() - self._write_failed_at < WRITE_PAUSE_SECONDS:
+        if failed is not None and time.monotonic() - self._write_failed_at < self._write_pause_s:
             raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
         async with self._lock:
             db = self._require_open()

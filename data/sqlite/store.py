@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from data.sqlite.audit import AuditTrail
 from data.sqlite.baselines import BaselineBook
-from data.sqlite.connection import BUSY_TIMEOUT_MS, WRITE_PAUSE_SECONDS, ConnectionPragmas
+from data.sqlite.connection import BUSY_TIMEOUT_MS, ConnectionPragmas
 from data.sqlite.errors import (
     CorruptRecordError,
     DuplicateTradeError,
@@ -47,7 +47,6 @@ from data.sqlite.trades import TradeLedger
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
-    "WRITE_PAUSE_SECONDS",
     "ConnectionPragmas",
     "CorruptRecordError",
     "DuplicateTradeError",

@@ -655,11 +655,8 @@ async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
     assert failed is not None and failed.status is RunStatus.FAILED
 
 
-async def test_a_full_disk_fails_writes_clearly_pauses_them_keeps_reads_and_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(connection_module, "WRITE_PAUSE_SECONDS", 0.2)
-    async with await SqliteStore.open(tmp_path / "bot.db") as store:
+async def test_a_full_disk_fails_writes_clearly_pauses_them_keeps_reads_and_recovers(tmp_path: Path) -> None:
+    async with await SqliteStore.open(tmp_path / "bot.db", busy_timeout_ms=200) as store:
         await store.set_state("probe", "x")
         db = store._require_open()  # the disk fills up: SQLite may not grow the file by a single page
         pages = (await (await db.execute("PRAGMA page_count")).fetchone())[0]  # type: ignore[index]

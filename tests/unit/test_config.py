@@ -158,6 +158,10 @@ def test_example_config_file_loads() -> None:
             r"bot\.exposure\.max_leverage\.crypto: Input should be greater",
         ),
         ('[bot.exposure]\nmax_total_leverage = "-1"\n', r"bot\.exposure\.max_total_leverage: Input should be greater"),
+        (
+            "db_busy_timeout_ms = 5\n",
+            r"db_busy_timeout_ms \[env TRADEBOT_DB_BUSY_TIMEOUT_MS\]: Input should be greater",
+        ),
     ],
 )
 def test_bad_config_names_key_and_rule(tmp_path: Path, toml: str, expected: str) -> None:
@@ -281,6 +285,7 @@ def test_every_name_a_setting_reads_passes_the_environment_check(monkeypatch: py
         "TRADEBOT_BOT__FX_RATES__USDINR": "86",
         "TRADEBOT_STRATEGIES__TREND_PULLBACK__PAIRS__XAUUSD__PARAMS__ATR_STOP_MULT": "2.0",
         "TRADEBOT_SCAN__HISTORY_BARS": "3000",
+        "TRADEBOT_DB_BUSY_TIMEOUT_MS": "2000",
         "TRADEBOT_BOT__PROTECTIONS__MAX_OPEN_POSITIONS": "3",
         "TRADEBOT_CLOCK_START": "2025-06-09T03:45:00Z",
         "TRADEBOT_SECRETS_ID": "tradebot/prod",
