@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import compileall
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.aws import isolate_aws
 from tests.support import require_market_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("engine", "data", "bot")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the project's modules once, before any test process starts, where Python writes no bytecode itself.
+
+    With PYTHONDONTWRITEBYTECODE set (as in some CI images) every test process, and every bot or CLI process a
+    test starts, would compile the whole project from source again (~0.35 s a process); existing bytecode is
+    still read. Only what changed since the last run is compiled."""
+    if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
+        for package in PACKAGES:
+            compileall.compile_dir(ROOT / package, quiet=2, workers=0)  # a failure only costs time
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: one test process more than the CPUs (PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set).
+
+    Many end-to-end tests wait on a bot or CLI process, a timer or a fake server; an extra process keeps the
+    CPUs busy meanwhile (measured on 2 cores: 3 processes finish the suite ~10 % sooner than 2)."""
+    del config
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
 
 
 @pytest.fixture(scope="session")
