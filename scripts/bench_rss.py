@@ -65,8 +65,8 @@ def family_pss_mb(pid: int) -> float:
 
 
 def children_mb(pid: int) -> float:
-    """RSS of the bot's child processes (its worker: the scan's and the charts' CPU work; the multiprocessing
-    resource tracker), summed."""
+    """RSS of the bot's child processes and theirs (the fork server and the worker forked from it: the scan's and
+    the charts' CPU work; the multiprocessing resource tracker), summed: pages they share are counted in each."""
     total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
@@ -132,7 +132,7 @@ async def main() -> int:
     print(f"reference, the start-up imports alone: {floor:.1f} MB; ratio {last / floor:.2f}x")
     print(f"growth from run 5 to run {len(samples)}: {growth:+.1f} MB")
     print(
-        f"its child processes (the worker, the resource tracker): {children[-1]:.1f} MB more "
+        f"its child processes (the fork server, the worker, the resource tracker): {children[-1]:.1f} MB more "
         f"({last + children[-1]:.1f} MB in all; not in the goal, which is the bot's own process)"
     )
     print(f"the bot and its child processes together, PSS (shared pages counted once): {together[-1]:.1f} MB")
