@@ -9,9 +9,11 @@ below).
 
 Goal: at most 150 MB after the runs, and flat (growth from the 5th run to the last at most 5 MB). Also printed:
 the RSS of the bot's child processes (its worker) and the PSS of the bot and its children together (what the
-machine gives them, each shared library page counted once), which the goal does not cover.
+machine gives them, each shared library page counted once), which the goal does not cover. `--python` runs the
+bot (and the reference) with another interpreter: a venv with `pip install .` only is what a server runs (the
+development extras add packages, cryptography and tornado, that python-telegram-bot imports when present).
 
-    .venv/bin/python scripts/bench_rss.py [--runs 40] [--data ../shared/data/market]
+    .venv/bin/python scripts/bench_rss.py [--runs 40] [--data ../shared/data/market] [--python VENV/bin/python]
 """
 
 from __future__ import annotations
@@ -77,10 +79,10 @@ def children_mb(pid: int) -> float:
     return total
 
 
-def floor_mb() -> float:
+def floor_mb(python: str) -> float:
     """RSS of an interpreter that imported what the bot imports at start, and nothing else."""
     code = f"{IMPORTS}\nimport os\nprint(open(f'/proc/{{os.getpid()}}/status').read())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     line = next(x for x in out.splitlines() if x.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
 
@@ -89,6 +91,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/market")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter that runs the bot (default: this one); e.g. a venv with `pip install .` only, as a "
+        "server has it: the development extras add packages python-telegram-bot imports when present",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no market data folder at {args.data}", file=sys.stderr)
@@ -109,7 +117,7 @@ async def main() -> int:
                 "MALLOC_ARENA_MAX": "2",  # as trading-bot.service runs it
             }
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.cli", "run", cwd=work, env=env, stderr=asyncio.subprocess.DEVNULL
+                args.python, "-m", "bot.cli", "run", cwd=work, env=env, stderr=asyncio.subprocess.DEVNULL
             )
             try:
                 await tg.wait_for_polling(timeout=60)
@@ -125,9 +133,10 @@ async def main() -> int:
             finally:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), timeout=30)
-    floor = floor_mb()
+    floor = floor_mb(args.python)
     last, early = samples[-1], samples[min(4, len(samples) - 1)]
     growth = last - early
+    print(f"interpreter: {args.python}")
     print(f"tradebot run RSS after {len(samples)} analyses: {last:.1f} MB (peak sampled {max(samples):.1f} MB)")
     print(f"reference, the start-up imports alone: {floor:.1f} MB; ratio {last / floor:.2f}x")
     print(f"growth from run 5 to run {len(samples)}: {growth:+.1f} MB")
