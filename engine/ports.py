@@ -302,15 +302,13 @@ class TradeLedger(Protocol):
         """Closed trades, oldest exit first."""
         ...
 
-    async def closed_count(self, kinds: Collection[TradeKind] | None = None) -> int:
-        """How many trades of `kinds` have closed (a trade closes once and never changes after: the count says
-        whether anything closed since it was last read)."""
+    async def closed_mark(self, kinds: Collection[TradeKind] | None = None) -> int:
+        """The number of the latest close of a trade of `kinds` (0 before any): a trade closes once and never
+        changes after, so the mark says whether anything closed since it was last read."""
         ...
 
-    async def closed_trade_ids(self, kinds: Collection[TradeKind] | None = None) -> list[str]: ...
-
-    async def closed_trades_by_id(self, trade_ids: Collection[str]) -> list[Trade]:
-        """The closed trades among `trade_ids`, oldest exit first."""
+    async def closed_after(self, mark: int, kinds: Collection[TradeKind] | None = None) -> list[tuple[int, Trade]]:
+        """The trades of `kinds` closed after close number `mark`, each with its number, in closing order."""
         ...
 
 

@@ -128,16 +128,18 @@ def fold_closed(
 class ClosedBooks:
     """Folds of the closed trades, brought up to date only when a trade has closed since, or the key changed.
 
-    A trade closes once and never changes after, so the count of closed trades says whether the store holds
-    anything new, and then only the new ones are read and converted (a close reconciled late, with an earlier
-    exit, takes its place in exit order). `key` must name everything else a fold depends on: the starting equity,
-    the account and the conversion prices in use (a cross's P&L is converted at the rate book's latest price).
+    A trade closes once and never changes after, and the store numbers each close as it is written: the latest
+    number says whether anything closed, and then only the trades closed after the last one read are read and
+    converted (a close reconciled late, with an earlier exit, takes its place in exit order). `key` must name
+    everything else a fold depends on: the starting equity, the account and the conversion prices in use (a
+    cross's P&L is converted at the rate book's latest price).
     """
 
     def __init__(self, store: BotStore) -> None:
         self.store = store
-        self._trades: dict[str, Trade] = {}  # every closed paper and live trade read so far, by id
-        self._folds: dict[Hashable, tuple[int, ClosedFold]] = {}
+        self._closed: list[tuple[int, Trade]] = []  # every closed paper and live trade read so far, in closing order
+        self._mark = 0  # the number of the latest close read
+        self._folds: dict[Hashable, tuple[int, ClosedFold]] = {}  # each key's fold and the close it is up to
         self.reads = 0  # trades read from the store (for tests and benchmarks)
 
     async def fold(
@@ -148,27 +150,23 @@ class ClosedBooks:
         symbols: frozenset[str] | None = None,
     ) -> ClosedFold:
         """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
-        count = await self.store.closed_count(list(REAL_KINDS))
+        mark = await self.store.closed_mark(list(REAL_KINDS))
         known = self._folds.get(key)
-        if known is not None and known[0] == count:
+        if known is not None and known[0] == mark:
             return known[1]
-        new: list[Trade] = []
-        if count != len(self._trades):
-            ids = await self.store.closed_trade_ids(list(REAL_KINDS))
-            new = await self.store.closed_trades_by_id(set(ids) - self._trades.keys())
+        if mark != self._mark:
+            new = await self.store.closed_after(self._mark, list(REAL_KINDS))
             self.reads += len(new)
-            self._trades.update((t.trade_id, t) for t in new)
-            count = len(ids)
-        mine = [t for t in new if symbols is None or t.symbol in symbols]
-        folded, before = (0, None) if known is None else known
-        if before is not None and count == folded + len(new):  # this key's fold lacks exactly the trades just read
-            fold = before.extended(mine, starting_equity, to_account)  # only the new closes are converted
+            self._closed += new
+            self._mark = self._closed[-1][0] if self._closed else 0
+        chosen = (t for _, t in self._closed if symbols is None or t.symbol in symbols)
+        if known is None:
+            fold = fold_closed(sorted(chosen, key=closed_order), starting_equity, to_account)
         else:
-            chosen = sorted(
-                (t for t in self._trades.values() if symbols is None or t.symbol in symbols), key=closed_order
-            )
-            fold = fold_closed(chosen, starting_equity, to_account, None if before is None else before.account_pnl)
-        self._folds[key] = (count, fold)
+            after = bisect_right(self._closed, known[0], key=lambda read: read[0])
+            mine = [t for _, t in self._closed[after:] if symbols is None or t.symbol in symbols]
+            fold = known[1].extended(mine, starting_equity, to_account)  # only the new closes are converted
+        self._folds[key] = (self._mark, fold)
         return fold
 
 

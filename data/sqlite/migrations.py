@@ -448,6 +448,42 @@ _V9_AUDIT: Final = Migration(
     ),
 )
 
+_V10_CLOSE_ORDER: Final = Migration(
+    10,
+    "the order trades closed in",
+    (
+        # Each close is numbered as it is written (a trade closes once and never changes after), so what closed
+        # since a number is one indexed read, not a walk over every closed trade's id.
+        "ALTER TABLE trades ADD COLUMN closed_seq INTEGER",
+        """
+        UPDATE trades SET closed_seq = (
+            SELECT n FROM (
+                SELECT trade_id, ROW_NUMBER() OVER (ORDER BY exit_time, trade_id) AS n
+                FROM trades WHERE exit_time IS NOT NULL
+            ) AS numbered WHERE numbered.trade_id = trades.trade_id
+        )
+        WHERE exit_time IS NOT NULL
+        """,
+        "CREATE UNIQUE INDEX trades_closed_seq ON trades (closed_seq) WHERE closed_seq IS NOT NULL",
+        """
+        CREATE TRIGGER trades_number_a_close AFTER UPDATE OF exit_time ON trades
+        WHEN OLD.exit_time IS NULL AND NEW.exit_time IS NOT NULL
+        BEGIN
+            UPDATE trades SET closed_seq = (SELECT COALESCE(MAX(closed_seq), 0) + 1 FROM trades)
+            WHERE trade_id = NEW.trade_id;
+        END
+        """,
+        """
+        CREATE TRIGGER trades_number_a_closed_insert AFTER INSERT ON trades
+        WHEN NEW.exit_time IS NOT NULL
+        BEGIN
+            UPDATE trades SET closed_seq = (SELECT COALESCE(MAX(closed_seq), 0) + 1 FROM trades)
+            WHERE trade_id = NEW.trade_id;
+        END
+        """,
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1_RUNS_SIGNALS_REJECTIONS,
     _V2_BOT_LIFECYCLE_OUTBOX_ORDERS_TRADES,
@@ -458,6 +494,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V7_EXPOSURE_AND_CONTROL,
     _V8_SPREADS,
     _V9_AUDIT,
+    _V10_CLOSE_ORDER,
 )
 
 

@@ -177,12 +177,16 @@ async def _cas_status(db: _Db, signal_id: str, expected: SignalStatus, to: Signa
 
 
 async def _decision_stamp(db: _Db, state_keys: Sequence[str]) -> str:
+    """What an approval's checks depended on, as a text that changes when any of it does: the paper and live trades
+    and the orders (counted: nothing is ever deleted from them), the latest close (its number, read off the end
+    of an index), the pair controls, the baselines and the given state keys."""
     keys = [_check_text(k, "state key") for k in state_keys]
     marks = ", ".join("?" for _ in keys) or "NULL"
     rows = await _fetchall(
         db,
         "SELECT (SELECT COUNT(*) FROM trades WHERE kind <> 'shadow'),"
-        " (SELECT COUNT(*) FROM trades WHERE kind <> 'shadow' AND exit_time IS NOT NULL),"
+        " (SELECT closed_seq FROM trades WHERE closed_seq IS NOT NULL AND kind <> 'shadow'"
+        " ORDER BY closed_seq DESC LIMIT 1),"
         " (SELECT COUNT(*) FROM orders), (SELECT COALESCE(MAX(id), 0) FROM pair_controls),"
         " (SELECT COALESCE(MAX(id), 0) FROM baselines),"
         " (SELECT group_concat(kv, ';') FROM"

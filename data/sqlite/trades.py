@@ -51,7 +51,6 @@ from engine.trading import (
     Trade,
     TradeAction,
     TradeKind,
-    closed_order,
 )
 
 
@@ -193,34 +192,27 @@ class TradeLedger(StoreBase):
             )
         return [_decode_trade(row) for row in rows]
 
-    async def closed_count(self, kinds: Collection[TradeKind] | None = None) -> int:
-        """How many trades of `kinds` (all when None) have closed."""
+    async def closed_mark(self, kinds: Collection[TradeKind] | None = None) -> int:
+        """The number of the latest close of a trade of `kinds` (all when None), 0 before any: it moves exactly
+        when one more closes."""
         where, params = _kinds_filter(kinds)
-        async with self._read("count the closed trades") as db:
-            rows = await _fetchall(db, f"SELECT COUNT(*) FROM trades WHERE exit_time IS NOT NULL{where}", params)
-        return int(rows[0][0])
+        async with self._read("read the latest close") as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT closed_seq FROM trades WHERE closed_seq IS NOT NULL{where} ORDER BY closed_seq DESC LIMIT 1",
+                params,
+            )
+        return int(rows[0][0]) if rows else 0
 
-    async def closed_trade_ids(self, kinds: Collection[TradeKind] | None = None) -> list[str]:
-        """The ids of the closed trades of `kinds` (all when None)."""
+    async def closed_after(self, mark: int, kinds: Collection[TradeKind] | None = None) -> list[tuple[int, Trade]]:
+        """The trades of `kinds` (all when None) closed after close number `mark`, each with its number, in the
+        order they closed."""
         where, params = _kinds_filter(kinds)
-        async with self._read("list the closed trades") as db:
-            rows = await _fetchall(db, f"SELECT trade_id FROM trades WHERE exit_time IS NOT NULL{where}", params)
-        return [str(row[0]) for row in rows]
-
-    async def closed_trades_by_id(self, trade_ids: Collection[str]) -> list[Trade]:
-        """The closed trades among `trade_ids`, oldest exit first."""
-        ids = sorted({_check_text(t, "trade_id") for t in trade_ids})
-        found: list[Trade] = []
-        async with self._read("read closed trades by id") as db:
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                rows = await _fetchall(
-                    db,
-                    f"SELECT * FROM trades WHERE exit_time IS NOT NULL AND trade_id IN ({', '.join('?' * len(chunk))})",
-                    chunk,
-                )
-                found += [_decode_trade(row) for row in rows]
-        return sorted(found, key=closed_order)
+        async with self._read("read the trades closed since") as db:
+            rows = await _fetchall(
+                db, f"SELECT * FROM trades WHERE closed_seq > ?{where} ORDER BY closed_seq", [int(mark), *params]
+            )
+        return [(int(row["closed_seq"]), _decode_trade(row)) for row in rows]
 
     async def open_trade(self, trade_id: str) -> Trade | None:
         """The trade if it is open, else None."""

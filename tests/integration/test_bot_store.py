@@ -143,7 +143,7 @@ async def test_a_version_1_database_is_migrated_keeping_its_data(
     monkeypatch.undo()
 
     async with await SqliteStore.open(db_path) as store:
-        assert store.schema_version == LATEST_VERSION == 9
+        assert store.schema_version == LATEST_VERSION == 10
         assert await store.recent_runs() == runs
         [(setup, status)] = await store.setups_for_run(runs[-1].run_id)
         assert (setup.setup.signal_id, status) == (signal_id, S.NEW)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+import data.sqlite.connection as connection_module
 from bot.services.book import ClosedBooks, fold_closed
 from data.sqlite.codecs import _TRADE_COLUMNS, _encode_trade
+from data.sqlite.migrations import MIGRATIONS
 from data.sqlite.store import SqliteStore
 from engine.domain import Side
 from engine.trading import ExitReason, Trade, TradeKind
 
 START = datetime(2025, 3, 3, tzinfo=UTC)
+D0 = Decimal(0)
 
 
 def trade(k: int, exit_hours: float, exit_price: str, kind: TradeKind = TradeKind.PAPER) -> Trade:
@@ -82,3 +88,41 @@ async def test_only_new_closes_are_read_and_the_fold_is_the_whole_books(tmp_path
         assert gold.equity == Decimal(5000) + sum((t.pnl or Decimal(0) for t in gold.trades), Decimal(0))
     finally:
         await store.close()
+
+
+def close_numbers(db: Path) -> list[tuple[str, int | None]]:
+    with closing(sqlite3.connect(db)) as con:
+        return con.execute("SELECT trade_id, closed_seq FROM trades ORDER BY trade_id").fetchall()
+
+
+async def test_closes_are_numbered_in_the_order_they_are_written_and_an_older_database_in_exit_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "bot.db"
+    monkeypatch.setattr(connection_module, "MIGRATIONS", MIGRATIONS[:9])  # a database from before the numbers
+    async with await SqliteStore.open(db) as old:
+        assert old.schema_version == 9
+    insert(db, trade(1, 30, "1.08100"), trade(2, 10, "1.07900"), trade(3, 20, "1.08200"))
+    still_open = dataclasses.replace(trade(4, 40, "1.08000"), exit_time=None, exit_price=None, exit_reason=None)
+    insert(db, still_open)
+    monkeypatch.undo()
+    async with await SqliteStore.open(db) as store:
+        # Numbered by exit (t002 exited first); the open trade has none.
+        assert close_numbers(db) == [("t001", 3), ("t002", 1), ("t003", 2), ("t004", None)]
+        assert await store.closed_mark() == 3
+        books = ClosedBooks(store)
+        first = await books.fold("overall", Decimal(10000))
+        assert books.reads == 3 and [t.trade_id for t in first.trades] == ["t002", "t003", "t001"]
+        # A close written now, then a trade inserted closed (reconciled late, an exit before every other): 4, 5.
+        assert await store.close_trade("t004", START + timedelta(hours=41), Decimal("1.08300"), ExitReason.TARGET, D0)
+        insert(db, trade(5, 1, "1.07700"))
+        assert [(seq, t.trade_id) for seq, t in await store.closed_after(3)] == [(4, "t004"), (5, "t005")]
+        assert await store.closed_mark() == 5 and await store.closed_after(5) == []
+        later = await books.fold("overall", Decimal(10000))
+        assert books.reads == 5  # the two new closes only
+        whole = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000))
+        assert later.trades == whole.trades and (later.equity, later.peak) == (whole.equity, whole.peak)
+        # A shadow close is numbered too, but is not the paper and live book's.
+        insert(db, trade(6, 50, "1.08000", TradeKind.SHADOW))
+        assert await store.closed_mark() == 6 and await store.closed_mark([TradeKind.PAPER, TradeKind.LIVE]) == 5
+        assert await books.fold("overall", Decimal(10000)) is later
