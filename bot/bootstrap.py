@@ -96,11 +96,16 @@ def run_backup(settings: Settings, now: datetime) -> BackupResult:
     return backup(settings.db_path, backup_target(settings), settings.backup.keep, now)
 
 
-async def open_store(settings: Settings, clock: Clock | None = None) -> SqliteStore:
-    """The bot's database, masking the configured secrets in everything written to it, stamped by `clock`."""
+async def open_store(settings: Settings, clock: Clock | None = None, *, autocheckpoint: bool = True) -> SqliteStore:
+    """The bot's database, masking the configured secrets in everything written to it, stamped by `clock`;
+    without `autocheckpoint`, the caller checkpoints it (the running bot, on its tick)."""
     now = None if clock is None else clock.now
     return await SqliteStore.open(
-        settings.db_path, busy_timeout_ms=settings.db_busy_timeout_ms, secrets=settings.secret_values(), now=now
+        settings.db_path,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        secrets=settings.secret_values(),
+        now=now,
+        autocheckpoint=autocheckpoint,
     )
 
 
@@ -195,7 +200,7 @@ async def open_runtime(
         log.warning(line)
     chats = target_chats(settings) or ((REPORT_ONLY_CHAT,) if read_only else ())
     costs = cost_model(settings)
-    store = await open_store(settings, clock)
+    store = await open_store(settings, clock, autocheckpoint=read_only)  # the bot's tick checkpoints: no commit does
     exits = AsyncExitStack()
     try:
         if not read_only:

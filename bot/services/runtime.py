@@ -277,6 +277,7 @@ class BotRuntime:
             ("starting the background validation", lambda: self.revalidate_if_due(now), False),
             ("the daily summary", lambda: self.summary_if_due(now), True),
             ("starting the daily backup", lambda: self._start_backup(now), False),
+            ("the database checkpoint", self.store.checkpoint, False),  # off the store's connection: no commit waits
         ]
         if self.login is not None:
             steps.append(("the broker login check", self.login.check, True))

@@ -117,6 +117,8 @@ class StoreBase:
         self._lock = asyncio.Lock()
         self._redactor = redactor if redactor is not None else Redactor()
         self._write_error: tuple[datetime, str] | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -126,11 +128,15 @@ class StoreBase:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         secrets: Iterable[str] = (),
         now: Callable[[], datetime] | None = None,
+        autocheckpoint: bool = True,
     ) -> Self:
         """Open (creating the file and its folder if needed) and migrate the database at `path`.
 
         Every text any statement writes passes a `Redactor` of `secrets` (and token shapes) first: no secret
-        reaches the file, even inside an error text a broker echoed back.
+        reaches the file, even inside an error text a broker echoed back. With `autocheckpoint` off, a commit never
+        copies the write-ahead log into the database file itself (SQLite's default does it in the commit that
+        fills 1,000 pages: milliseconds of I/O inside that commit, a click's); the owner then calls `checkpoint`
+        regularly.
         """
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be a non-negative integer, was {busy_timeout_ms!r}")
@@ -145,6 +151,8 @@ class StoreBase:
         try:
             db.row_factory = sqlite3.Row
             version = await _configure_and_migrate(db, path, busy_timeout_ms, MIGRATIONS)
+            if not autocheckpoint:
+                await _execute(db, "PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             await db.close()
             raise
@@ -152,10 +160,31 @@ class StoreBase:
 
     async def close(self) -> None:
         """Close the connection after any statement in progress; closing twice is harmless."""
+        async with self._checkpointing:
+            if self._checkpointer is not None:
+                checkpointer, self._checkpointer = self._checkpointer, None
+                checkpointer.close()
         async with self._lock:
             if self._db is not None:
                 db, self._db = self._db, None
                 await db.close()
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """Copy the write-ahead log into the database file as far as no reader needs it (a passive checkpoint,
+        which neither waits for nor blocks a writer), on a connection of its own in a thread, so the store's
+        statements never wait behind it; the log's pages and how many of them are in the file now."""
+        self._require_open()
+        async with self._checkpointing:
+            try:
+                row = await asyncio.to_thread(self._checkpoint_now)
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not checkpoint {self._path}: {exc}") from exc
+        return int(row[1]), int(row[2])
+
+    def _checkpoint_now(self) -> tuple[int, int, int]:
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        return self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     async def __aenter__(self) -> Self:
         return self

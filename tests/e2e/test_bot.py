@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,6 +194,24 @@ async def test_signal_command_sends_signals_with_buttons_from_real_data(tg: Fake
         assert all(len(data.encode()) <= 64 for _, data in gbp.buttons if data)
         done = await tg.wait_for_message(lambda m: m.body.startswith("Run 1:"), since=0, timeout=20)
         assert "2 setups: 2 new signals sent, 0 dropped." in done.body
+
+
+async def test_the_bot_copies_its_log_into_the_database_file_on_its_tick(tg: FakeTelegram, env: Path) -> None:
+    # No commit of the bot's (a click's) copies the write-ahead log into the file: its tick does, off the store's
+    # connection. The file itself (read without the log) holds the approval's trade a tick later.
+    async with bot(tg, env) as b:
+        await b.command("/signal")
+        tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
+        await tg.wait_for_message(lambda m: "filled" in m.body and "GBPUSD" in m.body, since=0, timeout=20)
+
+        def in_the_file() -> list[tuple[object, ...]]:
+            with closing(sqlite3.connect(f"file:{b.db}?immutable=1", uri=True)) as conn:
+                try:
+                    return conn.execute("SELECT symbol, kind FROM trades").fetchall()
+                except sqlite3.OperationalError:  # not even the schema copied yet
+                    return []
+
+        await b.eventually(lambda: in_the_file() == [("GBPUSD", "paper")], timeout=10)
 
 
 async def test_approve_gives_one_order_and_one_fill(tg: FakeTelegram, env: Path) -> None:

@@ -234,6 +234,33 @@ async def test_busy_timeout_is_configurable(tmp_path: Path) -> None:
         assert (await store.pragmas()).busy_timeout_ms == 1234
 
 
+def in_the_file(path: Path, sql: str) -> Any:
+    """What the database file itself holds, without its write-ahead log."""
+    with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as conn:
+        return conn.execute(sql).fetchone()
+
+
+async def test_without_autocheckpoint_commits_stay_in_the_log_until_a_checkpoint_copies_them(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await (await SqliteStore.open(path)).close()  # the schema in the file (the last connection's close copies it)
+    async with await SqliteStore.open(path, autocheckpoint=False) as store:
+        assert [tuple(r) for r in await store._require_open().execute_fetchall("PRAGMA wal_autocheckpoint")] == [(0,)]
+        for k in range(1_200):  # past SQLite's default of a checkpoint by the commit that fills 1,000 pages
+            await store.set_state(f"key{k}", "x" * 2_000)
+        assert in_the_file(path, "SELECT COUNT(*) FROM bot_state") == (0,)  # no commit copied the log
+        log, copied = await store.checkpoint()  # on its own connection, while the store's stays open
+        assert log > 1_000 and copied == log
+        assert in_the_file(path, "SELECT COUNT(*) FROM bot_state") == (1_200,)
+        assert await store.get_state("key1199") == "x" * 2_000
+    async with await SqliteStore.open(path) as default:  # SQLite's own checkpoints, as every other process has
+        assert [tuple(r) for r in await default._require_open().execute_fetchall("PRAGMA wal_autocheckpoint")] == [
+            (1000,)
+        ]
+        await default.close()
+        with pytest.raises(StoreClosedError):
+            await default.checkpoint()
+
+
 # --- round-trips ------------------------------------------------------------------------------------------
 
 
