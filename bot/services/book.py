@@ -159,12 +159,11 @@ class ClosedBooks:
             self.reads += len(new)
             self._closed += new
             self._mark = self._closed[-1][0] if self._closed else 0
-        chosen = (t for _, t in self._closed if symbols is None or t.symbol in symbols)
+        since = 0 if known is None else bisect_right(self._closed, known[0], key=lambda read: read[0])
+        mine = [t for _, t in self._closed[since:] if symbols is None or t.symbol in symbols]
         if known is None:
-            fold = fold_closed(sorted(chosen, key=closed_order), starting_equity, to_account)
+            fold = fold_closed(sorted(mine, key=closed_order), starting_equity, to_account)
         else:
-            after = bisect_right(self._closed, known[0], key=lambda read: read[0])
-            mine = [t for _, t in self._closed[after:] if symbols is None or t.symbol in symbols]
             fold = known[1].extended(mine, starting_equity, to_account)  # only the new closes are converted
         self._folds[key] = (self._mark, fold)
         return fold
