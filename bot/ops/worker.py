@@ -88,9 +88,16 @@ class WorkerProcess:
         """`fn(*args, **kwargs)` in the worker; its own exception as raised there; WorkerFailed when the worker died
         or took longer than `deadline` seconds (it is then replaced)."""
         pool = self._executor()
+
+        async def answer() -> T:
+            if getattr(pool, "_processes", None):
+                future = pool.submit(fn, *args, **kwargs)
+            else:  # this task starts the process (the first one, the fork server too): it waits for the fork
+                future = await asyncio.to_thread(pool.submit, fn, *args, **kwargs)
+            return await asyncio.wrap_future(future)
+
         try:
-            future = pool.submit(fn, *args, **kwargs)
-            return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
+            return await asyncio.wait_for(answer(), deadline)
         except TimeoutError:
             self._abandon(pool)
             raise WorkerFailed(f"no answer within {deadline:.0f} s") from None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -110,6 +111,37 @@ async def main():
     await asyncio.sleep(600)
 asyncio.run(main())
 """
+
+
+STARTING = """
+import asyncio, time
+from bot.ops.worker import WorkerProcess
+async def main():
+    gaps, last = [], time.perf_counter()
+    async def tick():
+        nonlocal last
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    assert await WorkerProcess().warm("bot.services.scan")
+    took = time.perf_counter() - started
+    ticker.cancel()
+    print(f"{took:.3f} {max(gaps):.3f}")
+asyncio.run(main())
+"""
+
+
+def test_the_event_loop_runs_on_while_a_cold_worker_starts() -> None:
+    # A fresh interpreter: its fork server starts with the first worker and imports the scan's and the charts'
+    # libraries (about a second); the loop must not wait for that, as a click would.
+    done = subprocess.run([sys.executable, "-c", STARTING], capture_output=True, text=True, timeout=120, check=True)
+    took, longest_gap = map(float, done.stdout.split())
+    assert took > 0.2 and longest_gap < took / 3, (took, longest_gap)
 
 
 def test_the_worker_dies_with_the_bot_even_on_kill_9() -> None:
