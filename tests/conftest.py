@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.ops.executors import available_cpus
 from tests.fakes.aws import isolate_aws
 from tests.support import require_market_dir
 
@@ -35,7 +36,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     del config
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
+    return available_cpus() + 1
 
 
 @pytest.fixture(scope="session")
