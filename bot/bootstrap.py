@@ -1,5 +1,6 @@
-"""The one composition root: the only place that builds adapters (store, providers, brokers, notifier) and wires
-the services of `tradebot run` and the commands."""
+"""The one composition root: the only place that builds adapters (providers, brokers, notifier) and wires the
+services of `tradebot run` and the commands; the store comes from `bot.ops.database`, which the commands that only
+read or flag the database use without this module's imports."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
-from typing import Any, Final
 
 from bot.brokers.children import ChildOrderBroker
 from bot.brokers.kite.broker import KiteBroker, Product
@@ -28,6 +27,7 @@ from bot.config import BrokerKind, Settings
 from bot.config.settings import config_path
 from bot.config.trading import NseBroker
 from bot.ops.clock import BotClock, WallClock
+from bot.ops.database import open_store, run_backup
 from bot.ops.logs import add_secret
 from bot.ops.metrics import MetricName, Metrics, NullMetrics
 from bot.ops.worker import WorkerProcess
@@ -60,7 +60,6 @@ from bot.services.users import UserDirectory
 from bot.services.validate import GateJob, gate_jobs
 from bot.services.zones import ZoneConfig, ZoneDesk
 from bot.telegram.notifier import Notifier
-from data.backup import BackupResult, BackupTarget, backup, default_s3_client, target_from_url
 from data.market.news_feed import NewsSource
 from data.market.providers import provider_from_source
 from data.redaction import Redactor
@@ -76,37 +75,6 @@ from engine.trading import TradeKind
 
 log = logging.getLogger(__name__)
 KITE_SESSION_FILE = "kite-session.json"  # beside the database, 0600: today's Kite session across restarts
-
-
-BACKUP_DIR_NAME: Final = "backups"
-
-
-def default_backup_dir(settings: Settings) -> Path:
-    """Return `backups/` beside the database: where backups go when `[backup] to` is empty."""
-    return settings.db_path.parent / BACKUP_DIR_NAME
-
-
-def backup_target(settings: Settings, s3_client_factory: Callable[[], Any] = default_s3_client) -> BackupTarget:
-    """Return the target `[backup] to` names (a directory, s3://bucket/prefix, or the default directory)."""
-    return target_from_url(settings.backup.to, default_backup_dir(settings), s3_client_factory)
-
-
-def run_backup(settings: Settings, now: datetime) -> BackupResult:
-    """Back up the bot's database as configured in `[backup]`; blocking, so call it with `asyncio.to_thread`."""
-    return backup(settings.db_path, backup_target(settings), settings.backup.keep, now)
-
-
-async def open_store(settings: Settings, clock: Clock | None = None, *, autocheckpoint: bool = True) -> SqliteStore:
-    """The bot's database, masking the configured secrets in everything written to it, stamped by `clock`;
-    without `autocheckpoint`, the caller checkpoints it (the running bot, on its tick)."""
-    now = None if clock is None else clock.now
-    return await SqliteStore.open(
-        settings.db_path,
-        busy_timeout_ms=settings.db_busy_timeout_ms,
-        secrets=settings.secret_values(),
-        now=now,
-        autocheckpoint=autocheckpoint,
-    )
 
 
 @asynccontextmanager

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from engine.domain import Interval, ensure_utc
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -22,13 +25,13 @@ BoolArray = npt.NDArray[np.bool_]
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_nanos(ts: datetime) -> int:
     """Convert a UTC datetime to integer nanoseconds since the epoch."""
-    ensure_utc(ts, "timestamp")
-    return int(pd.Timestamp(ts).value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    delta = ensure_utc(ts, "timestamp") - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def from_nanos(ns: int) -> datetime:
@@ -96,6 +99,8 @@ class Bars:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, interval: Interval) -> Bars:
         """Build from a frame indexed by UTC open time with open/high/low/close/volume columns."""
+        import pandas as pd  # noqa: PLC0415 - pandas is for the data adapters; light commands never load it
+
         index = frame.index
         if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
             raise ValueError("bars frame must have a timezone-aware DatetimeIndex")
@@ -105,6 +110,8 @@ class Bars:
 
     def to_frame(self) -> pd.DataFrame:
         """Return the bars as a frame indexed by UTC open time."""
+        import pandas as pd  # noqa: PLC0415 - pandas is for the data adapters; light commands never load it
+
         index = pd.DatetimeIndex(pd.to_datetime(self.time, unit="ns", utc=True), name="timestamp")
         return pd.DataFrame({c: getattr(self, c) for c in OHLCV_COLUMNS}, index=index)
 

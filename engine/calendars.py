@@ -34,7 +34,6 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
 from engine.bars import IntArray
 from engine.domain import Interval, ensure_utc
@@ -292,6 +291,8 @@ _QUARTER_HOUR_NS = 15 * _MINUTE_NS
 
 
 def _utc_offsets_slow(times: IntArray, timezone: str) -> IntArray:
+    import pandas as pd  # noqa: PLC0415 - only for instants outside the offset tables; light commands never load it
+
     index = pd.DatetimeIndex(np.asarray(times, dtype=np.int64).view("M8[ns]")).tz_localize("UTC").tz_convert(timezone)
     return index.tz_localize(None).as_unit("ns").asi8.astype(np.int64) - times
 

@@ -21,7 +21,6 @@ from datetime import date, timedelta
 from typing import Any, Final
 
 import numpy as np
-import talib
 
 from engine.bars import Bars, BoolArray, FloatArray, IntArray, align, resample, take_aligned
 from engine.calendars import SessionCalendar
@@ -34,6 +33,14 @@ _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
 BULLISH = 1
 BEARISH = -1
+
+
+def ta() -> Any:
+    """The TA-Lib module, imported on first use (it imports pandas, which commands that only read settings and
+    the database never need)."""
+    import talib  # noqa: PLC0415
+
+    return talib
 
 
 @dataclass(eq=False)
@@ -55,14 +62,14 @@ class Indicators:
             return value
 
     def rsi(self, period: int = 14) -> FloatArray:
-        return self._memo(("rsi", period), lambda: talib.RSI(self.bars.close, timeperiod=period))
+        return self._memo(("rsi", period), lambda: ta().RSI(self.bars.close, timeperiod=period))
 
     def atr(self, period: int = 14) -> FloatArray:
         b = self.bars
-        return self._memo(("atr", period), lambda: talib.ATR(b.high, b.low, b.close, timeperiod=period))
+        return self._memo(("atr", period), lambda: ta().ATR(b.high, b.low, b.close, timeperiod=period))
 
     def ema(self, period: int) -> FloatArray:
-        return self._memo(("ema", period), lambda: talib.EMA(self.bars.close, timeperiod=period))
+        return self._memo(("ema", period), lambda: ta().EMA(self.bars.close, timeperiod=period))
 
     def sma(self, period: int) -> FloatArray:
         return self._memo(("sma", period), lambda: window_mean(self.bars.close, period))
@@ -82,7 +89,7 @@ class Indicators:
         """MACD line, signal line and histogram."""
         return self._memo(
             ("macd", fast, slow, signal),
-            lambda: talib.MACD(self.bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal),
+            lambda: ta().MACD(self.bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal),
         )
 
     def volume_sma(self, period: int = 20) -> FloatArray:
@@ -90,17 +97,17 @@ class Indicators:
 
     def highest(self, period: int) -> FloatArray:
         """Highest high of the last `period` bars including the current one."""
-        return self._memo(("highest", period), lambda: talib.MAX(self.bars.high, timeperiod=period))
+        return self._memo(("highest", period), lambda: ta().MAX(self.bars.high, timeperiod=period))
 
     def lowest(self, period: int) -> FloatArray:
         """Lowest low of the last `period` bars including the current one."""
-        return self._memo(("lowest", period), lambda: talib.MIN(self.bars.low, timeperiod=period))
+        return self._memo(("lowest", period), lambda: ta().MIN(self.bars.low, timeperiod=period))
 
     def pattern(self, name: str) -> IntArray:
         """A TA-Lib candlestick pattern (`CDLENGULFING`, ...) as +1 bullish, -1 bearish, 0 none."""
 
         def compute() -> IntArray:
-            func = getattr(talib, name)
+            func = getattr(ta(), name)
             b = self.bars
             raw = func(b.open, b.high, b.low, b.close)
             return np.sign(raw).astype(np.int64)

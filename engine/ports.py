@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.audit import AuditEvent
 from engine.controls import DriftAlert, PairControl
@@ -35,6 +33,9 @@ from engine.trading import (
     TradeAction,
     TradeKind,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Clock(Protocol):

@@ -1,10 +1,12 @@
-"""Benchmark how fast the `tradebot` command line starts: `tradebot --help` and `tradebot --version`.
+"""Benchmark how fast the `tradebot` command line starts: `--help`, `--version` and the light commands.
 
 Each is run as a trader runs it (`python -m bot.cli ...` in a fresh process, `--runs` times), in turn with the
 reference: a bare interpreter that starts and exits (`python -c pass`), the floor no Python command goes below.
-Medians; the figure's peak RSS (ru_maxrss of the child) and how many modules it imported (`-X importtime`).
+Medians; the figure's peak RSS (ru_maxrss of the child), how many modules it imported (`-X importtime`) and which
+analysis libraries among them (pandas, TA-Lib, matplotlib, scipy, scikit-learn, exchange_calendars). The light
+commands (`pause`, `resume`, `audit`) read their settings and flag or read a database in a temporary folder.
 
-Goal: `tradebot --help` within 0.3 s.
+Goals: `tradebot --help` within 0.3 s; `--help`, `--version` and the light commands import no analysis library.
 
     .venv/bin/python scripts/bench_cli.py [--runs 10]
 """
@@ -13,17 +15,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 0.3
-COMMANDS = (("tradebot --help", ["-m", "bot.cli", "--help"]), ("tradebot --version", ["-m", "bot.cli", "--version"]))
+COMMANDS = (
+    ("tradebot --help", ["-m", "bot.cli", "--help"]),
+    ("tradebot --version", ["-m", "bot.cli", "--version"]),
+    ("tradebot pause", ["-m", "bot.cli", "pause"]),
+    ("tradebot resume", ["-m", "bot.cli", "resume"]),
+    ("tradebot audit", ["-m", "bot.cli", "audit", "-n", "5"]),
+)
 REFERENCE = ("python -c pass", ["-c", "pass"])
+ANALYSIS_LIBRARIES = frozenset({"pandas", "talib", "matplotlib", "scipy", "sklearn", "exchange_calendars"})
+DB_DIR = Path(tempfile.mkdtemp(prefix="tradebot-bench-cli-"))
 
 
 def run(args: Sequence[str]) -> float:
@@ -33,8 +45,8 @@ def run(args: Sequence[str]) -> float:
     return time.perf_counter() - started
 
 
-def modules(args: Sequence[str]) -> int:
-    """How many modules `python args` imports."""
+def modules(args: Sequence[str]) -> list[str]:
+    """The modules `python args` imports."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", *args],
         cwd=ROOT,
@@ -44,11 +56,12 @@ def modules(args: Sequence[str]) -> int:
         check=True,
     )
     lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
-    return len(lines) - 1  # the first is the header
+    return [line.split("|")[-1].strip() for line in lines[1:]]  # the first is the header
 
 
 def environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    return env | {"TRADEBOT_DB_PATH": str(DB_DIR / "bot.db")}
 
 
 def main() -> int:
@@ -64,17 +77,25 @@ def main() -> int:
     for name, argv in (*COMMANDS, REFERENCE):  # peak RSS one by one (ru_maxrss keeps the largest child so far)
         peaks[name] = peak_mb(argv)
     floor = statistics.median(times[REFERENCE[0]])
-    print(f"{'command':20s} {'median':>9s} {'vs bare python':>15s} {'peak RSS':>10s} {'modules':>8s}")
+    print(
+        f"{'command':20s} {'median':>9s} {'vs bare python':>15s} {'peak RSS':>10s} {'modules':>8s}  analysis libraries"
+    )
+    heavy_anywhere = False
     for name, argv in (*COMMANDS, REFERENCE):
         median = statistics.median(times[name])
+        loaded = modules(argv)
+        heavy = sorted({m.split(".")[0] for m in loaded} & ANALYSIS_LIBRARIES)
+        heavy_anywhere = heavy_anywhere or bool(heavy)
         print(
-            f"{name:20s} {median:8.3f}s {median / floor:14.1f}x {peaks[name]:8.1f} MB {modules(argv):8d}"
-            f"  (median of {args.runs}, in turn)"
+            f"{name:20s} {median:8.3f}s {median / floor:14.1f}x {peaks[name]:8.1f} MB {len(loaded):8d}"
+            f"  {', '.join(heavy) or 'none'}  (median of {args.runs}, in turn)"
         )
+    shutil.rmtree(DB_DIR, ignore_errors=True)
     help_s = statistics.median(times[COMMANDS[0][0]])
     ok = help_s <= GOAL_S
     print(f"{'PASS' if ok else 'FAIL'}: tradebot --help {help_s:.3f} s, goal <= {GOAL_S} s")
-    return 0 if ok else 1
+    print(f"{'FAIL' if heavy_anywhere else 'PASS'}: no analysis library in --help, --version or the light commands")
+    return 0 if ok and not heavy_anywhere else 1
 
 
 def peak_mb(argv: Sequence[str]) -> float:

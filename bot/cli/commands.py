@@ -1,4 +1,7 @@
-"""What each `tradebot` command does, run after its arguments were parsed (heavy imports live here)."""
+"""What each `tradebot` command does, run after its arguments were parsed.
+
+Each command imports what it needs when it runs: the ones that only read or flag the database (pause, resume,
+audit, shadow, health, db) never load pandas, TA-Lib or the running bot's stack."""
 
 from __future__ import annotations
 
@@ -11,22 +14,22 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from bot.bootstrap import open_store, scan_service
 from bot.cli.codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.cli.db import run_db
-from bot.cli.render import scan_json, scan_text
-from bot.cli.validation import parse_params, run_backtest, run_optimise, run_validate
 from bot.config import Settings, load_settings
-from bot.services.configure import cache_dir, system_book, watchlist
-from bot.services.scan import select
-from bot.telegram.messages import plain_text
+from bot.ops.database import open_store
 from data.redaction import Redactor
-from data.sqlite.store import SqliteStore
 
 log = logging.getLogger("tradebot")
 
 
 async def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.bootstrap import scan_service  # noqa: PLC0415 - the scan's stack, for this command only
+    from bot.cli.render import scan_json, scan_text  # noqa: PLC0415
+    from bot.services.configure import system_book, watchlist  # noqa: PLC0415
+    from bot.services.scan import select  # noqa: PLC0415
+    from data.sqlite.store import SqliteStore  # noqa: PLC0415
+
     try:
         select(watchlist(settings), args.symbols, args.strategies)
     except ValueError as exc:
@@ -61,8 +64,10 @@ async def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 async def _learn(settings: Settings, args: argparse.Namespace) -> int:
     """Fit (or roll back) the learned model in the bot's database and print what it holds."""
     from bot.ops.clock import BotClock  # noqa: PLC0415 - only this command needs the learning stack
+    from bot.services.configure import cache_dir, system_book, watchlist  # noqa: PLC0415
     from bot.services.learner import Learner  # noqa: PLC0415
     from bot.telegram.events import learned_text  # noqa: PLC0415
+    from bot.telegram.messages import plain_text  # noqa: PLC0415
     from data.market.providers import provider_from_source  # noqa: PLC0415
 
     provider = None if args.no_backtests else provider_from_source(settings.data_source, cache_dir(settings))
@@ -104,8 +109,10 @@ def _model_json(model: Any) -> str:
 async def _drift(settings: Settings, as_json: bool = False) -> int:
     """Print the drift table (nothing is alerted or changed)."""
     from bot.ops.clock import BotClock  # noqa: PLC0415 - only this command needs these
+    from bot.services.configure import system_book  # noqa: PLC0415
     from bot.services.drift_watch import DriftWatch  # noqa: PLC0415
     from bot.telegram.events import drift_text  # noqa: PLC0415
+    from bot.telegram.messages import plain_text  # noqa: PLC0415
     from bot.telegram.notifier import Notifier  # noqa: PLC0415
 
     if not settings.db_path.exists():
@@ -233,44 +240,8 @@ def run_command(args: argparse.Namespace, settings: Settings, overrides: dict[st
             return run_alarms(settings, apply=args.apply)
         if args.command in ("pause", "resume"):
             return asyncio.run(_pause(settings, args.command == "pause", args.json))
-        if args.command == "validate":
-            return run_validate(
-                settings,
-                strategies=args.strategies,
-                symbols=args.symbols,
-                data_source=args.data_source,
-                as_json=args.json,
-                save=not args.no_save,
-                until=args.until,
-            )
-        if args.command == "optimise":
-            return run_optimise(
-                settings,
-                strategy=args.strategy,
-                symbol=args.symbol,
-                data_source=args.data_source,
-                adopt=args.adopt,
-                as_json=args.json,
-                reload=lambda: load_settings(**overrides),
-            )
-        if args.command == "backtest":
-            try:
-                params = parse_params(args.params)
-            except ValueError as exc:
-                print(f"tradebot backtest: {exc}", file=sys.stderr)
-                return EXIT_USAGE
-            return run_backtest(
-                settings,
-                strategy=args.strategy,
-                symbol=args.symbol,
-                interval=args.interval,
-                start=args.start,
-                end=args.end,
-                data_source=args.data_source,
-                params=params,
-                as_json=args.json,
-                plot=args.plot,
-            )
+        if args.command in ("validate", "optimise", "backtest"):
+            return _validation(args, settings, overrides)
         return asyncio.run(_scan(settings, args))
     except KeyboardInterrupt:
         return 130
@@ -280,3 +251,46 @@ def run_command(args: argparse.Namespace, settings: Settings, overrides: dict[st
         log.exception("tradebot %s failed", args.command)
         print(f"tradebot {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _validation(args: argparse.Namespace, settings: Settings, overrides: dict[str, Any]) -> int:
+    """`tradebot validate`, `optimise` and `backtest`."""
+    from bot.cli.validation import parse_params, run_backtest, run_optimise, run_validate  # noqa: PLC0415
+
+    if args.command == "validate":
+        return run_validate(
+            settings,
+            strategies=args.strategies,
+            symbols=args.symbols,
+            data_source=args.data_source,
+            as_json=args.json,
+            save=not args.no_save,
+            until=args.until,
+        )
+    if args.command == "optimise":
+        return run_optimise(
+            settings,
+            strategy=args.strategy,
+            symbol=args.symbol,
+            data_source=args.data_source,
+            adopt=args.adopt,
+            as_json=args.json,
+            reload=lambda: load_settings(**overrides),
+        )
+    try:
+        params = parse_params(args.params)
+    except ValueError as exc:
+        print(f"tradebot backtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_backtest(
+        settings,
+        strategy=args.strategy,
+        symbol=args.symbol,
+        interval=args.interval,
+        start=args.start,
+        end=args.end,
+        data_source=args.data_source,
+        params=params,
+        as_json=args.json,
+        plot=args.plot,
+    )

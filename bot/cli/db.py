@@ -11,9 +11,9 @@ import sqlite3
 import sys
 from datetime import UTC, datetime
 
-from bot.bootstrap import default_backup_dir
-from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bot.cli.codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.config import Settings
+from bot.ops.database import default_backup_dir
 from data.backup import (
     BackupError,
     RestoreResult,

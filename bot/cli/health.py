@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from bot.bootstrap import open_store
 from bot.config import Settings
+from bot.ops.database import open_store
 from bot.ops.health import HEARTBEAT_KEY, HealthReport, HeartbeatRecord, check_database_file, health_report
 from bot.services.configure import watchlist
 from bot.services.scheduler import build_groups

@@ -11,8 +11,6 @@ from bot.services.scan import ScanReport
 from bot.services.systems import SystemBook
 from engine.domain import Rejection, RejectionKind, ScoredSetup
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # success; the command failed; bad usage or configuration
-
 _COLUMNS = ("symbol", "strategy", "side", "entry", "stop", "target", "R:R", "quality", "validation", "top reasons")
 
 

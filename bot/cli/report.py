@@ -10,16 +10,13 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli.codes import EXIT_OK
 from bot.config import Settings
-from bot.services.reporting import Reporting
 from bot.services.reports import DEFAULT_PERIODS, Period
-from bot.services.runtime import BotRuntime
 from bot.services.users import UserDirectory, actor_names
 from bot.telegram.messages import plain_text
-from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES
 from bot.telegram.reports import (
     audit_text,
     balance_text,
@@ -29,6 +26,9 @@ from bot.telegram.reports import (
     trades_text,
 )
 from engine.trading import Trade
+
+if TYPE_CHECKING:
+    from bot.services.runtime import BotRuntime
 
 
 def to_json(value: Any) -> Any:
@@ -75,6 +75,9 @@ async def _runtime(settings: Settings) -> AsyncIterator[BotRuntime]:
 
 async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """Print one report (the profit summary by default)."""
+    from bot.services.reporting import Reporting  # noqa: PLC0415 - the bot's services: not for the audit trail
+    from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES  # noqa: PLC0415
+
     if not settings.db_path.exists():
         print(json.dumps({}) if args.json else f"No database at {settings.db_path} yet: no trades to report.")
         return EXIT_OK
@@ -105,7 +108,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
     """Print the audit trail, newest first (JSON: one event per line)."""
-    from bot.bootstrap import open_store  # noqa: PLC0415
+    from bot.ops.database import open_store  # noqa: PLC0415
 
     if not settings.db_path.exists():
         print(f"No database at {settings.db_path} yet: the audit trail is empty.")

@@ -16,12 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bot.bootstrap import open_store
-from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bot.cli.codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.cli.zones import STRATEGY as ZONE_STRATEGY
 from bot.cli.zones import run_zone_backtest, validate_zones
 from bot.config import ConfigError, Settings, config_path, strategy_params
 from bot.config.file import adopt_pair_params, restore
+from bot.ops.database import open_store
 from bot.ops.executors import make_executor
 from bot.services.configure import backtest_config, cache_dir, traded_systems
 from bot.services.systems import TradedSystem

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from bot.cli.render import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bot.cli.codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.config import Settings
 from bot.services.validate import load_bars
 from engine.domain import Instrument, Interval

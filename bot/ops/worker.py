@@ -21,7 +21,8 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from bot.ops.executors import die_with, preload_in_workers, worker_context
 
-PRELOAD: Final = ("bot.services.scan", "bot.charts.render")  # what the bot's work runs on: imported once, forked
+# What the bot's work runs on, imported once and forked (TA-Lib by name: the engine imports it on first use).
+PRELOAD: Final = ("bot.services.scan", "talib", "bot.charts.render")
 WARM_DEADLINE_SECONDS: Final = 120.0  # a cold start imports pandas, TA-Lib and matplotlib: seconds on a small box
 
 preload_in_workers(*PRELOAD)  # before any worker of this process starts the fork server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from bot.services.book import REAL_KINDS, TRADED_KINDS
 from bot.services.reports import (
@@ -19,11 +20,13 @@ from bot.services.reports import (
     performance_rows,
     profit,
 )
-from bot.services.runtime import BotRuntime
 from engine.ports import BrokerError
 from engine.routing import Account
 from engine.sizing import Sizing
 from engine.trading import Trade
+
+if TYPE_CHECKING:
+    from bot.services.runtime import BotRuntime
 
 log = logging.getLogger(__name__)
 

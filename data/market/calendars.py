@@ -24,8 +24,6 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
 
-import pandas as pd
-
 from engine.calendars import SessionCalendar, get_calendar
 
 LIBRARY_CODES: Final = MappingProxyType({"XNSE": "XBOM", "XNYS": "XNYS"})
@@ -66,6 +64,8 @@ def build_market_calendar(name: str) -> SessionCalendar:
 
 def _from_library(base: SessionCalendar, code: str, library: Any) -> SessionCalendar:
     """`base` with the holidays and early closes of the library calendar `library`."""
+    import pandas as pd  # noqa: PLC0415 - with the library, only where an exchange calendar is built
+
     where = f"exchange_calendars {code} for {base.name}"
     if str(library.tz) != base.timezone:
         raise MarketCalendarError(f"{where} is in {library.tz}, expected {base.timezone}")

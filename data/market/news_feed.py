@@ -36,8 +36,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-
 from engine.domain import ensure_utc
 from engine.news import ALL_CURRENCIES, FeedFallback, Impact, NewsCalendar, NewsEvent
 
@@ -319,6 +317,8 @@ class NewsSource:
 
     async def _fetch(self) -> str:
         """GET the feed; any network or HTTP failure becomes a NewsFeedError naming the URL."""
+        import httpx  # noqa: PLC0415 - only a fetch needs it; reading the settings does not
+
         url = self.url or FOREXFACTORY_URL
         try:
             async with httpx.AsyncClient(

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import pandas as pd
 
 from engine.bars import OHLCV_COLUMNS, Bars, BoolArray, FloatArray, from_nanos, to_nanos
 from engine.calendars import SessionCalendar
 from engine.domain import Instrument, ensure_utc, human_duration
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 
@@ -63,6 +65,8 @@ def validate_bars(
     max_bad_fraction: float = 0.01,
 ) -> BarCheck:
     """Validate and clean raw bars (see the module docstring for the rules)."""
+    import pandas as pd  # noqa: PLC0415 - bars arrive as frames; commands that never see bars never load pandas
+
     ensure_utc(now, "now")
     if min_bars < 1:
         raise ValueError(f"min_bars must be at least 1, was {min_bars}")
@@ -155,6 +159,8 @@ def validate_bars(
 
 
 def _shape_problem(frame: object) -> str | None:
+    import pandas as pd  # noqa: PLC0415 - bars arrive as frames; commands that never see bars never load pandas
+
     if not isinstance(frame, pd.DataFrame):
         return f"bar data is a {type(frame).__name__}, not a table"
     names = [str(c) for c in frame.columns]
@@ -176,6 +182,8 @@ def _shape_problem(frame: object) -> str | None:
 
 def _numbers(column: pd.Series) -> tuple[FloatArray, BoolArray] | None:
     """Column as floats plus a mask of cells that held something other than a number; None if not numeric."""
+    import pandas as pd  # noqa: PLC0415 - bars arrive as frames; commands that never see bars never load pandas
+
     dtype = column.dtype
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return None

@@ -34,11 +34,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import talib
-from talib import abstract
 
 from engine.bars import BoolArray, FloatArray
 from engine.domain import Instrument, Side
@@ -48,6 +47,73 @@ from engine.strategy import LONG, SHORT, SignalArrays, Strategy, StrategyParams,
 BULLISH_PATTERNS = ("CDLENGULFING", "CDLHAMMER", "CDLMORNINGSTAR", "CDLPIERCING")
 BEARISH_PATTERNS = ("CDLENGULFING", "CDLSHOOTINGSTAR", "CDLEVENINGSTAR", "CDLDARKCLOUDCOVER")
 PATTERN_GROUP = "Pattern Recognition"
+# TA-Lib's candlestick functions (its 'Pattern Recognition' group; a unit test holds this to the installed
+# library), named here so that reading a configuration does not import TA-Lib.
+CANDLESTICK_FUNCTIONS: Final = frozenset(
+    {
+        "CDL2CROWS",
+        "CDL3BLACKCROWS",
+        "CDL3INSIDE",
+        "CDL3LINESTRIKE",
+        "CDL3OUTSIDE",
+        "CDL3STARSINSOUTH",
+        "CDL3WHITESOLDIERS",
+        "CDLABANDONEDBABY",
+        "CDLADVANCEBLOCK",
+        "CDLBELTHOLD",
+        "CDLBREAKAWAY",
+        "CDLCLOSINGMARUBOZU",
+        "CDLCONCEALBABYSWALL",
+        "CDLCOUNTERATTACK",
+        "CDLDARKCLOUDCOVER",
+        "CDLDOJI",
+        "CDLDOJISTAR",
+        "CDLDRAGONFLYDOJI",
+        "CDLENGULFING",
+        "CDLEVENINGDOJISTAR",
+        "CDLEVENINGSTAR",
+        "CDLGAPSIDESIDEWHITE",
+        "CDLGRAVESTONEDOJI",
+        "CDLHAMMER",
+        "CDLHANGINGMAN",
+        "CDLHARAMI",
+        "CDLHARAMICROSS",
+        "CDLHIGHWAVE",
+        "CDLHIKKAKE",
+        "CDLHIKKAKEMOD",
+        "CDLHOMINGPIGEON",
+        "CDLIDENTICAL3CROWS",
+        "CDLINNECK",
+        "CDLINVERTEDHAMMER",
+        "CDLKICKING",
+        "CDLKICKINGBYLENGTH",
+        "CDLLADDERBOTTOM",
+        "CDLLONGLEGGEDDOJI",
+        "CDLLONGLINE",
+        "CDLMARUBOZU",
+        "CDLMATCHINGLOW",
+        "CDLMATHOLD",
+        "CDLMORNINGDOJISTAR",
+        "CDLMORNINGSTAR",
+        "CDLONNECK",
+        "CDLPIERCING",
+        "CDLRICKSHAWMAN",
+        "CDLRISEFALL3METHODS",
+        "CDLSEPARATINGLINES",
+        "CDLSHOOTINGSTAR",
+        "CDLSHORTLINE",
+        "CDLSPINNINGTOP",
+        "CDLSTALLEDPATTERN",
+        "CDLSTICKSANDWICH",
+        "CDLTAKURI",
+        "CDLTASUKIGAP",
+        "CDLTHRUSTING",
+        "CDLTRISTAR",
+        "CDLUNIQUE3RIVER",
+        "CDLUPSIDEGAP2CROWS",
+        "CDLXSIDEGAP3METHODS",
+    }
+)
 EXHAUSTION_RSI_PERIOD = 14
 
 
@@ -66,12 +132,11 @@ class PatternReversalParams(StrategyParams):
     reward_risk: float = param(2.0, low=1.0, high=4.0, step=0.5)
 
     def __post_init__(self) -> None:
-        known = set(talib.get_function_groups()[PATTERN_GROUP])  # type: ignore[no-untyped-call]
         for field_name in ("bullish_patterns", "bearish_patterns"):
             names = getattr(self, field_name)
             if not isinstance(names, tuple) or not names:
                 raise ValueError(f"{field_name} must be a non-empty tuple of TA-Lib pattern names, was {names!r}")
-            unknown = [n for n in names if n not in known]
+            unknown = [n for n in names if n not in CANDLESTICK_FUNCTIONS]
             if unknown:
                 raise ValueError(
                     f"{field_name}: {', '.join(map(repr, unknown))} not TA-Lib candlestick function(s); "
@@ -107,12 +172,16 @@ class _Levels:
 @cache
 def _pattern_label(name: str) -> str:
     """Lower-case display name of a TA-Lib candlestick function ("CDLENGULFING" -> "engulfing")."""
+    from talib import abstract  # noqa: PLC0415 - TA-Lib is imported on first use (see `engine.indicators.ta`)
+
     info = abstract.Function(name).info  # type: ignore[attr-defined]
     return str(info["display_name"]).removesuffix(" Pattern").lower()
 
 
 @cache
 def _pattern_lookback(name: str) -> int:
+    from talib import abstract  # noqa: PLC0415 - TA-Lib is imported on first use (see `engine.indicators.ta`)
+
     return int(abstract.Function(name).lookback)  # type: ignore[attr-defined]
 
 

@@ -25,10 +25,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bot.bootstrap import backup_target, default_backup_dir
 from bot.cli.db import run_db
 from bot.cli.parser import add_db_parser
 from bot.config import BackupSettings, Settings
+from bot.ops.database import backup_target, default_backup_dir
 from data.backup import DatabaseLock, LocalTarget, S3Target
 from data.sqlite.store import SqliteStore
 

@@ -26,6 +26,39 @@ def test_version_and_help_need_no_configuration(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "--daily" in helped.stdout and "-c CONFIG, --config CONFIG" in helped.stdout
 
 
+ANALYSIS_LIBRARIES = frozenset({"pandas", "talib", "matplotlib", "scipy", "sklearn", "exchange_calendars"})
+
+
+def imported(stderr: str) -> set[str]:
+    """The modules a `python -X importtime` process imported, by their dotted names."""
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_commands_that_only_read_or_flag_the_database_load_no_analysis_library(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env["TRADEBOT_DB_PATH"] = str(tmp_path / "bot.db")
+    outputs = {}
+    for command in (("pause",), ("resume",), ("audit", "-n", "5"), ("shadow",), ("db", "backup")):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "bot.cli", *command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        loaded = imported(done.stderr)
+        assert "bot.cli.commands" in loaded and "data.sqlite.store" in loaded  # it did import the command's own
+        heavy = {name for name in loaded if name.split(".")[0] in ANALYSIS_LIBRARIES}
+        assert not heavy, f"tradebot {' '.join(command)} imported {sorted(heavy)[:5]}"
+        outputs[command[0]] = done.stdout
+    assert outputs["pause"].startswith("tradebot is paused:") and outputs["resume"].startswith("tradebot is running:")
+    assert "Audit trail, newest 2 events" in outputs["audit"] and "cli · paused resumed" in outputs["audit"]
+    assert "No shadow orders recorded" in outputs["shadow"] and outputs["db"].startswith("backup ")
+
+
 def test_a_config_flag_on_any_command_is_read_and_a_missing_one_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "mine.toml"
     config.write_text("[bot]\naccount_currency = 'EUR'\n")

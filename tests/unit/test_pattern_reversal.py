@@ -12,7 +12,12 @@ import talib
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import Side
 from engine.indicators import MarketContext
-from engine.strategies.pattern_reversal import PatternReversal, PatternReversalParams
+from engine.strategies.pattern_reversal import (
+    CANDLESTICK_FUNCTIONS,
+    PATTERN_GROUP,
+    PatternReversal,
+    PatternReversalParams,
+)
 from engine.strategy import build_strategy
 from tests.builders import make_bars, make_context
 
@@ -245,6 +250,13 @@ def test_explain_names_the_band_and_the_resistance_for_shorts() -> None:
 def test_invalid_params_are_rejected_by_name(params: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PatternReversalParams(**params)  # type: ignore[arg-type]
+
+
+def test_the_accepted_pattern_names_are_exactly_the_installed_ta_libs_candlestick_functions() -> None:
+    assert frozenset(talib.get_function_groups()[PATTERN_GROUP]) == CANDLESTICK_FUNCTIONS
+    for name in CANDLESTICK_FUNCTIONS:  # each one the strategy can be configured with runs
+        PatternReversalParams(bullish_patterns=(name,), bearish_patterns=(name,))
+        assert callable(getattr(talib, name))
 
 
 def test_registered_with_a_searchable_space_for_every_instrument() -> None:
