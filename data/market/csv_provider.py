@@ -64,8 +64,9 @@ def read_bar_csv(path: Path) -> pd.DataFrame:
     return pd.DataFrame(columns, index=index)
 
 
-def write_bar_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write a bar frame in the shared format atomically (temp file in the same folder, then os.replace)."""
+def write_bar_csv(frame: pd.DataFrame, path: Path) -> FileStamp:
+    """Write a bar frame in the shared format atomically (temp file in the same folder, then os.replace); the
+    stamp of the file written (a rename keeps it)."""
     out = pd.DataFrame(
         {c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS},
         index=pd.Index(frame.index.tz_convert("UTC").strftime(TIMESTAMP_FORMAT), name=INDEX_NAME),
@@ -78,10 +79,12 @@ def write_bar_csv(frame: pd.DataFrame, path: Path) -> None:
             out.to_csv(handle, lineterminator="\n")
             handle.flush()
             os.fsync(handle.fileno())
+            stamp = FileStamp.from_stat(os.fstat(handle.fileno()))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return stamp
 
 
 def closed_tail(
@@ -106,17 +109,31 @@ def closed_tail(
 
 
 @dataclass(frozen=True, slots=True)
-class _Stamp:
+class FileStamp:
+    """What tells one version of a file from another: its modification time, size and inode."""
+
     mtime_ns: int
     size: int
     inode: int
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp | None:
+        """The stamp of the file at `path`, None when there is none."""
+        try:
+            return cls.from_stat(path.stat())
+        except FileNotFoundError:
+            return None
 
 
 class BarFileReader:
     """Reads bar CSVs, re-parsing a file only when its mtime, size or inode changed."""
 
     def __init__(self) -> None:
-        self._memo: dict[Path, tuple[_Stamp, pd.DataFrame]] = {}
+        self._memo: dict[Path, tuple[FileStamp, pd.DataFrame]] = {}
         self.files_parsed = 0
 
     def read(self, path: Path) -> pd.DataFrame:
@@ -128,7 +145,7 @@ class BarFileReader:
             raise ProviderError(f"{path}: file not found") from None
         except OSError as exc:
             raise ProviderError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        stamp = _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+        stamp = FileStamp.from_stat(st)
         hit = self._memo.get(path)
         if hit is not None and hit[0] == stamp:
             return hit[1]

@@ -44,7 +44,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from data.market.cache import BarCache, merge_bars
+from data.market.cache import CACHE_SAVE_SECONDS, BarCache, merge_bars
 from data.market.csv_provider import INDEX_NAME, closed_tail, empty_bar_frame, session_calendar
 from engine.bars import OHLCV_COLUMNS
 from engine.calendars import get_calendar
@@ -217,12 +217,16 @@ class YFinanceProvider:
         sleep: SleepFn = time.sleep,
         max_retries: int = 3,
         backoff_seconds: float = 2.0,
+        cache_save_seconds: float = CACHE_SAVE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must not be negative, was {max_retries}")
         if not math.isfinite(backoff_seconds) or backoff_seconds < 0:
             raise ValueError(f"backoff_seconds must be a non-negative number, was {backoff_seconds}")
-        self.cache = BarCache(cache_dir) if cache_dir is not None else None
+        self.cache = (
+            BarCache(cache_dir, save_every=cache_save_seconds, monotonic=monotonic) if cache_dir is not None else None
+        )
         self._download = download
         self._sleep = sleep
         self.max_retries = max_retries

@@ -13,7 +13,7 @@ import pytest
 import yfinance
 from yfinance.exceptions import YFRateLimitError
 
-from data.market.cache import BarCache
+from data.market.cache import BarCache, merge_bars
 from data.market.csv_provider import read_bar_csv, write_bar_csv
 from data.market.yfinance_provider import (
     YahooDownloadError,
@@ -44,6 +44,7 @@ def no_sleep(seconds: float) -> None:
 
 def provider(download: FakeDownload, cache_dir: Path | None = None, **kwargs: object) -> YFinanceProvider:
     kwargs.setdefault("sleep", no_sleep)
+    kwargs.setdefault("cache_save_seconds", 0.0)  # every fetch writes its file, which these tests read
     return YFinanceProvider(cache_dir, download=download, **kwargs)  # type: ignore[arg-type]
 
 
@@ -305,6 +306,91 @@ def test_corrupt_cache_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
     assert len(provider(fake, tmp_path).fetch(SPY, MID_SESSION, 200)) == 200
     assert (tmp_path / "SPY_5m.csv.corrupt").read_text(encoding="utf-8").startswith("not,a,bar")
     assert read_bar_csv(tmp_path / "SPY_5m.csv").index[-1] == pd.Timestamp("2025-06-12T15:35Z")
+
+
+class Monotonic:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def test_the_cache_file_is_written_at_once_then_at_most_every_save_interval(tmp_path: Path) -> None:
+    source, clock = spy_5m(), Monotonic()
+    fake = FakeDownload(source, "SPY", Interval.M5)
+    yf = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
+    assert yf.cache is not None
+    cache_file = tmp_path / "SPY_5m.csv"
+    yf.fetch(SPY, MID_SESSION, 200)  # a new cache: written at once
+    first = cache_file.stat()
+    assert yf.cache.files_written == 1 and read_bar_csv(cache_file).index[-1] == pd.Timestamp("2025-06-12T15:35Z")
+
+    for minutes in range(5, 60, 5):  # one new bar a run, within the hour: served from memory, the file unchanged
+        clock.seconds += 300
+        now = MID_SESSION + timedelta(minutes=minutes)
+        frame = yf.fetch(SPY, now, 200)
+        closed = now.replace(second=0) - timedelta(minutes=5 + now.minute % 5)
+        pd.testing.assert_frame_equal(frame, source.loc[: pd.Timestamp(closed)].tail(200), check_freq=False)
+    assert yf.cache.files_written == 1 and yf.cache.files_read == 0
+    assert cache_file.stat().st_mtime_ns == first.st_mtime_ns and cache_file.stat().st_ino == first.st_ino
+
+    clock.seconds += 300  # an hour after the write: the next run writes what it holds
+    frame = yf.fetch(SPY, MID_SESSION + timedelta(hours=1), 200)
+    assert yf.cache.files_written == 2
+    on_disk = read_bar_csv(cache_file)
+    pd.testing.assert_frame_equal(on_disk.tail(200), frame, check_freq=False, check_exact=True)
+    assert on_disk.index[-1] == pd.Timestamp("2025-06-12T16:35Z")
+
+
+def test_a_restart_downloads_again_what_was_not_yet_written(tmp_path: Path) -> None:
+    source, clock = spy_5m(), Monotonic()
+    fake = FakeDownload(source, "SPY", Interval.M5)
+    running = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
+    running.fetch(SPY, MID_SESSION, 200)
+    later = MID_SESSION + timedelta(minutes=30)
+    held = running.fetch(SPY, later, 200)  # six bars newer than the file
+    assert read_bar_csv(tmp_path / "SPY_5m.csv").index[-1] == pd.Timestamp("2025-06-12T15:35Z")
+
+    restarted = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=Monotonic())  # kill -9, a new process
+    again = restarted.fetch(SPY, later, 200)
+    pd.testing.assert_frame_equal(again, held, check_exact=True)
+    assert fake.calls[-1]["start"] == datetime(2025, 6, 12, 15, 20, tzinfo=UTC)  # from the file's last bar - 3
+
+
+def test_a_backfill_or_a_file_another_process_wrote_is_not_held_back(tmp_path: Path) -> None:
+    source, clock = spy_5m(), Monotonic()
+    fake = FakeDownload(source, "SPY", Interval.M5)
+    yf = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
+    assert yf.cache is not None
+    cache_file = tmp_path / "SPY_5m.csv"
+    yf.fetch(SPY, MID_SESSION, 200)
+    yf.fetch(SPY, MID_SESSION, 2000)  # ten times the history: older bars are added, so it is written at once
+    assert yf.cache.files_written == 2 and len(read_bar_csv(cache_file)) > 1000  # all the source holds by then
+
+    other = source.loc[: pd.Timestamp("2025-06-12T15:35Z")].tail(50).copy()
+    other["close"] = other["close"] + 0.01  # another process (a `tradebot scan`) rewrote the file
+    write_bar_csv(other, cache_file)
+    frame = yf.fetch(SPY, MID_SESSION, 50)
+    assert yf.cache.files_read == 1  # its file is read, not this process's held bars
+    assert frame["close"].iloc[0] == pytest.approx(float(other["close"].iloc[0]))
+
+
+def test_merging_a_download_equals_the_union_where_the_download_wins() -> None:
+    bars = spy_5m().tail(300)
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        cut = int(rng.integers(1, 300))
+        first = int(rng.integers(max(cut - 6, 0), cut + 1))  # the download starts a few bars back, or at the end
+        old, new = bars.iloc[:cut], bars.iloc[first:].copy()
+        new["close"] = new["close"] + float(rng.choice([0.0, 0.01]))  # a revision of the overlap, or none
+        if len(new) > 2 and rng.random() < 0.3:
+            new = new.drop(new.index[int(rng.integers(0, min(len(new), cut - first + 1)))])  # a bar it lacks
+        union = pd.concat([old, new])
+        expected = union[~union.index.duplicated(keep="last")].sort_index(kind="stable")
+        pd.testing.assert_frame_equal(merge_bars(old, new), expected, check_exact=True, check_freq=False)
 
 
 def test_cache_file_names_are_unambiguous(tmp_path: Path) -> None:
