@@ -136,6 +136,8 @@ class ScanService:
         # not compute faster under the GIL; each one more competes with the event loop for it). A worker that dies
         # or misses its deadline costs nothing: that symbol is computed here.
         self.worker = worker
+        self._sent_to: int | None = None  # the worker process the items in `_sent` were sent to
+        self._sent: set[ItemKey] = set()
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
 
     def close(self) -> None:
@@ -189,19 +191,7 @@ class ScanService:
                 return fetched
             if self.worker is not None and self.worker.ready:
                 try:
-                    return _reported(
-                        item,
-                        await self.worker.call(
-                            WORKER_DEADLINE_SECONDS,
-                            evaluate_frame,
-                            item,
-                            fetched,
-                            now,
-                            self.engine,
-                            self.rules,
-                            self.history_bars(item),
-                        ),
-                    )
+                    return _reported(item, await self._in_worker(self.worker, item, fetched, now))
                 except Exception as exc:  # it died, was late, or could not take the task (pickling): compute here
                     symbol = item.instrument.symbol
                     log.warning(
@@ -221,6 +211,26 @@ class ScanService:
         if self.store is not None and run_id is not None:
             await self.store.finish_run(run_id, self.clock.now(), report.setups, report.rejections, report.errors)
         return report
+
+    async def _in_worker(
+        self, worker: WorkerProcess, item: WatchItem, frame: pd.DataFrame, now: datetime
+    ) -> tuple[SymbolOutcome, str | None]:
+        """`evaluate_frame` in the worker, sending `item` (its strategies, its calendar's holidays: most of a task's
+        bytes) only to a worker that has not had it yet."""
+        key: ItemKey = (item.instrument.symbol, id(item.calendar), *(id(s) for s in item.strategies))
+        pid = worker.pid()
+        if pid != self._sent_to:
+            self._sent_to, self._sent = pid, set()
+        args = (frame, now, self.engine, self.rules, self.history_bars(item))
+        if key in self._sent:
+            try:
+                return await worker.call(WORKER_DEADLINE_SECONDS, evaluate_known, key, None, *args)
+            except UnknownItem:  # a new worker: send it
+                self._sent.discard(key)
+        outcome = await worker.call(WORKER_DEADLINE_SECONDS, evaluate_known, key, item, *args)
+        if worker.pid() == self._sent_to:
+            self._sent.add(key)
+        return outcome
 
     def clean_bars(self, symbol: str, now: datetime) -> Bars | str:
         """The validated bars of `symbol` a scan would use now, or why there are none."""
@@ -297,6 +307,36 @@ def evaluate_frame(
     if len(check.bars) < needed:
         notes = (*notes, short_history_note(len(check.bars), needed))
     return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars), None
+
+
+ItemKey = tuple[str | int, ...]  # a watchlist item's symbol and the identities of its calendar and strategies
+_KNOWN_ITEMS: dict[ItemKey, WatchItem] = {}  # in the worker process: the items the bot has sent, by its key
+MAX_KNOWN_ITEMS = 1_000
+
+
+class UnknownItem(LookupError):
+    """The worker process was not sent this watchlist item (it is a new one)."""
+
+
+def evaluate_known(
+    key: ItemKey,
+    item: WatchItem | None,
+    frame: pd.DataFrame,
+    now: datetime,
+    engine: EngineConfig,
+    rules: BarRules,
+    needed: int,
+) -> tuple[SymbolOutcome, str | None]:
+    """`evaluate_frame` in the worker process for the item sent with `key` now (`item`) or on an earlier task."""
+    if item is not None:
+        if len(_KNOWN_ITEMS) >= MAX_KNOWN_ITEMS:
+            _KNOWN_ITEMS.clear()
+        _KNOWN_ITEMS[key] = item
+    else:
+        item = _KNOWN_ITEMS.get(key)
+        if item is None:
+            raise UnknownItem(key)
+    return evaluate_frame(item, frame, now, engine, rules, needed)
 
 
 def short_history_note(bars: int, needed: int) -> str:

@@ -22,7 +22,7 @@ from bot.config import load_settings
 from bot.ops.clock import BotClock
 from bot.ops.worker import WorkerFailed, WorkerProcess
 from bot.services.configure import bar_rules, watchlist
-from bot.services.scan import ScanReport, ScanService, SymbolOutcome
+from bot.services.scan import ScanReport, ScanService, SymbolOutcome, evaluate_known
 from data.market.csv_provider import CsvProvider
 from tests.support import require_market_dir, worker_outlives_kill_9
 
@@ -68,6 +68,57 @@ async def test_a_scan_in_the_worker_finds_what_a_scan_here_finds(tmp_path: Path,
     same(await there.scan(AT), expected)
     here.close()
     there.close()
+
+
+async def test_each_watchlist_item_goes_to_a_worker_once_and_again_to_its_replacement(
+    tmp_path: Path, worker: WorkerProcess
+) -> None:
+    expected = await scan_service(tmp_path, None).scan(AT)
+    assert await worker.warm("bot.services.scan")
+    scan = scan_service(tmp_path, worker)
+    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    sent: list[Any] = []
+    call = worker.call
+
+    async def spy(deadline: float, fn: Any, *args: Any) -> Any:
+        if fn is evaluate_known:
+            sent.append(args[1])  # evaluate_known(key, item or None, ...)
+        return await call(deadline, fn, *args)
+
+    worker.call = spy  # type: ignore[method-assign]
+    same(await scan.scan(AT), expected)
+    assert len(sent) == len(scan.watchlist) and all(item is not None for item in sent)
+    sent.clear()
+    same(await scan.scan(AT), expected)
+    assert len(sent) == len(scan.watchlist) and all(item is None for item in sent)  # the worker has them all
+
+    pid = worker.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(WorkerFailed):
+        await worker.call(60, os.getpid)
+    assert await worker.warm("bot.services.scan") and worker.pid() != pid
+    sent.clear()
+    same(await scan.scan(AT), expected)  # a new worker process: every item is sent to it again
+    assert len(sent) == len(scan.watchlist) and all(item is not None for item in sent)
+    scan.close()
+
+
+async def test_a_worker_that_lost_an_item_is_sent_it_again(tmp_path: Path, worker: WorkerProcess) -> None:
+    expected = await scan_service(tmp_path, None).scan(AT)
+    assert await worker.warm("bot.services.scan")
+    scan = scan_service(tmp_path, worker)
+    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    same(await scan.scan(AT), expected)
+    await worker.call(60, _forget_items)  # as a worker replaced under the same process id would be
+    same(await scan.scan(AT), expected)
+    scan.close()
+
+
+def _forget_items() -> None:
+    from bot.services import scan  # noqa: PLC0415 - in the worker process
+
+    scan._KNOWN_ITEMS.clear()
 
 
 async def test_a_cold_worker_is_not_waited_for(tmp_path: Path, worker: WorkerProcess) -> None:
