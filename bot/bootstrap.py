@@ -192,7 +192,7 @@ async def open_runtime(
             charts_dir=charts_dir,
             users=users,
         )
-        worker = WorkerProcess()  # the scan's and the charts' CPU work, off the event loop
+        worker = WorkerProcess()  # the scan's, the charts' and the learning's CPU work, off the event loop
         exits.callback(worker.close)
         charts = SignalCharts(items, ChartWorker(worker)) if settings.bot.charts else None
         broker, breaker, paper = await _broker(
@@ -229,7 +229,7 @@ async def open_runtime(
         )
         traded = {t.spec.pair: t for t in traded_systems(settings, items)}
         systems = await SystemBook((t.spec for t in traded.values()), max_age=baseline_max_age(settings)).refresh(store)
-        learner = Learner(store, provider, clock, settings, items, systems)
+        learner = Learner(store, provider, clock, settings, items, systems, worker)
 
         def jobs_for(specs: Sequence[SystemSpec], end: datetime) -> list[GateJob]:
             chosen = [traded[s.pair] for s in specs]

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -171,6 +171,11 @@ class Outcome:
         if not isinstance(self.source, OutcomeSource):
             raise ValueError(f"outcome source must be an OutcomeSource, was {self.source!r}")
         object.__setattr__(self, "components", MappingProxyType(dict(self.components)))
+
+    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
+        """Pickle the components as a plain dict (a read-only view does not pickle): outcomes cross processes."""
+        fields = (self.strategy, self.symbol, self.closed_at, self.entry_hour, self.r, self.quality)
+        return Outcome, (*fields, dict(self.components), self.source)
 
     @property
     def won(self) -> bool:

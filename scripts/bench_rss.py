@@ -3,7 +3,9 @@
 The bot runs as its own process (`python -m bot.cli run`, paper broker, the CSV source on the shared data, the
 default 16-instrument watchlist, the malloc arena limit of trading-bot.service) against the Bot API server
 built into tradebot (in this process, so its records do not count). The trader sends /signal `--runs` times;
-after each run's summary the bot process's VmRSS is read from /proc. Reference in the same run: the RSS of a
+after each run's summary the bot process's VmRSS is read from /proc. Half way, the trader sends /learn: the
+learning run the bot makes once a day (backtests of every watchlist pair over `[learning] backtest_bars` of
+history), whose memory a bot running for days carries. Reference in the same run: the RSS of a
 bare interpreter that only imports what `tradebot run` imports before it serves (the floor the bot cannot go
 below).
 
@@ -128,6 +130,13 @@ async def main() -> int:
                     samples.append(rss_mb(proc.pid))
                     children.append(children_mb(proc.pid))
                     together.append(family_pss_mb(proc.pid))
+                    if run == args.runs // 2:
+                        before = rss_mb(proc.pid)
+                        since = len(tg.sent)
+                        tg.user_message(TRADER, "/learn")
+                        await tg.wait_for_message(lambda m: "learned model" in m.body, since=since, timeout=600)
+                        learned = rss_mb(proc.pid)
+                        print(f"  /learn after run {run}: RSS {before:6.1f} MB before, {learned:6.1f} MB after")
                     if run % 10 == 0 or run == 1:
                         print(f"  run {run:4d}: RSS {samples[-1]:6.1f} MB; its child processes {children[-1]:6.1f} MB")
             finally:

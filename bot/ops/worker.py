@@ -57,6 +57,7 @@ class WorkerProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._ready = False
         self._warming: asyncio.Task[bool] | None = None
+        self._modules: tuple[str, ...] = ()  # what it was warmed with: a recycled worker is warmed with it again
 
     @property
     def ready(self) -> bool:
@@ -78,6 +79,7 @@ class WorkerProcess:
 
     async def warm(self, *modules: str) -> bool:
         """Start the worker and import `modules` there now, so the first real call is not late; False if it failed."""
+        self._modules = tuple(dict.fromkeys((*self._modules, *modules)))
         try:
             self._ready = await self.call(WARM_DEADLINE_SECONDS, _import, modules)
         except Exception as exc:  # the bot computes in its own process meanwhile
@@ -115,6 +117,14 @@ class WorkerProcess:
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
+
+    def recycle(self) -> None:
+        """Let the current worker finish what it was given and exit, and start a fresh one warmed as it was (forked
+        from the fork server, which holds only the preloaded libraries): what a big job left in it is given back."""
+        pool, self._pool, self._ready = self._pool, None, False
+        if pool is not None:
+            pool.shutdown(wait=False)
+            self.start(*self._modules)
 
     def pid(self) -> int | None:
         """The worker's process id while it runs (for tests and diagnostics)."""

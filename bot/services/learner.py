@@ -11,6 +11,10 @@ model version (with a summary of what it was fitted from), which becomes the act
   backtester the gate uses; a backtest trade of a signal that was also recorded live is left out, so no setup
   counts twice.
 
+In the running bot the backtests and the fit (posteriors, the calibration with scikit-learn and scipy, the score
+weights) run in its worker process: seconds of CPU, and the libraries and memory they leave behind, are kept out of
+the process that answers clicks. Where there is no worker (`tradebot learn`), or it fails, they run here.
+
 The active version then ranks new setups (higher posterior expected R first, then quality), gives each signal
 its win estimate ("est. win 58 % (n=143)", or "n/a" with the reason when the calibration does not beat the base
 rate out of sample), and demotes pairs whose posterior expectancy is below zero with high confidence
@@ -29,15 +33,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from bot.config import DemoteAction, Settings
+from bot.ops.worker import WorkerProcess
 from bot.services.configure import backtest_config, system_book
 from bot.services.scan import WatchItem
 from bot.services.systems import SystemBook
 from data.market.validation import validate_bars
-from engine.backtest import backtest
+from engine.backtest import BacktestConfig, backtest
 from engine.calibration import CalibrationModel, fit_calibration
 from engine.controls import ControlSource, PairControl, PairState
 from engine.domain import Instrument, ScoredSetup, SignalStatus
@@ -55,10 +60,13 @@ from engine.learning import (
     rank_key,
     trader_edge,
 )
+from engine.pipeline import EngineConfig
 from engine.ports import BarProvider, BotStore, Clock, ModelVersion, SignalEstimate
-from engine.results import BacktestTrade
 from engine.score_weights import WeightsComparison, compare_weights
 from engine.trading import Trade, TradeKind
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,8 @@ LAST_RUN_KEY: Final = "learning.last_run"
 RECORDED_KINDS: Final = (TradeKind.PAPER, TradeKind.LIVE, TradeKind.EXTERNAL, TradeKind.SHADOW)
 MODEL_SCHEMA: Final = 1
 _NEVER_STALE: Final = 10**9
+BACKTEST_DEADLINE_SECONDS: Final = 600.0  # one instrument's backtests in the worker process
+FIT_DEADLINE_SECONDS: Final = 600.0  # the posteriors, the calibration and the score weights there
 _REALITY: Final = {TradeKind.LIVE: 0, TradeKind.PAPER: 1, TradeKind.EXTERNAL: 2, TradeKind.SHADOW: 3}
 _STATE_OF: Final = {Verdict.ASK_ONLY: PairState.ASK_ONLY, Verdict.PAUSE: PairState.DISABLED}
 
@@ -140,8 +150,10 @@ class Learner:
         settings: Settings,
         items: Sequence[WatchItem],
         systems: SystemBook | None = None,
+        worker: WorkerProcess | None = None,
     ) -> None:
         self.store = store
+        self.worker = worker
         self.systems = systems if systems is not None else system_book(settings)
         self.provider = provider
         self.clock = clock
@@ -223,19 +235,21 @@ class Learner:
         baselines = list((await self.systems.refresh(self.store)).matching().values())  # of the traded systems
         recorded, sources = await self._recorded_outcomes()
         seen = {o[1] for o in recorded}
-        backtested, missing = await self._backtest_outcomes(now, seen) if backtests else ([], [])
-        outcomes = [o for o, _ in recorded] + backtested
-        if not outcomes and not baselines:  # an empty model would only hide that nothing was there
-            why = f"; no backtest data: {'; '.join(missing[:3])}" if missing else ""
-            return f"nothing to learn from: no recorded outcomes and no baseline of a traded system{why}"
-        priors = {(b.strategy, b.symbol): b.r_multiples for b in baselines}
-        versions = {(b.strategy, b.symbol): b.version for b in baselines}
-        posts = posteriors(priors, outcomes, now, self.config, baseline_versions=versions)
-        fitted = fit_calibration(outcomes, self.config)
+        try:
+            backtested, missing = await self._backtest_outcomes(now, seen) if backtests else ([], [])
+            outcomes = [o for o, _ in recorded] + backtested
+            if not outcomes and not baselines:  # an empty model would only hide that nothing was there
+                why = f"; no backtest data: {'; '.join(missing[:3])}" if missing else ""
+                return f"nothing to learn from: no recorded outcomes and no baseline of a traded system{why}"
+            priors = {(b.strategy, b.symbol): b.r_multiples for b in baselines}
+            versions = {(b.strategy, b.symbol): b.version for b in baselines}
+            posts, fitted, weights = await self._fitted(priors, outcomes, now, versions)
+        finally:
+            if self.worker is not None:
+                self.worker.recycle()  # scikit-learn, scipy and what the backtests left go with that process
         calibration = fitted if isinstance(fitted, CalibrationModel) else None
         note = calibration.verdict() if calibration is not None else str(fitted)
         demotions = self._demotions(posts)
-        weights = self._score_weights(outcomes)
         model = {
             "schema": MODEL_SCHEMA,
             "posteriors": [_encode_posterior(key, p) for key, p in sorted(posts.items(), key=_post_order)],
@@ -270,18 +284,21 @@ class Learner:
         await self._apply(self.model, self.clock.now())
         return self.model
 
-    def _score_weights(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-        """Per strategy: learned component weights against the hand weights on held-out outcomes, or why none."""
-        out: list[dict[str, Any]] = []
-        for strategy in sorted({o.strategy for o in outcomes}):
-            compared = compare_weights(
-                outcomes,
-                strategy,
-                holdout_fraction=self.config.holdout_fraction,
-                min_outcomes=self.config.min_calibration_trades,
-            )
-            out.append({"strategy": strategy, "note": compared} if isinstance(compared, str) else compared.to_json())
-        return out
+    async def _fitted(
+        self,
+        priors: Mapping[tuple[str, str], Sequence[float]],
+        outcomes: list[Outcome],
+        now: datetime,
+        versions: Mapping[tuple[str, str], int],
+    ) -> Fitted:
+        """`fit_model` in the worker process (scikit-learn and scipy stay out of the bot's), else in a thread here."""
+        args = (priors, outcomes, now, self.config, versions)
+        if self.worker is not None and (self.worker.ready or await self.worker.warm(__name__)):
+            try:
+                return await self.worker.call(FIT_DEADLINE_SECONDS, fit_model, *args)
+            except Exception as exc:  # it died, was late, or could not take the task: fit here
+                log.warning("learning: the worker failed fitting (%s: %s); fitted in the bot", type(exc).__name__, exc)
+        return await asyncio.to_thread(fit_model, *args)
 
     def _demotions(self, posts: Mapping[tuple[str, str | None], Posterior]) -> list[tuple[str, str, str, str]]:
         action = self.settings.learning.demote_action
@@ -350,38 +367,41 @@ class Learner:
         return trade.entry_time.astimezone(zone).hour
 
     async def _backtest_outcomes(self, now: datetime, recorded: set[str]) -> tuple[list[Outcome], list[str]]:
-        """Scored backtest trades of every watchlist pair over the recent history (in a worker thread), and the
-        symbols that had no data, each with why."""
+        """Scored backtest trades of every watchlist pair over the recent history (in the worker process, else in a
+        thread here), and the symbols that had no data, each with why."""
         if self.provider is None:
             return [], []
+        if self.worker is not None and not self.worker.ready:
+            await self.worker.warm(__name__)  # learning waits for it; False: computed here
         outcomes: list[Outcome] = []
         missing: list[str] = []
         for item in self.items:
             if not item.strategies:
                 continue
             try:
-                trades = await asyncio.to_thread(self._backtest_item, item, now)
+                found = await self._outcomes_of(item, now)
             except Exception as exc:
                 log.warning("learning: no backtest outcomes for %s: %s", item.instrument.symbol, exc)
                 missing.append(f"{item.instrument.symbol}: {exc}")
                 continue
-            outcomes += [Outcome.from_backtest(t) for t in trades if t.setup.signal_id not in recorded]
+            outcomes += [outcome for signal_id, outcome in found if signal_id not in recorded]
         return outcomes, missing
 
-    def _backtest_item(self, item: WatchItem, now: datetime) -> list[BacktestTrade]:
+    async def _outcomes_of(self, item: WatchItem, now: datetime) -> list[tuple[str, Outcome]]:
         assert self.provider is not None
-        bars = self.settings.learning.backtest_bars
-        frame = self.provider.fetch(item.instrument, now, bars)
-        check = validate_bars(frame, item.instrument, item.calendar, now, min_bars=1, stale_bars=_NEVER_STALE)
-        if check.bars is None:
-            raise ValueError(check.rejection or "bar data rejected")
-        ctx = MarketContext(item.instrument, check.bars, item.calendar)
-        engine, config = self.settings.engine_config(), backtest_config(self.settings)
-        trades: list[BacktestTrade] = []
-        for strategy in item.strategies:
-            result = backtest(ctx, strategy, engine, config)
-            trades += [t for t in result.trades if t.score is not None]
-        return trades
+        frame = await asyncio.to_thread(self.provider.fetch, item.instrument, now, self.settings.learning.backtest_bars)
+        args = (item, frame, now, self.settings.engine_config(), backtest_config(self.settings))
+        if self.worker is not None and self.worker.ready:
+            try:
+                return await self.worker.call(BACKTEST_DEADLINE_SECONDS, backtest_outcomes, *args)
+            except ValueError:  # the bars themselves: computing here would say the same
+                raise
+            except Exception as exc:  # it died, was late, or could not take the task: compute here
+                symbol = item.instrument.symbol
+                log.warning(
+                    "learning: the worker failed on %s (%s: %s); computed in the bot", symbol, type(exc).__name__, exc
+                )
+        return await asyncio.to_thread(backtest_outcomes, *args)
 
     async def trader_edge(self, since: datetime) -> TraderEdge:
         """What the trader's approvals and rejections were worth for signals closed since `since`."""
@@ -401,6 +421,44 @@ class Learner:
             if t.pnl_r is not None and t.approver_id is not None
         ]
         return trader_edge(rejected, approved, expired)
+
+
+Fitted = tuple[dict[tuple[str, str | None], Posterior], CalibrationModel | str, list[dict[str, Any]]]
+
+
+def fit_model(
+    priors: Mapping[tuple[str, str], Sequence[float]],
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    config: LearningConfig,
+    versions: Mapping[tuple[str, str], int],
+) -> Fitted:
+    """The posteriors, the calibration (or why none) and, per strategy, the learned score weights against the hand
+    weights on held-out outcomes (or why none), from the priors and outcomes (pure: it runs in the worker process)."""
+    posts = posteriors(priors, outcomes, now, config, baseline_versions=versions)
+    weights: list[dict[str, Any]] = []
+    for strategy in sorted({o.strategy for o in outcomes}):
+        compared = compare_weights(
+            outcomes, strategy, holdout_fraction=config.holdout_fraction, min_outcomes=config.min_calibration_trades
+        )
+        weights.append({"strategy": strategy, "note": compared} if isinstance(compared, str) else compared.to_json())
+    return posts, fit_calibration(outcomes, config), weights
+
+
+def backtest_outcomes(
+    item: WatchItem, frame: pd.DataFrame, now: datetime, engine: EngineConfig, config: BacktestConfig
+) -> list[tuple[str, Outcome]]:
+    """The scored backtest trades of `item`'s strategies on `frame`, as learning outcomes by signal id (pure: it
+    runs in the worker process too); ValueError when the bars are unusable."""
+    check = validate_bars(frame, item.instrument, item.calendar, now, min_bars=1, stale_bars=_NEVER_STALE)
+    if check.bars is None:
+        raise ValueError(check.rejection or "bar data rejected")
+    ctx = MarketContext(item.instrument, check.bars, item.calendar)
+    found: list[tuple[str, Outcome]] = []
+    for strategy in item.strategies:
+        result = backtest(ctx, strategy, engine, config)
+        found += [(t.setup.signal_id, Outcome.from_backtest(t)) for t in result.trades if t.score is not None]
+    return found
 
 
 def month_ago(now: datetime) -> datetime:

@@ -121,6 +121,23 @@ def _forget_items() -> None:
     scan._KNOWN_ITEMS.clear()
 
 
+async def test_a_recycled_worker_finishes_what_it_was_given_and_a_fresh_one_takes_the_next(
+    worker: WorkerProcess,
+) -> None:
+    assert await worker.warm("bot.services.scan")
+    first = worker.pid()
+    given = asyncio.create_task(worker.call(30, _pid_after, 0.5))
+    await asyncio.sleep(0.2)  # it is running there
+    worker.recycle()
+    assert await given == first  # finished where it started
+    assert await worker.call(30, os.getpid) not in (None, first)
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
 async def test_a_cold_worker_is_not_waited_for(tmp_path: Path, worker: WorkerProcess) -> None:
     scan = scan_service(tmp_path, worker)
     expected = await scan_service(tmp_path, None).scan(AT)
