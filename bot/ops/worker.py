@@ -50,6 +50,36 @@ def _import(modules: tuple[str, ...]) -> bool:
     return True
 
 
+def _new_pool() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(1, mp_context=worker_context(), initializer=_die_with_the_bot, initargs=(os.getpid(),))
+
+
+async def _answer(
+    pool: ProcessPoolExecutor, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """`fn(*args, **kwargs)` in `pool`'s process within `deadline` seconds, or WorkerFailed."""
+
+    async def answer() -> T:
+        if getattr(pool, "_processes", None):
+            future = pool.submit(fn, *args, **kwargs)
+        else:  # this task starts the process (the first one, the fork server too): it waits for the fork
+            future = await asyncio.to_thread(pool.submit, fn, *args, **kwargs)
+        return await asyncio.wrap_future(future)
+
+    try:
+        return await asyncio.wait_for(answer(), deadline)
+    except TimeoutError:
+        raise WorkerFailed(f"no answer within {deadline:.0f} s") from None
+    except BrokenProcessPool:
+        raise WorkerFailed("the worker process died") from None
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
+
+
 class WorkerProcess:
     """The bot's worker process: `call` runs a function there within a deadline."""
 
@@ -72,9 +102,7 @@ class WorkerProcess:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=worker_context(), initializer=_die_with_the_bot, initargs=(os.getpid(),)
-            )
+            self._pool = _new_pool()
         return self._pool
 
     async def warm(self, *modules: str) -> bool:
@@ -91,22 +119,11 @@ class WorkerProcess:
         """`fn(*args, **kwargs)` in the worker; its own exception as raised there; WorkerFailed when the worker died
         or took longer than `deadline` seconds (it is then replaced)."""
         pool = self._executor()
-
-        async def answer() -> T:
-            if getattr(pool, "_processes", None):
-                future = pool.submit(fn, *args, **kwargs)
-            else:  # this task starts the process (the first one, the fork server too): it waits for the fork
-                future = await asyncio.to_thread(pool.submit, fn, *args, **kwargs)
-            return await asyncio.wrap_future(future)
-
         try:
-            return await asyncio.wait_for(answer(), deadline)
-        except TimeoutError:
+            return await _answer(pool, deadline, fn, *args, **kwargs)
+        except WorkerFailed:
             self._abandon(pool)
-            raise WorkerFailed(f"no answer within {deadline:.0f} s") from None
-        except BrokenProcessPool:
-            self._abandon(pool)
-            raise WorkerFailed("the worker process died") from None
+            raise
 
     def _abandon(self, pool: ProcessPoolExecutor) -> None:
         """Kill `pool`'s process and forget it, if it is still the current one (calls that failed together with it
@@ -114,17 +131,27 @@ class WorkerProcess:
         if pool is not self._pool:
             return
         self._pool, self._ready = None, False
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)  # never wait on the event loop
+        _kill(pool)
 
-    def recycle(self) -> None:
-        """Let the current worker finish what it was given and exit, and start a fresh one warmed as it was (forked
-        from the fork server, which holds only the preloaded libraries): what a big job left in it is given back."""
-        pool, self._pool, self._ready = self._pool, None, False
-        if pool is not None:
-            pool.shutdown(wait=False)
-            self.start(*self._modules)
+    async def recycle(self) -> None:
+        """Replace the worker by a fresh one warmed as it was (forked from the fork server, which holds only the
+        preloaded libraries), so what a big job left in it is given back: calls go to the old one until the new one
+        is ready, and the old one exits once it has finished what it was given."""
+        old = self._pool
+        if old is None:
+            return
+        new = _new_pool()
+        try:
+            await _answer(new, WARM_DEADLINE_SECONDS, _import, self._modules)
+        except Exception as exc:
+            log.warning("the worker was not replaced (%s: %s); the one it has goes on", type(exc).__name__, exc)
+            _kill(new)
+            return
+        if self._pool is not old:  # it failed and was replaced meanwhile: keep that one
+            new.shutdown(wait=False)
+            return
+        self._pool = new
+        old.shutdown(wait=False)
 
     def pid(self) -> int | None:
         """The worker's process id while it runs (for tests and diagnostics)."""

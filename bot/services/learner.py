@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ from engine.learning import (
     trader_edge,
 )
 from engine.pipeline import EngineConfig
-from engine.ports import BarProvider, BotStore, Clock, ModelVersion, SignalEstimate
+from engine.ports import BarProvider, BotStore, Clock, ModelVersion, ProviderError, SignalEstimate
 from engine.score_weights import WeightsComparison, compare_weights
 from engine.trading import Trade, TradeKind
 
@@ -234,19 +235,16 @@ class Learner:
         await self.store.set_state(LAST_RUN_KEY, now.date().isoformat())
         baselines = list((await self.systems.refresh(self.store)).matching().values())  # of the traded systems
         recorded, sources = await self._recorded_outcomes()
-        seen = {o[1] for o in recorded}
+        priors = {(b.strategy, b.symbol): b.r_multiples for b in baselines}
+        versions = {(b.strategy, b.symbol): b.version for b in baselines}
         try:
-            backtested, missing = await self._backtest_outcomes(now, seen) if backtests else ([], [])
-            outcomes = [o for o, _ in recorded] + backtested
-            if not outcomes and not baselines:  # an empty model would only hide that nothing was there
-                why = f"; no backtest data: {'; '.join(missing[:3])}" if missing else ""
-                return f"nothing to learn from: no recorded outcomes and no baseline of a traded system{why}"
-            priors = {(b.strategy, b.symbol): b.r_multiples for b in baselines}
-            versions = {(b.strategy, b.symbol): b.version for b in baselines}
-            posts, fitted, weights = await self._fitted(priors, outcomes, now, versions)
+            learned = await self._learned(now, recorded, priors, versions, backtests=backtests)
         finally:
             if self.worker is not None:
-                self.worker.recycle()  # scikit-learn, scipy and what the backtests left go with that process
+                await self.worker.recycle()  # scikit-learn, scipy and what the backtests left go with that process
+        if isinstance(learned, str):
+            return learned
+        (posts, fitted, weights), backtested = learned
         calibration = fitted if isinstance(fitted, CalibrationModel) else None
         note = calibration.verdict() if calibration is not None else str(fitted)
         demotions = self._demotions(posts)
@@ -261,7 +259,7 @@ class Learner:
         summary = {
             "trigger": trigger,
             "baselines": len(baselines),
-            "outcomes": dict(sorted(Counter([*sources, *(["backtest"] * len(backtested))]).items())),
+            "outcomes": dict(sorted(Counter([*sources, *(["backtest"] * backtested)]).items())),
             "pairs": sum(1 for key in posts if key[1] is not None and "@" not in key[1]),
             "calibration": note,
             "demoted": len(demotions),
@@ -284,21 +282,73 @@ class Learner:
         await self._apply(self.model, self.clock.now())
         return self.model
 
-    async def _fitted(
+    async def _learned(
         self,
-        priors: Mapping[tuple[str, str], Sequence[float]],
-        outcomes: list[Outcome],
         now: datetime,
+        recorded: Sequence[tuple[Outcome, str]],
+        priors: Mapping[tuple[str, str], Sequence[float]],
         versions: Mapping[tuple[str, str], int],
-    ) -> Fitted:
-        """`fit_model` in the worker process (scikit-learn and scipy stay out of the bot's), else in a thread here."""
-        args = (priors, outcomes, now, self.config, versions)
+        *,
+        backtests: bool,
+    ) -> tuple[Fitted, int] | str:
+        """The fit and how many backtest outcomes it used, or why there is nothing to learn from: in the worker process
+        (the backtests' outcomes stay there, and scikit-learn and scipy out of the bot's) or, where there is none or it
+        fails, here."""
+        outcomes = [o for o, _ in recorded]
+        seen = frozenset(signal_id for _, signal_id in recorded)
+        items = [item for item in self.items if item.strategies] if backtests and self.provider is not None else []
         if self.worker is not None and (self.worker.ready or await self.worker.warm(__name__)):
             try:
-                return await self.worker.call(FIT_DEADLINE_SECONDS, fit_model, *args)
-            except Exception as exc:  # it died, was late, or could not take the task: fit here
-                log.warning("learning: the worker failed fitting (%s: %s); fitted in the bot", type(exc).__name__, exc)
-        return await asyncio.to_thread(fit_model, *args)
+                return await self._learned_there(self.worker, now, items, outcomes, seen, priors, versions)
+            except Exception as exc:  # it died, was late, lost the run or could not take a task: all of it here
+                log.warning("learning: the worker failed (%s: %s); learned in the bot", type(exc).__name__, exc)
+        backtested: list[Outcome] = []
+        missing: list[str] = []
+        for item in items:
+            try:
+                frame = await asyncio.to_thread(self._fetch, item, now)
+                found = await asyncio.to_thread(backtest_outcomes, item, frame, now, *self._backtest_configs())
+            except Exception as exc:
+                missing.append(_missing(item, exc))
+                continue
+            backtested += [outcome for signal_id, outcome in found if signal_id not in seen]
+        if not outcomes and not backtested and not priors:
+            return _nothing(missing)
+        fitted = await asyncio.to_thread(fit_model, priors, [*outcomes, *backtested], now, self.config, versions)
+        return fitted, len(backtested)
+
+    async def _learned_there(
+        self,
+        worker: WorkerProcess,
+        now: datetime,
+        items: Sequence[WatchItem],
+        outcomes: list[Outcome],
+        seen: frozenset[str],
+        priors: Mapping[tuple[str, str], Sequence[float]],
+        versions: Mapping[tuple[str, str], int],
+    ) -> tuple[Fitted, int] | str:
+        run, done, backtested = uuid.uuid4().hex, 0, 0
+        missing: list[str] = []
+        for item in items:
+            try:
+                frame = await asyncio.to_thread(self._fetch, item, now)
+                args = (run, item, frame, now, *self._backtest_configs(), seen)
+                backtested += await worker.call(BACKTEST_DEADLINE_SECONDS, keep_backtest_outcomes, *args)
+            except (ProviderError, ValueError) as exc:  # the data itself: here it would be the same
+                missing.append(_missing(item, exc))
+                continue
+            done += 1
+        if not outcomes and not backtested and not priors:
+            return _nothing(missing)
+        args2 = (run, done, outcomes, priors, now, self.config, versions)
+        return await worker.call(FIT_DEADLINE_SECONDS, fit_kept, *args2), backtested
+
+    def _fetch(self, item: WatchItem, now: datetime) -> pd.DataFrame:
+        assert self.provider is not None
+        return self.provider.fetch(item.instrument, now, self.settings.learning.backtest_bars)
+
+    def _backtest_configs(self) -> tuple[EngineConfig, BacktestConfig]:
+        return self.settings.engine_config(), backtest_config(self.settings)
 
     def _demotions(self, posts: Mapping[tuple[str, str | None], Posterior]) -> list[tuple[str, str, str, str]]:
         action = self.settings.learning.demote_action
@@ -366,43 +416,6 @@ class Learner:
         zone = ZoneInfo(instrument.timezone) if instrument is not None else ZoneInfo("UTC")
         return trade.entry_time.astimezone(zone).hour
 
-    async def _backtest_outcomes(self, now: datetime, recorded: set[str]) -> tuple[list[Outcome], list[str]]:
-        """Scored backtest trades of every watchlist pair over the recent history (in the worker process, else in a
-        thread here), and the symbols that had no data, each with why."""
-        if self.provider is None:
-            return [], []
-        if self.worker is not None and not self.worker.ready:
-            await self.worker.warm(__name__)  # learning waits for it; False: computed here
-        outcomes: list[Outcome] = []
-        missing: list[str] = []
-        for item in self.items:
-            if not item.strategies:
-                continue
-            try:
-                found = await self._outcomes_of(item, now)
-            except Exception as exc:
-                log.warning("learning: no backtest outcomes for %s: %s", item.instrument.symbol, exc)
-                missing.append(f"{item.instrument.symbol}: {exc}")
-                continue
-            outcomes += [outcome for signal_id, outcome in found if signal_id not in recorded]
-        return outcomes, missing
-
-    async def _outcomes_of(self, item: WatchItem, now: datetime) -> list[tuple[str, Outcome]]:
-        assert self.provider is not None
-        frame = await asyncio.to_thread(self.provider.fetch, item.instrument, now, self.settings.learning.backtest_bars)
-        args = (item, frame, now, self.settings.engine_config(), backtest_config(self.settings))
-        if self.worker is not None and self.worker.ready:
-            try:
-                return await self.worker.call(BACKTEST_DEADLINE_SECONDS, backtest_outcomes, *args)
-            except ValueError:  # the bars themselves: computing here would say the same
-                raise
-            except Exception as exc:  # it died, was late, or could not take the task: compute here
-                symbol = item.instrument.symbol
-                log.warning(
-                    "learning: the worker failed on %s (%s: %s); computed in the bot", symbol, type(exc).__name__, exc
-                )
-        return await asyncio.to_thread(backtest_outcomes, *args)
-
     async def trader_edge(self, since: datetime) -> TraderEdge:
         """What the trader's approvals and rejections were worth for signals closed since `since`."""
         rejected: list[float] = []
@@ -443,6 +456,55 @@ def fit_model(
         )
         weights.append({"strategy": strategy, "note": compared} if isinstance(compared, str) else compared.to_json())
     return posts, fit_calibration(outcomes, config), weights
+
+
+_KEPT: dict[str, tuple[int, list[Outcome]]] = {}  # in the worker process: a learning run's backtest outcomes
+
+
+def keep_backtest_outcomes(
+    run: str,
+    item: WatchItem,
+    frame: pd.DataFrame,
+    now: datetime,
+    engine: EngineConfig,
+    config: BacktestConfig,
+    recorded: frozenset[str],
+) -> int:
+    """`backtest_outcomes` of one instrument for the learning run `run`, kept in this (the worker) process for its
+    `fit_kept`, without the signals that were also recorded; how many."""
+    found = backtest_outcomes(item, frame, now, engine, config)
+    fresh = [outcome for signal_id, outcome in found if signal_id not in recorded]
+    done, kept = _KEPT.pop(run, (0, []))
+    kept += fresh
+    _KEPT[run] = (done + 1, kept)
+    return len(fresh)
+
+
+def fit_kept(
+    run: str,
+    instruments: int,
+    recorded: Sequence[Outcome],
+    priors: Mapping[tuple[str, str], Sequence[float]],
+    now: datetime,
+    config: LearningConfig,
+    versions: Mapping[tuple[str, str], int],
+) -> Fitted:
+    """`fit_model` on the recorded outcomes and the learning run's kept backtest outcomes (LookupError when this
+    process does not hold all `instruments` of them: it is not the worker that backtested them)."""
+    done, kept = _KEPT.pop(run, (0, []))
+    if done != instruments:
+        raise LookupError(f"this worker holds the backtests of {done} of the run's {instruments} instruments")
+    return fit_model(priors, [*recorded, *kept], now, config, versions)
+
+
+def _missing(item: WatchItem, exc: Exception) -> str:
+    log.warning("learning: no backtest outcomes for %s: %s", item.instrument.symbol, exc)
+    return f"{item.instrument.symbol}: {exc}"
+
+
+def _nothing(missing: Sequence[str]) -> str:
+    why = f"; no backtest data: {'; '.join(missing[:3])}" if missing else ""
+    return f"nothing to learn from: no recorded outcomes and no baseline of a traded system{why}"
 
 
 def backtest_outcomes(

@@ -458,10 +458,12 @@ async def test_a_position_closes_from_its_fill_message_once_and_only_by_the_owne
         assert b.query("SELECT COUNT(*) FROM trades WHERE exit_time IS NULL") == [(1,)]
         since = len(tg.sent)
         query = tg.click(TRADER, fill, button=f"Close GBPUSD {trade_id}")
-        assert (await tg.wait_for_answer(query)).text == "Closing…"
+        assert (await tg.wait_for_answer(query, timeout=20)).text == "Closing…"
         closed = await tg.wait_for_message(lambda m: m.body.startswith("Closed GBPUSD"), since=since, timeout=20)
         assert closed.body.startswith(f"Closed GBPUSD {trade_id} @ ")
-        await tg.wait_for_message(lambda m: "closed (manual)" in m.body and m.chat_id == TRADER, since=since)
+        await tg.wait_for_message(
+            lambda m: "closed (manual)" in m.body and m.chat_id == TRADER, since=since, timeout=20
+        )
         # The same button again: nothing to close, and the message loses its buttons.
         since = len(tg.sent)
         tg.click(TRADER, fill, button=f"Close GBPUSD {trade_id}")

@@ -20,7 +20,7 @@ import bot.services.learner as learner_module
 from bot.config import load_settings
 from bot.ops.clock import BotClock
 from bot.ops.worker import WorkerProcess
-from bot.services.configure import watchlist
+from bot.services.configure import backtest_config, watchlist
 from bot.services.learner import LearnedModel, Learner
 from bot.services.scan import select
 from data.market.csv_provider import CsvProvider
@@ -81,8 +81,22 @@ async def test_a_worker_that_dies_during_learning_costs_nothing(
     os.kill(pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="bot.services.learner"):
         there = await learned(tmp_path, "there", worker)
-    assert "the worker failed on EURUSD" in caplog.text and "computed in the bot" in caplog.text
+    assert "learning: the worker failed (WorkerFailed: the worker process died); learned in the bot" in caplog.text
     same_model(there, here)
+
+
+def test_a_worker_that_does_not_hold_every_backtest_of_the_run_refuses_to_fit(tmp_path: Path) -> None:
+    market = require_market_dir()
+    settings = load_settings({"TRADEBOT_LEARNING__BACKTEST_BARS": "4000"}, data_source=f"csv:{market}")
+    (item,) = select(watchlist(settings), ("EURUSD",), None)
+    frame = CsvProvider(market).fetch(item.instrument, AT, 4000)
+    configs = (settings.engine_config(), backtest_config(settings))
+    assert learner_module.keep_backtest_outcomes("run", item, frame, AT, *configs, frozenset()) > 0
+    config = learner_module.learning_config(settings)
+    with pytest.raises(LookupError, match="holds the backtests of 1 of the run's 2 instruments"):
+        learner_module.fit_kept("run", 2, [], {}, AT, config, {})
+    with pytest.raises(LookupError, match="holds the backtests of 0 of the run's 1 instruments"):
+        learner_module.fit_kept("run", 1, [], {}, AT, config, {})  # what was kept went with the first attempt
 
 
 def _libraries() -> list[str]:
@@ -93,11 +107,7 @@ async def test_the_worker_that_learned_is_replaced_by_a_fresh_one(tmp_path: Path
     assert await worker.warm("bot.services.scan")
     pid = worker.pid()
     await learned(tmp_path, "there", worker)
-    for _ in range(600):  # the replacement is warmed in the background, with what the first one was
-        if worker.ready:
-            break
-        await asyncio.sleep(0.05)
-    assert worker.ready and worker.pid() not in (None, pid)
+    assert worker.ready and worker.pid() not in (None, pid)  # the replacement was ready before learning ended
     assert await worker.call(60, _libraries) == []  # scikit-learn and scipy left with the one that learned
     for _ in range(200):
         if not Path(f"/proc/{pid}").exists():

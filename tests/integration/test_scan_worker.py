@@ -128,9 +128,10 @@ async def test_a_recycled_worker_finishes_what_it_was_given_and_a_fresh_one_take
     first = worker.pid()
     given = asyncio.create_task(worker.call(30, _pid_after, 0.5))
     await asyncio.sleep(0.2)  # it is running there
-    worker.recycle()
+    await worker.recycle()  # returns once the new one is ready; the task goes on in the old one
+    assert worker.ready and worker.pid() not in (None, first)
     assert await given == first  # finished where it started
-    assert await worker.call(30, os.getpid) not in (None, first)
+    assert await worker.call(30, os.getpid) == worker.pid()
 
 
 def _pid_after(seconds: float) -> int:
