@@ -318,15 +318,21 @@ class Monotonic:
         return self.seconds
 
 
-def test_the_cache_file_is_written_at_once_then_at_most_every_save_interval(tmp_path: Path) -> None:
+def hourly_saving(folder: Path) -> tuple[pd.DataFrame, Monotonic, FakeDownload, YFinanceProvider, BarCache]:
+    """SPY 5m bars, a clock the test moves, the stand-in download and a provider whose cache writes at most hourly."""
     source, clock = spy_5m(), Monotonic()
     fake = FakeDownload(source, "SPY", Interval.M5)
-    yf = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
+    yf = provider(fake, folder, cache_save_seconds=3600.0, monotonic=clock)
     assert yf.cache is not None
+    return source, clock, fake, yf, yf.cache
+
+
+def test_the_cache_file_is_written_at_once_then_at_most_every_save_interval(tmp_path: Path) -> None:
+    source, clock, _, yf, cache = hourly_saving(tmp_path)
     cache_file = tmp_path / "SPY_5m.csv"
     yf.fetch(SPY, MID_SESSION, 200)  # a new cache: written at once
     first = cache_file.stat()
-    assert yf.cache.files_written == 1 and read_bar_csv(cache_file).index[-1] == pd.Timestamp("2025-06-12T15:35Z")
+    assert cache.files_written == 1 and read_bar_csv(cache_file).index[-1] == pd.Timestamp("2025-06-12T15:35Z")
 
     for minutes in range(5, 60, 5):  # one new bar a run, within the hour: served from memory, the file unchanged
         clock.seconds += 300
@@ -334,21 +340,19 @@ def test_the_cache_file_is_written_at_once_then_at_most_every_save_interval(tmp_
         frame = yf.fetch(SPY, now, 200)
         closed = now.replace(second=0) - timedelta(minutes=5 + now.minute % 5)
         pd.testing.assert_frame_equal(frame, source.loc[: pd.Timestamp(closed)].tail(200), check_freq=False)
-    assert yf.cache.files_written == 1 and yf.cache.files_read == 0
+    assert cache.files_written == 1 and cache.files_read == 0
     assert cache_file.stat().st_mtime_ns == first.st_mtime_ns and cache_file.stat().st_ino == first.st_ino
 
     clock.seconds += 300  # an hour after the write: the next run writes what it holds
     frame = yf.fetch(SPY, MID_SESSION + timedelta(hours=1), 200)
-    assert yf.cache.files_written == 2
+    assert cache.files_written == 2
     on_disk = read_bar_csv(cache_file)
     pd.testing.assert_frame_equal(on_disk.tail(200), frame, check_freq=False, check_exact=True)
     assert on_disk.index[-1] == pd.Timestamp("2025-06-12T16:35Z")
 
 
 def test_a_restart_downloads_again_what_was_not_yet_written(tmp_path: Path) -> None:
-    source, clock = spy_5m(), Monotonic()
-    fake = FakeDownload(source, "SPY", Interval.M5)
-    running = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
+    _, _, fake, running, _ = hourly_saving(tmp_path)
     running.fetch(SPY, MID_SESSION, 200)
     later = MID_SESSION + timedelta(minutes=30)
     held = running.fetch(SPY, later, 200)  # six bars newer than the file
@@ -361,20 +365,17 @@ def test_a_restart_downloads_again_what_was_not_yet_written(tmp_path: Path) -> N
 
 
 def test_a_backfill_or_a_file_another_process_wrote_is_not_held_back(tmp_path: Path) -> None:
-    source, clock = spy_5m(), Monotonic()
-    fake = FakeDownload(source, "SPY", Interval.M5)
-    yf = provider(fake, tmp_path, cache_save_seconds=3600.0, monotonic=clock)
-    assert yf.cache is not None
+    source, _, _, yf, cache = hourly_saving(tmp_path)
     cache_file = tmp_path / "SPY_5m.csv"
     yf.fetch(SPY, MID_SESSION, 200)
     yf.fetch(SPY, MID_SESSION, 2000)  # ten times the history: older bars are added, so it is written at once
-    assert yf.cache.files_written == 2 and len(read_bar_csv(cache_file)) > 1000  # all the source holds by then
+    assert cache.files_written == 2 and len(read_bar_csv(cache_file)) > 1000  # all the source holds by then
 
     other = source.loc[: pd.Timestamp("2025-06-12T15:35Z")].tail(50).copy()
     other["close"] = other["close"] + 0.01  # another process (a `tradebot scan`) rewrote the file
     write_bar_csv(other, cache_file)
     frame = yf.fetch(SPY, MID_SESSION, 50)
-    assert yf.cache.files_read == 1  # its file is read, not this process's held bars
+    assert cache.files_read == 1  # its file is read, not this process's held bars
     assert frame["close"].iloc[0] == pytest.approx(float(other["close"].iloc[0]))
 
 
