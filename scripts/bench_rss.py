@@ -5,9 +5,11 @@ default 16-instrument watchlist, the malloc arena limit of trading-bot.service) 
 built into tradebot (in this process, so its records do not count). The trader sends /signal `--runs` times;
 after each run's summary the bot process's VmRSS is read from /proc. Half way, the trader sends /learn: the
 learning run the bot makes once a day (backtests of every watchlist pair over `[learning] backtest_bars` of
-history), whose memory a bot running for days carries. Reference in the same run: the RSS of a
-bare interpreter that only imports what `tradebot run` imports before it serves (the floor the bot cannot go
-below).
+history), whose memory a bot running for days carries. Before the bot starts, its database gets `--closed-trades`
+closed paper trades (2,000 by default, a year of history: the book `bench_bot.py` seeds), as a bot that has traded
+has: the statistics the bot shows of them (the posteriors in the /learn message, drift) are part of what it holds.
+Reference in the same run: the RSS of a bare interpreter that only imports what `tradebot run` imports before it
+serves (the floor the bot cannot go below).
 
 Goal: at most 150 MB after the runs, and flat (growth from the 5th run to the last at most 5 MB). Also printed:
 the RSS of the bot's child processes (its worker) and the PSS of the bot and its children together (what the
@@ -16,6 +18,7 @@ bot (and the reference) with another interpreter: a venv with `pip install .` on
 development extras add packages, cryptography and tornado, that python-telegram-bot imports when present).
 
     .venv/bin/python scripts/bench_rss.py [--runs 40] [--data ../shared/data/market] [--python VENV/bin/python]
+                                          [--closed-trades 2000]
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.sandbox.botapi import BotApiServer  # noqa: E402
+from data.sqlite.store import SqliteStore  # noqa: E402
+from engine.catalog import DEFAULT_WATCHLIST  # noqa: E402
 
 TOKEN = "123456789:AAHbenchTokenForRssOnly_abcdefghijkl"
 TRADER = 42
@@ -99,6 +104,7 @@ async def main() -> int:
         help="the interpreter that runs the bot (default: this one); e.g. a venv with `pip install .` only, as a "
         "server has it: the development extras add packages python-telegram-bot imports when present",
     )
+    parser.add_argument("--closed-trades", type=int, default=2000, help="closed paper trades in the book first")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no market data folder at {args.data}", file=sys.stderr)
@@ -107,6 +113,12 @@ async def main() -> int:
     children: list[float] = []
     together: list[float] = []
     with tempfile.TemporaryDirectory() as work:
+        if args.closed_trades:
+            from bench_bot import seed_closed_trades  # noqa: PLC0415 - the book bench_bot seeds
+
+            async with await SqliteStore.open(Path(work) / "bot.db"):
+                pass  # its schema
+            seed_closed_trades(Path(work) / "bot.db", DEFAULT_WATCHLIST, args.closed_trades)
         async with BotApiServer(token=TOKEN) as tg:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
             env |= tg.env() | {
