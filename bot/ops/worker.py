@@ -143,6 +143,9 @@ class WorkerProcess:
         new = _new_pool()
         try:
             await _answer(new, WARM_DEADLINE_SECONDS, _import, self._modules)
+        except asyncio.CancelledError:  # the bot is stopping: the new one goes with the call
+            _kill(new)
+            raise
         except Exception as exc:
             log.warning("the worker was not replaced (%s: %s); the one it has goes on", type(exc).__name__, exc)
             _kill(new)

@@ -134,6 +134,17 @@ async def test_a_recycled_worker_finishes_what_it_was_given_and_a_fresh_one_take
     assert await worker.call(30, os.getpid) == worker.pid()
 
 
+async def test_a_recycle_cancelled_midway_keeps_the_worker_it_had(worker: WorkerProcess) -> None:
+    assert await worker.warm("bot.services.scan")
+    first = worker.pid()
+    recycling = asyncio.create_task(worker.recycle())
+    await asyncio.sleep(0.01)  # the new one is starting
+    recycling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await recycling
+    assert worker.ready and await worker.call(30, os.getpid) == first
+
+
 def _pid_after(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
