@@ -138,7 +138,7 @@ async def test_a_recycle_cancelled_midway_keeps_the_worker_it_had(worker: Worker
     assert await worker.warm("bot.services.scan")
     first = worker.pid()
     recycling = asyncio.create_task(worker.recycle())
-    await asyncio.sleep(0.01)  # the new one is starting
+    await asyncio.sleep(0)  # it runs to its first wait: the new worker is being started
     recycling.cancel()
     with pytest.raises(asyncio.CancelledError):
         await recycling
