@@ -13,11 +13,12 @@ from pathlib import Path
 from tests.e2e.test_drift_learning import seed
 
 
-def tradebot(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tradebot(cwd: Path, *args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`tradebot ARGS` run in `cwd` on `cwd/bot.db`, with interpreter options `python` (e.g. `-X importtime`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
     env["TRADEBOT_DB_PATH"] = str(cwd / "bot.db")
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, *python, "-m", "bot.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

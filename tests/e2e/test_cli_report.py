@@ -35,19 +35,9 @@ def imported(stderr: str) -> set[str]:
 
 
 def test_commands_that_only_read_or_flag_the_database_load_no_analysis_library(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
-    env["TRADEBOT_DB_PATH"] = str(tmp_path / "bot.db")
     outputs = {}
     for command in (("pause",), ("resume",), ("audit", "-n", "5"), ("shadow",), ("db", "backup")):
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "bot.cli", *command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = tradebot(tmp_path, *command, python=("-X", "importtime"))
         assert done.returncode == 0, done.stderr[-2000:]
         loaded = imported(done.stderr)
         assert "bot.cli.commands" in loaded and "data.sqlite.store" in loaded  # it did import the command's own
