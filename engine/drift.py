@@ -15,11 +15,11 @@ Decisions, so every number means one thing:
   nothing lost, a Sharpe without dispersion) the metric is not compared: an undefined ratio never makes a
   degraded verdict, so zero live losses can only look good.
 * KS: a one-sided two-sample Kolmogorov-Smirnov test that live R is stochastically smaller than the baseline
-  (`scipy.stats.ks_2samp(live, baseline, alternative="greater")`: the alternative is that the live CDF lies
-  above the baseline CDF somewhere, i.e. live values tend to be smaller). Run only with at least
-  `ks_min_live` live and `ks_min_baseline` baseline values, else None. Ties are allowed (p is conservative).
-  It compares whole distributions, so live trades that never reach the baseline's large wins can be
-  significant even at the same or a higher win rate.
+  (`scipy.stats.ks_2samp(live, baseline, alternative="greater")`, computed without scipy by `engine.probability`:
+  the alternative is that the live CDF lies above the baseline CDF somewhere, i.e. live values tend to be
+  smaller). Run only with at least `ks_min_live` live and `ks_min_baseline` baseline values, else None. Ties
+  are allowed (p is conservative). It compares whole distributions, so live trades that never reach the
+  baseline's large wins can be significant even at the same or a higher win rate.
 * Sequential detector: a Bernoulli CUSUM on win / not-win. p0 = baseline win rate clipped into [0.02, 0.98]
   and rounded to four places; p1 = max(p0 - win_rate_drop, 0.02), the worse win rate it is designed for.
   Each trade adds log(p1 / p0) for a win or log((1 - p1) / (1 - p0)) otherwise; the statistic starts at
@@ -77,6 +77,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from engine import probability
 from engine.performance import WIN_R, TradeStats
 
 FloatArray = npt.NDArray[np.float64]
@@ -301,9 +302,7 @@ def assess(live_r: Sequence[float], baseline_r: Sequence[float], config: DriftCo
     elif p0 is None or ls.win_rate is None or ls.expectancy_r is None:
         raise RuntimeError("both samples hold trades here: min_trades and min_baseline are at least 1")
     else:
-        from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-        binom_p = float(stats.binomtest(ls.wins, ls.trades, p0, alternative="less").pvalue)
+        binom_p = probability.binomial_less_p(ls.wins, ls.trades, p0)
         ks_significant = ks_p is not None and ks_p < config.ks_alpha
         confirmed = ks_significant or binom_p < config.ks_alpha
         if alarm and ls.expectancy_r < 0 and confirmed:
@@ -372,10 +371,7 @@ def ks_worse(live_r: Sequence[float] | FloatArray, baseline_r: Sequence[float] |
     live, base = _as_r(live_r, "live_r"), _as_r(baseline_r, "baseline_r")
     if live.size == 0 or base.size == 0:
         raise ValueError(f"the KS test needs values on both sides, had {live.size} live and {base.size} baseline")
-    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-    result = stats.ks_2samp(live, base, alternative="greater")
-    return float(result.statistic), float(result.pvalue)
+    return probability.ks_greater(live.tolist(), base.tolist())
 
 
 def detector_rates(win_rate: float, config: DriftConfig = DEFAULT_CONFIG) -> tuple[float, float]:
@@ -492,11 +488,16 @@ def _calibrated_threshold(
 def _allowed_alarms(simulations: int, false_alarm: float, confidence: float) -> int:
     """Return the most alarms among `simulations` whose Clopper-Pearson upper bound stays within false_alarm."""
     # The upper bound for k alarms is at most false_alarm exactly when P(Binomial(n, false_alarm) <= k) <= 1 - c.
-    counts = np.arange(simulations + 1)
-    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-    within = stats.binom.cdf(counts, simulations, false_alarm) <= 1.0 - confidence
-    return int(np.flatnonzero(within)[-1])
+    low, high = 0, simulations  # the CDF rises with the count: the answer is the last count within, by bisection
+    if probability.binomial_cdf(0, simulations, false_alarm) > 1.0 - confidence:
+        raise ValueError(f"no count of {simulations} simulations bounds a false alarm rate of {false_alarm}")
+    while low < high:
+        middle = (low + high + 1) // 2
+        if probability.binomial_cdf(middle, simulations, false_alarm) <= 1.0 - confidence:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _walks(outcomes: BoolArray, p0: float, p1: float) -> FloatArray:

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from engine import probability
 from engine.domain import ensure_utc
 from engine.performance import WIN_R
 from engine.trading import Trade, TradeKind
@@ -295,17 +296,15 @@ class Posterior:
     @property
     def p_win_interval(self) -> tuple[float, float]:
         """Return the 5 % and 95 % quantiles of the posterior win probability."""
-        from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-        low, high = stats.beta.ppf([CREDIBLE_LOW, CREDIBLE_HIGH], self.win_alpha, self.win_beta)
-        return float(low), float(high)
+        return (
+            probability.beta_ppf(CREDIBLE_LOW, self.win_alpha, self.win_beta),
+            probability.beta_ppf(CREDIBLE_HIGH, self.win_alpha, self.win_beta),
+        )
 
     @property
     def p_negative(self) -> float:
         """Return the posterior probability that the expected R is below zero."""
-        from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-        return float(stats.norm.cdf(-self.expected_r / self.expected_r_sd))
+        return probability.normal_cdf(-self.expected_r / self.expected_r_sd)
 
     def describe(self) -> str:
         """Summarise the posterior in one line."""

@@ -33,6 +33,7 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any, Final
 
+from engine import probability
 from engine.domain import Interval, ensure_utc
 
 FINGERPRINT_CHARS: Final = 16
@@ -152,18 +153,16 @@ class BaselineStats:
         n = len(rs)
         if n == 0:
             return cls(0, None, None)
-        from scipy import stats  # noqa: PLC0415 - scipy is slow to import and only this needs it here
-
         wins = sum(r >= win_r for r in rs)
         tail = (1 - CONFIDENCE) / 2
-        low = 0.0 if wins == 0 else float(stats.beta.ppf(tail, wins, n - wins + 1))
-        high = 1.0 if wins == n else float(stats.beta.ppf(1 - tail, wins + 1, n - wins))
+        low = 0.0 if wins == 0 else probability.beta_ppf(tail, wins, n - wins + 1)
+        high = 1.0 if wins == n else probability.beta_ppf(1 - tail, wins + 1, n - wins)
         win_rate = Estimate(wins / n, low, high)
         mean = math.fsum(rs) / n
         if n < 2:
             return cls(n, win_rate, None)
         sd = math.sqrt(math.fsum((r - mean) ** 2 for r in rs) / (n - 1))
-        half = float(stats.t.ppf(1 - tail, n - 1)) * sd / math.sqrt(n)
+        half = probability.student_t_ppf(1 - tail, n - 1) * sd / math.sqrt(n)
         return cls(n, win_rate, Estimate(mean, mean - half, mean + half))
 
     def text(self) -> str:

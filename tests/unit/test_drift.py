@@ -316,7 +316,8 @@ def test_ks_is_one_sided_against_a_worse_live_sample() -> None:
     down, up = ks_worse(live - 0.8, base), ks_worse(live + 0.8, base)
     assert down[1] < 0.001 and up[1] > 0.5
     # scipy's "greater": the first sample's CDF lies above the second's, i.e. the first is stochastically smaller.
-    assert stats.ks_2samp(live - 0.8, base, alternative="greater").pvalue == down[1]
+    # The same p within scipy's rounding: its lattice-path count is in floats, engine.probability's in integers.
+    assert stats.ks_2samp(live - 0.8, base, alternative="greater").pvalue == pytest.approx(down[1], rel=1e-9)
     assert stats.ks_2samp(live - 0.8, base, alternative="less").pvalue > 0.5
     assert assess((live + 0.8).tolist(), base.tolist()).ks_p_value == up[1]
 
