@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from bot.charts.spec import ChartSpec
 from bot.ops.worker import WorkerFailed, WorkerProcess
@@ -22,6 +24,11 @@ def _render(spec: ChartSpec) -> bytes:
     from bot.charts.render import render_png  # noqa: PLC0415 - matplotlib only in the worker
 
     return render_png(spec)
+
+
+def _build_and_render(build: Callable[..., ChartSpec | None], *args: Any) -> bytes | None:
+    spec = build(*args)
+    return None if spec is None else _render(spec)
 
 
 class ChartWorker:
@@ -39,13 +46,21 @@ class ChartWorker:
             log.warning("the chart worker did not start")
 
     async def render(self, spec: ChartSpec) -> bytes | None:
+        return await self._call(repr(spec.title), _render, spec)
+
+    async def draw(self, what: str, build: Callable[..., ChartSpec | None], *args: Any) -> bytes | None:
+        """Build the chart `what` with `build(*args)` and draw it, both in the worker: the indicator lines a chart
+        shows are computed there, so TA-Lib stays out of the bot too. None when `build` gives None or fails."""
+        return await self._call(what, _build_and_render, build, *args)
+
+    async def _call(self, what: str, fn: Callable[..., bytes | None], *args: Any) -> bytes | None:
         async with self._lock:
             try:
-                return await self.process.call(self.deadline, _render, spec)
+                return await self.process.call(self.deadline, fn, *args)
             except WorkerFailed as exc:
-                log.warning("chart %r not drawn (%s); sent as text", spec.title, exc)
+                log.warning("chart %s not drawn (%s); sent as text", what, exc)
             except Exception as exc:
-                log.warning("chart %r could not be drawn (%s: %s); sent as text", spec.title, type(exc).__name__, exc)
+                log.warning("chart %s could not be drawn (%s: %s); sent as text", what, type(exc).__name__, exc)
             return None
 
     def close(self) -> None:

@@ -100,6 +100,15 @@ class WorkerProcess:
             return
         self._warming = asyncio.get_running_loop().create_task(self.warm(*modules), name="worker-warm-up")
 
+    async def prepare(self, *modules: str) -> bool:
+        """Wait until the worker is ready, starting it (with `modules`) unless it is already starting; False if it
+        could not start. Cancelling the wait leaves the start going on."""
+        if self.ready:
+            return True
+        self.start(*modules)
+        assert self._warming is not None  # start() made one, or one is running
+        return await asyncio.shield(self._warming)
+
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = _new_pool()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -31,6 +31,10 @@ class ChartRenderer(Protocol):
     """Draws a chart: PNG bytes, or None when it failed or took too long."""
 
     async def render(self, spec: ChartSpec) -> bytes | None: ...
+
+    async def draw(self, what: str, build: Callable[..., ChartSpec | None], *args: Any) -> bytes | None:
+        """Build the chart `what` with `build(*args)` where it is drawn, then draw it (None: no chart)."""
+        ...
 
     async def warm(self) -> None:
         """Get ready to draw (start a worker, import the drawing libraries), so the first chart is not late."""
@@ -72,65 +76,13 @@ class SignalCharts:
     def signal_spec(self, setup: Setup, bars: Bars) -> ChartSpec | None:
         """The chart of a setup over `bars` (its signal bar marked); None when the bars do not hold its bar."""
         item = self.items.get(setup.symbol)
-        if item is None or bars.interval != setup.timeframe:
-            return None
-        at = int(np.searchsorted(bars.time, to_nanos(setup.bar_time)))
-        if at >= len(bars) or int(bars.time[at]) != to_nanos(setup.bar_time):
-            return None
-        strategy = next((s for s in item.strategies if s.name == setup.strategy), None)
-        instrument = item.instrument
-        local = setup.bar_time.astimezone(item.calendar.zone)
-        return chart_of(
-            bars,
-            window(bars, at),
-            title=f"{setup.symbol} {setup.timeframe} · {setup.strategy} {setup.side.value}",
-            timezone=item.calendar.timezone,
-            overlays=self._overlays([] if strategy is None else [strategy], item, bars),
-            levels=setup_levels(setup),
-            marked=at,
-            marked_long=setup.side is Side.LONG,
-            footer=f"signal {setup.signal_id} · bar of {local:%a %d %b %H:%M} {item.calendar.timezone}",
-            price_format=price_format(instrument),
-        )
+        return None if item is None else signal_chart(item, setup, bars)
 
     def symbol_spec(
         self, symbol: str, bars: Bars, positions: Sequence[Trade], stops: Mapping[str, Decimal]
     ) -> ChartSpec:
         """The current chart of `symbol`: the last bars, its strategies' lines, each open position's levels."""
-        item = self.items[symbol]
-        levels: list[Level] = []
-        for trade in positions:
-            tag = f"{trade.side.value} {trade.trade_id[:6]}"
-            levels.append(Level(LevelKind.POSITION, f"{tag} entry", float(trade.entry_price)))
-            levels.append(Level(LevelKind.STOP, f"{tag} stop", float(stops.get(trade.trade_id, trade.stop))))
-            levels.append(Level(LevelKind.TARGET, f"{tag} target", float(trade.target)))
-        overlays = self._overlays(item.strategies, item, bars)
-        last = len(bars) - 1
-        return chart_of(
-            bars,
-            window(bars, last),
-            title=f"{symbol} {bars.interval} · {len(positions)} open position{'' if len(positions) == 1 else 's'}",
-            timezone=item.calendar.timezone,
-            overlays=overlays,
-            levels=tuple(levels),
-            footer=f"last bar {bars.bar_time(last).astimezone(item.calendar.zone):%a %d %b %H:%M} "
-            f"{item.calendar.timezone}",
-            price_format=price_format(item.instrument),
-        )
-
-    @staticmethod
-    def _overlays(strategies: Sequence[Strategy[Any]], item: WatchItem, bars: Bars) -> dict[str, FloatArray]:
-        """The strategies' indicator lines over `bars` (one context: each indicator computed once)."""
-        if not strategies or bars.interval != item.instrument.interval:
-            return {}
-        ctx = MarketContext(item.instrument, bars, item.calendar)
-        lines: dict[str, FloatArray] = {}
-        for strategy in strategies:
-            try:
-                lines.update(strategy.overlays(ctx))
-            except Exception as exc:  # the lines are a help: a chart without them is still worth sending
-                log.warning("no indicator lines for %s on %s: %s", strategy.name, item.instrument.symbol, exc)
-        return lines
+        return symbol_chart(self.items[symbol], bars, positions, stops)
 
     async def for_signals(self, records: Sequence[SignalRecord], bars: Mapping[str, Bars]) -> dict[str, bytes]:
         """PNG charts of these signals by signal id (those that could be drawn)."""
@@ -140,11 +92,75 @@ class SignalCharts:
             symbol_bars = bars.get(setup.symbol)
             if symbol_bars is None:
                 continue
-            try:
-                spec = self.signal_spec(setup, symbol_bars)
-            except Exception:
-                log.exception("building the chart of %s failed; sent as text", record.signal_id)
+            item = self.items.get(setup.symbol)
+            if item is None:
                 continue
-            if spec is not None and (png := await self.renderer.render(spec)) is not None:
+            png = await self.renderer.draw(f"of signal {record.signal_id}", signal_chart, item, setup, symbol_bars)
+            if png is not None:
                 charts[record.signal_id] = png
         return charts
+
+    async def for_symbol(
+        self, symbol: str, bars: Bars, positions: Sequence[Trade], stops: Mapping[str, Decimal]
+    ) -> bytes | None:
+        """The PNG chart of `symbol` with these positions, or None when it could not be drawn."""
+        return await self.renderer.draw(f"of {symbol}", symbol_chart, self.items[symbol], bars, positions, stops)
+
+
+def signal_chart(item: WatchItem, setup: Setup, bars: Bars) -> ChartSpec | None:
+    """The chart of a setup over `bars` (its signal bar marked); None when the bars do not hold its bar."""
+    if bars.interval != setup.timeframe:
+        return None
+    at = int(np.searchsorted(bars.time, to_nanos(setup.bar_time)))
+    if at >= len(bars) or int(bars.time[at]) != to_nanos(setup.bar_time):
+        return None
+    strategy = next((s for s in item.strategies if s.name == setup.strategy), None)
+    local = setup.bar_time.astimezone(item.calendar.zone)
+    return chart_of(
+        bars,
+        window(bars, at),
+        title=f"{setup.symbol} {setup.timeframe} · {setup.strategy} {setup.side.value}",
+        timezone=item.calendar.timezone,
+        overlays=_overlays([] if strategy is None else [strategy], item, bars),
+        levels=setup_levels(setup),
+        marked=at,
+        marked_long=setup.side is Side.LONG,
+        footer=f"signal {setup.signal_id} · bar of {local:%a %d %b %H:%M} {item.calendar.timezone}",
+        price_format=price_format(item.instrument),
+    )
+
+
+def symbol_chart(item: WatchItem, bars: Bars, positions: Sequence[Trade], stops: Mapping[str, Decimal]) -> ChartSpec:
+    """The current chart of an instrument: the last bars, its strategies' lines, each open position's levels."""
+    levels: list[Level] = []
+    for trade in positions:
+        tag = f"{trade.side.value} {trade.trade_id[:6]}"
+        levels.append(Level(LevelKind.POSITION, f"{tag} entry", float(trade.entry_price)))
+        levels.append(Level(LevelKind.STOP, f"{tag} stop", float(stops.get(trade.trade_id, trade.stop))))
+        levels.append(Level(LevelKind.TARGET, f"{tag} target", float(trade.target)))
+    last = len(bars) - 1
+    return chart_of(
+        bars,
+        window(bars, last),
+        title=f"{item.instrument.symbol} {bars.interval} · {len(positions)} open "
+        f"position{'' if len(positions) == 1 else 's'}",
+        timezone=item.calendar.timezone,
+        overlays=_overlays(item.strategies, item, bars),
+        levels=tuple(levels),
+        footer=f"last bar {bars.bar_time(last).astimezone(item.calendar.zone):%a %d %b %H:%M} {item.calendar.timezone}",
+        price_format=price_format(item.instrument),
+    )
+
+
+def _overlays(strategies: Sequence[Strategy[Any]], item: WatchItem, bars: Bars) -> dict[str, FloatArray]:
+    """The strategies' indicator lines over `bars` (one context: each indicator computed once)."""
+    if not strategies or bars.interval != item.instrument.interval:
+        return {}
+    ctx = MarketContext(item.instrument, bars, item.calendar)
+    lines: dict[str, FloatArray] = {}
+    for strategy in strategies:
+        try:
+            lines.update(strategy.overlays(ctx))
+        except Exception as exc:  # the lines are a help: a chart without them is still worth sending
+            log.warning("no indicator lines for %s on %s: %s", strategy.name, item.instrument.symbol, exc)
+    return lines

@@ -372,8 +372,7 @@ class BotRuntime:
             return f"No chart: {bars}."
         positions = [t for t in await self.control.open_positions() if t.symbol == symbol]
         stops = await self.control.current_stops(positions)
-        spec = await asyncio.to_thread(self.charts.symbol_spec, symbol, bars, positions, stops)
-        png = await self.charts.renderer.render(spec)
+        png = await self.charts.for_symbol(symbol, bars, positions, stops)
         if png is None:
             return f"The chart of {symbol} could not be drawn now (the log says why)."
         held = f"{len(positions)} open position{'' if len(positions) == 1 else 's'}"

@@ -181,15 +181,16 @@ class ScanService:
     ) -> ScanReport:
         gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         loop = asyncio.get_running_loop()
-        if self.worker is not None:
-            self.worker.start(__name__)  # until it is ready, this process computes: a cold start waits for nothing
+        # The run waits for a starting worker (a second or two after a start) rather than computing here: TA-Lib
+        # and a run's indicators stay out of the bot's memory; only a worker that cannot start leaves it to the bot.
+        in_worker = self.worker is not None and await self.worker.prepare(__name__)
 
         async def one(item: WatchItem) -> SymbolOutcome:
             async with gate:
                 fetched = await asyncio.to_thread(self.fetch, item, now)
             if isinstance(fetched, SymbolOutcome):
                 return fetched
-            if self.worker is not None and self.worker.ready:
+            if self.worker is not None and in_worker and self.worker.ready:
                 try:
                     return _reported(item, await self._in_worker(self.worker, item, fetched, now))
                 except Exception as exc:  # it died, was late, or could not take the task (pickling): compute here

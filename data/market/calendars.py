@@ -14,29 +14,84 @@
 * FX and CRYPTO are the built-in rules: they have no holidays to learn.
 
 A missing or broken library, or a calendar it cannot build, raises `MarketCalendarError` naming the cause.
+
+`build_apart(names)` builds them in a child process instead and keeps them as this process's: the running bot
+uses only the holidays and early closes, and the library (about 110 modules and 10 MB) then never loads there.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import warnings
+from collections.abc import Iterable
 from datetime import date, timedelta
-from functools import cache
+from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any, Final
 
 from engine.calendars import SessionCalendar, get_calendar
 
 LIBRARY_CODES: Final = MappingProxyType({"XNSE": "XBOM", "XNYS": "XNYS"})
+APART_TIMEOUT_SECONDS: Final = 120.0  # a fresh interpreter importing pandas and the library on a loaded machine
+
+log = logging.getLogger(__name__)
+_built: dict[str, SessionCalendar] = {}
 
 
 class MarketCalendarError(RuntimeError):
     """The exchange_calendars library is missing or cannot build a calendar we need."""
 
 
-@cache
 def market_calendar(name: str) -> SessionCalendar:
-    """The calendar `name` with the library's holidays and early closes (cached per process)."""
-    return build_market_calendar(name)
+    """The calendar `name` with the library's holidays and early closes (built once per process)."""
+    calendar = _built.get(name)
+    if calendar is None:
+        calendar = _built.setdefault(name, build_market_calendar(name))
+    return calendar
+
+
+def build_apart(names: Iterable[str]) -> None:
+    """Build the library's calendars among `names` in a child process and keep them as this process's.
+
+    A child that cannot start, dies or takes longer than `APART_TIMEOUT_SECONDS` (then killed) leaves them to be
+    built here on first use (logged); a calendar the library cannot build raises its `MarketCalendarError` here.
+    """
+    wanted = sorted({n for n in names if n in LIBRARY_CODES} - _built.keys())
+    if not wanted:
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process is copied
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_build_into, args=(wanted, send), name="tradebot-calendars", daemon=True)
+    try:
+        child.start()
+        send.close()
+        if not receive.poll(APART_TIMEOUT_SECONDS):
+            raise TimeoutError(f"no answer in {APART_TIMEOUT_SECONDS:.0f} s")
+        answer = receive.recv()
+    except (OSError, EOFError, TimeoutError) as exc:
+        log.warning("building the %s calendars in a child process failed (%s): building them here", wanted, exc)
+        return
+    finally:
+        if child.is_alive():
+            child.kill()
+        if child.pid is not None:
+            child.join()
+        receive.close()
+    if isinstance(answer, MarketCalendarError):
+        raise answer
+    for name, calendar in answer.items():
+        _built.setdefault(name, calendar)
+
+
+def _build_into(names: list[str], send: Connection) -> None:
+    """In the child: send the calendars built, or the `MarketCalendarError` that stopped one."""
+    try:
+        answer: dict[str, SessionCalendar] | MarketCalendarError = {n: build_market_calendar(n) for n in names}
+    except MarketCalendarError as exc:
+        answer = exc
+    send.send(answer)
+    send.close()
 
 
 def build_market_calendar(name: str) -> SessionCalendar:

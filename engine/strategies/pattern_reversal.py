@@ -32,8 +32,10 @@ No signal before ATR, the Bollinger bands and the full support/resistance window
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -47,73 +49,75 @@ from engine.strategy import LONG, SHORT, SignalArrays, Strategy, StrategyParams,
 BULLISH_PATTERNS = ("CDLENGULFING", "CDLHAMMER", "CDLMORNINGSTAR", "CDLPIERCING")
 BEARISH_PATTERNS = ("CDLENGULFING", "CDLSHOOTINGSTAR", "CDLEVENINGSTAR", "CDLDARKCLOUDCOVER")
 PATTERN_GROUP = "Pattern Recognition"
-# TA-Lib's candlestick functions (its 'Pattern Recognition' group; a unit test holds this to the installed
-# library), named here so that reading a configuration does not import TA-Lib.
-CANDLESTICK_FUNCTIONS: Final = frozenset(
+# TA-Lib's candlestick functions (its 'Pattern Recognition' group) with the bars each needs before its first
+# answer at TA-Lib's default candle settings, which tradebot never changes; a unit test holds both to the installed
+# library. Named here so that reading a configuration and sizing a strategy's history do not import TA-Lib.
+CANDLESTICK_LOOKBACKS: Final[Mapping[str, int]] = MappingProxyType(
     {
-        "CDL2CROWS",
-        "CDL3BLACKCROWS",
-        "CDL3INSIDE",
-        "CDL3LINESTRIKE",
-        "CDL3OUTSIDE",
-        "CDL3STARSINSOUTH",
-        "CDL3WHITESOLDIERS",
-        "CDLABANDONEDBABY",
-        "CDLADVANCEBLOCK",
-        "CDLBELTHOLD",
-        "CDLBREAKAWAY",
-        "CDLCLOSINGMARUBOZU",
-        "CDLCONCEALBABYSWALL",
-        "CDLCOUNTERATTACK",
-        "CDLDARKCLOUDCOVER",
-        "CDLDOJI",
-        "CDLDOJISTAR",
-        "CDLDRAGONFLYDOJI",
-        "CDLENGULFING",
-        "CDLEVENINGDOJISTAR",
-        "CDLEVENINGSTAR",
-        "CDLGAPSIDESIDEWHITE",
-        "CDLGRAVESTONEDOJI",
-        "CDLHAMMER",
-        "CDLHANGINGMAN",
-        "CDLHARAMI",
-        "CDLHARAMICROSS",
-        "CDLHIGHWAVE",
-        "CDLHIKKAKE",
-        "CDLHIKKAKEMOD",
-        "CDLHOMINGPIGEON",
-        "CDLIDENTICAL3CROWS",
-        "CDLINNECK",
-        "CDLINVERTEDHAMMER",
-        "CDLKICKING",
-        "CDLKICKINGBYLENGTH",
-        "CDLLADDERBOTTOM",
-        "CDLLONGLEGGEDDOJI",
-        "CDLLONGLINE",
-        "CDLMARUBOZU",
-        "CDLMATCHINGLOW",
-        "CDLMATHOLD",
-        "CDLMORNINGDOJISTAR",
-        "CDLMORNINGSTAR",
-        "CDLONNECK",
-        "CDLPIERCING",
-        "CDLRICKSHAWMAN",
-        "CDLRISEFALL3METHODS",
-        "CDLSEPARATINGLINES",
-        "CDLSHOOTINGSTAR",
-        "CDLSHORTLINE",
-        "CDLSPINNINGTOP",
-        "CDLSTALLEDPATTERN",
-        "CDLSTICKSANDWICH",
-        "CDLTAKURI",
-        "CDLTASUKIGAP",
-        "CDLTHRUSTING",
-        "CDLTRISTAR",
-        "CDLUNIQUE3RIVER",
-        "CDLUPSIDEGAP2CROWS",
-        "CDLXSIDEGAP3METHODS",
+        "CDL2CROWS": 12,
+        "CDL3BLACKCROWS": 13,
+        "CDL3INSIDE": 12,
+        "CDL3LINESTRIKE": 8,
+        "CDL3OUTSIDE": 3,
+        "CDL3STARSINSOUTH": 12,
+        "CDL3WHITESOLDIERS": 12,
+        "CDLABANDONEDBABY": 12,
+        "CDLADVANCEBLOCK": 12,
+        "CDLBELTHOLD": 10,
+        "CDLBREAKAWAY": 14,
+        "CDLCLOSINGMARUBOZU": 10,
+        "CDLCONCEALBABYSWALL": 13,
+        "CDLCOUNTERATTACK": 11,
+        "CDLDARKCLOUDCOVER": 11,
+        "CDLDOJI": 10,
+        "CDLDOJISTAR": 11,
+        "CDLDRAGONFLYDOJI": 10,
+        "CDLENGULFING": 2,
+        "CDLEVENINGDOJISTAR": 12,
+        "CDLEVENINGSTAR": 12,
+        "CDLGAPSIDESIDEWHITE": 7,
+        "CDLGRAVESTONEDOJI": 10,
+        "CDLHAMMER": 11,
+        "CDLHANGINGMAN": 11,
+        "CDLHARAMI": 11,
+        "CDLHARAMICROSS": 11,
+        "CDLHIGHWAVE": 10,
+        "CDLHIKKAKE": 5,
+        "CDLHIKKAKEMOD": 10,
+        "CDLHOMINGPIGEON": 11,
+        "CDLIDENTICAL3CROWS": 12,
+        "CDLINNECK": 11,
+        "CDLINVERTEDHAMMER": 11,
+        "CDLKICKING": 11,
+        "CDLKICKINGBYLENGTH": 11,
+        "CDLLADDERBOTTOM": 14,
+        "CDLLONGLEGGEDDOJI": 10,
+        "CDLLONGLINE": 10,
+        "CDLMARUBOZU": 10,
+        "CDLMATCHINGLOW": 6,
+        "CDLMATHOLD": 14,
+        "CDLMORNINGDOJISTAR": 12,
+        "CDLMORNINGSTAR": 12,
+        "CDLONNECK": 11,
+        "CDLPIERCING": 11,
+        "CDLRICKSHAWMAN": 10,
+        "CDLRISEFALL3METHODS": 14,
+        "CDLSEPARATINGLINES": 11,
+        "CDLSHOOTINGSTAR": 11,
+        "CDLSHORTLINE": 10,
+        "CDLSPINNINGTOP": 10,
+        "CDLSTALLEDPATTERN": 12,
+        "CDLSTICKSANDWICH": 7,
+        "CDLTAKURI": 10,
+        "CDLTASUKIGAP": 7,
+        "CDLTHRUSTING": 11,
+        "CDLTRISTAR": 12,
+        "CDLUNIQUE3RIVER": 12,
+        "CDLUPSIDEGAP2CROWS": 12,
+        "CDLXSIDEGAP3METHODS": 2,
     }
 )
+CANDLESTICK_FUNCTIONS: Final = frozenset(CANDLESTICK_LOOKBACKS)
 EXHAUSTION_RSI_PERIOD = 14
 
 
@@ -178,13 +182,6 @@ def _pattern_label(name: str) -> str:
     return str(info["display_name"]).removesuffix(" Pattern").lower()
 
 
-@cache
-def _pattern_lookback(name: str) -> int:
-    from talib import abstract  # noqa: PLC0415 - TA-Lib is imported on first use (see `engine.indicators.ta`)
-
-    return int(abstract.Function(name).lookback)  # type: ignore[attr-defined]
-
-
 def _decimals(instrument: Instrument) -> int:
     exponent = instrument.tick_size.as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 2
@@ -209,7 +206,7 @@ class PatternReversal(Strategy[PatternReversalParams]):
             int(p.level_lookback) + int(p.pattern_span),
             int(p.bb_period),
             int(p.atr_period) + 1,
-            max(_pattern_lookback(n) for n in patterns) + 1,
+            max(CANDLESTICK_LOOKBACKS[n] for n in patterns) + 1,
         )
 
     def history(self, instrument: Instrument) -> int:

@@ -12,7 +12,7 @@ import pytest
 from bot.charts.spec import ChartSpec, Level, LevelKind
 from bot.charts.worker import ChartWorker
 from bot.config import load_settings
-from bot.services.charts import SignalCharts
+from bot.services.charts import SignalCharts, signal_chart
 from bot.services.configure import watchlist
 from data.market.csv_provider import CsvProvider
 from engine.bars import Bars, to_nanos
@@ -98,6 +98,26 @@ async def test_a_signal_chart_shows_its_strategys_lines_and_levels_from_the_bars
     png = await worker.render(spec)
     assert png is not None and png.startswith(PNG)
     assert SignalCharts([item], worker).signal_spec(setup, bars.head(len(bars) - 1)) is None  # its bar is not there
+    # the bot has the worker build the chart too (its lines are TA-Lib's): the same picture
+    assert await worker.draw("of the signal", signal_chart, item, setup, bars) == png
+    assert await worker.draw("of the signal", signal_chart, item, setup, bars.head(len(bars) - 1)) is None
+
+
+def _broken_chart(symbol: str) -> ChartSpec:
+    raise ValueError(f"no chart of {symbol}")
+
+
+async def test_a_chart_whose_building_fails_in_the_worker_is_none_and_says_why(
+    worker: ChartWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await worker.draw("of EURUSD", _broken_chart, "EURUSD") is None
+    assert "chart of EURUSD could not be drawn (ValueError: no chart of EURUSD); sent as text" in caplog.text
+
+    def local() -> ChartSpec:
+        return small_spec()
+
+    assert await worker.draw("of the test", local) is None  # cannot cross to the worker: no chart, no exception
+    assert await worker.render(small_spec()) is not None  # the worker still draws
 
 
 async def test_a_chart_with_nothing_but_candles_is_drawn(worker: ChartWorker) -> None:

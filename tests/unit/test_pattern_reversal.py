@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import talib
+from talib import abstract
 
 from engine.catalog import DEFAULT_WATCHLIST
 from engine.domain import Side
 from engine.indicators import MarketContext
 from engine.strategies.pattern_reversal import (
     CANDLESTICK_FUNCTIONS,
+    CANDLESTICK_LOOKBACKS,
     PATTERN_GROUP,
     PatternReversal,
     PatternReversalParams,
@@ -254,6 +256,8 @@ def test_invalid_params_are_rejected_by_name(params: dict[str, object], message:
 
 def test_the_accepted_pattern_names_are_exactly_the_installed_ta_libs_candlestick_functions() -> None:
     assert frozenset(talib.get_function_groups()[PATTERN_GROUP]) == CANDLESTICK_FUNCTIONS
+    # the warm-up each pattern adds is the installed library's lookback at its default candle settings
+    assert {name: abstract.Function(name).lookback for name in CANDLESTICK_FUNCTIONS} == dict(CANDLESTICK_LOOKBACKS)
     for name in CANDLESTICK_FUNCTIONS:  # each one the strategy can be configured with runs
         PatternReversalParams(bullish_patterns=(name,), bearish_patterns=(name,))
         assert callable(getattr(talib, name))
