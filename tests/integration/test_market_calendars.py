@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import pickle
+import subprocess
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from bot.bootstrap import open_runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.ops.clock import BotClock
 from bot.services.scheduler import Scheduler, build_groups
+from data.market import calendars
 from data.market.calendars import MarketCalendarError, build_market_calendar, market_calendar
 from engine.backtest import BacktestConfig, backtest, rejection_key
 from engine.bars import IntArray, to_nanos
@@ -78,6 +82,66 @@ def test_fx_and_crypto_keep_their_built_in_rules() -> None:
 
 def test_calendars_are_built_once_per_process() -> None:
     assert market_calendar("XNSE") is market_calendar("XNSE")
+
+
+APART = """
+import pickle, sys
+from data.market import calendars
+calendars.build_apart(["XNSE", "XNYS", "FX"])
+assert "exchange_calendars" not in sys.modules, "the library was imported here"
+sys.stdout.buffer.write(pickle.dumps({n: calendars.market_calendar(n) for n in ("XNSE", "XNYS", "FX")}))
+"""
+
+
+def test_calendars_built_in_a_child_process_are_the_same_and_keep_the_library_out() -> None:
+    done = subprocess.run([sys.executable, "-c", APART], capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    built = pickle.loads(done.stdout)
+    assert built == {n: market_calendar(n) for n in ("XNSE", "XNYS", "FX")}
+    assert NSE_HOLIDAY in built["XNSE"].holidays
+
+
+def test_a_child_that_cannot_start_leaves_the_calendars_to_this_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+
+    def refuse() -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    class NoProcesses:  # a machine that cannot start another process
+        Pipe = staticmethod(spawn.Pipe)
+
+        @staticmethod
+        def Process(**kwargs: object) -> object:
+            process = spawn.Process(**kwargs)  # type: ignore[arg-type]
+            process.start = refuse  # type: ignore[method-assign]
+            return process
+
+    monkeypatch.setattr(calendars, "multiprocessing", SimpleNamespace(get_context=lambda method: NoProcesses))
+    monkeypatch.setattr(calendars, "_built", {})
+    with caplog.at_level(logging.WARNING):
+        calendars.build_apart(["XNSE"])
+    failed = "building the ['XNSE'] calendars in a child process failed ([Errno 12] Cannot allocate memory)"
+    assert failed in caplog.text
+    assert calendars._built == {}  # nothing kept: the first use builds it here
+    assert NSE_HOLIDAY in calendars.market_calendar("XNSE").holidays
+
+
+def test_a_calendar_the_library_cannot_build_is_its_error_from_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[object] = []
+
+    class Sink:
+        def send(self, answer: object) -> None:
+            sent.append(answer)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "exchange_calendars", None)
+    calendars._build_into(["XNSE"], Sink())  # type: ignore[arg-type]
+    [answer] = sent
+    assert isinstance(answer, MarketCalendarError) and "needs the exchange_calendars library" in str(answer)
 
 
 def test_an_unknown_calendar_names_the_known_ones() -> None:

@@ -150,18 +150,30 @@ def _pid_after(seconds: float) -> int:
     return os.getpid()
 
 
-async def test_a_cold_worker_is_not_waited_for(tmp_path: Path, worker: WorkerProcess) -> None:
-    scan = scan_service(tmp_path, worker)
+async def test_a_run_waits_for_a_starting_worker_rather_than_computing_here(
+    tmp_path: Path, worker: WorkerProcess
+) -> None:
+    # Computing here would load TA-Lib and a run's indicators into the bot for good; the worker starts in seconds.
     expected = await scan_service(tmp_path, None).scan(AT)
-    same(await scan.scan(AT), expected)  # computed here while the worker starts
-    for _ in range(600):
+    scan = scan_service(tmp_path, worker)
+    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    assert not worker.ready
+    same(await scan.scan(AT), expected)
+    assert worker.ready
+    scan.close()
+
+
+async def test_a_cancelled_wait_for_a_starting_worker_leaves_it_starting(worker: WorkerProcess) -> None:
+    waiting = asyncio.create_task(worker.prepare("bot.services.scan"))
+    await asyncio.sleep(0.01)  # its start is under way
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    for _ in range(600):  # nothing starts it again: the start that was under way finishes
         if worker.ready:
             break
         await asyncio.sleep(0.05)
-    assert worker.ready  # and the next scan goes to it
-    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
-    same(await scan.scan(AT), expected)
-    scan.close()
+    assert worker.ready
 
 
 async def test_a_worker_killed_mid_scan_costs_nothing(
