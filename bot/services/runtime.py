@@ -26,6 +26,7 @@ from bot.ops.health import (
     with_write_error,
 )
 from bot.ops.logs import log_context
+from bot.ops.memory import release_free_memory
 from bot.ops.metrics import Dimension, MetricName, Metrics, NullMetrics, Unit
 from bot.services.background_validation import BackgroundValidation
 from bot.services.book import TRADED_KINDS, trading_day
@@ -131,6 +132,7 @@ class BotRuntime:
                 decisions = await self.desk.offer(report.setups, report.bars)
             if closed:
                 self.metrics.record(MetricName.TRADES_CLOSED, len(closed))
+        await asyncio.to_thread(release_free_memory)  # what the run's bars and tasks freed, back to the system
         if report.errors:
             failed = "; ".join(report.errors[:3])
             await self.notifier.announce(
