@@ -41,6 +41,12 @@ class _Observing(_State):
         with self._lock:
             return self._images.get((chat_id, message_id))
 
+    @property
+    def uploaded_bytes(self) -> int:
+        """The bytes of the photos kept for `image` (every upload the bot made)."""
+        with self._lock:
+            return sum(len(upload) for upload in self._images.values())
+
     def message(self, chat_id: int, message_id: int) -> SentMessage:
         """Return the current state of one bot message (after edits)."""
         with self._lock:

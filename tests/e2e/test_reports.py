@@ -124,5 +124,6 @@ async def test_chart_draws_the_symbol_with_its_open_position(tg: FakeTelegram, e
         photo = await tg.wait_for_message(lambda m: bool(m.photo) and "GBPUSD" in m.body, since=since, timeout=30)
         assert photo.body.startswith("GBPUSD 1h · 1 open position · last bar 2025-06-12 08:00 UTC")
         assert tg.image(photo.chat_id, photo.message_id)[:8] == b"\x89PNG\r\n\x1a\n"  # type: ignore[index]
+        assert tg.uploaded_bytes >= len(tg.image(photo.chat_id, photo.message_id) or b"") > 0
         usage = await b.command("/chart EURUSD")
         assert usage.body == "usage: /chart SYMBOL — symbols: GBPUSD, XAUUSD"
