@@ -165,7 +165,7 @@ async def test_a_run_waits_for_a_starting_worker_rather_than_computing_here(
 
 async def test_a_cancelled_wait_for_a_starting_worker_leaves_it_starting(worker: WorkerProcess) -> None:
     waiting = asyncio.create_task(worker.prepare("bot.services.scan"))
-    await asyncio.sleep(0.01)  # its start is under way
+    await asyncio.sleep(0)  # its start is under way (it cannot have finished: that takes a process)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting

@@ -145,7 +145,8 @@ async def test_record_never_raises_and_refuses_values_cloudwatch_would_reject() 
 
 async def test_a_failing_sink_drops_batches_logs_once_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
     sink = RecordingSink("fail")
-    publisher = MetricsPublisher(sink, clock, queue_size=20_000, **FAST)
+    # The sink fails at once; a put that a loaded machine delays past FAST's 50 ms would be another warning.
+    publisher = MetricsPublisher(sink, clock, queue_size=20_000, flush_seconds=0.01, timeout_seconds=5.0)
     publisher.start()
     for _ in range(10_000):
         publisher.record(MetricName.SIGNAL_QUALITY, 70.0)
