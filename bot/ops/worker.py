@@ -106,8 +106,10 @@ class WorkerProcess:
         if self.ready:
             return True
         self.start(*modules)
-        assert self._warming is not None  # start() made one, or one is running
-        return await asyncio.shield(self._warming)
+        warming = self._warming
+        if warming is None:  # start() found it ready after all
+            return self.ready
+        return await asyncio.shield(warming)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
