@@ -365,9 +365,9 @@ async def test_report_refuses_an_outside_outcome_for_a_signal_the_bot_executed(t
 
 async def test_telegram_errors_delay_signals_but_lose_none(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
-        tg.fail_next("sendMessage", times=2, status=502)
-        await b.command("/signal")  # the reply goes straight out (and may be the one that fails)
+        tg.fail_next("sendMessage", times=2, status=502)  # the reply (and whatever text follows)
         tg.fail_next("sendPhoto", times=1, status=429, retry_after=1)  # the signals go out as charts
+        await b.command("/signal")  # its reply may come after the signals: the first try of it failed
         gbp = await tg.wait_for_message(lambda m: "GBPUSD" in m.body and bool(m.buttons), since=0, timeout=30)
         xau = await tg.wait_for_message(lambda m: "XAUUSD" in m.body and bool(m.buttons), since=0, timeout=30)
         assert gbp and xau
