@@ -38,6 +38,7 @@ async def test_the_bot_process_analyses_and_learns_without_the_analysis_librarie
             "TRADEBOT_CLOCK_START": "2025-06-12T09:40:00Z",  # the default watchlist: FX, gold, NSE, US, crypto
             "TRADEBOT_METRICS__ENABLED": "false",
             "TRADEBOT_BACKTEST__VALIDATE_IN_BACKGROUND": "false",
+            "TRADEBOT_LEARNING__BACKTEST_BARS": "3000",  # a shorter learning run: where it runs is what is tested
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", RUN, str(tmp_path / "modules.txt"), cwd=tmp_path, env=env,
