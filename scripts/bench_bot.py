@@ -552,7 +552,8 @@ async def memory_over_runs(
 ) -> MemoryRun:
     """Run `args.runs` analyses of the whole watchlist, 5 bot minutes apart; sample RSS every tenth of them.
 
-    With `args.trace_growth`, tracemalloc starts at the first sample and the largest growths are kept.
+    With `args.trace_growth`, tracemalloc starts at the first sample and the largest growths from the second sample
+    to the last are kept (both hold one run's own data, so what is left is what accumulates).
     """
     mono.move_to(runtime.clock, RSS_FROM)
     every = max(args.runs // 10, 1)
@@ -572,8 +573,10 @@ async def memory_over_runs(
                 f"  run {run:5d}: RSS {samples[-1][1]:7.1f} MB, fake server records {samples[-1][2]:5.1f} MB  ({when})"
             )
             if args.trace_growth and first is None:
-                tracemalloc.start(TRACE_FRAMES)
-                first = tracemalloc.take_snapshot()
+                if tracemalloc.is_tracing():  # the second sample: a run's own data is in this snapshot and the last
+                    first = tracemalloc.take_snapshot()
+                else:
+                    tracemalloc.start(TRACE_FRAMES)
         mono.t += RUN_STEP.total_seconds()
     sites = []
     if first is not None:
@@ -773,7 +776,8 @@ def summary(
     print("\nRSS samples (run: MB): " + ", ".join(f"{n}: {v:.1f}" for n, v, _ in samples))
     print(f"peak RSS of the process over the whole benchmark (VmHWM): {memory.peak_mb:.1f} MB")
     if memory.growth_sites:
-        print(f"largest allocations still held at run {last[0]} that were made after run {warmed[0]} (tracemalloc):")
+        since = samples[min(2, len(samples) - 1)][0]
+        print(f"largest growths from run {since} to run {last[0]}, by allocation site (tracemalloc):")
         print("\n".join(f"  {site}" for site in memory.growth_sites))
     print()
     header = ("figure", "value", "reference (same run)", "ratio", "target", "met")
@@ -791,7 +795,7 @@ def main() -> int:
     parser.add_argument("--closed-trades", type=int, default=2000, help="closed trades seeded into the book first")
     parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
     parser.add_argument("--gil-switch", type=float, help="override the bot's GIL switch interval (seconds), for an A/B")
-    parser.add_argument("--trace-growth", action="store_true", help="show where memory grew after the first sample")
+    parser.add_argument("--trace-growth", action="store_true", help="show where memory grew from the second sample on")
     parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
     args = parser.parse_args()
     if not args.market_dir.is_dir():
