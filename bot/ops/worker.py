@@ -94,22 +94,14 @@ class WorkerProcess:
         """Whether the worker has started and imported what it was warmed with (calls then start at once)."""
         return self._ready and self._pool is not None
 
-    def start(self, *modules: str) -> None:
-        """Start the worker and import `modules` there in the background (once; again after it was replaced)."""
-        if self.ready or (self._warming is not None and not self._warming.done()):
-            return
-        self._warming = asyncio.get_running_loop().create_task(self.warm(*modules), name="worker-warm-up")
-
     async def prepare(self, *modules: str) -> bool:
         """Wait until the worker is ready, starting it (with `modules`) unless it is already starting; False if it
         could not start. Cancelling the wait leaves the start going on."""
         if self.ready:
             return True
-        self.start(*modules)
-        warming = self._warming
-        if warming is None:  # start() found it ready after all
-            return self.ready
-        return await asyncio.shield(warming)
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.get_running_loop().create_task(self.warm(*modules), name="worker-warm-up")
+        return await asyncio.shield(self._warming)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
