@@ -63,7 +63,7 @@ def _tail_merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
     if not (old.index.is_monotonic_increasing and old.index.is_unique):
         return None
     old_times, new_times = old.index.asi8, new.index.asi8
-    if len(old_times) == 0 or old.index.dtype != new.index.dtype:
+    if old.index.dtype != new.index.dtype:
         return None
     cut = int(np.searchsorted(old_times, new_times[0]))
     if not np.isin(old_times[cut:], new_times).all():
