@@ -640,7 +640,8 @@ async def bench(args: argparse.Namespace) -> int:
                 print_latency("warm", WARM_AT, warm)
 
                 print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
-                seed_closed_trades(work / "bot.db", instruments, args.closed_trades)
+                # in a thread: the bot's store writes from this loop, so a blocking insert here could wait on it
+                await asyncio.to_thread(seed_closed_trades, work / "bot.db", instruments, args.closed_trades)
                 print(f"  {args.closed_trades:,} closed paper trades in the book (the protections fold them per click)")
                 reference = await reference_without_telegram(
                     load_settings(db_path=work / "reference.db"), args.approvals, instruments, args.closed_trades
