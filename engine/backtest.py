@@ -89,7 +89,7 @@ from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
 from engine.results import BacktestTrade, EquityCurve
-from engine.sizing import RateHistory, Sizing, pnl_to_account, to_money
+from engine.sizing import RateHistory, Sizing, pnl_to_account
 from engine.strategy import Strategy
 from engine.trading import ExitReason, TradeKind, trade_from_setup
 
@@ -488,7 +488,7 @@ class _Book:
             weekday,
             currency=sizing.currency(instrument),
             budget_risk=sized.risk_with_costs,
-            initial_risk=to_money(Fraction(trade.risk_money) * entry_rate),
+            initial_risk=pnl_to_account(trade.risk_money, entry_rate),
             notional=sized.notional,
             account_pnl=account_pnl,
             entry_rate=float(entry_rate),

@@ -22,7 +22,7 @@ backtest the prices as of each trade's time (`RateHistory`: the linking pair's b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -161,6 +161,7 @@ class SizedOrder:
 
 
 CENT: Final = Decimal("0.01")
+Words = str | Callable[[], str]  # a cap's name, or a function that writes it when the cap holds
 
 
 @dataclass(frozen=True)
@@ -213,11 +214,11 @@ def size_order(
     limits: SizeLimits | None = None,
     *,
     costs: CostModel | None = None,
-    notional_caps: Sequence[tuple[Decimal, str]] = (),
+    notional_caps: Sequence[tuple[Decimal, Words]] = (),
 ) -> SizedOrder:
     """Size an order risking at most `equity x risk_fraction` (account money) to the stop, its expected `costs`
     included (None: the price distance alone), within `limits` and each notional cap (account money, with the
-    words that name it)."""
+    words that name it, or a function that writes them: they are needed only when the cap holds the size)."""
     if not isinstance(equity, Decimal) or not equity.is_finite() or equity <= 0:
         raise ValueError(f"equity must be a positive Decimal, was {equity!r}")
     if not isinstance(risk_fraction, Decimal) or not 0 < risk_fraction <= MAX_RISK_FRACTION:
@@ -251,7 +252,7 @@ def size_order(
         cap = max(_floor_div(money.as_integer_ratio(), step_notional), 0)
         if steps > cap:
             steps = cap
-            notes.append(f"capped at {words}")
+            notes.append(f"capped at {words if isinstance(words, str) else words()}")
     quantity = _lots(steps, instrument.lot_size)
     if steps <= 0:
         notes.append("position too small for the risk budget (0 lots)")
@@ -485,9 +486,9 @@ class Sizing:
         own, whose = self.exposure.cap(instrument)
         total = self.exposure.max_total_leverage
         room = max(equity * total - open_notional, Decimal(0))
-        caps = [
-            (equity * own, f"the {own:g}x notional cap of {whose} positions ({equity * own:,.2f})"),
-            (room, f"the {total:g}x cap on all open positions ({room:,.2f} left)"),
+        caps: list[tuple[Decimal, Words]] = [
+            (equity * own, lambda: f"the {own:g}x notional cap of {whose} positions ({equity * own:,.2f})"),
+            (room, lambda: f"the {total:g}x cap on all open positions ({room:,.2f} left)"),
         ]
         limits = self.limits.get(instrument.symbol)
         return size_order(
