@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -70,8 +71,22 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
     """Serve the chat page and run the bot against the embedded Bot API until Ctrl-C or SIGTERM."""
     from bot.telegram.app import serve  # noqa: PLC0415 - the other commands do not need the Telegram stack
 
+    loop = asyncio.get_running_loop()
+    terminated, stop = asyncio.Event(), asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        stop.set()
+
+    def listen() -> None:
+        """Take SIGTERM and SIGINT: the bot installs its own while it runs and removes them when it returns, so
+        these cover the moments before it starts and between a replay's restarts (else the default kills)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, terminate)
+
     async with BotApiServer(SANDBOX_TOKEN, bot_name="tradebot", bot_username="tradebot_sandbox_bot") as server:
         page = await ChatPage(server, port=port, title="tradebot · sandbox").start()
+        listen()
         try:
             sandboxed = sandbox_settings(settings, server)
             print(
@@ -82,6 +97,8 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
                 flush=True,
             )
             while True:
+                if terminated.is_set():
+                    return 0
                 stop, replay = asyncio.Event(), asyncio.Event()
 
                 def request_replay(stop: asyncio.Event = stop, replay: asyncio.Event = replay) -> None:
@@ -90,7 +107,8 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
 
                 hook = partial(_attached, page, request_replay)
                 code = await serve(sandboxed, stop, clock, on_runtime=hook)
-                if not replay.is_set():
+                listen()
+                if not replay.is_set() or terminated.is_set():
                     return code
                 clock = BotClock(datetime.now(UTC) - DEFAULT_REPLAY, REPLAY_SPEED)
                 db = settings.db_path.with_name(REPLAY_DB)
@@ -101,6 +119,8 @@ async def run_sandbox(settings: Settings, *, port: int, clock: BotClock) -> int:
                     f"tradebot sandbox: replaying the last {DEFAULT_REPLAY.days} days at {REPLAY_SPEED:g}x", flush=True
                 )
         finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
             await page.stop()
 
 

@@ -57,7 +57,7 @@ def wait_for(condition, timeout: float = 90.0):  # type: ignore[no-untyped-def]
         time.sleep(0.1)
 
 
-def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(sandbox: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_sandbox_chat_runs_the_approval_loop_in_a_real_browser(browser, sandbox: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.common.keys import Keys  # noqa: PLC0415
 

@@ -50,3 +50,23 @@ def test_a_closed_market_offers_the_replay_and_the_replay_restarts_the_bot(tmp_p
         process.terminate()
         assert process.wait(timeout=30) == 0
         log.close()
+
+
+def test_sigterm_as_soon_as_the_sandbox_gives_its_address_stops_it_cleanly(tmp_path: Path) -> None:
+    """The address line is the sandbox's 'ready': a stop right after it (a test, a script, Ctrl-C) exits 0, not by
+    the default action of a signal nobody handled yet (the bot installs its own handlers a moment later)."""
+    market = require_market_dir()
+    (tmp_path / "tradebot.toml").write_text(CONFIG.format(interval=0.05))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "TELEGRAM_"))}
+    env |= {"TRADEBOT_DATA_SOURCE": f"csv:{market}", "TRADEBOT_CONFIG": str(tmp_path / "tradebot.toml")}
+    args = [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--clock-start", "2025-06-12T09:40:00Z"]
+    log = (tmp_path / "sandbox.log").open("w")
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert process.stdout is not None
+        assert "chat with the bot at http://127.0.0.1:" in process.stdout.readline()
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "sandbox.log").read_text()
