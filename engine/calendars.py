@@ -42,6 +42,10 @@ _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
 _MAX_LOOKBACK_DAYS = 15
 HOLIDAY_WARNING_DAYS: Final = 45
+_MAX_MEMO_SESSIONS: Final = 20_000  # sessions a calendar remembers (decades of trading dates)
+_EPOCH_DATE: Final = date(1970, 1, 1)
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_NEVER_NS: Final = int(np.iinfo(np.int64).max)
 _EXIT_IDS_PER_DAY = 2048  # the trading date's id, then one per minute of the day after the flat time
 
 
@@ -60,6 +64,7 @@ class SessionCalendar:
     entry_cutoff: timedelta = timedelta(0)
     flat_at: timedelta | None = None
     _early: dict[date, timedelta] = field(init=False, repr=False, compare=False, hash=False)
+    _sessions: dict[date, tuple[datetime, datetime] | None] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.close_offset <= self.open_offset:
@@ -89,6 +94,11 @@ class SessionCalendar:
                 f"{clock_text(self.open_offset)} open, at or before the {clock_text(self.close_offset)} close)"
             )
         object.__setattr__(self, "_early", early)
+        object.__setattr__(self, "_sessions", {})
+
+    def __getstate__(self) -> list[object]:
+        """Pickle the fields without the memo of sessions (a worker process builds its own)."""
+        return [{} if f.name == "_sessions" else getattr(self, f.name) for f in dataclasses.fields(self)]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -112,10 +122,18 @@ class SessionCalendar:
 
     def session(self, day: date) -> tuple[datetime, datetime] | None:
         """UTC open and close of the session of trading date `day`, or None if it does not trade."""
-        if not self.is_trading_day(day):
-            return None
-        close_offset = self._early.get(day, self.close_offset)
-        return self._instant(day, self.open_offset), self._instant(day, close_offset)
+        try:
+            return self._sessions[day]
+        except KeyError:
+            pass
+        bounds = None
+        if self.is_trading_day(day):
+            close_offset = self._early.get(day, self.close_offset)
+            bounds = self._instant(day, self.open_offset), self._instant(day, close_offset)
+        if len(self._sessions) >= _MAX_MEMO_SESSIONS:  # the calendar is immutable: only its size is bounded
+            self._sessions.clear()
+        self._sessions[day] = bounds
+        return bounds
 
     def flat_time(self, day: date) -> datetime | None:
         """UTC instant by which intraday positions of trading date `day` are flat (None: the session's end)."""
@@ -233,16 +251,17 @@ class SessionCalendar:
         ends = times + interval.nanos
         if not interval.is_intraday or len(times) == 0:
             return ends
-        day = self.session_day(times)
-        epoch = date(1970, 1, 1)
-        caps = np.empty(len(day), dtype=np.int64)
-        never = np.iinfo(np.int64).max
-        for d in np.unique(day).tolist():
-            bounds = self.session(epoch + timedelta(days=int(d)))
-            # A round-the-clock session (crypto, FX) runs on into the next: its end does not cut a bar short.
-            closes = bounds is not None and bounds[1] - bounds[0] < timedelta(days=1)
-            caps[day == d] = _to_ns(bounds[1] - datetime(1970, 1, 1, tzinfo=UTC)) if closes and bounds else never
-        return np.minimum(ends, caps)
+        days, of_day = np.unique(self.session_day(times), return_inverse=True)
+        caps = np.array([self._bar_cap(d) for d in days.tolist()], dtype=np.int64)
+        return np.minimum(ends, caps[of_day])
+
+    def _bar_cap(self, day_id: int) -> int:
+        """When the session of trading date `day_id` (days since the epoch) cuts a bar short: its close, in ns; a
+        round-the-clock session (crypto, FX) runs on into the next and cuts nothing, nor does a day off."""
+        bounds = self.session(_EPOCH_DATE + timedelta(days=day_id))
+        if bounds is None or bounds[1] - bounds[0] >= timedelta(days=1):
+            return _NEVER_NS
+        return _to_ns(bounds[1] - _EPOCH_UTC)
 
     def minutes_from_open(self, times: IntArray) -> IntArray:
         """Minutes since that trading date's session open, for each UTC instant."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from engine.bars import from_nanos, to_nanos
 from engine.calendars import BUILTIN_CALENDARS, SessionCalendar, get_calendar
+from engine.domain import Interval
 from tests.support import shared_context
 
 XNSE, XNYS, FX, CRYPTO = (get_calendar(n) for n in ("XNSE", "XNYS", "FX", "CRYPTO"))
@@ -255,3 +257,49 @@ def test_calendar_construction_refuses_nonsense(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         SessionCalendar("BAD", "UTC", open_offset, close_offset, weekdays)
+
+
+def _bar_close_one_by_one(calendar: SessionCalendar, opened: datetime, interval: Interval) -> datetime:
+    """The rule of `bar_closes` for one bar, from the scalar calendar: open + interval, an intraday bar cut at its
+    session's close."""
+    end = opened + interval.delta
+    if not interval.is_intraday:
+        return end
+    bounds = calendar.session(calendar.trading_date(opened))
+    if bounds is None or bounds[1] - bounds[0] >= timedelta(days=1):
+        return end
+    return min(end, bounds[1])
+
+
+EARLY_AND_HOLIDAYS = get_calendar("XNYS").replace(
+    holidays=frozenset({date(2024, 7, 4), date(2024, 12, 25)}),
+    early_closes=frozenset({(date(2024, 7, 3), timedelta(hours=13)), (date(2024, 11, 29), timedelta(hours=13))}),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["XNSE", "XNYS", "FX", "CRYPTO", "EARLY"]),
+    interval=st.sampled_from([Interval.M5, Interval.H1, Interval.D1]),
+    start=st.datetimes(min_value=datetime(2024, 6, 1), max_value=datetime(2024, 12, 31)),
+    count=st.integers(1, 400),
+)
+def test_vectorised_bar_closes_agree_with_the_scalar_calendar_bar_by_bar(
+    name: str, interval: Interval, start: datetime, count: int
+) -> None:
+    calendar = EARLY_AND_HOLIDAYS if name == "EARLY" else get_calendar(name)
+    step = timedelta(minutes=25)  # not a whole interval: bars straddle closes, weekends and holidays at random
+    opens = [start.replace(tzinfo=UTC) + k * step for k in range(count)]
+    closes = calendar.bar_closes(np.array([to_nanos(t) for t in opens], dtype=np.int64), interval)
+    assert [from_nanos(int(c)) for c in closes] == [_bar_close_one_by_one(calendar, t, interval) for t in opens]
+
+
+def test_a_calendar_remembers_sessions_without_changing_what_it_equals_or_pickles() -> None:
+    calendar = EARLY_AND_HOLIDAYS
+    fresh = calendar.replace()
+    assert calendar.session(date(2024, 7, 3)) == fresh.session(date(2024, 7, 3))  # the early close, memo or not
+    assert calendar.session(date(2024, 7, 4)) is None
+    assert calendar == fresh and hash(calendar) == hash(fresh)
+    copied = pickle.loads(pickle.dumps(calendar))
+    assert copied == calendar and copied.session(date(2024, 7, 3)) == calendar.session(date(2024, 7, 3))
+    assert len(pickle.dumps(calendar)) == len(pickle.dumps(fresh))  # the memo is not sent to worker processes
