@@ -249,11 +249,18 @@ class SessionCalendar:
         session (a weekend crypto bar on an exchange calendar), or in a round-the-clock one, keeps open + interval.
         """
         ends = times + interval.nanos
-        if not interval.is_intraday or len(times) == 0:
+        if not interval.is_intraday or len(times) == 0 or self._round_the_clock:
             return ends
         days, of_day = np.unique(self.session_day(times), return_inverse=True)
         caps = np.array([self._bar_cap(d) for d in days.tolist()], dtype=np.int64)
         return np.minimum(ends, caps[of_day])
+
+    @property
+    def _round_the_clock(self) -> bool:
+        """Whether every session lasts a whole day (crypto on UTC): then no session's end cuts a bar short. Not where
+        the clocks change: there a 24-hour local session lasts 23 hours on one day a year (FX in New York)."""
+        whole_days = not self._early and self.close_offset - self.open_offset >= timedelta(days=1)
+        return whole_days and len(_offset_table(self.timezone)[0]) == 1
 
     def _bar_cap(self, day_id: int) -> int:
         """When the session of trading date `day_id` (days since the epoch) cuts a bar short: its close, in ns; a

@@ -276,18 +276,26 @@ EARLY_AND_HOLIDAYS = get_calendar("XNYS").replace(
     early_closes=frozenset({(date(2024, 7, 3), timedelta(hours=13)), (date(2024, 11, 29), timedelta(hours=13))}),
 )
 
+EVERY_DAY_NEW_YORK = SessionCalendar(  # 24-hour sessions every day: 23 and 25 hours long when the clocks change
+    "NY24", "America/New_York", timedelta(hours=-7), timedelta(hours=17), weekdays=frozenset(range(7))
+)
+CALENDARS = {"EARLY": EARLY_AND_HOLIDAYS, "NY24": EVERY_DAY_NEW_YORK}
 
-@settings(max_examples=60, deadline=None)
+
+@settings(max_examples=80, deadline=None)
 @given(
-    name=st.sampled_from(["XNSE", "XNYS", "FX", "CRYPTO", "EARLY"]),
+    name=st.sampled_from(["XNSE", "XNYS", "FX", "CRYPTO", "EARLY", "NY24"]),
     interval=st.sampled_from([Interval.M5, Interval.H1, Interval.D1]),
-    start=st.datetimes(min_value=datetime(2024, 6, 1), max_value=datetime(2024, 12, 31)),
+    start=st.one_of(  # the two clock changes of New York and any day of the second half of 2024
+        st.sampled_from([datetime(2024, 3, 8, 12), datetime(2024, 11, 1, 12)]),
+        st.datetimes(min_value=datetime(2024, 6, 1), max_value=datetime(2024, 12, 31)),
+    ),
     count=st.integers(1, 400),
 )
 def test_vectorised_bar_closes_agree_with_the_scalar_calendar_bar_by_bar(
     name: str, interval: Interval, start: datetime, count: int
 ) -> None:
-    calendar = EARLY_AND_HOLIDAYS if name == "EARLY" else get_calendar(name)
+    calendar = CALENDARS.get(name) or get_calendar(name)
     step = timedelta(minutes=25)  # not a whole interval: bars straddle closes, weekends and holidays at random
     opens = [start.replace(tzinfo=UTC) + k * step for k in range(count)]
     closes = calendar.bar_closes(np.array([to_nanos(t) for t in opens], dtype=np.int64), interval)
