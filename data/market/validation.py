@@ -185,6 +185,8 @@ def _numbers(column: pd.Series) -> tuple[FloatArray, BoolArray] | None:
     import pandas as pd  # noqa: PLC0415 - bars arrive as frames; commands that never see bars never load pandas
 
     dtype = column.dtype
+    if dtype == np.float64:  # what the CSV reader and the feeds give: nothing to convert, NaN stays NaN
+        return column.to_numpy(), np.zeros(len(column), dtype=np.bool_)
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return None
     if pd.api.types.is_numeric_dtype(dtype):
