@@ -246,14 +246,15 @@ class SessionCalendar:
         """When each bar opening at `times` closes: open + interval, but never after its session's close.
 
         NSE's hourly bars start 09:15, so the last one (15:15) closes at 15:30, not 16:15; a bar outside any
-        session (a weekend crypto bar on an exchange calendar), or in a round-the-clock one, keeps open + interval.
+        session (a weekend crypto bar on an exchange calendar, one opening at or after its session's close), or in a
+        round-the-clock one, keeps open + interval. A bar always closes after it opens.
         """
         ends = times + interval.nanos
         if not interval.is_intraday or len(times) == 0 or self._round_the_clock:
             return ends
         days, of_day = np.unique(self.session_day(times), return_inverse=True)
-        caps = np.array([self._bar_cap(d) for d in days.tolist()], dtype=np.int64)
-        return np.minimum(ends, caps[of_day])
+        caps = np.array([self._bar_cap(d) for d in days.tolist()], dtype=np.int64)[of_day]
+        return np.where(times < caps, np.minimum(ends, caps), ends)
 
     @property
     def _round_the_clock(self) -> bool:

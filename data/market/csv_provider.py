@@ -95,11 +95,20 @@ def closed_tail(
     if bars < 1:
         raise ValueError(f"bars must be at least 1, was {bars}")
     times = frame.index.as_unit("ns").asi8
+    end_ns = to_nanos(ensure_utc(end, "end"))
+    cutoff = end_ns - interval.nanos
     if calendar is not None and interval.is_intraday:
-        closed = np.flatnonzero(calendar.bar_closes(times, interval) <= to_nanos(ensure_utc(end, "end")))
+        if frame.index.is_monotonic_increasing:
+            # A bar closes after it opens and by open + interval: only the bars of the last interval before `end`
+            # need their session's close, not every bar of the file.
+            sure = int(np.searchsorted(times, cutoff, side="right"))  # opened by end - interval: closed by end
+            opened = int(np.searchsorted(times, end_ns, side="left"))
+            recent = sure + np.flatnonzero(calendar.bar_closes(times[sure:opened], interval) <= end_ns)
+            earlier = np.arange(max(sure - max(bars - len(recent), 0), 0), sure)
+            return frame.iloc[np.r_[earlier, recent][-bars:]]
+        closed = np.flatnonzero(calendar.bar_closes(times, interval) <= end_ns)
         latest = closed[np.argsort(times[closed], kind="stable")][-bars:]
         return frame.iloc[np.sort(latest)]
-    cutoff = to_nanos(ensure_utc(end, "end")) - interval.nanos
     if frame.index.is_monotonic_increasing:
         stop = int(np.searchsorted(times, cutoff, side="right"))
         return frame.iloc[max(stop - bars, 0) : stop]

@@ -10,9 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from data.market.csv_provider import CSV_HEADER, CsvProvider, read_bar_csv, write_bar_csv
+from data.market.csv_provider import CSV_HEADER, CsvProvider, closed_tail, read_bar_csv, write_bar_csv
 from data.market.providers import YFinanceProvider, provider_from_source
+from engine.bars import to_nanos
+from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.domain import Interval
 from engine.ports import ProviderError
@@ -258,3 +262,38 @@ def test_nse_hourly_bars_are_built_from_the_five_minute_file_when_no_hourly_file
     us = replace(default_instrument("SPY"), interval=Interval.H1)
     with pytest.raises(ProviderError, match=r"SPY_1h\.csv does not exist"):
         provider.fetch(us, FAR_FUTURE, 100)  # only NSE hours are built: other markets' hours are clock hours
+
+
+def _closed_tail_by_every_bar(frame: pd.DataFrame, interval: Interval, end: datetime, bars: int, calendar):  # type: ignore[no-untyped-def]
+    """`closed_tail`'s rule from every bar's close: the latest `bars` rows whose bar closed by `end`, in row order."""
+    times = frame.index.as_unit("ns").asi8
+    closed = np.flatnonzero(calendar.bar_closes(times, interval) <= to_nanos(end))
+    return frame.iloc[np.sort(closed[np.argsort(times[closed], kind="stable")][-bars:])]
+
+
+GRID_ROWS = 5 * 96
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["XNSE", "XNYS", "FX"]),
+    interval=st.sampled_from([Interval.M5, Interval.M15, Interval.H1]),
+    copies=st.lists(st.sampled_from([0, 1, 1, 1, 1, 1, 2]), min_size=GRID_ROWS, max_size=GRID_ROWS),
+    day=st.integers(0, 4),
+    after=st.sampled_from([-61, -45, -31, -30, -15, -1, 0, 1, 15, 30, 45, 59, 60, 61, 600]),
+    bars=st.integers(1, 400),
+)
+def test_the_closed_tail_of_a_sorted_file_reads_only_its_last_bars_and_finds_what_every_bar_would(
+    name: str, interval: Interval, copies: list[int], day: int, after: int, bars: int
+) -> None:
+    """Five days of quarter hours from 08:30 IST, each row missing, once or twice (a duplicate time): NSE's hours start
+    09:15 and its last one is cut at the 15:30 close; `end` minutes from a session's close (where bars are cut)."""
+    first = datetime(2024, 3, 4, 3, 0, tzinfo=UTC)
+    grid = [first + timedelta(minutes=15 * k) for k in range(GRID_ROWS)]
+    index = pd.DatetimeIndex([t for t, n in zip(grid, copies, strict=True) for _ in range(n)])
+    frame = pd.DataFrame({c: np.arange(len(index), dtype=np.float64) for c in CSV_HEADER[1:]}, index=index)
+    calendar = get_calendar(name)
+    session = calendar.session(first.date() + timedelta(days=day))
+    end = (first if session is None else session[1]) + timedelta(minutes=after)
+    tail = closed_tail(frame, interval, end, bars, calendar)
+    assert tail.equals(_closed_tail_by_every_bar(frame, interval, end, bars, calendar))

@@ -260,13 +260,13 @@ def test_calendar_construction_refuses_nonsense(
 
 
 def _bar_close_one_by_one(calendar: SessionCalendar, opened: datetime, interval: Interval) -> datetime:
-    """The rule of `bar_closes` for one bar, from the scalar calendar: open + interval, an intraday bar cut at its
-    session's close."""
+    """The rule of `bar_closes` for one bar, from the scalar calendar: open + interval, an intraday bar that opens
+    inside its session cut at the session's close."""
     end = opened + interval.delta
     if not interval.is_intraday:
         return end
     bounds = calendar.session(calendar.trading_date(opened))
-    if bounds is None or bounds[1] - bounds[0] >= timedelta(days=1):
+    if bounds is None or bounds[1] - bounds[0] >= timedelta(days=1) or opened >= bounds[1]:
         return end
     return min(end, bounds[1])
 
@@ -300,6 +300,7 @@ def test_vectorised_bar_closes_agree_with_the_scalar_calendar_bar_by_bar(
     opens = [start.replace(tzinfo=UTC) + k * step for k in range(count)]
     closes = calendar.bar_closes(np.array([to_nanos(t) for t in opens], dtype=np.int64), interval)
     assert [from_nanos(int(c)) for c in closes] == [_bar_close_one_by_one(calendar, t, interval) for t in opens]
+    assert bool(np.all(closes > np.array([to_nanos(t) for t in opens])))  # a bar closes after it opens
 
 
 def test_a_calendar_remembers_sessions_without_changing_what_it_equals_or_pickles() -> None:
