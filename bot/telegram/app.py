@@ -298,6 +298,7 @@ async def _run_app(
         announce(f"tradebot running: {runtime.desk.broker.name}, mode {(await runtime.state.mode()).value}")
         await stop.wait()
         runtime.stopping = True
+        app.job_queue.scheduler.pause()  # no tick, heartbeat or scheduled run starts once the stop has begun
         systemd.stopping("stopping: finishing in-flight work")
         log.info("stopping: no new updates; finishing in-flight work")
         started = time.monotonic()
@@ -318,5 +319,7 @@ async def _run_app(
         await step(runtime.stop_learning(), 1.0, "the learning run did not stop in time")
         await step(runtime.validation.stop(), 1.0, "the validation worker did not stop in time")
         await step(sender.stop(), 1.0, "a message was still being sent; it stays in the outbox")
+        if app.job_queue.scheduler.running:  # app.stop() ran out of time before it stopped the jobs
+            await app.job_queue.stop(wait=False)
     log.info("stopped in %.1f s", time.monotonic() - started)
     return 0
