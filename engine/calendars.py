@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from engine.bars import IntArray
+from engine.bars import IntArray, to_nanos
 from engine.domain import Interval, ensure_utc
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -44,7 +44,6 @@ _MAX_LOOKBACK_DAYS = 15
 HOLIDAY_WARNING_DAYS: Final = 45
 _MAX_MEMO_SESSIONS: Final = 20_000  # sessions a calendar remembers (decades of trading dates)
 _EPOCH_DATE: Final = date(1970, 1, 1)
-_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER_NS: Final = int(np.iinfo(np.int64).max)
 _EXIT_IDS_PER_DAY = 2048  # the trading date's id, then one per minute of the day after the flat time
 
@@ -234,9 +233,8 @@ class SessionCalendar:
         regular = self.close_offset if self.flat_at is None else self.flat_at
         cut = np.full(len(day), _to_ns(regular), dtype=np.int64)
         if self._early:
-            epoch = date(1970, 1, 1)
-            early_days = np.array(sorted((d - epoch).days for d in self._early), dtype=np.int64)
-            early_cut = np.array([_to_ns(self._early[epoch + timedelta(days=int(d))]) for d in early_days])
+            early_days = np.array(sorted((d - _EPOCH_DATE).days for d in self._early), dtype=np.int64)
+            early_cut = np.array([_to_ns(self._early[_EPOCH_DATE + timedelta(days=int(d))]) for d in early_days])
             at = np.minimum(np.searchsorted(early_days, day), len(early_days) - 1)
             cut = np.where(early_days[at] == day, np.minimum(cut, early_cut[at]), cut)
         late_minute = 1 + (from_open - day * _DAY_NS) // _MINUTE_NS  # 1..1440
@@ -269,7 +267,7 @@ class SessionCalendar:
         bounds = self.session(_EPOCH_DATE + timedelta(days=day_id))
         if bounds is None or bounds[1] - bounds[0] >= timedelta(days=1):
             return _NEVER_NS
-        return _to_ns(bounds[1] - _EPOCH_UTC)
+        return to_nanos(bounds[1])
 
     def minutes_from_open(self, times: IntArray) -> IntArray:
         """Minutes since that trading date's session open, for each UTC instant."""
