@@ -16,11 +16,13 @@ import sqlite3
 import sys
 import time
 from asyncio.subprocess import Process
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.ops.health import HEARTBEAT_KEY, HeartbeatRecord
 from tests.fakes.oanda_server import FakeOanda, Fault, Route
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import require_market_dir
@@ -86,11 +88,13 @@ async def until(condition: object, timeout: float = 30.0) -> None:
 COMMAND = (sys.executable, "-m", "bot.cli", "run")
 
 
-async def approve_until_committed(workdir: Path, tg: FakeTelegram, oanda: FakeOanda) -> tuple[Process, str]:
-    """Start the real bot, offer GBPUSD and approve it; return the process once the order intent is committed and
-    its request reached the (faulty) broker, with the signal id."""
+async def approve_until_committed(
+    workdir: Path, tg: FakeTelegram, oanda: FakeOanda, env: Mapping[str, str] | None = None
+) -> tuple[Process, str]:
+    """Start the real bot (with `env` over the usual), offer GBPUSD and approve it; return the process once the order
+    intent is committed and its request reached the (faulty) broker, with the signal id."""
     proc = await asyncio.create_subprocess_exec(
-        *COMMAND, cwd=workdir, env=bot_env(workdir, tg, oanda), stderr=asyncio.subprocess.PIPE
+        *COMMAND, cwd=workdir, env={**bot_env(workdir, tg, oanda), **(env or {})}, stderr=asyncio.subprocess.PIPE
     )
     try:
         await tg.wait_for_polling(timeout=30)
@@ -157,9 +161,10 @@ async def test_sigterm_while_the_broker_hangs_exits_0_in_time_and_the_restart_se
     async with FakeTelegram(token=TOKEN) as tg, FakeOanda(token=OANDA_TOKEN, account_id=ACCOUNT) as oanda:
         oanda.set_price("GBP_USD", "1.35645", "1.35657")
         oanda.inject(Route.ORDERS, Fault.timeout(120.0))  # the order request hangs and never reaches OANDA
-        proc, signal_id = await approve_until_committed(workdir, tg, oanda)
+        beats = {"TRADEBOT_METRICS__HEARTBEAT_SECONDS": "0.2"}  # a job that writes when it runs
+        proc, signal_id = await approve_until_committed(workdir, tg, oanda, beats)
         try:
-            started = time.monotonic()
+            started, stopping = time.monotonic(), datetime.now(UTC)
             proc.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(proc.communicate(), timeout=15)
             elapsed = time.monotonic() - started
@@ -172,6 +177,11 @@ async def test_sigterm_while_the_broker_hangs_exits_0_in_time_and_the_restart_se
         assert elapsed < 10 and "Traceback" not in text, text[-4000:]
         assert "cancelled 1 command(s) or click(s) still running" in text
         assert status_of(db) == [(signal_id, "order_submitted")]  # left for reconciliation, not failed
+        # No job ran once the stop began, though the hung click held the stop for seconds (the margin: a beat that
+        # began as the signal arrived)
+        with sqlite3.connect(db) as conn:
+            ((beat,),) = conn.execute("SELECT value FROM bot_state WHERE key = ?", (HEARTBEAT_KEY,)).fetchall()
+        assert HeartbeatRecord.decode(beat).at < stopping + timedelta(seconds=1)
 
         env = bot_env(workdir, tg, oanda)
         restarted = await asyncio.create_subprocess_exec(*COMMAND, cwd=workdir, env=env, stderr=asyncio.subprocess.PIPE)
