@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +33,7 @@ from tests.support import require_market_dir
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 TRADER, PARTNER, STRANGER = 42, 43, 99
 START = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)
+RUN_SUMMARY = re.compile(r"Run \d+: ")  # how /signal's last reply begins
 CONFIG = """
 [bot]
 send_interval_seconds = {interval}
@@ -87,12 +89,14 @@ class Running:
             return conn.execute(sql).fetchall()
 
     async def command(self, text: str, user: int = TRADER) -> SentMessage:
-        """Send a command and return the bot's first reply to it (signals still being delivered don't count)."""
+        """Send a command and return the bot's first reply to it (signals and fills still being delivered, and an
+        earlier /signal's closing "Run N: ..." reply, which comes when its analysis ends, don't count)."""
         since = len(self.tg.sent)
         self.tg.user_message(user, text)
 
         def is_reply(m: SentMessage) -> bool:
-            return m.chat_id == user and "Approve" not in str(m.buttons) and not m.body.startswith("📥")
+            late = RUN_SUMMARY.match(m.body) is not None
+            return m.chat_id == user and "Approve" not in str(m.buttons) and not m.body.startswith("📥") and not late
 
         return await self.tg.wait_for_message(is_reply, since=since, timeout=20)
 
