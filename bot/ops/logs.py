@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from bot.config import LogFormat
 
 # Libraries whose INFO lines are noise, or carry request URLs (a Telegram URL contains the bot token).
-QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "telegram.ext.Updater", "aiosqlite", "yfinance", "peewee")
+QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "telegram.ext.Updater", "yfinance", "peewee")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(correlation)s: %(message)s"
 
 

@@ -65,8 +65,7 @@ class AuditTrail(StoreBase):
 
     async def audit(self, event: AuditEvent) -> None:
         """Append an event that no other write records (a login, the configuration loaded)."""
-        async with self._write(f"audit {event.kind}") as db:
-            await append_audit(db, event)
+        await self._transact(f"audit {event.kind}", lambda db: append_audit(db, event))
 
     async def audit_events(self, since: datetime | None = None, limit: int = 50) -> list[AuditEvent]:
         """The newest `limit` events (at or after `since`), newest first."""

@@ -7,7 +7,7 @@ from http import HTTPMethod
 from data.shadow_orders import ShadowOrder
 from data.sqlite.codecs import _check_positive_int, _check_text, _encode_amount, _encode_ts, _json, _ts_key
 from data.sqlite.connection import StoreBase
-from data.sqlite.queries import _fetchall, _rowcount
+from data.sqlite.queries import _Db, _fetchall, _rowcount
 from data.sqlite.records import _decode_baseline, _decode_shadow_order
 from engine.domain import (
     Side,
@@ -43,20 +43,23 @@ class BaselineBook(StoreBase):
             None if baseline.oos_from is None else _encode_ts(baseline.oos_from, "oos_from"),
             None if baseline.score is None else _json(baseline.score.to_json()),
         )
-        async with self._write(f"save the baseline of {baseline.strategy} on {baseline.symbol}") as db:
+
+        async def write(db: _Db) -> int:
             rows = await _fetchall(
                 db,
                 "SELECT COALESCE(MAX(version), 0) FROM baselines WHERE strategy = ? AND symbol = ? AND interval = ?",
                 key,
             )
             version = int(rows[0][0]) + 1
-            await db.execute(
+            await db.insert(
                 "INSERT INTO baselines (strategy, symbol, interval, version, created_at, data_source, data_from,"
                 " data_to, params, passed, reasons, metrics, r_multiples, fingerprint, system, oos_from, score)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, version, *row),
             )
-        return version
+            return version
+
+        return await self._transact(f"save the baseline of {baseline.strategy} on {baseline.symbol}", write)
 
     async def baselines(self) -> list[Baseline]:
         """The newest validation result of every system (fingerprint) of every strategy x instrument."""
@@ -99,7 +102,8 @@ class BaselineBook(StoreBase):
             order.refusal,
             _encode_ts(order.created_at, "created_at"),
         )
-        async with self._write(f"record the shadow order {cid}") as db:
+
+        async def write(db: _Db) -> bool:
             return bool(
                 await _rowcount(
                     db,
@@ -109,6 +113,8 @@ class BaselineBook(StoreBase):
                     params,
                 )
             )
+
+        return await self._transact(f"record the shadow order {cid}", write)
 
     async def shadow_orders(self, limit: int = 20) -> list[tuple[ShadowOrder, Fill | None]]:
         """The newest `limit` shadow orders, newest first, each with the paper fill of the same order (or None)."""

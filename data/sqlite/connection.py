@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
-
-import aiosqlite
+from typing import Any, Final, Self, TypeVar
 
 from data.redaction import Redactor
 from data.sqlite.errors import SchemaVersionError, StoreClosedError, StoreError, _storage_fault, storage_problem
 from data.sqlite.migrations import MIGRATIONS, Migration, check_sequence
-from data.sqlite.queries import _Connection, _execute, _scalar, _user_version
+from data.sqlite.queries import InThread, _Connection, _execute, _scalar, _user_version
+from data.sqlite.thread import SqliteThread, finish
 
 BUSY_TIMEOUT_MS: Final = 5_000
 
@@ -39,21 +39,39 @@ class ConnectionPragmas:
     synchronous: int
 
 
-@asynccontextmanager
-async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
-    """Run the body inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error (or cancellation)."""
-    await _execute(db, "BEGIN IMMEDIATE")
+T = TypeVar("T")
+_Redact = Callable[[str], str]
+_Body = Callable[[InThread], Coroutine[Any, Any, T]]
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # some errors (e.g. SQLITE_FULL) already rolled SQLite back
+        conn.execute("ROLLBACK")
+
+
+class AbandonedError(Exception):
+    """The caller of a transaction was cancelled before its COMMIT: it is rolled back instead."""
+
+
+def _in_one_transaction(
+    conn: sqlite3.Connection, body: _Body[T], redact: _Redact, abandoned: threading.Event | None = None
+) -> T:
+    """BEGIN IMMEDIATE, the body's statements and COMMIT, all here in the connection's thread (rolled back on any
+    error, and when `abandoned` is set by then: a cancelled caller's transaction never commits behind its back)."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield
-        await _execute(db, "COMMIT")
+        result = finish(body(InThread(conn, redact)))
+        if abandoned is not None and abandoned.is_set():
+            raise AbandonedError("the caller was cancelled before the commit")
+        conn.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:  # some errors (e.g. SQLITE_FULL) already rolled SQLite back
-            await _execute(db, "ROLLBACK")
+        _roll_back(conn)
         raise
+    return result
 
 
 async def _configure_and_migrate(
-    db: aiosqlite.Connection, path: Path, busy_timeout_ms: int, migrations: tuple[Migration, ...]
+    db: SqliteThread, path: Path, busy_timeout_ms: int, migrations: tuple[Migration, ...]
 ) -> int:
     """Set the connection pragmas and bring the schema up to date; return the resulting user_version."""
     await _execute(db, f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
@@ -77,22 +95,29 @@ async def _configure_and_migrate(
     return await _user_version(db)
 
 
-async def _apply_migration(db: aiosqlite.Connection, path: Path, migration: Migration) -> None:
+async def _apply_migration(db: SqliteThread, path: Path, migration: Migration) -> None:
     """Apply one migration and its user_version bump in one transaction (skipped if another process did)."""
-    async with _transaction(db):
-        current = await _user_version(db)
+
+    async def migrate(conn: InThread) -> None:
+        current = await _user_version(conn)
         if current >= migration.version:
             return
         if current != migration.version - 1:
             raise StoreError(f"{path} is at schema version {current}, cannot apply migration {migration.version}")
         # Deferred until COMMIT so a later migration may rebuild a referenced table; resets with the transaction.
-        await _execute(db, "PRAGMA defer_foreign_keys = ON")
+        await _execute(conn, "PRAGMA defer_foreign_keys = ON")
         for statement in migration.statements:
             try:
-                await _execute(db, statement)
+                await _execute(conn, statement)
             except sqlite3.Error as exc:
                 raise StoreError(f"migration {migration.version} ({migration.name}) failed on {path}: {exc}") from exc
-        await _execute(db, f"PRAGMA user_version = {migration.version:d}")
+        await _execute(conn, f"PRAGMA user_version = {migration.version:d}")
+
+    await db.run(lambda conn: _in_one_transaction(conn, migrate, _as_written))
+
+
+def _as_written(text: str) -> str:
+    return text
 
 
 class StoreBase:
@@ -100,7 +125,7 @@ class StoreBase:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: SqliteThread,
         path: Path,
         schema_version: int,
         redactor: Redactor | None = None,
@@ -111,7 +136,7 @@ class StoreBase:
         self._now = now or _utc_now  # the clock of the stamps the store writes itself (updated_at, errors)
         self._write_pause_s = write_pause_s
         self._write_failed_at = 0.0
-        self._db: aiosqlite.Connection | None = db
+        self._db: SqliteThread | None = db
         self._path = path
         self._schema_version = schema_version
         self._lock = asyncio.Lock()
@@ -147,9 +172,8 @@ class StoreBase:
             )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        db = await SqliteThread.open(path, busy_timeout_ms / 1000)
         try:
-            db.row_factory = sqlite3.Row
             version = await _configure_and_migrate(db, path, busy_timeout_ms, MIGRATIONS)
             if not autocheckpoint:
                 await _execute(db, "PRAGMA wal_autocheckpoint = 0")
@@ -217,7 +241,7 @@ class StoreBase:
         """Mask one more secret (learnt at run time) in every text written from now on."""
         self._redactor = self._redactor.with_secrets([secret])
 
-    def _require_open(self) -> aiosqlite.Connection:
+    def _require_open(self) -> SqliteThread:
         if self._db is None:
             raise StoreClosedError(f"the store for {self._path} is closed")
         return self._db
@@ -227,28 +251,42 @@ class StoreBase:
         """When the latest write failed and why (the disk full, the database locked), until a write succeeds."""
         return self._write_error
 
-    @asynccontextmanager
-    async def _write(self, what: str) -> AsyncIterator[_Connection]:
-        """Hold the lock and a write transaction for the body; SQLite errors name `what` was being done.
+    async def _transact(self, what: str, body: _Body[T]) -> T:
+        """Run `body` as one write transaction in ONE trip to the connection's thread, under the lock; SQLite errors
+        name `what` was being done.
 
-        After a write failed (the disk full, the database held by another process), writes fail at once for as
-        long as the busy timeout: each attempt would hold the store for the whole busy timeout, and every read and
-        command of the bot would queue behind it.
+        `body` awaits the store's statements and nothing else (`InThread` runs each at once): it runs in the
+        connection's thread, to its end, after BEGIN IMMEDIATE and before COMMIT (ROLLBACK on any error, the
+        caller's own exceptions included). A click's writes cross once instead of once per statement, and SQLite's
+        write lock is held only while they run.
         """
-        failed = self._write_error
-        if failed is not None and time.monotonic() - self._write_failed_at < self._write_pause_s:
-            raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
+        self._refuse_while_writes_fail(what)
+        redact = self._redactor.redact
         async with self._lock:
             db = self._require_open()
             try:
-                async with _transaction(db):
-                    yield _Connection(db, self._redactor.redact)
+                abandoned = threading.Event()
+                result = await db.run(
+                    lambda conn: _in_one_transaction(conn, body, redact, abandoned), on_cancel=abandoned.set
+                )
             except sqlite3.Error as exc:
-                if _storage_fault(exc):  # the disk or another process, not this write's own content
-                    self._write_error = (self._now(), storage_problem(exc))
-                    self._write_failed_at = time.monotonic()  # the pause is real time, whatever the bot clock
-                raise StoreError(f"could not {what} in {self._path}: {exc}") from exc
+                raise self._write_failed(what, exc) from exc
             self._write_error = None
+        return result
+
+    def _refuse_while_writes_fail(self, what: str) -> None:
+        """After a write failed (the disk full, the database held by another process), writes fail at once for as
+        long as the busy timeout: each attempt would hold the store for the whole busy timeout, and every read and
+        command of the bot would queue behind it."""
+        failed = self._write_error
+        if failed is not None and time.monotonic() - self._write_failed_at < self._write_pause_s:
+            raise StoreError(f"could not {what} in {self._path}: {failed[1]} (writes paused for a moment)")
+
+    def _write_failed(self, what: str, exc: sqlite3.Error) -> StoreError:
+        if _storage_fault(exc):  # the disk or another process, not this write's own content
+            self._write_error = (self._now(), storage_problem(exc))
+            self._write_failed_at = time.monotonic()  # the pause is real time, whatever the bot clock
+        return StoreError(f"could not {what} in {self._path}: {exc}")
 
     @asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[_Connection]:

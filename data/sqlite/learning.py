@@ -20,7 +20,7 @@ from data.sqlite.codecs import (
     _optional_int,
 )
 from data.sqlite.connection import StoreBase
-from data.sqlite.queries import _execute, _fetchall
+from data.sqlite.queries import _Db, _execute, _fetchall
 from data.sqlite.records import _decode_control, _decode_model, _decode_ts
 from engine.audit import BOT_ACTOR, AuditEvent, AuditKind, actor_of
 from engine.controls import ControlSource, DriftAlert, PairControl, PairState
@@ -43,12 +43,15 @@ class LearningRecords(StoreBase):
             _encode_ts(alert.alerted_at, "alerted_at"),
             alert.summary,
         )
-        async with self._write(f"record a drift alert for {alert.strategy} on {alert.symbol}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(
                 db,
                 "INSERT INTO drift_alerts (strategy, symbol, severity, alerted_at, summary) VALUES (?, ?, ?, ?, ?)",
                 params,
             )
+
+        await self._transact(f"record a drift alert for {alert.strategy} on {alert.symbol}", write)
 
     async def last_drift_alert(self, strategy: str, symbol: str) -> DriftAlert | None:
         """The newest alert told for this pair, or None."""
@@ -76,7 +79,8 @@ class LearningRecords(StoreBase):
             _encode_ts(control.at, "at"),
             _optional_int(control.by, "by"),
         )
-        async with self._write(f"change the state of {control.strategy} on {control.symbol}") as db:
+
+        async def write(db: _Db) -> PairControl | None:
             if expected_id is not None:
                 rows = await _fetchall(
                     db,
@@ -85,18 +89,19 @@ class LearningRecords(StoreBase):
                 )
                 if rows[0][0] != expected_id:
                     return None
-            cursor = await db.execute(
+            control_id = await db.insert(
                 "INSERT INTO pair_controls (strategy, symbol, state, source, reason, at, by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
-            control_id = cursor.lastrowid
             subject = f"{control.strategy}/{control.symbol}"
             detail = f"{subject}: {PairState(control.state).value} ({control.source}: {control.reason})"
             event = AuditEvent(control.at, AuditKind.PAIR_CONTROL, actor_of(control.by), subject, detail)
             await append_audit(db, event)
-        assert control_id is not None
-        return dataclasses.replace(control, control_id=control_id)
+            assert control_id is not None
+            return dataclasses.replace(control, control_id=control_id)
+
+        return await self._transact(f"change the state of {control.strategy} on {control.symbol}", write)
 
     async def pair_controls(self) -> dict[tuple[str, str], PairControl]:
         """The newest control record of every pair that has one."""
@@ -116,18 +121,20 @@ class LearningRecords(StoreBase):
     async def save_model(self, created_at: datetime, summary: dict[str, Any], model: dict[str, Any]) -> int:
         """Store a learning run's output as the next version and make it the active one; return the version."""
         params = (_encode_ts(created_at, "created_at"), _encode_payload(summary), _encode_payload(model))
-        async with self._write("save a learned model") as db:
-            cursor = await db.execute(
+
+        async def write(db: _Db) -> int:
+            version = await db.insert(
                 "INSERT INTO learned_models (created_at, summary, model) VALUES (?, ?, ?)", params
             )
-            version = cursor.lastrowid
             assert version is not None
             await _execute(db, _SET_STATE_SQL, (ACTIVE_MODEL_KEY, str(version), _encode_ts(self._now(), "now")))
             learned = f"v{version} active ({len(summary)} summary fields)"
             await append_audit(
                 db, AuditEvent(created_at, AuditKind.MODEL_LEARNED, BOT_ACTOR, f"model v{version}", learned)
             )
-        return version
+            return version
+
+        return await self._transact("save a learned model", write)
 
     async def active_model(self) -> ModelVersion | None:
         """The model learning uses now, or None before the first learning run."""
@@ -142,7 +149,8 @@ class LearningRecords(StoreBase):
 
     async def rollback_model(self) -> ModelVersion | None:
         """Make the version before the active one active; None (nothing changed) when there is none."""
-        async with self._write("roll the learned model back") as db:
+
+        async def write(db: _Db) -> ModelVersion | None:
             active = await _fetchall(db, "SELECT value FROM bot_state WHERE key = ?", (ACTIVE_MODEL_KEY,))
             if not active:
                 return None
@@ -159,21 +167,29 @@ class LearningRecords(StoreBase):
             back = f"v{active[0][0]} -> v{previous.version}"
             event = AuditEvent(self._now(), AuditKind.MODEL_ROLLED_BACK, BOT_ACTOR, f"model v{previous.version}", back)
             await append_audit(db, event)
-        return previous
+            return previous
+
+        return await self._transact("roll the learned model back", write)
 
     async def set_signal_validation(self, signal_id: str, validation: PairValidation) -> None:
         """Keep the system's validation status with a signal being offered (only while it is NEW)."""
         params = (validation.fingerprint or None, _json(validation.to_json()), _check_text(signal_id, "signal_id"))
-        async with self._write(f"keep the validation of {signal_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(
                 db, "UPDATE signals SET fingerprint = ?, validation = ? WHERE signal_id = ? AND status = 'new'", params
             )
 
+        await self._transact(f"keep the validation of {signal_id}", write)
+
     async def set_signal_sizing(self, signal_id: str, sizing: SizingSummary) -> None:
         """Keep what a signal's size means in money with it (only while it is NEW)."""
         params = (_json(sizing.to_json()), _check_text(signal_id, "signal_id"))
-        async with self._write(f"keep the sizing of {signal_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(db, "UPDATE signals SET sizing = ? WHERE signal_id = ? AND status = 'new'", params)
+
+        await self._transact(f"keep the sizing of {signal_id}", write)
 
     async def signal_fingerprints(self, signal_ids: Collection[str]) -> dict[str, str]:
         """The fingerprint of the system that found each signal, for the signals offered with one."""
@@ -200,7 +216,8 @@ class LearningRecords(StoreBase):
             estimate.note,
             estimate.learned_score,
         )
-        async with self._write(f"save the estimate of {estimate.signal_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(
                 db,
                 "INSERT INTO signal_estimates"
@@ -208,6 +225,8 @@ class LearningRecords(StoreBase):
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (signal_id) DO NOTHING",
                 params,
             )
+
+        await self._transact(f"save the estimate of {estimate.signal_id}", write)
 
     async def estimates(self, signal_ids: Collection[str]) -> dict[str, SignalEstimate]:
         ids = list(signal_ids)

@@ -18,7 +18,7 @@ from data.sqlite.codecs import (
 )
 from data.sqlite.connection import StoreBase
 from data.sqlite.errors import StoreError
-from data.sqlite.queries import _fetchall, _require_outbox_item, _rowcount, _scalar
+from data.sqlite.queries import _Db, _fetchall, _require_outbox_item, _rowcount, _scalar
 from data.sqlite.records import _decode_outbox_item
 
 
@@ -38,16 +38,16 @@ class Outbox(StoreBase):
             None if signal_id is None else _check_text(signal_id, "signal_id"),
             _encode_ts(at, "at"),
         )
-        async with (
-            self._write("enqueue a message") as db,
-            db.execute(
+
+        async def write(db: _Db) -> int:
+            item_id = await db.insert(
                 "INSERT INTO outbox (kind, chat_id, payload, signal_id, created_at) VALUES (?, ?, ?, ?, ?)", params
-            ) as cursor,
-        ):
-            item_id = cursor.lastrowid
-        if item_id is None:
-            raise StoreError("SQLite did not report the id of the new outbox item")
-        return item_id
+            )
+            if item_id is None:
+                raise StoreError("SQLite did not report the id of the new outbox item")
+            return item_id
+
+        return await self._transact("enqueue a message", write)
 
     async def due_messages(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
         """Unsent items whose next attempt is due (never tried, or scheduled at or before `now`), oldest first."""
@@ -65,16 +65,20 @@ class Outbox(StoreBase):
     async def mark_sent(self, item_id: int, at: datetime) -> None:
         """Mark the item sent; marking it again is a no-op (the first time is kept)."""
         params = (_encode_ts(at, "at"), _check_positive_int(item_id, "item_id"))
-        async with self._write(f"mark outbox item {item_id} sent") as db:
+
+        async def write(db: _Db) -> None:
             if not await _rowcount(db, "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL", params):
                 await _require_outbox_item(db, item_id)
+
+        await self._transact(f"mark outbox item {item_id} sent", write)
 
     async def mark_failed_attempt(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
         """Count a failed send and schedule the next one (a no-op once the item was sent)."""
         if not isinstance(error, str):
             raise TypeError(f"error must be a string, was {type(error).__name__}")
         params = (_encode_ts(next_attempt_at, "next_attempt_at"), error, _check_positive_int(item_id, "item_id"))
-        async with self._write(f"record a failed attempt of outbox item {item_id}") as db:
+
+        async def write(db: _Db) -> None:
             if not await _rowcount(
                 db,
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
@@ -82,6 +86,8 @@ class Outbox(StoreBase):
                 params,
             ):
                 await _require_outbox_item(db, item_id)
+
+        await self._transact(f"record a failed attempt of outbox item {item_id}", write)
 
     async def outbox_size(self) -> int:
         """How many items are not sent yet."""

@@ -7,12 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-from aiosqlite.context import Result
-
 from data.sqlite.codecs import _TRADE_COLUMNS, _check_text, _encode_ts, _RejectionRow, _SignalRow
 from data.sqlite.errors import DuplicateTradeError, RunStateError, StoreError, UnknownRecordError, UnknownRunError
 from data.sqlite.records import _decode_enum, _decode_ts
+from data.sqlite.thread import SqliteThread
 from engine.domain import (
     RunStatus,
     Side,
@@ -22,32 +20,54 @@ from engine.trading import OrderRequest
 
 
 class _Connection:
-    """The connection as the store's statements see it: every text parameter passes the redactor first."""
+    """The connection as the store's statements see it: every text parameter passes the redactor first; each
+    statement is one trip to the connection's thread."""
 
     __slots__ = ("_db", "_redact")
 
-    def __init__(self, db: aiosqlite.Connection, redact: Callable[[str], str]) -> None:
+    def __init__(self, db: SqliteThread, redact: Callable[[str], str]) -> None:
         self._db = db
         self._redact = redact
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._db.in_transaction
+    async def insert(self, sql: str, parameters: Iterable[Any] | None = None) -> int | None:
+        return await self._db.insert(sql, _clean(self._redact, parameters))
 
-    def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> Result[aiosqlite.Cursor]:
-        return self._db.execute(sql, self._clean(parameters))
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> None:
+        await self._db.executemany(sql, [_clean(self._redact, p) for p in parameters])
 
-    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Result[aiosqlite.Cursor]:
-        return self._db.executemany(sql, [self._clean(p) for p in parameters])
-
-    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> Iterable[sqlite3.Row]:
-        return await self._db.execute_fetchall(sql, self._clean(parameters))
-
-    def _clean(self, parameters: Iterable[Any] | None) -> tuple[Any, ...]:
-        return tuple(self._redact(p) if isinstance(p, str) else p for p in parameters or ())
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[sqlite3.Row]:
+        return await self._db.execute_fetchall(sql, _clean(self._redact, parameters))
 
 
-_Db = aiosqlite.Connection | _Connection
+class InThread:
+    """The same statements run at once on the connection, inside its own thread: a body written for `_Connection`
+    runs over this with `finish` (its awaits never suspend), so a whole transaction is one trip."""
+
+    __slots__ = ("_conn", "_redact")
+
+    def __init__(self, conn: sqlite3.Connection, redact: Callable[[str], str]) -> None:
+        self._conn = conn
+        self._redact = redact
+
+    async def insert(self, sql: str, parameters: Iterable[Any] | None = None) -> int | None:
+        cursor = self._conn.execute(sql, _clean(self._redact, parameters))
+        try:
+            return cursor.lastrowid
+        finally:
+            cursor.close()
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, [_clean(self._redact, p) for p in parameters]).close()
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, _clean(self._redact, parameters)).fetchall()
+
+
+def _clean(redact: Callable[[str], str], parameters: Iterable[Any] | None) -> tuple[Any, ...]:
+    return tuple(redact(p) if isinstance(p, str) else p for p in parameters or ())
+
+
+_Db = SqliteThread | _Connection | InThread
 
 
 async def _require_run(db: _Db, run_id: int) -> sqlite3.Row:
@@ -148,8 +168,7 @@ async def _execute(db: _Db, sql: str, params: Sequence[Any] = ()) -> None:
 
 
 async def _executemany(db: _Db, sql: str, params: Iterable[Sequence[Any]]) -> None:
-    async with db.executemany(sql, params):
-        pass
+    await db.executemany(sql, params)
 
 
 async def _fetchall(db: _Db, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

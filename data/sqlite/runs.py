@@ -18,6 +18,7 @@ from data.sqlite.connection import StoreBase
 from data.sqlite.errors import StoreError
 from data.sqlite.queries import (
     _close_run,
+    _Db,
     _fetchall,
     _insert_rejections,
     _insert_signals,
@@ -45,17 +46,17 @@ class RunLog(StoreBase):
         if not isinstance(data_source, str) or not data_source.strip():
             raise ValueError(f"data_source must be a non-empty string, was {data_source!r}")
         symbols_json = _json(_string_list(symbols, "symbols"))
-        async with (
-            self._write("start a run") as db,
-            db.execute(
+
+        async def write(db: _Db) -> int:
+            run_id = await db.insert(
                 "INSERT INTO analysis_runs (started_at, as_of, data_source, symbols, status) VALUES (?, ?, ?, ?, ?)",
                 (started, as_of_text, data_source, symbols_json, RunStatus.RUNNING.value),
-            ) as cursor,
-        ):
-            run_id = cursor.lastrowid
-        if run_id is None:
-            raise StoreError("SQLite did not report the id of the new analysis run")
-        return run_id
+            )
+            if run_id is None:
+                raise StoreError("SQLite did not report the id of the new analysis run")
+            return run_id
+
+        return await self._transact("start a run", write)
 
     async def finish_run(
         self,
@@ -76,7 +77,8 @@ class RunLog(StoreBase):
         errors_json = _json(_string_list(errors, "errors", allow_empty_items=False))
         rejected_setups = sum(1 for r in rejection_rows if r.kind is RejectionKind.SETUP)
         rejected_symbols = len(rejection_rows) - rejected_setups
-        async with self._write(f"finish run {run_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _require_running(db, run_id, finished_at, "finished")
             await _insert_signals(db, run_id, signal_rows, finished)
             await _insert_rejections(db, run_id, rejection_rows)
@@ -89,15 +91,20 @@ class RunLog(StoreBase):
                 (len(signal_rows), rejected_setups, rejected_symbols),
             )
 
+        await self._transact(f"finish run {run_id}", write)
+
     async def mark_run_failed(self, run_id: int, finished_at: datetime, error: str) -> None:
         """Close a running run as failed with the error that stopped it."""
         _check_run_id(run_id)
         finished = _encode_ts(finished_at, "finished_at")
         if not isinstance(error, str) or not error.strip():
             raise ValueError(f"error must be a non-empty string describing the failure, was {error!r}")
-        async with self._write(f"mark run {run_id} failed") as db:
+
+        async def write(db: _Db) -> None:
             await _require_running(db, run_id, finished_at, "marked failed")
             await _close_run(db, run_id, finished, RunStatus.FAILED, _json([error]), (0, 0, 0))
+
+        await self._transact(f"mark run {run_id} failed", write)
 
     async def run(self, run_id: int) -> RunSummary | None:
         """Return the run with this id, or None if there is none."""

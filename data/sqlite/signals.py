@@ -23,6 +23,7 @@ from data.sqlite.connection import StoreBase
 from data.sqlite.errors import StoreError
 from data.sqlite.queries import (
     _cas_status,
+    _Db,
     _decision_stamp,
     _execute,
     _fetchall,
@@ -96,11 +97,14 @@ class SignalBook(StoreBase):
         """
         expected, to = _check_transition(expected, to)
         params = _transition_params(signal_id, expected, to, at, by, reason, quantity, expires_at)
-        async with self._write(f"move signal {signal_id} from {expected} to {to}") as db:
+
+        async def write(db: _Db) -> bool:
             if await _rowcount(db, _TRANSITION_SQL, params) != 1:
                 return False
             await audit_signal_move(db, signal_id, to, at, by, reason)
             return True
+
+        return await self._transact(f"move signal {signal_id} from {expected} to {to}", write)
 
     async def decision_stamp(self, state_keys: Sequence[str] = ()) -> str:
         """A token of everything a decision to trade reads that another task or process can change meanwhile: the
@@ -136,7 +140,8 @@ class SignalBook(StoreBase):
             signal_id, expected, SignalStatus.APPROVED, at, by, reason, request.quantity, expires_at
         )
         order = _encode_order(signal_id, request, at)
-        async with self._write(f"approve signal {signal_id} and record its order") as db:
+
+        async def write(db: _Db) -> bool:
             if stamp is not None and await _decision_stamp(db, stamp[1]) != stamp[0]:
                 raise DecisionChanged(f"what decided signal {signal_id} changed before its order was committed")
             if not await _order_may_be_placed(db, request):
@@ -148,7 +153,9 @@ class SignalBook(StoreBase):
             await _insert_order(db, order)
             await audit_signal_move(db, signal_id, SignalStatus.APPROVED, at, by, reason)
             await audit_order(db, signal_id, request, at)
-        return True
+            return True
+
+        return await self._transact(f"approve signal {signal_id} and record its order", write)
 
     async def last_offered_at(self, symbol: str) -> datetime | None:
         """When a signal of `symbol` was last offered or auto-executed (signals never offered are ignored)."""
@@ -166,12 +173,15 @@ class SignalBook(StoreBase):
         """Remember that a message shows the signal (idempotent; the signal must be stored)."""
         _check_text(signal_id, "signal_id")
         params = (signal_id, _check_int(chat_id, "chat_id"), _check_int(message_id, "message_id"))
-        async with self._write(f"record a message of signal {signal_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(
                 db,
                 "INSERT INTO signal_messages (signal_id, chat_id, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 params,
             )
+
+        await self._transact(f"record a message of signal {signal_id}", write)
 
     async def signal_messages(self, signal_id: str) -> list[tuple[int, int]]:
         """(chat_id, message_id) of every message that shows this signal, in the order they were added."""

@@ -11,7 +11,7 @@ from typing import Any
 from data.sqlite.codecs import _check_text, _encode_ts, _json
 from data.sqlite.connection import StoreBase
 from data.sqlite.errors import CorruptRecordError
-from data.sqlite.queries import _execute, _fetchall, _rowcount
+from data.sqlite.queries import _Db, _execute, _fetchall, _rowcount
 from data.sqlite.records import _decode_ts
 from engine.domain import Side
 from engine.options import LegFill, SpreadPlan
@@ -29,24 +29,33 @@ class SpreadLedger(StoreBase):
         if record.status is not SpreadStatus.PENDING or record.fills:
             raise ValueError(f"spread {record.spread_id} must be a new pending spread without fills")
         params = (record.spread_id, record.status.value, _encode_ts(self._now(), "updated_at"), _encode(record))
-        async with self._write(f"offer spread {record.spread_id}") as db:
+
+        async def write(db: _Db) -> bool:
             sql = "INSERT OR IGNORE INTO spreads (spread_id, status, updated_at, record) VALUES (?, ?, ?, ?)"
             return await _rowcount(db, sql, params) == 1
+
+        return await self._transact(f"offer spread {record.spread_id}", write)
 
     async def move_spread(self, record: SpreadRecord, expected: SpreadStatus) -> bool:
         """Store `record` iff the spread is in `expected` now (exactly one caller wins a move)."""
         params = (record.status.value, _encode_ts(self._now(), "updated_at"), _encode(record), record.spread_id)
-        async with self._write(f"move spread {record.spread_id} to {record.status}") as db:
+
+        async def write(db: _Db) -> bool:
             sql = "UPDATE spreads SET status = ?, updated_at = ?, record = ? WHERE spread_id = ? AND status = ?"
             return await _rowcount(db, sql, (*params, expected.value)) == 1
+
+        return await self._transact(f"move spread {record.spread_id} to {record.status}", write)
 
     async def add_spread_fills(self, spread_id: str, fills: Iterable[LegFill]) -> None:
         """Record leg fills (a fill already stored under its tag is kept as it was)."""
         _check_text(spread_id, "spread_id")
         rows = [(f.tag, spread_id, _json(_fill_json(f))) for f in fills]
-        async with self._write(f"record the leg fills of spread {spread_id}") as db:
+
+        async def write(db: _Db) -> None:
             for row in rows:
                 await _execute(db, "INSERT OR IGNORE INTO spread_fills (tag, spread_id, fill) VALUES (?, ?, ?)", row)
+
+        await self._transact(f"record the leg fills of spread {spread_id}", write)
 
     async def spread(self, spread_id: str) -> SpreadRecord | None:
         _check_text(spread_id, "spread_id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from data.sqlite.audit import append_audit
 from data.sqlite.codecs import _SET_STATE_SQL, _check_text, _encode_ts
 from data.sqlite.connection import StoreBase
-from data.sqlite.queries import _execute, _fetchall
+from data.sqlite.queries import _Db, _execute, _fetchall
 from engine.audit import AuditEvent, AuditKind
 
 
@@ -31,10 +31,13 @@ class KeyValueState(StoreBase):
             raise TypeError(f"state {key} value must be a string, was {type(value).__name__}")
         now = self._now()
         params = (key, value, _encode_ts(now, "updated_at"))
-        async with self._write(f"set state {key}") as db:
+
+        async def set_and_audit(db: _Db) -> None:
             old = await _fetchall(db, "SELECT value FROM bot_state WHERE key = ?", (key,))
             await _execute(db, _SET_STATE_SQL, params)
             if audit_by is not None:
                 was = str(old[0][0]) if old else "unset"
                 said = detail if detail is not None else f"{key}: {was} -> {value}"
                 await append_audit(db, AuditEvent(now, AuditKind.SETTING_CHANGED, audit_by, key, said))
+
+        await self._transact(f"set state {key}", set_and_audit)

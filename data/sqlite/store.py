@@ -1,7 +1,8 @@
-"""SQLite store of the bot's state: the `SignalStore` and `BotStore` ports over one aiosqlite connection.
+"""SQLite store of the bot's state: the `SignalStore` and `BotStore` ports over one SQLite connection.
 
-One `SqliteStore` owns one connection in autocommit mode. Every write runs in an explicit
-`BEGIN IMMEDIATE ... COMMIT` (rolled back on any error), and every statement, read or write, is issued under
+One `SqliteStore` owns one connection in autocommit mode, in a thread of its own (`thread.SqliteThread`). Every
+write runs in an explicit `BEGIN IMMEDIATE ... COMMIT` (rolled back on any error), the whole transaction in one
+trip to that thread (`StoreBase._transact`), and every statement, read or write, is issued under
 one asyncio.Lock: statements of two tasks share the connection's transaction state, so without the lock a
 read could see another task's uncommitted rows or a write could land inside someone else's transaction.
 Other processes (a plain `sqlite3` reader, a backup) read alongside through WAL.

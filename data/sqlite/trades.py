@@ -28,6 +28,7 @@ from data.sqlite.connection import StoreBase
 from data.sqlite.errors import DuplicateTradeError
 from data.sqlite.queries import (
     _cas_status,
+    _Db,
     _execute,
     _fetchall,
     _insert_order,
@@ -65,14 +66,17 @@ class TradeLedger(StoreBase):
         The order's client_order_id must be the signal id and its symbol and side the signal's (ValueError).
         """
         params = _encode_order(signal_id, request, at)
-        async with self._write(f"submit the order of signal {signal_id}") as db:
+
+        async def write(db: _Db) -> bool:
             if not await _order_may_be_placed(db, request):
                 return False
             if not await _cas_status(db, signal_id, SignalStatus.APPROVED, SignalStatus.ORDER_SUBMITTED, params[4]):
                 return False
             await _insert_order(db, params)
             await audit_order(db, signal_id, request, at)
-        return True
+            return True
+
+        return await self._transact(f"submit the order of signal {signal_id}", write)
 
     async def record_fill(self, fill: Fill, trade: Trade) -> bool:
         """Atomically ORDER_SUBMITTED -> FILLED, store the fill and open the trade; False if already done.
@@ -83,7 +87,8 @@ class TradeLedger(StoreBase):
         trade_params = _encode_trade(trade)
         _check_fill_opens(fill, trade)
         signal_id = fill.client_order_id
-        async with self._write(f"record the fill of order {signal_id}") as db:
+
+        async def write(db: _Db) -> bool:
             filled_at = fill_params[3]
             if not await _cas_status(db, signal_id, SignalStatus.ORDER_SUBMITTED, SignalStatus.FILLED, filled_at):
                 return False
@@ -94,7 +99,9 @@ class TradeLedger(StoreBase):
                 f"{trade.kind.value} {trade.side.value} {fill.quantity} {trade.symbol} @ {fill.price}, fees {fill.fees}"
             )
             await append_audit(db, AuditEvent(fill.filled_at, AuditKind.ORDER_FILLED, BOT_ACTOR, signal_id, detail))
-        return True
+            return True
+
+        return await self._transact(f"record the fill of order {signal_id}", write)
 
     async def order_fill(self, client_order_id: str) -> Fill | None:
         """The fill of the order, or None if there is no such order or it is not filled yet."""
@@ -110,8 +117,11 @@ class TradeLedger(StoreBase):
         params = _encode_trade(trade)
         if trade.kind is not TradeKind.SHADOW or not trade.is_open:
             raise ValueError(f"trade {trade.trade_id} must be an open {TradeKind.SHADOW} trade, was {trade.kind}")
-        async with self._write(f"open the shadow trade of signal {trade.signal_id}") as db:
+
+        async def write(db: _Db) -> bool:
             return await _insert_trade(db, params)
+
+        return await self._transact(f"open the shadow trade of signal {trade.signal_id}", write)
 
     async def record_external_trade(self, trade: Trade) -> None:
         """Store a closed EXTERNAL trade; its signal_id need not be a stored signal (the caller checks if it must).
@@ -121,7 +131,8 @@ class TradeLedger(StoreBase):
         params = _encode_trade(trade)
         if trade.kind is not TradeKind.EXTERNAL or trade.is_open:
             raise ValueError(f"trade {trade.trade_id} must be a closed {TradeKind.EXTERNAL} trade, was {trade.kind}")
-        async with self._write(f"record the external trade of signal {trade.signal_id}") as db:
+
+        async def write(db: _Db) -> None:
             if not await _insert_trade(db, params):
                 raise DuplicateTradeError(f"signal {trade.signal_id} already has a reported {trade.kind} trade")
             assert trade.exit_time is not None  # checked above: a reported trade is closed
@@ -130,6 +141,8 @@ class TradeLedger(StoreBase):
                 trade.exit_time, AuditKind.OUTCOME_REPORTED, actor_of(trade.approver_id), trade.signal_id, detail
             )
             await append_audit(db, event)
+
+        await self._transact(f"record the external trade of signal {trade.signal_id}", write)
 
     async def close_trade(self, trade_id: str, at: datetime, price: Decimal, reason: ExitReason, fees: Decimal) -> bool:
         """Close an open trade; False if it was already closed, UnknownRecordError if there is no such trade."""
@@ -141,7 +154,8 @@ class TradeLedger(StoreBase):
             _encode_amount(fees, "exit fees", positive=False),
             trade_id,
         )
-        async with self._write(f"close trade {trade_id}") as db:
+
+        async def write(db: _Db) -> bool:
             entry_time = await _open_trade_entry_time(db, trade_id)
             if entry_time is None:
                 return False
@@ -164,6 +178,8 @@ class TradeLedger(StoreBase):
                 detail = f"{reason.value} @ {price}, fees {fees}"
                 await append_audit(db, AuditEvent(at, AuditKind.POSITION_CLOSED, actor, trade_id, detail))
             return bool(closed)
+
+        return await self._transact(f"close trade {trade_id}", write)
 
     async def open_trades(self, kinds: Collection[TradeKind] | None = None) -> list[Trade]:
         """Open trades of the given kinds (all when None), oldest entry first."""
@@ -228,7 +244,8 @@ class TradeLedger(StoreBase):
         still in flight (so a double press, a second chat or a retry acts once)."""
         params = (_check_text(trade_id, "trade_id"), _enum_arg(TradeAction, action, "action").value)
         stamp = (_encode_ts(at, "at"), _check_int(by, "by"))
-        async with self._write(f"claim a {action} of trade {trade_id}") as db:
+
+        async def write(db: _Db) -> int | None:
             free = await _fetchall(
                 db,
                 "SELECT 1 FROM trades t WHERE t.trade_id = ? AND t.exit_time IS NULL AND NOT EXISTS"
@@ -237,19 +254,21 @@ class TradeLedger(StoreBase):
             )
             if not free:  # no such trade, closed, or another action on it in flight
                 return None
-            cursor = await db.execute(
+            action_id = await db.insert(
                 "INSERT INTO trade_actions (trade_id, action, status, requested_at, requested_by)"
                 " VALUES (?, ?, 'requested', ?, ?)",
                 (*params, *stamp),
             )
-            action_id = cursor.lastrowid
-        assert action_id is not None
-        return action_id
+            assert action_id is not None
+            return action_id
+
+        return await self._transact(f"claim a {action} of trade {trade_id}", write)
 
     async def finish_trade_action(self, action_id: int, done: bool, at: datetime, detail: str = "") -> None:
         """Record how a claimed action ended (a failed one frees the trade for the next)."""
         params = ("done" if done else "failed", _encode_ts(at, "at"), detail, _check_int(action_id, "id"))
-        async with self._write(f"finish trade action {action_id}") as db:
+
+        async def write(db: _Db) -> None:
             await _execute(
                 db,
                 "UPDATE trade_actions SET status = ?, finished_at = ?, detail = ?"
@@ -257,12 +276,15 @@ class TradeLedger(StoreBase):
                 params,
             )
 
+        await self._transact(f"finish trade action {action_id}", write)
+
     async def move_trade_stop(self, action_id: int, trade_id: str, old: Decimal, new: Decimal, at: datetime) -> bool:
         """Record the open trade's stop moved from `old` (its current stop) to `new` and finish the claimed action;
         False if the trade closed or its stop changed meanwhile. The trade's own stop stays the one it entered
         with: its risk, and so its R, is measured from that."""
         params = (_check_text(trade_id, "trade_id"),)
-        async with self._write(f"move the stop of trade {trade_id}") as db:
+
+        async def write(db: _Db) -> bool:
             rows = await _fetchall(db, "SELECT stop FROM trades WHERE trade_id = ? AND exit_time IS NULL", params)
             if not rows:
                 return False
@@ -289,7 +311,9 @@ class TradeLedger(StoreBase):
             who = await _fetchall(db, "SELECT requested_by FROM trade_actions WHERE id = ?", (action_id,))
             actor = actor_of(int(who[0][0]) if who and who[0][0] is not None else None)
             await append_audit(db, AuditEvent(at, AuditKind.STOP_MOVED, actor, trade_id, f"stop {old} -> {new}"))
-        return True
+            return True
+
+        return await self._transact(f"move the stop of trade {trade_id}", write)
 
     async def record_partial_exit(self, exit: PartialExit) -> bool:
         """Record a partial exit of an open trade once (by its number); False when it was recorded already."""
@@ -301,7 +325,8 @@ class TradeLedger(StoreBase):
             _encode_amount(exit.quantity, "partial exit quantity", positive=True),
             _encode_amount(exit.fees, "partial exit fees", positive=False),
         )
-        async with self._write(f"record partial exit {exit.seq} of trade {exit.trade_id}") as db:
+
+        async def write(db: _Db) -> bool:
             if await _open_trade_entry_time(db, exit.trade_id) is None:
                 return False
             inserted = await _rowcount(
@@ -313,7 +338,9 @@ class TradeLedger(StoreBase):
             if inserted:
                 detail = f"{exit.quantity} @ {exit.price}, fees {exit.fees}"
                 await append_audit(db, AuditEvent(exit.at, AuditKind.PARTIAL_EXIT, BOT_ACTOR, exit.trade_id, detail))
-        return bool(inserted)
+            return bool(inserted)
+
+        return await self._transact(f"record partial exit {exit.seq} of trade {exit.trade_id}", write)
 
     async def partial_exits(self, trade_ids: Collection[str]) -> dict[str, list[PartialExit]]:
         """The partial exits of each trade, in order (trades without any are left out)."""
@@ -363,7 +390,8 @@ class TradeLedger(StoreBase):
 
     async def abandon_trade_actions(self, at: datetime) -> int:
         """Fail the actions a stopped process left in flight (at start); return how many."""
-        async with self._write("fail interrupted trade actions") as db:
+
+        async def write(db: _Db) -> int:
             return await _rowcount(
                 db,
                 "UPDATE trade_actions SET status = 'failed', finished_at = ?, detail = 'interrupted by a restart'"
@@ -371,24 +399,31 @@ class TradeLedger(StoreBase):
                 (_encode_ts(at, "at"),),
             )
 
+        return await self._transact("fail interrupted trade actions", write)
+
     async def create_close_batch(self, trade_ids: Sequence[str], at: datetime, by: int) -> int:
         """Keep the positions a "close all" confirmation shows; its id, for the button."""
         params = (_json([_check_text(t, "trade_id") for t in trade_ids]), _encode_ts(at, "at"), _check_int(by, "by"))
-        async with self._write("keep a close-all confirmation") as db:
-            cursor = await db.execute(
+
+        async def write(db: _Db) -> int:
+            batch_id = await db.insert(
                 "INSERT INTO close_batches (trade_ids, created_at, created_by) VALUES (?, ?, ?)", params
             )
-            batch_id = cursor.lastrowid
-        assert batch_id is not None
-        return batch_id
+            assert batch_id is not None
+            return batch_id
+
+        return await self._transact("keep a close-all confirmation", write)
 
     async def use_close_batch(self, batch_id: int, at: datetime, by: int) -> list[str] | None:
         """Mark a close-all confirmation used and return the trades it showed; None if used or unknown."""
         params = (_encode_ts(at, "at"), _check_int(by, "by"), _check_int(batch_id, "id"))
-        async with self._write(f"use close-all confirmation {batch_id}") as db:
+
+        async def write(db: _Db) -> list[str] | None:
             if not await _rowcount(
                 db, "UPDATE close_batches SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL", params
             ):
                 return None
             rows = await _fetchall(db, "SELECT trade_ids FROM close_batches WHERE id = ?", params[2:])
-        return [str(t) for t in json.loads(rows[0][0])]
+            return [str(t) for t in json.loads(rows[0][0])]
+
+        return await self._transact(f"use close-all confirmation {batch_id}", write)

@@ -457,7 +457,7 @@ async def test_the_approval_and_its_order_intent_commit_together(d: Desk) -> Non
     d.broker.fail_with = "connection reset"  # the send fails after the commit: the intent must already be there
     await d.desk.approve(signal_id, TRADER)
     async with d.store._read("orders") as db:  # the row the restart reconciles by client order id
-        rows = await (await db.execute("SELECT client_order_id, quantity FROM orders")).fetchall()
+        rows = await db.execute_fetchall("SELECT client_order_id, quantity FROM orders")
     record = await d.store.signal(signal_id)
     assert record is not None and record.decided_by == TRADER
     assert [(r[0], r[1]) for r in rows] == [(signal_id, str(record.quantity))]

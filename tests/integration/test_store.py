@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import replace
@@ -630,21 +631,28 @@ async def test_data_survives_close_and_reopen(db_path: Path) -> None:
         assert await reopened.rejections_for_run(run_id) == rejections
 
 
-async def test_plain_reader_reads_while_the_store_holds_a_write_open(
-    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    holding, release = asyncio.Event(), asyncio.Event()
+def blocking_in_the_store_thread(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make `finish_run` stop inside its transaction, in the store's thread, until the second event is set; the
+    first is set when it is there."""
+    holding, release = threading.Event(), threading.Event()
     real_insert_rejections = runs_module._insert_rejections
 
     async def pausing_insert_rejections(*args: Any) -> None:
         await real_insert_rejections(*args)
         holding.set()
-        await release.wait()
+        release.wait(timeout=10)  # the whole transaction is one trip: this blocks the store's own thread
 
     monkeypatch.setattr(runs_module, "_insert_rejections", pausing_insert_rejections)
+    return holding, release
+
+
+async def test_plain_reader_reads_while_the_store_holds_a_write_open(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holding, release = blocking_in_the_store_thread(monkeypatch)
     run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
     finishing = asyncio.create_task(store.finish_run(run_id, T0, [scored(make_setup())], [symbol_rejection()], []))
-    await asyncio.wait_for(holding.wait(), timeout=5)
+    assert await asyncio.to_thread(holding.wait, 5)
 
     with plain(db_path, timeout=0) as reader:  # timeout 0: any lock wait fails at once
         assert reader.execute("SELECT status FROM analysis_runs WHERE id = ?", (run_id,)).fetchone() == ("running",)
@@ -660,19 +668,13 @@ async def test_plain_reader_reads_while_the_store_holds_a_write_open(
 async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
     store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    holding = asyncio.Event()
-    real_insert_rejections = runs_module._insert_rejections
-
-    async def hanging_insert_rejections(*args: Any) -> None:
-        await real_insert_rejections(*args)
-        holding.set()
-        await asyncio.Event().wait()  # never set: only cancellation ends this
-
-    monkeypatch.setattr(runs_module, "_insert_rejections", hanging_insert_rejections)
+    holding, release = blocking_in_the_store_thread(monkeypatch)
     run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
     finishing = asyncio.create_task(store.finish_run(run_id, T0, [scored(make_setup())], [symbol_rejection()], []))
-    await asyncio.wait_for(holding.wait(), timeout=5)
+    assert await asyncio.to_thread(holding.wait, 5)
     finishing.cancel()
+    await asyncio.sleep(0.01)  # the task takes its cancellation while its statements are still running
+    release.set()  # they finish; the commit is not made for a caller that is gone
     with pytest.raises(asyncio.CancelledError):
         await finishing
 
@@ -682,19 +684,35 @@ async def test_cancelling_a_task_mid_transaction_rolls_back_and_frees_the_store(
     assert failed is not None and failed.status is RunStatus.FAILED
 
 
+async def test_a_write_that_waits_for_anything_but_its_statements_is_refused_and_writes_nothing(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_insert_rejections = runs_module._insert_rejections
+
+    async def waiting_insert_rejections(*args: Any) -> None:
+        await real_insert_rejections(*args)
+        await asyncio.sleep(0)  # a store body runs in the store's thread, where nothing else can be awaited
+
+    monkeypatch.setattr(runs_module, "_insert_rejections", waiting_insert_rejections)
+    run_id = await store.start_run(T0, T0, "yahoo", ["EURUSD"])
+    with pytest.raises(RuntimeError, match="one-trip store body waited for something"):
+        await store.finish_run(run_id, T0, [scored(make_setup())], [symbol_rejection()], [])
+    await assert_nothing_written_and_still_running(store, db_path, run_id)
+
+
 async def test_a_full_disk_fails_writes_clearly_pauses_them_keeps_reads_and_recovers(tmp_path: Path) -> None:
     async with await SqliteStore.open(tmp_path / "bot.db", busy_timeout_ms=200) as store:
         await store.set_state("probe", "x")
         db = store._require_open()  # the disk fills up: SQLite may not grow the file by a single page
-        pages = (await (await db.execute("PRAGMA page_count")).fetchone())[0]  # type: ignore[index]
-        await db.execute(f"PRAGMA max_page_count = {pages}")
+        [(pages,)] = await db.execute_fetchall("PRAGMA page_count")
+        await db.execute_fetchall(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StoreError, match="database or disk is full"):
             await store.set_state("big", "y" * 100_000)
         assert store.last_write_error is not None and store.last_write_error[1] == "the disk is full"
         with pytest.raises(StoreError, match=r"the disk is full \(writes paused for a moment\)"):
             await store.set_state("probe", "z")  # at once, without waiting on SQLite
         assert await store.get_state("probe") == "x"  # reads still answer
-        await db.execute(f"PRAGMA max_page_count = {pages * 100}")  # space again
+        await db.execute_fetchall(f"PRAGMA max_page_count = {pages * 100}")  # space again
         await asyncio.sleep(0.25)
         await store.set_state("big", "y" * 100_000)
         assert store.last_write_error is None and await store.get_state("big") == "y" * 100_000
