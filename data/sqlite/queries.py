@@ -10,7 +10,7 @@ from typing import Any
 from data.sqlite.codecs import _TRADE_COLUMNS, _check_text, _encode_ts, _RejectionRow, _SignalRow
 from data.sqlite.errors import DuplicateTradeError, RunStateError, StoreError, UnknownRecordError, UnknownRunError
 from data.sqlite.records import _decode_enum, _decode_ts
-from data.sqlite.thread import SqliteThread
+from data.sqlite.thread import SqliteThread, lastrowid
 from engine.domain import (
     RunStatus,
     Side,
@@ -50,11 +50,7 @@ class InThread:
         self._redact = redact
 
     async def insert(self, sql: str, parameters: Iterable[Any] | None = None) -> int | None:
-        cursor = self._conn.execute(sql, _clean(self._redact, parameters))
-        try:
-            return cursor.lastrowid
-        finally:
-            cursor.close()
+        return lastrowid(self._conn.execute(sql, _clean(self._redact, parameters)))
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> None:
         self._conn.executemany(sql, [_clean(self._redact, p) for p in parameters]).close()

@@ -78,7 +78,7 @@ class SqliteThread:
 
     async def insert(self, sql: str, parameters: Sequence[Any] = ()) -> int | None:
         """Run an INSERT in one trip; the rowid of the row it added."""
-        return await self.run(lambda conn: _lastrowid(conn.execute(sql, parameters)))
+        return await self.run(lambda conn: lastrowid(conn.execute(sql, parameters)))
 
     async def close(self) -> None:
         """Close the connection once every call queued before has run; closing twice is harmless."""
@@ -128,7 +128,8 @@ class SqliteThread:
                 _reply(loop, future, result, failed=False)
 
 
-def _lastrowid(cursor: sqlite3.Cursor) -> int | None:
+def lastrowid(cursor: sqlite3.Cursor) -> int | None:
+    """The rowid an INSERT's cursor added, the cursor closed."""
     try:
         return cursor.lastrowid
     finally:
