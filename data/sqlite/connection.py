@@ -261,9 +261,9 @@ class StoreBase:
         write lock is held only while they run.
         """
         self._refuse_while_writes_fail(what)
-        redact = self._redactor.redact
         async with self._lock:
             db = self._require_open()
+            redact = self._redactor.redact  # read once the lock is held: a secret masked meanwhile is masked here
             try:
                 abandoned = threading.Event()
                 result = await db.run(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
 class ConnectionClosedError(sqlite3.ProgrammingError):
@@ -51,7 +51,7 @@ class SqliteThread:
             raise
         return self
 
-    def _connect(self, _: sqlite3.Connection | None) -> None:
+    def _connect(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._timeout_s)
         conn.row_factory = sqlite3.Row
         self._conn = conn
@@ -65,7 +65,7 @@ class SqliteThread:
         """
         if self._closed:
             raise ConnectionClosedError(f"the connection to {self._path} is closed")
-        return await self._call(lambda _: fn(self._require()), on_cancel)
+        return await self._call(lambda: fn(self._require()), on_cancel)
 
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Every row of one statement, in one trip."""
@@ -91,7 +91,7 @@ class SqliteThread:
             self._stop()
             await asyncio.to_thread(self._thread.join)
 
-    def _disconnect(self, _: sqlite3.Connection | None) -> None:
+    def _disconnect(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
@@ -101,7 +101,7 @@ class SqliteThread:
             raise ConnectionClosedError(f"the connection to {self._path} is closed")
         return self._conn
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], on_cancel: Callable[[], None] | None = None) -> T:
+    async def _call(self, fn: Callable[[], T], on_cancel: Callable[[], None] | None = None) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, future, loop))
@@ -121,7 +121,7 @@ class SqliteThread:
         while (job := self._jobs.get()) is not None:
             fn, future, loop = job
             try:
-                result = fn(self._conn)  # type: ignore[arg-type]
+                result = fn()
             except BaseException as exc:
                 _reply(loop, future, exc, failed=True)
             else:
