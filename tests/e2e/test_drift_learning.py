@@ -119,8 +119,11 @@ async def test_learn_fits_a_version_and_signals_then_carry_the_win_estimate(
         tg.user_message(TRADER, "/learn")
         learned = await tg.wait_for_message(lambda m: "learned model v1" in m.body, since=since, timeout=60)
         assert "calibration:" in learned.body and "score weights: trend_pullback" in learned.body
+        since = len(tg.sent)
         report = await b.command("/report")
         assert "Score weights: trend_pullback" in report.body and "hand weights" in report.body
+        chart = await tg.wait_for_message(lambda m: m.body == "reliability, learned model v1", since=since, timeout=30)
+        assert (chart.photo_size or 0) > 0  # the report's reliability chart follows its text: later replies wait
         [(version, summary)] = b.query("SELECT version, summary FROM learned_models")
         inputs = json.loads(str(summary))
         assert version == 1 and inputs["outcomes"]["external"] == 30 and inputs["outcomes"]["backtest"] > 0
