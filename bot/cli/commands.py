@@ -183,7 +183,7 @@ def _run(settings: Settings) -> int:
     from bot.telegram.app import serve  # noqa: PLC0415 - the scan command does not need the Telegram stack
     from data.market.calendars import build_apart  # noqa: PLC0415
 
-    build_apart(i.calendar for i in settings.instruments)  # the exchange-calendar library stays out of the bot
+    build_apart((i.calendar for i in settings.instruments), settings.cache_path)  # the library stays out of the bot
     hook = None
     if settings.web.enabled:
         from bot.web.server import start_dashboard  # noqa: PLC0415 - only a bot with [web] enabled serves pages

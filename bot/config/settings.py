@@ -288,9 +288,14 @@ class Settings(BaseSettings):
                 config.check(name)
         return self
 
+    @property
+    def cache_path(self) -> Path:
+        """Where downloaded bars, news and built calendars are kept: `cache_dir`, or `cache` beside the database."""
+        return self.cache_dir or self.db_path.parent / "cache"
+
     def calendar(self, name: str) -> SessionCalendar:
         """The market calendar `name` (exchange holidays from exchange_calendars) with its configured overrides."""
-        base = market_calendar(name)
+        base = market_calendar(name, self.cache_path)
         extra = self.calendars.get(name)
         return extra.apply(base) if extra is not None else base
 

@@ -116,4 +116,4 @@ def bar_rules(settings: Settings) -> BarRules:
 
 
 def cache_dir(settings: Settings) -> Path:
-    return settings.cache_dir or settings.db_path.parent / "cache"
+    return settings.cache_path

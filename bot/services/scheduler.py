@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -48,10 +49,10 @@ class ScheduleGroup:
     interval: timedelta
     delay: timedelta
 
-    @property
-    def triggers(self) -> list[CronTrigger]:
-        """One trigger per cron expression; `cron` may hold several separated by `|`."""
-        return [CronTrigger.from_crontab(part.strip(), timezone=self.timezone) for part in self.cron.split("|")]
+    @cached_property
+    def triggers(self) -> tuple[CronTrigger, ...]:
+        """One trigger per cron expression; `cron` may hold several separated by `|` (parsed once)."""
+        return tuple(CronTrigger.from_crontab(part.strip(), timezone=self.timezone) for part in self.cron.split("|"))
 
     def next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (UTC), including the delay for bars to arrive."""

@@ -17,16 +17,28 @@ A missing or broken library, or a calendar it cannot build, raises `MarketCalend
 
 `build_apart(names)` builds them in a child process instead and keeps them as this process's: the running bot
 uses only the holidays and early closes, and the library (about 110 modules and 10 MB) then never loads there.
+
+Given a cache folder (the bot's: `cache` beside the database), what the library yielded (holidays, early closes,
+the end of its holiday data) is also kept there, one JSON file per calendar, and read back by the next process
+on the same local day with the same library version and the same built-in rules: a command or a restart then
+skips the library (and pandas) and its half a second of building. Anything else (another day, library or rule
+set, a file that cannot be read or does not parse) is built again and written over; a folder that cannot be
+written to only costs the next process that build.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import logging
 import multiprocessing
+import os
+import tempfile
 import warnings
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -34,6 +46,8 @@ from engine.calendars import SessionCalendar, get_calendar
 
 LIBRARY_CODES: Final = MappingProxyType({"XNSE": "XBOM", "XNYS": "XNYS"})
 APART_TIMEOUT_SECONDS: Final = 120.0  # a fresh interpreter importing pandas and the library on a loaded machine
+CACHE_FORMAT: Final = 1
+LIBRARY: Final = "exchange_calendars"
 
 log = logging.getLogger(__name__)
 _built: dict[str, SessionCalendar] = {}
@@ -43,21 +57,33 @@ class MarketCalendarError(RuntimeError):
     """The exchange_calendars library is missing or cannot build a calendar we need."""
 
 
-def market_calendar(name: str) -> SessionCalendar:
-    """The calendar `name` with the library's holidays and early closes (built once per process)."""
+def market_calendar(name: str, cache: Path | None = None) -> SessionCalendar:
+    """The calendar `name` with the library's holidays and early closes (built once per process; kept in the
+    folder `cache` for the next process when given)."""
     calendar = _built.get(name)
     if calendar is None:
-        calendar = _built.setdefault(name, build_market_calendar(name))
+        calendar = _from_cache(name, cache)
+        if calendar is None:
+            calendar = build_market_calendar(name)
+            _to_cache(calendar, cache)
+        calendar = _built.setdefault(name, calendar)
     return calendar
 
 
-def build_apart(names: Iterable[str]) -> None:
-    """Build the library's calendars among `names` in a child process and keep them as this process's.
+def build_apart(names: Iterable[str], cache: Path | None = None) -> None:
+    """Build the library's calendars among `names` in a child process and keep them as this process's (and in
+    the folder `cache` when given); the ones `cache` already holds for today are read from it instead.
 
     A child that cannot start, dies or takes longer than `APART_TIMEOUT_SECONDS` (then killed) leaves them to be
     built here on first use (logged); a calendar the library cannot build raises its `MarketCalendarError` here.
     """
-    wanted = sorted({n for n in names if n in LIBRARY_CODES} - _built.keys())
+    wanted = []
+    for name in sorted({n for n in names if n in LIBRARY_CODES} - _built.keys()):
+        cached = _from_cache(name, cache)
+        if cached is None:
+            wanted.append(name)
+        else:
+            _built.setdefault(name, cached)
     if not wanted:
         return
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process is copied
@@ -81,7 +107,7 @@ def build_apart(names: Iterable[str]) -> None:
     if isinstance(answer, MarketCalendarError):
         raise answer
     for name, calendar in answer.items():
-        _built.setdefault(name, calendar)
+        _to_cache(_built.setdefault(name, calendar), cache)
 
 
 def _build_into(names: list[str], send: Connection) -> None:
@@ -151,3 +177,82 @@ def _from_library(base: SessionCalendar, code: str, library: Any) -> SessionCale
 
 def _offset(clock: Any) -> timedelta:
     return timedelta(hours=clock.hour, minutes=clock.minute)
+
+
+def cache_file(cache: Path, name: str) -> Path:
+    """Where the folder `cache` keeps what the library yielded for calendar `name`."""
+    return cache / f"calendar-{name}.json"
+
+
+def _cache_key(name: str) -> dict[str, object] | None:
+    """What a kept calendar must have been built with to be used now; None when the library is not installed.
+
+    The library's window runs from about twenty years before its local today to a year after, so a calendar is
+    kept for the local day it was built on, as one built at a long-running bot's start is."""
+    try:
+        version = importlib.metadata.version(LIBRARY)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    base = get_calendar(name)
+    return {
+        "format": CACHE_FORMAT,
+        "library": version,
+        "day": datetime.now(UTC).astimezone().date().isoformat(),  # the library's window starts from its local today
+        "rules": [
+            base.timezone,
+            base.open_offset.total_seconds(),
+            base.close_offset.total_seconds(),
+            sorted(base.weekdays),
+            sorted(d.isoformat() for d in base.holidays),
+            sorted((d.isoformat(), o.total_seconds()) for d, o in base.early_closes),
+        ],
+    }
+
+
+def _from_cache(name: str, cache: Path | None) -> SessionCalendar | None:
+    """The calendar `name` as kept in the folder `cache` for today, or None (not kept, stale or unreadable)."""
+    if cache is None or name not in LIBRARY_CODES:
+        return None
+    key = _cache_key(name)
+    path = cache_file(cache, name)
+    if key is None or not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(kept, dict) or kept.get("key") != json.loads(json.dumps(key)):
+            return None
+        return get_calendar(name).replace(
+            holidays=frozenset(date.fromisoformat(d) for d in kept["holidays"]),
+            early_closes=frozenset(
+                (date.fromisoformat(d), timedelta(seconds=float(s))) for d, s in kept["early_closes"]
+            ),
+            holidays_known_until=date.fromisoformat(kept["holidays_known_until"]),
+        )
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.info("the %s calendar kept in %s is not usable (%s): building it again", name, path, exc)
+        return None
+
+
+def _to_cache(calendar: SessionCalendar, cache: Path | None) -> None:
+    """Keep a library calendar in the folder `cache` (created beside an existing parent, never above it)."""
+    key = None if cache is None or calendar.name not in LIBRARY_CODES else _cache_key(calendar.name)
+    if cache is None or key is None or calendar.holidays_known_until is None:
+        return
+    kept = {
+        "key": key,
+        "holidays": sorted(d.isoformat() for d in calendar.holidays),
+        "early_closes": sorted((d.isoformat(), o.total_seconds()) for d, o in calendar.early_closes),
+        "holidays_known_until": calendar.holidays_known_until.isoformat(),
+    }
+    try:
+        cache.mkdir(exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".calendar-{calendar.name}-", dir=cache)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(kept, out)
+            os.replace(temporary, cache_file(cache, calendar.name))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        log.info("cannot keep the %s calendar in %s (%s): the next process builds it again", calendar.name, cache, exc)

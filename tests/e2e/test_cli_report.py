@@ -49,6 +49,21 @@ def test_commands_that_only_read_or_flag_the_database_load_no_analysis_library(t
     assert "No shadow orders recorded" in outputs["shadow"] and outputs["db"].startswith("backup ")
 
 
+def test_health_keeps_the_exchange_calendars_so_the_next_run_loads_neither_the_library_nor_pandas(
+    tmp_path: Path,
+) -> None:
+    first = tradebot(tmp_path, "health", "--json")
+    assert first.returncode == 1, first.stderr[-2000:]  # no bot is running here: unhealthy, said as such
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["calendar-XNSE.json", "calendar-XNYS.json"]
+    again = tradebot(tmp_path, "health", "--json", python=("-X", "importtime"))
+    assert again.returncode == 1, again.stderr[-2000:]
+    loaded = imported(again.stderr)
+    assert "bot.ops.health" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in ANALYSIS_LIBRARIES}
+    checks = [[(c["name"], c["ok"]) for c in json.loads(done.stdout)["checks"]] for done in (first, again)]
+    assert checks[0] == checks[1] and ("runs", False) in checks[1]  # the same verdicts; the schedule still known
+
+
 def test_a_config_flag_on_any_command_is_read_and_a_missing_one_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "mine.toml"
     config.write_text("[bot]\naccount_currency = 'EUR'\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import pickle
@@ -142,6 +143,93 @@ def test_a_calendar_the_library_cannot_build_is_its_error_from_the_child(monkeyp
     calendars._build_into(["XNSE"], Sink())  # type: ignore[arg-type]
     [answer] = sent
     assert isinstance(answer, MarketCalendarError) and "needs the exchange_calendars library" in str(answer)
+
+
+CACHED = """
+import pickle, sys
+sys.modules["exchange_calendars"] = None  # the library cannot be imported: the calendars must come from the files
+from pathlib import Path
+from data.market import calendars
+calendars.multiprocessing = None  # nor can a child process start: both must be read from the files
+calendars.build_apart(["XNSE", "XNYS"], Path(sys.argv[1]))
+sys.stdout.buffer.write(pickle.dumps({n: calendars.market_calendar(n) for n in ("XNSE", "XNYS")}))
+"""
+
+
+def test_a_calendar_kept_in_the_cache_is_read_back_by_the_next_process_without_the_library(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for name in ("XNSE", "XNYS"):
+        calendars._to_cache(market_calendar(name), cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["calendar-XNSE.json", "calendar-XNYS.json"]
+    done = subprocess.run([sys.executable, "-c", CACHED, str(cache)], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    read = pickle.loads(done.stdout)
+    assert read == {n: market_calendar(n) for n in ("XNSE", "XNYS")}
+    assert read["XNYS"].early_close(HALF_DAY) == timedelta(hours=13) and NSE_HOLIDAY in read["XNSE"].holidays
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (lambda kept: kept["key"].update(day="2000-01-01"), None),  # built on another day: another window
+        (lambda kept: kept["key"].update(library="0.0.1"), None),  # another version of the library
+        (lambda kept: kept["key"]["rules"].__setitem__(1, 0.0), None),  # built-in rules changed since
+        (lambda kept: kept.update(holidays=["not a date"]), "Invalid isoformat string"),
+        (lambda kept: kept.pop("early_closes"), "early_closes"),
+        (lambda kept: kept.update(early_closes=[["2026-11-27", 99_000.0]]), "must fall inside the regular session"),
+    ],
+    ids=["another day", "another library", "other rules", "a bad date", "a missing field", "an impossible close"],
+)
+def test_a_stale_or_spoilt_cache_is_built_again_and_written_over(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    spoil: object,
+    why: str | None,
+) -> None:
+    built = market_calendar("XNYS")
+    calendars._to_cache(built, tmp_path)
+    path = calendars.cache_file(tmp_path, "XNYS")
+    kept = json.loads(path.read_text())
+    spoil(kept)  # type: ignore[operator]
+    path.write_text(json.dumps(kept))
+    monkeypatch.setattr(calendars, "_built", {})
+    with caplog.at_level(logging.INFO, logger="data.market.calendars"):
+        again = market_calendar("XNYS", tmp_path)
+    assert again == built
+    if why is not None:
+        assert f"the XNYS calendar kept in {path} is not usable" in caplog.text and why in caplog.text
+    assert json.loads(path.read_text())["key"] == json.loads(json.dumps(calendars._cache_key("XNYS")))
+
+
+def test_garbage_in_the_cache_file_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = calendars.cache_file(tmp_path, "XNSE")
+    path.write_bytes(b"\xff\x00 not json")
+    monkeypatch.setattr(calendars, "_built", {})
+    assert NSE_HOLIDAY in market_calendar("XNSE", tmp_path).holidays
+    assert json.loads(path.read_text())["holidays_known_until"] == "2026-12-31"
+
+
+def test_a_cache_folder_that_cannot_be_made_or_written_costs_only_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(calendars, "_built", {})
+    absent = tmp_path / "no-such-data-folder" / "cache"
+    assert NSE_HOLIDAY in market_calendar("XNSE", absent).holidays
+    assert not absent.parent.exists()  # never creates the folders above the cache
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the folder should be")
+    monkeypatch.setattr(calendars, "_built", {})
+    with caplog.at_level(logging.INFO, logger="data.market.calendars"):
+        assert NSE_HOLIDAY in market_calendar("XNSE", blocked).holidays
+    assert f"cannot keep the XNSE calendar in {blocked}" in caplog.text
+    assert blocked.read_text() == "a file where the folder should be"
+
+
+def test_built_in_calendars_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calendars, "_built", {})
+    assert market_calendar("FX", tmp_path) == get_calendar("FX")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unknown_calendar_names_the_known_ones() -> None:
