@@ -41,6 +41,7 @@ from bot.services.configure import (
     baseline_max_age,
     cache_dir,
     cost_model,
+    kept_bars,
     sizing,
     traded_systems,
     watchlist,
@@ -236,7 +237,8 @@ async def open_runtime(
             return gate_jobs(settings, chosen, data_source=settings.data_source, end=end)
 
         await learner.refresh()
-        scan = ScanService(provider, store, items, settings.engine_config(), bar_rules(settings), clock, worker)
+        engine, rules = settings.engine_config(), bar_rules(settings)
+        scan = ScanService(provider, store, items, engine, rules, clock, worker, kept_bars=kept_bars(settings))
         exits.callback(scan.close)
         yield BotRuntime(
             settings=settings,

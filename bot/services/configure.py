@@ -110,6 +110,13 @@ def backtest_config(settings: Settings, rates: RateHistory | None = None) -> Bac
     )
 
 
+def kept_bars(settings: Settings) -> int:
+    """Bars an analysis run keeps of a symbol with no setup and no open position: the correlation guard's returns
+    (the longest lookback of its protections, and the close before them); the rates read the latest close."""
+    b = settings.bot
+    return 1 + max(p.correlation_lookback for p in (b.protections, *(a.protections for a in b.accounts.values())))
+
+
 def bar_rules(settings: Settings) -> BarRules:
     v = settings.validation
     return BarRules(settings.scan.history_bars, v.min_bars, v.stale_bars, v.max_bad_fraction)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final
 
 import numpy as np
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 BOT_USER = 0  # the user id of a change the bot makes by its rules (a plan's stop move)
 
 _NEVER_STALE = 10**9
+MONITORED_KINDS: Final = (TradeKind.PAPER, TradeKind.SHADOW, TradeKind.LIVE)  # the trades `check` may close
 _SESSION_CALENDARS = frozenset({"XNSE", "XNYS"})
 
 
@@ -94,9 +96,10 @@ class PositionMonitor:
     ) -> list[Trade]:
         """Close every open paper or shadow trade whose exit has happened; return the closed trades.
 
-        `bars` are clean bars a scan just loaded at the same instant; symbols without them are fetched.
+        `bars` are clean bars a scan just loaded at the same instant; symbols without them, or whose bars begin after
+        one of their trades' entry (a run keeps only the tail of a symbol it found flat), are fetched.
         """
-        open_trades = await self.store.open_trades([TradeKind.PAPER, TradeKind.SHADOW, TradeKind.LIVE])
+        open_trades = await self.store.open_trades(list(MONITORED_KINDS))
         by_symbol: dict[str, list[Trade]] = defaultdict(list)
         for trade in open_trades:
             broker_exits = trade.kind is TradeKind.LIVE and trade.symbol not in self.managed_live
@@ -106,7 +109,9 @@ class PositionMonitor:
                 by_symbol[trade.symbol].append(trade)
         closed: list[Trade] = []
         for symbol, trades in by_symbol.items():
-            loaded = (bars or {}).get(symbol) or await self._load(symbol)
+            loaded = (bars or {}).get(symbol)
+            if loaded is None or not _reaches(loaded, trades):
+                loaded = await self._load(symbol)
             if loaded is not None:
                 closed += await self._check_symbol(symbol, trades, loaded)
         return closed
@@ -372,6 +377,11 @@ class PositionMonitor:
             float(trade.stop), float(trade.target), plan, atr=atr, max_bars=self.max_hold_bars,
             session_day=session_day, set_stops=[(_bar_index(bars, m.at), float(m.new)) for m in moves],
         )  # fmt: skip
+
+
+def _reaches(bars: Bars, trades: Sequence[Trade]) -> bool:
+    """Whether `bars` begin at or before the entry of every one of `trades`."""
+    return len(bars) > 0 and int(bars.time[0]) <= min(to_nanos(t.entry_time) for t in trades)
 
 
 def _plan_move(

@@ -36,7 +36,7 @@ from bot.services.desk import OfferDecision, SignalDesk
 from bot.services.drift_watch import DriftWatch
 from bot.services.events import Announcer, ModelLearned, Notice, SummaryReady
 from bot.services.learner import LearnedModel, Learner
-from bot.services.monitor import PositionMonitor
+from bot.services.monitor import MONITORED_KINDS, PositionMonitor
 from bot.services.outcomes import OutcomeReports
 from bot.services.scan import ScanReport, ScanService
 from bot.services.scheduler import DEFAULT_DELAY, ScheduleGroup, Scheduler, build_groups, session_cron
@@ -121,7 +121,8 @@ class BotRuntime:
             started = time.monotonic()
             if self.charts is not None:
                 self.charts.prepare()  # the chart worker starts while the scan runs
-            report = await self.scan.scan(symbols=symbols)
+            held = await self.store.open_trades(list(MONITORED_KINDS))
+            report = await self.scan.scan(symbols=symbols, whole={t.symbol for t in held})  # the monitor's bars
             await self._record_scan(report, time.monotonic() - started)
             with log_context(run_id=report.run_id):
                 await self.learner.refresh()

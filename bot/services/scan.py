@@ -63,7 +63,9 @@ class SymbolOutcome:
     rejections: tuple[Rejection, ...] = ()
     notes: tuple[str, ...] = ()
     error: str | None = None
-    bars: Bars | None = field(default=None, compare=False, repr=False)  # the clean bars the engine saw
+    # The clean bars the engine saw: all of them for a symbol with a setup (its chart) or asked for whole (an open
+    # position's monitor replays from its entry), else the last `ScanService.kept_bars` (its latest close and returns).
+    bars: Bars | None = field(default=None, compare=False, repr=False)
 
     @property
     def evaluated(self) -> bool:
@@ -99,7 +101,7 @@ class ScanReport:
 
     @property
     def bars(self) -> dict[str, Bars]:
-        """The clean bars each evaluated symbol was scanned on (so others need not fetch them again)."""
+        """The clean bars each evaluated symbol was scanned on, or their tail (see `SymbolOutcome.bars`)."""
         return {o.symbol: o.bars for o in self.outcomes if o.bars is not None}
 
     @property
@@ -123,7 +125,10 @@ class ScanService:
         rules: BarRules,
         clock: Clock,
         worker: WorkerProcess | None = None,
+        kept_bars: int | None = None,
     ) -> None:
+        if kept_bars is not None and kept_bars < 1:
+            raise ValueError(f"kept_bars must be at least 1 bar or None (all), was {kept_bars}")
         self.provider = provider
         self.store = store
         self.watchlist = tuple(watchlist)
@@ -136,6 +141,9 @@ class ScanService:
         # not compute faster under the GIL; each one more competes with the event loop for it). A worker that dies
         # or misses its deadline costs nothing: that symbol is computed here.
         self.worker = worker
+        # What a run keeps of a symbol with no setup that it was not asked to keep whole: its last `kept_bars` clean
+        # bars. The rest would only cross back from the worker to be dropped (up to 27,276 5m bars a symbol).
+        self.kept_bars = kept_bars
         self._sent_to: int | None = None  # the worker process the items in `_sent` were sent to
         self._sent: set[ItemKey] = set()
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
@@ -164,8 +172,10 @@ class ScanService:
         as_of: datetime | None = None,
         symbols: Collection[str] | None = None,
         strategies: Collection[str] | None = None,
+        whole: Collection[str] = (),
     ) -> ScanReport:
-        """Run one analysis at `as_of` (default: the clock's now) and persist it."""
+        """Run one analysis at `as_of` (default: the clock's now) and persist it; the report keeps all the clean
+        bars of the symbols in `whole` and of those with a setup, the last `kept_bars` of the others."""
         items = self.select(symbols, strategies)
         started_at = self.clock.now()
         now = ensure_utc(as_of, "as_of") if as_of is not None else started_at
@@ -174,10 +184,10 @@ class ScanService:
         if self.store is not None:
             run_id = await self.store.start_run(started_at, now, self.provider.name, names)
         with log_context(run_id=run_id):  # worker threads copy the context: their log lines carry the run id
-            return await self._scan(items, started_at, now, run_id)
+            return await self._scan(items, started_at, now, run_id, frozenset(whole))
 
     async def _scan(
-        self, items: list[WatchItem], started_at: datetime, now: datetime, run_id: int | None
+        self, items: list[WatchItem], started_at: datetime, now: datetime, run_id: int | None, whole: frozenset[str]
     ) -> ScanReport:
         gate = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         loop = asyncio.get_running_loop()
@@ -190,16 +200,17 @@ class ScanService:
                 fetched = await asyncio.to_thread(self.fetch, item, now)
             if isinstance(fetched, SymbolOutcome):
                 return fetched
+            keep = None if item.instrument.symbol in whole else self.kept_bars
             if self.worker is not None and in_worker and self.worker.ready:
                 try:
-                    return _reported(item, await self._in_worker(self.worker, item, fetched, now))
+                    return _reported(item, await self._in_worker(self.worker, item, fetched, now, keep))
                 except Exception as exc:  # it died, was late, or could not take the task (pickling): compute here
                     symbol = item.instrument.symbol
                     log.warning(
                         "the scan worker failed on %s (%s: %s); computed in the bot", symbol, type(exc).__name__, exc
                     )
             context = contextvars.copy_context()  # the compute thread's log lines carry the run id too
-            return await loop.run_in_executor(self._compute, context.run, self.evaluate_bars, item, fetched, now)
+            return await loop.run_in_executor(self._compute, context.run, self.evaluate_bars, item, fetched, now, keep)
 
         try:
             outcomes = tuple(await asyncio.gather(*(one(i) for i in items)))
@@ -214,7 +225,7 @@ class ScanService:
         return report
 
     async def _in_worker(
-        self, worker: WorkerProcess, item: WatchItem, frame: pd.DataFrame, now: datetime
+        self, worker: WorkerProcess, item: WatchItem, frame: pd.DataFrame, now: datetime, keep: int | None
     ) -> tuple[SymbolOutcome, str | None]:
         """`evaluate_frame` in the worker, sending `item` (its strategies, its calendar's holidays: most of a task's
         bytes) only to a worker that has not had it yet."""
@@ -222,7 +233,7 @@ class ScanService:
         pid = worker.pid()
         if pid != self._sent_to:
             self._sent_to, self._sent = pid, set()
-        args = (frame, now, self.engine, self.rules, self.history_bars(item))
+        args = (frame, now, self.engine, self.rules, self.history_bars(item), keep)
         if key in self._sent:
             try:
                 return await worker.call(WORKER_DEADLINE_SECONDS, evaluate_known, key, None, *args)
@@ -262,9 +273,12 @@ class ScanService:
             log.exception("fetching %s failed", symbol)
             return SymbolOutcome(symbol, error=f"fetching bars failed: {type(exc).__name__}: {exc}")
 
-    def evaluate_bars(self, item: WatchItem, frame: pd.DataFrame, now: datetime) -> SymbolOutcome:
-        """Validate and scan one instrument's fetched bars here; never raises."""
-        return _reported(item, evaluate_frame(item, frame, now, self.engine, self.rules, self.history_bars(item)))
+    def evaluate_bars(
+        self, item: WatchItem, frame: pd.DataFrame, now: datetime, keep: int | None = None
+    ) -> SymbolOutcome:
+        """Validate and scan one instrument's fetched bars here (keeping the last `keep` bars without a setup; None:
+        all); never raises."""
+        return _reported(item, evaluate_frame(item, frame, now, self.engine, self.rules, self.history_bars(item), keep))
 
 
 def _reported(item: WatchItem, evaluated: tuple[SymbolOutcome, str | None]) -> SymbolOutcome:
@@ -289,10 +303,17 @@ def checked_bars(item: WatchItem, frame: pd.DataFrame, now: datetime, rules: Bar
 
 
 def evaluate_frame(
-    item: WatchItem, frame: pd.DataFrame, now: datetime, engine: EngineConfig, rules: BarRules, needed: int
+    item: WatchItem,
+    frame: pd.DataFrame,
+    now: datetime,
+    engine: EngineConfig,
+    rules: BarRules,
+    needed: int,
+    keep: int | None = None,
 ) -> tuple[SymbolOutcome, str | None]:
     """Validate and scan one instrument's fetched bars (pure: it runs in the worker process too); the outcome, and
-    the traceback of a failure for the caller to log. Never raises."""
+    the traceback of a failure for the caller to log. Never raises. The outcome holds all the clean bars when it
+    has a setup or `keep` is None, else their last `keep`."""
     symbol = item.instrument.symbol
     try:
         check = checked_bars(item, frame, now, rules)
@@ -307,7 +328,8 @@ def evaluate_frame(
     notes = check.notes
     if len(check.bars) < needed:
         notes = (*notes, short_history_note(len(check.bars), needed))
-    return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=check.bars), None
+    bars = check.bars if keep is None or result.setups else check.bars.tail(keep)
+    return SymbolOutcome(symbol, result.setups, result.rejections, notes, bars=bars), None
 
 
 ItemKey = tuple[str | int, ...]  # a watchlist item's symbol and the identities of its calendar and strategies
@@ -327,6 +349,7 @@ def evaluate_known(
     engine: EngineConfig,
     rules: BarRules,
     needed: int,
+    keep: int | None = None,
 ) -> tuple[SymbolOutcome, str | None]:
     """`evaluate_frame` in the worker process for the item sent with `key` now (`item`) or on an earlier task."""
     if item is not None:
@@ -337,7 +360,7 @@ def evaluate_known(
         item = _KNOWN_ITEMS.get(key)
         if item is None:
             raise UnknownItem(key)
-    return evaluate_frame(item, frame, now, engine, rules, needed)
+    return evaluate_frame(item, frame, now, engine, rules, needed, keep)
 
 
 def short_history_note(bars: int, needed: int) -> str:

@@ -452,6 +452,20 @@ async def test_positions_are_checked_on_the_bars_the_scan_just_loaded(d: Desk) -
     assert d.provider.fetches == fetched  # no second load of what the scan had
 
 
+async def test_bars_that_begin_after_a_positions_entry_are_loaded_again_whole(d: Desk) -> None:
+    signal_id, _ = await d.offer()
+    await d.desk.approve(signal_id, TRADER)
+    d.clock.advance(timedelta(days=5))
+    report = await d.scan.scan()
+    tails = {symbol: bars.tail(10) for symbol, bars in report.bars.items()}  # what a run keeps of a flat symbol
+    fetched = d.provider.fetches
+    [closed] = [t for t in await d.monitor.check(None, tails) if t.kind is TradeKind.PAPER]
+    assert closed.signal_id == signal_id and d.provider.fetches == fetched + 1  # its symbol's bars, fetched whole
+    assert closed.exit_time is not None and closed.exit_time < tails[closed.symbol].bar_time(
+        0
+    )  # an exit the tail lacks
+
+
 async def test_the_approval_and_its_order_intent_commit_together(d: Desk) -> None:
     signal_id, _ = await d.offer()
     d.broker.fail_with = "connection reset"  # the send fails after the commit: the intent must already be there

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.config import load_settings
+from bot.bootstrap import open_runtime
+from bot.config import Settings, load_settings
 from bot.ops.clock import BotClock
+from bot.ops.database import open_store
 from bot.ops.worker import WorkerFailed, WorkerProcess
-from bot.services.configure import bar_rules, watchlist
+from bot.services.configure import bar_rules, kept_bars, watchlist
+from bot.services.desk import OutcomeKind
 from bot.services.scan import ScanReport, ScanService, SymbolOutcome, evaluate_known
 from data.market.csv_provider import CsvProvider
+from engine.domain import SignalStatus
+from engine.trading import Trade, TradeKind
+from tests.e2e.test_bot import ManualMonotonic
 from tests.support import require_market_dir, worker_outlives_kill_9
 
 AT = datetime(2025, 6, 12, 9, 40, tzinfo=UTC)  # GBPUSD and XAUUSD trend_pullback longs
@@ -36,12 +42,19 @@ async def worker() -> AsyncIterator[WorkerProcess]:
     process.close()
 
 
-def scan_service(tmp_path: Path, worker: WorkerProcess | None) -> ScanService:
+def scan_service(tmp_path: Path, worker: WorkerProcess | None, kept_bars: int | None = None) -> ScanService:
     market = require_market_dir()
     settings = load_settings({}, data_source=f"csv:{market}", db_path=tmp_path / "bot.db")
     items = watchlist(settings)
     return ScanService(
-        CsvProvider(market), None, items, settings.engine_config(), bar_rules(settings), BotClock(AT), worker
+        CsvProvider(market),
+        None,
+        items,
+        settings.engine_config(),
+        bar_rules(settings),
+        BotClock(AT),
+        worker,
+        kept_bars=kept_bars,
     )
 
 
@@ -68,6 +81,51 @@ async def test_a_scan_in_the_worker_finds_what_a_scan_here_finds(tmp_path: Path,
     same(await there.scan(AT), expected)
     here.close()
     there.close()
+
+
+async def test_a_run_keeps_the_tail_of_a_flat_symbol_and_all_bars_of_one_with_a_setup_or_asked_whole(
+    tmp_path: Path, worker: WorkerProcess
+) -> None:
+    full = await scan_service(tmp_path, None).scan(AT)
+    assert await worker.warm("bot.services.scan")
+    scan = scan_service(tmp_path, worker, kept_bars=101)
+    scan.evaluate_bars = _computed_here  # type: ignore[method-assign]
+    trimmed = await scan.scan(AT, whole={"EURUSD"})
+    assert trimmed.outcomes == full.outcomes  # the same setups, rejections and notes
+    with_setups = {s.setup.symbol for s in full.setups}
+    assert {"GBPUSD", "XAUUSD"} <= with_setups and "EURUSD" not in with_setups
+    for symbol, bars in trimmed.bars.items():
+        everything = full.bars[symbol]
+        kept = len(everything) if symbol in with_setups | {"EURUSD"} else min(101, len(everything))
+        assert len(bars) == kept, symbol
+        assert np.array_equal(bars.time, everything.time[-kept:]) and np.array_equal(
+            bars.close, everything.close[-kept:]
+        )
+    assert len(trimmed.bars["EURUSD"]) > 1000 and len(trimmed.bars["AAPL"]) == 101
+    scan.close()
+
+
+async def test_the_running_bot_keeps_whole_the_bars_of_a_symbol_it_holds_and_the_tail_of_the_rest(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {}, data_source=f"csv:{require_market_dir()}", db_path=tmp_path / "bot.db", TELEGRAM_ALLOWED_USERS="42"
+    )
+    mono = ManualMonotonic()
+    async with open_runtime(settings, BotClock(AT, 1.0, monotonic=mono)) as runtime:
+        _, decisions = await runtime.analyse()
+        [gbpusd] = [d.signal_id for d in decisions if d.symbol == "GBPUSD" and d.status is SignalStatus.PENDING]
+        assert (await runtime.desk.approve(gbpusd, 42)).kind is OutcomeKind.DONE
+        mono.t += timedelta(hours=1).total_seconds()  # the next bar: no setup anywhere
+        report, _ = await runtime.analyse()
+    assert report.setups == () and "GBPUSD" in {t.symbol for t in await _open(settings)}
+    assert len(report.bars["GBPUSD"]) >= 2000  # the monitor replays the position from its entry
+    assert {len(b) for s, b in report.bars.items() if s != "GBPUSD"} == {kept_bars(settings)} == {101}
+
+
+async def _open(settings: Settings) -> list[Trade]:
+    async with await open_store(settings) as store:
+        return await store.open_trades([TradeKind.PAPER])
 
 
 async def test_each_watchlist_item_goes_to_a_worker_once_and_again_to_its_replacement(
@@ -196,6 +254,7 @@ async def test_a_worker_killed_mid_scan_costs_nothing(
 CHILD = """
 import asyncio, sys
 from bot.ops.worker import WorkerFailed, WorkerProcess
+from bot.services.desk import OutcomeKind
 async def main():
     w = WorkerProcess()
     assert await w.warm("bot.services.scan")
