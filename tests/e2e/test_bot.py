@@ -482,15 +482,18 @@ async def test_a_position_closes_from_its_fill_message_once_and_only_by_the_owne
 async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
         await b.command("/signal")
+        since = len(tg.sent)
         tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
-        await b.eventually(lambda: b.query("SELECT COUNT(*) FROM trades") == [(1,)])
+        await tg.wait_for_message(lambda m: m.body.startswith("📥 GBPUSD"), since=since, timeout=20)  # its fill
         stopped = await b.command("/stop")
         assert stopped.body.startswith("⏸ Stopped") and "1 open position" in stopped.body
         assert [label for label, _ in stopped.buttons] == ["Close these 1", "Keep them open"]
         # Resumed, a second position opens after that confirmation: its button closes only the one it listed.
         await b.command("/resume")
+        since = len(tg.sent)
         tg.click(TRADER, await b.signal_message("XAUUSD"), button="✅ Approve")
-        await b.eventually(lambda: b.query("SELECT COUNT(*) FROM trades") == [(2,)])
+        await tg.wait_for_message(lambda m: m.body.startswith("📥 XAUUSD"), since=since, timeout=20)  # later replies
+        assert b.query("SELECT COUNT(*) FROM trades") == [(2,)]  # must not race the fill message
         since = len(tg.sent)
         tg.click(TRADER, stopped, button="Close these 1")
         done = await tg.wait_for_message(lambda m: m.body.startswith("Closed "), since=since, timeout=20)
