@@ -137,12 +137,13 @@ def last_due_run(
     """The latest fire time in (until - lookback, until] at which some group had an open market, with its group."""
     latest: tuple[datetime, str] | None = None
     for group in groups:
+        fires = []
         fire = group.next_fire(until - lookback)
-        found: datetime | None = None
         while fire <= until:
-            if open_symbols(group, calendars, fire):
-                found = fire
+            fires.append(fire)
             fire = group.next_fire(fire)
+        # The latest first: the search stops at the first fire with an open market (the last one, while open).
+        found = next((f for f in reversed(fires) if open_symbols(group, calendars, f)), None)
         if found is not None and (latest is None or found > latest[0]):
             latest = (found, group.name)
     return latest

@@ -22,7 +22,7 @@ from bot.ops.health import (
     check_telegram,
     with_write_error,
 )
-from bot.services.scheduler import ScheduleGroup, build_groups, last_due_run
+from bot.services.scheduler import ScheduleGroup, build_groups, last_due_run, open_symbols
 from data.market.calendars import market_calendar
 from data.redaction import REDACTED, Redactor
 from data.sqlite.store import SqliteStore
@@ -85,6 +85,25 @@ def test_the_latest_due_run_follows_the_market_calendar() -> None:
     # 20:00 bar, at 21:00:20.
     weekend = last_due_run(groups, calendars, SATURDAY_NOON, timedelta(days=5))
     assert weekend == (datetime(2025, 6, 13, 21, 0, 20, tzinfo=UTC), "fx-1h")
+
+
+def test_the_latest_due_run_is_the_last_fire_with_an_open_market_over_holidays_and_weekends() -> None:
+    symbols = ("EURUSD", "RELIANCE", "AAPL")
+    instruments = [default_instrument(s) for s in symbols]
+    calendars = {i.symbol: market_calendar(i.calendar) for i in instruments}
+    groups = build_groups((), instruments, calendars)
+    lookback = timedelta(days=3)
+    until = datetime(2025, 12, 22, 0, 7, tzinfo=UTC)  # through Christmas and New Year, every 31 h 7 min
+    while until < datetime(2026, 1, 6, tzinfo=UTC):
+        expected: tuple[datetime, str] | None = None
+        for group in groups:  # every fire of the window, forwards, keeping the last with a market open
+            fire = group.next_fire(until - lookback)
+            while fire <= until:
+                if open_symbols(group, calendars, fire) and (expected is None or fire > expected[0]):
+                    expected = (fire, group.name)
+                fire = group.next_fire(fire)
+        assert last_due_run(groups, calendars, until, lookback) == expected, until
+        until += timedelta(hours=31, minutes=7)
 
 
 def test_runs_are_healthy_when_the_last_due_run_happened_and_not_when_one_was_missed() -> None:
