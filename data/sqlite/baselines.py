@@ -7,7 +7,7 @@ from http import HTTPMethod
 from data.shadow_orders import ShadowOrder
 from data.sqlite.codecs import _check_positive_int, _check_text, _encode_amount, _encode_ts, _json, _ts_key
 from data.sqlite.connection import StoreBase
-from data.sqlite.queries import _Db, _fetchall, _rowcount
+from data.sqlite.queries import _Db, _fetchall, _rowcount, decoded
 from data.sqlite.records import _decode_baseline, _decode_shadow_order
 from engine.domain import (
     Side,
@@ -70,7 +70,7 @@ class BaselineBook(StoreBase):
         )
         async with self._read("read the baselines of every system") as db:
             rows = await _fetchall(db, sql)
-        return [_decode_baseline(row) for row in rows]
+        return await decoded(rows, _decode_baseline)
 
     async def latest_baselines(self) -> list[Baseline]:
         """The newest validation result of every strategy x instrument."""
@@ -81,7 +81,7 @@ class BaselineBook(StoreBase):
         )
         async with self._read("read the latest baselines") as db:
             rows = await _fetchall(db, sql)
-        return [_decode_baseline(row) for row in rows]
+        return await decoded(rows, _decode_baseline)
 
     # --- shadow orders (shadow mode) ---------------------------------------------------------------------------
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from data.sqlite.codecs import _TRADE_COLUMNS, _check_text, _encode_ts, _RejectionRow, _SignalRow
 from data.sqlite.errors import DuplicateTradeError, RunStateError, StoreError, UnknownRecordError, UnknownRunError
@@ -17,6 +18,17 @@ from engine.domain import (
     SignalStatus,
 )
 from engine.trading import OrderRequest
+
+T = TypeVar("T")
+BULK_DECODE_ROWS: Final = 256  # more rows than this are decoded in a thread of their own
+
+
+async def decoded(rows: Sequence[sqlite3.Row], decode: Callable[[sqlite3.Row], T]) -> list[T]:
+    """`decode` of every row: here for a few rows; in a thread for many, so the event loop runs on meanwhile (two
+    thousand closed trades are tens of milliseconds of Python that would hold it, and every click with it)."""
+    if len(rows) <= BULK_DECODE_ROWS:
+        return [decode(row) for row in rows]
+    return await asyncio.to_thread(lambda: [decode(row) for row in rows])
 
 
 class _Connection:

@@ -24,6 +24,7 @@ from data.sqlite.queries import (
     _insert_signals,
     _require_run,
     _require_running,
+    decoded,
 )
 from data.sqlite.records import _decode_rejection, _decode_run, _decode_signal
 from engine.domain import (
@@ -135,7 +136,7 @@ class RunLog(StoreBase):
                 " WHERE rs.run_id = ? ORDER BY rs.position",
                 (run_id,),
             )
-        return [_decode_signal(row) for row in rows]
+        return await decoded(rows, _decode_signal)
 
     async def rejections_for_run(self, run_id: int) -> list[Rejection]:
         """Return the run's rejections in the order they were reported."""
@@ -143,4 +144,4 @@ class RunLog(StoreBase):
         async with self._read(f"read the rejections of run {run_id}") as db:
             await _require_run(db, run_id)
             rows = await _fetchall(db, "SELECT * FROM rejections WHERE run_id = ? ORDER BY id", (run_id,))
-        return [_decode_rejection(row) for row in rows]
+        return await decoded(rows, _decode_rejection)

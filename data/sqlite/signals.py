@@ -30,6 +30,7 @@ from data.sqlite.queries import (
     _insert_order,
     _order_may_be_placed,
     _rowcount,
+    decoded,
 )
 from data.sqlite.records import _decode_signal_record, _decode_ts
 from engine.domain import (
@@ -66,7 +67,7 @@ class SignalBook(StoreBase):
             params.append(_encode_ts_key(created_since, "created_since"))
         async with self._read(f"read the {status} signals") as db:
             rows = await _fetchall(db, f"{sql} ORDER BY {_ts_key('created_at')}, rowid", params)
-        return [_decode_signal_record(row) for row in rows]
+        return await decoded(rows, _decode_signal_record)
 
     async def recent_signals(self, limit: int = 20) -> list[SignalRecord]:
         """The newest `limit` signals, newest first, whatever their status."""
@@ -74,7 +75,7 @@ class SignalBook(StoreBase):
             rows = await _fetchall(
                 db, f"SELECT * FROM signals ORDER BY {_ts_key('created_at')} DESC, rowid DESC LIMIT ?", (limit,)
             )
-        return [_decode_signal_record(row) for row in rows]
+        return await decoded(rows, _decode_signal_record)
 
     async def transition(
         self,

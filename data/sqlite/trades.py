@@ -37,6 +37,7 @@ from data.sqlite.queries import (
     _order_may_be_placed,
     _rowcount,
     _store_fill,
+    decoded,
 )
 from data.sqlite.records import _decode_decimal, _decode_fill, _decode_trade, _decode_ts
 from engine.audit import BOT_ACTOR, AuditEvent, AuditKind, actor_of
@@ -190,7 +191,7 @@ class TradeLedger(StoreBase):
                 f"SELECT * FROM trades WHERE exit_time IS NULL{where} ORDER BY {_ts_key('entry_time')}, trade_id",
                 params,
             )
-        return [_decode_trade(row) for row in rows]
+        return await decoded(rows, _decode_trade)
 
     async def trades(
         self, kinds: Collection[TradeKind] | None = None, closed_since: datetime | None = None
@@ -206,7 +207,7 @@ class TradeLedger(StoreBase):
                 f"SELECT * FROM trades WHERE exit_time IS NOT NULL{where} ORDER BY {_ts_key('exit_time')}, trade_id",
                 params,
             )
-        return [_decode_trade(row) for row in rows]
+        return await decoded(rows, _decode_trade)
 
     async def closed_mark(self, kinds: Collection[TradeKind] | None = None) -> int:
         """The number of the latest close of a trade of `kinds` (all when None), 0 before any: it moves exactly
@@ -228,7 +229,7 @@ class TradeLedger(StoreBase):
             rows = await _fetchall(
                 db, f"SELECT * FROM trades WHERE closed_seq > ?{where} ORDER BY closed_seq", [int(mark), *params]
             )
-        return [(int(row["closed_seq"]), _decode_trade(row)) for row in rows]
+        return await decoded(rows, lambda row: (int(row["closed_seq"]), _decode_trade(row)))
 
     async def open_trade(self, trade_id: str) -> Trade | None:
         """The trade if it is open, else None."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,8 +16,10 @@ from typing import Any
 import pytest
 
 import data.sqlite.connection as connection_module
+import data.sqlite.trades as trades_module
 from data.outbox import OutboxKind
 from data.sqlite.migrations import LATEST_VERSION, MIGRATIONS
+from data.sqlite.queries import BULK_DECODE_ROWS
 from data.sqlite.store import DuplicateTradeError, SqliteStore, StoreError, UnknownRecordError
 from engine.domain import SIGNAL_TRANSITIONS, Side, SignalStatus
 from engine.ports import BotStore, SignalRecord
@@ -565,6 +569,31 @@ async def test_closed_trades_filter_by_kind_and_exit_time_oldest_first(store: Sq
     assert names(await store.open_trades()) == ["d"]
     with pytest.raises(TypeError, match="kinds must be a collection"):
         await store.trades("shadow")  # type: ignore[arg-type]
+
+
+async def test_a_long_closed_book_is_decoded_off_the_event_loop_in_exit_order(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = BULK_DECODE_ROWS + 44
+    for k in range(count):
+        trade = make_trade(f"bulk-{k:03d}", TradeKind.EXTERNAL)
+        await store.record_external_trade(
+            trade.closed(T0 + timedelta(minutes=count - k), Decimal("101"), ExitReason.EXTERNAL)
+        )
+    threads: set[int] = set()
+    decode = trades_module._decode_trade
+
+    def watched(row: sqlite3.Row) -> Trade:
+        threads.add(threading.get_ident())
+        return decode(row)
+
+    monkeypatch.setattr(trades_module, "_decode_trade", watched)
+    book = await store.trades()
+    assert [t.signal_id for t in book] == [f"bulk-{k:03d}" for k in reversed(range(count))]  # oldest exit first
+    assert threads and threading.get_ident() not in threads  # the loop ran on while they were decoded
+    threads.clear()
+    assert len(await store.trades(closed_since=T0 + timedelta(minutes=count - 3))) == 4
+    assert threads == {threading.get_ident()}  # a handful: decoded at once, no thread hop
 
 
 # --- outbox --------------------------------------------------------------------------------------------------
