@@ -304,12 +304,15 @@ class DeskCore:
             for b in check_entry(account.protections, view, candidate)
         ]
 
-    def account_pnl(self, trade: Trade, sizing: Sizing | None = None) -> Decimal:
+    def account_pnl(
+        self, trade: Trade, sizing: Sizing | None = None, prices: Mapping[str, Decimal] | None = None
+    ) -> Decimal:
         """A closed trade's net P&L in the account currency, converted at its own exit price or a linking rate.
 
         USDJPY in a USD account converts exactly at the trade's exit price; other pairs at the rate book's
-        latest price (the P&L of a closed cross is valued at today's rate). A trade whose rate is unknown
-        counts unconverted, and the log says so once.
+        latest price, or at `prices` (a copy of them taken before, for a computation in another thread): the P&L
+        of a closed cross is valued at today's rate. A trade whose rate is unknown counts unconverted, and the log
+        says so once.
         """
         pnl = trade.pnl
         if pnl is None or trade.exit_price is None:
@@ -318,7 +321,8 @@ class DeskCore:
         if instrument is None:
             return pnl
         try:
-            return (sizing or self.policy.sizing).to_account(instrument, pnl, trade.exit_price, self.rates.prices())
+            rates = self.rates.prices() if prices is None else prices
+            return (sizing or self.policy.sizing).to_account(instrument, pnl, trade.exit_price, rates)
         except ValueError as exc:
             if trade.symbol not in self._unconverted:
                 self._unconverted.add(trade.symbol)

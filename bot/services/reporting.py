@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -20,10 +22,11 @@ from bot.services.reports import (
     performance_rows,
     profit,
 )
+from engine.performance import PerformanceSummary, summarize
 from engine.ports import BrokerError
 from engine.routing import Account
 from engine.sizing import Sizing
-from engine.trading import Trade
+from engine.trading import Trade, TradeKind
 
 if TYPE_CHECKING:
     from bot.services.runtime import BotRuntime
@@ -40,8 +43,24 @@ class CountReport:
     by_symbol: dict[str, int]
 
 
+Money = Callable[..., Decimal]  # a closed trade (and an account's sizing) -> its P&L in account money
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What /report shows first: the traded book, each strategy's part of it, and the shadow trades."""
+
+    closed: PerformanceSummary
+    by_strategy: dict[str, PerformanceSummary]
+    shadow: PerformanceSummary
+
+
 class Reporting:
-    """The figures behind /profit, /daily, /weekly, /monthly, /performance, /trades, /balance and /count."""
+    """The figures behind /report, /profit, /daily, /weekly, /monthly, /performance, /trades, /balance and /count.
+
+    The figures over the whole closed book (thousands of trades) are computed in a thread, with the conversion
+    prices copied first: the event loop, and every click, runs on meanwhile.
+    """
 
     def __init__(self, runtime: BotRuntime, *, quotes: bool = True) -> None:
         self.rt = runtime
@@ -53,6 +72,27 @@ class Reporting:
 
     async def _closed(self) -> list[Trade]:
         return await self.rt.store.trades(TRADED_KINDS)
+
+    def _money(self) -> Money:
+        """The desk's conversion of closed P&L into account money at today's prices, copied now (for a thread)."""
+        desk, prices = self.rt.desk, self.rt.desk.rates.prices()
+
+        def money(trade: Trade, sizing: Sizing | None = None) -> Decimal:
+            return desk.account_pnl(trade, sizing, prices)
+
+        return money
+
+    async def overview(self) -> Overview:
+        closed = await self._closed()
+        shadow = await self.rt.store.trades([TradeKind.SHADOW])
+        money = self._money()
+
+        def compute() -> Overview:
+            names = sorted({t.strategy for t in closed})
+            by_strategy = {n: summarize([t for t in closed if t.strategy == n], money) for n in names}
+            return Overview(summarize(closed, money), by_strategy, summarize(shadow, money))
+
+        return await asyncio.to_thread(compute)
 
     async def marks(self, trades: list[Trade]) -> dict[str, Decimal]:
         """The broker's mid price of each open position's symbol (left out when the broker cannot say)."""
@@ -87,23 +127,29 @@ class Reporting:
         positions = await self.rt.control.open_positions()
         marks = await self.marks(positions)
         open_pnl = {t.trade_id: self.open_pnl(t, marks.get(t.symbol)) for t in positions}
-        money = self.rt.desk.account_pnl
-        return profit(closed, money, open_pnl, self.rt.desk.policy.equity, self.currency)
+        equity = self.rt.desk.policy.equity
+        return await asyncio.to_thread(profit, closed, self._money(), open_pnl, equity, self.currency)
 
     async def periods(self, period: Period, count: int) -> list[PeriodRow]:
         today = self.rt.clock.now().date()
-        return by_period(await self._closed(), self.rt.desk.account_pnl, period, count, today)
+        return await asyncio.to_thread(by_period, await self._closed(), self._money(), period, count, today)
 
     async def performance(self) -> tuple[list[PerformanceRow], list[PerformanceRow]]:
         now = self.rt.clock.now()
         systems = await self.rt.desk.systems.refresh(self.rt.store)
-        return performance_rows(await self._closed(), self.rt.desk.account_pnl, systems, now)
+        return await asyncio.to_thread(performance_rows, await self._closed(), self._money(), systems, now)
 
     async def trades(self, count: int) -> list[tuple[Trade, Decimal]]:
         """The newest `count` closed trades with their P&L in the account currency, newest first."""
-        closed = [t for t in await self._closed() if t.exit_time is not None]
-        closed.sort(key=lambda t: (t.exit_time, t.trade_id), reverse=True)
-        return [(t, self.rt.desk.account_pnl(t).quantize(CENT)) for t in closed[:count]]
+        closed, money = await self._closed(), self._money()
+
+        def newest() -> list[tuple[Trade, Decimal]]:
+            ended = sorted(
+                (t for t in closed if t.exit_time is not None), key=lambda t: (t.exit_time, t.trade_id), reverse=True
+            )
+            return [(t, money(t).quantize(CENT)) for t in ended[:count]]
+
+        return await asyncio.to_thread(newest)
 
     async def balance(self) -> list[BalanceRow]:
         """Each broker account's equity, open positions, exposure and leverage (the default account first)."""
@@ -116,10 +162,17 @@ class Reporting:
             (None, desk.policy.sizing, desk.policy.equity, self.rt.settings.broker.kind.value)
         ]
         accounts += [(a, a.sizing, a.equity, f"{m.value}: {a.name}") for m, a in desk.policy.accounts.items()]
-        for account, sizing, start, name in accounts:
-            mine = [t for t in closed if desk.account_of(t.symbol) is account]
+        money = self._money()
+
+        def realised() -> list[Decimal]:
+            return [
+                sum((money(t, sizing) for t in closed if desk.account_of(t.symbol) is account), Decimal(0))
+                for account, sizing, _, _ in accounts
+            ]
+
+        pnls = await asyncio.to_thread(realised)
+        for (account, sizing, start, name), pnl in zip(accounts, pnls, strict=True):
             held = [t for t in positions if desk.account_of(t.symbol) is account]
-            pnl = sum((desk.account_pnl(t, sizing) for t in mine), Decimal(0))
             exposure = self._notional(held, marks, sizing)
             currency = sizing.account_currency or ""
             rows.append(balance_row(account, name, start, currency, pnl, len(held), exposure))

@@ -32,7 +32,6 @@ from telegram.ext import (
 )
 
 from bot.ops.logs import log_context, recent_logs
-from bot.services.book import TRADED_KINDS
 from bot.services.desk import Outcome, OutcomeKind
 from bot.services.drift_watch import enable_pair
 from bot.services.learner import month_ago
@@ -68,9 +67,8 @@ from data.sqlite.store import DuplicateTradeError, StoreError, storage_problem
 from engine.calibration import CalibrationModel
 from engine.controls import PairState
 from engine.domain import SignalStatus, plural
-from engine.performance import summarize
 from engine.ports import BrokerError
-from engine.trading import ExecutionMode, TradeKind
+from engine.trading import ExecutionMode
 
 log = logging.getLogger(__name__)
 
@@ -327,15 +325,9 @@ class TelegramFrontEnd(ReportCommands):
     async def report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
         if not args:
-            closed = await self.rt.store.trades(TRADED_KINDS)
-            shadow = await self.rt.store.trades([TradeKind.SHADOW])
-            money = self.rt.desk.account_pnl
-            by_strategy = {
-                name: summarize([t for t in closed if t.strategy == name], money)
-                for name in {t.strategy for t in closed}
-            }
+            seen = await self.reporting.overview()
             currency = self.rt.desk.policy.account_currency
-            text = report_text(summarize(closed, money), by_strategy, summarize(shadow, money), currency)
+            text = report_text(seen.closed, seen.by_strategy, seen.shadow, currency)
             edge = await self.rt.learner.trader_edge(month_ago(self.rt.clock.now()))
             text += f"\nLast 30 days: {escape(edge.sentence())}."
             model = await self.rt.learner.refresh()
