@@ -109,27 +109,33 @@ class DriftWatch:
         traded = await self.store.trades(TRADED_KINDS)
         shadow = await self.store.trades([TradeKind.SHADOW])
         found_by = await self.store.signal_fingerprints({t.signal_id for t in (*traded, *shadow)})
-        rows: list[DriftRow] = []
-        pooled_base: dict[str, list[float]] = defaultdict(list)
-        pooled_live: dict[str, list[Trade]] = defaultdict(list)
-        pooled_shadow: dict[str, list[Trade]] = defaultdict(list)
-        for key in sorted(baselines):
-            baseline, control = baselines[key], controls.get(key)
-            since = _since(baseline.created_at, control)
-            live = _after(traded, key, since, baseline.fingerprint, found_by)
-            missed = _after(shadow, key, since, baseline.fingerprint, found_by)
-            base_r = list(baseline.r_multiples)
-            rows.append(DriftRow(*key, self._assess(live, base_r), self._shadow(missed, base_r), control))
-            pooled_base[key[0]] += base_r
-            pooled_live[key[0]] += live
-            pooled_shadow[key[0]] += missed
-        for strategy in sorted(pooled_base):
-            live = sorted(pooled_live[strategy], key=_exit_order)
-            missed = sorted(pooled_shadow[strategy], key=_exit_order)
-            base_r = pooled_base[strategy]
-            report = self._assess(live, base_r)
-            rows.append(DriftRow(strategy, ALL_SYMBOLS, report, self._shadow(missed, base_r), None))
-        return rows
+
+        def compare() -> list[DriftRow]:
+            rows: list[DriftRow] = []
+            pooled_base: dict[str, list[float]] = defaultdict(list)
+            pooled_live: dict[str, list[Trade]] = defaultdict(list)
+            pooled_shadow: dict[str, list[Trade]] = defaultdict(list)
+            for key in sorted(baselines):
+                baseline, control = baselines[key], controls.get(key)
+                since = _since(baseline.created_at, control)
+                live = _after(traded, key, since, baseline.fingerprint, found_by)
+                missed = _after(shadow, key, since, baseline.fingerprint, found_by)
+                base_r = list(baseline.r_multiples)
+                rows.append(DriftRow(*key, self._assess(live, base_r), self._shadow(missed, base_r), control))
+                pooled_base[key[0]] += base_r
+                pooled_live[key[0]] += live
+                pooled_shadow[key[0]] += missed
+            for strategy in sorted(pooled_base):
+                live = sorted(pooled_live[strategy], key=_exit_order)
+                missed = sorted(pooled_shadow[strategy], key=_exit_order)
+                base_r = pooled_base[strategy]
+                report = self._assess(live, base_r)
+                rows.append(DriftRow(strategy, ALL_SYMBOLS, report, self._shadow(missed, base_r), None))
+            return rows
+
+        # Every pair's trades against its baseline over the whole closed book: Python that would hold the event
+        # loop (and the clicks) as long as it runs; in a thread, on what was read above.
+        return await asyncio.to_thread(compare)
 
     async def check(self) -> list[DriftRow]:
         """Assess everything, alert on HIGH and CRITICAL (cooldown permitting), disable pairs on CRITICAL."""
