@@ -8,6 +8,7 @@ open option spreads. The emergency stop is the same as `/stop`: pause, then clos
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,17 +125,23 @@ class Dashboard:
         """Realised equity after each closed trade (the account's start first), with its drawdown."""
         rt = self.rt
         start = rt.desk.policy.equity
-        points: list[EquityPoint] = []
-        equity = peak = start
         closed = await rt.store.trades(list(REAL_KINDS))
-        if closed:
-            points.append(EquityPoint(closed[0].entry_time, start, Decimal(0)))
-        for trade in closed:
-            equity += rt.desk.account_pnl(trade)
-            peak = max(peak, equity)
-            assert trade.exit_time is not None
-            points.append(EquityPoint(trade.exit_time, equity, (peak - equity) / peak if peak > 0 else Decimal(0)))
-        return tuple(points)
+        money = rt.desk.money_now()
+
+        def curve() -> tuple[EquityPoint, ...]:
+            points: list[EquityPoint] = []
+            equity = peak = start
+            if closed:
+                points.append(EquityPoint(closed[0].entry_time, start, Decimal(0)))
+            for trade in closed:
+                equity += money(trade)
+                peak = max(peak, equity)
+                assert trade.exit_time is not None
+                drawdown = (peak - equity) / peak if peak > 0 else Decimal(0)
+                points.append(EquityPoint(trade.exit_time, equity, drawdown))
+            return tuple(points)
+
+        return await asyncio.to_thread(curve)  # the whole closed book: the loop (the clicks) runs on meanwhile
 
     async def emergency_stop(self) -> str:
         """Pause new signals and approvals, then close every open position (as `/stop` and its button do), with

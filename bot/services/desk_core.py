@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -303,6 +303,16 @@ class DeskCore:
             dataclasses.replace(b, reason=f"{account.name} account: {b.reason}")
             for b in check_entry(account.protections, view, candidate)
         ]
+
+    def money_now(self) -> Callable[..., Decimal]:
+        """`account_pnl` at the conversion prices of now, copied: safe to call from another thread while the event
+        loop updates the rate book."""
+        prices = self.rates.prices()
+
+        def money(trade: Trade, sizing: Sizing | None = None) -> Decimal:
+            return self.account_pnl(trade, sizing, prices)
+
+        return money
 
     def account_pnl(
         self, trade: Trade, sizing: Sizing | None = None, prices: Mapping[str, Decimal] | None = None

@@ -75,12 +75,7 @@ class Reporting:
 
     def _money(self) -> Money:
         """The desk's conversion of closed P&L into account money at today's prices, copied now (for a thread)."""
-        desk, prices = self.rt.desk, self.rt.desk.rates.prices()
-
-        def money(trade: Trade, sizing: Sizing | None = None) -> Decimal:
-            return desk.account_pnl(trade, sizing, prices)
-
-        return money
+        return self.rt.desk.money_now()
 
     async def overview(self) -> Overview:
         closed = await self._closed()
