@@ -498,8 +498,9 @@ async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTeleg
         tg.click(TRADER, stopped, button="Close these 1")
         done = await tg.wait_for_message(lambda m: m.body.startswith("Closed "), since=since, timeout=20)
         assert done.body == "Closed 1 of 1 listed position."
+        await tg.wait_for_message(lambda m: "GBPUSD" in m.body and "closed (manual)" in m.body, since=since, timeout=20)
         assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]
-        since = len(tg.sent)
+        since = len(tg.sent)  # after the close's own message: the next reply is the second press's
         tg.click(TRADER, stopped, data=stopped.buttons[0][1], allow_stale=True)
         again = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
         assert again.body == "This button is no longer valid."
