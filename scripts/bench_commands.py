@@ -8,8 +8,8 @@ measures how late it wakes every millisecond: the delay a button press would see
 of the cyclic collector's full passes and the GIL's switch interval set, as `tradebot run` does). Reference in
 the same run: the same figures computed on the event loop's own thread from the book already read (what the bot
 did before: the store's decoding of the rows is left out of it, in its favour). Runs alternate A B A B; medians.
-The protections' fold of the closed book is made once before (a running bot's first click makes it: about 20 ms
-of it on the loop for 2,000 trades, once, and again only when a conversion price it uses moves).
+The protections' fold of the closed book is made before, as `tradebot run` makes it at start (about 20 ms of it on
+the loop for 2,000 trades; again whenever a conversion price in its key moves).
 
 Goal: the loop's worst wake-up delay while a command computes stays under 10 ms (a click is answered in
 milliseconds).
@@ -130,7 +130,7 @@ async def bench(args: argparse.Namespace) -> int:
             "real": await rt.store.trades(list(REAL_KINDS)),
             "systems": await rt.desk.systems.refresh(rt.store),
         }
-        await rt.desk.book(rt.clock.now())  # the protections' fold of the closed book, made by the first click
+        await rt.desk.warm(rt.clock.now())  # the protections' folds of the closed book, as the bot makes them at start
         freeze_heap()  # as the running bot does once it has started
         print(
             f"{len(book['closed']):,} closed trades in the book; {args.runs} runs of each, in turn with the reference"

@@ -217,6 +217,13 @@ class DeskCore:
             sent=await self.orders_sent(now),
         )
 
+    async def warm(self, now: datetime) -> None:
+        """Fold the closed books (the overall one and each routed account's) before the first click needs them: on a
+        long history that is tens of milliseconds a click would otherwise wait."""
+        await self.book(now)
+        for account in self.policy.accounts.values():
+            await self.account_book(account, now)
+
     async def orders_sent(self, now: datetime) -> list[Trade]:
         """The orders committed but not filled yet (being sent, or working at the broker) as the positions they
         become: the protections and the exposure count them, so two approvals checked at once cannot both pass a

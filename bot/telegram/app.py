@@ -283,6 +283,7 @@ async def _run_app(
         if runtime.zones is not None and (resumed := await runtime.zones.reconcile()):
             log.warning("finished the legs of %d spread(s) left half-way by the last run", resumed)
         await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
+        await runtime.desk.warm(runtime.clock.now())  # the closed books folded now, not by the first click
         runtime.scheduler.start(app.job_queue)
         tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
         app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")

@@ -19,7 +19,7 @@ import pytest
 from bot.bootstrap import desk_policy
 from bot.brokers.children import ChildOrderBroker, child_ids
 from bot.config import load_settings
-from bot.services.book import book_view
+from bot.services.book import ClosedBooks, book_view
 from bot.services.configure import backtest_config
 from bot.services.desk import OutcomeKind
 from bot.services.rates import Rate, RateBook, RateSource, needed_pairs
@@ -424,6 +424,18 @@ async def test_the_book_reads_the_closed_trades_again_only_after_a_close(d: Desk
     assert (await d.desk.approve(gold, TRADER)).kind is OutcomeKind.DONE
     await d.desk.book(d.clock.now())
     assert books.reads == reads + 1
+
+
+async def test_warming_at_start_folds_the_closed_book_so_the_first_click_reads_nothing(d: Desk) -> None:
+    gbp, _ = await offered_pair(d)
+    assert (await d.desk.approve(gbp, TRADER)).kind is OutcomeKind.DONE
+    [trade] = await d.store.open_trades()
+    assert await d.store.close_trade(trade.trade_id, d.clock.now(), D("1.36000"), ExitReason.MANUAL, D(0))
+    d.desk.closed_books = books = ClosedBooks(d.store)  # as after a restart: nothing folded yet
+    await d.desk.warm(d.clock.now())
+    assert books.reads == 1
+    view = await d.desk.book(d.clock.now())  # what a click asks for: already folded, nothing read
+    assert books.reads == 1 and [t.trade_id for t in view.closed_trades] == [trade.trade_id]
 
 
 async def test_no_equity_left_refuses_entries_with_the_reason(d: Desk) -> None:
