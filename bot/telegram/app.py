@@ -283,7 +283,10 @@ async def _run_app(
         if runtime.zones is not None and (resumed := await runtime.zones.reconcile()):
             log.warning("finished the legs of %d spread(s) left half-way by the last run", resumed)
         await runtime.revalidate_if_due(runtime.clock.now(), starting=True)
-        await runtime.desk.warm(runtime.clock.now())  # the closed books folded now, not by the first click
+        try:
+            await runtime.desk.warm(runtime.clock.now())  # the closed books folded now, not by the first click
+        except StoreError as exc:  # only a head start: the first click folds them instead
+            log.warning("could not fold the closed books at start (%s); the first click will", exc)
         runtime.scheduler.start(app.job_queue)
         tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
         app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
