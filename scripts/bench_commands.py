@@ -79,8 +79,9 @@ def commands(rt: BotRuntime, book: dict[str, Any]) -> dict[str, tuple[Work, Work
     today = rt.clock.now().date()
 
     async def report_here() -> None:
-        names = sorted({t.strategy for t in closed})
-        summarize(closed, money), {n: summarize([t for t in closed if t.strategy == n], money) for n in names}
+        summarize(closed, money)
+        for name in sorted({t.strategy for t in closed}):
+            summarize([t for t in closed if t.strategy == name], money)
         summarize(shadow, money)
 
     async def profit_here() -> None:
