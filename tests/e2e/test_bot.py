@@ -447,7 +447,7 @@ def test_run_refuses_to_start_without_token_or_users(env: Path, unset: str, valu
 
 async def test_a_position_closes_from_its_fill_message_once_and_only_by_the_owner(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
-        await b.command("/signal")
+        await b.analyse()  # to its summary: a later reply must not race it
         tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
         fill = await tg.wait_for_message(
             lambda m: m.body.startswith("📥") and "GBPUSD" in m.body and m.chat_id == TRADER, since=0, timeout=20
@@ -481,7 +481,7 @@ async def test_a_position_closes_from_its_fill_message_once_and_only_by_the_owne
 
 async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
-        await b.command("/signal")
+        await b.analyse()  # to its summary: a later reply must not race it
         since = len(tg.sent)
         tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
         await tg.wait_for_message(lambda m: m.body.startswith("📥 GBPUSD"), since=since, timeout=20)  # its fill
