@@ -463,6 +463,17 @@ class Sizing:
         quote = self.quote_currencies.get(instrument.symbol)
         return quote_to_account(instrument, self.account_currency, price, prices, quote)
 
+    def rate_inputs(self, instrument: Instrument, prices: Mapping[str, Decimal]) -> tuple[Decimal | None, ...]:
+        """The prices `to_account` reads from `prices` for `instrument` (its linking pair, either way round): a closed
+        trade's P&L in account money changes only when these do. Empty when none is read."""
+        if self.account_currency is None:
+            return ()
+        quote = quote_currency(instrument, self.quote_currencies.get(instrument.symbol))
+        account = self.account_currency
+        if quote == account or base_currency(instrument) == account:
+            return ()
+        return prices.get(f"{quote}{account}"), prices.get(f"{account}{quote}")
+
     def size(
         self,
         instrument: Instrument,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -84,6 +84,23 @@ class ClosedFold:
             return _folded(trades, exits, account_pnl, (), (starting_equity, starting_equity, -1))
         return _folded(trades, exits, account_pnl, self.carried[:first], self.carried[first - 1])
 
+    def reconverted(
+        self, symbols: Collection[str], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
+    ) -> ClosedFold:
+        """This fold with the trades of `symbols` converted again (their conversion prices moved); the equity is
+        folded again from the first of them, the other trades' P&L kept."""
+        account_pnl = dict(self.account_pnl)
+        first = len(self.trades)
+        for k, trade in enumerate(self.trades):
+            if trade.symbol in symbols:
+                first = min(first, k)
+                account_pnl[trade.trade_id] = _converted(trade, to_account)
+        if first == len(self.trades):
+            return self
+        if first == 0:
+            return _folded(self.trades, self.exits, account_pnl, (), (starting_equity, starting_equity, -1))
+        return _folded(self.trades, self.exits, account_pnl, self.carried[:first], self.carried[first - 1])
+
 
 def _converted(trade: Trade, to_account: Callable[[Trade], Decimal] | None) -> Decimal:
     return to_account(trade) if to_account else trade.pnl or Decimal(0)
@@ -125,22 +142,32 @@ def fold_closed(
     return _folded(closed, exits, account_pnl, (), (starting_equity, starting_equity, -1))
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    mark: int  # the number of the latest close the fold holds
+    fold: ClosedFold
+    inputs: Mapping[str, Hashable]  # by symbol in the fold: what its trades' conversion read when they were converted
+
+
 class ClosedBooks:
-    """Folds of the closed trades, brought up to date only when a trade has closed since, or the key changed.
+    """Folds of the closed trades, brought up to date only when a trade has closed since, or a conversion moved.
 
     A trade closes once and never changes after, and the store numbers each close as it is written: the latest
     number says whether anything closed, and then only the trades closed after the last one read are read and
     converted (a close reconciled late, with an earlier exit, takes its place in exit order). `key` must name
-    everything else a fold depends on: the starting equity, the account and the conversion prices in use (a
-    cross's P&L is converted at the rate book's latest price).
+    everything else a fold depends on (the starting equity, the account) but the conversion prices: with
+    `rates` (what a symbol's conversion reads now, `Sizing.rate_inputs`), a move of a price converts again only
+    the trades of the symbols that read it (a cross's P&L is converted at the rate book's latest price), and the
+    equity is folded again from the first of them, not the whole book from the start.
     """
 
     def __init__(self, store: BotStore) -> None:
         self.store = store
         self._closed: list[tuple[int, Trade]] = []  # every closed paper and live trade read so far, in closing order
         self._mark = 0  # the number of the latest close read
-        self._folds: dict[Hashable, tuple[int, ClosedFold]] = {}  # each key's fold and the close it is up to
+        self._folds: dict[Hashable, _Kept] = {}
         self.reads = 0  # trades read from the store (for tests and benchmarks)
+        self.conversions = 0  # trades converted into account money (for tests and benchmarks)
 
     async def fold(
         self,
@@ -148,25 +175,45 @@ class ClosedBooks:
         starting_equity: Decimal,
         to_account: Callable[[Trade], Decimal] | None = None,
         symbols: frozenset[str] | None = None,
+        rates: Callable[[str], Hashable] | None = None,
     ) -> ClosedFold:
         """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
         mark = await self.store.closed_mark(list(REAL_KINDS))
         known = self._folds.get(key)
-        if known is not None and known[0] == mark:
-            return known[1]
+        if known is not None and known.mark == mark and not _moved(known.inputs, rates):
+            return known.fold
         if mark != self._mark:
             new = await self.store.closed_after(self._mark, list(REAL_KINDS))
             self.reads += len(new)
             self._closed += new
             self._mark = self._closed[-1][0] if self._closed else 0
-        since = 0 if known is None else bisect_right(self._closed, known[0], key=lambda read: read[0])
+        # From here on nothing awaits: the prices read below are the ones the conversions use.
+        convert = self._counted(to_account)
+        since = 0 if known is None else bisect_right(self._closed, known.mark, key=lambda read: read[0])
         mine = [t for _, t in self._closed[since:] if symbols is None or t.symbol in symbols]
+        moved = set() if known is None else _moved(known.inputs, rates)
         if known is None:
-            fold = fold_closed(sorted(mine, key=closed_order), starting_equity, to_account)
+            fold = fold_closed(sorted(mine, key=closed_order), starting_equity, convert)
         else:
-            fold = known[1].extended(mine, starting_equity, to_account)  # only the new closes are converted
-        self._folds[key] = (self._mark, fold)
+            fold = known.fold.reconverted(moved, starting_equity, convert) if moved else known.fold
+            fold = fold.extended(mine, starting_equity, convert)  # only the new closes are converted
+        inputs = {} if known is None or rates is None else dict(known.inputs)
+        if rates is not None:
+            inputs.update((symbol, rates(symbol)) for symbol in moved | {t.symbol for t in mine})
+        self._folds[key] = _Kept(self._mark, fold, inputs)
         return fold
+
+    def _counted(self, to_account: Callable[[Trade], Decimal] | None) -> Callable[[Trade], Decimal]:
+        def convert(trade: Trade) -> Decimal:
+            self.conversions += 1
+            return _converted(trade, to_account)
+
+        return convert
+
+
+def _moved(inputs: Mapping[str, Hashable], rates: Callable[[str], Hashable] | None) -> set[str]:
+    """The symbols whose conversion reads other prices now than when their trades were converted."""
+    return set() if rates is None else {symbol for symbol, used in inputs.items() if rates(symbol) != used}
 
 
 async def book_view(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -204,7 +204,9 @@ class DeskCore:
         A routed account's trade whose P&L cannot be converted into the bot's currency counts 0 in the overall
         money figures (its own account's limits hold it), never its raw amount in another currency."""
         p = self.policy
-        closed = await self.closed_books.fold((None, p.equity, self._rates_key()), p.equity, self._overall_pnl)
+        closed = await self.closed_books.fold(
+            (None, p.equity), p.equity, self._overall_pnl, rates=self._rate_inputs(p.sizing)
+        )
         return await book_view(
             self.store,
             p.equity,
@@ -239,9 +241,15 @@ class DeskCore:
             sent.append(trade_from_setup(setup, TradeKind.PAPER, quantity, size, entered, setup.entry))
         return sent
 
-    def _rates_key(self) -> tuple[tuple[str, Decimal], ...]:
-        """The conversion prices in use, as part of a closed fold's key (a cross's P&L is converted at them)."""
-        return tuple(sorted(self.rates.prices().items()))
+    def _rate_inputs(self, sizing: Sizing) -> Callable[[str], Hashable]:
+        """What converting a closed trade of a symbol with `sizing` reads from the rate book now (a closed fold
+        converts a symbol's trades again only when that moved)."""
+
+        def inputs(symbol: str) -> Hashable:
+            instrument = self.instruments.get(symbol)
+            return () if instrument is None else sizing.rate_inputs(instrument, self.rates.prices())
+
+        return inputs
 
     def _overall_pnl(self, trade: Trade) -> Decimal:
         account = self.account_of(trade.symbol)
@@ -273,10 +281,11 @@ class DeskCore:
         p = self.policy
         symbols = frozenset(s for s in self.instruments if self.account_of(s) is account)
         closed = await self.closed_books.fold(
-            (account.name, account.equity, self._rates_key()),
+            (account.name, account.equity),
             account.equity,
             lambda trade: self.account_pnl(trade, account.sizing),
             symbols,
+            rates=self._rate_inputs(account.sizing),
         )
         return await book_view(
             self.store,

@@ -126,3 +126,44 @@ async def test_closes_are_numbered_in_the_order_they_are_written_and_an_older_da
         insert(db, trade(6, 50, "1.08000", TradeKind.SHADOW))
         assert await store.closed_mark() == 6 and await store.closed_mark([TradeKind.PAPER, TradeKind.LIVE]) == 5
         assert await books.fold("overall", Decimal(10000)) is later
+
+
+async def test_a_moved_conversion_price_converts_again_only_the_trades_that_read_it(tmp_path: Path) -> None:
+    # XAUUSD trades are converted at a price that moves; EURUSD ones read none (an account in dollars).
+    prices = {"XAUUSD": Decimal(2)}
+
+    def to_account(t: Trade) -> Decimal:
+        return (t.pnl or D0) * prices.get(t.symbol, Decimal(1))
+
+    def rates(symbol: str) -> object:
+        return prices.get(symbol)
+
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    try:
+        books = ClosedBooks(store)
+        insert(tmp_path / "bot.db", *(trade(k, 10 * k, "1.08100" if k % 3 else "1.07900") for k in range(1, 41)))
+        first = await books.fold("overall", Decimal(10000), to_account, rates=rates)
+        assert books.conversions == 40
+        assert await books.fold("overall", Decimal(10000), to_account, rates=rates) is first  # nothing moved
+        assert books.conversions == 40
+        prices["XAUUSD"] = Decimal(3)  # the rate book's next price: the 20 gold trades only, nothing read
+        moved = await books.fold("overall", Decimal(10000), to_account, rates=rates)
+        assert books.conversions == 60 and books.reads == 40
+        whole = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000), to_account)
+        assert (moved.equity, moved.peak, moved.last_gain, moved.carried, dict(moved.account_pnl)) == (
+            whole.equity,
+            whole.peak,
+            whole.last_gain,
+            whole.carried,
+            dict(whole.account_pnl),
+        )
+        assert moved.equity != first.equity
+        # A move and a close at once: the gold trades again, and the new close.
+        prices["XAUUSD"] = Decimal("2.5")
+        insert(tmp_path / "bot.db", trade(41, 500, "1.08300"))
+        both = await books.fold("overall", Decimal(10000), to_account, rates=rates)
+        whole = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000), to_account)
+        assert books.conversions == 81 and books.reads == 41
+        assert (both.equity, both.peak, both.carried) == (whole.equity, whole.peak, whole.carried)
+    finally:
+        await store.close()

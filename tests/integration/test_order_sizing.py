@@ -34,8 +34,9 @@ from engine.performance import summarize
 from engine.ports import BrokerError, BrokerErrorKind, SignalRecord
 from engine.protections import ProtectionConfig
 from engine.sizing import ExposureLimits, SizeLimits
-from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind
+from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 from tests.fakes.broker import PinnedQuoteBroker
+from tests.integration.test_closed_books import insert
 from tests.integration.test_desk import TRADER, Desk, build
 
 EURUSD = default_instrument("EURUSD")
@@ -424,6 +425,45 @@ async def test_the_book_reads_the_closed_trades_again_only_after_a_close(d: Desk
     assert (await d.desk.approve(gold, TRADER)).kind is OutcomeKind.DONE
     await d.desk.book(d.clock.now())
     assert books.reads == reads + 1
+
+
+async def test_a_moved_conversion_price_converts_again_only_the_closed_trades_that_read_it(d: Desk) -> None:
+    # A USD account: RELIANCE's P&L is converted at the rate book's USDINR, GBPUSD's is in dollars already.
+    d.desk.instruments["RELIANCE"] = RELIANCE
+    d.desk.rates = RateBook({"RELIANCE": "INRUSD"}, None, {"USDINR": D("84")})
+    closed = []
+    for k in range(6):
+        symbol, entry, exit_price = ("RELIANCE", "2900.00", "2910.00") if k % 2 else ("GBPUSD", "1.35000", "1.34900")
+        setup = scored(symbol, Side.LONG, entry, str(D(entry) * D("0.99")), str(D(entry) * D("1.02"))).setup
+        at = d.clock.now() - timedelta(hours=10 - k)
+        opened = trade_from_setup(setup, TradeKind.PAPER, D(10), D(1), at, D(entry), D(0))
+        closed.append(
+            replace(opened, trade_id=f"c{k}", signal_id=f"c{k}").closed(at, D(exit_price), ExitReason.MANUAL, D(0))
+        )
+    insert(d.store.path, *closed)
+    books = d.desk.closed_books = ClosedBooks(d.store)
+    first = await d.desk.book(d.clock.now())
+    assert books.conversions == 6 and first.equity == d.desk.policy.equity + 3 * D("1.19") - D("0.03")  # 100/84
+    # A move of a price no closed trade's conversion reads (the bot's GBPUSD): nothing converted again.
+    d.desk.rates = RateBook({"RELIANCE": "INRUSD", "XAUUSD": "GBPUSD"}, None, {"USDINR": D("84"), "GBPUSD": D(2)})
+    assert (await d.desk.book(d.clock.now())).equity == first.equity and books.conversions == 6
+    d.desk.rates = RateBook({"RELIANCE": "INRUSD"}, None, {"USDINR": D("100")})  # the next USDINR: its 3 trades
+    moved = await d.desk.book(d.clock.now())
+    assert books.conversions == 9 and books.reads == 6
+    fresh = await book_view(
+        d.store,
+        d.desk.policy.equity,
+        d.clock.now(),
+        timezone=d.desk.policy.day_timezone,
+        rollover_hour=d.desk.policy.day_rollover_hour,
+        to_account=d.desk.account_pnl,
+    )
+    assert (moved.equity, moved.equity_peak, dict(moved.account_pnl)) == (
+        fresh.equity,
+        fresh.equity_peak,
+        dict(fresh.account_pnl),
+    )
+    assert moved.equity == d.desk.policy.equity + D("3.00") - D("0.03")
 
 
 async def test_warming_at_start_folds_the_closed_book_so_the_first_click_reads_nothing(d: Desk) -> None:
