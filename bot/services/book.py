@@ -43,18 +43,41 @@ def close_returns(bars: Mapping[str, Bars], lookback: int) -> dict[str, np.ndarr
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ClosedFold:
     """The closed side of a book: its trades (oldest exit first), their P&L in account money, the realised equity
-    and its peak, with each of them after every trade (so a late close refolds only from its place)."""
+    and its peak, with each of them after every trade (so a late close refolds only from its place).
 
-    trades: tuple[Trade, ...]
-    account_pnl: Mapping[str, Decimal]
+    The trades, their exits and the values after each are the first `size` items of lists that a later fold of
+    the usual close (after every other) appends to, so that close costs what it adds, not a copy of the history;
+    what this fold holds never changes. `account_pnl` may then also hold the later trades' P&L (it is read by
+    trade id).
+    """
+
+    _trades: list[Trade]
+    _pnl: dict[str, Decimal]
     equity: Decimal
     peak: Decimal
-    exits: tuple[datetime, ...] = ()  # each trade's exit time, in the same order
-    last_gain: int = -1  # index of the latest trade that did not lose (P&L >= 0), -1 when none
-    carried: tuple[tuple[Decimal, Decimal, int], ...] = ()  # (equity, peak, last_gain) after each trade
+    _exits: list[datetime]  # each trade's exit time, in the same order
+    last_gain: int  # index of the latest trade that did not lose (P&L >= 0), -1 when none
+    _carried: list[tuple[Decimal, Decimal, int]]  # (equity, peak, last_gain) after each trade
+    size: int
+
+    @property
+    def trades(self) -> tuple[Trade, ...]:
+        return tuple(self._trades[: self.size])
+
+    @property
+    def exits(self) -> tuple[datetime, ...]:
+        return tuple(self._exits[: self.size])
+
+    @property
+    def carried(self) -> tuple[tuple[Decimal, Decimal, int], ...]:
+        return tuple(self._carried[: self.size])
+
+    @property
+    def account_pnl(self) -> Mapping[str, Decimal]:
+        return MappingProxyType(self._pnl)
 
     def recent(self, cutoff: datetime) -> tuple[Trade, ...]:
         """What the protections look at: the trades exited at or after `cutoff`, and before them the current run of
@@ -62,44 +85,60 @@ class ClosedFold:
         start is the same in any tie order). All trades when none did not lose."""
         if self.last_gain < 0:
             return self.trades
-        start = min(bisect_left(self.exits, cutoff), bisect_left(self.exits, self.exits[self.last_gain]))
-        return self.trades[start:]
+        exits, size = self._exits, self.size
+        start = min(bisect_left(exits, cutoff, 0, size), bisect_left(exits, exits[self.last_gain], 0, size))
+        return tuple(self._trades[start:size])
 
     def extended(
         self, new: Sequence[Trade], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
     ) -> ClosedFold:
         """This fold with `new` closed trades (not in it) in their places in exit order; only they are converted,
         and the equity is folded again only from the earliest place one of them took (for the usual close, after
-        every other, only the new trade; closes at the same time as others, a bar's close, land among them)."""
-        trades, exits = list(self.trades), list(self.exits)
-        account_pnl = dict(self.account_pnl)
-        first = len(trades)
-        for trade in new:
+        every other, only the new trade, appended; closes at the same time as others, a bar's close, land among
+        them)."""
+        if not new:
+            return self
+        ordered = sorted(new, key=closed_order)  # stable: equal ones keep their order, as inserted one by one
+        size = self.size
+        last = closed_order(self._trades[size - 1]) if size else None
+        if size == len(self._trades) and (last is None or closed_order(ordered[0]) >= last):
+            for trade in ordered:  # the usual close: appended to the lists this fold shares, not copied
+                self._trades.append(trade)
+                self._exits.append(_exit_time(trade))
+                self._pnl[trade.trade_id] = _converted(trade, to_account)
+            start = (starting_equity, starting_equity, -1) if size == 0 else self._carried[size - 1]
+            return _folded(self._trades, self._exits, self._pnl, self._carried, start, shared=True)
+        trades, exits = self._trades[:size], self._exits[:size]
+        account_pnl = dict(self._pnl)
+        first = size
+        for trade in ordered:
             at = bisect_right(trades, closed_order(trade), key=closed_order)
             first = min(first, at)
             trades.insert(at, trade)
             exits.insert(at, _exit_time(trade))
             account_pnl[trade.trade_id] = _converted(trade, to_account)
         if first == 0:  # a close before every other: nothing to carry
-            return _folded(trades, exits, account_pnl, (), (starting_equity, starting_equity, -1))
-        return _folded(trades, exits, account_pnl, self.carried[:first], self.carried[first - 1])
+            return _folded(trades, exits, account_pnl, [], (starting_equity, starting_equity, -1))
+        return _folded(trades, exits, account_pnl, self._carried[:first], self._carried[first - 1])
 
     def reconverted(
         self, symbols: Collection[str], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
     ) -> ClosedFold:
         """This fold with the trades of `symbols` converted again (their conversion prices moved); the equity is
         folded again from the first of them, the other trades' P&L kept."""
-        account_pnl = dict(self.account_pnl)
-        first = len(self.trades)
-        for k, trade in enumerate(self.trades):
+        trades, size = self._trades[: self.size], self.size
+        account_pnl = dict(self._pnl)
+        first = size
+        for k, trade in enumerate(trades):
             if trade.symbol in symbols:
                 first = min(first, k)
                 account_pnl[trade.trade_id] = _converted(trade, to_account)
-        if first == len(self.trades):
+        if first == size:
             return self
+        exits = self._exits[:size]
         if first == 0:
-            return _folded(self.trades, self.exits, account_pnl, (), (starting_equity, starting_equity, -1))
-        return _folded(self.trades, self.exits, account_pnl, self.carried[:first], self.carried[first - 1])
+            return _folded(trades, exits, account_pnl, [], (starting_equity, starting_equity, -1))
+        return _folded(trades, exits, account_pnl, self._carried[:first], self._carried[first - 1])
 
 
 def _converted(trade: Trade, to_account: Callable[[Trade], Decimal] | None) -> Decimal:
@@ -107,24 +146,26 @@ def _converted(trade: Trade, to_account: Callable[[Trade], Decimal] | None) -> D
 
 
 def _folded(
-    trades: Sequence[Trade],
-    exits: Sequence[datetime],
+    trades: list[Trade],
+    exits: list[datetime],
     account_pnl: dict[str, Decimal],
-    carried: Sequence[tuple[Decimal, Decimal, int]],
+    carried: list[tuple[Decimal, Decimal, int]],
     start: tuple[Decimal, Decimal, int],
+    *,
+    shared: bool = False,
 ) -> ClosedFold:
     """The fold of `trades` (oldest exit first) from `start` (equity, peak, last gain) after the first
-    `len(carried)` of them, whose values `carried` holds."""
+    `len(carried)` of them, whose values `carried` holds. The lists become the fold's: `carried` is extended in
+    place, so it must be a copy unless `shared` (the append of the usual close)."""
     equity, peak, last_gain = start
-    after = list(carried)
     for k in range(len(carried), len(trades)):
         pnl = account_pnl[trades[k].trade_id]
         equity += pnl
         peak = max(peak, equity)
         if pnl >= 0:
             last_gain = k
-        after.append((equity, peak, last_gain))
-    return ClosedFold(tuple(trades), MappingProxyType(account_pnl), equity, peak, tuple(exits), last_gain, tuple(after))
+        carried.append((equity, peak, last_gain))
+    return ClosedFold(trades, account_pnl, equity, peak, exits, last_gain, carried, len(trades))
 
 
 def fold_closed(
@@ -139,7 +180,7 @@ def fold_closed(
     known = known or {}
     account_pnl = {t.trade_id: known[t.trade_id] if t.trade_id in known else _converted(t, to_account) for t in closed}
     exits = [_exit_time(t) for t in closed]
-    return _folded(closed, exits, account_pnl, (), (starting_equity, starting_equity, -1))
+    return _folded(list(closed), exits, account_pnl, [], (starting_equity, starting_equity, -1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,3 +141,26 @@ def test_a_fold_extended_batch_by_batch_is_the_whole_books_fold(
             whole.carried,
         )
     assert len(fold.carried) == len(trades)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=histories, cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=6))
+def test_a_fold_keeps_what_it_holds_when_later_folds_are_made_from_it(
+    history: list[tuple[str, int, str, int]], cuts: list[int]
+) -> None:
+    """The usual close appends to lists the earlier fold shares: the earlier fold still holds what it held, and a
+    second fold made from it (another branch) holds its own trades, not the first branch's."""
+    trades = [closed_trade(k, s, m, o, h) for k, (s, m, o, h) in enumerate(history)]
+    bounds = sorted({0, len(trades), *(c for c in cuts if c < len(trades))})
+    folds = [fold_closed([], Decimal(1000))]
+    for lo, hi in pairwise(bounds):
+        folds.append(folds[-1].extended(trades[lo:hi], Decimal(1000), None))
+    held = [(f.trades, f.exits, f.carried, f.equity, f.peak, f.last_gain) for f in folds]
+    for k, fold in enumerate(folds):  # each earlier fold extended again, as if another close had come instead
+        other = closed_trade(1000 + k, "GBPUSD", 10**6, "loss")  # after every other close
+        branch = fold.extended([other], Decimal(1000), None)
+        assert branch.trades == (*fold.trades, other) and branch.equity == fold.equity + (other.pnl or 0)
+        whole = fold_closed(sorted((*fold.trades, other), key=lambda t: (t.exit_time, t.trade_id)), Decimal(1000))
+        assert (branch.carried, branch.peak, branch.last_gain) == (whole.carried, whole.peak, whole.last_gain)
+    assert [(f.trades, f.exits, f.carried, f.equity, f.peak, f.last_gain) for f in folds] == held
+    assert all(t.trade_id in folds[-1].account_pnl for t in trades)
