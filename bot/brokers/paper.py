@@ -90,11 +90,14 @@ class PaperBroker:
 
     async def quote(self, instrument: Instrument) -> Quote:
         """Quote from the last bar closed now, after the same bar validation as analysis (bad bars dropped, a
-        stale feed refused); `Quote.at` is that bar's close time."""
-        now = self.clock.now()
+        stale feed refused); `Quote.at` is that bar's close time. The fetch and the validation run in a thread:
+        neither holds the event loop (a click's other work goes on meanwhile)."""
+        return await asyncio.to_thread(self._quote_at, instrument, self.clock.now())
+
+    def _quote_at(self, instrument: Instrument, now: datetime) -> Quote:
         symbol = instrument.symbol
         try:
-            frame = await asyncio.to_thread(self.provider.fetch, instrument, now, QUOTE_BARS)
+            frame = self.provider.fetch(instrument, now, QUOTE_BARS)
         except ProviderError as exc:
             raise BrokerError(f"no price for {symbol}: {exc}") from exc
         except Exception as exc:  # an adapter bug or a network library's own error: still the trader's answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +43,24 @@ async def test_quote_is_the_last_closed_bars_close_with_half_the_spread_each_sid
     a_second_before = await broker(market_dir, datetime(2025, 5, 12, 13, 39, 59, tzinfo=UTC)).quote(SPY)
     # Only the 13:30 bar (close 579.23) had closed.
     assert a_second_before == Quote("SPY", D("579.22"), D("579.24"), datetime(2025, 5, 12, 13, 35, tzinfo=UTC))
+
+
+async def test_a_quote_fetches_and_validates_off_the_event_loop(
+    market_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.brokers.paper as paper  # noqa: PLC0415
+
+    threads = []
+    checked = paper.validate_bars
+
+    def validate(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread())
+        return checked(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(paper, "validate_bars", validate)
+    quote = await broker(market_dir, SPY_AT).quote(SPY)
+    assert quote == Quote("SPY", D("579.20"), D("579.22"), SPY_AT)  # the same quote as on the loop
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()  # the loop runs on the main thread
 
 
 async def test_fx_quote(market_dir: Path) -> None:
