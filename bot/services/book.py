@@ -117,9 +117,7 @@ class ClosedFold:
             trades.insert(at, trade)
             exits.insert(at, _exit_time(trade))
             account_pnl[trade.trade_id] = _converted(trade, to_account)
-        if first == 0:  # a close before every other: nothing to carry
-            return _folded(trades, exits, account_pnl, [], (starting_equity, starting_equity, -1))
-        return _folded(trades, exits, account_pnl, self._carried[:first], self._carried[first - 1])
+        return self._folded_from(first, trades, exits, account_pnl, starting_equity)
 
     def reconverted(
         self, symbols: Collection[str], starting_equity: Decimal, to_account: Callable[[Trade], Decimal] | None
@@ -135,8 +133,18 @@ class ClosedFold:
                 account_pnl[trade.trade_id] = _converted(trade, to_account)
         if first == size:
             return self
-        exits = self._exits[:size]
-        if first == 0:
+        return self._folded_from(first, trades, self._exits[:size], account_pnl, starting_equity)
+
+    def _folded_from(
+        self,
+        first: int,
+        trades: list[Trade],
+        exits: list[datetime],
+        account_pnl: dict[str, Decimal],
+        starting_equity: Decimal,
+    ) -> ClosedFold:
+        """The fold of `trades`, this fold's values carried up to `first`, folded again from there."""
+        if first == 0:  # nothing before it to carry
             return _folded(trades, exits, account_pnl, [], (starting_equity, starting_equity, -1))
         return _folded(trades, exits, account_pnl, self._carried[:first], self._carried[first - 1])
 

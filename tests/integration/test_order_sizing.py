@@ -32,7 +32,7 @@ from engine.catalog import default_instrument
 from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
 from engine.performance import summarize
 from engine.ports import BrokerError, BrokerErrorKind, SignalRecord
-from engine.protections import ProtectionConfig
+from engine.protections import BookView, ProtectionConfig
 from engine.sizing import ExposureLimits, SizeLimits
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 from tests.fakes.broker import PinnedQuoteBroker
@@ -394,6 +394,19 @@ async def test_all_open_positions_together_stay_under_the_total_cap(d: Desk) -> 
     assert any("cap on all open positions" in n for n in room.notes)
 
 
+async def unfolded(d: Desk) -> BookView:
+    """The desk's book read straight from the store, without its kept folds."""
+    p = d.desk.policy
+    return await book_view(
+        d.store,
+        p.equity,
+        d.clock.now(),
+        timezone=p.day_timezone,
+        rollover_hour=p.day_rollover_hour,
+        to_account=d.desk.account_pnl,
+    )
+
+
 async def test_the_book_reads_the_closed_trades_again_only_after_a_close(d: Desk) -> None:
     gbp, gold = await offered_pair(d)
     books = d.desk.closed_books
@@ -408,14 +421,7 @@ async def test_the_book_reads_the_closed_trades_again_only_after_a_close(d: Desk
     after = await d.desk.book(d.clock.now())
     assert books.reads == reads + 1 and [t.trade_id for t in after.closed_trades] == [trade.trade_id]
     # The same view as one read straight from the store, without the cache.
-    fresh = await book_view(
-        d.store,
-        d.desk.policy.equity,
-        d.clock.now(),
-        timezone=d.desk.policy.day_timezone,
-        rollover_hour=d.desk.policy.day_rollover_hour,
-        to_account=d.desk.account_pnl,
-    )
+    fresh = await unfolded(d)
     assert (after.equity, after.equity_peak, dict(after.account_pnl)) == (
         fresh.equity,
         fresh.equity_peak,
@@ -450,14 +456,7 @@ async def test_a_moved_conversion_price_converts_again_only_the_closed_trades_th
     d.desk.rates = RateBook({"RELIANCE": "INRUSD"}, None, {"USDINR": D("100")})  # the next USDINR: its 3 trades
     moved = await d.desk.book(d.clock.now())
     assert books.conversions == 9 and books.reads == 6
-    fresh = await book_view(
-        d.store,
-        d.desk.policy.equity,
-        d.clock.now(),
-        timezone=d.desk.policy.day_timezone,
-        rollover_hour=d.desk.policy.day_rollover_hour,
-        to_account=d.desk.account_pnl,
-    )
+    fresh = await unfolded(d)
     assert (moved.equity, moved.equity_peak, dict(moved.account_pnl)) == (
         fresh.equity,
         fresh.equity_peak,
