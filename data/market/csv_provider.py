@@ -91,7 +91,11 @@ def closed_tail(
     frame: pd.DataFrame, interval: Interval, end: datetime, bars: int, calendar: SessionCalendar | None = None
 ) -> pd.DataFrame:
     """The latest `bars` rows closed by `end` (open + interval <= end, or the session's close when earlier:
-    `calendar`), keeping the frame's own row order."""
+    `calendar`), keeping the frame's own row order, as a frame of their own.
+
+    Never a view of `frame` (a reader's or cache's, kept for good): pandas lists a view and every column read from
+    it among the kept frame's references and sweeps out the dead ones only every few hundred, so each kept file
+    carried up to ~500 of them (~130 kB) and a bot's memory grew for its first few hundred runs."""
     if bars < 1:
         raise ValueError(f"bars must be at least 1, was {bars}")
     times = frame.index.as_unit("ns").asi8
@@ -111,7 +115,7 @@ def closed_tail(
         return frame.iloc[np.sort(latest)]
     if frame.index.is_monotonic_increasing:
         stop = int(np.searchsorted(times, cutoff, side="right"))
-        return frame.iloc[max(stop - bars, 0) : stop]
+        return frame.take(np.arange(max(stop - bars, 0), stop))
     closed = np.flatnonzero(times <= cutoff)
     latest = closed[np.argsort(times[closed], kind="stable")][-bars:]
     return frame.iloc[np.sort(latest)]

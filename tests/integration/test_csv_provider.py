@@ -297,3 +297,23 @@ def test_the_closed_tail_of_a_sorted_file_reads_only_its_last_bars_and_finds_wha
     end = (first if session is None else session[1]) + timedelta(minutes=after)
     tail = closed_tail(frame, interval, end, bars, calendar)
     assert tail.equals(_closed_tail_by_every_bar(frame, interval, end, bars, calendar))
+
+
+@pytest.mark.parametrize("name", ["XNSE", "FX", None])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_served_tail_shares_no_memory_with_the_kept_frame(name: str | None, ordered: bool) -> None:
+    """A view of the frame a reader or cache keeps would be listed in that frame's references with every column read
+    from it, and pandas sweeps the dead ones out only every few hundred: each kept file carried up to ~500 of them, a
+    bot's memory growing for its first hundreds of runs. Every path of `closed_tail` hands out a frame of its own."""
+    first = datetime(2024, 3, 4, 3, 0, tzinfo=UTC)
+    index = pd.DatetimeIndex([first + timedelta(hours=k) for k in range(200)])
+    frame = pd.DataFrame({c: np.arange(200, dtype=np.float64) for c in CSV_HEADER[1:]}, index=index)
+    if not ordered:
+        frame = frame.iloc[np.r_[150:200, 0:150]]
+    calendar = get_calendar(name) if name is not None else None
+    tail = closed_tail(frame, Interval.H1, first + timedelta(days=30), 50, calendar)
+    assert len(tail) > 0
+    assert not np.shares_memory(tail.to_numpy(), frame.to_numpy())
+    assert not np.shares_memory(tail.index.asi8, frame.index.asi8)
+    for column in tail.columns:
+        assert not np.shares_memory(tail[column].to_numpy(), frame[column].to_numpy())
