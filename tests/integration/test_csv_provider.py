@@ -313,6 +313,9 @@ def test_a_served_tail_shares_no_memory_with_the_kept_frame(name: str | None, or
     calendar = get_calendar(name) if name is not None else None
     tail = closed_tail(frame, Interval.H1, first + timedelta(days=30), 50, calendar)
     assert len(tail) > 0
+    assert tail.index.dtype == frame.index.dtype and tail.index.name == frame.index.name
+    assert list(tail.columns) == list(frame.columns) and (tail.dtypes == np.float64).all()
+    assert tail.index is not frame.index
     assert not np.shares_memory(tail.to_numpy(), frame.to_numpy())
     assert not np.shares_memory(tail.index.asi8, frame.index.asi8)
     for column in tail.columns:
