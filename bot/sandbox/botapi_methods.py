@@ -162,7 +162,7 @@ class _Methods(_State):
             self._files[file_id] = size
             if max(width, height) <= bound:
                 break
-        if upload is not None:
+        if upload is not None and self._keep_photos:
             self._images[(chat_id, message_id)] = upload  # the sandbox's chat page shows it
         message = SentMessage(
             chat_id=chat_id,

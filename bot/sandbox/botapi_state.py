@@ -183,12 +183,16 @@ class _State:
         strict_chats: bool = False,
         callback_ttl: float | None = None,
         group_messages_per_minute: int | None = None,
+        keep_photos: bool = True,
     ) -> None:
         """Configure the server; nothing listens until `start()` / `async with` / `with`.
 
         `group_messages_per_minute`: enforce Telegram's limit on sends to one group (20) with 429s.
+        `keep_photos`: keep each uploaded photo for `image` (the sandbox's chat page shows them); off, only its size
+        is kept (a benchmark of a bot's memory in the same process).
         """
         self.token = token
+        self._keep_photos = keep_photos
         self._group_limit = group_messages_per_minute
         self._port = port
         self._strict_chats = strict_chats

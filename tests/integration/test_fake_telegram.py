@@ -188,6 +188,17 @@ async def test_send_photo_uploads_bytes_multipart(tg: FakeTelegram, bot: Bot) ->
         await bot.edit_message_text("x", USER, sent.message_id)
 
 
+async def test_a_server_that_keeps_no_photos_keeps_their_sizes_only() -> None:
+    async with FakeTelegram(token=TOKEN, keep_photos=False) as server, make_bot(server) as client:
+        sent = await client.send_photo(USER, PNG, caption="Chart")
+        [stored] = server.sent
+        assert stored.photo_size == len(PNG) and sent.photo[-1].file_size == len(PNG)
+        assert server.image(USER, sent.message_id) is None and server.uploaded_bytes == 0
+    async with FakeTelegram(token=TOKEN) as server, make_bot(server) as client:
+        sent = await client.send_photo(USER, PNG)
+        assert server.image(USER, sent.message_id) == PNG and server.uploaded_bytes == len(PNG)
+
+
 async def test_wrong_token_and_unknown_method(tg: FakeTelegram, bot: Bot) -> None:
     with pytest.raises(InvalidToken, match="was rejected by the server"):
         async with make_bot(tg, "987654321:wrong"):
