@@ -303,8 +303,8 @@ def test_the_closed_tail_of_a_sorted_file_reads_only_its_last_bars_and_finds_wha
 @pytest.mark.parametrize("ordered", [True, False])
 def test_a_served_tail_shares_no_memory_with_the_kept_frame(name: str | None, ordered: bool) -> None:
     """A view of the frame a reader or cache keeps would be listed in that frame's references with every column read
-    from it, and pandas sweeps the dead ones out only every few hundred: each kept file carried up to ~500 of them, a
-    bot's memory growing for its first hundreds of runs. Every path of `closed_tail` hands out a frame of its own."""
+    from it, and pandas sweeps the dead ones out only every few hundred: each kept file carried up to ~1,000 of them
+    (~500 on its values, as many on its index). Every path of `closed_tail` hands out values and an index of its own."""
     first = datetime(2024, 3, 4, 3, 0, tzinfo=UTC)
     index = pd.DatetimeIndex([first + timedelta(hours=k) for k in range(200)])
     frame = pd.DataFrame({c: np.arange(200, dtype=np.float64) for c in CSV_HEADER[1:]}, index=index)
