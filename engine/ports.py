@@ -303,13 +303,9 @@ class TradeLedger(Protocol):
         """Closed trades, oldest exit first."""
         ...
 
-    async def closed_mark(self, kinds: Collection[TradeKind] | None = None) -> int:
-        """The number of the latest close of a trade of `kinds` (0 before any): a trade closes once and never
-        changes after, so the mark says whether anything closed since it was last read."""
-        ...
-
     async def closed_after(self, mark: int, kinds: Collection[TradeKind] | None = None) -> list[tuple[int, Trade]]:
-        """The trades of `kinds` closed after close number `mark`, each with its number, in closing order."""
+        """The trades of `kinds` closed after close number `mark` (0: all), each with its number, in closing order:
+        a trade closes once and never changes after, so nothing here means nothing closed since `mark`."""
         ...
 
 

@@ -201,9 +201,9 @@ class _Kept:
 class ClosedBooks:
     """Folds of the closed trades, brought up to date only when a trade has closed since, or a conversion moved.
 
-    A trade closes once and never changes after, and the store numbers each close as it is written: the latest
-    number says whether anything closed, and then only the trades closed after the last one read are read and
-    converted (a close reconciled late, with an earlier exit, takes its place in exit order). `key` must name
+    A trade closes once and never changes after, and the store numbers each close as it is written: one read of
+    the trades closed after the last number read says whether anything closed, and only those are converted (a
+    close reconciled late, with an earlier exit, takes its place in exit order). `key` must name
     everything else a fold depends on (the starting equity, the account) but the conversion prices: with
     `rates` (what a symbol's conversion reads now, `Sizing.rate_inputs`), a move of a price converts again only
     the trades of the symbols that read it (a cross's P&L is converted at the rate book's latest price), and the
@@ -227,15 +227,14 @@ class ClosedBooks:
         rates: Callable[[str], Hashable] | None = None,
     ) -> ClosedFold:
         """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
-        mark = await self.store.closed_mark(list(REAL_KINDS))
-        known = self._folds.get(key)
-        if known is not None and known.mark == mark and not _moved(known.inputs, rates):
-            return known.fold
-        if mark != self._mark:
-            new = await self.store.closed_after(self._mark, list(REAL_KINDS))
+        new = await self.store.closed_after(self._mark, list(REAL_KINDS))  # one read, empty when nothing closed
+        if new:
             self.reads += len(new)
             self._closed += new
-            self._mark = self._closed[-1][0] if self._closed else 0
+            self._mark = self._closed[-1][0]
+        known = self._folds.get(key)
+        if known is not None and known.mark == self._mark and not _moved(known.inputs, rates):
+            return known.fold
         # From here on nothing awaits: the prices read below are the ones the conversions use.
         convert = self._counted(to_account)
         since = 0 if known is None else bisect_right(self._closed, known.mark, key=lambda read: read[0])

@@ -209,18 +209,6 @@ class TradeLedger(StoreBase):
             )
         return await decoded(rows, _decode_trade)
 
-    async def closed_mark(self, kinds: Collection[TradeKind] | None = None) -> int:
-        """The number of the latest close of a trade of `kinds` (all when None), 0 before any: it moves exactly
-        when one more closes."""
-        where, params = _kinds_filter(kinds)
-        async with self._read("read the latest close") as db:
-            rows = await _fetchall(
-                db,
-                f"SELECT closed_seq FROM trades WHERE closed_seq IS NOT NULL{where} ORDER BY closed_seq DESC LIMIT 1",
-                params,
-            )
-        return int(rows[0][0]) if rows else 0
-
     async def closed_after(self, mark: int, kinds: Collection[TradeKind] | None = None) -> list[tuple[int, Trade]]:
         """The trades of `kinds` (all when None) closed after close number `mark`, each with its number, in the
         order they closed."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections import Counter
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,36 @@ def insert(db: Path, *trades: Trade) -> None:
     with closing(sqlite3.connect(db)) as con, con:
         marks = ", ".join("?" * len(_TRADE_COLUMNS.split(",")))
         con.executemany(f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES ({marks})", [_encode_trade(t) for t in trades])
+
+
+class CountingStore:
+    """The real store, counting the calls made to it (each one trip to the database's thread)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_fold_reads_the_store_once_whether_or_not_a_trade_closed(tmp_path: Path) -> None:
+    async with await SqliteStore.open(tmp_path / "bot.db") as store:
+        counting = CountingStore(store)
+        books = ClosedBooks(counting)  # type: ignore[arg-type]
+        insert(tmp_path / "bot.db", *(trade(k, 10 * k, "1.08100") for k in range(1, 4)))
+        first = await books.fold("overall", Decimal(10000))
+        assert await books.fold("overall", Decimal(10000)) is first  # nothing closed
+        insert(tmp_path / "bot.db", trade(4, 40, "1.07900"))
+        later = await books.fold("overall", Decimal(10000))
+        assert [t.trade_id for t in later.trades] == ["t001", "t002", "t003", "t004"]
+        assert counting.calls == Counter(closed_after=3) and books.reads == 4
 
 
 async def test_only_new_closes_are_read_and_the_fold_is_the_whole_books(tmp_path: Path) -> None:
@@ -109,7 +141,7 @@ async def test_closes_are_numbered_in_the_order_they_are_written_and_an_older_da
     async with await SqliteStore.open(db) as store:
         # Numbered by exit (t002 exited first); the open trade has none.
         assert close_numbers(db) == [("t001", 3), ("t002", 1), ("t003", 2), ("t004", None)]
-        assert await store.closed_mark() == 3
+        assert [seq for seq, _ in await store.closed_after(0)] == [1, 2, 3]
         books = ClosedBooks(store)
         first = await books.fold("overall", Decimal(10000))
         assert books.reads == 3 and [t.trade_id for t in first.trades] == ["t002", "t003", "t001"]
@@ -117,14 +149,15 @@ async def test_closes_are_numbered_in_the_order_they_are_written_and_an_older_da
         assert await store.close_trade("t004", START + timedelta(hours=41), Decimal("1.08300"), ExitReason.TARGET, D0)
         insert(db, trade(5, 1, "1.07700"))
         assert [(seq, t.trade_id) for seq, t in await store.closed_after(3)] == [(4, "t004"), (5, "t005")]
-        assert await store.closed_mark() == 5 and await store.closed_after(5) == []
+        assert await store.closed_after(5) == []
         later = await books.fold("overall", Decimal(10000))
         assert books.reads == 5  # the two new closes only
         whole = fold_closed(await store.trades([TradeKind.PAPER, TradeKind.LIVE]), Decimal(10000))
         assert later.trades == whole.trades and (later.equity, later.peak) == (whole.equity, whole.peak)
         # A shadow close is numbered too, but is not the paper and live book's.
         insert(db, trade(6, 50, "1.08000", TradeKind.SHADOW))
-        assert await store.closed_mark() == 6 and await store.closed_mark([TradeKind.PAPER, TradeKind.LIVE]) == 5
+        assert [seq for seq, _ in await store.closed_after(5)] == [6]
+        assert await store.closed_after(5, [TradeKind.PAPER, TradeKind.LIVE]) == []
         assert await books.fold("overall", Decimal(10000)) is later
 
 
