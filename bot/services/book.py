@@ -203,11 +203,11 @@ class ClosedBooks:
 
     A trade closes once and never changes after, and the store numbers each close as it is written: one read of
     the trades closed after the last number read says whether anything closed, and only those are converted (a
-    close reconciled late, with an earlier exit, takes its place in exit order). `key` must name
-    everything else a fold depends on (the starting equity, the account) but the conversion prices: with
-    `rates` (what a symbol's conversion reads now, `Sizing.rate_inputs`), a move of a price converts again only
-    the trades of the symbols that read it (a cross's P&L is converted at the rate book's latest price), and the
-    equity is folded again from the first of them, not the whole book from the start.
+    close reconciled late, with an earlier exit, takes its place in exit order; folds made at the same time take
+    each close once). `key` must name everything else a fold depends on (the starting equity, the account) but
+    the conversion prices: with `rates` (what a symbol's conversion reads now, `Sizing.rate_inputs`), a move of a
+    price converts again only the trades of the symbols that read it (a cross's P&L is converted at the rate
+    book's latest price), and the equity is folded again from the first of them, not the whole book from the start.
     """
 
     def __init__(self, store: BotStore) -> None:
@@ -227,7 +227,8 @@ class ClosedBooks:
         rates: Callable[[str], Hashable] | None = None,
     ) -> ClosedFold:
         """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
-        new = await self.store.closed_after(self._mark, list(REAL_KINDS))  # one read, empty when nothing closed
+        read = await self.store.closed_after(self._mark, list(REAL_KINDS))  # one read, empty when nothing closed
+        new = [row for row in read if row[0] > self._mark]  # a fold made meanwhile may have taken them already
         if new:
             self.reads += len(new)
             self._closed += new

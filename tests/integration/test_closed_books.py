@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from collections import Counter
@@ -80,6 +81,21 @@ async def test_a_fold_reads_the_store_once_whether_or_not_a_trade_closed(tmp_pat
         later = await books.fold("overall", Decimal(10000))
         assert [t.trade_id for t in later.trades] == ["t001", "t002", "t003", "t004"]
         assert counting.calls == Counter(closed_after=3) and books.reads == 4
+
+
+async def test_folds_made_at_the_same_time_count_a_new_close_once(tmp_path: Path) -> None:
+    # A click and a run's offers (or two clicks) fold at once: both read the close that happened meanwhile.
+    async with await SqliteStore.open(tmp_path / "bot.db") as store:
+        books = ClosedBooks(store)
+        insert(tmp_path / "bot.db", *(trade(k, 10 * k, "1.08100") for k in range(1, 4)))
+        await books.fold("overall", Decimal(10000))
+        insert(tmp_path / "bot.db", trade(4, 40, "1.07900"))
+        overall, account = await asyncio.gather(
+            books.fold("overall", Decimal(10000)), books.fold("account", Decimal(5000))
+        )
+        expected = ["t001", "t002", "t003", "t004"]
+        assert [t.trade_id for t in overall.trades] == expected and [t.trade_id for t in account.trades] == expected
+        assert books.reads == 4
 
 
 async def test_only_new_closes_are_read_and_the_fold_is_the_whole_books(tmp_path: Path) -> None:
