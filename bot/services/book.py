@@ -227,20 +227,20 @@ class ClosedBooks:
         rates: Callable[[str], Hashable] | None = None,
     ) -> ClosedFold:
         """The fold of the closed paper and live trades (of `symbols`, default all) for `key`."""
-        read = await self.store.closed_after(self._mark, list(REAL_KINDS))  # one read, empty when nothing closed
-        new = [row for row in read if row[0] > self._mark]  # a fold made meanwhile may have taken them already
+        rows = await self.store.closed_after(self._mark, list(REAL_KINDS))  # one read, empty when nothing closed
+        new = [row for row in rows if row[0] > self._mark]  # a fold made meanwhile may have taken them already
         if new:
             self.reads += len(new)
             self._closed += new
             self._mark = self._closed[-1][0]
-        known = self._folds.get(key)
-        if known is not None and known.mark == self._mark and not _moved(known.inputs, rates):
-            return known.fold
         # From here on nothing awaits: the prices read below are the ones the conversions use.
+        known = self._folds.get(key)
+        moved = set() if known is None else _moved(known.inputs, rates)
+        if known is not None and known.mark == self._mark and not moved:
+            return known.fold
         convert = self._counted(to_account)
         since = 0 if known is None else bisect_right(self._closed, known.mark, key=lambda read: read[0])
         mine = [t for _, t in self._closed[since:] if symbols is None or t.symbol in symbols]
-        moved = set() if known is None else _moved(known.inputs, rates)
         if known is None:
             fold = fold_closed(sorted(mine, key=closed_order), starting_equity, convert)
         else:
