@@ -16,7 +16,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -67,6 +68,8 @@ TICK_BOT_SECONDS = 60.0
 
 MAX_TICK_SECONDS = 2.0  # expiry is checked at least this often in real time
 
+LATE_JOBS_RUN: Final = MappingProxyType({"misfire_grace_time": None, "coalesce": True})
+
 
 def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, None]]:
     """The heartbeat job: a failure is logged and the next beat comes anyway (the health check sees the gap)."""
@@ -87,7 +90,13 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=0)).concurrent_updates(True)
     if settings.telegram_api_base_url:
         builder = builder.base_url(settings.telegram_api_base_url)
-    return builder.build()
+    app = builder.build()
+    assert app.job_queue is not None
+    # A job whose time passed while the loop was busy (a loaded box, a long pause, a suspended machine) runs late,
+    # once: APScheduler's default drops it after a second late, which ended a schedule's chain of runs for good.
+    jobs = app.job_queue
+    jobs.scheduler.configure(job_defaults=dict(LATE_JOBS_RUN), **jobs.scheduler_configuration)
+    return app
 
 
 RuntimeHook = Callable[[BotRuntime], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -288,10 +297,15 @@ async def _run_app(
         except StoreError as exc:  # only a head start: the first click folds them instead
             log.warning("could not fold the closed books at start (%s); the first click will", exc)
         runtime.scheduler.start(app.job_queue)
+        beat = _heartbeat(runtime)
+        await beat(None)  # `tradebot health` sees the bot from now, not from its first job (late on a busy start)
         tick = min(max(runtime.clock.real_seconds(timedelta(seconds=TICK_BOT_SECONDS)), 0.5), MAX_TICK_SECONDS)
         app.job_queue.run_repeating(runtime.tick, interval=tick, first=0.1, name="tick")
         app.job_queue.run_repeating(
-            _heartbeat(runtime), interval=settings.metrics.heartbeat_seconds, first=0.2, name="heartbeat"
+            beat,
+            interval=settings.metrics.heartbeat_seconds,
+            first=settings.metrics.heartbeat_seconds,
+            name="heartbeat",
         )
         if settings.bot.trade_failed_strategies:
             log.warning("OVERRIDE ACTIVE: strategies that failed pre-deploy validation will be traded")

@@ -7,10 +7,12 @@ The bot is the real one over the fake Bot API with the shared CSV data, as in te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,10 +77,16 @@ def test_the_bot_process_speaks_sd_notify_ready_watchdog_and_stopping(env: Path)
             tg.wait_until_sync(lambda: tg.polling or None, timeout=30, what="the bot to poll")
             deadline = time.monotonic() + 15
             seen: list[str] = []
+            beat_at_ready: list[tuple[str]] | None = None
             while sum(m == "WATCHDOG=1" for m in seen) < 3:
                 assert time.monotonic() < deadline, f"watchdog pings did not come: {seen}"
                 time.sleep(0.1)
                 seen += datagrams(notify)
+                if beat_at_ready is None and any(m.startswith("READY=1") for m in seen):
+                    with contextlib.closing(sqlite3.connect(env / "bot.db")) as db:
+                        beat_at_ready = db.execute(
+                            "SELECT value FROM bot_state WHERE key = ?", (HEARTBEAT_KEY,)
+                        ).fetchall()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=15)
         finally:
@@ -91,6 +99,9 @@ def test_the_bot_process_speaks_sd_notify_ready_watchdog_and_stopping(env: Path)
     assert f"MAINPID={proc.pid}" in seen[ready] and "STATUS=tradebot running: paper" in seen[ready]
     assert seen[-1].startswith("STOPPING=1")
     assert all(m == "WATCHDOG=1" for m in seen[ready + 1 : -1])  # between READY and STOPPING: only pings
+    # Started means `tradebot health` sees it: the first heartbeat is written before READY, not by a job after.
+    assert beat_at_ready is not None and len(beat_at_ready) == 1
+    assert HeartbeatRecord.decode(beat_at_ready[0][0]).pid == proc.pid
 
 
 async def test_a_second_bot_on_the_same_database_is_refused_and_changes_nothing(tg: FakeTelegram, env: Path) -> None:
