@@ -2,9 +2,11 @@
 
 scipy.stats costs the bot process about 60 MB for the few functions it needs there: the credible interval of a
 posterior win rate, the Clopper-Pearson and Student-t intervals of a baseline, the one-sided binomial and
-two-sample Kolmogorov-Smirnov tests of drift and the binomial bound of its calibration. Each function here
+two-sample Kolmogorov-Smirnov tests of drift, the binomial bound of its calibration, and the rank correlation that
+says whether a pair's score predicts its outcomes (also what every validation measures). Each function here
 computes what the scipy function named in its docstring computes, to within float rounding (unit tests hold them
-to scipy on grids and random samples); fitting and validation, which run in worker processes, keep using scipy.
+to scipy on grids and random samples); fitting (calibration, learned score weights), which runs in worker
+processes, keeps using scipy.
 
 The regularized incomplete beta function is Lentz's evaluation of its continued fraction (Numerical Recipes
 6.4), taken on the side of the mean where it converges fastest; its inverse is Newton's method kept inside a
@@ -116,6 +118,61 @@ def student_t_ppf(q: float, df: float) -> float:
     y = beta_ppf(abs(2.0 * q - 1.0), 0.5, 0.5 * df)
     magnitude = math.sqrt(df * y / (1.0 - y))
     return magnitude if q > 0.5 else -magnitude
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """Return P(T > t) for Student's t with df degrees of freedom (`scipy.stats.t.sf(t, df)`)."""
+    if not (math.isfinite(df) and df > 0.0):
+        raise ValueError(f"degrees of freedom must be positive, was {df}")
+    if math.isnan(t):
+        raise ValueError("t must be a number, was nan")
+    if math.isinf(t):
+        return 0.0 if t > 0.0 else 1.0
+    # P(T > |t|) = I_x(df/2, 1/2) / 2 with x = df / (df + t^2): the small upper tail without cancellation
+    tail = 0.5 * beta_cdf(df / (df + t * t), 0.5 * df, 0.5)
+    return tail if t >= 0.0 else 1.0 - tail
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """Return the ranks 1..n of `values`, tied values sharing the mean of their ranks (`scipy.stats.rankdata`)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and values[order[end]] == values[order[start]]:
+            end += 1
+        shared = (start + end + 1) / 2.0  # the mean of ranks start + 1 .. end
+        for k in range(start, end):
+            ranks[order[k]] = shared
+        start = end
+    return ranks
+
+
+def spearman_greater(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Return Spearman's rank correlation of `x` and `y` and the p-value of the one-sided test that it is positive.
+
+    `scipy.stats.spearmanr(x, y, alternative="greater")`: the Pearson correlation of the average ranks, and
+    Student's t with n - 2 degrees of freedom for the p-value. NaN (both) when a value is NaN or either side
+    is constant, as scipy's.
+    """
+    n = len(x)
+    if n != len(y) or n < 3:
+        raise ValueError(f"the rank correlation needs two samples of the same size of at least 3, had {n} and {len(y)}")
+    if any(math.isnan(v) for v in (*x, *y)):
+        return math.nan, math.nan
+    rx, ry = average_ranks(x), average_ranks(y)
+    mean = (n + 1) / 2.0  # of ranks 1..n, ties or not
+    dx, dy = [r - mean for r in rx], [r - mean for r in ry]
+    sxx, syy = math.fsum(d * d for d in dx), math.fsum(d * d for d in dy)
+    if sxx == 0.0 or syy == 0.0:
+        return math.nan, math.nan
+    rho = math.fsum(a * b for a, b in zip(dx, dy, strict=True)) / math.sqrt(sxx * syy)
+    rho = min(max(rho, -1.0), 1.0)
+    dof = n - 2
+    spread = (rho + 1.0) * (1.0 - rho)
+    t = math.copysign(math.inf, rho) if spread == 0.0 else rho * math.sqrt(max(dof / spread, 0.0))
+    return rho, student_t_sf(t, dof)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:

@@ -203,10 +203,7 @@ class ScoreEdge:
         n = len(quality)
         if n < MIN_SCORE_TRADES or len(set(quality)) < 2 or len(set(r_multiples)) < 2:
             return cls(n, None, None)
-        from scipy import stats  # noqa: PLC0415 - scipy is slow to import and only this needs it here
-
-        result = stats.spearmanr(quality, r_multiples, alternative="greater")
-        rho, p = float(result.statistic), float(result.pvalue)
+        rho, p = probability.spearman_greater([float(q) for q in quality], [float(r) for r in r_multiples])
         if not (math.isfinite(rho) and math.isfinite(p)):
             return cls(n, None, None)
         return cls(n, rho, p)

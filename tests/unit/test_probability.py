@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import warnings
@@ -110,13 +111,60 @@ def test_the_detectors_allowed_alarms_match_scipys_binomial(simulations: int) ->
             assert drift._allowed_alarms(simulations, false_alarm, confidence) == expected
 
 
-def test_the_bot_side_statistics_do_not_import_scipy() -> None:
+def test_the_bot_side_statistics_and_the_score_edge_do_not_import_scipy() -> None:
     code = (
         "import sys\n"
         "from engine import drift, learning, systems\n"
         "systems.BaselineStats.of([1.0, -1.0, 0.5, 2.0, -1.0], 0.05)\n"
         "drift.assess([-1.0, 1.0] * 20, [1.0, -1.0, 2.0] * 30)\n"
+        "assert systems.ScoreEdge.measure([float(q % 7) for q in range(60)], [q / 9 - 3 for q in range(60)]).rho\n"
         "learning.Posterior('trend', 'EURUSD', None, 'test', 30.0, 0.5, 0.2, 12, 9.5, 20, 17, 0.1, 0.2).describe()\n"
         "assert 'scipy' not in sys.modules, 'scipy was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 8, 30, 118, 1000, 20000])
+def test_student_t_upper_tail_matches_scipy(df: int) -> None:
+    for t in (-40.0, -5.0, -1.3, -1e-9, 0.0, 1e-9, 0.4, 1.96, 3.0, 8.0, 40.0, 300.0):
+        assert probability.student_t_sf(t, df) == pytest.approx(float(stats.t.sf(t, df)), rel=REL, abs=1e-300), (t, df)
+    assert probability.student_t_sf(math.inf, df) == 0.0 and probability.student_t_sf(-math.inf, df) == 1.0
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        probability.student_t_sf(1.0, 0.0)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["continuous", "tied"])
+@pytest.mark.parametrize("n", [3, 4, 10, 30, 200, 2000])
+def test_spearman_greater_matches_scipy_on_random_samples(n: int, ties: bool) -> None:
+    rng = np.random.default_rng(n * 2 + ties)
+    for trial in range(20):
+        score = rng.normal(size=n) + (trial % 5 - 2) * 0.2 * np.arange(n) / n  # some with a real association
+        r = np.round(rng.normal(size=n) + score * (trial % 3) * 0.3, 1 if ties else 12)
+        if ties:
+            score = np.round(score, 1)
+        if len(set(score)) < 2 or len(set(r)) < 2:
+            continue
+        expected = stats.spearmanr(score, r, alternative="greater")
+        rho, p = probability.spearman_greater(score.tolist(), r.tolist())
+        assert rho == pytest.approx(float(expected.statistic), rel=1e-12, abs=1e-14), (n, trial)
+        assert p == pytest.approx(float(expected.pvalue), rel=REL, abs=1e-15), (n, trial)
+    assert probability.average_ranks([3.0, 1.0, 3.0, 2.0, 3.0]) == stats.rankdata([3, 1, 3, 2, 3]).tolist()
+
+
+def test_spearman_greater_at_its_edges_as_scipy() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on a constant input and on a perfect correlation's t
+        for x, y in (
+            ([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 9.0]),  # perfectly increasing: p 0
+            ([1.0, 2.0, 3.0, 4.0], [9.0, 6.0, 4.0, 2.0]),  # perfectly decreasing: p 1
+            ([1.0, 2.0, 3.0], [1.0, 3.0, 2.0]),  # the smallest sample
+        ):
+            expected = stats.spearmanr(x, y, alternative="greater")
+            rho, p = probability.spearman_greater(x, y)
+            assert (rho, p) == pytest.approx((float(expected.statistic), float(expected.pvalue)), rel=REL, abs=1e-15)
+        for x, y in (([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]), ([1.0, math.nan, 2.0], [1.0, 2.0, 3.0])):
+            rho, p = probability.spearman_greater(x, y)
+            assert math.isnan(rho) and math.isnan(p)
+            assert math.isnan(stats.spearmanr(x, y, alternative="greater").pvalue)
+    with pytest.raises(ValueError, match="at least 3"):
+        probability.spearman_greater([1.0, 2.0], [1.0, 2.0])
