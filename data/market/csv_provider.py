@@ -6,7 +6,8 @@ ending in `Z` (daily files label each bar `DATE T00:00:00Z`). A file that breaks
 duplicates, unsorted rows) are passed through raw: `data.market.validation.validate_bars` deals with them.
 
 Parsed files are memoised by (path, mtime, size, inode), so a bot re-scanning every few minutes parses
-each file once until it changes.
+each file once until it changes; the providers built from the configuration share one reader per process
+(`data.market.providers.SHARED_CSV_FILES`).
 
 NSE hourly bars start at 09:15 IST, not on the clock hour: for an XNSE instrument at 1h with no
 `SYMBOL_1h.csv`, the provider builds them from `SYMBOL_5m.csv` (`engine.session_hours.nse_hours`).
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -144,32 +147,60 @@ class FileStamp:
 
 
 class BarFileReader:
-    """Reads bar CSVs, re-parsing a file only when its mtime, size or inode changed."""
+    """Reads bar CSVs, re-parsing a file only when its mtime, size or inode changed.
 
-    def __init__(self) -> None:
-        self._memo: dict[Path, tuple[FileStamp, pd.DataFrame]] = {}
+    It keeps the parsed frames of at most `max_bytes` (None: all), dropping the least recently read beyond;
+    a dropped file is parsed again when it is next read. Safe to share between threads.
+    """
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes must be at least 0 or None (no limit), was {max_bytes}")
+        self.max_bytes = max_bytes
+        self._memo: OrderedDict[Path, tuple[FileStamp, pd.DataFrame, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
         self.files_parsed = 0
+
+    @property
+    def kept_bytes(self) -> int:
+        """The memory of the parsed frames kept."""
+        return self._bytes
 
     def read(self, path: Path) -> pd.DataFrame:
         """The parsed frame of `path` (shared between callers: treat it as read-only)."""
         try:
             st = path.stat()
         except FileNotFoundError:
-            self._memo.pop(path, None)
+            self.forget(path)
             raise ProviderError(f"{path}: file not found") from None
         except OSError as exc:
             raise ProviderError(f"{path}: cannot read: {exc.strerror or exc}") from None
         stamp = FileStamp.from_stat(st)
-        hit = self._memo.get(path)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        frame = read_bar_csv(path)
-        self.files_parsed += 1
-        self._memo[path] = (stamp, frame)
+        with self._lock:
+            hit = self._memo.get(path)
+            if hit is not None and hit[0] == stamp:
+                self._memo.move_to_end(path)
+                return hit[1]
+        frame = read_bar_csv(path)  # outside the lock: other files are read meanwhile
+        size = int(frame.memory_usage(index=True).sum())
+        with self._lock:
+            self.files_parsed += 1
+            self._drop(path)
+            self._memo[path] = (stamp, frame, size)
+            self._bytes += size
+            while self.max_bytes is not None and self._bytes > self.max_bytes and len(self._memo) > 1:
+                self._drop(next(iter(self._memo)))
         return frame
 
     def forget(self, path: Path) -> None:
-        self._memo.pop(path, None)
+        with self._lock:
+            self._drop(path)
+
+    def _drop(self, path: Path) -> None:
+        gone = self._memo.pop(path, None)
+        if gone is not None:
+            self._bytes -= gone[2]
 
 
 class CsvProvider:

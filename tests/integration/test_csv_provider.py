@@ -13,8 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.market.csv_provider import CSV_HEADER, CsvProvider, closed_tail, read_bar_csv, write_bar_csv
-from data.market.providers import YFinanceProvider, provider_from_source
+from data.market.csv_provider import (
+    CSV_HEADER,
+    BarFileReader,
+    CsvProvider,
+    closed_tail,
+    read_bar_csv,
+    write_bar_csv,
+)
+from data.market.providers import SHARED_CSV_FILES, YFinanceProvider, provider_from_source
 from engine.bars import to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
@@ -179,6 +186,41 @@ def test_parsed_file_is_cached_until_it_changes(tmp_path: Path) -> None:
     path.write_text(HEADER + "\n" + GOOD_ROWS + "2025-01-06T02:00:00Z,1.2,1.3,1.1,1.25,7\n", encoding="utf-8")
     assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 3
     assert provider.reader.files_parsed == 3
+
+
+def test_the_reader_keeps_what_was_read_last_within_its_memory_budget(tmp_path: Path) -> None:
+    paths = [
+        _write(tmp_path, HEADER + "\n" + GOOD_ROWS, f"{symbol}_1h.csv") for symbol in ("EURUSD", "GBPUSD", "AUDUSD")
+    ]
+    one = int(read_bar_csv(paths[0]).memory_usage(index=True).sum())
+    reader = BarFileReader(max_bytes=2 * one)  # room for two files
+    first = reader.read(paths[0])
+    reader.read(paths[1])
+    assert reader.read(paths[0]) is first and reader.files_parsed == 2  # read again: now the latest
+    reader.read(paths[2])  # over the budget: the least recently read (GBPUSD) goes
+    assert reader.kept_bytes == 2 * one and reader.files_parsed == 3
+    assert reader.read(paths[0]) is first and reader.files_parsed == 3
+    reader.read(paths[1])
+    assert reader.files_parsed == 4 and reader.kept_bytes == 2 * one
+    paths[2].unlink()
+    with pytest.raises(ProviderError, match="file not found"):
+        reader.read(paths[2])
+    assert reader.kept_bytes <= 2 * one
+    tiny = BarFileReader(max_bytes=0)  # always keeps the latest file, however large
+    assert tiny.read(paths[0]) is tiny.read(paths[0]) and tiny.files_parsed == 1
+    with pytest.raises(ValueError, match="max_bytes"):
+        BarFileReader(max_bytes=-1)
+
+
+def test_providers_from_the_configuration_share_the_parsed_files(tmp_path: Path) -> None:
+    _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
+    eurusd = default_instrument("EURUSD")
+    parsed = SHARED_CSV_FILES.files_parsed
+    for _ in range(3):  # the bot's provider, a validation's, the sandbox's after a restart: one parse
+        provider = provider_from_source(f"csv:{tmp_path}", tmp_path / "cache")
+        assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
+    assert SHARED_CSV_FILES.files_parsed == parsed + 1
+    assert CsvProvider(tmp_path).reader is not SHARED_CSV_FILES  # one built by hand has its own
 
 
 @pytest.mark.shared_data
