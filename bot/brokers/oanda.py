@@ -31,6 +31,7 @@ from urllib.parse import quote as url_quote
 import httpx
 from pydantic import SecretStr
 
+from data.http import tls_context
 from engine.domain import Instrument, Side
 from engine.ports import BrokerError, BrokerErrorKind
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade, TradeKind
@@ -242,6 +243,7 @@ class OandaBroker:
             },
             timeout=settings.timeout_s,
             transport=transport,
+            verify=tls_context(),
         )
 
     def __repr__(self) -> str:

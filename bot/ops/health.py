@@ -21,6 +21,7 @@ import httpx
 
 from bot.config import Settings
 from bot.services.scheduler import ScheduleGroup, last_due_run
+from data.http import tls_context
 from data.redaction import Redactor
 from data.sqlite.store import storage_problem
 from engine.calendars import SessionCalendar
@@ -194,7 +195,7 @@ async def check_telegram(base_url: str | None, token: str, timeout: float, redac
         return Check(CheckName.TELEGRAM, False, "TELEGRAM_BOT_TOKEN is not set")
     url = f"{base_url or DEFAULT_TELEGRAM_BASE_URL}{token}/getMe"
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as client:
             response = await client.get(url)
         body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     except (httpx.HTTPError, ValueError) as exc:

@@ -26,6 +26,7 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
 )
+from telegram.request import HTTPXRequest
 
 from bot.bootstrap import open_runtime
 from bot.config import Settings
@@ -40,6 +41,7 @@ from bot.telegram.messages import (
 )
 from bot.telegram.sender import OutboxSender
 from data.backup import DatabaseInUse, DatabaseLock
+from data.http import tls_context
 from data.redaction import Redactor
 from data.sqlite.store import StoreError
 
@@ -87,7 +89,15 @@ def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, No
 
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
     token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
-    builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=0)).concurrent_updates(True)
+    tls = {"verify": tls_context()}  # PTB's own requests, as its builder makes them, on the process's TLS context
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .rate_limiter(AIORateLimiter(max_retries=0))
+        .concurrent_updates(True)
+        .request(HTTPXRequest(connection_pool_size=256, httpx_kwargs=tls))
+        .get_updates_request(HTTPXRequest(connection_pool_size=1, httpx_kwargs=tls))
+    )
     if settings.telegram_api_base_url:
         builder = builder.base_url(settings.telegram_api_base_url)
     app = builder.build()

@@ -319,10 +319,15 @@ class NewsSource:
         """GET the feed; any network or HTTP failure becomes a NewsFeedError naming the URL."""
         import httpx  # noqa: PLC0415 - only a fetch needs it; reading the settings does not
 
+        from data.http import tls_context  # noqa: PLC0415 - imports httpx
+
         url = self.url or FOREXFACTORY_URL
         try:
             async with httpx.AsyncClient(
-                timeout=self.timeout_seconds, follow_redirects=True, headers={"User-Agent": _USER_AGENT}
+                timeout=self.timeout_seconds,
+                follow_redirects=True,
+                headers={"User-Agent": _USER_AGENT},
+                verify=tls_context(),
             ) as client:
                 response = await client.get(url)
         except httpx.TimeoutException:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import httpx
 
 from bot.brokers.kite.session import KITE_VERSION, KiteSettings
+from data.http import tls_context
 from data.redaction import Redactor
 from engine.ports import BrokerError, BrokerErrorKind
 
@@ -85,6 +86,7 @@ class KiteClient:
             headers={"X-Kite-Version": KITE_VERSION},
             timeout=settings.timeout_s,
             transport=transport,
+            verify=tls_context(),
         )
 
     def __repr__(self) -> str:
