@@ -22,10 +22,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     With PYTHONDONTWRITEBYTECODE set (as in some CI images) every test process, and every bot or CLI process a
     test starts, would compile the whole project from source again (~0.35 s a process); existing bytecode is
-    still read. Only what changed since the last run is compiled."""
-    if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
-        for package in PACKAGES:
-            compileall.compile_dir(ROOT / package, quiet=2, workers=0)  # a failure only costs time
+    still read. Only what changed since the last run is compiled. The test processes also keep pytest's
+    rewritten test modules (which it reads whatever the setting, but writes only where bytecode may be
+    written): each test process parsed and rewrote all of them on every run, 10-20 s of CPU a run."""
+    if sys.dont_write_bytecode:
+        if not hasattr(config, "workerinput"):
+            for package in PACKAGES:
+                compileall.compile_dir(ROOT / package, quiet=2, workers=0)  # a failure only costs time
+        sys.dont_write_bytecode = False  # this process only: the bot and CLI processes tests start read the setting
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
