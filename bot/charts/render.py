@@ -37,6 +37,9 @@ STYLE = mpf.make_mpf_style(
 )
 FIGSIZE = (11.0, 8.0)
 DPI = 120
+# zlib's fastest level: ~15 ms less a chart than PIL's default (6), for a file ~18 % larger (~150 kB; Telegram takes
+# photos up to 10 MB)
+PNG_COMPRESS_LEVEL = 1
 MARGIN = 0.06  # of the price range, above and below everything drawn
 
 
@@ -124,7 +127,7 @@ def render_png(spec: ChartSpec) -> bytes:
     if spec.footer:
         fig.text(0.01, 0.008, spec.footer, fontsize=11, color="#444444", ha="left", va="bottom")
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=DPI)
+    fig.savefig(out, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     plt.close(fig)
     return out.getvalue()
 
