@@ -16,8 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -70,8 +69,6 @@ TICK_BOT_SECONDS = 60.0
 
 MAX_TICK_SECONDS = 2.0  # expiry is checked at least this often in real time
 
-LATE_JOBS_RUN: Final = MappingProxyType({"misfire_grace_time": None, "coalesce": True})
-
 
 def _heartbeat(runtime: BotRuntime) -> Callable[[object], Coroutine[Any, Any, None]]:
     """The heartbeat job: a failure is logged and the next beat comes anyway (the health check sees the gap)."""
@@ -104,8 +101,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     assert app.job_queue is not None
     # A job whose time passed while the loop was busy (a loaded box, a long pause, a suspended machine) runs late,
     # once: APScheduler's default drops it after a second late, which ended a schedule's chain of runs for good.
-    jobs = app.job_queue
-    jobs.scheduler.configure(job_defaults=dict(LATE_JOBS_RUN), **jobs.scheduler_configuration)
+    late_jobs_run_once = {"misfire_grace_time": None, "coalesce": True}
+    app.job_queue.scheduler.configure(job_defaults=late_jobs_run_once, **app.job_queue.scheduler_configuration)
     return app
 
 
