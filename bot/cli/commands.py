@@ -24,17 +24,18 @@ log = logging.getLogger("tradebot")
 
 
 async def _scan(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.bootstrap import scan_service  # noqa: PLC0415 - the scan's stack, for this command only
-    from bot.cli.render import scan_json, scan_text  # noqa: PLC0415
-    from bot.services.configure import system_book, watchlist  # noqa: PLC0415
+    from bot.services.configure import system_book, watchlist  # noqa: PLC0415 - the scan's stack, for this command only
     from bot.services.scan import select  # noqa: PLC0415
-    from data.sqlite.store import SqliteStore  # noqa: PLC0415
 
     try:
         select(watchlist(settings), args.symbols, args.strategies)
     except ValueError as exc:
         print(f"tradebot scan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from bot.bootstrap import scan_service  # noqa: PLC0415 - after the arguments are known good: a usage error is quick
+    from bot.cli.render import scan_json, scan_text  # noqa: PLC0415
+    from data.sqlite.store import SqliteStore  # noqa: PLC0415
+
     async with scan_service(settings, args.data_source) as service:
         report = await service.scan(args.as_of, args.symbols, args.strategies)
         assert isinstance(service.store, SqliteStore)  # the CLI's scan service persists its runs there
