@@ -6,8 +6,9 @@ ending in `Z` (daily files label each bar `DATE T00:00:00Z`). A file that breaks
 duplicates, unsorted rows) are passed through raw: `data.market.validation.validate_bars` deals with them.
 
 Parsed files are memoised by (path, mtime, size, inode), so a bot re-scanning every few minutes parses
-each file once until it changes; the providers built from the configuration share one reader per process
-(`data.market.providers.SHARED_CSV_FILES`).
+each file once until it changes, and every provider of the process shares one reader (`SHARED_CSV_FILES`) unless
+given its own: an unchanged file is parsed once per process, whichever provider reads it (the bot's, each
+validation load, the sandbox's after a restart).
 
 NSE hourly bars start at 09:15 IST, not on the clock hour: for an XNSE instrument at 1h with no
 `SYMBOL_1h.csv`, the provider builds them from `SYMBOL_5m.csv` (`engine.session_hours.nse_hours`).
@@ -203,13 +204,17 @@ class BarFileReader:
             self._bytes -= gone[2]
 
 
+SHARED_CSV_BYTES: Final = 512 * 1024 * 1024  # the default watchlist's files parse to ~17 MB
+SHARED_CSV_FILES: Final = BarFileReader(SHARED_CSV_BYTES)  # the providers' reader unless they are given one
+
+
 class CsvProvider:
     """Bars from `DIR/{symbol}_{interval}.csv` files in the shared format."""
 
     def __init__(self, directory: Path, reader: BarFileReader | None = None) -> None:
         self.directory = directory
         self.name = f"csv:{directory}"
-        self.reader = reader or BarFileReader()
+        self.reader = SHARED_CSV_FILES if reader is None else reader
         self._hours: dict[Path, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
     def path_for(self, instrument: Instrument) -> Path:

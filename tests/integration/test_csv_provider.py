@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 
 from data.market.csv_provider import (
     CSV_HEADER,
+    SHARED_CSV_FILES,
     BarFileReader,
     CsvProvider,
     closed_tail,
     read_bar_csv,
     write_bar_csv,
 )
-from data.market.providers import SHARED_CSV_FILES, YFinanceProvider, provider_from_source
+from data.market.providers import YFinanceProvider, provider_from_source
 from engine.bars import to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
@@ -170,7 +171,7 @@ def test_unsorted_rows_keep_raw_order_but_limit_takes_latest(tmp_path: Path) -> 
 
 def test_parsed_file_is_cached_until_it_changes(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
-    provider = CsvProvider(tmp_path)
+    provider = CsvProvider(tmp_path, BarFileReader())  # its own reader: its count is this test's
     eurusd = default_instrument("EURUSD")
     assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
     assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
@@ -212,20 +213,23 @@ def test_the_reader_keeps_what_was_read_last_within_its_memory_budget(tmp_path: 
         BarFileReader(max_bytes=-1)
 
 
-def test_providers_from_the_configuration_share_the_parsed_files(tmp_path: Path) -> None:
+def test_the_providers_of_a_process_share_the_parsed_files(tmp_path: Path) -> None:
     _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
     eurusd = default_instrument("EURUSD")
     parsed = SHARED_CSV_FILES.files_parsed
     for _ in range(3):  # the bot's provider, a validation's, the sandbox's after a restart: one parse
         provider = provider_from_source(f"csv:{tmp_path}", tmp_path / "cache")
         assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
+    assert len(CsvProvider(tmp_path).fetch(eurusd, FAR_FUTURE, 10)) == 2
     assert SHARED_CSV_FILES.files_parsed == parsed + 1
-    assert CsvProvider(tmp_path).reader is not SHARED_CSV_FILES  # one built by hand has its own
+    own = CsvProvider(tmp_path, BarFileReader())  # one given its own reader keeps to it
+    assert len(own.fetch(eurusd, FAR_FUTURE, 10)) == 2 and own.reader.files_parsed == 1
+    assert SHARED_CSV_FILES.files_parsed == parsed + 1
 
 
 @pytest.mark.shared_data
 def test_cached_fetch_of_a_shared_file_does_not_reparse(market_dir: Path) -> None:
-    provider = CsvProvider(market_dir)
+    provider = CsvProvider(market_dir, BarFileReader())
     btc = default_instrument("BTCUSDT")
     for hour in range(12):
         provider.fetch(btc, datetime(2025, 6, 1, hour, tzinfo=UTC), 300)
@@ -291,7 +295,7 @@ def test_nse_hourly_bars_are_built_from_the_five_minute_file_when_no_hourly_file
         index=pd.DatetimeIndex(times, name="timestamp"),
     )
     write_bar_csv(five, tmp_path / "NIFTY50_5m.csv")
-    provider = CsvProvider(tmp_path)
+    provider = CsvProvider(tmp_path, BarFileReader())
     hourly = replace(default_instrument("NIFTY50"), interval=Interval.H1)
     frame = provider.fetch(hourly, FAR_FUTURE, 100)
     assert [t.strftime("%H:%M") for t in frame.index] == ["03:45", "04:45", "05:45", "06:45", "07:45", "08:45", "09:45"]
