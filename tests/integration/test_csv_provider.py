@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from data.market import csv_provider
 from data.market.csv_provider import (
     CSV_HEADER,
     SHARED_CSV_FILES,
@@ -213,18 +214,23 @@ def test_the_reader_keeps_what_was_read_last_within_its_memory_budget(tmp_path: 
         BarFileReader(max_bytes=-1)
 
 
-def test_the_providers_of_a_process_share_the_parsed_files(tmp_path: Path) -> None:
-    _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
+def test_the_providers_of_a_process_share_the_parsed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
+    parses: list[Path] = []  # of this file only: another thread of the process may parse others meanwhile
+
+    def counted(read: Path) -> pd.DataFrame:
+        parses.extend([read] if read == path else [])
+        return read_bar_csv(read)
+
+    monkeypatch.setattr(csv_provider, "read_bar_csv", counted)
     eurusd = default_instrument("EURUSD")
-    parsed = SHARED_CSV_FILES.files_parsed
     for _ in range(3):  # the bot's provider, a validation's, the sandbox's after a restart: one parse
         provider = provider_from_source(f"csv:{tmp_path}", tmp_path / "cache")
         assert len(provider.fetch(eurusd, FAR_FUTURE, 10)) == 2
     assert len(CsvProvider(tmp_path).fetch(eurusd, FAR_FUTURE, 10)) == 2
-    assert SHARED_CSV_FILES.files_parsed == parsed + 1
+    assert CsvProvider(tmp_path).reader is SHARED_CSV_FILES and len(parses) == 1
     own = CsvProvider(tmp_path, BarFileReader())  # one given its own reader keeps to it
-    assert len(own.fetch(eurusd, FAR_FUTURE, 10)) == 2 and own.reader.files_parsed == 1
-    assert SHARED_CSV_FILES.files_parsed == parsed + 1
+    assert len(own.fetch(eurusd, FAR_FUTURE, 10)) == 2 and own.reader.files_parsed == 1 and len(parses) == 2
 
 
 @pytest.mark.shared_data
