@@ -8,7 +8,8 @@ strategy are fitted to its outcomes and judged against the hand weights on outco
 * Fit: non-negative least squares of net R on the component values, both centred on the fit part (a missing
   component, e.g. volume on an index, takes its fit mean; a component equal on every outcome is left out):
   w >= 0 so the score stays a weighted mean of named, explainable components; the weights are scaled so the
-  largest is 1. All zero: no component predicts R.
+  largest is 1. All zero: no component predicts R. (`nnls` and the bootstrap's `row_ranks` are numpy, held to
+  scipy's by unit tests: scipy took a second of `tradebot validate` to import.)
 * The learned score of an outcome is `engine.quality`'s formula with these weights: 100 x sum(w x v) / sum(w)
   over its components.
 * Judged on the held-out part by Spearman's rank correlation with R (`engine.systems.ScoreEdge`), the hand score
@@ -31,6 +32,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.bars import FloatArray
 from engine.domain import ensure_utc
@@ -165,8 +167,6 @@ def compare_weights(
 
 def fit_weights(fit: Sequence[Outcome]) -> dict[str, float]:
     """Non-negative least squares of centred R on centred component values, scaled so the largest weight is 1."""
-    from scipy.optimize import nnls  # noqa: PLC0415 - scipy is slow to import; only fitting needs it
-
     present = sorted({name for o in fit for name in o.components})
     means = {c: float(np.mean([o.components[c] for o in fit if c in o.components])) for c in present}
     x = np.array([[o.components.get(c, means[c]) for c in present] for o in fit], dtype=np.float64)
@@ -174,7 +174,7 @@ def fit_weights(fit: Sequence[Outcome]) -> dict[str, float]:
     names = [c for c, v in zip(present, varies, strict=True) if v]
     x = x[:, varies]
     y = np.array([o.r for o in fit], dtype=np.float64)
-    w, _ = nnls(x - x.mean(axis=0), y - y.mean())
+    w = nnls(x - x.mean(axis=0), y - y.mean())
     top = float(w.max()) if len(w) else 0.0
     if not top > 0:
         return {}
@@ -183,15 +183,13 @@ def fit_weights(fit: Sequence[Outcome]) -> dict[str, float]:
 
 def _bootstrap_p(learned: FloatArray, hand: FloatArray, r: FloatArray, resamples: int, seed: int) -> float | None:
     """Paired bootstrap p-value that the learned score's rank correlation with R is no higher than the hand's."""
-    from scipy.stats import rankdata  # noqa: PLC0415 - scipy is slow to import; only this test needs it
-
     n = len(r)
     if n < 2:
         return None
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(resamples, n))
-    rr = rankdata(r[idx], axis=1)
-    diff = _rows_corr(rankdata(learned[idx], axis=1), rr) - _rows_corr(rankdata(hand[idx], axis=1), rr)
+    rr = row_ranks(r[idx])
+    diff = _rows_corr(row_ranks(learned[idx]), rr) - _rows_corr(row_ranks(hand[idx]), rr)
     valid = diff[np.isfinite(diff)]
     if len(valid) == 0:
         return None
@@ -205,3 +203,75 @@ def _rows_corr(a: FloatArray, b: FloatArray) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out: FloatArray = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     return out
+
+
+def nnls(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Return the x >= 0 that minimises ||a x - b|| (`scipy.optimize.nnls`: Lawson and Hanson's active set method).
+
+    Columns move into the passive set one at a time, the one whose gradient is largest (a column whose own least
+    squares step would not be positive, a rounding artefact, is passed over); the least squares on the passive
+    columns is taken while it stays positive, else x goes as far towards it as it can and the columns that reach
+    zero go back. Raises ValueError for non-finite input or when it does not converge in 3 x columns steps
+    (scipy's limit).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.shape != (a.shape[0],):
+        raise ValueError(f"nnls needs an (m, n) matrix and an m-vector, had shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("nnls needs finite values")
+    m, n = a.shape
+    # A gradient a_j . (b - a x) is at most ||a|| ||b||; below this multiple of its rounding it is noise.
+    tol = 10 * max(m, n) * np.finfo(np.float64).eps * float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+
+    def solve(columns: npt.NDArray[np.bool_]) -> FloatArray:
+        s = np.zeros(n)
+        s[columns] = np.linalg.lstsq(a[:, columns], b, rcond=None)[0]
+        return s
+
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    for _ in range(3 * n):
+        gradient = a.T @ (b - a @ x)
+        candidates = ~passive & (gradient > tol)
+        while candidates.any():
+            j = int(np.argmax(np.where(candidates, gradient, -np.inf)))
+            trial = passive.copy()
+            trial[j] = True
+            s = solve(trial)
+            if s[j] > 0:
+                break
+            candidates[j] = False
+        else:
+            return x
+        passive = trial
+        while not bool((s[passive] > 0).all()):
+            blocking = np.flatnonzero(passive & (s <= 0))
+            gap = x[blocking] - s[blocking]
+            steps = np.divide(x[blocking], gap, out=np.zeros_like(gap), where=gap > 0)
+            k = int(np.argmin(steps))
+            x = x + float(steps[k]) * (s - x)
+            passive &= x > 0
+            passive[blocking[k]] = False  # it reached zero, whatever the rounding says
+            x[~passive] = 0.0
+            s = solve(passive)
+        x = s
+    raise ValueError(f"nnls did not converge in {3 * n} steps")
+
+
+def row_ranks(values: FloatArray) -> FloatArray:
+    """Return the ranks 1..n within each row, tied values sharing the mean of their ranks (`scipy.stats.rankdata(
+    values, axis=1)`)."""
+    rows, n = values.shape
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    starts = np.ones((rows, n), dtype=bool)  # where a run of equal values begins in its sorted row
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    flat = starts.ravel()
+    first = np.flatnonzero(flat)  # each run's first position, over all rows
+    run = np.cumsum(flat) - 1
+    ends = np.append(first[1:], flat.size)  # a row starts a new run, so no run crosses rows
+    mean_rank = (first[run] + ends[run] + 1) / 2.0 - np.repeat(np.arange(rows) * n, n)
+    ranks = np.empty((rows, n))
+    np.put_along_axis(ranks, order, mean_rank.reshape(rows, n), axis=1)
+    return ranks

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.learning import Outcome, OutcomeSource
 from engine.quality import DEFAULT_WEIGHTS
-from engine.score_weights import WeightsComparison, compare_weights, fit_weights, learned_score
+from engine.score_weights import WeightsComparison, compare_weights, fit_weights, learned_score, nnls, row_ranks
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 HAND = {name.value: weight for name, weight in DEFAULT_WEIGHTS.items()}
@@ -82,3 +85,53 @@ def test_the_learned_score_is_the_quality_formula_with_other_weights() -> None:
     assert learned_score({"a": 1.0, "c": 0.2}, {"a": 0.5, "b": 1.0}) == 100.0  # only weighted components present
     assert learned_score({"c": 0.2}, {"a": 1.0}) is None
     assert learned_score({"a": 0.25}, {"a": 1.0}) == pytest.approx(25.0)
+
+
+def test_nnls_finds_what_scipy_finds_on_random_and_collinear_problems() -> None:
+    nnls_scipy = pytest.importorskip("scipy.optimize").nnls
+    rng = np.random.default_rng(7)
+    for k in range(600):
+        m, n = int(rng.integers(1, 200)), int(rng.integers(1, 9))
+        a = rng.normal(size=(m, n)) if k % 3 else rng.random((m, n)).round(1)  # rounded: ties and repeated rows
+        if k % 5 == 0 and n > 1:
+            a[:, 1] = 2 * a[:, 0]  # collinear columns
+        b = rng.normal(size=m)
+        a, b = a - a.mean(axis=0), b - b.mean()  # centred, as the fit is (a few rows: an exact fit)
+        expected, _ = nnls_scipy(a, b)
+        found = nnls(a, b)
+        assert (found >= 0).all()
+        np.testing.assert_allclose(found, expected, rtol=1e-9, atol=1e-9)
+    example = np.array([[1.0, 0], [1, 0], [0, 1]])  # scipy's documented examples
+    np.testing.assert_allclose(nnls(example, np.array([2.0, 1, 1])), [1.5, 1.0], rtol=1e-12)
+    assert nnls(example, np.array([-1.0, -1, -1])).tolist() == [0.0, 0.0]
+
+
+def test_nnls_refuses_what_it_cannot_solve() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        nnls(np.array([[1.0, np.nan]]), np.array([1.0]))
+    with pytest.raises(ValueError, match=r"\(m, n\) matrix and an m-vector"):
+        nnls(np.ones((3, 2)), np.ones(2))
+
+
+def test_row_ranks_are_scipys_average_ranks_with_ties() -> None:
+    rankdata = pytest.importorskip("scipy.stats").rankdata
+    rng = np.random.default_rng(3)
+    for k in range(200):
+        rows, n = int(rng.integers(1, 40)), int(rng.integers(1, 50))
+        values = rng.normal(size=(rows, n)) if k % 2 else rng.integers(0, 4, size=(rows, n)).astype(float)
+        assert np.array_equal(row_ranks(values), rankdata(values, axis=1))
+    assert row_ranks(np.array([[3.0, 1.0, 3.0, 2.0, 3.0]])).tolist() == [[4.0, 1.0, 4.0, 2.0, 4.0]]
+
+
+def test_comparing_weights_loads_no_scipy() -> None:
+    """`tradebot validate` compares the weights in its own process: scipy took a second of it to import."""
+    script = (
+        "import sys\n"
+        "from tests.unit.test_score_weights import outcomes\n"
+        "from engine.score_weights import compare_weights\n"
+        "assert compare_weights(outcomes(300, 1, informative=True), 'trend_pullback').weights\n"
+        "print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
