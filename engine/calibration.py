@@ -22,6 +22,7 @@ from engine.learning import (
     Outcome,
     OutcomeSource,
 )
+from engine.probability import student_t_sf
 
 RELIABILITY_BINS: Final = 10
 
@@ -323,9 +324,9 @@ def _paired_p_value(gain: FloatArray) -> float | None:
     """Return the one-sided t-test p-value that the mean per-trade Brier gain is not above 0 (None if undefined)."""
     if len(gain) < 2 or float(np.std(gain)) == 0.0:
         return None
-    from scipy import stats  # noqa: PLC0415 - scipy loads in the jobs that need it, not at start
-
-    p = float(stats.ttest_1samp(gain, 0.0, alternative="greater").pvalue)
+    n = len(gain)
+    t = float(np.mean(gain)) / (float(np.std(gain, ddof=1)) / math.sqrt(n))  # scipy.stats.ttest_1samp's statistic
+    p = student_t_sf(t, n - 1) if math.isfinite(t) else math.nan
     return p if math.isfinite(p) else None
 
 
@@ -337,14 +338,72 @@ def _quality(o: Outcome) -> float:
 
 def _fit_isotonic(fit: Sequence[Outcome], y: FloatArray) -> _Params:
     x = np.array([_quality(o) for o in fit], dtype=np.float64)
-    from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415 - only when fitting
-
-    model = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(x, y)
+    x_thresholds, y_thresholds = isotonic_thresholds(x, y)
     return _Params(
         features=(QUALITY_FEATURE,),
-        x_thresholds=tuple(float(v) for v in model.X_thresholds_),
-        y_thresholds=tuple(float(min(1.0, max(0.0, v))) for v in model.y_thresholds_),
+        x_thresholds=tuple(float(v) for v in x_thresholds),
+        y_thresholds=tuple(float(min(1.0, max(0.0, v))) for v in y_thresholds),
     )
+
+
+def isotonic_thresholds(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Return the points of the increasing isotonic regression of `y` on `x`, clipped to [0, 1], between which a
+    prediction interpolates (scikit-learn's `IsotonicRegression(increasing=True, y_min=0, y_max=1)`: its
+    `X_thresholds_` and `y_thresholds_`).
+
+    Equal x are one point with the mean of their y, weighted by their count; pool adjacent violators then makes
+    the means non-decreasing, each pooled block the weighted mean of its points; points inside a flat run are
+    dropped (interpolation does not need them). Blocks carry their sums and each mean is one division: with 0/1
+    outcomes every figure is the correctly rounded ratio of two whole numbers (scikit-learn's can be one unit in
+    the last place off, as it averages means).
+    """
+    if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"isotonic regression needs two 1-D samples of the same size, had {x.shape} and {y.shape}")
+    order = np.lexsort((y, x))
+    xs, ys = x[order], y[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    values = xs[starts]
+    weights = np.diff(np.r_[starts, len(xs)]).astype(np.float64)
+    totals = np.add.reduceat(ys, starts)
+    fitted = np.clip(_pool_adjacent_violators(totals.tolist(), weights.tolist()), 0.0, 1.0)
+    keep = np.ones(len(fitted), dtype=bool)
+    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
+    return values[keep], fitted[keep]
+
+
+def _pool_adjacent_violators(total: list[float], w: list[float]) -> FloatArray:
+    """The non-decreasing sequence closest to the means `total / w` in weighted least squares: each block the
+    weighted mean of its points (the single-pass form that pools whole decreasing runs and steps back, as
+    scikit-learn's), carried as sums so each mean is one division of the block's sums."""
+    n = len(total)
+    end = list(range(n))  # of a block starting at i: its last index; of a block ending at j: its first
+    i = 0
+    while i < n:
+        k = end[i] + 1
+        if k == n:
+            break
+        if total[i] * w[k] < total[k] * w[i]:  # mean i < mean k, without rounding either
+            i = k
+            continue
+        sum_total, sum_w = total[i], w[i]
+        while True:
+            previous = (total[k], w[k])
+            sum_total += total[k]
+            sum_w += w[k]
+            k = end[k] + 1
+            if k == n or previous[0] * w[k] < total[k] * previous[1]:
+                total[i], w[i] = sum_total, sum_w
+                end[i], end[k - 1] = k - 1, i
+                if i > 0:
+                    i = end[i - 1]
+                break
+    out = np.empty(n)
+    i = 0
+    while i < n:
+        k = end[i] + 1
+        out[i:k] = total[i] / w[i]
+        i = k
+    return out
 
 
 def _fit_logistic(fit: Sequence[Outcome], y: FloatArray) -> _Params:

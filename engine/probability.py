@@ -5,8 +5,8 @@ posterior win rate, the Clopper-Pearson and Student-t intervals of a baseline, t
 two-sample Kolmogorov-Smirnov tests of drift, the binomial bound of its calibration, and the rank correlation that
 says whether a pair's score predicts its outcomes (also what every validation measures). Each function here
 computes what the scipy function named in its docstring computes, to within float rounding (unit tests hold them
-to scipy on grids and random samples); the calibration's fit, which runs in worker processes, keeps using scipy
-(the learned score weights' fit is numpy: `engine.score_weights`).
+to scipy on grids and random samples). The isotonic calibration and the learned score weights are fitted in
+numpy (`engine.calibration`, `engine.score_weights`); a logistic calibration loads scikit-learn.
 
 The regularized incomplete beta function is Lentz's evaluation of its continued fraction (Numerical Recipes
 6.4), taken on the side of the mean where it converges fastest; its inverse is Newton's method kept inside a

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.stats import norm, ttest_1samp
 from sklearn.isotonic import IsotonicRegression
 
-from engine.calibration import CalibrationModel, fit_calibration
+from engine.calibration import CalibrationModel, _paired_p_value, fit_calibration, isotonic_thresholds
 from engine.domain import Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.learning import (
     CalibrationMethod,
@@ -351,6 +352,45 @@ def test_isotonic_predictions_are_what_sklearn_predicts() -> None:
     reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(x, y)
     grid = np.linspace(0, 100, 41)
     np.testing.assert_allclose([model.predict(q, {}) for q in grid], reference.predict(grid), atol=1e-12)
+
+
+def test_isotonic_thresholds_interpolate_as_sklearn_on_random_samples() -> None:
+    rng = np.random.default_rng(2)
+    grid = np.linspace(0, 100, 201)
+    for k in range(300):
+        n = int(rng.integers(1, 600))
+        x = rng.integers(0, 1001, size=n) / 10.0 if k % 2 else rng.random(n) * 100  # scores on 0.1 steps: ties
+        y = (rng.random(n) < x / 150 + 0.1).astype(float) if k % 3 else rng.random(n)
+        reference = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0, y_max=1).fit(x, y)
+        x_thresholds, y_thresholds = isotonic_thresholds(x, y)
+        np.testing.assert_allclose(np.interp(grid, x_thresholds, y_thresholds), reference.predict(grid), atol=1e-12)
+
+
+def test_isotonic_thresholds_of_wins_and_losses_are_exact_win_rates() -> None:
+    """Each fitted point is the correctly rounded win rate of its pooled block (a pooling in exact fractions)."""
+    rng = np.random.default_rng(9)
+    for _ in range(100):
+        x = rng.integers(0, 60, size=int(rng.integers(1, 400))) / 2.0
+        y = (rng.random(len(x)) < 0.2 + x / 100).astype(float)
+        blocks: list[list[Fraction | int]] = []  # [wins, count, number of distinct scores]
+        for value in np.unique(x):
+            blocks.append([Fraction(int(y[x == value].sum())), int((x == value).sum()), 1])
+            while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+                wins, count, width = blocks.pop()
+                blocks[-1] = [blocks[-1][0] + wins, blocks[-1][1] + count, blocks[-1][2] + width]
+        exact = [float(wins / count) for wins, count, width in blocks for _ in range(int(width))]
+        x_thresholds, y_thresholds = isotonic_thresholds(x, y)
+        kept = [exact[int(np.searchsorted(np.unique(x), v))] for v in x_thresholds]
+        assert y_thresholds.tolist() == kept
+
+
+def test_the_brier_gain_p_value_is_scipys_one_sided_t_test() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        gain = rng.normal(0.002, 0.05, size=int(rng.integers(2, 400)))
+        expected = float(ttest_1samp(gain, 0.0, alternative="greater").pvalue)
+        assert _paired_p_value(gain) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert _paired_p_value(np.array([0.1])) is None and _paired_p_value(np.full(5, 0.02)) is None
 
 
 def test_a_score_without_information_does_not_beat_the_base_rate() -> None:
