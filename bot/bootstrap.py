@@ -162,6 +162,8 @@ async def open_runtime(
     clock = clock or BotClock(settings.clock_start, settings.clock_speed)
     metrics = metrics or NullMetrics()
     provider = provider_from_source(settings.data_source, cache_dir(settings))
+    if not read_only:
+        provider.built()  # the running bot loads its data source (and pandas) at start, not in its first run
     items = watchlist(settings)
     instruments = {w.instrument.symbol: w.instrument for w in items}
     calendars = {w.instrument.symbol: w.calendar for w in items}

@@ -6,7 +6,8 @@ Medians; the figure's peak RSS (ru_maxrss of the child), how many modules it imp
 analysis libraries among them (pandas, TA-Lib, matplotlib, scipy, scikit-learn, exchange_calendars). The light
 commands (`pause`, `resume`, `audit`) read their settings and flag or read a database in a temporary folder;
 `health` also reads the watchlist's exchange calendars, kept in that folder's cache by an untimed first run (it
-answers "unhealthy" here, with no bot running: exit code 1 is expected).
+answers "unhealthy" here, with no bot running: exit code 1 is expected); `report` reads the profit summary
+through the bot's own services (its runtime, read only) from the same database.
 
 Goals: `tradebot --help` within 0.3 s; `--help`, `--version` and the light commands import no analysis library.
 
@@ -35,6 +36,7 @@ COMMANDS = (
     ("tradebot resume", ["-m", "bot.cli", "resume"]),
     ("tradebot audit", ["-m", "bot.cli", "audit", "-n", "5"]),
     ("tradebot health", ["-m", "bot.cli", "health"]),
+    ("tradebot report", ["-m", "bot.cli", "report"]),
 )
 EXPECTED_CODES = {"tradebot health": (0, 1)}  # unhealthy without a running bot
 REFERENCE = ("python -c pass", ["-c", "pass"])

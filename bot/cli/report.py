@@ -18,6 +18,8 @@ from bot.services.reports import DEFAULT_PERIODS, Period
 from bot.services.users import UserDirectory, actor_names
 from bot.telegram.messages import plain_text
 from bot.telegram.reports import (
+    DEFAULT_TRADES,
+    PERIOD_TITLES,
     audit_text,
     balance_text,
     performance_text,
@@ -76,7 +78,6 @@ async def _runtime(settings: Settings) -> AsyncIterator[BotRuntime]:
 async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """Print one report (the profit summary by default)."""
     from bot.services.reporting import Reporting  # noqa: PLC0415 - the bot's services: not for the audit trail
-    from bot.telegram.report_commands import DEFAULT_TRADES, PERIOD_TITLES  # noqa: PLC0415
 
     if not settings.db_path.exists():
         print(json.dumps({}) if args.json else f"No database at {settings.db_path} yet: no trades to report.")

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from data.market.validation import validate_bars
 from engine.bars import Bars
@@ -30,6 +29,9 @@ from engine.calendars import get_calendar
 from engine.domain import AssetClass, Instrument, Interval
 from engine.ports import BarProvider, ProviderError
 from engine.sizing import RateHistory, conversion_pair
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

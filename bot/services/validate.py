@@ -23,7 +23,6 @@ from bot.config import Settings
 from bot.services.configure import backtest_config, cache_dir
 from bot.services.rates import needed_pairs, rate_history
 from bot.services.systems import TradedSystem
-from data.market.csv_provider import CsvProvider
 from data.market.providers import provider_from_source
 from data.market.validation import validate_bars
 from engine.backtest import BacktestConfig, backtest
@@ -208,6 +207,8 @@ class WorkerSpec:
 @lru_cache(maxsize=16)
 def load_bars(data_dir: str, instrument: Instrument, calendar: SessionCalendar) -> Bars:
     """All clean bars of an instrument's CSV file (cached per worker process)."""
+    from data.market.csv_provider import CsvProvider  # noqa: PLC0415 - pandas: only where bars are read
+
     frame = CsvProvider(Path(data_dir)).fetch(instrument, _FAR_FUTURE, 10**9)
     check = validate_bars(frame, instrument, calendar, _FAR_FUTURE, min_bars=1, stale_bars=_NEVER_STALE)
     if check.bars is None:

@@ -21,6 +21,8 @@ from bot.services.reports import DEFAULT_PERIODS, MAX_PERIODS, Period
 from bot.services.runtime import BotRuntime
 from bot.services.users import UserDirectory, actor_names
 from bot.telegram.reports import (
+    DEFAULT_TRADES,
+    PERIOD_TITLES,
     audit_text,
     balance_text,
     count_text,
@@ -32,15 +34,12 @@ from bot.telegram.reports import (
     version_text,
 )
 
-DEFAULT_TRADES = 10
 MAX_TRADES = 50
 DEFAULT_AUDIT = 15
 MAX_AUDIT = 100
 DEFAULT_LOGS = 10
 MAX_LOGS = 50
 SECRET_SETTINGS = ("telegram_bot_token", "oanda_token", "kite_api_secret")
-
-PERIOD_TITLES = {Period.DAY: "Daily", Period.WEEK: "Weekly", Period.MONTH: "Monthly"}
 
 
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

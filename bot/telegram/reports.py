@@ -8,12 +8,15 @@ from decimal import Decimal
 from html import escape
 
 from bot.services.reporting import CountReport
-from bot.services.reports import BalanceRow, PerformanceRow, PeriodRow, ProfitReport
+from bot.services.reports import BalanceRow, PerformanceRow, Period, PeriodRow, ProfitReport
 from engine.audit import AuditEvent
 from engine.domain import plural
 from engine.trading import Trade
 
 PHONE_COLUMNS = 40
+
+DEFAULT_TRADES = 10  # closed trades `/trades` and `tradebot report --trades` list unless told
+PERIOD_TITLES = {Period.DAY: "Daily", Period.WEEK: "Weekly", Period.MONTH: "Monthly"}
 
 
 def money(value: Decimal | None, signed: bool = True) -> str:

@@ -49,6 +49,18 @@ def test_commands_that_only_read_or_flag_the_database_load_no_analysis_library(t
     assert "No shadow orders recorded" in outputs["shadow"] and outputs["db"].startswith("backup ")
 
 
+def test_a_report_reads_through_the_bots_services_without_pandas_or_the_chat_library(tmp_path: Path) -> None:
+    asyncio.run(seed(tmp_path / "bot.db"))
+    first = tradebot(tmp_path, "report", "--json")  # builds the exchange calendars into the cache, as `health` does
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = tradebot(tmp_path, "report", "--json", python=("-X", "importtime"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    loaded = imported(again.stderr)
+    assert "bot.bootstrap" in loaded and "bot.services.reporting" in loaded  # the bot's own services answered
+    assert not {name for name in loaded if name.split(".")[0] in {*ANALYSIS_LIBRARIES, "telegram"}}
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+
+
 def test_health_keeps_the_exchange_calendars_so_the_next_run_loads_neither_the_library_nor_pandas(
     tmp_path: Path,
 ) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +27,8 @@ from data.market.csv_provider import (
     read_bar_csv,
     write_bar_csv,
 )
-from data.market.providers import YFinanceProvider, provider_from_source
+from data.market.providers import DeferredProvider, provider_from_source
+from data.market.yfinance_provider import YFinanceProvider
 from engine.bars import to_nanos
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
@@ -264,15 +269,47 @@ def test_write_then_read_round_trips_exactly(tmp_path: Path) -> None:
 
 def test_factory_builds_csv_provider(tmp_path: Path) -> None:
     provider = provider_from_source(f"csv:{tmp_path}", tmp_path / "cache")
-    assert isinstance(provider, CsvProvider)
-    assert provider.name == f"csv:{tmp_path}"
+    assert isinstance(provider, DeferredProvider) and provider.name == f"csv:{tmp_path}"
+    built = provider.built()
+    assert isinstance(built, CsvProvider) and built.name == provider.name and provider.built() is built
 
 
 def test_factory_builds_yfinance_provider(tmp_path: Path) -> None:
     provider = provider_from_source("yfinance", tmp_path / "cache")
-    assert isinstance(provider, YFinanceProvider)
-    assert provider.name == "yfinance"
-    assert provider.cache is not None and provider.cache.directory == tmp_path / "cache"
+    assert isinstance(provider, DeferredProvider) and provider.name == "yfinance"
+    built = provider.built()
+    assert isinstance(built, YFinanceProvider) and built.name == "yfinance"
+    assert built.cache is not None and built.cache.directory == tmp_path / "cache"
+
+
+def test_the_factorys_provider_is_built_once_by_the_first_fetch_of_any_thread(tmp_path: Path) -> None:
+    _write(tmp_path, HEADER + "\n" + GOOD_ROWS)
+    built: list[CsvProvider] = []
+
+    def build() -> CsvProvider:
+        time.sleep(0.05)  # long enough for the other threads to arrive while it builds
+        built.append(CsvProvider(tmp_path, BarFileReader()))
+        return built[-1]
+
+    provider = DeferredProvider(f"csv:{tmp_path}", build)
+    eurusd = default_instrument("EURUSD")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(pool.map(lambda _: len(provider.fetch(eurusd, FAR_FUTURE, 10)), range(16)))
+    assert sizes == [2] * 16 and len(built) == 1 and provider.built() is built[0]
+
+
+def test_a_process_that_builds_the_factorys_provider_but_reads_no_bars_never_loads_pandas(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from data.market.providers import DeferredProvider, provider_from_source\n"
+        f"provider_from_source('csv:{tmp_path}', Path('cache'))\n"
+        "provider_from_source('yfinance', Path('cache'))\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("source", ["", "yahoo", "csv:", "csv", "CSV:/tmp", "postgres://x"])
