@@ -227,6 +227,7 @@ def backtest(
     setups: list[Setup] = []
     scores: dict[str, QualityScore] = {}
     rejected: Counter[str] = Counter()
+    sheet = engine.scorer.sheet(ctx, fired) if config.score_setups else None  # the score's inputs, gathered once
     k = 0
     while k < len(fired):
         i = int(fired[k])
@@ -239,7 +240,7 @@ def backtest(
         (candidate,) = candidates(strategy, ctx, signals, np.array([i], dtype=np.int64))
         score: QualityScore | None = None
         if config.score_setups:
-            assessed = assess(ctx, candidate, engine, None)
+            assessed = assess(ctx, candidate, engine, None, sheet, k - 1)
             if isinstance(assessed, Rejection):
                 rejected[rejection_key(assessed.reason)] += 1
                 continue

@@ -44,7 +44,7 @@ from engine.domain import (
     to_decimal,
 )
 from engine.indicators import MarketContext
-from engine.quality import QualityScorer
+from engine.quality import QualityScorer, ScoreSheet
 from engine.strategy import SignalArrays, Strategy
 
 
@@ -240,17 +240,29 @@ def scan_instrument(
 
 
 def assess(
-    ctx: MarketContext, candidate: Candidate, config: EngineConfig, now: datetime | None
+    ctx: MarketContext,
+    candidate: Candidate,
+    config: EngineConfig,
+    now: datetime | None,
+    sheet: ScoreSheet | None = None,
+    row: int = 0,
 ) -> ScoredSetup | Rejection:
     """Validate one candidate as of `now` (None: its own bar's close), score it and apply the minimum score.
 
-    The per-candidate step of every scan: the live scan, the replay and the backtester all call this.
+    The per-candidate step of every scan: the live scan, the replay and the backtester all call this. A backtest
+    passes the `sheet` its scorer gathered at every bar that fired and the candidate's `row` in it (the same score,
+    read from inputs gathered once).
     """
     as_of = now if now is not None else candidate.bar_time + ctx.bars.interval.delta
     result = validate(ctx.instrument, ctx.calendar, candidate, as_of, config.rules)
     if isinstance(result, Rejection):
         return result
-    score = config.scorer.score(ctx, candidate.bar_index, result)
+    if sheet is None:
+        score = config.scorer.score(ctx, candidate.bar_index, result)
+    elif sheet.scorer is config.scorer and sheet.inputs.ctx is ctx and sheet.bars[row] == candidate.bar_index:
+        score = sheet.score(row, result)
+    else:
+        raise ValueError(f"score sheet row {row} is not bar {candidate.bar_index} of this context and scorer")
     if score.total < config.min_score:
         return Rejection(
             RejectionKind.SETUP,

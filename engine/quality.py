@@ -21,6 +21,12 @@ The score is the weighted mean of named components, each a value in 0..1 with a 
 
 The total is `100 * sum(w * v) / sum(w)` over the applicable components, rounded to 0.1. It is
 deterministic, and the component values are kept so later calibration can map them to a win probability.
+Values and total are Python floats rounded by `round` (half to even on the exact binary value), so a score read
+back from its stored components totals the same (a numpy value used to round a total its own way: 49.15, stored
+as 49.1499..., became 49.2).
+
+The inputs the components read are gathered once per context for a set of bars (`QualityScorer.sheet`): a
+backtest gathers every bar that fired and scores the setups it takes from them; the live scan gathers its one bar.
 """
 
 from __future__ import annotations
@@ -30,8 +36,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
+
+from engine.bars import IntArray
 from engine.domain import AssetClass, Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.indicators import MarketContext, ema_history, higher_bars, macd_history, wilder_history
 
@@ -83,7 +93,7 @@ HIGHER_TIMEFRAME: Mapping[Interval, Interval] = MappingProxyType(
 )
 
 Evaluation = tuple[float, str] | None
-ComponentFn = Callable[[MarketContext, int, Setup], Evaluation]
+ComponentFn = Callable[["_Inputs", int, Setup], Evaluation]
 
 
 @dataclass(frozen=True)
@@ -104,30 +114,77 @@ def _clip01(x: float) -> float:
     return 0.0 if math.isnan(x) else min(1.0, max(0.0, x))
 
 
-def _trend_alignment(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
+class _Inputs:
+    """What the components read at a set of bars of one context, gathered once as Python numbers (row k = the
+    k-th bar): the figures the per-bar formulas below read, without a numpy scalar or an indicator lookup each."""
+
+    def __init__(self, ctx: MarketContext, indices: IntArray, names: frozenset[Component]) -> None:
+        at = np.asarray(indices, dtype=np.int64)
+        self.ctx = ctx
+        self.bar: list[int] = at.tolist()
+        # One bar (a live scan's) is read as scalars: cheaper than fancy indexing for one value, the same numbers.
+        self._one = self.bar[0] if len(self.bar) == 1 else None
+        self._at = at
+        bars, ind = ctx.bars, ctx.ind
+        self.close = self._take(bars.close)
+        if Component.TREND_ALIGNMENT in names:
+            higher = ctx.higher(HIGHER_TIMEFRAME[bars.interval])
+            self.higher_interval = higher.bars.interval
+            self.ema50 = self._take(ind.ema(50))
+            closed_bin = self._take(higher.index)  # the last higher bin closed by each bar, -1 if none yet
+            fast, slow = higher.ind.ema(50), higher.ind.ema(200)
+            self.fast = [fast[k].item() if k >= 0 else math.nan for k in closed_bin]
+            self.slow = [slow[k].item() if k >= 0 else math.nan for k in closed_bin]
+        if Component.MOMENTUM in names:
+            self.rsi = self._take(ind.rsi(14))
+            self.histogram = self._take(ind.macd()[2])
+        if Component.VOLATILITY_REGIME in names:
+            self.atr_rank = self._take(ind.percentile_rank("atr14", ind.atr(14), ATR_RANK_WINDOW))
+        if Component.VOLUME_CONFIRMATION in names and ctx.instrument.has_volume:
+            self.volume = self._take(bars.volume)
+            self.volume_mean = self._take(ind.volume_sma(20))
+        if Component.PATTERN_CONFLUENCE in names:
+            self.patterns = {name: self._windows(ind.pattern(name)) for name in CONFLUENCE_PATTERNS}
+        if Component.LEVEL_ROOM in names:
+            self.highest = self._take(ind.highest(LEVEL_LOOKBACK))
+            self.lowest = self._take(ind.lowest(LEVEL_LOOKBACK))
+        if Component.SESSION_QUALITY in names and bars.interval.is_intraday:
+            if ctx.instrument.asset_class in (AssetClass.FX, AssetClass.METAL, AssetClass.CRYPTO):
+                self.hour = [(t // 3_600_000_000_000) % 24 for t in self._take(bars.time)]
+            else:
+                self.from_open = self._take(ctx.minutes_from_open)
+
+    def _take(self, values: npt.NDArray[Any]) -> list[Any]:
+        """`values` at the bars, as Python numbers."""
+        return [values[self._one].item()] if self._one is not None else values[self._at].tolist()
+
+    def _windows(self, pattern: IntArray) -> list[tuple[int, ...]]:
+        """The pattern's values on each bar and the two before it (fewer at the start of the bars)."""
+        if self._one is not None:
+            return [tuple(pattern[max(0, self._one - 2) : self._one + 1].tolist())]
+        at = self._at
+        columns = [np.where(at >= lag, pattern[np.maximum(at - lag, 0)], 0).tolist() for lag in (2, 1, 0)]
+        return list(zip(*columns, strict=True))  # a 0 before the first bar is no pattern, as a shorter window
+
+
+def _trend_alignment(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     sign = setup.side.sign
-    ema50 = ctx.ind.ema(50)[i]
-    close = ctx.bars.close[i]
-    higher = ctx.higher(HIGHER_TIMEFRAME[ctx.bars.interval])
-    k = int(higher.index[i])  # the last higher bin closed by bar i, -1 if none yet
-    fast = float(higher.ind.ema(50)[k]) if k >= 0 else math.nan
-    slow = float(higher.ind.ema(200)[k]) if k >= 0 else math.nan
+    ema50, close, fast, slow = g.ema50[k], g.close[k], g.fast[k], g.slow[k]
     if math.isnan(ema50) and (math.isnan(fast) or math.isnan(slow)):
         return None
     base_ok = not math.isnan(ema50) and sign * (close - ema50) > 0
     higher_ok = not (math.isnan(fast) or math.isnan(slow)) and sign * (fast - slow) > 0
     word = "up" if setup.side is Side.LONG else "down"
-    value = (int(base_ok) + int(higher_ok)) / 2  # numpy bools would add as logical or
+    value = (int(base_ok) + int(higher_ok)) / 2
     parts = [
-        f"{ctx.bars.interval} {'with' if base_ok else 'against'} EMA50",
-        f"{higher.bars.interval} EMA50/200 {'with' if higher_ok else 'not'} {word}",
+        f"{g.ctx.bars.interval} {'with' if base_ok else 'against'} EMA50",
+        f"{g.higher_interval} EMA50/200 {'with' if higher_ok else 'not'} {word}",
     ]
     return value, "; ".join(parts)
 
 
-def _momentum(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
-    rsi = ctx.ind.rsi(14)[i]
-    hist = ctx.ind.macd()[2][i]
+def _momentum(g: _Inputs, k: int, setup: Setup) -> Evaluation:
+    rsi, hist = g.rsi[k], g.histogram[k]
     if math.isnan(rsi) or math.isnan(hist):
         return None
     # Distance (in RSI points) from the side's sweet spot, fading to 0 at 20 points away.
@@ -139,10 +196,9 @@ def _momentum(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     return value, f"RSI {rsi:.0f}, MACD histogram {'agrees' if macd_ok else 'disagrees'}"
 
 
-def _volatility_regime(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
+def _volatility_regime(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     del setup
-    atr = ctx.ind.atr(14)
-    rank = ctx.ind.percentile_rank("atr14", atr, ATR_RANK_WINDOW)[i]
+    rank = g.atr_rank[k]
     if math.isnan(rank):
         return None
     if 0.2 <= rank <= 0.8:
@@ -154,30 +210,28 @@ def _volatility_regime(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     return _clip01(value), f"ATR at {rank:.0%} of its 100-bar range ({label})"
 
 
-def _reward_risk(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
-    del ctx, i
+def _reward_risk(g: _Inputs, k: int, setup: Setup) -> Evaluation:
+    del g, k
     rr = float(setup.reward_risk)
     return _clip01(rr / 3), f"reward:risk {rr:.2f}"
 
 
-def _volume_confirmation(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
+def _volume_confirmation(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     del setup
-    if not ctx.instrument.has_volume:
+    if not g.ctx.instrument.has_volume:
         return None
-    mean = ctx.ind.volume_sma(20)[i]
-    volume = ctx.bars.volume[i]
+    mean, volume = g.volume_mean[k], g.volume[k]
     if math.isnan(mean) or mean <= 0:
         return None
     ratio = volume / mean
     return _clip01((ratio - 0.5) / 1.0), f"volume {ratio:.1f}x its 20-bar mean"
 
 
-def _pattern_confluence(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
-    lo = max(0, i - 2)
+def _pattern_confluence(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     sign = setup.side.sign
     agreeing, opposing = [], []
     for name in CONFLUENCE_PATTERNS:
-        window = ctx.ind.pattern(name)[lo : i + 1].tolist()  # three values: plain Python beats numpy here
+        window = g.patterns[name][k]
         if sign in window:
             agreeing.append(name.removeprefix("CDL").lower())
         elif -sign in window:
@@ -189,30 +243,25 @@ def _pattern_confluence(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
     return 0.4, "no candlestick pattern"
 
 
-def _level_room(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
+def _level_room(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     risk = float(setup.risk)
     entry = float(setup.entry)
-    lookback = LEVEL_LOOKBACK
-    if i < lookback or risk <= 0:
+    if g.bar[k] < LEVEL_LOOKBACK or risk <= 0:
         return None
-    if setup.side is Side.LONG:
-        level = ctx.ind.highest(lookback)[i]
-        room = (level - entry) / risk
-    else:
-        level = ctx.ind.lowest(lookback)[i]
-        room = (entry - level) / risk
+    room = (g.highest[k] - entry) / risk if setup.side is Side.LONG else (entry - g.lowest[k]) / risk
     if room <= 0:
         return 1.0, "at a fresh 100-bar extreme, no level in the way"
     return _clip01((room - 0.5) / 1.5), f"{room:.1f}R to the 100-bar {'high' if setup.side is Side.LONG else 'low'}"
 
 
-def _session_quality(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
+def _session_quality(g: _Inputs, k: int, setup: Setup) -> Evaluation:
     del setup
+    ctx = g.ctx
     asset = ctx.instrument.asset_class
     if not ctx.bars.interval.is_intraday:
         return None
     if asset in (AssetClass.FX, AssetClass.METAL):
-        hour = int((ctx.bars.time[i] // 3_600_000_000_000) % 24)
+        hour = g.hour[k]
         london, new_york = 7 <= hour < 16, 12 <= hour < 21
         if london and new_york:
             return 1.0, "London/New York overlap"
@@ -220,9 +269,8 @@ def _session_quality(ctx: MarketContext, i: int, setup: Setup) -> Evaluation:
             return 0.8, "London session" if london else "New York session"
         return 0.5, "Asian session"
     if asset is AssetClass.CRYPTO:
-        hour = int((ctx.bars.time[i] // 3_600_000_000_000) % 24)
-        return (0.8, "US/EU hours") if 7 <= hour < 21 else (0.6, "off-peak hours")
-    from_open = int(ctx.minutes_from_open[i])
+        return (0.8, "US/EU hours") if 7 <= g.hour[k] < 21 else (0.6, "off-peak hours")
+    from_open = g.from_open[k]
     to_close = ctx.calendar.session_minutes - from_open - int(ctx.bars.interval.delta.total_seconds() // 60)
     if from_open < 15:
         return 0.5, "first 15 minutes of the session"
@@ -276,16 +324,37 @@ class QualityScorer:
 
     def score(self, ctx: MarketContext, i: int, setup: Setup) -> QualityScore:
         """Score the setup that fired at bar `i` of `ctx`."""
+        return self.sheet(ctx, np.array([i], dtype=np.int64)).score(0, setup)
+
+    def sheet(self, ctx: MarketContext, indices: IntArray) -> ScoreSheet:
+        """What the weighted components read at bars `indices` of `ctx`, gathered once: `ScoreSheet.score(k, setup)`
+        scores a setup of the k-th of them (a backtest gathers every bar that fired, then scores the ones it takes)."""
+        weights = self.weights.weights
+        parts = tuple((name.value, fn, weights[name]) for name, fn in COMPONENTS.items() if weights.get(name, 0.0) > 0)
+        return ScoreSheet(self, _Inputs(ctx, indices, frozenset(n for n, w in weights.items() if w > 0)), parts)
+
+
+@dataclass(frozen=True)
+class ScoreSheet:
+    """A scorer's inputs at a set of bars of one context (see `QualityScorer.sheet`)."""
+
+    scorer: QualityScorer
+    inputs: _Inputs
+    parts: tuple[tuple[str, ComponentFn, float], ...]  # the weighted components in order: name, function, weight
+
+    @property
+    def bars(self) -> list[int]:
+        """The bar index of each row."""
+        return self.inputs.bar
+
+    def score(self, k: int, setup: Setup) -> QualityScore:
+        """Score the setup that fired at the k-th bar of the sheet."""
+        inputs = self.inputs
         parts: list[ScoreComponent] = []
-        for name, fn in COMPONENTS.items():
-            weight = self.weights.weights.get(name, 0.0)
-            if weight <= 0:
-                continue
-            evaluation = fn(ctx, i, setup)
-            if evaluation is None:
-                continue
-            value, reason = evaluation
-            parts.append(ScoreComponent(name.value, round(_clip01(value), 4), weight, reason))
+        for name, fn, weight in self.parts:
+            evaluation = fn(inputs, k, setup)
+            if evaluation is not None:
+                parts.append(ScoreComponent(name, round(_clip01(evaluation[0]), 4), weight, evaluation[1]))
         total_weight = sum(c.weight for c in parts)
         total = 0.0 if total_weight == 0 else 100 * sum(c.points for c in parts) / total_weight
         return QualityScore(round(total, 1), tuple(parts))

@@ -6,11 +6,14 @@ import math
 from datetime import UTC
 from decimal import ROUND_CEILING, ROUND_FLOOR
 
+import numpy as np
 import pytest
 
 from engine.domain import Interval, QualityScore, Setup, Side
 from engine.indicators import MarketContext
+from engine.pipeline import EngineConfig, assess, candidates
 from engine.quality import DEFAULT_WEIGHTS, Component, QualityScorer, QualityWeights
+from engine.strategy import REGISTRY, strategy_names
 from tests.support import shared_context
 
 BAR = 5_000  # well past every warm-up, including EMA200 on the hourly view of 5-minute bars
@@ -225,3 +228,53 @@ def test_daily_bars_have_no_session_component() -> None:
     score = QualityScorer().score(daily, 1_000, setup_at(daily, 1_000, Side.LONG))
     assert Component.SESSION_QUALITY.value not in names(score)
     assert Component.TREND_ALIGNMENT.value in names(score)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "interval"), [("RELIANCE", None), ("EURUSD", None), ("BTCUSDT", None), ("SPY", "1d"), ("NIFTY50", None)]
+)
+def test_a_sheet_of_many_bars_scores_each_as_the_scorer_does_one_bar(symbol: str, interval: str | None) -> None:
+    """A backtest gathers the score's inputs at every bar that fired at once; each score is the one-bar score."""
+    ctx = shared_context(symbol, interval)
+    bars = np.arange(0, len(ctx), max(1, len(ctx) // 300), dtype=np.int64)  # the first bars too: short windows
+    for weights in (QualityWeights(), QualityWeights({Component.PATTERN_CONFLUENCE: 1.0, Component.MOMENTUM: 0.5})):
+        scorer = QualityScorer(weights)
+        sheet = scorer.sheet(ctx, bars)
+        assert sheet.bars == bars.tolist()
+        for k, i in enumerate(bars.tolist()):
+            for side in Side:
+                if i < 20:
+                    continue  # no ATR yet for the probe's levels
+                setup = setup_at(ctx, i, side)
+                assert sheet.score(k, setup) == scorer.score(ctx, i, setup), f"{symbol} bar {i} {side}"
+
+
+def test_a_total_is_what_its_stored_components_give_back() -> None:
+    """Component values are Python floats, so a score read back from its stored components totals the same: a
+    numpy value rounded the total its own way (49.15, stored as 49.1499..., became 49.2 instead of 49.1)."""
+    ctx = shared_context("RELIANCE")
+    scorer = QualityScorer()
+    for i in range(2_500, len(ctx), (len(ctx) - 2_500) // 200):
+        for side in Side:
+            score = scorer.score(ctx, i, setup_at(ctx, i, side))
+            assert all(type(c.value) is float for c in score.components) and type(score.total) is float
+            stored = [(float(repr(c.value)), c.weight) for c in score.components]
+            again = 100 * sum(v * w for v, w in stored) / sum(w for _, w in stored)
+            assert round(again, 1) == score.total
+    assert round(49.15, 1) == 49.1 and round(float(np.float64(49.15)), 1) == 49.1
+
+
+def test_assessing_with_a_sheet_of_another_bar_is_refused() -> None:
+    ctx = shared_context("EURUSD")
+    strategy_names()  # registers the strategies
+    strategy = REGISTRY["trend_pullback"]()
+    signals = strategy.signals(ctx)
+    fired = signals.fired()
+    config = EngineConfig()
+    sheet = config.scorer.sheet(ctx, fired)
+    first, second = candidates(strategy, ctx, signals, fired[:2])
+    assert assess(ctx, second, config, None, sheet, 1) == assess(ctx, second, config, None)
+    with pytest.raises(ValueError, match=r"score sheet row 0 is not bar \d+ of this context and scorer"):
+        assess(ctx, second, config, None, sheet, 0)
+    with pytest.raises(ValueError, match="of this context and scorer"):
+        assess(ctx, first, EngineConfig(scorer=QualityScorer()), None, sheet, 0)
