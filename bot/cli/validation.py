@@ -24,6 +24,7 @@ from bot.config.file import adopt_pair_params, restore
 from bot.ops.database import open_store
 from bot.ops.executors import make_executor
 from bot.services.configure import backtest_config, cache_dir, traded_systems
+from bot.services.scan import unknown_names
 from bot.services.systems import TradedSystem
 from bot.services.validate import (
     GateOutcome,
@@ -195,6 +196,11 @@ def run_validate(
     source = data_source or settings.data_source
     if strategies is not None and ZONE_STRATEGY in strategies:
         return validate_zones(settings, strategies, source, until or datetime.now(UTC), as_json, prepare_data)
+    known = ({i.symbol for i in settings.instruments}, {s.name for s, _ in settings.traded_pairs()})
+    why = unknown_names(*known, symbols, strategies)  # before any calendar or data is loaded: a typo is told at once
+    if why is not None:
+        print(f"tradebot validate: {why}", file=sys.stderr)
+        return EXIT_USAGE
     systems = chosen_systems(settings, strategies, symbols)
     if not systems:
         print("tradebot validate: no enabled strategy applies to the chosen symbols", file=sys.stderr)

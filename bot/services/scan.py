@@ -375,14 +375,11 @@ def select(
     watchlist: Sequence[WatchItem], symbols: Collection[str] | None, strategies: Collection[str] | None
 ) -> list[WatchItem]:
     """Watchlist items restricted to `symbols` and `strategies`; unknown names raise ValueError."""
-    known_symbols = {w.instrument.symbol for w in watchlist}
-    known_strategies = {s.name for w in watchlist for s in w.strategies}
-    if symbols is not None and (unknown := sorted(set(symbols) - known_symbols)):
-        raise ValueError(f"unknown symbol(s) {', '.join(unknown)}; watchlist: {', '.join(sorted(known_symbols))}")
-    if strategies is not None and (unknown := sorted(set(strategies) - known_strategies)):
-        raise ValueError(
-            f"unknown or disabled strategy(ies) {', '.join(unknown)}; enabled: {', '.join(sorted(known_strategies))}"
-        )
+    why = unknown_names(
+        {w.instrument.symbol for w in watchlist}, {s.name for w in watchlist for s in w.strategies}, symbols, strategies
+    )
+    if why is not None:
+        raise ValueError(why)
     chosen = []
     for item in watchlist:
         if symbols is not None and item.instrument.symbol not in symbols:
@@ -395,3 +392,17 @@ def select(
 
 def _symbol_rejection(symbol: str, reason: str) -> Rejection:
     return Rejection(RejectionKind.SYMBOL, symbol, reason)
+
+
+def unknown_names(
+    known_symbols: Collection[str],
+    known_strategies: Collection[str],
+    symbols: Collection[str] | None,
+    strategies: Collection[str] | None,
+) -> str | None:
+    """Why `symbols` or `strategies` name something the watchlist does not have (None: they do not)."""
+    if symbols is not None and (unknown := sorted(set(symbols) - set(known_symbols))):
+        return f"unknown symbol(s) {', '.join(unknown)}; watchlist: {', '.join(sorted(known_symbols))}"
+    if strategies is not None and (unknown := sorted(set(strategies) - set(known_strategies))):
+        return f"unknown or disabled strategy(ies) {', '.join(unknown)}; enabled: {', '.join(sorted(known_strategies))}"
+    return None

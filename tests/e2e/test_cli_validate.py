@@ -172,3 +172,19 @@ def test_backtest_bad_parameters_exit_2(tmp_path: Path, args: list[str], message
     done = tradebot(tmp_path, "backtest", "--strategy", "trend_pullback", "--symbol", "EURUSD", *args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbols", "EURUSD,NOPE"], "unknown symbol(s) NOPE; watchlist: "),
+        (["--strategies", "martingale"], "unknown or disabled strategy(ies) martingale; enabled: "),
+        (["--symbols", "SPY", "--strategies", "trend_pullback"], "no enabled strategy applies to the chosen symbols"),
+    ],
+)
+def test_validate_names_a_mistyped_symbol_or_strategy_and_exits_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    done = tradebot(tmp_path, "validate", "--no-save", *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert message in done.stderr and "Traceback" not in done.stderr
