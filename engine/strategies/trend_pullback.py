@@ -32,6 +32,7 @@ Example: a 1h EURUSD long at close 1.0901 with ATR 0.0010 has stop 1.0886 and ta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -212,10 +213,18 @@ class TrendPullback(Strategy[TrendPullbackParams]):
         b = ctx.bars
         fmt = _price_format(ctx.instrument)
         long = side is Side.LONG
-        at = np.array([i], dtype=np.int64)
-        fast, slow = (float(v[0]) for v in lv.trend_at(at))
-        touched = np.flatnonzero(self._touches(ctx, lv, at, np.array([float(side.sign)]))[0])
-        back = int(touched[0]) if len(touched) else 0
+        k = int(lv.htf.index[i])  # one bar: scalars (the same numbers as `trend_at` and `_touches` give for it)
+        fast, slow = (float(v[k]) if k >= 0 else math.nan for v in (lv.htf_fast, lv.htf_slow))
+        extremes = b.low if long else b.high
+        sign, reach = float(side.sign), p.touch_atr
+        back = next(
+            (
+                back
+                for back in range(min(p.pullback_bars, i + 1))
+                if sign * (extremes[i - back] - lv.ema[i - back]) <= reach * lv.atr[i - back]
+            ),
+            0,
+        )
         j = i - back
         ago = "on the signal bar" if back == 0 else f"{back} bar{'s' if back > 1 else ''} ago"
         trigger = p.rsi_trigger if long else RSI_CENTRE - p.rsi_trigger
