@@ -80,3 +80,23 @@ def test_fired_bars_do_not_depend_on_later_bars(symbol: str) -> None:
 @pytest.mark.parametrize("symbol", NOT_FOR)
 def test_does_not_apply_to_equities_and_indices(symbol: str) -> None:
     assert not TrendPullback().applies_to(shared_context(symbol, n=10).instrument)
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_each_reason_names_the_touch_and_trend_the_signal_rule_saw(symbol: str) -> None:
+    """`explain` reads its one bar as scalars; the touch bar and trend EMAs it names are the signal rule's."""
+    ctx = shared_context(symbol)
+    strategy = TrendPullback()
+    signals = strategy.signals(ctx)
+    fired = signals.fired()
+    levels = strategy._levels(ctx)
+    sides = np.where(signals.direction[fired] > 0, 1.0, -1.0)
+    touches = strategy._touches(ctx, levels, fired, sides)
+    fast, slow = levels.trend_at(fired)
+    fmt = f".{-ctx.instrument.tick_size.normalize().as_tuple().exponent}f"
+    for k, i in enumerate(fired.tolist()):
+        back = int(np.flatnonzero(touches[k])[0])
+        trend, pulled, _, _ = strategy.explain(ctx, i, signals.side_at(i))
+        assert f"EMA{strategy.params.trend_fast} {fast[k]:{fmt}} " in trend and trend.endswith(f" {slow[k]:{fmt}}")
+        ago = "on the signal bar" if back == 0 else f"{back} bar{'s' if back > 1 else ''} ago"
+        assert pulled.endswith(ago), (i, pulled, back)
