@@ -35,6 +35,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -145,14 +146,20 @@ class _Inputs:
             self.volume_mean = self._take(ind.volume_sma(20))
         if Component.PATTERN_CONFLUENCE in names:
             self.patterns = {name: self._windows(ind.pattern(name)) for name in CONFLUENCE_PATTERNS}
-        if Component.LEVEL_ROOM in names:
-            self.highest = self._take(ind.highest(LEVEL_LOOKBACK))
-            self.lowest = self._take(ind.lowest(LEVEL_LOOKBACK))
         if Component.SESSION_QUALITY in names and bars.interval.is_intraday:
             if ctx.instrument.asset_class in (AssetClass.FX, AssetClass.METAL, AssetClass.CRYPTO):
                 self.hour = [(t // 3_600_000_000_000) % 24 for t in self._take(bars.time)]
             else:
                 self.from_open = self._take(ctx.minutes_from_open)
+
+    @cached_property
+    def highest(self) -> list[float]:
+        """The 100-bar high (a long's level room): computed when a long asks, as the low when a short does."""
+        return self._take(self.ctx.ind.highest(LEVEL_LOOKBACK))
+
+    @cached_property
+    def lowest(self) -> list[float]:
+        return self._take(self.ctx.ind.lowest(LEVEL_LOOKBACK))
 
     def _take(self, values: npt.NDArray[Any]) -> list[Any]:
         """`values` at the bars, as Python numbers."""
