@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,3 +136,21 @@ def test_comparing_weights_loads_no_scipy() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n", [280, 999, 1755])
+def test_a_component_equal_on_every_outcome_gets_no_weight_whatever_its_rounding(n: int) -> None:
+    """0.6667 on every outcome has a standard deviation above 0 in floats, so it was kept as a column of rounding
+    noise, and a solver could weigh the noise (scipy gave 0.86 on 1,755 real outcomes, read as the top weight 1.0):
+    it is left out by its spread, and the fit agrees with scipy's on the components that vary."""
+    assert float(np.std(np.full(n, 0.6667))) > 0  # the rounding this guards against
+    made = outcomes(n, 5, informative=True)
+    fit = [replace(o, components={**o.components, "reward_risk": 0.6667}) for o in made]
+    weights = fit_weights(fit)
+    assert "reward_risk" not in weights and weights["level_room"] == 1.0
+    nnls_scipy = pytest.importorskip("scipy.optimize").nnls
+    names = ["level_room", "momentum", "trend_alignment"]
+    x = np.array([[o.components[c] for c in names] for o in fit])
+    y = np.array([o.r for o in fit])
+    w, _ = nnls_scipy(x - x.mean(axis=0), y - y.mean())
+    assert weights == {c: round(float(v) / float(w.max()), 4) for c, v in zip(names, w, strict=True) if v > 0}
