@@ -416,7 +416,9 @@ def _fit_logistic(fit: Sequence[Outcome], y: FloatArray) -> _Params:
     x = np.array(rows, dtype=np.float64)
     means = x.mean(axis=0)
     sd = x.std(axis=0)
-    scales = np.where(sd > 0, sd, 1.0)
+    # A feature equal on every outcome is not scaled: its deviation in floats is rounding noise (1e-16 for 0.6667),
+    # and dividing by it made the constant a +-1 column the fit weighed.
+    scales = np.where(np.ptp(x, axis=0) > 0, sd, 1.0)
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 - only when fitting
 
     model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER).fit((x - means) / scales, y)

@@ -441,6 +441,21 @@ def test_logistic_calibration_on_score_and_components() -> None:
     assert model.predict(60.0, {"momentum": 0.6}) == model.predict(60.0, {"momentum": 0.6, "level_room": mean_room})
 
 
+def test_a_component_equal_on_every_outcome_changes_no_logistic_estimate() -> None:
+    """reward:risk 0.6667 on every setup (a fixed target) carries nothing: a setup without it, with it, or a fit
+    without it at all estimate the same win probability (its float deviation, 1e-16, once scaled it to +-1)."""
+    config = LearningConfig(method=CalibrationMethod.LOGISTIC)
+    base = scored_stream(4_000, seed=8, components=True)
+    model = _model([replace(o, components={**o.components, "reward_risk": 0.6667}) for o in base], config)
+    assert model.features[-1] == "reward_risk" and model.scales[-1] == 1.0
+    without = _model(base, config)
+    for q in (20.0, 60.0, 90.0):
+        seen = {"momentum": q / 100, "level_room": 0.5}
+        given = model.predict(q, {**seen, "reward_risk": 0.6667})
+        assert model.predict(q, seen) == pytest.approx(given, abs=1e-9)
+        assert given == pytest.approx(without.predict(q, seen), abs=1e-3)
+
+
 def test_logistic_needs_wins_and_losses_in_the_fit_part() -> None:
     outcomes = [outcome(1.0, at=T0 + timedelta(hours=i), quality=50.0) for i in range(100)]
     result = fit_calibration(outcomes, LearningConfig(method=CalibrationMethod.LOGISTIC))
