@@ -322,7 +322,7 @@ def beats(brier: float, brier_base: float, p_value: float | None) -> bool:
 
 def _paired_p_value(gain: FloatArray) -> float | None:
     """Return the one-sided t-test p-value that the mean per-trade Brier gain is not above 0 (None if undefined)."""
-    if len(gain) < 2 or float(np.std(gain)) == 0.0:
+    if len(gain) < 2 or not np.ptp(gain) > 0:  # equal gains have no variance (their float deviation is noise)
         return None
     n = len(gain)
     t = float(np.mean(gain)) / (float(np.std(gain, ddof=1)) / math.sqrt(n))  # scipy.stats.ttest_1samp's statistic

@@ -198,7 +198,7 @@ def sharpe_ratio(returns: FloatArray | None, periods_per_year: int) -> float | N
     if returns is None or len(returns) < MIN_RETURN_DAYS:
         return None
     std = float(np.std(returns, ddof=1))
-    if not std > 0:
+    if not (std > 0 and np.ptp(returns) > 0):  # equal returns: their float deviation (1e-19) is not a risk
         return None
     return float(np.mean(returns)) / std * math.sqrt(periods_per_year)
 

@@ -391,6 +391,8 @@ def test_the_brier_gain_p_value_is_scipys_one_sided_t_test() -> None:
         expected = float(ttest_1samp(gain, 0.0, alternative="greater").pvalue)
         assert _paired_p_value(gain) == pytest.approx(expected, rel=1e-9, abs=1e-15)
     assert _paired_p_value(np.array([0.1])) is None and _paired_p_value(np.full(5, 0.02)) is None
+    equal = np.full(50, 0.0123 + 1e-17 * 3)  # equal gains: no variance, whatever their float deviation says
+    assert _paired_p_value(equal) is None and _paired_p_value(np.full(30, 0.001)) is None
 
 
 def test_a_score_without_information_does_not_beat_the_base_rate() -> None:

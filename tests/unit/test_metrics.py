@@ -16,6 +16,7 @@ from engine.metrics import (
     calibration,
     compute_metrics,
     quality_decile,
+    sharpe_ratio,
     trading_days_per_year,
 )
 from engine.results import BacktestTrade, EquityCurve
@@ -287,3 +288,10 @@ def test_calibration_of_a_tiny_sample_is_not_applicable() -> None:
     assert calibration([]).verdict.startswith("n/a: 0 scored closed trades")
     unscored = [trade(k, "110") for k in range(50)]
     assert calibration(unscored).scored_trades == 0
+
+
+def test_equal_daily_returns_have_no_sharpe_however_their_deviation_rounds() -> None:
+    steady = np.full(MIN_RETURN_DAYS + 10, 0.001)
+    assert 0 < float(np.std(steady, ddof=1)) < 1e-15  # the rounding: it gave a Sharpe of 7e16
+    assert sharpe_ratio(steady, 252) is None
+    assert sharpe_ratio(np.r_[steady, 0.002], 252) is not None
