@@ -127,8 +127,8 @@ class _Inputs:
         self._one = self.bar[0] if len(self.bar) == 1 else None
         self._at = at
         bars, ind = ctx.bars, ctx.ind
-        self.close = self._take(bars.close)
         if Component.TREND_ALIGNMENT in names:
+            self.close = self._take(bars.close)
             higher = ctx.higher(HIGHER_TIMEFRAME[bars.interval])
             self.higher_interval = higher.bars.interval
             self.ema50 = self._take(ind.ema(50))
@@ -336,9 +336,14 @@ class QualityScorer:
     def sheet(self, ctx: MarketContext, indices: IntArray) -> ScoreSheet:
         """What the weighted components read at bars `indices` of `ctx`, gathered once: `ScoreSheet.score(k, setup)`
         scores a setup of the k-th of them (a backtest gathers every bar that fired, then scores the ones it takes)."""
+        parts = self._parts
+        return ScoreSheet(self, _Inputs(ctx, indices, frozenset(Component(name) for name, _, _ in parts)), parts)
+
+    @cached_property
+    def _parts(self) -> tuple[tuple[str, ComponentFn, float], ...]:
+        """The weighted components in order: name, function, weight."""
         weights = self.weights.weights
-        parts = tuple((name.value, fn, weights[name]) for name, fn in COMPONENTS.items() if weights.get(name, 0.0) > 0)
-        return ScoreSheet(self, _Inputs(ctx, indices, frozenset(n for n, w in weights.items() if w > 0)), parts)
+        return tuple((name.value, fn, weights[name]) for name, fn in COMPONENTS.items() if weights.get(name, 0.0) > 0)
 
 
 @dataclass(frozen=True)
