@@ -216,10 +216,16 @@ def load_bars(data_dir: str, instrument: Instrument, calendar: SessionCalendar) 
     return check.bars
 
 
+@lru_cache(maxsize=4)
+def window_context(data_dir: str, instrument: Instrument, calendar: SessionCalendar, end: int) -> MarketContext:
+    """The context of the bars before `end` (cached per worker process: a window's parameter sets share its
+    indicators, as a scan's strategies share a symbol's)."""
+    return MarketContext(instrument, load_bars(data_dir, instrument, calendar).head(end), calendar)
+
+
 def evaluate_task(spec: WorkerSpec, task: EvalTask) -> EvalResult:
     """Backtest one parameter set on one window; bars at or after `task.end` do not exist for it."""
-    bars = load_bars(spec.data_dir, spec.instrument, spec.calendar).head(task.end)
-    ctx = MarketContext(spec.instrument, bars, spec.calendar)
+    ctx = window_context(spec.data_dir, spec.instrument, spec.calendar, task.end)
     strategy = build_strategy(spec.strategy, task.params)
     result = backtest(ctx, strategy, spec.engine, spec.config, start=task.start, end=task.end)
     r = [float(t.trade.pnl_r or 0) for t in result.trades]
