@@ -30,8 +30,12 @@ history a bot has after a year, which the protections look at on every click. Ea
 target after its click is timed (and after each reference approval), so the open book stays a handful, as a
 real account's, and every click comes after a close.
 
+`--answer-rtt-ms` holds the fake server's reply to each press's answerCallbackQuery that long: Telegram's round
+trip from the server (tens of milliseconds from a cloud region), the one Bot API call a click makes before its
+order. The clicks are otherwise timed against a server on the same machine.
+
 Usage: python scripts/bench_bot.py [--symbols 50] [--approvals 200] [--during-scan 20] [--runs 1000]
-                                   [--closed-trades 2000]
+                                   [--closed-trades 2000] [--answer-rtt-ms 0]
                                    [--market-dir DIR] [--trace-growth]
 """
 
@@ -641,6 +645,11 @@ async def bench(args: argparse.Namespace) -> int:
                 print_latency("warm", WARM_AT, warm)
 
                 print(f"\n[2] Approve click -> order recorded ({args.approvals} approvals)")
+                if args.answer_rtt_ms > 0:
+                    tg.slow("answerCallbackQuery", args.answer_rtt_ms / 1000)
+                    print(
+                        f"  Telegram's round trip for each press's answer: {args.answer_rtt_ms:g} ms (--answer-rtt-ms)"
+                    )
                 # in a thread: the bot's store writes from this loop, so a blocking insert here could wait on it
                 await asyncio.to_thread(seed_closed_trades, work / "bot.db", instruments, args.closed_trades)
                 print(f"  {args.closed_trades:,} closed paper trades in the book (the protections fold them per click)")
@@ -797,6 +806,12 @@ def main() -> int:
     parser.add_argument("--closed-trades", type=int, default=2000, help="closed trades seeded into the book first")
     parser.add_argument("--during-scan", type=int, default=20, help="extra approvals clicked during a scan")
     parser.add_argument("--gil-switch", type=float, help="override the bot's GIL switch interval (seconds), for an A/B")
+    parser.add_argument(
+        "--answer-rtt-ms",
+        type=float,
+        default=0.0,
+        help="Telegram's round trip for a press's answer: the fake server holds answerCallbackQuery replies this long",
+    )
     parser.add_argument("--trace-growth", action="store_true", help="show where memory grew from the second sample on")
     parser.add_argument("--market-dir", type=Path, default=ROOT.parent / "shared" / "data" / "market")
     args = parser.parse_args()

@@ -12,7 +12,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
 from functools import wraps
 from html import escape
@@ -211,6 +211,18 @@ class TelegramFrontEnd(ReportCommands):
             await query.answer(text, show_alert=alert)
         except TelegramError as exc:
             log.warning("answering callback %s failed: %s", query.id, exc)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _answering(cls, query: CallbackQuery, text: str) -> AsyncIterator[None]:
+        """Answer a press with `text` while the work it asked for runs: the answer's round trip to Telegram (tens
+        of milliseconds from a server, more on a bad day) is not on the order's path. The answer is awaited before
+        the handler ends, whatever the work did."""
+        answer = asyncio.create_task(cls._answer(query, text))
+        try:
+            yield
+        finally:
+            await answer
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, welcome_text(await self.rt.state.mode(), await self.rt.state.paused()))
@@ -506,8 +518,8 @@ class TelegramFrontEnd(ReportCommands):
             return
         if callback.action is Action.ENABLE:
             assert callback.control_id is not None  # parse guarantees it
-            await self._answer(query, "Enabling…")
-            await self._enable(update, callback.control_id, user)
+            async with self._answering(query, "Enabling…"):
+                await self._enable(update, callback.control_id, user)
             return
         assert callback.signal_id is not None  # parse guarantees it for signal actions
         if callback.action in (Action.SPREAD_APPROVE, Action.SPREAD_REJECT):
@@ -518,12 +530,12 @@ class TelegramFrontEnd(ReportCommands):
             await self._answer(query, waiting.message)
             return
         approving = callback.action is Action.APPROVE
-        await self._answer(query, "Approving…" if approving else "Rejecting…")
         desk = self.rt.desk
-        with log_context(signal_id=callback.signal_id):
-            outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
-        if outcome.kind is not OutcomeKind.DONE:
-            await self._reply(update, escape(outcome.message))
+        async with self._answering(query, "Approving…" if approving else "Rejecting…"):
+            with log_context(signal_id=callback.signal_id):
+                outcome = await (desk.approve if approving else desk.reject)(callback.signal_id, user)
+            if outcome.kind is not OutcomeKind.DONE:
+                await self._reply(update, escape(outcome.message))
 
     async def _spread_button(self, update: Update, query: CallbackQuery, action: Action, sid: str, user: int) -> None:
         """Approve or reject an offered option spread; the message loses its buttons once decided."""
@@ -532,30 +544,30 @@ class TelegramFrontEnd(ReportCommands):
             await self._answer(query, BUTTON_INVALID)
             return
         approving = action is Action.SPREAD_APPROVE
-        await self._answer(query, "Approving: hedge first…" if approving else "Rejecting…")
-        with log_context(signal_id=sid):
-            outcome = await (zones.approve if approving else zones.reject)(sid, user)
-        await self._drop_buttons(update)
-        if outcome.kind is not OutcomeKind.DONE or not approving:
-            await self._reply(update, escape(outcome.message))
+        async with self._answering(query, "Approving: hedge first…" if approving else "Rejecting…"):
+            with log_context(signal_id=sid):
+                outcome = await (zones.approve if approving else zones.reject)(sid, user)
+            await self._drop_buttons(update)
+            if outcome.kind is not OutcomeKind.DONE or not approving:
+                await self._reply(update, escape(outcome.message))
 
     async def _position_button(self, update: Update, query: CallbackQuery, callback: Callback, user: int) -> None:
         """Close a position, move its stop or close a confirmation's positions; a button for a state that is gone
         answers so and loses its buttons."""
         control = self.rt.control
-        if callback.action is Action.CLOSE_BATCH:
-            assert callback.batch_id is not None  # parse guarantees it
-            await self._answer(query, "Closing…")
-            outcome = await control.close_batch(callback.batch_id, user)
-        else:
-            assert callback.trade_id is not None  # parse guarantees it
-            closing = callback.action is Action.CLOSE_TRADE
-            await self._answer(query, "Closing…" if closing else "Moving the stop…")
-            with log_context(signal_id=callback.trade_id):  # a bot trade is named after its signal
-                outcome = await (control.close if closing else control.breakeven)(callback.trade_id, user)
-        if outcome.kind is OutcomeKind.INVALID or callback.action is Action.CLOSE_BATCH:
-            await self._drop_buttons(update)
-        await self._reply(update, escape(outcome.message))
+        closing = callback.action is not Action.BREAKEVEN
+        async with self._answering(query, "Closing…" if closing else "Moving the stop…"):
+            if callback.action is Action.CLOSE_BATCH:
+                assert callback.batch_id is not None  # parse guarantees it
+                outcome = await control.close_batch(callback.batch_id, user)
+            else:
+                assert callback.trade_id is not None  # parse guarantees it
+                with log_context(signal_id=callback.trade_id):  # a bot trade is named after its signal
+                    close = control.close if closing else control.breakeven
+                    outcome = await close(callback.trade_id, user)
+            if outcome.kind is OutcomeKind.INVALID or callback.action is Action.CLOSE_BATCH:
+                await self._drop_buttons(update)
+            await self._reply(update, escape(outcome.message))
 
     async def _edit(self, update: Update, text: str) -> None:
         message = update.effective_message

@@ -232,6 +232,30 @@ async def test_approve_gives_one_order_and_one_fill(tg: FakeTelegram, env: Path)
         assert b.query("SELECT kind, quantity, entry_price FROM trades") == [("paper", "0.27", "1.35671")]
 
 
+async def test_a_press_does_its_work_while_telegram_takes_the_answer(tg: FakeTelegram, env: Path) -> None:
+    # Telegram's round trip for the answer (tens of milliseconds from a server) is not on the order's path, for
+    # every button that answers before its work: here it takes 3 s, and the order and the close land meanwhile.
+    async with bot(tg, env) as b:
+        await b.analyse()
+        message = await b.signal_message("GBPUSD")
+        tg.slow("answerCallbackQuery", 3.0)
+        started = time.monotonic()
+        approve = tg.click(TRADER, message, button="✅ Approve")
+        fill = await tg.wait_for_message(
+            lambda m: m.body.startswith("📥") and "GBPUSD" in m.body and m.chat_id == TRADER, since=0, timeout=20
+        )
+        assert time.monotonic() - started < 3.0 and approve not in tg.callback_answers
+        assert b.query("SELECT COUNT(*) FROM orders WHERE filled_at IS NOT NULL") == [(1,)]
+        assert (await tg.wait_for_answer(approve, timeout=10)).text == "Approving…"  # and it does come
+        [(trade_id,)] = b.query("SELECT trade_id FROM trades")
+        started, since = time.monotonic(), len(tg.sent)
+        close = tg.click(TRADER, fill, button=f"Close GBPUSD {trade_id}")
+        await tg.wait_for_message(lambda m: m.body.startswith(f"Closed GBPUSD {trade_id}"), since=since, timeout=20)
+        assert time.monotonic() - started < 3.0 and close not in tg.callback_answers
+        assert (await tg.wait_for_answer(close, timeout=10)).text == "Closing…"
+        tg.slow("answerCallbackQuery", 0)
+
+
 async def test_a_double_click_gives_exactly_one_order(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
         await b.command("/signal")
