@@ -217,12 +217,17 @@ class TelegramFrontEnd(ReportCommands):
     async def _answering(cls, query: CallbackQuery, text: str) -> AsyncIterator[None]:
         """Answer a press with `text` while the work it asked for runs: the answer's round trip to Telegram (tens
         of milliseconds from a server, more on a bad day) is not on the order's path. The answer is awaited before
-        the handler ends, whatever the work did."""
+        the handler ends, whatever the work did, unless the handler is stopped."""
         answer = asyncio.create_task(cls._answer(query, text))
         try:
             yield
-        finally:
             await answer
+        except asyncio.CancelledError:  # the handler is being stopped (a shutdown): its toast goes with it
+            answer.cancel()
+            raise
+        except Exception:
+            await answer  # the work failed: the press is still answered (the error handler tells why)
+            raise
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, welcome_text(await self.rt.state.mode(), await self.rt.state.paused()))

@@ -256,6 +256,19 @@ async def test_a_press_does_its_work_while_telegram_takes_the_answer(tg: FakeTel
         tg.slow("answerCallbackQuery", 0)
 
 
+async def test_a_press_whose_answer_hangs_does_not_hold_up_a_stop(tg: FakeTelegram, env: Path) -> None:
+    # The press's work is done; its answer would take a minute. A stop cancels the handler after its grace and the
+    # answer with it (`bot` requires exit 0 within 10 s; here it takes about 4 s).
+    async with bot(tg, env) as b:
+        await b.analyse()
+        tg.slow("answerCallbackQuery", 60.0)
+        tg.click(TRADER, await b.signal_message("GBPUSD"), button="✅ Approve")
+        await tg.wait_for_message(lambda m: m.body.startswith("📥") and "GBPUSD" in m.body, since=0, timeout=20)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 10
+    assert b.query("SELECT COUNT(*) FROM orders WHERE filled_at IS NOT NULL") == [(1,)]
+
+
 async def test_a_double_click_gives_exactly_one_order(tg: FakeTelegram, env: Path) -> None:
     async with bot(tg, env) as b:
         await b.command("/signal")

@@ -132,13 +132,14 @@ async def test_a_database_another_process_holds_is_told_at_once_and_health_says_
         await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
         try:
             since = len(tg.sent)
-            tg.click(TRADER, message, button="✅ Approve")
+            press = tg.click(TRADER, message, button="✅ Approve")
             told = await tg.wait_for_message(
                 lambda m: m.chat_id == TRADER and m.body.startswith("⚠️ The bot cannot use its database"),
                 since=since,
                 timeout=30,
             )
             assert "another process holds the database locked): nothing was changed" in told.body
+            assert (await tg.wait_for_answer(press)).text == "Approving…"  # the failed work's press is answered
             health = await b.command("/health")
             assert health.body.startswith("🚨 Unhealthy") and "❌ database:" in health.body
             assert "another process holds the database locked" in health.body
