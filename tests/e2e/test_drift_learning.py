@@ -95,9 +95,9 @@ async def test_a_critical_drift_alerts_disables_the_pair_survives_a_restart_and_
         assert "no longer valid" in refused.body and b.query("SELECT COUNT(*) FROM pair_controls") == [(1,)]
 
         since = len(tg.sent)
-        tg.click(TRADER, alert, button="Enable trend_pullback on GBPUSD")
+        press = tg.click(TRADER, alert, button="Enable trend_pullback on GBPUSD")
         done = await tg.wait_for_message(lambda m: "enabled again" in m.body, since=since, timeout=20)
-        assert "trend_pullback" in done.body
+        assert "trend_pullback" in done.body and (await tg.wait_for_answer(press)).text == "Enabling…"
         assert b.query("SELECT state, source, by FROM pair_controls ORDER BY id DESC LIMIT 1") == [
             ("enabled", "operator", TRADER)
         ]
