@@ -214,8 +214,8 @@ class TelegramFrontEnd(ReportCommands):
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def _answering(cls, query: CallbackQuery, text: str) -> AsyncIterator[None]:
-        """Answer a press with `text` while the work it asked for runs: the answer's round trip to Telegram (tens
+    async def _answering(cls, query: CallbackQuery, text: str | None = None) -> AsyncIterator[None]:
+        """Answer a press (with `text`) while the work it asked for runs: the answer's round trip to Telegram (tens
         of milliseconds from a server, more on a bad day) is not on the order's path. The answer is awaited before
         the handler ends, whatever the work did, unless the handler is stopped."""
         answer = asyncio.create_task(cls._answer(query, text))
@@ -515,8 +515,8 @@ class TelegramFrontEnd(ReportCommands):
             await self._answer(query, BUTTON_INVALID)
             return
         if callback.action is Action.KEEP_OPEN:
-            await self._answer(query)
-            await self._edit(update, "Open positions kept.")
+            async with self._answering(query):
+                await self._edit(update, "Open positions kept.")
             return
         if callback.action in (Action.CLOSE_TRADE, Action.BREAKEVEN, Action.CLOSE_BATCH):
             await self._position_button(update, query, callback, user)

@@ -534,3 +534,9 @@ async def test_stop_offers_to_close_exactly_the_positions_it_lists(tg: FakeTeleg
         again = await tg.wait_for_message(lambda m: m.chat_id == TRADER, since=since, timeout=20)
         assert again.body == "This button is no longer valid."
         assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]
+        # The other button leaves them open and says so in place.
+        stopped = await b.command("/stop")
+        press = tg.click(TRADER, stopped, button="Keep them open")
+        kept = await tg.wait_for_edit(stopped.chat_id, stopped.message_id, timeout=20)
+        assert kept.body == "Open positions kept." and (await tg.wait_for_answer(press)).text is None
+        assert b.query("SELECT symbol FROM trades WHERE exit_time IS NULL") == [("XAUUSD",)]
