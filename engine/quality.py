@@ -42,7 +42,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from engine.bars import IntArray
+from engine.bars import IntArray, take_aligned
 from engine.domain import AssetClass, Interval, QualityScore, ScoreComponent, Setup, Side
 from engine.indicators import MarketContext, ema_history, higher_bars, macd_history, wilder_history
 
@@ -132,10 +132,9 @@ class _Inputs:
             higher = ctx.higher(HIGHER_TIMEFRAME[bars.interval])
             self.higher_interval = higher.bars.interval
             self.ema50 = self._take(ind.ema(50))
-            closed_bin = self._take(higher.index)  # the last higher bin closed by each bar, -1 if none yet
-            fast, slow = higher.ind.ema(50), higher.ind.ema(200)
-            self.fast = [fast[k].item() if k >= 0 else math.nan for k in closed_bin]
-            self.slow = [slow[k].item() if k >= 0 else math.nan for k in closed_bin]
+            closed_bin = np.asarray(self._take(higher.index), dtype=np.int64)  # the last higher bin closed, or -1
+            self.fast = take_aligned(higher.ind.ema(50), closed_bin).tolist()
+            self.slow = take_aligned(higher.ind.ema(200), closed_bin).tolist()
         if Component.MOMENTUM in names:
             self.rsi = self._take(ind.rsi(14))
             self.histogram = self._take(ind.macd()[2])
