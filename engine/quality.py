@@ -132,7 +132,7 @@ class _Inputs:
             higher = ctx.higher(HIGHER_TIMEFRAME[bars.interval])
             self.higher_interval = higher.bars.interval
             self.ema50 = self._take(ind.ema(50))
-            closed_bin = np.asarray(self._take(higher.index), dtype=np.int64)  # the last higher bin closed, or -1
+            closed_bin = higher.index[at]  # the last higher bin closed by each bar, -1 if none yet
             self.fast = take_aligned(higher.ind.ema(50), closed_bin).tolist()
             self.slow = take_aligned(higher.ind.ema(200), closed_bin).tolist()
         if Component.MOMENTUM in names:
