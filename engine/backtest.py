@@ -64,7 +64,7 @@ from typing import Any, Final
 import numpy as np
 
 from engine.bars import to_nanos
-from engine.costs import CostModel, commission, exit_fill_price, fill_price, quote_from_price
+from engine.costs import CostModel, commission, exit_fill_price, market_fill
 from engine.domain import (
     Interval,
     QualityScore,
@@ -112,6 +112,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_NS: Final = 3_600 * 1_000_000_000
 _DAY_NS: Final = 24 * _HOUR_NS
 _EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday
+_NO_PRICES: Final[Mapping[str, Decimal]] = MappingProxyType({})
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -390,6 +391,7 @@ class _Book:
         self.local_time = ctx.local_time
         self.interval_ns = instrument.interval.nanos
         self.equity = config.equity
+        self.converts = config.sizing.account_currency is not None  # else money is the quote currency, rate 1
         self.pending: list[tuple[int, int, Decimal]] = []  # (exit bar, sequence, net P&L) not yet realised
         self.busy_until = -1  # exit bar of the latest position; n while it is still open at the end
         self.closed: list[BacktestTrade] = []
@@ -429,8 +431,7 @@ class _Book:
                 self.skips[SKIP_NO_ATR] += 1
                 return
         entered_at = _utc(entry_ns)
-        quote = quote_from_price(instrument, opened, entered_at)
-        price = self._atr_slipped(fill_price(quote, side, costs, instrument), side, entry_atr)
+        price = self._atr_slipped(market_fill(instrument, opened, side, costs), side, entry_atr)
         if fill_refusal(side, setup.stop, price) is not None:
             self.skips[SKIP_FILL_STOP] += 1
             return
@@ -438,7 +439,8 @@ class _Book:
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
             return
-        sizing, prices = self.config.sizing, self.config.rates.prices_at(_utc(signal_close))
+        sizing = self.config.sizing
+        prices = self.config.rates.prices_at(_utc(signal_close)) if self.converts else _NO_PRICES
         held = self._held_notional(i)
         sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, prices, costs=costs, open_notional=held)
         if isinstance(sized, str):
@@ -511,6 +513,8 @@ class _Book:
 
     def _to_account(self, pnl: Decimal, exit_price: Decimal, exit_at: datetime, entry_rate: Fraction) -> Decimal:
         """Net P&L in account money at the exit's conversion price (the entry's when none is known by then)."""
+        if not self.converts:
+            return pnl_to_account(pnl, entry_rate)
         prices = self.config.rates.prices_at(exit_at)
         try:
             return self.config.sizing.to_account(self.instrument, pnl, exit_price, prices)

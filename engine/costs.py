@@ -63,6 +63,12 @@ def fill_price(quote: Quote, side: Side, cost_model: CostModel, instrument: Inst
     return _slipped(instrument, quote.entry_price(side), side, cost_model)
 
 
+def market_fill(instrument: Instrument, mid: Decimal, side: Side, cost_model: CostModel) -> Decimal:
+    """Return the fill of a market order around `mid`: `fill_price` of `quote_from_price`'s quote, the one side only."""
+    touched = _ask(instrument, mid) if side is Side.LONG else _bid(instrument, mid)
+    return _slipped(instrument, touched, side, cost_model)
+
+
 def commission(price: Decimal, quantity: Decimal, instrument: Instrument, cost_model: CostModel) -> Decimal:
     """Return the commission of one order: bps of notional plus the per-order fee, half-up to 0.01."""
     if not price.is_finite() or price <= 0 or not quantity.is_finite() or quantity <= 0:

@@ -28,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
@@ -94,7 +95,7 @@ def quote_to_account(
     """
     quote = quote_currency(instrument, quote)
     if quote == account_currency:
-        return Fraction(1)
+        return ONE
     if base_currency(instrument) == account_currency:
         return 1 / Fraction(entry)  # USDJPY for a USD account: one yen is 1/entry dollars
     known = rates or {}
@@ -161,6 +162,7 @@ class SizedOrder:
 
 
 CENT: Final = Decimal("0.01")
+ONE: Final = Fraction(1)  # the rate of money already in the account's currency
 Words = str | Callable[[], str]  # a cap's name, or a function that writes it when the cap holds
 
 
@@ -310,6 +312,8 @@ def _cents(value: _Ratio) -> Decimal:
 
 def _expected_costs(instrument: Instrument, entry: Decimal, stop: Decimal, costs: CostModel) -> tuple[_Ratio, _Ratio]:
     """`expected_costs` as ratios."""
+    if not (costs.slippage_bps or costs.commission_bps or costs.commission_per_order):
+        return instrument.spread.as_integer_ratio(), (0, 1)
     bps = _add(costs.slippage_bps.as_integer_ratio(), costs.commission_bps.as_integer_ratio())
     levels = _add(entry.as_integer_ratio(), stop.as_integer_ratio())
     per_unit = _add(instrument.spread.as_integer_ratio(), _mul(bps, levels, (1, 10_000)))
@@ -384,9 +388,16 @@ DEFAULT_MAX_LEVERAGE: Final = MappingProxyType(
 DEFAULT_MAX_TOTAL_LEVERAGE: Final = Decimal(30)  # all open positions together
 
 
+_CLASS_WORDS: Final = MappingProxyType({kind: kind.value.replace("_", " ") for kind in ExposureClass})
+
+
 def exposure_class(instrument: Instrument) -> ExposureClass:
     """The exposure class of an instrument (its notional cap)."""
-    a = instrument.asset_class
+    return _exposure_class(instrument.asset_class, instrument.symbol)
+
+
+@lru_cache(maxsize=1024)
+def _exposure_class(a: AssetClass, symbol: str) -> ExposureClass:
     if a in (AssetClass.EQUITY, AssetClass.ETF):
         return ExposureClass.CASH_EQUITY
     if a is AssetClass.INDEX:
@@ -394,8 +405,8 @@ def exposure_class(instrument: Instrument) -> ExposureClass:
     if a is AssetClass.CRYPTO:
         return ExposureClass.CRYPTO
     if a is AssetClass.METAL:
-        return ExposureClass.GOLD if instrument.symbol.upper().startswith("XAU") else ExposureClass.METAL
-    symbol = instrument.symbol.upper()
+        return ExposureClass.GOLD if symbol.upper().startswith("XAU") else ExposureClass.METAL
+    symbol = symbol.upper()
     major = len(symbol) == 6 and {symbol[:3], symbol[3:]} <= FX_MAJOR_CURRENCIES
     return ExposureClass.FX_MAJOR if major else ExposureClass.FX_OTHER
 
@@ -425,7 +436,7 @@ class ExposureLimits:
         if own is not None:
             return own, f"{instrument.symbol}'s"
         kind = exposure_class(instrument)
-        return self.max_leverage[kind], kind.value.replace("_", " ")
+        return self.max_leverage[kind], _CLASS_WORDS[kind]
 
 
 @dataclass(frozen=True)
@@ -459,7 +470,7 @@ class Sizing:
     def rate(self, instrument: Instrument, price: Decimal, prices: Mapping[str, Decimal]) -> Fraction:
         """Account money per unit of the instrument's quote currency at `price` (ValueError names a missing pair)."""
         if self.account_currency is None:
-            return Fraction(1)
+            return ONE
         quote = self.quote_currencies.get(instrument.symbol)
         return quote_to_account(instrument, self.account_currency, price, prices, quote)
 

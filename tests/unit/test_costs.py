@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from engine.catalog import default_instrument
-from engine.costs import CostModel, commission, exit_fill_price, fill_price, quote_from_price
+from engine.costs import CostModel, commission, exit_fill_price, fill_price, market_fill, quote_from_price
 from engine.domain import Side
 from engine.trading import Quote
 
@@ -65,6 +66,28 @@ def test_fx_fill_prices_to_the_fifth_decimal() -> None:
     costs = CostModel(slippage_bps=D(2))
     assert fill_price(quote, Side.LONG, costs, EURUSD) == D("1.04813")  # 1.048129584 -> up
     assert fill_price(quote, Side.SHORT, costs, EURUSD) == D("1.04763")  # 1.047630432 -> down
+
+
+@pytest.mark.parametrize("symbol", ["SPY", "EURUSD", "XAUUSD", "NIFTY50", "RELIANCE", "BTCUSDT"])
+@pytest.mark.parametrize("slippage", ["0", "1", "2.5", "10"])
+def test_a_market_fill_is_the_fill_of_the_quote_around_the_price(symbol: str, slippage: str) -> None:
+    instrument = default_instrument(symbol)
+    costs = CostModel(slippage_bps=D(slippage))
+    tick = instrument.tick_size
+    for base in (D("0.37"), D("1.0847"), D("579.21"), D("24000.03"), D("61234.5")):
+        for mid in (base, base + tick / 3, base + tick / 2, base - tick / 7):
+            quote = quote_from_price(instrument, mid, AT)
+            for side in Side:
+                expected = outcome(fill_price, quote, side, costs, instrument)
+                assert outcome(market_fill, instrument, mid, side, costs) == expected
+
+
+def outcome(fn: Callable[..., Decimal], *args: object) -> Decimal | str:
+    """What `fn(*args)` returns, or the refusal it raises (a sell slipped to zero)."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        return str(exc)
 
 
 def test_fill_price_refuses_another_instruments_quote() -> None:
