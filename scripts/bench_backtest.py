@@ -42,6 +42,10 @@ its first call (numba compiling, or loading its disk cache) is timed apart, then
 others. Its inputs (signals, tick levels) are prepared outside its timing, in its favour; the timed part is
 the simulation, its trade records and a Sharpe ratio.
 
+All three run in one process whose start-up heap (the libraries, the bars) is frozen out of the cyclic
+collector's full passes first (`bot.ops.memory.freeze_heap`), as the `backtest`, `validate` and `optimise`
+commands and their pool workers do.
+
 Usage: python scripts/bench_backtest.py [--bars 1000000] [--repeat 3] [--market-dir DIR] [--no-profile]
 
 Both engines run `--repeat` times in turn (tradebot, backtesting.py, tradebot, ...); the medians are compared.
@@ -80,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 from backtesting import Backtest  # noqa: E402
 from backtesting import Strategy as BtStrategy  # noqa: E402
 
+from bot.ops.memory import freeze_heap  # noqa: E402
 from engine.backtest import SKIP_GAP_STOP, SKIP_GAP_TARGET, BacktestConfig, BacktestResult, backtest  # noqa: E402
 from engine.bars import Bars, FloatArray  # noqa: E402
 from engine.calendars import get_calendar  # noqa: E402
@@ -404,6 +409,7 @@ def main() -> int:
     if vbt is not None and vbt_inputs is not None:
         vbt_first, _ = timed(1, run_vectorbt, vbt, bars, vbt_inputs)  # numba compiles, or loads its disk cache
 
+    freeze_heap()  # as `tradebot backtest` and `validate` do once their libraries are loaded; for all three engines
     tb_times, bp_times, vb_times = [], [], []
     vb_result: tuple[int, Any] = (0, None)
     for _ in range(args.repeat):  # in turn, so all see the same machine load

@@ -37,12 +37,13 @@ from bench_bot import WARM_AT, seed_closed_trades  # noqa: E402
 from bot.bootstrap import open_runtime  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.ops.clock import BotClock  # noqa: E402
+from bot.ops.memory import freeze_heap  # noqa: E402
 from bot.services.book import REAL_KINDS, TRADED_KINDS  # noqa: E402
 from bot.services.dashboard import Dashboard  # noqa: E402
 from bot.services.reporting import Reporting  # noqa: E402
 from bot.services.reports import Period, by_period, performance_rows, profit  # noqa: E402
 from bot.services.runtime import BotRuntime  # noqa: E402
-from bot.telegram.app import GIL_SWITCH_SECONDS, freeze_heap  # noqa: E402
+from bot.telegram.app import GIL_SWITCH_SECONDS  # noqa: E402
 from engine.performance import summarize  # noqa: E402
 from engine.trading import TradeKind  # noqa: E402
 

@@ -18,6 +18,7 @@ from bot.cli.codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bot.cli.db import run_db
 from bot.config import Settings, load_settings
 from bot.ops.database import open_store
+from bot.ops.memory import freeze_heap
 from data.redaction import Redactor
 
 log = logging.getLogger("tradebot")
@@ -259,6 +260,8 @@ def run_command(args: argparse.Namespace, settings: Settings, overrides: dict[st
 def _validation(args: argparse.Namespace, settings: Settings, overrides: dict[str, Any]) -> int:
     """`tradebot validate`, `optimise` and `backtest`."""
     from bot.cli.validation import parse_params, run_backtest, run_optimise, run_validate  # noqa: PLC0415
+
+    freeze_heap()  # the analysis libraries are loaded: the backtests' full collections need not walk them again
 
     if args.command == "validate":
         return run_validate(

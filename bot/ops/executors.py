@@ -36,6 +36,8 @@ from enum import StrEnum
 from multiprocessing.context import BaseContext
 from typing import Any, Final, ParamSpec, TypeVar
 
+from bot.ops.memory import freeze_heap
+
 DASK_PREFIX: Final = "dask://"
 POOL_START_S: Final = 1.5  # a pool worker's start and imports (measured ~0.9 s on 2 Graviton cores), with margin
 DASK_LOCAL: Final = "dask:local"
@@ -127,6 +129,12 @@ def make_executor(spec: str = "auto", workers: int | None = None) -> Iterator[Ex
     executor.shutdown(wait=True)
 
 
+def start_worker(pid: int) -> None:
+    """Set up a pool worker: it dies with process `pid` (`die_with`), its inherited heap frozen (`freeze_heap`)."""
+    die_with(pid)
+    freeze_heap()
+
+
 def die_with(pid: int) -> None:
     """Make this worker process end when process `pid` (the one that started it) ends, even by kill -9.
 
@@ -198,7 +206,7 @@ def process_pool(workers: int | None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers or available_cpus(),
         mp_context=worker_context(),
-        initializer=die_with,
+        initializer=start_worker,
         initargs=(os.getpid(),),
     )
 

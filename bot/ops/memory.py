@@ -1,4 +1,5 @@
-"""Give the heap memory the bot freed back to the system after its large jobs (on glibc).
+"""Give the heap memory the bot freed back to the system after its large jobs (on glibc), and keep start-up's
+objects out of the cyclic collector's full passes.
 
 glibc returns freed memory to the system on its own only from the top of each heap; what a job frees below live
 blocks stays resident. After a run has unpickled fifty symbols' bars (and after the worker that learned was
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from collections.abc import Callable
 from functools import cache
 
@@ -35,3 +37,16 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def freeze_heap() -> None:
+    """Keep what start-up built (modules, settings, the runtime) out of the cyclic collector's full passes.
+
+    A full collection walks every tracked object: on the running bot's heap that paused the event loop for 30-45 ms,
+    the worst clicks' latency; in a backtest's or a validation worker's process each full pass walked the analysis
+    libraries' modules again (~70 ms a pass, about one a backtest of 7,500 trades). Frozen objects are never walked
+    again; they are still freed by reference counting. Only the young generations are collected first: start-up's
+    garbage is there (a full pass at this point of a real start took 73 ms and found nothing more to free).
+    """
+    gc.collect(1)
+    gc.freeze()

@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, ParamSpec, TypeVar
 
 from bot.ops.executors import die_with, preload_in_workers, worker_context
+from bot.ops.memory import freeze_heap
 
 # What the bot's work runs on, imported once and forked (TA-Lib by name: the engine imports it on first use).
 PRELOAD: Final = ("bot.services.scan", "talib", "bot.charts.render")
@@ -39,9 +40,10 @@ class WorkerFailed(Exception):
 
 def _die_with_the_bot(bot: int) -> None:
     """End this worker when the bot's process ends (even by kill -9), so no worker outlives it holding its pipes;
-    silence this process's own logging."""
+    silence this process's own logging; freeze the libraries it was forked with (`freeze_heap`)."""
     logging.disable(logging.CRITICAL)
     die_with(bot)
+    freeze_heap()
 
 
 def _import(modules: tuple[str, ...]) -> bool:

@@ -31,6 +31,7 @@ from bot.bootstrap import open_runtime
 from bot.config import Settings
 from bot.ops.clock import BotClock, WallClock
 from bot.ops.cloudwatch import build_metrics, close_metrics
+from bot.ops.memory import freeze_heap
 from bot.ops.metrics import Metrics
 from bot.ops.systemd import SystemdNotifier
 from bot.services.runtime import BotRuntime
@@ -141,18 +142,6 @@ async def serve(
     finally:
         systemd.close()
         lock.release()
-
-
-def freeze_heap() -> None:
-    """Keep what start-up built (modules, settings, the runtime) out of the cyclic collector's full passes.
-
-    A full collection walks every tracked object: on the running bot's heap that paused the event loop for 30-45 ms,
-    the worst clicks' latency. Frozen objects are never walked again; they are still freed by reference counting.
-    Only the young generations are collected first: start-up's garbage is there (a full pass at this point of a
-    real start took 73 ms and found nothing more to free).
-    """
-    gc.collect(1)
-    gc.freeze()
 
 
 class TokenRejected(Exception):

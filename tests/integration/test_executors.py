@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -127,6 +128,11 @@ def test_auto_reports_failures_and_cancels_what_is_queued_on_shutdown() -> None:
     assert all(f.cancelled() for f in queued)
     with pytest.raises(RuntimeError, match="after shutdown"):
         executor.submit(abs, -1)
+
+
+def test_pool_workers_start_with_the_heap_they_inherited_frozen() -> None:
+    with make_executor("process", 1) as executor:
+        assert executor.submit(gc.get_freeze_count).result() > 10_000  # the interpreter and what it imported
 
 
 def test_process_pools_never_fork() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -81,6 +82,11 @@ async def test_a_scan_in_the_worker_finds_what_a_scan_here_finds(tmp_path: Path,
     same(await there.scan(AT), expected)
     here.close()
     there.close()
+
+
+async def test_the_worker_keeps_the_libraries_it_was_forked_with_out_of_full_collections(worker: WorkerProcess) -> None:
+    assert await worker.warm("bot.services.scan")
+    assert await worker.call(10.0, gc.get_freeze_count) > 10_000  # pandas, TA-Lib, the engine: never walked again
 
 
 async def test_a_run_keeps_the_tail_of_a_flat_symbol_and_all_bars_of_one_with_a_setup_or_asked_whole(
