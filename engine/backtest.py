@@ -10,6 +10,10 @@ setups into trades with `simulate`'s trade logic, which the replay (`bot.service
 * Validation is lazy: with `one_position_per_symbol` a candidate is validated and scored only when no
   position is open at its bar, so `setups` / `rejections` count the candidates that could have been taken;
   the ones that fired while in a position are counted as skipped without being validated.
+* What does not depend on the book is decided for every candidate at once (`engine.columns`: the levels on
+  the tick, the validation rules on them, the entry bar, gaps through a level, the entry fill), and sizing and
+  exit fills run in whole ticks (`engine.sizing.TickSizer`, `_Book._closing_fill`), to the same results as
+  `validate`, `Sizing.size` and `engine.costs`, which decide whatever the whole-tick arithmetic cannot.
 * Entry: at the OPEN of the bar after the signal bar (never the signal bar), as a market order through the
   cost model: half the spread, `slippage_bps`, plus `slippage_atr` x ATR(14) of the signal bar (rounded up to
   the tick, against the trader), then commission. Stop and target are the setup's levels.
@@ -64,6 +68,7 @@ from typing import Any, Final
 import numpy as np
 
 from engine.bars import to_nanos
+from engine.columns import Entry, candidate_columns
 from engine.costs import CostModel, commission, exit_fill_price, market_fill
 from engine.domain import (
     Interval,
@@ -72,6 +77,8 @@ from engine.domain import (
     ScoredSetup,
     Setup,
     Side,
+    float_step,
+    float_units,
     quantize_to_step,
     to_decimal,
 )
@@ -87,9 +94,9 @@ from engine.exits import (
 )
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
-from engine.pipeline import EngineConfig, ValidationRules, assess, candidates, validate
+from engine.pipeline import EngineConfig, ValidationRules, candidates, score_setup, validate
 from engine.results import BacktestTrade, EquityCurve
-from engine.sizing import RateHistory, Sizing, pnl_to_account
+from engine.sizing import RateHistory, Sizing, TickSizer, pnl_to_account
 from engine.strategy import Strategy
 from engine.trading import ExitReason, TradeKind, trade_from_setup
 
@@ -112,6 +119,15 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_NS: Final = 3_600 * 1_000_000_000
 _DAY_NS: Final = 24 * _HOUR_NS
 _EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday
+_ENTRY_SKIPS: Final = MappingProxyType(
+    {
+        Entry.NO_NEXT_BAR: SKIP_NO_NEXT_BAR,
+        Entry.GAP_STOP: SKIP_GAP_STOP,
+        Entry.GAP_TARGET: SKIP_GAP_TARGET,
+        Entry.NO_ATR: SKIP_NO_ATR,
+        Entry.FILL_STOP: SKIP_FILL_STOP,
+    }
+)
 _NO_PRICES: Final[Mapping[str, Decimal]] = MappingProxyType({})
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
@@ -229,6 +245,8 @@ def backtest(
     scores: dict[str, QualityScore] = {}
     rejected: Counter[str] = Counter()
     sheet = engine.scorer.sheet(ctx, fired) if config.score_setups else None  # the score's inputs, gathered once
+    columns = candidate_columns(ctx, signals, fired, engine.rules, config.costs, config.slippage_atr, book.atr)
+    rows = columns.rows() if columns is not None else None
     k = 0
     while k < len(fired):
         i = int(fired[k])
@@ -238,24 +256,33 @@ def backtest(
             k = resume
             continue
         k += 1
-        (candidate,) = candidates(strategy, ctx, signals, np.array([i], dtype=np.int64))
+        decided: tuple[int, int] | None = None
+        row = rows[k - 1] if rows is not None else None
+        if row is not None and row[0]:  # the columns validated it: its levels, and how it enters
+            made = _column_setup(ctx, strategy, i, *row[1:5])
+            if isinstance(made, str):
+                rejected[rejection_key(made)] += 1
+                continue
+            setup, decided = made, (row[5], row[6])
+        else:  # the scalar path: validation's reason for a rejection, or what the columns could not decide
+            (candidate,) = candidates(strategy, ctx, signals, np.array([i], dtype=np.int64))
+            valid = validate(
+                instrument, ctx.calendar, candidate, candidate.bar_time + instrument.interval.delta, engine.rules
+            )
+            if isinstance(valid, Rejection):
+                rejected[rejection_key(valid.reason)] += 1
+                continue
+            setup = valid
         score: QualityScore | None = None
         if config.score_setups:
-            assessed = assess(ctx, candidate, engine, None, sheet, k - 1)
+            assessed = score_setup(ctx, setup, i, engine, sheet, k - 1)
             if isinstance(assessed, Rejection):
                 rejected[rejection_key(assessed.reason)] += 1
                 continue
             setup, score = assessed.setup, assessed.score
             scores[setup.signal_id] = score
-        else:
-            closed_at = candidate.bar_time + instrument.interval.delta
-            valid = validate(instrument, ctx.calendar, candidate, closed_at, engine.rules)
-            if isinstance(valid, Rejection):
-                rejected[rejection_key(valid.reason)] += 1
-                continue
-            setup = valid
         setups.append(setup)
-        book.offer(setup, score, i)
+        book.offer(setup, score, i, decided)
 
     simulation = book.result()
     all_trades = simulation.all_trades
@@ -392,6 +419,11 @@ class _Book:
         self.interval_ns = instrument.interval.nanos
         self.equity = config.equity
         self.converts = config.sizing.account_currency is not None  # else money is the quote currency, rate 1
+        self.sizer = TickSizer.of(config.sizing, instrument, config.costs)
+        self.half_spread = math.ceil(Fraction(instrument.spread) / (2 * Fraction(instrument.tick_size)))  # in ticks
+        slippage_num, slippage_den = config.costs.slippage_bps.as_integer_ratio()
+        exact = float_step(instrument.tick_size) is not None and slippage_den * 10_000 + slippage_num < 2**24
+        self.slippage = (slippage_den * 10_000, slippage_num) if exact else None  # price x (whole +- bps) / whole
         self.pending: list[tuple[int, int, Decimal]] = []  # (exit bar, sequence, net P&L) not yet realised
         self.busy_until = -1  # exit bar of the latest position; n while it is still open at the end
         self.closed: list[BacktestTrade] = []
@@ -403,12 +435,29 @@ class _Book:
         """Whether a signal at bar `i` must be skipped because the symbol still holds a position at its close."""
         return self.config.one_position_per_symbol and self.busy_until > i
 
-    def offer(self, setup: Setup, score: QualityScore | None, i: int) -> None:
-        """Enter `setup` (signalled at bar `i`) at the next bar's open and find its exit, or count why not."""
+    def offer(self, setup: Setup, score: QualityScore | None, i: int, decided: tuple[int, int] | None = None) -> None:
+        """Enter `setup` (signalled at bar `i`) at the next bar's open and find its exit, or count why not.
+
+        `decided` is how `engine.columns` entered it: (an `Entry`, the fill in ticks); None: decide here."""
+        if decided is None or decided[0] == Entry.SCALAR:
+            entered = self._entry(setup, i)
+            if entered is None:
+                return
+            entry_ns, price = entered
+        elif decided[0] == Entry.FILL:
+            entry_ns, price = int(self.bars.time[i + 1]), Decimal(decided[1]) * self.instrument.tick_size
+        else:
+            self.skips[_ENTRY_SKIPS[Entry(decided[0])]] += 1
+            return
+        self._enter(setup, score, i, entry_ns, price)
+
+    def _entry(self, setup: Setup, i: int) -> tuple[int, Decimal] | None:
+        """The entry of `setup` at the open of the bar after `i`: (its open time in ns, the fill), or None with the
+        reason counted."""
         j = i + 1
         if j >= self.n:
             self.skips[SKIP_NO_NEXT_BAR] += 1
-            return
+            return None
         bars, instrument, costs = self.bars, self.instrument, self.config.costs
         signal_close = int(bars.time[i]) + instrument.interval.nanos
         entry_ns = int(bars.time[j])
@@ -416,41 +465,43 @@ class _Book:
             late = self.ctx.calendar.open_duration(_utc(signal_close), _utc(entry_ns))
             if late > self.max_age:
                 self.skips[SKIP_STALE] += 1
-                return
+                return None
         side = setup.side
-        stop, target = float(setup.stop), float(setup.target)
         opened = to_decimal(float(bars.open[j]), f"{instrument.symbol} open")
         gapped = gap_refusal(side, setup.stop, setup.target, opened)
         if gapped is not None:
             self.skips[gapped] += 1
-            return
+            return None
         entry_atr = 0.0
         if self.atr is not None:
             entry_atr = float(self.atr[i])
             if not math.isfinite(entry_atr):
                 self.skips[SKIP_NO_ATR] += 1
-                return
-        entered_at = _utc(entry_ns)
+                return None
         price = self._atr_slipped(market_fill(instrument, opened, side, costs), side, entry_atr)
         if fill_refusal(side, setup.stop, price) is not None:
             self.skips[SKIP_FILL_STOP] += 1
-            return
+            return None
+        return entry_ns, price
+
+    def _enter(self, setup: Setup, score: QualityScore | None, i: int, entry_ns: int, price: Decimal) -> None:
+        """Size the position entered at `price` at the open of bar `i + 1` (`entry_ns`) and find its exit."""
+        j = i + 1
+        instrument, costs, side = self.instrument, self.config.costs, setup.side
+        signal_close = int(self.bars.time[i]) + instrument.interval.nanos
+        stop, target = float(setup.stop), float(setup.target)
+        entered_at = _utc(entry_ns)
         self._realise(j)
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
             return
         sizing = self.config.sizing
         prices = self.config.rates.prices_at(_utc(signal_close)) if self.converts else _NO_PRICES
-        held = self._held_notional(i)
-        sized = sizing.size(instrument, setup.entry, setup.stop, self.equity, prices, costs=costs, open_notional=held)
+        sized = self._size(setup, prices, self._held_notional(i))
         if isinstance(sized, str):
             self.skips[sized] += 1
             return
-        if sized.quantity <= 0:
-            why = sized.notes[-1] if sized.notes else SKIP_ZERO_SIZE
-            self.skips[why if why == SKIP_ZERO_SIZE else rejection_key(why)] += 1
-            return
-        quantity = sized.quantity
+        quantity, entry_rate, budget_risk, notional = sized
         entry_fees = commission(price, quantity, instrument, costs)
         local = int(self.local_time[j])
         hour, weekday = (local // _HOUR_NS) % 24, (local // _DAY_NS + _EPOCH_WEEKDAY) % 7
@@ -468,15 +519,13 @@ class _Book:
             found = self._exit(j, side, stop, target, trigger)
         if found is not None:
             exit_at, exit_index, exit_level, exit_reason = found
-            level = instrument.price(exit_level, ROUND_HALF_EVEN)
             exit_atr = 0.0 if self.atr is None else float(self.atr[exit_index - 1])
             closing = Side.SHORT if side is Side.LONG else Side.LONG
-            exit_price = self._atr_slipped(exit_fill_price(level, side, costs, instrument), closing, exit_atr)
+            exit_price = self._atr_slipped(self._closing_fill(exit_level, side), closing, exit_atr)
             exited = (exit_at, exit_price, exit_reason, commission(exit_price, quantity, instrument, costs))
         trade = trade_from_setup(
             setup, TradeKind.BACKTEST, quantity, instrument.contract_size, entered_at, price, entry_fees, exited=exited
         )
-        entry_rate = sized.rate
         account_pnl = None
         if exited is not None and trade.pnl is not None and trade.exit_price is not None:
             account_pnl = self._to_account(trade.pnl, trade.exit_price, exited[0], entry_rate)
@@ -490,14 +539,14 @@ class _Book:
             hour,
             weekday,
             currency=sizing.currency(instrument),
-            budget_risk=sized.risk_with_costs,
+            budget_risk=budget_risk,
             initial_risk=pnl_to_account(trade.risk_money, entry_rate),
-            notional=sized.notional,
+            notional=notional,
             account_pnl=account_pnl,
             entry_rate=float(entry_rate),
         )
         heapq.heappush(
-            self.open_notional, (self.n if exit_index is None else exit_index, len(self.open_notional), sized.notional)
+            self.open_notional, (self.n if exit_index is None else exit_index, len(self.open_notional), notional)
         )
         if exit_index is None or account_pnl is None:
             self.still_open.append(record)
@@ -506,6 +555,33 @@ class _Book:
         self.closed.append(record)
         heapq.heappush(self.pending, (exit_index, len(self.closed), account_pnl))
         self.busy_until = max(self.busy_until, exit_index)
+
+    def _size(
+        self, setup: Setup, prices: Mapping[str, Decimal], held: Decimal
+    ) -> tuple[Decimal, Fraction, Decimal, Decimal] | str:
+        """(quantity, quote-to-account rate, risk with costs, notional) of the desk's order for `setup` on the
+        realised equity with `held` notional open, or the skip's reason: `Sizing.size`, by `TickSizer` where it can."""
+        sizing, instrument = self.config.sizing, self.instrument
+        if self.sizer is not None:
+            try:
+                rate = sizing.rate(instrument, setup.entry, prices)
+            except ValueError:  # no conversion price: `Sizing.size` words the refusal
+                pass
+            else:
+                tick = instrument.tick_size
+                entry, stop = int(setup.entry / tick), int(setup.stop / tick)
+                quantity, risk, notional = self.sizer.size(entry, stop, self.equity, rate, held)
+                if quantity > 0:
+                    return quantity, rate, risk, notional
+        sized = sizing.size(
+            instrument, setup.entry, setup.stop, self.equity, prices, costs=self.config.costs, open_notional=held
+        )
+        if isinstance(sized, str):
+            return sized
+        if sized.quantity <= 0:
+            why = sized.notes[-1] if sized.notes else SKIP_ZERO_SIZE
+            return why if why == SKIP_ZERO_SIZE else rejection_key(why)
+        return sized.quantity, sized.rate, sized.risk_with_costs, sized.notional
 
     def result(self) -> Simulation:
         order = sorted(self.skips.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -580,6 +656,21 @@ class _Book:
             session_day=self.session_day,
         )
 
+    def _closing_fill(self, level: float, side: Side) -> Decimal:
+        """`exit_fill_price` of the exit level quantised to the tick (half-even), in whole ticks where it can: a level
+        on the tick has its bid and ask a whole number of ticks away, and the slippage is an exact ratio."""
+        instrument = self.instrument
+        tick = instrument.tick_size
+        units = float_units(level, tick, ROUND_HALF_EVEN)
+        if units is not None and units > 0 and self.slippage is not None:
+            whole, bps = self.slippage
+            if side is Side.SHORT:  # a buy to close, at the ask: rounded up
+                return Decimal(-(-(units + self.half_spread) * (whole + bps) // whole)) * tick
+            sold = max(units - self.half_spread, 1) * (whole - bps) // whole
+            if sold > 0:
+                return Decimal(sold) * tick
+        return exit_fill_price(instrument.price(level, ROUND_HALF_EVEN), side, self.config.costs, instrument)
+
     def _atr_slipped(self, price: Decimal, side: Side, atr: float) -> Decimal:
         """Move a fill by `slippage_atr` x `atr` against the trader (buys up, sells down), rounded to the tick."""
         if self.atr is None or atr <= 0:
@@ -590,6 +681,33 @@ class _Book:
         if moved <= 0:
             raise ValueError(f"{self.instrument.symbol}: a sell at {price} less ATR slippage {amount} is not above 0")
         return moved
+
+
+def _column_setup(
+    ctx: MarketContext, strategy: Strategy[Any], i: int, sign: int, entry: int, stop: int, target: int
+) -> Setup | str:
+    """The setup of a candidate whose levels (in ticks) the columns validated: the calendar's entry block and the
+    setup's own invariants still apply (a reason when they refuse, as `validate` words it)."""
+    instrument = ctx.instrument
+    bar_time = ctx.bars.bar_time(i)
+    blocked = ctx.calendar.entry_block(bar_time + instrument.interval.delta)
+    if blocked is not None:
+        return blocked
+    side = Side.LONG if sign > 0 else Side.SHORT
+    tick = instrument.tick_size
+    levels = Decimal(entry) * tick, Decimal(stop) * tick, (Decimal(target) * tick,)
+    try:
+        return Setup(
+            strategy.name,
+            instrument.symbol,
+            side,
+            *levels,
+            bar_time,
+            instrument.interval,
+            strategy.explain(ctx, i, side),
+        )
+    except ValueError as exc:
+        return str(exc)
 
 
 def gap_refusal(side: Side, stop: Decimal, target: Decimal, opened: Decimal) -> str | None:

@@ -189,8 +189,8 @@ def quantize_to_step(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_E
         return (units * step).quantize(step)
 
 
-_FAST_MAX_STEPS: Final = float(2**36)  # beyond this many steps a double's error nears 1e-5 step: use Decimal
-_HALF_MARGIN: Final = 1e-3  # a float within this of a half step is decided by Decimal
+FAST_MAX_STEPS: Final = float(2**36)  # beyond this many steps a double's error nears 1e-5 step: use Decimal
+HALF_MARGIN: Final = 1e-3  # a float within this of a half step is decided by Decimal
 _HALF_MODES: Final = frozenset({ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN})
 
 
@@ -203,29 +203,36 @@ def quantize_float(value: float, step: Decimal, rounding: str = ROUND_HALF_EVEN,
     value), which decides floor and ceiling; nearest-modes take r unless the float sits within a hair of a
     half step. Anything the fast path cannot decide goes through Decimal.
     """
-    shape = _float_step(step)
-    if shape is not None and math.isfinite(value):
-        scale, divide = shape
-        n = value * scale if divide else value / scale
-        if abs(n) < _FAST_MAX_STEPS:
-            r = round(n)
-            base = r / scale if divide else r * scale
-            units: int | None = None
-            if value == base:
-                units = r
-            elif rounding == ROUND_FLOOR:
-                units = r if value > base else r - 1
-            elif rounding == ROUND_CEILING:
-                units = r + 1 if value > base else r
-            elif rounding in _HALF_MODES and abs(abs(n - r) - 0.5) > _HALF_MARGIN:
-                units = r
-            if units is not None:
-                return Decimal(units) * step
+    units = float_units(value, step, rounding)
+    if units is not None:
+        return Decimal(units) * step
     return quantize_to_step(to_decimal(value, name), step, rounding)
 
 
+def float_units(value: float, step: Decimal, rounding: str = ROUND_HALF_EVEN) -> int | None:
+    """The whole steps `quantize_float` rounds a float to, where its fast path decides them (else None)."""
+    shape = float_step(step)
+    if shape is None or not math.isfinite(value):
+        return None
+    scale, divide = shape
+    n = value * scale if divide else value / scale
+    if abs(n) >= FAST_MAX_STEPS:
+        return None
+    r = round(n)
+    base = r / scale if divide else r * scale
+    if value == base:
+        return r
+    if rounding == ROUND_FLOOR:
+        return r if value > base else r - 1
+    if rounding == ROUND_CEILING:
+        return r + 1 if value > base else r
+    if rounding in _HALF_MODES and abs(abs(n - r) - 0.5) > HALF_MARGIN:
+        return r
+    return None
+
+
 @lru_cache(maxsize=256)
-def _float_step(step: Decimal) -> tuple[float, bool] | None:
+def float_step(step: Decimal) -> tuple[float, bool] | None:
     """(k, True) when step = 1/k, (k, False) when step = k, k a whole number a double holds exactly; else None."""
     if not step.is_finite() or step <= 0 or cast(int, step.as_tuple().exponent) > 0:
         return None

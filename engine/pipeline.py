@@ -257,18 +257,30 @@ def assess(
     result = validate(ctx.instrument, ctx.calendar, candidate, as_of, config.rules)
     if isinstance(result, Rejection):
         return result
+    return score_setup(ctx, result, candidate.bar_index, config, sheet, row)
+
+
+def score_setup(
+    ctx: MarketContext,
+    setup: Setup,
+    bar_index: int,
+    config: EngineConfig,
+    sheet: ScoreSheet | None = None,
+    row: int = 0,
+) -> ScoredSetup | Rejection:
+    """Score a validated setup of bar `bar_index` (from the `sheet`'s `row` when given) and apply the minimum score."""
     if sheet is None:
-        score = config.scorer.score(ctx, candidate.bar_index, result)
-    elif sheet.scorer is config.scorer and sheet.inputs.ctx is ctx and sheet.bars[row] == candidate.bar_index:
-        score = sheet.score(row, result)
+        score = config.scorer.score(ctx, bar_index, setup)
+    elif sheet.scorer is config.scorer and sheet.inputs.ctx is ctx and sheet.bars[row] == bar_index:
+        score = sheet.score(row, setup)
     else:
-        raise ValueError(f"score sheet row {row} is not bar {candidate.bar_index} of this context and scorer")
+        raise ValueError(f"score sheet row {row} is not bar {bar_index} of this context and scorer")
     if score.total < config.min_score:
         return Rejection(
             RejectionKind.SETUP,
             ctx.instrument.symbol,
             f"quality {score.total:.1f} is below the minimum {config.min_score:g}",
-            candidate.strategy,
-            result.bar_time,
+            setup.strategy,
+            setup.bar_time,
         )
-    return ScoredSetup(result, score)
+    return ScoredSetup(setup, score)

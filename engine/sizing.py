@@ -162,6 +162,7 @@ class SizedOrder:
 
 
 CENT: Final = Decimal("0.01")
+_EXACT_CENTS: Final = 10**26  # cents within the default context's 28 digits
 ONE: Final = Fraction(1)  # the rate of money already in the account's currency
 Words = str | Callable[[], str]  # a cap's name, or a function that writes it when the cap holds
 
@@ -307,6 +308,8 @@ def _cents(value: _Ratio) -> Decimal:
     q, r = divmod(value[0] * 100, value[1])
     if 2 * r > value[1] or (2 * r == value[1] and q % 2):
         q += 1
+    if -_EXACT_CENTS < q < _EXACT_CENTS:
+        return Decimal(q).scaleb(-2)  # the same Decimal, exponent -2, without a division
     return (Decimal(q) / 100).quantize(CENT)
 
 
@@ -561,3 +564,74 @@ class RateHistory:
                 if k >= 0:
                     prices[symbol] = Decimal(repr(float(bars.close[k])))
         return prices
+
+
+@dataclass(frozen=True, eq=False)
+class TickSizer:
+    """`Sizing.size` for one instrument and cost model with levels in whole ticks, to the same quantity and money:
+    the instrument's and the account's ratios taken once (a backtest sizes thousands of entries). For a symbol
+    without order limits (`of` gives None otherwise); a size of 0 leaves its reason to `Sizing.size`."""
+
+    sizing: Sizing
+    instrument: Instrument
+    costs: CostModel
+    tick_units: _Ratio  # one tick of one lot step in quote money: tick x contract x lot
+    units: _Ratio  # one lot step of contracts: contract x lot
+    tick: _Ratio
+    spread: _Ratio
+    bps: _Ratio  # slippage and commission, basis points of price
+    fixed: _Ratio  # the per-order commission, both ways
+    risk_fraction: _Ratio
+    own_cap: _Ratio  # the position's notional cap, a multiple of equity
+    total_cap: _Ratio  # all open positions' notional cap, a multiple of equity
+
+    @classmethod
+    def of(cls, sizing: Sizing, instrument: Instrument, costs: CostModel) -> TickSizer | None:
+        if sizing.limits.get(instrument.symbol) is not None:
+            return None
+        own, _ = sizing.exposure.cap(instrument)
+        slippage, commission_bps = costs.slippage_bps.as_integer_ratio(), costs.commission_bps.as_integer_ratio()
+        per_order = costs.commission_per_order.as_integer_ratio()
+        tick = instrument.tick_size.as_integer_ratio()
+        units = _mul(instrument.contract_size.as_integer_ratio(), instrument.lot_size.as_integer_ratio())
+        return cls(
+            sizing,
+            instrument,
+            costs,
+            _mul(tick, units),
+            units,
+            tick,
+            instrument.spread.as_integer_ratio(),
+            _add(slippage, commission_bps),
+            (2 * per_order[0], per_order[1]),
+            sizing.risk_fraction.as_integer_ratio(),
+            own.as_integer_ratio(),
+            sizing.exposure.max_total_leverage.as_integer_ratio(),
+        )
+
+    def size(
+        self, entry: int, stop: int, equity: Decimal, rate: Fraction, open_notional: Decimal
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """(quantity, what it risks with its expected costs, its notional) of the order from `entry` to `stop` (in
+        ticks): `size_order`'s arithmetic on the same exact ratios. Equity must be positive."""
+        fx_num, fx_den = rate.numerator, rate.denominator
+        if self.bps[0] or self.fixed[0]:
+            levels = ((entry + stop) * self.tick[0], self.tick[1])
+            per_unit = _add(self.spread, _mul(self.bps, levels, (1, 10_000)))
+        else:
+            per_unit = self.spread
+        money_num, money_den = self.tick_units[0] * fx_num, self.tick_units[1] * fx_den  # a tick of a step
+        price_loss = (abs(entry - stop) * money_num, money_den)
+        cost_per_step = (per_unit[0] * self.units[0] * fx_num, per_unit[1] * self.units[1] * fx_den)
+        fixed_money = (self.fixed[0] * fx_num, self.fixed[1] * fx_den)
+        money = equity.as_integer_ratio()
+        budget = _sub(_mul(money, self.risk_fraction), fixed_money)
+        steps = max(_floor_div(budget, _add(price_loss, cost_per_step)), 0)
+        step_notional = (entry * money_num, money_den)
+        room = _sub(_mul(money, self.total_cap), open_notional.as_integer_ratio())
+        for cap_money in (_mul(money, self.own_cap), room if room[0] > 0 else (0, 1)):
+            steps = min(steps, max(_floor_div(cap_money, step_notional), 0))
+        many = (steps, 1)
+        spent = _add(_mul(many, cost_per_step), fixed_money if steps else (0, 1))
+        risk_with_costs = _cents(_mul(many, price_loss)) + _cents(spent)
+        return _lots(steps, self.instrument.lot_size), risk_with_costs, _cents(_mul(many, step_notional))

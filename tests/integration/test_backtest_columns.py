@@ -1,0 +1,86 @@
+"""A backtest through the columns and whole ticks gives what the scalar path gives, to the digit, on real data."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import pytest
+
+import engine.backtest as backtest_module
+from engine.backtest import BacktestConfig, BacktestResult, _Book, backtest
+from engine.costs import CostModel, exit_fill_price
+from engine.domain import Side
+from engine.pipeline import EngineConfig, ValidationRules
+from engine.sizing import ExposureClass, ExposureLimits, RateHistory, Sizing, TickSizer
+from engine.strategy import REGISTRY, strategy_names
+from tests.support import shared_context
+
+COSTS = CostModel(slippage_bps=Decimal(1), commission_bps=Decimal("2.5"), commission_per_order=Decimal("0.5"))
+CONFIGS = {
+    "plain": (BacktestConfig(), EngineConfig()),
+    "costed": (BacktestConfig(costs=COSTS, slippage_atr=0.05, equity=Decimal(2500)), EngineConfig()),
+    "strict rules, unscored, held 40 bars": (
+        BacktestConfig(score_setups=False, max_hold_bars=40, costs=CostModel(slippage_bps=Decimal("0.5"))),
+        EngineConfig(min_score=0.0, rules=ValidationRules(min_stop_ticks=3, min_stop_spreads=2.5, max_age_bars=2)),
+    ),
+    "overlapping, capped": (
+        BacktestConfig(
+            one_position_per_symbol=False,
+            sizing=Sizing(exposure=ExposureLimits(dict.fromkeys(ExposureClass, Decimal("0.7")), {}, Decimal("1.5"))),
+        ),
+        EngineConfig(),
+    ),
+    "a USD account, tiny": (
+        BacktestConfig(
+            equity=Decimal(40),
+            sizing=Sizing(account_currency="USD"),
+            rates=RateHistory(fixed={"USDINR": Decimal("83.1")}),
+            costs=CostModel(commission_per_order=Decimal("0.3")),
+        ),
+        EngineConfig(),
+    ),
+}
+
+
+def scalar_closing_fill(book: _Book, level: float, side: Side) -> Decimal:
+    instrument = book.instrument
+    return exit_fill_price(instrument.price(level, ROUND_HALF_EVEN), side, book.config.costs, instrument)
+
+
+def everything(result: BacktestResult) -> tuple[Any, ...]:
+    trades = [
+        (t.trade, t.setup, t.score, t.signal_index, t.entry_index, t.exit_index, t.entry_hour, t.entry_weekday)
+        for t in (*result.trades, *result.open_trades)
+    ]
+    money = [
+        (t.currency, t.budget_risk, t.initial_risk, t.notional, t.account_pnl, t.entry_rate)
+        for t in (*result.trades, *result.open_trades)
+    ]
+    curve = (result.equity.equity.tolist(), result.equity.realized.tolist(), result.equity.in_position.tolist())
+    counts = (result.scores, result.rejection_reasons, result.skips, result.metrics)
+    return repr(trades), repr(money), repr(result.setups), counts, curve
+
+
+@pytest.mark.parametrize(
+    ("symbol", "interval"), [("EURUSD", "1h"), ("XAUUSD", "1h"), ("RELIANCE", "5m"), ("BTCUSDT", "1h")]
+)
+def test_every_strategy_and_configuration_backtests_as_the_scalar_path_does(
+    symbol: str, interval: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = shared_context(symbol, interval)
+    runs = 0
+    for name in strategy_names():
+        strategy = REGISTRY[name]()
+        if not strategy.applies_to(ctx.instrument):
+            continue
+        for label, (config, engine) in CONFIGS.items():
+            fast = backtest(ctx, strategy, engine, config)
+            with monkeypatch.context() as scalar:
+                scalar.setattr(backtest_module, "candidate_columns", lambda *_, **__: None)
+                scalar.setattr(TickSizer, "of", classmethod(lambda *_: None))
+                scalar.setattr(_Book, "_closing_fill", scalar_closing_fill)
+                slow = backtest(ctx, strategy, engine, config)
+            assert everything(fast) == everything(slow), (name, label)
+            runs += 1 if fast.trades else 0
+    assert runs >= 8  # strategies that traded here, in each configuration
