@@ -364,8 +364,13 @@ def equity_curve(
     realized_steps = np.zeros(m)
     # Open positions add close x units - (entry x units + fees) on their held bars: both terms are step
     # functions of the bar, built from +/- at the ends of each holding range and one cumulative sum.
-    units_steps, cost_steps = np.zeros(m + 1), np.zeros(m + 1)
-    open_steps, held_steps = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
+    # Collected per trade, then added in the same order (`np.add.at` is unbuffered): the same float sums.
+    at: list[int] = []  # first bar, bar after the last held, per trade
+    units_at: list[float] = []
+    cost_at: list[float] = []
+    held_at: list[int] = []  # first bar, bar after the last, per trade
+    realized_at: list[int] = []
+    realized_pnl: list[float] = []
     for bt in trades:
         trade = bt.trade
         last = (stop - 1 if bt.exit_index is None else bt.exit_index) - start
@@ -375,16 +380,21 @@ def equity_curve(
         units = float(trade.quantity * trade.contract_size) * trade.side.sign * bt.entry_rate
         cost = float(trade.entry_price) * units + float(trade.entry_fees) * bt.entry_rate
         held_to = last + 1 if bt.exit_index is None else last  # the exit bar holds the realised P&L instead
-        units_steps[first] += units
-        units_steps[held_to] -= units
-        cost_steps[first] += cost
-        cost_steps[held_to] -= cost
-        open_steps[first] += 1
-        open_steps[held_to] -= 1
-        held_steps[first] += 1
-        held_steps[last + 1] -= 1
+        at += (first, held_to)
+        units_at += (units, -units)
+        cost_at += (cost, -cost)
+        held_at += (first, last + 1)
         if bt.exit_index is not None:
-            realized_steps[last] += float(bt.account_pnl if bt.account_pnl is not None else trade.pnl or 0)
+            realized_at.append(last)
+            realized_pnl.append(float(bt.account_pnl if bt.account_pnl is not None else trade.pnl or 0))
+    units_steps, cost_steps = np.zeros(m + 1), np.zeros(m + 1)
+    open_steps, held_steps = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
+    ends, held, exits = (np.asarray(x, dtype=np.intp) for x in (at, held_at, realized_at))
+    np.add.at(units_steps, ends, units_at)
+    np.add.at(cost_steps, ends, cost_at)
+    np.add.at(open_steps, ends, np.tile([1, -1], len(ends) // 2))
+    np.add.at(held_steps, held, np.tile([1, -1], len(held) // 2))
+    np.add.at(realized_steps, exits, realized_pnl)
     unrealized = close * np.cumsum(units_steps[:m]) - np.cumsum(cost_steps[:m])
     unrealized[np.cumsum(open_steps[:m]) == 0] = 0.0  # flat: exactly zero, not the residue of + and - sums
     in_position = np.cumsum(held_steps[:m]) > 0
@@ -420,6 +430,7 @@ class _Book:
         self.equity = config.equity
         self.converts = config.sizing.account_currency is not None  # else money is the quote currency, rate 1
         self.sizer = TickSizer.of(config.sizing, instrument, config.costs)
+        self.currency = config.sizing.currency(instrument)
         self.half_spread = math.ceil(Fraction(instrument.spread) / (2 * Fraction(instrument.tick_size)))  # in ticks
         slippage_num, slippage_den = config.costs.slippage_bps.as_integer_ratio()
         exact = float_step(instrument.tick_size) is not None and slippage_den * 10_000 + slippage_num < 2**24
@@ -488,15 +499,15 @@ class _Book:
         """Size the position entered at `price` at the open of bar `i + 1` (`entry_ns`) and find its exit."""
         j = i + 1
         instrument, costs, side = self.instrument, self.config.costs, setup.side
-        signal_close = int(self.bars.time[i]) + instrument.interval.nanos
         stop, target = float(setup.stop), float(setup.target)
         entered_at = _utc(entry_ns)
         self._realise(j)
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
             return
-        sizing = self.config.sizing
-        prices = self.config.rates.prices_at(_utc(signal_close)) if self.converts else _NO_PRICES
+        prices = _NO_PRICES
+        if self.converts:
+            prices = self.config.rates.prices_at(_utc(int(self.bars.time[i]) + instrument.interval.nanos))
         sized = self._size(setup, prices, self._held_notional(i))
         if isinstance(sized, str):
             self.skips[sized] += 1
@@ -538,12 +549,12 @@ class _Book:
             exit_index,
             hour,
             weekday,
-            currency=sizing.currency(instrument),
+            currency=self.currency,
             budget_risk=budget_risk,
             initial_risk=pnl_to_account(trade.risk_money, entry_rate),
             notional=notional,
             account_pnl=account_pnl,
-            entry_rate=float(entry_rate),
+            entry_rate=1.0 if entry_rate == 1 else float(entry_rate),
         )
         heapq.heappush(
             self.open_notional, (self.n if exit_index is None else exit_index, len(self.open_notional), notional)
@@ -690,9 +701,10 @@ def _column_setup(
     setup's own invariants still apply (a reason when they refuse, as `validate` words it)."""
     instrument = ctx.instrument
     bar_time = ctx.bars.bar_time(i)
-    blocked = ctx.calendar.entry_block(bar_time + instrument.interval.delta)
-    if blocked is not None:
-        return blocked
+    if ctx.calendar.blocks_entries:
+        blocked = ctx.calendar.entry_block(bar_time + instrument.interval.delta)
+        if blocked is not None:
+            return blocked
     side = Side.LONG if sign > 0 else Side.SHORT
     tick = instrument.tick_size
     levels = Decimal(entry) * tick, Decimal(stop) * tick, (Decimal(target) * tick,)

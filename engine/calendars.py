@@ -180,10 +180,15 @@ class SessionCalendar:
             day += timedelta(days=1)
         return total
 
+    @property
+    def blocks_entries(self) -> bool:
+        """Whether `entry_block` can refuse an entry at all (an entry cutoff or a flat time is set)."""
+        return self.entry_cutoff > timedelta(0) or self.flat_at is not None
+
     def entry_block(self, ts: datetime) -> str | None:
         """Say why a new entry at `ts` is refused (near a close into a closed market, past the flat time), or None."""
         ensure_utc(ts, "ts")
-        if self.entry_cutoff <= timedelta(0) and self.flat_at is None:
+        if not self.blocks_entries:
             return None
         day = self.trading_date(ts)
         bounds = self.session(day)

@@ -40,6 +40,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -159,7 +160,7 @@ def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> Back
         average_win=_mean_money(wins),
         average_loss=_mean_money(losses),
         net_pnl=summary.net_pnl,
-        fees=sum(((t.trade.fees * Decimal(repr(t.entry_rate))).quantize(CENT) for t in closed), Decimal(0)),
+        fees=sum(((t.trade.fees * _decimal(t.entry_rate)).quantize(CENT) for t in closed), Decimal(0)),
         initial_equity=curve.initial,
         final_equity=final,
         total_return=None if final is None else final / curve.initial - 1.0,
@@ -304,6 +305,12 @@ def calibration(trades: Sequence[BacktestTrade]) -> CalibrationReport:
 def _decile_row(decile: int, won: list[bool]) -> DecileCalibration:
     wins = sum(won)
     return DecileCalibration(decile, len(won), wins, wins / len(won) if won else None)
+
+
+@lru_cache(maxsize=1024)
+def _decimal(rate: float) -> Decimal:
+    """The decimal a rate's float means (its shortest repr); a backtest's trades share a few rates."""
+    return Decimal(repr(rate))
 
 
 def _r(trade: BacktestTrade) -> Decimal:

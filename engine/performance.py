@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Final, Generic, TypeVar
@@ -141,6 +141,10 @@ def summarize(trades: Iterable[Trade], to_account: Callable[[Trade], Decimal] | 
     groups: dict[str, list[tuple[Trade, Decimal]]] = {}
     for trade, r in ordered:
         groups.setdefault(trade.strategy, []).append((trade, r))
+    if len(groups) == 1:  # one strategy: its summary is the whole one
+        (name,) = groups
+        alone = _summary(ordered, money)
+        return replace(alone, by_strategy={name: alone})
     by_strategy = {name: _summary(groups[name], money) for name in sorted(groups)}
     return _summary(ordered, money, by_strategy)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from fractions import Fraction
 from functools import lru_cache
@@ -163,6 +163,8 @@ class SizedOrder:
 
 CENT: Final = Decimal("0.01")
 _EXACT_CENTS: Final = 10**26  # cents within the default context's 28 digits
+_ZERO_CENTS: Final = Decimal("0.00")
+_EXACT_DIGITS: Final = 24  # a money amount below 10^24 quantises to cents within those digits
 ONE: Final = Fraction(1)  # the rate of money already in the account's currency
 Words = str | Callable[[], str]  # a cap's name, or a function that writes it when the cap holds
 
@@ -347,6 +349,13 @@ def split_children(quantity: Decimal, freeze: Decimal | None, lot: Decimal) -> t
     return (*([chunk.quantize(lot)] * int(full)), *((rest.quantize(lot),) if rest else ()))
 
 
+def _power_of_ten_exponent(step: Decimal) -> int:
+    """-k for a step of 10^-k (k >= 1), else 0."""
+    shape = step.as_tuple()
+    exponent = shape.exponent
+    return exponent if shape.digits == (1,) and isinstance(exponent, int) and exponent < 0 else 0
+
+
 def _lots(steps: int, lot: Decimal) -> Decimal:
     return (Decimal(max(steps, 0)) * lot).quantize(lot)
 
@@ -358,6 +367,9 @@ def to_money(value: Fraction) -> Decimal:
 
 def pnl_to_account(pnl: Decimal, rate: Fraction) -> Decimal:
     """A P&L in the instrument's quote currency as account money, exactly converted, to 0.01."""
+    if rate == 1 and pnl.is_finite() and pnl.adjusted() < _EXACT_DIGITS:  # the same cents, without the ratio
+        cents = pnl.quantize(CENT, rounding=ROUND_HALF_EVEN)
+        return cents if cents else _ZERO_CENTS  # never -0.00
     return _cents(_mul(pnl.as_integer_ratio(), (rate.numerator, rate.denominator)))
 
 
@@ -584,6 +596,7 @@ class TickSizer:
     risk_fraction: _Ratio
     own_cap: _Ratio  # the position's notional cap, a multiple of equity
     total_cap: _Ratio  # all open positions' notional cap, a multiple of equity
+    lot_exponent: int  # a lot step that is a power of ten below 1 (10^-k: -k), else 0
 
     @classmethod
     def of(cls, sizing: Sizing, instrument: Instrument, costs: CostModel) -> TickSizer | None:
@@ -607,6 +620,7 @@ class TickSizer:
             sizing.risk_fraction.as_integer_ratio(),
             own.as_integer_ratio(),
             sizing.exposure.max_total_leverage.as_integer_ratio(),
+            _power_of_ten_exponent(instrument.lot_size),
         )
 
     def size(
@@ -631,7 +645,12 @@ class TickSizer:
         room = _sub(_mul(money, self.total_cap), open_notional.as_integer_ratio())
         for cap_money in (_mul(money, self.own_cap), room if room[0] > 0 else (0, 1)):
             steps = min(steps, max(_floor_div(cap_money, step_notional), 0))
-        many = (steps, 1)
-        spent = _add(_mul(many, cost_per_step), fixed_money if steps else (0, 1))
-        risk_with_costs = _cents(_mul(many, price_loss)) + _cents(spent)
-        return _lots(steps, self.instrument.lot_size), risk_with_costs, _cents(_mul(many, step_notional))
+        if steps <= 0:
+            return _lots(0, self.instrument.lot_size), _ZERO_CENTS, _ZERO_CENTS
+        risk = _cents((steps * price_loss[0], price_loss[1]))
+        spent = _add((steps * cost_per_step[0], cost_per_step[1]), fixed_money)
+        quantity = (
+            Decimal(steps).scaleb(self.lot_exponent) if self.lot_exponent else _lots(steps, self.instrument.lot_size)
+        )
+        notional = _cents((steps * step_notional[0], step_notional[1]))
+        return quantity, risk + _cents(spent) if spent[0] else risk, notional
