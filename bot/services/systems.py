@@ -32,6 +32,7 @@ TRADE_PATH: Final = (
     "engine.backtest",
     "engine.bars",
     "engine.calendars",
+    "engine.columns",
     "engine.costs",
     "engine.domain",
     "engine.exits",
@@ -42,6 +43,9 @@ TRADE_PATH: Final = (
     "engine.strategy",
     "engine.trading",
 )
+# What `engine.backtest` also imports that measures trades rather than decides them (and the strategies' package,
+# whose modules a fingerprint hashes one at a time, each with its own system).
+MEASURING: Final = frozenset({"engine.metrics", "engine.performance", "engine.results", "engine.strategies"})
 CODE_CHARS: Final = 12
 
 

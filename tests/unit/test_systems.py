@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import math
 import pickle
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from bot.services.systems import MEASURING, TRADE_PATH
 from engine.domain import Interval
 from engine.gate import GateCriteria
 from engine.performance import TradeStats
@@ -179,3 +183,20 @@ def test_gate_failure_reasons_show_a_figure_that_differs_from_its_limit() -> Non
         "max drawdown 25.03% > 25%",
         "out-of-sample win rate is 84.6% of in-sample (< 85%)",
     ]
+
+
+def test_the_code_version_hashes_every_engine_module_the_backtest_decides_trades_with() -> None:
+    seen, todo = set(), ["engine.backtest"]
+    while todo:  # the engine modules engine.backtest imports, however indirectly
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                todo += [node.module] if node.module.split(".")[0] == "engine" else []
+            elif isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.split(".")[0] == "engine"]
+    assert seen - set(TRADE_PATH) == set(MEASURING), "a module that decides trades is missing from TRADE_PATH"
