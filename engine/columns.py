@@ -45,7 +45,7 @@ MAX_SLIPPAGE_TERM: Final = 2**24
 
 
 class Entry(IntEnum):
-    """How a valid candidate enters at the next bar's open, in the order the backtester checks (`_Book.offer`)."""
+    """How a valid candidate enters at the next bar's open, in the order the backtester checks (`TradeBook.offer`)."""
 
     FILL = 0
     NO_NEXT_BAR = 1

@@ -85,7 +85,7 @@ from backtesting import Backtest  # noqa: E402
 from backtesting import Strategy as BtStrategy  # noqa: E402
 
 from bot.ops.memory import freeze_heap  # noqa: E402
-from engine.backtest import SKIP_GAP_STOP, SKIP_GAP_TARGET, BacktestConfig, BacktestResult, backtest  # noqa: E402
+from engine.backtest import BacktestConfig, BacktestResult, backtest  # noqa: E402
 from engine.bars import Bars, FloatArray  # noqa: E402
 from engine.calendars import get_calendar  # noqa: E402
 from engine.costs import CostModel  # noqa: E402
@@ -94,6 +94,7 @@ from engine.indicators import MarketContext, crossed_above, crossed_below  # noq
 from engine.pipeline import EngineConfig, ValidationRules  # noqa: E402
 from engine.sizing import Sizing  # noqa: E402
 from engine.strategy import SignalArrays, Strategy, StrategyParams, param  # noqa: E402
+from engine.trade_book import SKIP_GAP_STOP, SKIP_GAP_TARGET  # noqa: E402
 
 TICK = 0.01
 TICKS_PER_UNIT = 100.0

@@ -45,9 +45,10 @@ from bot.telegram.notifier import Notifier  # noqa: E402
 from data.sqlite.store import SqliteStore  # noqa: E402
 from engine.catalog import default_instrument  # noqa: E402
 from engine.domain import QualityScore, ScoredSetup, Setup, Side, SignalStatus  # noqa: E402
+from engine.exposure import ExposureLimits  # noqa: E402
 from engine.ports import FixedClock  # noqa: E402
 from engine.protections import ProtectionConfig  # noqa: E402
-from engine.sizing import ExposureLimits, Sizing  # noqa: E402
+from engine.sizing import Sizing  # noqa: E402
 from engine.trading import ExecutionMode, TradeKind  # noqa: E402
 from tests.fakes.oanda_server import FakeOanda, Fault, Route  # noqa: E402
 

@@ -37,12 +37,12 @@ from typing import Final, NoReturn
 import numpy as np
 
 from data.market.validation import validate_bars
-from engine.backtest import fill_refusal, gap_refusal
 from engine.bars import from_nanos, to_nanos
 from engine.calendars import SessionCalendar, get_calendar
 from engine.costs import CostModel, commission, fill_price, quote_from_price
 from engine.domain import Instrument, Side, to_decimal
 from engine.ports import BarProvider, BrokerError, BrokerErrorKind, Clock, ProviderError
+from engine.trade_book import fill_refusal, gap_refusal
 from engine.trading import BrokerExit, ExitReason, Fill, OrderRequest, OrderState, OrderStatus, Quote, Trade
 
 log = logging.getLogger(__name__)

@@ -18,15 +18,10 @@ from pydantic import (
 from bot.config.base import CURRENCY_PATTERN, PAIR_PATTERN, PositiveDecimal, _Frozen
 from data.market.news_feed import NewsSource
 from engine.calendars import get_calendar
+from engine.exposure import DEFAULT_MAX_LEVERAGE, DEFAULT_MAX_TOTAL_LEVERAGE, ExposureClass, ExposureLimits
 from engine.news import EmbargoConfig, FeedFallback, Impact
 from engine.protections import ProtectionConfig
 from engine.routing import Market
-from engine.sizing import (
-    DEFAULT_MAX_LEVERAGE,
-    DEFAULT_MAX_TOTAL_LEVERAGE,
-    ExposureClass,
-    ExposureLimits,
-)
 from engine.trading import ExecutionMode
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from bot.services.scan import BarRules, ScanService, WatchItem
 from data.market.validation import validate_bars
-from engine.backtest import BacktestConfig, Simulation, rejection_key, simulate
+from engine.backtest import BacktestConfig, simulate
 from engine.bars import from_nanos, to_nanos
 from engine.domain import ScoredSetup, ensure_utc
 from engine.exits import StopTrigger
@@ -34,6 +34,7 @@ from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.ports import BarProvider, ProviderError
 from engine.results import BacktestTrade
+from engine.trade_book import Simulation, rejection_key
 
 REPLAY_HISTORY_BARS: Final = 10_000_000
 REPLAY_BAR_RULES: Final = BarRules(history_bars=REPLAY_HISTORY_BARS)

@@ -36,11 +36,13 @@ TRADE_PATH: Final = (
     "engine.costs",
     "engine.domain",
     "engine.exits",
+    "engine.exposure",
     "engine.indicators",
     "engine.pipeline",
     "engine.quality",
     "engine.sizing",
     "engine.strategy",
+    "engine.trade_book",
     "engine.trading",
 )
 # What `engine.backtest` also imports that measures trades rather than decides them (and the strategies' package,

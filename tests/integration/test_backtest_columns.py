@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 import engine.backtest as backtest_module
-from engine.backtest import BacktestConfig, BacktestResult, _Book, backtest
+from engine.backtest import BacktestConfig, BacktestResult, backtest
 from engine.costs import CostModel, exit_fill_price
 from engine.domain import Side
+from engine.exposure import ExposureClass, ExposureLimits
 from engine.pipeline import EngineConfig, ValidationRules
-from engine.sizing import ExposureClass, ExposureLimits, RateHistory, Sizing, TickSizer
+from engine.sizing import RateHistory, Sizing, TickSizer
 from engine.strategy import REGISTRY, strategy_names
+from engine.trade_book import TradeBook
 from tests.support import shared_context
 
 COSTS = CostModel(slippage_bps=Decimal(1), commission_bps=Decimal("2.5"), commission_per_order=Decimal("0.5"))
@@ -43,7 +45,7 @@ CONFIGS = {
 }
 
 
-def scalar_closing_fill(book: _Book, level: float, side: Side) -> Decimal:
+def scalar_closing_fill(book: TradeBook, level: float, side: Side) -> Decimal:
     instrument = book.instrument
     return exit_fill_price(instrument.price(level, ROUND_HALF_EVEN), side, book.config.costs, instrument)
 
@@ -79,7 +81,7 @@ def test_every_strategy_and_configuration_backtests_as_the_scalar_path_does(
             with monkeypatch.context() as scalar:
                 scalar.setattr(backtest_module, "candidate_columns", lambda *_, **__: None)
                 scalar.setattr(TickSizer, "of", classmethod(lambda *_: None))
-                scalar.setattr(_Book, "_closing_fill", scalar_closing_fill)
+                scalar.setattr(TradeBook, "_closing_fill", scalar_closing_fill)
                 slow = backtest(ctx, strategy, engine, config)
             assert everything(fast) == everything(slow), (name, label)
             runs += 1 if fast.trades else 0

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.backtest import SKIP_IN_POSITION, SKIP_WARMUP, BacktestConfig, BacktestResult, backtest
+from engine.backtest import SKIP_WARMUP, BacktestConfig, BacktestResult, backtest
 from engine.costs import BPS, CostModel
 from engine.domain import AssetClass, Side
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.strategy import build_strategy
+from engine.trade_book import SKIP_IN_POSITION
 from engine.trading import ExitReason, TradeKind
 from tests.support import shared_context
 

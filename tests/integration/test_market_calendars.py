@@ -21,13 +21,14 @@ from bot.ops.clock import BotClock
 from bot.services.scheduler import Scheduler, build_groups
 from data.market import calendars
 from data.market.calendars import MarketCalendarError, build_market_calendar, market_calendar
-from engine.backtest import BacktestConfig, backtest, rejection_key
+from engine.backtest import BacktestConfig, backtest
 from engine.bars import IntArray, to_nanos
 from engine.calendars import calendar_warnings, get_calendar
 from engine.catalog import default_instrument
 from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.strategy import build_strategy
+from engine.trade_book import rejection_key
 from engine.trading import ExitReason
 from tests.support import shared_context
 

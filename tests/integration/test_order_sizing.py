@@ -30,10 +30,11 @@ from engine.bars import Bars
 from engine.calendars import SessionCalendar
 from engine.catalog import default_instrument
 from engine.domain import Instrument, Interval, QualityScore, ScoredSetup, Setup, Side, SignalStatus
+from engine.exposure import ExposureLimits
 from engine.performance import summarize
 from engine.ports import BrokerError, BrokerErrorKind, SignalRecord
 from engine.protections import BookView, ProtectionConfig
-from engine.sizing import ExposureLimits, SizeLimits
+from engine.sizing import SizeLimits
 from engine.trading import ExecutionMode, ExitReason, Fill, OrderRequest, Trade, TradeKind, trade_from_setup
 from tests.fakes.broker import PinnedQuoteBroker
 from tests.integration.test_closed_books import insert

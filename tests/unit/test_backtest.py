@@ -15,20 +15,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from engine.backtest import (
-    SKIP_GAP_STOP,
-    SKIP_GAP_TARGET,
-    SKIP_IN_POSITION,
-    SKIP_NO_ATR,
-    SKIP_NO_NEXT_BAR,
-    SKIP_STALE,
-    SKIP_WARMUP,
-    SKIP_ZERO_SIZE,
-    BacktestConfig,
-    BacktestResult,
-    backtest,
-    simulate,
-)
+from engine.backtest import SKIP_WARMUP, BacktestConfig, BacktestResult, backtest, simulate
 from engine.bars import from_nanos
 from engine.costs import CostModel
 from engine.domain import Interval, ScoredSetup, Side
@@ -37,6 +24,15 @@ from engine.indicators import MarketContext
 from engine.pipeline import EngineConfig
 from engine.sizing import RateHistory, SizeLimits, Sizing
 from engine.strategy import REGISTRY, SignalArrays, Strategy, StrategyParams
+from engine.trade_book import (
+    SKIP_GAP_STOP,
+    SKIP_GAP_TARGET,
+    SKIP_IN_POSITION,
+    SKIP_NO_ATR,
+    SKIP_NO_NEXT_BAR,
+    SKIP_STALE,
+    SKIP_ZERO_SIZE,
+)
 from engine.trading import ExitReason, TradeKind
 from tests.builders import make_bars, make_context
 

@@ -12,16 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import _ENTRY_SKIPS, BacktestConfig, _Book
+from engine.backtest import BacktestConfig
 from engine.calendars import get_calendar
 from engine.catalog import default_instrument
 from engine.columns import Entry, candidate_columns, quantize_units
 from engine.costs import CostModel, exit_fill_price
 from engine.domain import Instrument, Interval, Setup, Side, quantize_float
+from engine.exposure import ExposureClass, ExposureLimits
 from engine.indicators import MarketContext
 from engine.pipeline import Candidate, ValidationRules, validate
-from engine.sizing import ExposureClass, ExposureLimits, SizeLimits, Sizing, TickSizer
+from engine.sizing import SizeLimits, Sizing, TickSizer
 from engine.strategy import SignalArrays
+from engine.trade_book import ENTRY_SKIPS, TradeBook
 from tests.builders import make_bars
 
 TICKS = [Decimal(t) for t in ("0.00001", "0.01", "0.05", "0.25", "1", "5")]
@@ -111,7 +113,7 @@ def test_the_columns_validate_and_enter_every_candidate_as_the_scalar_path_does(
     ctx, signals, config, rules = market
     instrument, tick = ctx.instrument, ctx.instrument.tick_size
     fired = signals.fired()
-    book = _Book(ctx, config, rules)
+    book = TradeBook(ctx, config, rules)
     columns = candidate_columns(ctx, signals, fired, rules, config.costs, config.slippage_atr, book.atr)
     assert columns is not None
     for k, i in enumerate(fired.tolist()):
@@ -144,7 +146,7 @@ def test_the_columns_validate_and_enter_every_candidate_as_the_scalar_path_does(
         if state is Entry.FILL:
             assert entered == (int(ctx.bars.time[i + 1]), Decimal(int(columns.fill[k])) * tick)
         else:
-            assert entered is None and dict(book.skips) == {_ENTRY_SKIPS[state]: 1}
+            assert entered is None and dict(book.skips) == {ENTRY_SKIPS[state]: 1}
 
 
 @PROPERTY
@@ -192,7 +194,7 @@ def test_an_exit_fills_in_whole_ticks_as_exit_fill_price_does(data: st.DataObjec
     instrument = instrument_with(tick, spread)
     costs = CostModel(slippage_bps=data.draw(st.sampled_from([Decimal(0), Decimal(1), Decimal("2.5"), Decimal(9000)])))
     bars = make_bars([1.0, 1.0, 1.0], interval=Interval.H1)
-    book = _Book(
+    book = TradeBook(
         MarketContext(instrument, bars, get_calendar(instrument.calendar)),
         BacktestConfig(costs=costs),
         ValidationRules(),

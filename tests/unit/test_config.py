@@ -10,8 +10,8 @@ import pytest
 from bot.config import ConfigError, load_settings, unknown_env
 from bot.services.configure import sizing
 from engine.catalog import DEFAULT_WATCHLIST, default_instrument
+from engine.exposure import ExposureClass
 from engine.quality import Component
-from engine.sizing import ExposureClass
 from engine.strategy import strategy_names
 
 
