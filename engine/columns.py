@@ -65,7 +65,7 @@ class CandidateColumns:
 
     index: IntArray  # the signal bar
     sign: IntArray  # +1 long, -1 short
-    valid: BoolArray  # passed the validation rules on the levels
+    valid: BoolArray  # passed the validation rules on the levels (else rejected, or too large to decide here)
     entry: IntArray
     stop: IntArray
     target: IntArray
@@ -186,7 +186,7 @@ def candidate_columns(
             Entry.FILL_STOP,
         ],
         Entry.FILL,
-    ).astype(np.int64)
+    )
     return CandidateColumns(fired, sign, valid, entry, stop, target, state.astype(np.int64), fill)
 
 
@@ -245,14 +245,14 @@ def _fills(
             mid = opened * scale if divide else opened / scale
             x = np.where(long, mid + float(half), mid - float(half))
             below = np.floor(x)
-            near = np.isfinite(x) & (np.abs(x) < MAX_FLOAT_TICKS) & (x - below > TIE) & (below + 1 - x > TIE)
-            below = np.where(near, below, 0.0).astype(np.int64)
+            clear = np.isfinite(x) & (np.abs(x) < MAX_FLOAT_TICKS) & (x - below > TIE) & (below + 1 - x > TIE)
+            below = np.where(clear, below, 0.0).astype(np.int64)
         touched = np.where(
             on_grid,
             np.where(long, up + whole_ticks, np.maximum(down - whole_ticks, 1)),
             np.where(long, below + 1, np.maximum(below, 1)),
         )
-        decided = on_grid | near
+        decided = on_grid | clear
     if not costs.slippage_bps:
         return touched, decided
     num, den = costs.slippage_bps.as_integer_ratio()

@@ -258,10 +258,11 @@ class TradeBook:
                 pass
             else:
                 tick = instrument.tick_size
-                entry, stop = int(setup.entry / tick), int(setup.stop / tick)
-                quantity, risk, notional = self.sizer.size(entry, stop, self.equity, rate, held)
-                if quantity > 0:
-                    return quantity, rate, risk, notional
+                (entry, off_entry), (stop, off_stop) = divmod(setup.entry, tick), divmod(setup.stop, tick)
+                if not (off_entry or off_stop):  # levels on the tick (a validated setup's always are)
+                    quantity, risk, notional = self.sizer.size(int(entry), int(stop), self.equity, rate, held)
+                    if quantity > 0:
+                        return quantity, rate, risk, notional
         sized = sizing.size(
             instrument, setup.entry, setup.stop, self.equity, prices, costs=self.config.costs, open_notional=held
         )

@@ -210,3 +210,24 @@ def test_an_exit_fills_in_whole_ticks_as_exit_fill_price_does(data: st.DataObjec
 
     expected = outcome(lambda: exit_fill_price(instrument.price(level, ROUND_HALF_EVEN), side, costs, instrument))
     assert repr(outcome(lambda: book._closing_fill(level, side))) == repr(expected)
+
+
+def test_a_setup_off_the_tick_is_sized_by_the_desks_sizing() -> None:
+    instrument = instrument_with(Decimal("0.01"), Fraction(0))
+    bars = make_bars([100.0, 100.0, 100.0], interval=Interval.H1)
+    book = TradeBook(
+        MarketContext(instrument, bars, get_calendar(instrument.calendar)), BacktestConfig(), ValidationRules()
+    )
+    at = bars.bar_time(0)
+    setup = Setup(
+        "s", instrument.symbol, Side.LONG, Decimal("100.005"), Decimal("99.003"), (Decimal(103),), at, Interval.H1
+    )
+    quantity, rate, risk, notional = book._size(setup, {}, Decimal(0))  # type: ignore[misc]
+    expected = Sizing().size(instrument, setup.entry, setup.stop, Decimal(10000), {})
+    assert not isinstance(expected, str)
+    assert (quantity, rate, risk, notional) == (
+        expected.quantity,
+        expected.rate,
+        expected.risk_with_costs,
+        expected.notional,
+    )
