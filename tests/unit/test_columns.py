@@ -231,3 +231,12 @@ def test_a_setup_off_the_tick_is_sized_by_the_desks_sizing() -> None:
         expected.risk_with_costs,
         expected.notional,
     )
+
+
+def test_a_tick_a_double_cannot_step_leaves_every_candidate_to_the_scalar_path() -> None:
+    instrument = instrument_with(Decimal("0.03"), Fraction(1))  # neither k nor 1/k: no exact float step
+    bars = make_bars([1.0, 1.03, 1.06, 1.09], interval=Interval.H1)
+    ctx = MarketContext(instrument, bars, get_calendar(instrument.calendar))
+    signals = SignalArrays(np.array([1, 0, 0, 0], dtype=np.int8), bars.close, bars.close - 0.3, bars.close + 0.6)
+    assert candidate_columns(ctx, signals, signals.fired(), ValidationRules(), CostModel(), 0.0, None) is None
+    assert not quantize_units(bars.close, Decimal("0.03"), ROUND_FLOOR)[1].any()
