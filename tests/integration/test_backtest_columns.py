@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import engine.backtest as backtest_module
 from engine.backtest import BacktestConfig, BacktestResult, backtest
+from engine.columns import Entry
 from engine.costs import CostModel, exit_fill_price
 from engine.domain import Side
 from engine.exposure import ExposureClass, ExposureLimits
@@ -72,6 +74,20 @@ def test_every_strategy_and_configuration_backtests_as_the_scalar_path_does(
 ) -> None:
     ctx = shared_context(symbol, interval)
     runs = 0
+    decided = Counter[str]()  # what the fast paths decided, so the comparison is not of the scalar path with itself
+    offer, sized = TradeBook.offer, TickSizer.size
+
+    def counted_offer(self: TradeBook, *args: Any) -> None:
+        if len(args) > 3 and args[3] is not None and args[3][0] == Entry.FILL:
+            decided["entries"] += 1
+        offer(self, *args)
+
+    def counted_size(self: TickSizer, *args: Any) -> tuple[Decimal, Decimal, Decimal]:
+        decided["sizes"] += 1
+        return sized(self, *args)
+
+    monkeypatch.setattr(TradeBook, "offer", counted_offer)
+    monkeypatch.setattr(TickSizer, "size", counted_size)
     for name in strategy_names():
         strategy = REGISTRY[name]()
         if not strategy.applies_to(ctx.instrument):
@@ -86,3 +102,4 @@ def test_every_strategy_and_configuration_backtests_as_the_scalar_path_does(
             assert everything(fast) == everything(slow), (name, label)
             runs += 1 if fast.trades else 0
     assert runs >= 8  # strategies that traded here, in each configuration
+    assert decided["entries"] >= 100 and decided["sizes"] >= 100, decided
