@@ -59,6 +59,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -82,7 +84,7 @@ from engine.exits import (
 from engine.indicators import MarketContext
 from engine.metrics import BacktestMetrics, compute_metrics, trading_days_per_year
 from engine.pipeline import EngineConfig, ValidationRules, candidates, score_setup, validate
-from engine.results import BacktestTrade, EquityCurve
+from engine.results import BacktestTrade, Built, EquityCurve, Held, Proposal, TradeRecord
 from engine.sizing import RateHistory, Sizing
 from engine.strategy import Strategy
 from engine.trade_book import (
@@ -143,10 +145,10 @@ class BacktestResult:
     first_bar: datetime | None  # open time of the equity curve's first bar
     last_bar: datetime | None  # open time of its last bar
     config: BacktestConfig
-    trades: tuple[BacktestTrade, ...]  # closed, in entry order
-    open_trades: tuple[BacktestTrade, ...]  # still open at the end of data: not in the trade metrics
+    trades: Built[TradeRecord, BacktestTrade]  # closed, in entry order
+    open_trades: Built[TradeRecord, BacktestTrade]  # still open at the end of data: not in the trade metrics
     signals: int  # bars in [start, end) where the strategy fired
-    setups: tuple[Setup, ...]  # candidates that passed validation (and the minimum score), in bar order
+    setups: Built[Proposal, Setup]  # candidates that passed validation (and the minimum score), in bar order
     scores: Mapping[str, QualityScore]  # quality score by signal id (empty when not scoring)
     rejections: int
     rejection_reasons: tuple[tuple[str, int], ...]  # numbers masked as '#', most frequent first
@@ -191,7 +193,7 @@ def backtest(
         book.skips[SKIP_WARMUP] += int(warm.sum())
     fired = fired[~warm]
 
-    setups: list[Setup] = []
+    setups: list[Proposal] = []
     scores: dict[str, QualityScore] = {}
     rejected: Counter[str] = Counter()
     sheet = engine.scorer.sheet(ctx, fired) if config.score_setups else None  # the score's inputs, gathered once
@@ -208,12 +210,13 @@ def backtest(
         k += 1
         decided: tuple[int, int] | None = None
         row = rows[k - 1] if rows is not None else None
+        proposal: Proposal | None = None
         if row is not None and row[0]:  # the columns validated it: its levels, and how it enters
-            made = _column_setup(ctx, strategy, i, *row[1:5])
+            made = _column_proposal(ctx, strategy, i, *row[1:5])
             if isinstance(made, str):
                 rejected[rejection_key(made)] += 1
                 continue
-            setup, decided = made, (row[5], row[6])
+            proposal, decided = made, (row[5], row[6])
         else:  # the scalar path: validation's reason for a rejection, or what the columns could not decide
             (candidate,) = candidates(strategy, ctx, signals, np.array([i], dtype=np.int64))
             valid = validate(
@@ -222,27 +225,23 @@ def backtest(
             if isinstance(valid, Rejection):
                 rejected[rejection_key(valid.reason)] += 1
                 continue
-            setup = valid
+            proposal = Proposal.of(valid)
         score: QualityScore | None = None
         if config.score_setups:
-            assessed = score_setup(ctx, setup, i, engine, sheet, k - 1)
+            assessed = score_setup(ctx, proposal.setup, i, engine, sheet, k - 1)
             if isinstance(assessed, Rejection):
                 rejected[rejection_key(assessed.reason)] += 1
                 continue
-            setup, score = assessed.setup, assessed.score
-            scores[setup.signal_id] = score
-        setups.append(setup)
-        book.offer(setup, score, i, decided)
+            score = assessed.score
+            scores[assessed.setup.signal_id] = score
+        setups.append(proposal)
+        book.offer(proposal, score, i, decided)
 
-    simulation = book.result()
-    all_trades = simulation.all_trades
-    last_needed = max(
-        (n if t.exit_index is None else t.exit_index + 1 for t in all_trades),
-        default=stop_at,
-    )
+    entered = book.entered  # in entry order: the signal bars' order, one trade a bar
+    last_needed = max((n if t.exit_index is None else t.exit_index + 1 for t in entered), default=stop_at)
     curve_stop = max(stop_at, last_needed)
-    curve = equity_curve(ctx, all_trades, config.equity, start=start, stop=curve_stop)
-    metrics = compute_metrics(simulation.trades, curve)
+    curve = equity_curve(ctx, entered, config.equity, start=start, stop=curve_stop)
+    metrics = compute_metrics(book.closed, curve)
     return BacktestResult(
         strategy=strategy.name,
         params=MappingProxyType(dataclasses.asdict(strategy.params)),
@@ -251,14 +250,14 @@ def backtest(
         first_bar=ctx.bars.bar_time(start) if curve_stop > start else None,
         last_bar=ctx.bars.bar_time(curve_stop - 1) if curve_stop > start else None,
         config=config,
-        trades=simulation.trades,
-        open_trades=simulation.open_trades,
+        trades=Built(book.closed, TradeRecord.build),
+        open_trades=Built(book.still_open, TradeRecord.build),
         signals=len(fired) + int(warm.sum()),
-        setups=tuple(setups),
+        setups=Built(setups, _SETUP),
         scores=MappingProxyType(scores),
         rejections=sum(rejected.values()),
         rejection_reasons=tuple(rejected.most_common()),
-        skips=simulation.skips,
+        skips=book.skip_counts(),
         equity=curve,
         metrics=metrics,
     )
@@ -301,9 +300,7 @@ def simulate(
     return book.result()
 
 
-def equity_curve(
-    ctx: MarketContext, trades: Iterable[BacktestTrade], equity: Decimal, *, start: int, stop: int
-) -> EquityCurve:
+def equity_curve(ctx: MarketContext, trades: Iterable[Held], equity: Decimal, *, start: int, stop: int) -> EquityCurve:
     """Build the mark-to-market and realised equity over bars [start, stop) of `ctx` for `trades` (open ones too)."""
     bars = ctx.bars
     if not 0 <= start <= stop <= len(bars):
@@ -321,22 +318,22 @@ def equity_curve(
     held_at: list[int] = []  # first bar, bar after the last, per trade
     realized_at: list[int] = []
     realized_pnl: list[float] = []
-    for bt in trades:
-        trade = bt.trade
-        last = (stop - 1 if bt.exit_index is None else bt.exit_index) - start
-        first = bt.entry_index - start
+    for t in trades:
+        last = (stop - 1 if t.exit_index is None else t.exit_index) - start
+        first = t.entry_index - start
         if first < 0 or last >= m:
-            raise ValueError(f"trade {trade.trade_id} lies outside the equity curve window {start}..{stop}")
-        units = float(trade.quantity * trade.contract_size) * trade.side.sign * bt.entry_rate
-        cost = float(trade.entry_price) * units + float(trade.entry_fees) * bt.entry_rate
-        held_to = last + 1 if bt.exit_index is None else last  # the exit bar holds the realised P&L instead
+            raise ValueError(f"trade {t.trade_id} lies outside the equity curve window {start}..{stop}")
+        rate = t.entry_rate
+        units = float(t.units) * t.sign * rate
+        cost = float(t.entry_price) * units + float(t.entry_fees) * rate
+        held_to = last + 1 if t.exit_index is None else last  # the exit bar holds the realised P&L instead
         at += (first, held_to)
         units_at += (units, -units)
         cost_at += (cost, -cost)
         held_at += (first, last + 1)
-        if bt.exit_index is not None:
+        if t.exit_index is not None:
             realized_at.append(last)
-            realized_pnl.append(float(bt.account_pnl if bt.account_pnl is not None else trade.pnl or 0))
+            realized_pnl.append(float(t.money or 0))
     units_steps, cost_steps = np.zeros(m + 1), np.zeros(m + 1)
     open_steps, held_steps = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
     ends, held, exits = (np.asarray(x, dtype=np.intp) for x in (at, held_at, realized_at))
@@ -361,29 +358,45 @@ def equity_curve(
     )
 
 
-def _column_setup(
+def _column_proposal(
     ctx: MarketContext, strategy: Strategy[Any], i: int, sign: int, entry: int, stop: int, target: int
-) -> Setup | str:
-    """The setup of a candidate whose levels (in ticks) the columns validated: the calendar's entry block and the
-    setup's own invariants still apply (a reason when they refuse, as `validate` words it)."""
+) -> Proposal | str:
+    """The setup of a candidate whose levels (in ticks) the columns validated, to be built when used: the
+    calendar's entry block still applies, and a setup whose own invariants would refuse it is built now, for the
+    reason as `validate` words it."""
     instrument = ctx.instrument
-    bar_time = ctx.bars.bar_time(i)
     if ctx.calendar.blocks_entries:
-        blocked = ctx.calendar.entry_block(bar_time + instrument.interval.delta)
+        blocked = ctx.calendar.entry_block(ctx.bars.bar_time(i) + instrument.interval.delta)
         if blocked is not None:
             return blocked
     side = Side.LONG if sign > 0 else Side.SHORT
     tick = instrument.tick_size
-    levels = Decimal(entry) * tick, Decimal(stop) * tick, (Decimal(target) * tick,)
+    levels = Decimal(entry) * tick, Decimal(stop) * tick, Decimal(target) * tick
+    make = partial(_setup, ctx, strategy, i, side, levels)
+    if min(entry, stop, target) > 0 and sign * (entry - stop) > 0 and sign * (target - entry) > 0:  # `Setup` takes it
+        return Proposal(strategy.name, instrument.symbol, side, levels, (entry, stop), make)
     try:
-        return Setup(
-            strategy.name,
-            instrument.symbol,
-            side,
-            *levels,
-            bar_time,
-            instrument.interval,
-            strategy.explain(ctx, i, side),
-        )
+        return Proposal.of(make())
     except ValueError as exc:
         return str(exc)
+
+
+def _setup(
+    ctx: MarketContext, strategy: Strategy[Any], i: int, side: Side, levels: tuple[Decimal, Decimal, Decimal]
+) -> Setup:
+    instrument = ctx.instrument
+    entry, stop, target = levels
+    return Setup(
+        strategy.name,
+        instrument.symbol,
+        side,
+        entry,
+        stop,
+        (target,),
+        ctx.bars.bar_time(i),
+        instrument.interval,
+        strategy.explain(ctx, i, side),
+    )
+
+
+_SETUP: Final = attrgetter("setup")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,7 @@ from engine.indicators import MarketContext
 from engine.montecarlo import MonteCarloReport, equity_curve, max_drawdown, monte_carlo
 from engine.performance import TradeStats
 from engine.pipeline import EngineConfig
-from engine.results import BacktestTrade
+from engine.results import BacktestTrade, Held, measured
 from engine.sizing import CANNOT_SIZE
 from engine.strategy import Strategy
 from engine.systems import ScoreEdge
@@ -117,7 +118,7 @@ class GateReport:
     oos_from: datetime  # open of the first out-of-sample bar
     in_sample: TradeStats
     oos: TradeStats
-    oos_trades: tuple[BacktestTrade, ...]
+    oos_trades: Sequence[BacktestTrade]
     oos_equity: tuple[float, ...]  # 1.0, then the compounded equity after each out-of-sample trade
     periods: tuple[Period, ...]
     monte_carlo: MonteCarloReport
@@ -131,7 +132,7 @@ class GateReport:
 
     @property
     def oos_r(self) -> tuple[float, ...]:
-        return tuple(float(t.trade.pnl_r or 0) for t in self.oos_trades)
+        return tuple(float(t.r or 0) for t in measured(self.oos_trades))
 
     @property
     def max_drawdown(self) -> float:
@@ -197,24 +198,24 @@ def run_gate(
     in_ctx = MarketContext(ctx.instrument, bars.head(start), ctx.calendar)
     in_sample = backtest(in_ctx, strategy, engine, config, start=min(wf.warmup_bars, start))
     out = backtest(ctx, strategy, engine, config, start=start)
-    oos_r = [float(t.trade.pnl_r or 0) for t in out.trades]
+    oos_r = [float(t.r or 0) for t in out.trades.records]
     oos = TradeStats.of(oos_r)
     equity = tuple(float(e) for e in equity_curve(oos_r, float(config.risk_fraction)))
     mc = monte_carlo(oos_r, runs=mc_runs, risk_fraction=float(config.risk_fraction), ruin_drawdown=ruin_drawdown)
     oos_from = bars.bar_time(start)
     data_to = from_nanos(int(bars.close_time[-1]))
     sharpe = annualised_sharpe(oos, oos_from, data_to)
-    scored = [t for t in out.trades if t.quality is not None]
-    score = ScoreEdge.measure([t.quality or 0.0 for t in scored], [float(t.trade.pnl_r or 0) for t in scored])
+    scored = [t for t in out.trades.records if t.quality is not None]
+    score = ScoreEdge.measure([t.quality or 0.0 for t in scored], [float(t.r or 0) for t in scored])
     report = GateReport(
         data_from=bars.bar_time(0),
         data_to=data_to,
         oos_from=oos_from,
-        in_sample=TradeStats.of([float(t.trade.pnl_r or 0) for t in in_sample.trades]),
+        in_sample=TradeStats.of([float(t.r or 0) for t in in_sample.trades.records]),
         oos=oos,
         oos_trades=out.trades,
         oos_equity=equity,
-        periods=_periods(ctx, wf, start, out.trades),
+        periods=_periods(ctx, wf, start, out.trades.records),
         monte_carlo=mc,
         sharpe=sharpe,
         score=score,
@@ -234,16 +235,14 @@ def annualised_sharpe(oos: TradeStats, start: datetime, end: datetime) -> float 
     return oos.sharpe * math.sqrt(oos.trades / years)
 
 
-def _periods(
-    ctx: MarketContext, wf: WalkForwardConfig, start: int, trades: tuple[BacktestTrade, ...]
-) -> tuple[Period, ...]:
+def _periods(ctx: MarketContext, wf: WalkForwardConfig, start: int, trades: Sequence[Held]) -> tuple[Period, ...]:
     """The out-of-sample span cut into `wf.folds` equal windows, each with the trades entered in it."""
     n = len(ctx.bars)
     size = max((n - start) // wf.folds, 1)
     edges = [*list(range(start, n, size))[: wf.folds], n]
     periods = []
     for lo, hi in itertools.pairwise(edges):
-        rs = [float(t.trade.pnl_r or 0) for t in trades if lo <= t.entry_index < hi]
+        rs = [float(t.r or 0) for t in trades if lo <= t.entry_index < hi]
         end = ctx.bars.bar_time(hi) if hi < n else from_nanos(int(ctx.bars.close_time[-1]))
         periods.append(Period(ctx.bars.bar_time(lo), end, TradeStats.of(rs)))
     return tuple(periods)

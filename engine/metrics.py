@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import numpy as np
 
 from engine.bars import FloatArray
-from engine.performance import BREAKEVEN_BAND, R_PLACES, RATE_PLACES, summarize
+from engine.performance import BREAKEVEN_BAND, R_PLACES, RATE_PLACES, TradeStats
 
 if TYPE_CHECKING:
-    from engine.results import BacktestTrade, EquityCurve
+    from engine.results import BacktestTrade, EquityCurve, Measured
 
 MIN_RETURN_DAYS: Final = 20
 MIN_CAGR_DAYS: Final = 90
@@ -135,32 +135,30 @@ class BacktestMetrics:
             raise ValueError(f"max drawdown is a fall from a peak and cannot be negative, was {self.max_drawdown}")
 
 
-def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> BacktestMetrics:
+def compute_metrics(trades: Sequence[Measured], curve: EquityCurve) -> BacktestMetrics:
     """Compute the metrics of closed `trades` and their mark-to-market equity `curve`."""
-    closed = [t for t in trades if not t.trade.is_open]
-    if len(closed) != len(trades):
+    if any(t.exit_index is None for t in trades):
         raise ValueError("metrics count closed trades only: pass the trades still open separately")
-    money = {t.trade.trade_id: _account_pnl(t) for t in closed}
-    summary = summarize((t.trade for t in closed), lambda trade: money[trade.trade_id])
-    rows = [(t, _r(t)) for t in closed]
+    rows = [(t, _r(t)) for t in trades]
+    stats = TradeStats.of([r for _, r in rows])
     wins = [t for t, r in rows if r >= BREAKEVEN_BAND]
     losses = [t for t, r in rows if r <= -BREAKEVEN_BAND]
     returns = daily_returns(curve)
     final = float(curve.equity[-1]) if len(curve) else None
     return BacktestMetrics(
-        trades=summary.trades,
-        wins=summary.wins,
-        losses=summary.losses,
-        breakevens=summary.breakevens,
-        win_rate=summary.win_rate,
-        profit_factor=summary.profit_factor,
-        expectancy_r=summary.expectancy_r,
-        average_win_r=summary.average_win_r,
-        average_loss_r=summary.average_loss_r,
+        trades=stats.trades,
+        wins=stats.wins,
+        losses=stats.losses,
+        breakevens=stats.breakevens,
+        win_rate=_places(stats.win_rate, RATE_PLACES),
+        profit_factor=_places(stats.profit_factor, R_PLACES),
+        expectancy_r=_places(stats.expectancy_r, R_PLACES),
+        average_win_r=_places(stats.average_win_r, R_PLACES),
+        average_loss_r=_places(stats.average_loss_r, R_PLACES),
         average_win=_mean_money(wins),
         average_loss=_mean_money(losses),
-        net_pnl=summary.net_pnl,
-        fees=sum(((t.trade.fees * _decimal(t.entry_rate)).quantize(CENT) for t in closed), Decimal(0)),
+        net_pnl=sum((_money(t) for t in trades), Decimal(0)),
+        fees=sum(((t.fees * _decimal(t.entry_rate)).quantize(CENT) for t in trades), Decimal(0)),
         initial_equity=curve.initial,
         final_equity=final,
         total_return=None if final is None else final / curve.initial - 1.0,
@@ -173,10 +171,10 @@ def compute_metrics(trades: Sequence[BacktestTrade], curve: EquityCurve) -> Back
         trading_days_per_year=curve.trading_days_per_year,
         by_hour=_breakdown(rows, lambda t: t.entry_hour),
         by_weekday=_breakdown(rows, lambda t: t.entry_weekday),
-        by_symbol=_breakdown(rows, lambda t: t.trade.symbol),
+        by_symbol=_breakdown(rows, lambda t: t.symbol),
         by_quality_decile=_breakdown(
-            [(t, r) for t, r in rows if t.score is not None],
-            lambda t: quality_decile(t.score.total) if t.score is not None else -1,
+            [(t, r) for t, r in rows if t.quality is not None],
+            lambda t: quality_decile(t.quality) if t.quality is not None else -1,
         ),
     )
 
@@ -313,31 +311,32 @@ def _decimal(rate: float) -> Decimal:
     return Decimal(repr(rate))
 
 
-def _r(trade: BacktestTrade) -> Decimal:
-    r = trade.trade.pnl_r
+def _r(trade: Measured) -> Decimal:
+    r = trade.r
     if r is None:
-        raise ValueError(f"trade {trade.trade.trade_id} has no R multiple (open or no money at risk)")
+        raise ValueError(f"trade {trade.trade_id} has no R multiple (zero money at risk)")
     return r
 
 
-def _account_pnl(trade: BacktestTrade) -> Decimal:
-    if trade.account_pnl is not None:
-        return trade.account_pnl
-    if trade.trade.pnl is None:
-        raise ValueError(f"trade {trade.trade.trade_id} is open: metrics count closed trades only")
-    return trade.trade.pnl
+def _money(trade: Measured) -> Decimal:
+    money = trade.money
+    if money is None:
+        raise ValueError(f"trade {trade.trade_id} is open: metrics count closed trades only")
+    return money
 
 
-def _mean_money(trades: list[BacktestTrade]) -> Decimal | None:
+def _mean_money(trades: list[Measured]) -> Decimal | None:
     if not trades:
         return None
-    total = sum((_account_pnl(t) for t in trades), Decimal(0))
+    total = sum((_money(t) for t in trades), Decimal(0))
     return (total / len(trades)).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
-def _breakdown(
-    rows: Sequence[tuple[BacktestTrade, Decimal]], key: Callable[[BacktestTrade], K]
-) -> Mapping[K, GroupStats]:
+def _places(value: Decimal | None, places: Decimal) -> Decimal | None:
+    return None if value is None else value.quantize(places)
+
+
+def _breakdown(rows: Sequence[tuple[Measured, Decimal]], key: Callable[[Measured], K]) -> Mapping[K, GroupStats]:
     groups: dict[K, list[Decimal]] = {}
     for trade, r in rows:
         groups.setdefault(key(trade), []).append(r)

@@ -38,9 +38,9 @@ from engine.exits import (
 )
 from engine.indicators import MarketContext
 from engine.pipeline import ValidationRules
-from engine.results import BacktestTrade
+from engine.results import BacktestTrade, Proposal, TradeRecord
 from engine.sizing import TickSizer, pnl_to_account
-from engine.trading import ExitReason, TradeKind, trade_from_setup
+from engine.trading import ExitReason, net_pnl
 
 if TYPE_CHECKING:
     from engine.backtest import BacktestConfig
@@ -115,8 +115,9 @@ class TradeBook:
         self.slippage = (slippage_den * 10_000, slippage_num) if exact else None  # price x (whole +- bps) / whole
         self.pending: list[tuple[int, int, Decimal]] = []  # (exit bar, sequence, net P&L) not yet realised
         self.busy_until = -1  # exit bar of the latest position; n while it is still open at the end
-        self.closed: list[BacktestTrade] = []
-        self.still_open: list[BacktestTrade] = []
+        self.closed: list[TradeRecord] = []
+        self.still_open: list[TradeRecord] = []
+        self.entered: list[TradeRecord] = []  # both, in entry order
         self.skips: Counter[str] = Counter()
         self.open_notional: list[tuple[int, int, Decimal]] = []  # heap of (exit bar, sequence, notional) still held
 
@@ -124,10 +125,14 @@ class TradeBook:
         """Whether a signal at bar `i` must be skipped because the symbol still holds a position at its close."""
         return self.config.one_position_per_symbol and self.busy_until > i
 
-    def offer(self, setup: Setup, score: QualityScore | None, i: int, decided: tuple[int, int] | None = None) -> None:
+    def offer(
+        self, setup: Setup | Proposal, score: QualityScore | None, i: int, decided: tuple[int, int] | None = None
+    ) -> None:
         """Enter `setup` (signalled at bar `i`) at the next bar's open and find its exit, or count why not.
 
         `decided` is how `engine.columns` entered it: (an `Entry`, the fill in ticks); None: decide here."""
+        if isinstance(setup, Setup):
+            setup = Proposal.of(setup)
         if decided is None or decided[0] == Entry.SCALAR:
             entered = self._entry(setup, i)
             if entered is None:
@@ -140,7 +145,7 @@ class TradeBook:
             return
         self._enter(setup, score, i, entry_ns, price)
 
-    def _entry(self, setup: Setup, i: int) -> tuple[int, Decimal] | None:
+    def _entry(self, setup: Proposal, i: int) -> tuple[int, Decimal] | None:
         """The entry of `setup` at the open of the bar after `i`: (its open time in ns, the fill), or None with the
         reason counted."""
         j = i + 1
@@ -173,12 +178,11 @@ class TradeBook:
             return None
         return entry_ns, price
 
-    def _enter(self, setup: Setup, score: QualityScore | None, i: int, entry_ns: int, price: Decimal) -> None:
+    def _enter(self, setup: Proposal, score: QualityScore | None, i: int, entry_ns: int, price: Decimal) -> None:
         """Size the position entered at `price` at the open of bar `i + 1` (`entry_ns`) and find its exit."""
         j = i + 1
         instrument, costs, side = self.instrument, self.config.costs, setup.side
         stop, target = float(setup.stop), float(setup.target)
-        entered_at = _utc(entry_ns)
         self._realise(j)
         if self.equity <= 0:
             self.skips[SKIP_NO_EQUITY] += 1
@@ -197,46 +201,49 @@ class TradeBook:
         trigger = self.config.stop_triggers.get(setup.strategy, StopTrigger.TOUCH)
         plan = self.config.exit_plans.get(setup.strategy)
         exit_index: int | None = None
-        exited: tuple[datetime, Decimal, ExitReason, Decimal] | None = None
+        exited: tuple[int, Decimal, ExitReason, Decimal] | None = None
         found = None
         if plan is not None and plan.active:
             managed = self._managed(j, side, float(price), stop, target, plan)
             if managed.done:
                 exit_index = managed.legs[-1].bar_index
-                exited = managed_fill(managed, quantity, side, instrument, costs, self._close_time(exit_index))
+                close_ns = self._close_ns(exit_index)
+                _, fill, reason, fees = managed_fill(managed, quantity, side, instrument, costs, _utc(close_ns))
+                exited = (close_ns, fill, reason, fees)
         else:
             found = self._exit(j, side, stop, target, trigger)
         if found is not None:
-            exit_at, exit_index, exit_level, exit_reason = found
+            exit_index, exit_level, exit_reason = found
             exit_atr = 0.0 if self.atr is None else float(self.atr[exit_index - 1])
             closing = Side.SHORT if side is Side.LONG else Side.LONG
             exit_price = self._atr_slipped(self._closing_fill(exit_level, side), closing, exit_atr)
-            exited = (exit_at, exit_price, exit_reason, commission(exit_price, quantity, instrument, costs))
-        trade = trade_from_setup(
-            setup, TradeKind.BACKTEST, quantity, instrument.contract_size, entered_at, price, entry_fees, exited=exited
-        )
-        account_pnl = None
-        if exited is not None and trade.pnl is not None and trade.exit_price is not None:
-            account_pnl = self._to_account(trade.pnl, trade.exit_price, exited[0], entry_rate)
-        record = BacktestTrade(
-            trade,
+            exited = (
+                self._close_ns(exit_index),
+                exit_price,
+                exit_reason,
+                commission(exit_price, quantity, instrument, costs),
+            )
+        contract_size = instrument.contract_size
+        pnl = r = account_pnl = None
+        if exited is not None:
+            pnl, r = net_pnl(side, quantity, contract_size, price, setup.stop, (exited[1], entry_fees, exited[3]))
+            account_pnl = self._to_account(pnl, exited[1], exited[0], entry_rate)
+        record = TradeRecord(
             setup,
             score,
-            i,
-            j,
-            exit_index,
-            hour,
-            weekday,
-            currency=self.currency,
-            budget_risk=budget_risk,
-            initial_risk=pnl_to_account(trade.risk_money, entry_rate),
-            notional=notional,
-            account_pnl=account_pnl,
-            entry_rate=1.0 if entry_rate == 1 else float(entry_rate),
+            (i, j, exit_index),
+            (hour, weekday),
+            quantity,
+            contract_size,
+            (entry_ns, price, entry_fees),
+            exited,
+            (self.currency, entry_rate, budget_risk, notional, account_pnl),
+            (pnl, r),
         )
         heapq.heappush(
             self.open_notional, (self.n if exit_index is None else exit_index, len(self.open_notional), notional)
         )
+        self.entered.append(record)
         if exit_index is None or account_pnl is None:
             self.still_open.append(record)
             self.busy_until = self.n
@@ -246,7 +253,7 @@ class TradeBook:
         self.busy_until = max(self.busy_until, exit_index)
 
     def _size(
-        self, setup: Setup, prices: Mapping[str, Decimal], held: Decimal
+        self, setup: Proposal, prices: Mapping[str, Decimal], held: Decimal
     ) -> tuple[Decimal, Fraction, Decimal, Decimal] | str:
         """(quantity, quote-to-account rate, risk with costs, notional) of the desk's order for `setup` on the
         realised equity with `held` notional open, or the skip's reason: `Sizing.size`, by `TickSizer` where it can."""
@@ -257,10 +264,14 @@ class TradeBook:
             except ValueError:  # no conversion price: `Sizing.size` words the refusal
                 pass
             else:
-                tick = instrument.tick_size
-                (entry, off_entry), (stop, off_stop) = divmod(setup.entry, tick), divmod(setup.stop, tick)
-                if not (off_entry or off_stop):  # levels on the tick (a validated setup's always are)
-                    quantity, risk, notional = self.sizer.size(int(entry), int(stop), self.equity, rate, held)
+                ticks = setup.ticks
+                if ticks is None:
+                    tick = instrument.tick_size
+                    (entry, off_entry), (stop, off_stop) = divmod(setup.entry, tick), divmod(setup.stop, tick)
+                    if not (off_entry or off_stop):  # levels on the tick (a validated setup's always are)
+                        ticks = int(entry), int(stop)
+                if ticks is not None:
+                    quantity, risk, notional = self.sizer.size(*ticks, self.equity, rate, held)
                     if quantity > 0:
                         return quantity, rate, risk, notional
         sized = sizing.size(
@@ -273,15 +284,19 @@ class TradeBook:
             return why if why == SKIP_ZERO_SIZE else rejection_key(why)
         return sized.quantity, sized.rate, sized.risk_with_costs, sized.notional
 
-    def result(self) -> Simulation:
-        order = sorted(self.skips.items(), key=lambda kv: (-kv[1], kv[0]))
-        return Simulation(tuple(self.closed), tuple(self.still_open), tuple(order))
+    def skip_counts(self) -> tuple[tuple[str, int], ...]:
+        """Why offered setups were not traded, most frequent first."""
+        return tuple(sorted(self.skips.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    def _to_account(self, pnl: Decimal, exit_price: Decimal, exit_at: datetime, entry_rate: Fraction) -> Decimal:
+    def result(self) -> Simulation:
+        closed, still_open = (tuple(r.build() for r in records) for records in (self.closed, self.still_open))
+        return Simulation(closed, still_open, self.skip_counts())
+
+    def _to_account(self, pnl: Decimal, exit_price: Decimal, exit_ns: int, entry_rate: Fraction) -> Decimal:
         """Net P&L in account money at the exit's conversion price (the entry's when none is known by then)."""
         if not self.converts:
             return pnl_to_account(pnl, entry_rate)
-        prices = self.config.rates.prices_at(exit_at)
+        prices = self.config.rates.prices_at(_utc(exit_ns))
         try:
             return self.config.sizing.to_account(self.instrument, pnl, exit_price, prices)
         except ValueError:
@@ -300,8 +315,8 @@ class TradeBook:
 
     def _exit(
         self, j: int, side: Side, stop: float, target: float, trigger: StopTrigger
-    ) -> tuple[datetime, int, float, ExitReason] | None:
-        """The exit of a position entered at bar `j`'s open: (close time, bar index, fill level, reason) or None."""
+    ) -> tuple[int, float, ExitReason] | None:
+        """The exit of a position entered at bar `j`'s open: (bar index, fill level, reason) or None."""
         bars = self.bars
         found = scan_exit(
             bars.open,
@@ -316,13 +331,10 @@ class TradeBook:
             session_day=self.session_day,
             stop_trigger=trigger,
         )
-        if found is None:
-            return None
-        index, level, reason = found
-        return _utc(int(bars.time[index]) + self.interval_ns), index, level, reason
+        return found
 
-    def _close_time(self, index: int) -> datetime:
-        return _utc(int(self.bars.time[index]) + self.interval_ns)
+    def _close_ns(self, index: int) -> int:
+        return int(self.bars.time[index]) + self.interval_ns
 
     def _managed(self, j: int, side: Side, entry: float, stop: float, target: float, plan: ExitPlan) -> ManagedExit:
         """The legs of a managed position entered at bar `j`'s open (`engine.exits.manage_exit`)."""

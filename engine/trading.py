@@ -224,10 +224,14 @@ class Trade:
                 raise ValueError(f"trade {self.trade_id}: exit {self.exit_time} is before entry {self.entry_time}")
         pnl = pnl_r = None
         if self.exit_price is not None:
-            gross = (self.exit_price - self.entry_price) * self.side.sign * self.quantity * self.contract_size
-            pnl = gross - self.entry_fees - self.exit_fees
-            risk = self.risk_money
-            pnl_r = (pnl / risk).quantize(R_STEP) if risk else None
+            pnl, pnl_r = net_pnl(
+                self.side,
+                self.quantity,
+                self.contract_size,
+                self.entry_price,
+                self.stop,
+                (self.exit_price, self.entry_fees, self.exit_fees),
+            )
         object.__setattr__(self, "_pnl", pnl)
         object.__setattr__(self, "_pnl_r", pnl_r)
 
@@ -292,6 +296,22 @@ class BrokerExit:
     def costs(self) -> Decimal:
         """Exit costs as a trade records them: commission plus financing paid; a credit lowers them, not below 0."""
         return max(self.fees - self.financing, Decimal(0))
+
+
+def net_pnl(
+    side: Side,
+    quantity: Decimal,
+    contract_size: Decimal,
+    entry_price: Decimal,
+    stop: Decimal,
+    closing: tuple[Decimal, Decimal, Decimal],
+) -> tuple[Decimal, Decimal | None]:
+    """A closed trade's net P&L in the quote currency, and in multiples of the money its stop risked at entry, to
+    0.01R (None with nothing at risk); `closing` is (exit price, entry fees, exit fees)."""
+    exit_price, entry_fees, exit_fees = closing
+    pnl = (exit_price - entry_price) * side.sign * quantity * contract_size - entry_fees - exit_fees
+    risk = abs(entry_price - stop) * quantity * contract_size
+    return pnl, (pnl / risk).quantize(R_STEP) if risk else None
 
 
 def closed_order(trade: Trade) -> tuple[datetime, str]:

@@ -228,6 +228,6 @@ def evaluate_task(spec: WorkerSpec, task: EvalTask) -> EvalResult:
     ctx = window_context(spec.data_dir, spec.instrument, spec.calendar, task.end)
     strategy = build_strategy(spec.strategy, task.params)
     result = backtest(ctx, strategy, spec.engine, spec.config, start=task.start, end=task.end)
-    r = [float(t.trade.pnl_r or 0) for t in result.trades]
-    pnl = [float(t.trade.pnl or 0) for t in result.trades]
+    r = [float(t.r or 0) for t in result.trades.records]
+    pnl = [float(t.pnl or 0) for t in result.trades.records]
     return EvalResult.from_r_multiples(r, pnl)

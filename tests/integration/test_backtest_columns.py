@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 import engine.backtest as backtest_module
-from engine.backtest import BacktestConfig, BacktestResult, backtest
+from engine.backtest import BacktestConfig, BacktestResult, backtest, equity_curve
 from engine.columns import Entry
 from engine.costs import CostModel, exit_fill_price
 from engine.domain import Side
 from engine.exposure import ExposureClass, ExposureLimits
+from engine.indicators import MarketContext
+from engine.metrics import compute_metrics
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.sizing import RateHistory, Sizing, TickSizer
 from engine.strategy import REGISTRY, strategy_names
@@ -66,6 +68,37 @@ def everything(result: BacktestResult) -> tuple[Any, ...]:
     return repr(trades), repr(money), repr(result.setups), counts, curve
 
 
+HELD = (
+    "entry_index",
+    "exit_index",
+    "trade_id",
+    "r",
+    "money",
+    "fees",
+    "entry_rate",
+    "entry_hour",
+    "entry_weekday",
+    "symbol",
+    "quality",
+    "sign",
+    "units",
+    "entry_price",
+    "entry_fees",
+)
+
+
+def assert_measured_as_built(result: BacktestResult, ctx: MarketContext, config: BacktestConfig) -> None:
+    """The records the metrics and the curve read say what the built trades say, and measure the same."""
+    for trades in (result.trades, result.open_trades):
+        for record, built in zip(trades.records, trades, strict=True):
+            assert repr([getattr(record, f) for f in HELD]) == repr([getattr(built, f) for f in HELD])
+    assert repr(compute_metrics(tuple(result.trades), result.equity)) == repr(result.metrics)
+    held = sorted([*result.trades, *result.open_trades], key=lambda t: t.entry_index)
+    curve = equity_curve(ctx, held, config.equity, start=0, stop=len(result.equity))
+    for name in ("equity", "realized", "in_position"):
+        assert getattr(curve, name).tolist() == getattr(result.equity, name).tolist(), name
+
+
 @pytest.mark.parametrize(
     ("symbol", "interval"), [("EURUSD", "1h"), ("XAUUSD", "1h"), ("RELIANCE", "5m"), ("BTCUSDT", "1h")]
 )
@@ -100,6 +133,7 @@ def test_every_strategy_and_configuration_backtests_as_the_scalar_path_does(
                 scalar.setattr(TradeBook, "_closing_fill", scalar_closing_fill)
                 slow = backtest(ctx, strategy, engine, config)
             assert everything(fast) == everything(slow), (name, label)
+            assert_measured_as_built(fast, ctx, config)
             runs += 1 if fast.trades else 0
     assert runs >= 8  # strategies that traded here, in each configuration
     assert decided["entries"] >= 100 and decided["sizes"] >= 100, decided

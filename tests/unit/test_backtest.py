@@ -7,6 +7,7 @@ A test-only strategy (not registered) fires exactly where each test says.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -512,3 +513,46 @@ def test_a_strategy_declaring_close_only_stops_is_stopped_by_a_close_not_a_wick(
     (close,) = run(context(rows), ScriptedOnCloses(fires)).trades
     assert (touch.exit_index, touch.trade.exit_price) == (4, D("95.00"))  # the wick stopped it at the level
     assert (close.exit_index, close.trade.exit_reason, close.trade.exit_price) == (5, ExitReason.STOP, D("94.50"))
+
+
+class Counted(Scripted):
+    """A scripted strategy that counts the reasons it is asked for (each `Setup` built asks once)."""
+
+    def __init__(self, fires: Mapping[int, tuple[Side, float, float, float]]) -> None:
+        super().__init__(fires)
+        self.explained = 0
+
+    def explain(self, ctx: MarketContext, i: int, side: Side) -> tuple[str, ...]:
+        self.explained += 1
+        return super().explain(ctx, i, side)
+
+
+def three_trades() -> tuple[Counted, BacktestResult]:
+    win: Row = (100.0, 111.0, 100.0, 110.5)
+    rows = [QUIET] * 3 + [win] + [QUIET] * 3 + [win] + [QUIET] * 3 + [win, QUIET]
+    strategy = Counted({i: (Side.LONG, 100.0, 95.0, 110.0) for i in (2, 6, 10)})
+    return strategy, run(context(rows), strategy)
+
+
+def test_trades_and_setups_are_built_when_first_read_and_then_kept() -> None:
+    strategy, result = three_trades()
+    assert (len(result.trades), len(result.setups), strategy.explained) == (3, 3, 0)
+    assert result.metrics.trades == 3 and result.metrics.wins == 3  # measured from the records, nothing built
+    assert result.equity.realized[-1] == 10_000 + 3 * 200
+    assert strategy.explained == 0
+    second = result.trades[1]
+    assert strategy.explained == 1 and second.setup.reasons == ("scripted long at bar 6",)
+    assert result.trades[1] is second and result.setups[1] is second.setup and strategy.explained == 1
+    assert [t.trade.pnl for t in result.trades] == [D(200)] * 3 and strategy.explained == 3
+
+
+def test_built_trades_compare_slice_and_pickle_as_a_tuple_of_them_would() -> None:
+    strategy, result = three_trades()
+    sent = pickle.dumps((result.trades, result.setups))
+    assert strategy.explained == 3  # each setup is built to be sent: its builder holds the whole context
+    trades, setups = pickle.loads(sent)
+    assert trades == result.trades == tuple(result.trades) and result.trades == list(result.trades)
+    assert setups == result.setups and result.trades != result.trades[:2]
+    assert result.trades[1:] == tuple(result.trades)[1:] and result.trades[-1] == tuple(result.trades)[-1]
+    assert [t.r for t in trades.records] == [t.trade.pnl_r for t in result.trades]
+    assert b"numpy" not in sent and repr(result.trades) == repr(tuple(result.trades))

@@ -21,6 +21,7 @@ from engine.domain import Instrument, Interval, Setup, Side, quantize_float
 from engine.exposure import ExposureClass, ExposureLimits
 from engine.indicators import MarketContext
 from engine.pipeline import Candidate, ValidationRules, validate
+from engine.results import Proposal
 from engine.sizing import SizeLimits, Sizing, TickSizer
 from engine.strategy import SignalArrays
 from engine.trade_book import ENTRY_SKIPS, TradeBook
@@ -222,7 +223,7 @@ def test_a_setup_off_the_tick_is_sized_by_the_desks_sizing() -> None:
     setup = Setup(
         "s", instrument.symbol, Side.LONG, Decimal("100.005"), Decimal("99.003"), (Decimal(103),), at, Interval.H1
     )
-    quantity, rate, risk, notional = book._size(setup, {}, Decimal(0))  # type: ignore[misc]
+    quantity, rate, risk, notional = book._size(Proposal.of(setup), {}, Decimal(0))  # type: ignore[misc]
     expected = Sizing().size(instrument, setup.entry, setup.stop, Decimal(10000), {})
     assert not isinstance(expected, str)
     assert (quantity, rate, risk, notional) == (
