@@ -3,7 +3,8 @@
 A backtest of a million bars takes thousands of trades, and a report shows a few of them: the trades and
 setups are kept as records (`TradeRecord`, `Proposal`) and each `BacktestTrade` or `Setup` is built, with its
 checks and its id, on first access (`Built`). The metrics and the equity curve read the records' exact
-figures, which are the ones the built objects carry (`Measured`, `Held`).
+figures, which are the ones the built objects carry (`Measured`, `Held`). Until its setups are built, a result
+holds the market context they are built from; pickled, it sends the built setups instead.
 """
 
 from __future__ import annotations

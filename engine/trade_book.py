@@ -145,7 +145,7 @@ class TradeBook:
             return
         self._enter(setup, score, i, entry_ns, price)
 
-    def _entry(self, setup: Proposal, i: int) -> tuple[int, Decimal] | None:
+    def _entry(self, setup: Setup | Proposal, i: int) -> tuple[int, Decimal] | None:
         """The entry of `setup` at the open of the bar after `i`: (its open time in ns, the fill), or None with the
         reason counted."""
         j = i + 1
