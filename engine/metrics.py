@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import numpy as np
 
 from engine.bars import FloatArray
-from engine.performance import BREAKEVEN_BAND, R_PLACES, RATE_PLACES, TradeStats
+from engine.performance import BREAKEVEN_BAND, R_PLACES, RATE_PLACES, ShownRatios, TradeStats
 
 if TYPE_CHECKING:
     from engine.results import BacktestTrade, EquityCurve, Measured
@@ -141,6 +141,7 @@ def compute_metrics(trades: Sequence[Measured], curve: EquityCurve) -> BacktestM
         raise ValueError("metrics count closed trades only: pass the trades still open separately")
     rows = [(t, _r(t)) for t in trades]
     stats = TradeStats.of([r for _, r in rows])
+    shown = ShownRatios.of(stats)  # as `/report` shows them
     wins = [t for t, r in rows if r >= BREAKEVEN_BAND]
     losses = [t for t, r in rows if r <= -BREAKEVEN_BAND]
     returns = daily_returns(curve)
@@ -150,11 +151,11 @@ def compute_metrics(trades: Sequence[Measured], curve: EquityCurve) -> BacktestM
         wins=stats.wins,
         losses=stats.losses,
         breakevens=stats.breakevens,
-        win_rate=_places(stats.win_rate, RATE_PLACES),
-        profit_factor=_places(stats.profit_factor, R_PLACES),
-        expectancy_r=_places(stats.expectancy_r, R_PLACES),
-        average_win_r=_places(stats.average_win_r, R_PLACES),
-        average_loss_r=_places(stats.average_loss_r, R_PLACES),
+        win_rate=shown.win_rate,
+        profit_factor=shown.profit_factor,
+        expectancy_r=shown.expectancy_r,
+        average_win_r=shown.average_win_r,
+        average_loss_r=shown.average_loss_r,
         average_win=_mean_money(wins),
         average_loss=_mean_money(losses),
         net_pnl=sum((_money(t) for t in trades), Decimal(0)),
@@ -330,10 +331,6 @@ def _mean_money(trades: list[Measured]) -> Decimal | None:
         return None
     total = sum((_money(t) for t in trades), Decimal(0))
     return (total / len(trades)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-
-
-def _places(value: Decimal | None, places: Decimal) -> Decimal | None:
-    return None if value is None else value.quantize(places)
 
 
 def _breakdown(rows: Sequence[tuple[Measured, Decimal]], key: Callable[[Measured], K]) -> Mapping[K, GroupStats]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from engine.trading import Trade
 
@@ -95,6 +95,26 @@ class TradeStats(Generic[N]):
             average_loss_r=total(losses) / len(losses) if losses else None,
             sharpe=sharpe,
             total_r=total(rs),
+        )
+
+
+class ShownRatios(NamedTuple):
+    """The ratios of exact `TradeStats` as every report shows them: the win rate to 0.0001, the R figures to 0.01R."""
+
+    win_rate: Decimal | None
+    profit_factor: Decimal | None
+    expectancy_r: Decimal | None
+    average_win_r: Decimal | None
+    average_loss_r: Decimal | None
+
+    @classmethod
+    def of(cls, stats: TradeStats[Decimal]) -> ShownRatios:
+        return cls(
+            _places(stats.win_rate, RATE_PLACES),
+            _places(stats.profit_factor, R_PLACES),
+            _places(stats.expectancy_r, R_PLACES),
+            _places(stats.average_win_r, R_PLACES),
+            _places(stats.average_loss_r, R_PLACES),
         )
 
 
@@ -174,6 +194,7 @@ def _summary(
     by_strategy: Mapping[str, PerformanceSummary] | None = None,
 ) -> PerformanceSummary:
     stats = TradeStats.of([r for _, r in rows])
+    shown = ShownRatios.of(stats)
     net: dict[str, Decimal] = {}
     for trade, _ in rows:
         net[trade.symbol] = net.get(trade.symbol, Decimal(0)) + money(trade)
@@ -184,11 +205,11 @@ def _summary(
         wins=stats.wins,
         losses=stats.losses,
         breakevens=stats.breakevens,
-        win_rate=_places(stats.win_rate, RATE_PLACES),
-        profit_factor=_places(stats.profit_factor, R_PLACES),
-        expectancy_r=_places(stats.expectancy_r, R_PLACES),
-        average_win_r=_places(stats.average_win_r, R_PLACES),
-        average_loss_r=_places(stats.average_loss_r, R_PLACES),
+        win_rate=shown.win_rate,
+        profit_factor=shown.profit_factor,
+        expectancy_r=shown.expectancy_r,
+        average_win_r=shown.average_win_r,
+        average_loss_r=shown.average_loss_r,
         total_r=Decimal(stats.total_r),  # 0.0 when empty: nothing tells an empty list's type
         net_pnl=sum(net.values(), Decimal(0)),
         net_pnl_by_symbol={symbol: net[symbol] for symbol in sorted(net)},

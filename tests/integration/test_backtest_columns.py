@@ -92,6 +92,7 @@ def assert_measured_as_built(result: BacktestResult, ctx: MarketContext, config:
     for trades in (result.trades, result.open_trades):
         for record, built in zip(trades.records, trades, strict=True):
             assert repr([getattr(record, f) for f in HELD]) == repr([getattr(built, f) for f in HELD])
+            assert repr(record.pnl) == repr(built.trade.pnl)  # what validation's walk-forward reads
     assert repr(compute_metrics(tuple(result.trades), result.equity)) == repr(result.metrics)
     held = sorted([*result.trades, *result.open_trades], key=lambda t: t.entry_index)
     curve = equity_curve(ctx, held, config.equity, start=0, stop=len(result.equity))
