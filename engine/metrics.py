@@ -2,7 +2,8 @@
 
 Decisions, so every number means one thing and none is made up:
 
-* Trade statistics are `engine.performance.summarize`'s, the ones `/report` shows: a win is net R >=
+* Trade statistics are `engine.performance`'s (`TradeStats`, rounded by `ShownRatios`), the ones `/report`
+  shows (`summarize`), over the same exact R multiples in any order (exact sums): a win is net R >=
   +0.05R (`BREAKEVEN_BAND`), a loss <= -0.05R, win rate = wins / trades, profit factor = gained R / lost R
   (None when nothing was lost, never infinity), expectancy = mean net R. Money (net P&L, fees, average win /
   loss: the mean net P&L after fees of those same wins / losses) is in the backtest's account currency, each

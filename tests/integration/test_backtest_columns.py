@@ -16,6 +16,7 @@ from engine.domain import Side
 from engine.exposure import ExposureClass, ExposureLimits
 from engine.indicators import MarketContext
 from engine.metrics import compute_metrics
+from engine.performance import summarize
 from engine.pipeline import EngineConfig, ValidationRules
 from engine.sizing import RateHistory, Sizing, TickSizer
 from engine.strategy import REGISTRY, strategy_names
@@ -87,6 +88,20 @@ HELD = (
 )
 
 
+REPORTED = (
+    "trades",
+    "wins",
+    "losses",
+    "breakevens",
+    "win_rate",
+    "profit_factor",
+    "expectancy_r",
+    "average_win_r",
+    "average_loss_r",
+    "net_pnl",
+)
+
+
 def assert_measured_as_built(result: BacktestResult, ctx: MarketContext, config: BacktestConfig) -> None:
     """The records the metrics and the curve read say what the built trades say, and measure the same."""
     for trades in (result.trades, result.open_trades):
@@ -94,6 +109,9 @@ def assert_measured_as_built(result: BacktestResult, ctx: MarketContext, config:
             assert repr([getattr(record, f) for f in HELD]) == repr([getattr(built, f) for f in HELD])
             assert repr(record.pnl) == repr(built.trade.pnl)  # what validation's walk-forward reads
     assert repr(compute_metrics(tuple(result.trades), result.equity)) == repr(result.metrics)
+    money = {t.trade_id: t.money for t in result.trades}
+    shown = summarize((t.trade for t in result.trades), lambda trade: money[trade.trade_id] or Decimal(0))
+    assert [getattr(shown, f) for f in REPORTED] == [getattr(result.metrics, f) for f in REPORTED]  # as /report
     held = sorted([*result.trades, *result.open_trades], key=lambda t: t.entry_index)
     curve = equity_curve(ctx, held, config.equity, start=0, stop=len(result.equity))
     for name in ("equity", "realized", "in_position"):
