@@ -9,12 +9,12 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
+from engine.bars import from_nanos
 from engine.columns import Entry
 from engine.costs import commission, exit_fill_price, market_fill
 from engine.domain import (
@@ -59,7 +59,6 @@ SKIP_NO_EQUITY: Final = "no equity left to risk"
 SKIP_ZERO_SIZE: Final = "position too small for the risk budget (0 lots)"
 SKIP_NO_RATE: Final = "cannot size in the account currency: no conversion price"
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_NS: Final = 3_600 * 1_000_000_000
 _DAY_NS: Final = 24 * _HOUR_NS
 _EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday
@@ -83,10 +82,6 @@ class Simulation:
     trades: tuple[BacktestTrade, ...]
     open_trades: tuple[BacktestTrade, ...]
     skips: tuple[tuple[str, int], ...]
-
-    @property
-    def all_trades(self) -> tuple[BacktestTrade, ...]:
-        return tuple(sorted((*self.trades, *self.open_trades), key=lambda t: (t.entry_index, t.trade.trade_id)))
 
 
 class TradeBook:
@@ -156,7 +151,7 @@ class TradeBook:
         signal_close = int(bars.time[i]) + instrument.interval.nanos
         entry_ns = int(bars.time[j])
         if entry_ns != signal_close:
-            late = self.ctx.calendar.open_duration(_utc(signal_close), _utc(entry_ns))
+            late = self.ctx.calendar.open_duration(from_nanos(signal_close), from_nanos(entry_ns))
             if late > self.max_age:
                 self.skips[SKIP_STALE] += 1
                 return None
@@ -189,7 +184,7 @@ class TradeBook:
             return
         prices = _NO_PRICES
         if self.converts:
-            prices = self.config.rates.prices_at(_utc(int(self.bars.time[i]) + instrument.interval.nanos))
+            prices = self.config.rates.prices_at(from_nanos(int(self.bars.time[i]) + instrument.interval.nanos))
         sized = self._size(setup, prices, self._held_notional(i))
         if isinstance(sized, str):
             self.skips[sized] += 1
@@ -208,7 +203,7 @@ class TradeBook:
             if managed.done:
                 exit_index = managed.legs[-1].bar_index
                 close_ns = self._close_ns(exit_index)
-                _, fill, reason, fees = managed_fill(managed, quantity, side, instrument, costs, _utc(close_ns))
+                _, fill, reason, fees = managed_fill(managed, quantity, side, instrument, costs, from_nanos(close_ns))
                 exited = (close_ns, fill, reason, fees)
         else:
             found = self._exit(j, side, stop, target, trigger)
@@ -296,7 +291,7 @@ class TradeBook:
         """Net P&L in account money at the exit's conversion price (the entry's when none is known by then)."""
         if not self.converts:
             return pnl_to_account(pnl, entry_rate)
-        prices = self.config.rates.prices_at(_utc(exit_ns))
+        prices = self.config.rates.prices_at(from_nanos(exit_ns))
         try:
             return self.config.sizing.to_account(self.instrument, pnl, exit_price, prices)
         except ValueError:
@@ -399,11 +394,6 @@ def gap_refusal(side: Side, stop: Decimal, target: Decimal, opened: Decimal) -> 
 def fill_refusal(side: Side, stop: Decimal, fill: Decimal) -> str | None:
     """Why an entry fill is not taken: with spread and slippage it lands at or beyond the stop, or None."""
     return SKIP_FILL_STOP if side.sign * (fill - stop) <= 0 else None
-
-
-def _utc(ns: int) -> datetime:
-    """Return the UTC datetime of whole-microsecond nanoseconds (bar times), without pandas."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def rejection_key(reason: str) -> str:
